@@ -1,0 +1,128 @@
+//! The aggregator: reads the log after the store's checkpoint, turns entries into rollup deltas
+//! and visit updates, and applies them with the new checkpoint in one store transaction.
+//!
+//! The same code path will read Kinesis; here the source is the embedded log.
+
+use crate::log::EventLog;
+use crate::registry::Registry;
+use crate::store::{Flush, Progress, Store};
+use crate::timebucket::local_hour;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tally_model::codec;
+use tally_model::event::{Event, LogEntry};
+use tally_model::facts::Facts;
+use tally_model::limits::SESSION_TIMEOUT_MS;
+use tally_model::reject::DropReason;
+use tally_model::session::{self, Session};
+use tokio::sync::watch;
+
+/// Most log entries one flush applies.
+const MAX_ENTRIES_PER_FLUSH: usize = 50_000;
+/// How often (in event time) ended visits are deleted from the store.
+const EXPIRE_EVERY_MS: i64 = 60_000;
+
+/// The aggregator's inputs.
+pub struct Aggregator {
+    /// The log to read.
+    pub log: EventLog,
+    /// The store to write.
+    pub store: Arc<Store>,
+    /// Sites, for their time zones.
+    pub registry: Registry,
+    /// Shortest time between two flushes.
+    pub flush_interval: Duration,
+}
+
+impl Aggregator {
+    /// Runs until `shutdown` turns true, then applies what the log holds and returns.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let this = Arc::new(self);
+        let mut head = this.log.head();
+        let mut last_expiry = 0i64;
+        loop {
+            let started = Instant::now();
+            let worker = this.clone();
+            let applied = tokio::task::spawn_blocking(move || worker.flush_once(&mut last_expiry).map(|n| (n, last_expiry)))
+                .await??;
+            last_expiry = applied.1;
+            if applied.0 > 0 {
+                // Let the next batch gather for the rest of the interval.
+                let rest = this.flush_interval.saturating_sub(started.elapsed());
+                tokio::select! { _ = tokio::time::sleep(rest) => {}, _ = shutdown.changed() => {} }
+                continue;
+            }
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = head.changed() => {}
+                _ = shutdown.changed() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// Applies the next batch of log entries; returns how many it applied.
+    fn flush_once(&self, last_expiry: &mut i64) -> anyhow::Result<usize> {
+        let progress = self.store.progress()?;
+        let entries = self.log.read_after(progress.offset, MAX_ENTRIES_PER_FLUSH)?;
+        let Some(&(last_offset, _)) = entries.last() else { return Ok(0) };
+        let started = Instant::now();
+        let mut flush = Flush { progress: Progress { offset: last_offset, until_ms: progress.until_ms }, ..Flush::default() };
+        for (offset, bytes) in &entries {
+            match codec::decode(bytes) {
+                Ok(LogEntry::Event(event)) => self.add_event(&mut flush, &event)?,
+                Ok(LogEntry::Drop(drop)) => {
+                    *flush.drops.entry((drop.site.unwrap_or_default(), drop.reason)).or_default() += 1;
+                    flush.progress.until_ms = flush.progress.until_ms.max(drop.received_ms);
+                }
+                Err(error) => tracing::error!(offset, %error, "skipping an undecodable log entry"),
+            }
+        }
+        if flush.progress.until_ms - *last_expiry >= EXPIRE_EVERY_MS {
+            flush.expire_sessions_before_ms = Some(flush.progress.until_ms - SESSION_TIMEOUT_MS);
+            *last_expiry = flush.progress.until_ms;
+        }
+        self.store.apply(&flush)?;
+        tracing::debug!(entries = entries.len(), offset = last_offset, took_ms = started.elapsed().as_millis() as u64, "flushed");
+        Ok(entries.len())
+    }
+
+    fn add_event(&self, flush: &mut Flush, event: &Event) -> anyhow::Result<()> {
+        flush.progress.until_ms = flush.progress.until_ms.max(event.received_ms);
+        let Ok(facts) = Facts::of(event) else {
+            // The edge checked the URL; an entry that fails now was written by other code.
+            *flush.drops.entry((event.site.clone(), DropReason::InvalidUrl)).or_default() += 1;
+            return Ok(());
+        };
+        let zone = self.registry.snapshot().site(&event.site).map(|s| s.timezone.clone());
+        let bucket = local_hour(zone.as_ref(), event.received_ms);
+        let open = self.open_session(flush, event)?;
+        let rollup = flush.rollups.entry(event.site.clone()).or_default();
+        let next = session::apply(open, event, &facts, bucket, rollup);
+        flush.sessions.insert((event.site.clone(), event.visitor.current), Some(next));
+        Ok(())
+    }
+
+    /// The visitor's open visit: under today's id, else under yesterday's (moved to today's).
+    fn open_session(&self, flush: &mut Flush, event: &Event) -> anyhow::Result<Option<Session>> {
+        let current = self.lookup(flush, &event.site, event.visitor.current)?;
+        if current.is_some() || event.visitor.previous == event.visitor.current {
+            return Ok(current);
+        }
+        let previous = self.lookup(flush, &event.site, event.visitor.previous)?;
+        if previous.is_some() {
+            flush.sessions.insert((event.site.clone(), event.visitor.previous), None);
+        }
+        Ok(previous)
+    }
+
+    fn lookup(&self, flush: &mut Flush, site: &str, visitor: u64) -> anyhow::Result<Option<Session>> {
+        match flush.sessions.entry((site.to_owned(), visitor)) {
+            Entry::Occupied(known) => Ok(known.get().clone()),
+            Entry::Vacant(_) => self.store.session(site, visitor),
+        }
+    }
+}

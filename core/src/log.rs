@@ -1,0 +1,139 @@
+//! The embedded event log: an append-only, durable sequence of encoded log entries (redb).
+//!
+//! Appends are group-committed by one writer thread: every request waiting at that moment goes
+//! into one transaction and one fsync, and each caller is answered only after the commit. Entry
+//! offsets start at 1; offset 0 means "before the first entry". This log stands where Kinesis
+//! stands in the cloud deployment, and is kept for reprocessing.
+
+use anyhow::Context;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::ops::RangeInclusive;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+
+const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
+/// Most waiting entries one commit takes.
+const MAX_ENTRIES_PER_COMMIT: usize = 20_000;
+/// Append requests that may wait for the writer before callers are slowed down.
+const QUEUE_DEPTH: usize = 4_096;
+
+/// The log could not take or give entries.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The writer failed to commit; the entries are not in the log.
+    #[error("event log commit failed: {0}")]
+    Commit(String),
+    /// The writer has stopped (the process is shutting down).
+    #[error("event log is closed")]
+    Closed,
+}
+
+type Reply = oneshot::Sender<Result<RangeInclusive<u64>, LogError>>;
+
+/// A handle to the log; clones share one writer.
+#[derive(Clone)]
+pub struct EventLog {
+    db: Arc<Database>,
+    appends: mpsc::Sender<(Vec<Vec<u8>>, Reply)>,
+    head: watch::Receiver<u64>,
+}
+
+impl EventLog {
+    /// Opens (or creates) the log at `path` and starts its writer thread.
+    pub fn open(path: &Path) -> anyhow::Result<EventLog> {
+        let db = Database::create(path).with_context(|| format!("opening event log {}", path.display()))?;
+        let txn = db.begin_write()?;
+        txn.open_table(ENTRIES)?;
+        txn.commit()?;
+        let db = Arc::new(db);
+        let last = last_offset(&db)?;
+        let (head_tx, head) = watch::channel(last);
+        let (appends, requests) = mpsc::channel(QUEUE_DEPTH);
+        let writer_db = db.clone();
+        std::thread::Builder::new()
+            .name("tally-log-writer".into())
+            .spawn(move || write_loop(&writer_db, requests, &head_tx, last))?;
+        Ok(EventLog { db, appends, head })
+    }
+
+    /// Appends entries durably; returns their offsets once they are committed to disk.
+    pub async fn append(&self, entries: Vec<Vec<u8>>) -> Result<RangeInclusive<u64>, LogError> {
+        let (reply, answer) = oneshot::channel();
+        self.appends.send((entries, reply)).await.map_err(|_| LogError::Closed)?;
+        answer.await.map_err(|_| LogError::Closed)?
+    }
+
+    /// Up to `max` entries after offset `after`, in order.
+    pub fn read_after(&self, after: u64, max: usize) -> anyhow::Result<Vec<(u64, Vec<u8>)>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ENTRIES)?;
+        let mut out = Vec::new();
+        for item in table.range(after.saturating_add(1)..)?.take(max) {
+            let (offset, bytes) = item?;
+            out.push((offset.value(), bytes.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The offset of the last committed entry, updated after every commit.
+    pub fn head(&self) -> watch::Receiver<u64> {
+        self.head.clone()
+    }
+
+    /// The database the log lives in, for small tables that share its file (salts).
+    pub fn database(&self) -> Arc<Database> {
+        self.db.clone()
+    }
+}
+
+fn last_offset(db: &Database) -> anyhow::Result<u64> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(ENTRIES)?;
+    Ok(table.last()?.map_or(0, |(offset, _)| offset.value()))
+}
+
+fn write_loop(db: &Database, mut requests: mpsc::Receiver<(Vec<Vec<u8>>, Reply)>, head: &watch::Sender<u64>, mut last: u64) {
+    while let Some(first) = requests.blocking_recv() {
+        let mut batch = vec![first];
+        let mut count = batch[0].0.len();
+        while count < MAX_ENTRIES_PER_COMMIT {
+            let Ok(next) = requests.try_recv() else { break };
+            count += next.0.len();
+            batch.push(next);
+        }
+        match commit(db, &batch, last) {
+            Ok(new_last) => {
+                let mut start = last + 1;
+                for (entries, reply) in batch {
+                    let end = start + entries.len() as u64;
+                    // A caller that went away no longer needs its answer.
+                    let _ = reply.send(Ok(start..=end.saturating_sub(1)));
+                    start = end;
+                }
+                last = new_last;
+                head.send_replace(last);
+            }
+            Err(error) => {
+                tracing::error!(%error, entries = count, "event log commit failed");
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(LogError::Commit(error.to_string())));
+                }
+            }
+        }
+    }
+}
+
+fn commit(db: &Database, batch: &[(Vec<Vec<u8>>, Reply)], last: u64) -> anyhow::Result<u64> {
+    let txn = db.begin_write()?;
+    let mut offset = last;
+    {
+        let mut table = txn.open_table(ENTRIES)?;
+        for entry in batch.iter().flat_map(|(entries, _)| entries) {
+            offset += 1;
+            table.insert(offset, entry.as_slice())?;
+        }
+    }
+    txn.commit()?;
+    Ok(offset)
+}

@@ -1,0 +1,201 @@
+//! The embedded aggregate store (redb): cells of counters, the visitors of each cell, open
+//! visits, drop counts, and how far into the log all of it is applied.
+//!
+//! One [`Flush`] is applied in one transaction together with the log offset it reaches, so a
+//! restart resumes exactly after the last applied entry: nothing lost, nothing counted twice.
+
+use anyhow::Context;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use siphasher::sip::SipHasher13;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hasher;
+use std::path::Path;
+use tally_model::reject::DropReason;
+use tally_model::rollup::{Bucket, CellKey, Counters, Rollup};
+use tally_model::session::Session;
+
+/// (site, bucket, cell id) → postcard((CellKey, Counters)).
+const CELLS: TableDefinition<(&str, i64, u64), &[u8]> = TableDefinition::new("cells");
+/// (site, bucket, cell id, visitor id) → ().
+const CELL_VISITORS: TableDefinition<(&str, i64, u64, u64), ()> = TableDefinition::new("cell_visitors");
+/// (site, visitor id) → postcard(Session).
+const SESSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("sessions");
+/// (site or "", reason) → count.
+const DROPS: TableDefinition<(&str, &str), u64> = TableDefinition::new("drops");
+/// Progress: "applied_offset", "applied_until_ms".
+const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+
+/// How far the store has applied the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The last log offset applied (0: none).
+    pub offset: u64,
+    /// Arrival time of the last applied entry, ms since the epoch (0: none).
+    pub until_ms: i64,
+}
+
+/// Everything one flush changes, applied atomically.
+#[derive(Debug, Default)]
+pub struct Flush {
+    /// Rollup deltas per site.
+    pub rollups: HashMap<String, Rollup>,
+    /// Visits to write (Some) or delete (None), per (site, visitor id).
+    pub sessions: HashMap<(String, u64), Option<Session>>,
+    /// Drop counts per (site or "", reason).
+    pub drops: BTreeMap<(String, DropReason), u64>,
+    /// Visits that ended before this time (ms) may be deleted.
+    pub expire_sessions_before_ms: Option<i64>,
+    /// Where the log is applied up to after this flush.
+    pub progress: Progress,
+}
+
+/// The store. Reads may run concurrently with the single writer.
+pub struct Store {
+    db: Database,
+}
+
+/// A stable 64-bit id of a cell key (SipHash-1-3 with a fixed key of postcard bytes).
+pub fn cell_id(key: &CellKey) -> u64 {
+    let mut hasher = SipHasher13::new_with_keys(0x7461_6c6c_795f_6365, 0x6c6c_5f69_645f_7631);
+    hasher.write(&postcard::to_allocvec(key).unwrap_or_default());
+    hasher.finish()
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> anyhow::Result<Store> {
+        let db = Database::create(path).with_context(|| format!("opening store {}", path.display()))?;
+        let txn = db.begin_write()?;
+        txn.open_table(CELLS)?;
+        txn.open_table(CELL_VISITORS)?;
+        txn.open_table(SESSIONS)?;
+        txn.open_table(DROPS)?;
+        txn.open_table(META)?;
+        txn.commit()?;
+        Ok(Store { db })
+    }
+
+    /// How far the log is applied.
+    pub fn progress(&self) -> anyhow::Result<Progress> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let get = |k| -> anyhow::Result<i64> { Ok(meta.get(k)?.map_or(0, |v| v.value())) };
+        Ok(Progress { offset: u64::try_from(get("applied_offset")?).unwrap_or(0), until_ms: get("applied_until_ms")? })
+    }
+
+    /// The open visit of a visitor, if stored.
+    pub fn session(&self, site: &str, visitor: u64) -> anyhow::Result<Option<Session>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SESSIONS)?;
+        let found = table.get((site, visitor))?;
+        found.map(|v| postcard::from_bytes(v.value()).context("decoding a session")).transpose()
+    }
+
+    /// Applies one flush atomically.
+    pub fn apply(&self, flush: &Flush) -> anyhow::Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut cells = txn.open_table(CELLS)?;
+            let mut visitors = txn.open_table(CELL_VISITORS)?;
+            for (site, rollup) in &flush.rollups {
+                add_cells(&mut cells, site, rollup)?;
+                for (bucket, key, visitor) in &rollup.visitors {
+                    visitors.insert((site.as_str(), *bucket, cell_id(key), *visitor), ())?;
+                }
+            }
+            write_sessions(&mut txn.open_table(SESSIONS)?, flush)?;
+            let mut drops = txn.open_table(DROPS)?;
+            for ((site, reason), n) in &flush.drops {
+                let key = (site.as_str(), reason.as_str());
+                let old = drops.get(key)?.map_or(0, |v| v.value());
+                drops.insert(key, old + n)?;
+            }
+            let mut meta = txn.open_table(META)?;
+            meta.insert("applied_offset", i64::try_from(flush.progress.offset)?)?;
+            meta.insert("applied_until_ms", flush.progress.until_ms)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Calls `visit` for every cell of `site` in buckets `from..to`.
+    pub fn scan_cells(
+        &self,
+        site: &str,
+        buckets: std::ops::Range<Bucket>,
+        mut visit: impl FnMut(Bucket, u64, &CellKey, &Counters),
+    ) -> anyhow::Result<()> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CELLS)?;
+        for item in table.range((site, buckets.start, 0)..(site, buckets.end, 0))? {
+            let (key, value) = item?;
+            let (_, bucket, id) = key.value();
+            let (cell, counters): (CellKey, Counters) = postcard::from_bytes(value.value()).context("decoding a cell")?;
+            visit(bucket, id, &cell, &counters);
+        }
+        Ok(())
+    }
+
+    /// Calls `visit` for every (bucket, cell id, visitor) of `site` in buckets `from..to`.
+    pub fn scan_visitors(
+        &self,
+        site: &str,
+        buckets: std::ops::Range<Bucket>,
+        mut visit: impl FnMut(Bucket, u64, u64),
+    ) -> anyhow::Result<()> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CELL_VISITORS)?;
+        for item in table.range((site, buckets.start, 0, 0)..(site, buckets.end, 0, 0))? {
+            let (key, ()) = item?;
+            let (_, bucket, id, visitor) = key.value();
+            visit(bucket, id, visitor);
+        }
+        Ok(())
+    }
+
+    /// Drop counts of a site ("" for drops that belong to no site), by reason.
+    pub fn drops(&self, site: &str) -> anyhow::Result<BTreeMap<String, u64>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(DROPS)?;
+        let mut out = BTreeMap::new();
+        for item in table.range((site, "")..)? {
+            let (key, count) = item?;
+            let (s, reason) = key.value();
+            if s != site {
+                break;
+            }
+            out.insert(reason.to_owned(), count.value());
+        }
+        Ok(out)
+    }
+}
+
+fn add_cells(cells: &mut redb::Table<'_, (&str, i64, u64), &[u8]>, site: &str, rollup: &Rollup) -> anyhow::Result<()> {
+    for ((bucket, key), delta) in &rollup.cells {
+        let id = cell_id(key);
+        let mut counters = match cells.get((site, *bucket, id))? {
+            Some(old) => postcard::from_bytes::<(CellKey, Counters)>(old.value()).context("decoding a cell")?.1,
+            None => Counters::default(),
+        };
+        counters.add(delta);
+        cells.insert((site, *bucket, id), postcard::to_allocvec(&(key, counters))?.as_slice())?;
+    }
+    Ok(())
+}
+
+fn write_sessions(table: &mut redb::Table<'_, (&str, u64), &[u8]>, flush: &Flush) -> anyhow::Result<()> {
+    for ((site, visitor), session) in &flush.sessions {
+        match session {
+            Some(s) => {
+                table.insert((site.as_str(), *visitor), postcard::to_allocvec(s)?.as_slice())?;
+            }
+            None => {
+                table.remove((site.as_str(), *visitor))?;
+            }
+        }
+    }
+    if let Some(before) = flush.expire_sessions_before_ms {
+        table.retain(|_, bytes| postcard::from_bytes::<Session>(bytes).map_or(false, |s| s.last_ms >= before))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! The dimensions a query can group and filter by, and where each lives in a cell.
+
+use crate::rollup::CellKey;
+
+/// A non-time dimension, named as in Plausible's Stats API v2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dimension {
+    /// `event:name`.
+    Name,
+    /// `event:hostname`.
+    Hostname,
+    /// `event:page`.
+    Page,
+    /// `visit:source`.
+    Source,
+    /// `visit:utm_source`.
+    UtmSource,
+    /// `visit:utm_medium`.
+    UtmMedium,
+    /// `visit:utm_campaign`.
+    UtmCampaign,
+    /// `visit:utm_content`.
+    UtmContent,
+    /// `visit:utm_term`.
+    UtmTerm,
+    /// `visit:country`.
+    Country,
+    /// `visit:device`.
+    Device,
+    /// `visit:browser`.
+    Browser,
+    /// `visit:browser_version`.
+    BrowserVersion,
+    /// `visit:os`.
+    Os,
+    /// `visit:os_version`.
+    OsVersion,
+}
+
+impl Dimension {
+    /// Every dimension with its API name.
+    pub const ALL: [(Dimension, &'static str); 15] = [
+        (Dimension::Name, "event:name"),
+        (Dimension::Hostname, "event:hostname"),
+        (Dimension::Page, "event:page"),
+        (Dimension::Source, "visit:source"),
+        (Dimension::UtmSource, "visit:utm_source"),
+        (Dimension::UtmMedium, "visit:utm_medium"),
+        (Dimension::UtmCampaign, "visit:utm_campaign"),
+        (Dimension::UtmContent, "visit:utm_content"),
+        (Dimension::UtmTerm, "visit:utm_term"),
+        (Dimension::Country, "visit:country"),
+        (Dimension::Device, "visit:device"),
+        (Dimension::Browser, "visit:browser"),
+        (Dimension::BrowserVersion, "visit:browser_version"),
+        (Dimension::Os, "visit:os"),
+        (Dimension::OsVersion, "visit:os_version"),
+    ];
+
+    /// The dimension with this API name.
+    pub fn parse(name: &str) -> Option<Dimension> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(d, _)| *d)
+    }
+
+    /// This dimension's API name.
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(d, _)| *d == self).map_or("", |(_, n)| n)
+    }
+
+    /// This dimension's value in a cell.
+    pub fn value(self, key: &CellKey) -> &str {
+        match self {
+            Dimension::Name => &key.name,
+            Dimension::Hostname => &key.hostname,
+            Dimension::Page => &key.page,
+            Dimension::Source => &key.source,
+            Dimension::UtmSource => &key.utm_source,
+            Dimension::UtmMedium => &key.utm_medium,
+            Dimension::UtmCampaign => &key.utm_campaign,
+            Dimension::UtmContent => &key.utm_content,
+            Dimension::UtmTerm => &key.utm_term,
+            Dimension::Country => &key.country,
+            Dimension::Device => &key.device,
+            Dimension::Browser => &key.browser,
+            Dimension::BrowserVersion => &key.browser_version,
+            Dimension::Os => &key.os,
+            Dimension::OsVersion => &key.os_version,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Dimension;
+
+    #[test]
+    fn names_round_trip() {
+        for (dimension, name) in Dimension::ALL {
+            assert_eq!(Dimension::parse(name), Some(dimension));
+            assert_eq!(dimension.name(), name);
+        }
+        assert_eq!(Dimension::parse("visit:nope"), None);
+    }
+}

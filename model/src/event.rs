@@ -1,0 +1,77 @@
+//! The event record: what the edge hands on and the log keeps, one per accepted event or drop.
+//!
+//! It holds the checked raw fields (so history can be recomputed with fixed normalisation) and
+//! what only the edge knows (country, visitor ids, arrival time). It never holds an IP address.
+
+use crate::reject::DropReason;
+use crate::wire::Revenue;
+use serde::{Deserialize, Serialize};
+
+/// A globally unique event id, so that consumers can drop duplicates that retries create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EventId(pub u128);
+
+/// The visitor's ids under today's salt and under yesterday's, so a visit can cross midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VisitorIds {
+    /// The id under the current day's salt.
+    pub current: u64,
+    /// The id under the previous day's salt.
+    pub previous: u64,
+}
+
+/// One accepted event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique id.
+    pub id: EventId,
+    /// When the edge received it, in milliseconds since the Unix epoch.
+    pub received_ms: i64,
+    /// The site id (normalised domain).
+    pub site: String,
+    /// Event name; `pageview` for page views.
+    pub name: String,
+    /// The page URL as sent (checked: an http(s) URL with a host).
+    pub url: String,
+    /// The referrer as sent, if any.
+    pub referrer: Option<String>,
+    /// Custom properties, sorted by name.
+    pub props: Vec<(String, String)>,
+    /// Revenue, if any.
+    pub revenue: Option<Revenue>,
+    /// Whether the event ends a bounce.
+    pub interactive: bool,
+    /// The user agent, cut to [`crate::limits::MAX_USER_AGENT_CHARS`].
+    pub user_agent: String,
+    /// ISO 3166-1 alpha-2 country code from the edge's geo data, if known.
+    pub country: Option<String>,
+    /// The visitor's keyed-hash ids; see [`crate::visitor`].
+    pub visitor: VisitorIds,
+}
+
+impl Event {
+    /// Whether this is a page view.
+    pub fn is_pageview(&self) -> bool {
+        self.name == "pageview"
+    }
+}
+
+/// One dropped event: counted per site and reason, never aggregated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drop {
+    /// The registered site it named, or `None` (unknown site, no valid domain).
+    pub site: Option<String>,
+    /// Why it was dropped.
+    pub reason: DropReason,
+    /// When the edge received it, in milliseconds since the Unix epoch.
+    pub received_ms: i64,
+}
+
+/// One entry of the event log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogEntry {
+    /// An accepted event.
+    Event(Event),
+    /// A dropped event.
+    Drop(Drop),
+}

@@ -1,0 +1,36 @@
+//! The normalised view of an event: page, source and user-agent facts, derived purely from the
+//! logged record, so reprocessing with fixed code recomputes them exactly.
+
+use crate::agent::{self, Agent};
+use crate::event::Event;
+use crate::page::{self, Page, PageError};
+use crate::source::referrer_source;
+
+/// The source shown for visits without one, as Plausible names it.
+pub const DIRECT: &str = "Direct / None";
+
+/// What an event says once normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    /// Host, path, UTM parameters and `ref` of the page.
+    pub page: Page,
+    /// The visit's source: `utm_source`, else `ref`, else the referrer's source, else [`DIRECT`].
+    pub source: String,
+    /// Browser, OS, device and bot verdict.
+    pub agent: Agent,
+}
+
+impl Facts {
+    /// Normalises an event. Fails only if its URL is not a valid page URL.
+    pub fn of(event: &Event) -> Result<Facts, PageError> {
+        let page = page::parse_page(&event.url)?;
+        let source = page
+            .utm
+            .source
+            .clone()
+            .or_else(|| page.ref_param.clone())
+            .or_else(|| referrer_source(event.referrer.as_deref(), &page.hostname))
+            .unwrap_or_else(|| DIRECT.to_owned());
+        Ok(Facts { source, agent: agent::classify(&event.user_agent), page })
+    }
+}

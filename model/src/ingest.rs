@@ -1,0 +1,109 @@
+//! The edge's whole decision for one request: body → checked, enriched log entries.
+//!
+//! Used by `tally serve` and by the Worker alike, so both answer every request the same way.
+
+use crate::agent;
+use crate::event::{Drop, Event, EventId, LogEntry, VisitorIds};
+use crate::limits::MAX_USER_AGENT_CHARS;
+use crate::page;
+use crate::reject::{DropReason, Rejection};
+use crate::visitor::{Salts, visitor_id};
+use crate::wire::{self, WireDrop, WireEvent};
+use std::net::IpAddr;
+
+/// What the edge knows about the request besides its body. The IP is used for the visitor id
+/// and nothing else.
+#[derive(Debug, Clone)]
+pub struct RequestContext<'a> {
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<&'a str>,
+    /// The `User-Agent` header ("" if absent).
+    pub user_agent: &'a str,
+    /// The client's IP address.
+    pub ip: IpAddr,
+    /// The edge's geo header, if any (e.g. Cloudflare's `CF-IPCountry`).
+    pub country: Option<&'a str>,
+    /// Arrival time, ms since the epoch.
+    pub received_ms: i64,
+    /// The salts in force.
+    pub salts: &'a Salts,
+    /// A fresh random id; the request's events get consecutive ids from it.
+    pub first_event_id: u128,
+}
+
+/// Checks and enriches a request. `is_site` tells whether a domain is a registered site.
+/// Returns one log entry per event of the body: an accepted event or a counted drop.
+pub fn ingest(body: &[u8], ctx: &RequestContext<'_>, is_site: impl Fn(&str) -> bool) -> Result<Vec<LogEntry>, Rejection> {
+    wire::check_content_type(ctx.content_type)?;
+    let events = wire::parse_body(body)?;
+    let bot = agent::classify(ctx.user_agent).bot;
+    let entries = events.into_iter().enumerate().map(|(index, parsed)| {
+        let id = EventId(ctx.first_event_id.wrapping_add(index as u128));
+        match enrich(parsed, bot, ctx, &is_site, id) {
+            Ok(event) => LogEntry::Event(event),
+            Err(drop) => LogEntry::Drop(drop),
+        }
+    });
+    Ok(entries.collect())
+}
+
+fn enrich(
+    parsed: Result<WireEvent, WireDrop>,
+    bot: bool,
+    ctx: &RequestContext<'_>,
+    is_site: &impl Fn(&str) -> bool,
+    id: EventId,
+) -> Result<Event, Drop> {
+    let at = ctx.received_ms;
+    let event = match parsed {
+        // No readable domain: the drop belongs to no site.
+        Err(WireDrop { domain: None, reason }) => return Err(Drop { site: None, reason, received_ms: at }),
+        Err(WireDrop { domain: Some(d), .. }) if !is_site(&d) => return Err(unknown_site(at)),
+        Ok(event) if !is_site(&event.domain) => return Err(unknown_site(at)),
+        Err(WireDrop { domain, reason }) => return Err(Drop { site: domain, reason, received_ms: at }),
+        Ok(event) => event,
+    };
+    let drop = |reason| Drop { site: Some(event.domain.clone()), reason, received_ms: at };
+    if bot {
+        return Err(drop(DropReason::Bot));
+    }
+    if page::parse_page(&event.url).is_err() {
+        return Err(drop(DropReason::InvalidUrl));
+    }
+    Ok(build_event(event, ctx, id))
+}
+
+/// Drops for domains that are not registered are counted without the domain: storing every
+/// domain a stranger sends would let anyone grow our tables.
+fn unknown_site(received_ms: i64) -> Drop {
+    Drop { site: None, reason: DropReason::UnknownSite, received_ms }
+}
+
+fn build_event(event: WireEvent, ctx: &RequestContext<'_>, id: EventId) -> Event {
+    let user_agent: String = ctx.user_agent.chars().take(MAX_USER_AGENT_CHARS).collect();
+    let visitor = VisitorIds {
+        current: visitor_id(&ctx.salts.current, &event.domain, ctx.ip, &user_agent),
+        previous: visitor_id(&ctx.salts.previous, &event.domain, ctx.ip, &user_agent),
+    };
+    Event {
+        id,
+        received_ms: ctx.received_ms,
+        site: event.domain,
+        name: event.name,
+        url: event.url,
+        referrer: event.referrer,
+        props: event.props,
+        revenue: event.revenue,
+        interactive: event.interactive,
+        user_agent,
+        country: ctx.country.and_then(country_code),
+        visitor,
+    }
+}
+
+/// A two-letter country code, upper-cased; `XX` (unknown) and `T1` (Tor) are no country.
+fn country_code(raw: &str) -> Option<String> {
+    let code = raw.trim().to_ascii_uppercase();
+    let valid = code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase());
+    (valid && code != "XX").then_some(code)
+}

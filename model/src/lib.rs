@@ -1,0 +1,22 @@
+//! Tally's pure event model, shared by the edge (wasm32) and the core (native).
+//!
+//! No I/O, no clock, no randomness: the time, salts and ids are arguments. The flow is
+//! [`wire`] (parse and check a body) → [`ingest`] (enrich into [`event`] records, or drops) →
+//! [`codec`] (bytes for the log) → [`facts`] (normalise) → [`session`] and [`rollup`]
+//! (the counters an event contributes).
+
+pub mod agent;
+pub mod codec;
+pub mod dimension;
+pub mod event;
+pub mod facts;
+pub mod ingest;
+pub mod limits;
+pub mod page;
+pub mod reject;
+pub mod rollup;
+pub mod session;
+pub mod site;
+pub mod source;
+pub mod visitor;
+pub mod wire;

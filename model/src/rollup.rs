@@ -1,0 +1,161 @@
+//! The rollup arithmetic: the counters and distinct visitors that events contribute to cells,
+//! and how two rollups merge.
+//!
+//! A cell is one combination of dimension values in one time bucket. Counters are signed so
+//! that a visit can stop being a bounce later (its bounce is taken back). Merging adds counters
+//! and unites visitor sets, so it is associative and commutative, with the empty rollup neutral.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A time bucket: hours since 1970-01-01T00:00 in the site's local time.
+pub type Bucket = i64;
+
+/// The dimension values of one cell. Event dimensions come from the event, visit dimensions from
+/// the first event of its visit. An empty string means "not set".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CellKey {
+    /// `event:name`.
+    pub name: String,
+    /// `event:hostname`.
+    pub hostname: String,
+    /// `event:page`: the path.
+    pub page: String,
+    /// `visit:source`.
+    pub source: String,
+    /// `visit:utm_source`.
+    pub utm_source: String,
+    /// `visit:utm_medium`.
+    pub utm_medium: String,
+    /// `visit:utm_campaign`.
+    pub utm_campaign: String,
+    /// `visit:utm_content`.
+    pub utm_content: String,
+    /// `visit:utm_term`.
+    pub utm_term: String,
+    /// `visit:country`: ISO 3166-1 alpha-2.
+    pub country: String,
+    /// `visit:device`.
+    pub device: String,
+    /// `visit:browser`.
+    pub browser: String,
+    /// `visit:browser_version`.
+    pub browser_version: String,
+    /// `visit:os`.
+    pub os: String,
+    /// `visit:os_version`.
+    pub os_version: String,
+}
+
+/// Additive counters of one cell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Events of any name.
+    pub events: i64,
+    /// Events named `pageview`.
+    pub pageviews: i64,
+    /// Visits that started here (entry cell).
+    pub visits: i64,
+    /// Of those, visits that are (so far) bounces.
+    pub bounces: i64,
+    /// Summed duration of those visits, in milliseconds.
+    pub duration_ms: i64,
+    /// Summed page views of those visits.
+    pub visit_pageviews: i64,
+}
+
+impl Counters {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Counters) {
+        self.events += other.events;
+        self.pageviews += other.pageviews;
+        self.visits += other.visits;
+        self.bounces += other.bounces;
+        self.duration_ms += other.duration_ms;
+        self.visit_pageviews += other.visit_pageviews;
+    }
+
+    /// Whether every counter is zero.
+    pub fn is_zero(&self) -> bool {
+        *self == Counters::default()
+    }
+}
+
+/// Counters and distinct visitors per (bucket, cell).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollup {
+    /// Counters per cell.
+    pub cells: BTreeMap<(Bucket, CellKey), Counters>,
+    /// The visitors seen per cell.
+    pub visitors: BTreeSet<(Bucket, CellKey, u64)>,
+}
+
+impl Rollup {
+    /// Adds counters to a cell.
+    pub fn add(&mut self, bucket: Bucket, key: &CellKey, counters: Counters) {
+        self.cells.entry((bucket, key.clone())).or_default().add(&counters);
+    }
+
+    /// Records a visitor in a cell.
+    pub fn add_visitor(&mut self, bucket: Bucket, key: &CellKey, visitor: u64) {
+        self.visitors.insert((bucket, key.clone(), visitor));
+    }
+
+    /// Merges `other` into `self`.
+    pub fn merge(&mut self, other: Rollup) {
+        for ((bucket, key), counters) in other.cells {
+            self.cells.entry((bucket, key)).or_default().add(&counters);
+        }
+        self.visitors.extend(other.visitors);
+    }
+
+    /// Whether the rollup holds nothing. Cells whose counters net to zero still count as
+    /// something: they record that the cell exists.
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty() && self.visitors.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_rollup() -> impl Strategy<Value = Rollup> {
+        let cell = (0i64..3, "[ab]", -3i64..4, -3i64..4);
+        proptest::collection::vec((cell, proptest::option::of(0u64..4)), 0..6).prop_map(|items| {
+            let mut rollup = Rollup::default();
+            for ((bucket, page, events, bounces), visitor) in items {
+                let key = CellKey { page, ..CellKey::default() };
+                rollup.add(bucket, &key, Counters { events, bounces, ..Counters::default() });
+                if let Some(v) = visitor {
+                    rollup.add_visitor(bucket, &key, v);
+                }
+            }
+            rollup
+        })
+    }
+
+    fn merged(mut a: Rollup, b: Rollup) -> Rollup {
+        a.merge(b);
+        a
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_commutative(a in arb_rollup(), b in arb_rollup()) {
+            prop_assert_eq!(merged(a.clone(), b.clone()), merged(b, a));
+        }
+
+        #[test]
+        fn merge_is_associative(a in arb_rollup(), b in arb_rollup(), c in arb_rollup()) {
+            prop_assert_eq!(merged(merged(a.clone(), b.clone()), c.clone()), merged(a, merged(b, c)));
+        }
+
+        #[test]
+        fn empty_is_neutral(a in arb_rollup()) {
+            prop_assert_eq!(merged(a.clone(), Rollup::default()), a.clone());
+            prop_assert_eq!(merged(Rollup::default(), a.clone()), a);
+        }
+    }
+}

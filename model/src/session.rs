@@ -1,0 +1,177 @@
+//! Visits: how one event continues or starts a visit, and what it contributes to the rollup.
+//!
+//! A visit ends after [`SESSION_TIMEOUT_MS`] without an event. Visit counters (visits, bounces,
+//! duration, page views per visit) live in the visit's entry cell, in the bucket where it began;
+//! later events send deltas there. Event counters live in the event's own cell, which carries the
+//! visit's dimensions (source, country, device, …) as they were at the visit's start.
+
+use crate::event::Event;
+use crate::facts::Facts;
+use crate::limits::SESSION_TIMEOUT_MS;
+use crate::rollup::{Bucket, CellKey, Counters, Rollup};
+use serde::{Deserialize, Serialize};
+
+/// The state of one visitor's current visit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Arrival time of its first event, ms since the epoch.
+    pub started_ms: i64,
+    /// Arrival time of its latest event, ms since the epoch.
+    pub last_ms: i64,
+    /// The bucket it started in.
+    pub start_bucket: Bucket,
+    /// Its entry cell: the first event's dimensions.
+    pub entry: CellKey,
+    /// Whether it is (so far) a bounce.
+    pub bounce: bool,
+}
+
+impl Session {
+    /// Whether an event arriving at `at_ms` still belongs to this visit.
+    pub fn continues_at(&self, at_ms: i64) -> bool {
+        at_ms - self.last_ms <= SESSION_TIMEOUT_MS
+    }
+}
+
+/// The cell of an event that starts a visit: all dimensions from the event itself.
+pub fn entry_key(event: &Event, facts: &Facts) -> CellKey {
+    let utm = &facts.page.utm;
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    CellKey {
+        name: event.name.clone(),
+        hostname: facts.page.hostname.clone(),
+        page: facts.page.path.clone(),
+        source: facts.source.clone(),
+        utm_source: text(&utm.source),
+        utm_medium: text(&utm.medium),
+        utm_campaign: text(&utm.campaign),
+        utm_content: text(&utm.content),
+        utm_term: text(&utm.term),
+        country: text(&event.country),
+        device: facts.agent.device.as_str().to_owned(),
+        browser: facts.agent.browser.clone(),
+        browser_version: facts.agent.browser_version.clone(),
+        os: facts.agent.os.clone(),
+        os_version: facts.agent.os_version.clone(),
+    }
+}
+
+/// Applies one event to its visitor's visit (`None` if there is none, or it has ended), adds its
+/// contribution to `rollup`, and returns the visit's new state. `bucket` is the event's bucket.
+pub fn apply(session: Option<Session>, event: &Event, facts: &Facts, bucket: Bucket, rollup: &mut Rollup) -> Session {
+    let pageview = i64::from(event.is_pageview());
+    let next = match session.filter(|s| s.continues_at(event.received_ms)) {
+        None => start(event, facts, bucket, pageview, rollup),
+        Some(s) => continue_visit(s, event, pageview, rollup),
+    };
+    let key = CellKey {
+        name: event.name.clone(),
+        hostname: facts.page.hostname.clone(),
+        page: facts.page.path.clone(),
+        ..next.entry.clone()
+    };
+    rollup.add(bucket, &key, Counters { events: 1, pageviews: pageview, ..Counters::default() });
+    rollup.add_visitor(bucket, &key, event.visitor.current);
+    next
+}
+
+fn start(event: &Event, facts: &Facts, bucket: Bucket, pageview: i64, rollup: &mut Rollup) -> Session {
+    let entry = entry_key(event, facts);
+    let visit = Counters { visits: 1, bounces: 1, visit_pageviews: pageview, ..Counters::default() };
+    rollup.add(bucket, &entry, visit);
+    Session { started_ms: event.received_ms, last_ms: event.received_ms, start_bucket: bucket, entry, bounce: true }
+}
+
+fn continue_visit(mut s: Session, event: &Event, pageview: i64, rollup: &mut Rollup) -> Session {
+    let ends_bounce = s.bounce && (pageview == 1 || event.interactive);
+    let delta = Counters {
+        duration_ms: (event.received_ms - s.last_ms).max(0),
+        visit_pageviews: pageview,
+        bounces: -i64::from(ends_bounce),
+        ..Counters::default()
+    };
+    rollup.add(s.start_bucket, &s.entry, delta);
+    s.last_ms = s.last_ms.max(event.received_ms);
+    s.bounce &= !ends_bounce;
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventId, VisitorIds};
+
+    const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+
+    fn event(at_ms: i64, name: &str, path: &str) -> Event {
+        Event {
+            id: EventId(at_ms as u128),
+            received_ms: at_ms,
+            site: "a.com".into(),
+            name: name.into(),
+            url: format!("https://a.com{path}"),
+            referrer: None,
+            props: vec![],
+            revenue: None,
+            interactive: true,
+            user_agent: CHROME.into(),
+            country: Some("DE".into()),
+            visitor: VisitorIds { current: 1, previous: 2 },
+        }
+    }
+
+    fn run(events: &[Event]) -> Rollup {
+        let mut rollup = Rollup::default();
+        let mut session = None;
+        for e in events {
+            let facts = Facts::of(e).expect("valid url");
+            session = Some(apply(session, e, &facts, e.received_ms / 3_600_000, &mut rollup));
+        }
+        rollup
+    }
+
+    fn totals(rollup: &Rollup) -> Counters {
+        let mut sum = Counters::default();
+        rollup.cells.values().for_each(|c| sum.add(c));
+        sum
+    }
+
+    #[test]
+    fn one_pageview_is_one_bounced_visit() {
+        let t = totals(&run(&[event(0, "pageview", "/")]));
+        assert_eq!((t.events, t.pageviews, t.visits, t.bounces, t.duration_ms), (1, 1, 1, 1, 0));
+    }
+
+    #[test]
+    fn a_second_pageview_ends_the_bounce_and_adds_duration() {
+        let r = run(&[event(0, "pageview", "/"), event(60_000, "pageview", "/b")]);
+        let t = totals(&r);
+        assert_eq!((t.events, t.pageviews, t.visits, t.bounces, t.duration_ms, t.visit_pageviews), (2, 2, 1, 0, 60_000, 2));
+        let entry = r.cells.iter().find(|((_, k), _)| k.page == "/").map(|(_, c)| *c).expect("entry cell");
+        assert_eq!(entry.visits, 1, "visit counters live in the entry cell");
+    }
+
+    #[test]
+    fn thirty_minutes_of_silence_starts_a_new_visit() {
+        let t = totals(&run(&[event(0, "pageview", "/"), event(SESSION_TIMEOUT_MS + 1, "pageview", "/")]));
+        assert_eq!((t.visits, t.bounces), (2, 2));
+        let t = totals(&run(&[event(0, "pageview", "/"), event(SESSION_TIMEOUT_MS, "pageview", "/")]));
+        assert_eq!((t.visits, t.bounces), (1, 0));
+    }
+
+    #[test]
+    fn a_non_interactive_event_keeps_the_bounce() {
+        let mut quiet = event(1_000, "scroll", "/");
+        quiet.interactive = false;
+        let t = totals(&run(&[event(0, "pageview", "/"), quiet]));
+        assert_eq!((t.events, t.pageviews, t.visits, t.bounces), (2, 1, 1, 1));
+    }
+
+    #[test]
+    fn later_events_carry_the_visit_dimensions_of_its_start() {
+        let mut second = event(1_000, "pageview", "/b");
+        second.country = Some("FR".into());
+        let r = run(&[event(0, "pageview", "/"), second]);
+        assert!(r.cells.keys().all(|(_, k)| k.country == "DE"));
+    }
+}

@@ -1,0 +1,302 @@
+//! The wire format trackers send: Plausible's Events API body, one event or a batch of them.
+//!
+//! Long keys (`name`, `url`, `domain`, `referrer`, `props`, `revenue`, `interactive`) and the
+//! short keys of Plausible's script (`n`, `u`, `d`, `r`, `p`, `$`, `i`) are both accepted.
+//! Problems with the body as a whole are a [`Rejection`]; problems with one event are a
+//! [`DropReason`] for that event alone.
+
+use crate::limits::{
+    MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_EVENT_NAME_CHARS, MAX_JSON_DEPTH, MAX_PROP_NAME_CHARS,
+    MAX_PROP_VALUE_CHARS, MAX_PROPS, MAX_REFERRER_CHARS, MAX_URL_CHARS,
+};
+use crate::reject::{DropReason, Rejection};
+use crate::site::normalize_domain;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Revenue attached to an event, as sent: a decimal amount and an ISO 4217 currency code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revenue {
+    /// The amount as a decimal string, e.g. `"12.50"`.
+    pub amount: String,
+    /// The upper-case three-letter currency code, e.g. `"EUR"`.
+    pub currency: String,
+}
+
+/// One event as sent, checked against the limits but not yet normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireEvent {
+    /// Event name: `pageview` or a custom goal name.
+    pub name: String,
+    /// The page URL, at most [`MAX_URL_CHARS`] characters (not yet parsed).
+    pub url: String,
+    /// The site id: the normalised domain.
+    pub domain: String,
+    /// The referrer, if any, at most [`MAX_REFERRER_CHARS`] characters.
+    pub referrer: Option<String>,
+    /// Custom properties, sorted by name, values as strings.
+    pub props: Vec<(String, String)>,
+    /// Revenue, if any.
+    pub revenue: Option<Revenue>,
+    /// Whether the event counts against a bounce (Plausible's `interactive`, default true).
+    pub interactive: bool,
+}
+
+/// An event of the body that cannot be taken, with the domain it named when that was readable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WireDrop {
+    /// The normalised domain, when the event had a valid one.
+    pub domain: Option<String>,
+    /// Why it was dropped.
+    pub reason: DropReason,
+}
+
+/// Accepts `application/json`, `text/plain` (what `navigator.sendBeacon` sends) or no type.
+pub fn check_content_type(content_type: Option<&str>) -> Result<(), Rejection> {
+    let Some(value) = content_type else { return Ok(()) };
+    let mime = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "application/json" | "text/plain" | "" => Ok(()),
+        _ => Err(Rejection::UnsupportedContentType),
+    }
+}
+
+/// Parses a request body into its events, each either checked or dropped with a reason.
+pub fn parse_body(body: &[u8]) -> Result<Vec<Result<WireEvent, WireDrop>>, Rejection> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(Rejection::BodyTooLarge);
+    }
+    let text = std::str::from_utf8(body).map_err(|_| Rejection::InvalidUtf8)?;
+    if text.trim().is_empty() {
+        return Err(Rejection::EmptyBody);
+    }
+    if json_depth(text.as_bytes()) > MAX_JSON_DEPTH {
+        return Err(Rejection::NestingTooDeep);
+    }
+    let value: Value = serde_json::from_str(text).map_err(|_| Rejection::InvalidJson)?;
+    match value {
+        Value::Object(event) => Ok(vec![parse_event(&event)]),
+        Value::Array(items) if (1..=MAX_BATCH_EVENTS).contains(&items.len()) => Ok(items
+            .iter()
+            .map(|item| match item {
+                Value::Object(event) => parse_event(event),
+                _ => Err(WireDrop { domain: None, reason: DropReason::WrongType }),
+            })
+            .collect()),
+        Value::Array(_) => Err(Rejection::BadBatchSize),
+        _ => Err(Rejection::NotAnEvent),
+    }
+}
+
+/// The deepest nesting of arrays and objects in a JSON text, without parsing it.
+fn json_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// The value under the long key or, failing that, the short key.
+fn field<'a>(event: &'a Map<String, Value>, long: &str, short: &str) -> Option<&'a Value> {
+    event.get(long).or_else(|| event.get(short)).filter(|v| !v.is_null())
+}
+
+fn required_str<'a>(event: &'a Map<String, Value>, long: &str, short: &str) -> Result<&'a str, DropReason> {
+    match field(event, long, short) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(DropReason::WrongType),
+        None => Err(DropReason::MissingField),
+    }
+}
+
+fn parse_event(event: &Map<String, Value>) -> Result<WireEvent, WireDrop> {
+    let domain = match required_str(event, "domain", "d") {
+        Ok(raw) => normalize_domain(raw).ok_or(DropReason::InvalidDomain),
+        Err(reason) => Err(reason),
+    };
+    let domain = domain.map_err(|reason| WireDrop { domain: None, reason })?;
+    let drop = |reason| WireDrop { domain: Some(domain.clone()), reason };
+    check_fields(event, &domain).map_err(drop)
+}
+
+fn check_fields(event: &Map<String, Value>, domain: &str) -> Result<WireEvent, DropReason> {
+    let name = required_str(event, "name", "n")?.trim();
+    if name.is_empty() || name.chars().count() > MAX_EVENT_NAME_CHARS {
+        return Err(DropReason::InvalidName);
+    }
+    let url = required_str(event, "url", "u")?.trim();
+    if url.chars().count() > MAX_URL_CHARS {
+        return Err(DropReason::InvalidUrl);
+    }
+    let referrer = match field(event, "referrer", "r") {
+        None => None,
+        Some(Value::String(r)) if r.trim().is_empty() => None,
+        Some(Value::String(r)) if r.chars().count() > MAX_REFERRER_CHARS => {
+            return Err(DropReason::ReferrerTooLong);
+        }
+        Some(Value::String(r)) => Some(r.trim().to_owned()),
+        Some(_) => return Err(DropReason::WrongType),
+    };
+    let interactive = match field(event, "interactive", "i") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(DropReason::WrongType),
+    };
+    Ok(WireEvent {
+        name: name.to_owned(),
+        url: url.to_owned(),
+        domain: domain.to_owned(),
+        referrer,
+        props: parse_props(field(event, "props", "p"))?,
+        revenue: field(event, "revenue", "$").map(parse_revenue).transpose()?,
+        interactive,
+    })
+}
+
+/// Props are an object of scalars, or (as older trackers send them) a string holding one.
+fn parse_props(props: Option<&Value>) -> Result<Vec<(String, String)>, DropReason> {
+    let parsed;
+    let map = match props {
+        None => return Ok(Vec::new()),
+        Some(Value::Object(map)) => map,
+        Some(Value::String(s)) => {
+            parsed = serde_json::from_str::<Map<String, Value>>(s).map_err(|_| DropReason::WrongType)?;
+            &parsed
+        }
+        Some(_) => return Err(DropReason::WrongType),
+    };
+    if map.len() > MAX_PROPS {
+        return Err(DropReason::TooManyProps);
+    }
+    let mut out = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        if name.is_empty() || name.chars().count() > MAX_PROP_NAME_CHARS {
+            return Err(DropReason::PropNameTooLong);
+        }
+        let value = match value {
+            Value::Null => continue,
+            Value::String(s) => s.clone(),
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+            Value::Array(_) | Value::Object(_) => return Err(DropReason::PropValueNotScalar),
+        };
+        if value.chars().count() > MAX_PROP_VALUE_CHARS {
+            return Err(DropReason::PropValueTooLong);
+        }
+        out.push((name.clone(), value));
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn parse_revenue(value: &Value) -> Result<Revenue, DropReason> {
+    let Value::Object(map) = value else { return Err(DropReason::InvalidRevenue) };
+    let amount = match map.get("amount") {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.trim().to_owned(),
+        _ => return Err(DropReason::InvalidRevenue),
+    };
+    let currency = match map.get("currency") {
+        Some(Value::String(s)) => s.trim().to_ascii_uppercase(),
+        _ => return Err(DropReason::InvalidRevenue),
+    };
+    let decimal = amount.strip_prefix('-').unwrap_or(&amount);
+    let mut parts = decimal.splitn(2, '.');
+    let digits_ok = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let amount_ok = amount.len() <= 24 && digits_ok(parts.next()) && parts.next().is_none_or(|f| digits_ok(Some(f)));
+    let currency_ok = currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase());
+    if amount_ok && currency_ok { Ok(Revenue { amount, currency }) } else { Err(DropReason::InvalidRevenue) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(body: &str) -> Result<WireEvent, WireDrop> {
+        let mut events = parse_body(body.as_bytes()).expect("body accepted");
+        assert_eq!(events.len(), 1);
+        events.remove(0)
+    }
+
+    #[test]
+    fn long_and_short_keys_mean_the_same() {
+        let long = one(r#"{"name":"pageview","url":"https://a.com/x","domain":"a.com","referrer":"https://b.com/","props":{"k":"v","n":2},"revenue":{"amount":"1.50","currency":"eur"},"interactive":false}"#);
+        let short = one(r#"{"n":"pageview","u":"https://a.com/x","d":"a.com","r":"https://b.com/","p":"{\"k\":\"v\",\"n\":2}","$":{"amount":1.50,"currency":"EUR"},"i":false}"#);
+        let long = long.expect("valid");
+        assert_eq!(long.props, vec![("k".into(), "v".into()), ("n".into(), "2".into())]);
+        assert_eq!(long.revenue, Some(Revenue { amount: "1.50".into(), currency: "EUR".into() }));
+        assert_eq!(short.expect("valid").props, long.props);
+    }
+
+    #[test]
+    fn body_level_rejections() {
+        let cases: [(&[u8], Rejection); 7] = [
+            (b"", Rejection::EmptyBody),
+            (b"{not json", Rejection::InvalidJson),
+            (b"\"a string\"", Rejection::NotAnEvent),
+            (b"[]", Rejection::BadBatchSize),
+            (b"{\"n\":\"\xff\"}", Rejection::InvalidUtf8),
+            (b"[[[[[[[[[[1]]]]]]]]]]", Rejection::NestingTooDeep),
+            (&[b' '; MAX_BODY_BYTES + 1], Rejection::BodyTooLarge),
+        ];
+        for (body, want) in cases {
+            assert_eq!(parse_body(body).err(), Some(want));
+        }
+        let batch = format!("[{}]", vec!["{}"; MAX_BATCH_EVENTS + 1].join(","));
+        assert_eq!(parse_body(batch.as_bytes()).err(), Some(Rejection::BadBatchSize));
+    }
+
+    #[test]
+    fn brackets_inside_strings_do_not_count_as_nesting() {
+        assert_eq!(json_depth(br#"{"a":"[[[[[[[[[[[[\"{{{{{{{{{{{"}"#), 1);
+    }
+
+    #[test]
+    fn event_level_drops() {
+        let props = (0..=MAX_PROPS).map(|i| format!("\"k{i}\":1")).collect::<Vec<_>>().join(",");
+        let cases = [
+            (r#"{"name":"pageview","url":"https://a.com/"}"#, DropReason::MissingField, None),
+            (r#"{"name":"pageview","url":"https://a.com/","domain":"not a domain"}"#, DropReason::InvalidDomain, None),
+            (r#"{"url":"https://a.com/","domain":"a.com"}"#, DropReason::MissingField, Some("a.com")),
+            (r#"{"name":"","url":"https://a.com/","domain":"a.com"}"#, DropReason::InvalidName, Some("a.com")),
+            (r#"{"name":"x","url":7,"domain":"a.com"}"#, DropReason::WrongType, Some("a.com")),
+            (r#"{"name":"x","url":"/","domain":"a.com","props":{"k":[1]}}"#, DropReason::PropValueNotScalar, Some("a.com")),
+            (r#"{"name":"x","url":"/","domain":"a.com","$":{"amount":"1e3","currency":"EUR"}}"#, DropReason::InvalidRevenue, Some("a.com")),
+        ];
+        for (body, reason, domain) in cases {
+            assert_eq!(one(body), Err(WireDrop { domain: domain.map(str::to_owned), reason }), "{body}");
+        }
+        let many = format!(r#"{{"name":"x","url":"/","domain":"a.com","props":{{{props}}}}}"#);
+        assert_eq!(one(&many).err().map(|d| d.reason), Some(DropReason::TooManyProps));
+        let long_value = format!(r#"{{"name":"x","url":"/","domain":"a.com","props":{{"k":"{}"}}}}"#, "v".repeat(MAX_PROP_VALUE_CHARS + 1));
+        assert_eq!(one(&long_value).err().map(|d| d.reason), Some(DropReason::PropValueTooLong));
+        let long_url = format!(r#"{{"name":"x","url":"https://a.com/{}","domain":"a.com"}}"#, "p".repeat(MAX_URL_CHARS));
+        assert_eq!(one(&long_url).err().map(|d| d.reason), Some(DropReason::InvalidUrl));
+    }
+
+    #[test]
+    fn content_types() {
+        assert!(check_content_type(None).is_ok());
+        assert!(check_content_type(Some("text/plain;charset=UTF-8")).is_ok());
+        assert!(check_content_type(Some("Application/JSON")).is_ok());
+        assert_eq!(check_content_type(Some("application/x-www-form-urlencoded")), Err(Rejection::UnsupportedContentType));
+    }
+}
