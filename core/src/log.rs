@@ -42,7 +42,8 @@ pub struct EventLog {
 impl EventLog {
     /// Opens (or creates) the log at `path` and starts its writer thread.
     pub fn open(path: &Path) -> anyhow::Result<EventLog> {
-        let db = Database::create(path).with_context(|| format!("opening event log {}", path.display()))?;
+        let db = Database::create(path)
+            .with_context(|| format!("opening event log {}", path.display()))?;
         let txn = db.begin_write()?;
         txn.open_table(ENTRIES)?;
         txn.commit()?;
@@ -60,7 +61,10 @@ impl EventLog {
     /// Appends entries durably; returns their offsets once they are committed to disk.
     pub async fn append(&self, entries: Vec<Vec<u8>>) -> Result<RangeInclusive<u64>, LogError> {
         let (reply, answer) = oneshot::channel();
-        self.appends.send((entries, reply)).await.map_err(|_| LogError::Closed)?;
+        self.appends
+            .send((entries, reply))
+            .await
+            .map_err(|_| LogError::Closed)?;
         answer.await.map_err(|_| LogError::Closed)?
     }
 
@@ -93,7 +97,12 @@ fn last_offset(db: &Database) -> anyhow::Result<u64> {
     Ok(table.last()?.map_or(0, |(offset, _)| offset.value()))
 }
 
-fn write_loop(db: &Database, mut requests: mpsc::Receiver<(Vec<Vec<u8>>, Reply)>, head: &watch::Sender<u64>, mut last: u64) {
+fn write_loop(
+    db: &Database,
+    mut requests: mpsc::Receiver<(Vec<Vec<u8>>, Reply)>,
+    head: &watch::Sender<u64>,
+    mut last: u64,
+) {
     while let Some(first) = requests.blocking_recv() {
         let mut batch = vec![first];
         let mut count = batch[0].0.len();

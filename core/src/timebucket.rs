@@ -11,25 +11,30 @@ use tally_model::rollup::Bucket;
 
 /// The local hour bucket of `ms` in `zone` (UTC when `None`).
 pub fn local_hour(zone: Option<&TimeZone>, ms: i64) -> Bucket {
-    let Ok(ts) = Timestamp::from_millisecond(ms) else { return 0 };
+    let Ok(ts) = Timestamp::from_millisecond(ms) else {
+        return 0;
+    };
     let offset = zone.map_or(0, |z| i64::from(z.to_offset(ts).seconds()));
     (ts.as_second() + offset).div_euclid(3600)
 }
 
 /// The first bucket of a local calendar day.
 pub fn day_start(date: Date) -> Bucket {
-    let days = date.since(Date::constant(1970, 1, 1)).map_or(0, |span| i64::from(span.get_days()));
+    let days = date
+        .since(Date::constant(1970, 1, 1))
+        .map_or(0, |span| i64::from(span.get_days()));
     days * 24
 }
 
 /// The local date-time at which a bucket starts.
 pub fn bucket_start(bucket: Bucket) -> DateTime {
-    Timestamp::from_second(bucket * 3600).map_or(DateTime::default(), |ts| ts.to_zoned(TimeZone::UTC).datetime())
+    Timestamp::from_second(bucket * 3600)
+        .map_or(DateTime::default(), |ts| TimeZone::UTC.to_datetime(ts))
 }
 
 /// Today's date on the site's wall clock.
 pub fn today(zone: &TimeZone, now: Timestamp) -> Date {
-    now.to_zoned(zone.clone()).date()
+    zone.to_datetime(now).date()
 }
 
 #[cfg(test)]
@@ -41,7 +46,10 @@ mod tests {
     }
 
     fn ms(rfc3339: &str) -> i64 {
-        rfc3339.parse::<Timestamp>().expect("timestamp").as_millisecond()
+        rfc3339
+            .parse::<Timestamp>()
+            .expect("timestamp")
+            .as_millisecond()
     }
 
     #[test]
@@ -53,7 +61,10 @@ mod tests {
         assert_eq!(before.div_euclid(24) + 1, after.div_euclid(24));
         assert_eq!(after, day_start(Date::constant(2026, 3, 2)));
         let kathmandu = zone("Asia/Kathmandu");
-        assert_eq!(local_hour(Some(&kathmandu), ms("2026-03-01T18:15:00Z")), day_start(Date::constant(2026, 3, 2)));
+        assert_eq!(
+            local_hour(Some(&kathmandu), ms("2026-03-01T18:15:00Z")),
+            day_start(Date::constant(2026, 3, 2))
+        );
     }
 
     #[test]

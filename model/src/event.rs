@@ -71,7 +71,7 @@ pub struct Drop {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LogEntry {
     /// An accepted event.
-    Event(Event),
+    Event(Box<Event>),
     /// A dropped event.
     Drop(Drop),
 }

@@ -33,14 +33,18 @@ pub struct RequestContext<'a> {
 
 /// Checks and enriches a request. `is_site` tells whether a domain is a registered site.
 /// Returns one log entry per event of the body: an accepted event or a counted drop.
-pub fn ingest(body: &[u8], ctx: &RequestContext<'_>, is_site: impl Fn(&str) -> bool) -> Result<Vec<LogEntry>, Rejection> {
+pub fn ingest(
+    body: &[u8],
+    ctx: &RequestContext<'_>,
+    is_site: impl Fn(&str) -> bool,
+) -> Result<Vec<LogEntry>, Rejection> {
     wire::check_content_type(ctx.content_type)?;
     let events = wire::parse_body(body)?;
     let bot = agent::classify(ctx.user_agent).bot;
     let entries = events.into_iter().enumerate().map(|(index, parsed)| {
         let id = EventId(ctx.first_event_id.wrapping_add(index as u128));
         match enrich(parsed, bot, ctx, &is_site, id) {
-            Ok(event) => LogEntry::Event(event),
+            Ok(event) => LogEntry::Event(Box::new(event)),
             Err(drop) => LogEntry::Drop(drop),
         }
     });
@@ -57,13 +61,34 @@ fn enrich(
     let at = ctx.received_ms;
     let event = match parsed {
         // No readable domain: the drop belongs to no site.
-        Err(WireDrop { domain: None, reason }) => return Err(Drop { site: None, reason, received_ms: at }),
-        Err(WireDrop { domain: Some(d), .. }) if !is_site(&d) => return Err(unknown_site(at)),
+        Err(WireDrop {
+            domain: None,
+            reason,
+        }) => {
+            return Err(Drop {
+                site: None,
+                reason,
+                received_ms: at,
+            });
+        }
+        Err(WireDrop {
+            domain: Some(d), ..
+        }) if !is_site(&d) => return Err(unknown_site(at)),
         Ok(event) if !is_site(&event.domain) => return Err(unknown_site(at)),
-        Err(WireDrop { domain, reason }) => return Err(Drop { site: domain, reason, received_ms: at }),
+        Err(WireDrop { domain, reason }) => {
+            return Err(Drop {
+                site: domain,
+                reason,
+                received_ms: at,
+            });
+        }
         Ok(event) => event,
     };
-    let drop = |reason| Drop { site: Some(event.domain.clone()), reason, received_ms: at };
+    let drop = |reason| Drop {
+        site: Some(event.domain.clone()),
+        reason,
+        received_ms: at,
+    };
     if bot {
         return Err(drop(DropReason::Bot));
     }
@@ -76,7 +101,11 @@ fn enrich(
 /// Drops for domains that are not registered are counted without the domain: storing every
 /// domain a stranger sends would let anyone grow our tables.
 fn unknown_site(received_ms: i64) -> Drop {
-    Drop { site: None, reason: DropReason::UnknownSite, received_ms }
+    Drop {
+        site: None,
+        reason: DropReason::UnknownSite,
+        received_ms,
+    }
 }
 
 fn build_event(event: WireEvent, ctx: &RequestContext<'_>, id: EventId) -> Event {

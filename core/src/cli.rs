@@ -1,0 +1,146 @@
+//! The `tally` command line: `serve`, `site add|list`, `key create`.
+
+use crate::registry;
+use crate::serve::{ServeSettings, serve};
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Tally: exact, fast, privacy-friendly web analytics.
+#[derive(Debug, Parser)]
+#[command(name = "tally", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run ingest, aggregation and the query API in one process on embedded storage.
+    Serve(ServeArgs),
+    /// Manage sites.
+    #[command(subcommand)]
+    Site(SiteCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Args)]
+struct DataDir {
+    /// Directory holding all of Tally's state.
+    #[arg(long, env = "TALLY_DATA_DIR", default_value = "./tally-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "TALLY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    data: DataDir,
+    /// Trust X-Forwarded-For (client IP) and CF-IPCountry (country) from a proxy in front.
+    #[arg(long, env = "TALLY_TRUST_PROXY")]
+    trust_proxy: bool,
+    /// Shortest time between two aggregator flushes, in milliseconds.
+    #[arg(long, env = "TALLY_FLUSH_INTERVAL_MS", default_value_t = 1000)]
+    flush_interval_ms: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum SiteCommand {
+    /// Register a site by its domain.
+    Add {
+        /// The site's domain, e.g. example.com.
+        domain: String,
+        /// IANA time zone its days are counted in.
+        #[arg(long, default_value = "Etc/UTC")]
+        timezone: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// List the registered sites.
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyCommand {
+    /// Create an API key that may read the given sites; prints the key alone on stdout.
+    Create {
+        /// A site the key may read (repeat for several).
+        #[arg(long = "site", required = true)]
+        sites: Vec<String>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+/// Runs the command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let flush_interval = Duration::from_millis(args.flush_interval_ms);
+            let settings = ServeSettings {
+                listen: args.listen,
+                data_dir: args.data.data_dir,
+                trust_proxy: args.trust_proxy,
+                flush_interval,
+            };
+            serve(settings).await
+        }
+        Command::Site(SiteCommand::Add {
+            domain,
+            timezone,
+            data,
+        }) => {
+            let site = registry::add_site(&data.data_dir, &domain, Some(&timezone))?;
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "added site {} (time zone {})",
+                site.domain, site.timezone_name
+            )?;
+            writeln!(
+                out,
+                "next: create a key to query it with `tally key create --site {}`",
+                site.domain
+            )?;
+            writeln!(
+                out,
+                "      and send events to POST /api/event with \"domain\":\"{}\"",
+                site.domain
+            )?;
+            Ok(())
+        }
+        Command::Site(SiteCommand::List { data }) => {
+            let registry = registry::Registry::open(&data.data_dir)?;
+            let mut out = std::io::stdout().lock();
+            for site in registry.snapshot().sites() {
+                writeln!(out, "{}\t{}", site.domain, site.timezone_name)?;
+            }
+            Ok(())
+        }
+        Command::Key(KeyCommand::Create { sites, data }) => {
+            let key = registry::create_key(&data.data_dir, &sites)?;
+            writeln!(std::io::stdout().lock(), "{key}")?;
+            let mut err = std::io::stderr().lock();
+            writeln!(
+                err,
+                "key {} created for {}; it is shown only once.",
+                registry::key_id(&key),
+                sites.join(", ")
+            )?;
+            writeln!(
+                err,
+                "use it as `Authorization: Bearer <key>` on POST /api/v2/query"
+            )?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! `POST /api/event`: Plausible-compatible ingest. Answers 202 only after the request's events
+//! (and drops) are durably in the event log.
+
+use super::AppState;
+use super::error::ApiError;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::net::{IpAddr, SocketAddr};
+use tally_model::codec;
+use tally_model::event::LogEntry;
+use tally_model::ingest::{RequestContext, ingest};
+use tally_model::limits::MAX_BODY_BYTES;
+use tally_model::reject::Rejection;
+
+/// Handles one ingest request.
+pub async fn event(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Ok(rejected(Rejection::BodyTooLarge));
+    }
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return Ok(rejected(Rejection::BodyTooLarge));
+    };
+    let received_ms = jiff::Timestamp::now().as_millisecond();
+    let salts = app.salts.salts_at(received_ms)?;
+    let registry = app.registry.snapshot();
+    let ctx = RequestContext {
+        content_type: header_str(&headers, header::CONTENT_TYPE.as_str()),
+        user_agent: header_str(&headers, header::USER_AGENT.as_str()).unwrap_or(""),
+        ip: client_ip(&headers, peer.ip(), app.trust_proxy),
+        country: if app.trust_proxy {
+            header_str(&headers, "cf-ipcountry")
+        } else {
+            None
+        },
+        received_ms,
+        salts: &salts,
+        first_event_id: random_id()?,
+    };
+    let entries = match ingest(&body, &ctx, |domain| registry.site(domain).is_some()) {
+        Ok(entries) => entries,
+        Err(rejection) => return Ok(rejected(rejection)),
+    };
+    let accepted = entries
+        .iter()
+        .filter(|e| matches!(e, LogEntry::Event(_)))
+        .count();
+    let dropped: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| match e {
+            LogEntry::Drop(drop) => Some(drop.reason.as_str()),
+            LogEntry::Event(_) => None,
+        })
+        .collect();
+    app.log
+        .append(entries.iter().map(codec::encode).collect())
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "ingest could not append to the event log");
+            ApiError::LogUnavailable
+        })?;
+    let mut response = (StatusCode::ACCEPTED, "ok").into_response();
+    let out = response.headers_mut();
+    out.insert("x-tally-accepted", HeaderValue::from(accepted));
+    if !dropped.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&dropped.join(", "))
+    {
+        out.insert("x-tally-dropped", value);
+    }
+    Ok(response)
+}
+
+fn rejected(rejection: Rejection) -> Response {
+    let status = StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    (status, Json(json!({ "error": rejection.to_string() }))).into_response()
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The client's IP: the first address of `X-Forwarded-For` behind a trusted proxy, else the
+/// peer's address. The IP feeds the visitor id and is never stored or logged.
+fn client_ip(headers: &HeaderMap, peer: IpAddr, trust_proxy: bool) -> IpAddr {
+    let forwarded = || {
+        header_str(headers, "x-forwarded-for")?
+            .split(',')
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    if trust_proxy {
+        forwarded().unwrap_or(peer)
+    } else {
+        peer
+    }
+}
+
+fn random_id() -> Result<u128, ApiError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("no randomness for an event id: {e}"))?;
+    Ok(u128::from_le_bytes(bytes))
+}

@@ -1,0 +1,106 @@
+//! `POST /api/v2/query`, `GET /api/v2/drops` and `GET /api/health`.
+
+use super::AppState;
+use super::auth::{authenticate, authorize};
+use super::error::ApiError;
+use crate::query::{Query, QueryRequest, execute};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query as UrlQuery, State};
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// Answers a Stats API v2 query for a site the caller's key may read.
+pub async fn query(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Arc<Value>>, ApiError> {
+    let registry = app.registry.snapshot();
+    authenticate(&registry, &headers)?;
+    let request: QueryRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
+    let site = authorize(&registry, &headers, &request.site_id)?;
+    let mut query = Query::resolve(&request, &site.timezone, jiff::Timestamp::now())
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    query.site = site.domain.clone();
+    let progress = app.store.progress()?;
+    let key = (query.clone(), progress.offset);
+    if let Some(hit) = app.cache.get(&key).await {
+        return Ok(Json(hit));
+    }
+    let store = app.store.clone();
+    let rows = tokio::task::spawn_blocking(move || execute(&store, &query))
+        .await
+        .map_err(anyhow::Error::from)??;
+    let (first, last) = key.0.dates();
+    let answer = Arc::new(json!({
+        "results": rows.iter().map(|r| json!({ "metrics": r.metrics, "dimensions": r.dimensions })).collect::<Vec<_>>(),
+        "meta": {
+            "time_zone": site.timezone_name,
+            "data_complete_until": complete_until(progress.until_ms),
+            "log_offset_applied": progress.offset,
+        },
+        "query": {
+            "site_id": site.domain,
+            "metrics": request.metrics,
+            "date_range": [first, last],
+            "dimensions": request.dimensions,
+            "filters": request.filters,
+            "order_by": request.order_by,
+            "pagination": { "limit": key.0.limit, "offset": key.0.offset },
+        },
+    }));
+    app.cache.insert(key, answer.clone()).await;
+    Ok(Json(answer))
+}
+
+fn complete_until(ms: i64) -> Value {
+    jiff::Timestamp::from_millisecond(ms)
+        .ok()
+        .filter(|_| ms > 0)
+        .map_or(Value::Null, |t| json!(t.to_string()))
+}
+
+/// `?site_id=…` of the drops endpoint.
+#[derive(Debug, Deserialize)]
+pub struct DropsParams {
+    /// The site; absent for drops that belong to no site.
+    pub site_id: Option<String>,
+}
+
+/// Counts of dropped events per reason, for a site the key may read. Without `site_id`, the
+/// counts of drops that named no registered site (any valid key may read those totals).
+pub async fn drops(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    UrlQuery(params): UrlQuery<DropsParams>,
+) -> Result<Json<Value>, ApiError> {
+    let registry = app.registry.snapshot();
+    let site = match &params.site_id {
+        Some(site_id) => authorize(&registry, &headers, site_id)?.domain.clone(),
+        None => {
+            authenticate(&registry, &headers)?;
+            String::new()
+        }
+    };
+    let counts = app.store.drops(&site)?;
+    Ok(Json(
+        json!({ "site_id": params.site_id.map(|_| site), "drops": counts }),
+    ))
+}
+
+/// Liveness and how far aggregation has come.
+pub async fn health(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let progress = app.store.progress()?;
+    let head = *app.log.head().borrow();
+    Ok(Json(json!({
+        "status": "ok",
+        "log_head": head,
+        "log_offset_applied": progress.offset,
+        "lag_entries": head.saturating_sub(progress.offset),
+        "data_complete_until": complete_until(progress.until_ms),
+    })))
+}

@@ -1,0 +1,13 @@
+//! Tally's core: the `tally` binary's ingest, embedded event log and aggregate store,
+//! aggregator, query API and command line.
+
+pub mod aggregate;
+pub mod cli;
+pub mod http;
+pub mod log;
+pub mod query;
+pub mod registry;
+pub mod salts;
+pub mod serve;
+pub mod store;
+pub mod timebucket;

@@ -1,0 +1,421 @@
+//! A Stats API v2 request, checked and resolved into a [`Query`] over local-hour buckets.
+
+use crate::timebucket::{bucket_start, day_start, today};
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ToSpan};
+use serde::Deserialize;
+use serde_json::Value;
+use tally_model::dimension::Dimension;
+use tally_model::rollup::Bucket;
+
+/// Most rows one answer holds.
+pub const MAX_LIMIT: usize = 10_000;
+
+/// The request body, as Plausible's Stats API v2 defines it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    /// The site's domain.
+    pub site_id: String,
+    /// Metric names.
+    pub metrics: Vec<String>,
+    /// A preset (`"day"`, `"7d"`, …) or `[from, to]` ISO dates.
+    pub date_range: Value,
+    /// Dimension names.
+    #[serde(default)]
+    pub dimensions: Vec<String>,
+    /// Filters: `[operator, dimension, [values…]]`, combined with AND.
+    #[serde(default)]
+    pub filters: Vec<Value>,
+    /// `[[metric or dimension, "asc" | "desc"], …]`.
+    #[serde(default)]
+    pub order_by: Option<Vec<(String, String)>>,
+    /// Accepted for compatibility; nothing is included yet.
+    #[serde(default)]
+    pub include: Option<Value>,
+    /// `{ "limit": n, "offset": n }`.
+    #[serde(default)]
+    pub pagination: Option<Pagination>,
+}
+
+/// Result paging.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pagination {
+    /// Rows to return (at most [`MAX_LIMIT`]).
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+    /// Rows to skip.
+    #[serde(default)]
+    pub offset: usize,
+}
+
+fn default_limit() -> usize {
+    MAX_LIMIT
+}
+
+/// A metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// Distinct visitors.
+    Visitors,
+    /// Visits (sessions).
+    Visits,
+    /// Page views.
+    Pageviews,
+    /// Events of any name.
+    Events,
+    /// Share of single-page visits, in whole percent.
+    BounceRate,
+    /// Mean visit duration, in whole seconds.
+    VisitDuration,
+    /// Mean page views per visit, two decimals.
+    ViewsPerVisit,
+}
+
+impl Metric {
+    const ALL: [(Metric, &'static str); 7] = [
+        (Metric::Visitors, "visitors"),
+        (Metric::Visits, "visits"),
+        (Metric::Pageviews, "pageviews"),
+        (Metric::Events, "events"),
+        (Metric::BounceRate, "bounce_rate"),
+        (Metric::VisitDuration, "visit_duration"),
+        (Metric::ViewsPerVisit, "views_per_visit"),
+    ];
+
+    fn parse(name: &str) -> Option<Metric> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(m, _)| *m)
+    }
+}
+
+/// A grouping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Grouping {
+    /// `time:hour`.
+    Hour,
+    /// `time:day`.
+    Day,
+    /// A cell dimension.
+    Dim(Dimension),
+}
+
+/// A filter operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// The value is one of the given ones.
+    Is,
+    /// The value is none of the given ones.
+    IsNot,
+    /// The value contains one of the given substrings.
+    Contains,
+}
+
+/// One filter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Filter {
+    /// How to compare.
+    pub op: Op,
+    /// What to compare.
+    pub dimension: Dimension,
+    /// The values (any one matches; for `is_not`, none may match).
+    pub values: Vec<String>,
+}
+
+impl Filter {
+    /// Whether a value passes the filter.
+    pub fn passes(&self, value: &str) -> bool {
+        match self.op {
+            Op::Is => self.values.iter().any(|v| v == value),
+            Op::IsNot => !self.values.iter().any(|v| v == value),
+            Op::Contains => self.values.iter().any(|v| value.contains(v.as_str())),
+        }
+    }
+}
+
+/// A sort key: a metric or a grouping, ascending or descending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SortKey {
+    /// By a metric's value.
+    Metric(usize),
+    /// By a grouping's value.
+    Group(usize),
+}
+
+/// A checked, resolved query.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Query {
+    /// The site.
+    pub site: String,
+    /// Metrics, in answer order.
+    pub metrics: Vec<Metric>,
+    /// Groupings, in answer order.
+    pub groupings: Vec<Grouping>,
+    /// Filters, combined with AND.
+    pub filters: Vec<Filter>,
+    /// Buckets `from..to` (local hours).
+    pub buckets: std::ops::Range<Bucket>,
+    /// Sort keys with `true` for descending.
+    pub order: Vec<(SortKey, bool)>,
+    /// Rows to return.
+    pub limit: usize,
+    /// Rows to skip.
+    pub offset: usize,
+}
+
+/// The request is not a query this API answers; the message says why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct QueryError(pub String);
+
+fn invalid<T>(message: impl Into<String>) -> Result<T, QueryError> {
+    Err(QueryError(message.into()))
+}
+
+impl Query {
+    /// Checks a request for a site in `zone` at time `now`.
+    pub fn resolve(
+        request: &QueryRequest,
+        zone: &TimeZone,
+        now: Timestamp,
+    ) -> Result<Query, QueryError> {
+        let metrics = request
+            .metrics
+            .iter()
+            .map(|m| Metric::parse(m).ok_or(m))
+            .collect::<Result<Vec<_>, _>>();
+        let metrics = metrics.or_else(|m| invalid(format!("unknown metric `{m}`")))?;
+        if metrics.is_empty() {
+            return invalid("metrics must name at least one metric");
+        }
+        let groupings = request
+            .dimensions
+            .iter()
+            .map(|d| parse_grouping(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let filters = request
+            .filters
+            .iter()
+            .map(parse_filter)
+            .collect::<Result<Vec<_>, _>>()?;
+        let (from, to) = date_range(&request.date_range, zone, now)?;
+        let order = parse_order(
+            request.order_by.as_deref(),
+            &request.metrics,
+            &request.dimensions,
+            &groupings,
+        )?;
+        let page = request.pagination.unwrap_or(Pagination {
+            limit: MAX_LIMIT,
+            offset: 0,
+        });
+        if page.limit == 0 || page.limit > MAX_LIMIT {
+            return invalid(format!(
+                "pagination.limit must be between 1 and {MAX_LIMIT}"
+            ));
+        }
+        Ok(Query {
+            site: request.site_id.clone(),
+            metrics,
+            groupings,
+            filters,
+            buckets: day_start(from)..day_start(to) + 24,
+            order,
+            limit: page.limit,
+            offset: page.offset,
+        })
+    }
+
+    /// The first and last day the query covers, as ISO dates.
+    pub fn dates(&self) -> (String, String) {
+        let first = bucket_start(self.buckets.start).date();
+        let last = bucket_start(self.buckets.end - 1).date();
+        (first.to_string(), last.to_string())
+    }
+}
+
+fn parse_grouping(name: &str) -> Result<Grouping, QueryError> {
+    match name {
+        "time:hour" => Ok(Grouping::Hour),
+        "time:day" | "time" => Ok(Grouping::Day),
+        _ => Dimension::parse(name)
+            .map(Grouping::Dim)
+            .map_or_else(|| invalid(format!("unknown dimension `{name}`")), Ok),
+    }
+}
+
+fn parse_filter(filter: &Value) -> Result<Filter, QueryError> {
+    let shape = || {
+        QueryError(format!(
+            "a filter is [operator, dimension, [values]]; got {filter}"
+        ))
+    };
+    let [op, dimension, values] = filter.as_array().map(Vec::as_slice).ok_or_else(shape)? else {
+        return Err(shape());
+    };
+    let op = match op.as_str() {
+        Some("is") => Op::Is,
+        Some("is_not") => Op::IsNot,
+        Some("contains") => Op::Contains,
+        _ => {
+            return invalid(format!(
+                "unsupported filter operator {op}: use is, is_not or contains"
+            ));
+        }
+    };
+    let name = dimension.as_str().ok_or_else(shape)?;
+    let dimension =
+        Dimension::parse(name).ok_or_else(|| QueryError(format!("cannot filter by `{name}`")))?;
+    let values = values.as_array().ok_or_else(shape)?;
+    let values = values
+        .iter()
+        .map(|v| v.as_str().map(str::to_owned).ok_or_else(shape))
+        .collect::<Result<_, _>>()?;
+    Ok(Filter {
+        op,
+        dimension,
+        values,
+    })
+}
+
+fn parse_order(
+    order_by: Option<&[(String, String)]>,
+    metrics: &[String],
+    dimensions: &[String],
+    groupings: &[Grouping],
+) -> Result<Vec<(SortKey, bool)>, QueryError> {
+    let Some(order_by) = order_by else {
+        // Plausible's default: time ascending if grouped by time, else the first metric descending.
+        let time = groupings
+            .iter()
+            .position(|g| matches!(g, Grouping::Hour | Grouping::Day));
+        return Ok(vec![time.map_or((SortKey::Metric(0), true), |i| {
+            (SortKey::Group(i), false)
+        })]);
+    };
+    order_by
+        .iter()
+        .map(|(name, direction)| {
+            let descending = match direction.as_str() {
+                "asc" => false,
+                "desc" => true,
+                other => {
+                    return invalid(format!(
+                        "order direction must be asc or desc, not `{other}`"
+                    ));
+                }
+            };
+            let key = if let Some(i) = metrics.iter().position(|m| m == name) {
+                SortKey::Metric(i)
+            } else if let Some(i) = dimensions.iter().position(|d| d == name) {
+                SortKey::Group(i)
+            } else {
+                return invalid(format!(
+                    "cannot order by `{name}`: it is not among the query's metrics or dimensions"
+                ));
+            };
+            Ok((key, descending))
+        })
+        .collect()
+}
+
+/// The first and last local date of a date range.
+fn date_range(range: &Value, zone: &TimeZone, now: Timestamp) -> Result<(Date, Date), QueryError> {
+    let today = today(zone, now);
+    let days_back = |n: i64| {
+        today
+            .checked_sub(n.days())
+            .map_err(|e| QueryError(e.to_string()))
+    };
+    let (from, to) = match range {
+        Value::String(preset) => match preset.as_str() {
+            "day" => (today, today),
+            "7d" => (days_back(6)?, today),
+            "28d" => (days_back(27)?, today),
+            "30d" => (days_back(29)?, today),
+            "91d" => (days_back(90)?, today),
+            "month" => (today.first_of_month(), today),
+            "year" => (today.first_of_year(), today),
+            other => {
+                return invalid(format!(
+                    "unknown date_range `{other}`: use day, 7d, 28d, 30d, 91d, month, year or [from, to]"
+                ));
+            }
+        },
+        Value::Array(pair) => match pair.as_slice() {
+            [Value::String(a), Value::String(b)] => (parse_date(a)?, parse_date(b)?),
+            _ => return invalid("date_range as a list is [\"YYYY-MM-DD\", \"YYYY-MM-DD\"]"),
+        },
+        _ => return invalid("date_range is a preset such as \"7d\" or [from, to]"),
+    };
+    if from > to {
+        return invalid("date_range starts after it ends");
+    }
+    Ok((from, to))
+}
+
+fn parse_date(text: &str) -> Result<Date, QueryError> {
+    text.parse::<Date>()
+        .map_err(|_| QueryError(format!("`{text}` is not an ISO date (YYYY-MM-DD)")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: &str) -> QueryRequest {
+        serde_json::from_str(json).expect("request json")
+    }
+
+    fn resolve(json: &str) -> Result<Query, QueryError> {
+        let now: Timestamp = "2026-11-28T12:00:00Z".parse().expect("ts");
+        Query::resolve(&request(json), &TimeZone::UTC, now)
+    }
+
+    #[test]
+    fn presets_cover_whole_local_days_including_today() {
+        let q = resolve(r#"{"site_id":"a.com","metrics":["visitors"],"date_range":"7d"}"#)
+            .expect("valid");
+        assert_eq!(
+            q.dates(),
+            ("2026-11-22".to_owned(), "2026-11-28".to_owned())
+        );
+        assert_eq!(q.buckets.end - q.buckets.start, 7 * 24);
+    }
+
+    #[test]
+    fn explicit_dates_and_errors() {
+        let q = resolve(
+            r#"{"site_id":"a.com","metrics":["pageviews"],"date_range":["2026-01-01","2026-01-31"]}"#,
+        );
+        assert_eq!(
+            q.expect("valid").dates(),
+            ("2026-01-01".to_owned(), "2026-01-31".to_owned())
+        );
+        let bad = [
+            r#"{"site_id":"a.com","metrics":["nope"],"date_range":"day"}"#,
+            r#"{"site_id":"a.com","metrics":[],"date_range":"day"}"#,
+            r#"{"site_id":"a.com","metrics":["visits"],"date_range":"1y"}"#,
+            r#"{"site_id":"a.com","metrics":["visits"],"date_range":["2026-02-01","2026-01-01"]}"#,
+            r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["event:nope"]}"#,
+            r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","filters":[["matches","event:page",["/"]]]}"#,
+            r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","order_by":[["pageviews","desc"]]}"#,
+        ];
+        for json in bad {
+            assert!(resolve(json).is_err(), "{json}");
+        }
+    }
+
+    #[test]
+    fn default_order_is_time_then_first_metric() {
+        let q = resolve(
+            r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["event:page","time:hour"]}"#,
+        );
+        assert_eq!(q.expect("valid").order, vec![(SortKey::Group(1), false)]);
+        let q = resolve(
+            r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["event:page"]}"#,
+        );
+        assert_eq!(q.expect("valid").order, vec![(SortKey::Metric(0), true)]);
+    }
+}

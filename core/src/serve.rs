@@ -1,0 +1,109 @@
+//! `tally serve`: the whole pipeline in one process on embedded storage — ingest, event log,
+//! aggregator, store and query API — with a clean shutdown on SIGINT or SIGTERM.
+
+use crate::aggregate::Aggregator;
+use crate::http::{AppState, query_cache, router};
+use crate::log::EventLog;
+use crate::registry::Registry;
+use crate::salts::SaltBook;
+use crate::store::Store;
+use anyhow::Context;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long the last flush may take after the server stopped taking requests.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Settings of `tally serve`.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Directory holding all state.
+    pub data_dir: PathBuf,
+    /// Trust `X-Forwarded-For` and `CF-IPCountry`.
+    pub trust_proxy: bool,
+    /// Shortest time between two aggregator flushes.
+    pub flush_interval: Duration,
+}
+
+/// Runs the server until a shutdown signal.
+pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
+    let dir = &settings.data_dir;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    let registry = Registry::open(dir)?;
+    let busy = || format!("is another `tally serve` running on {}?", dir.display());
+    let log = EventLog::open(&dir.join("log.redb")).with_context(busy)?;
+    let store = Arc::new(Store::open(&dir.join("store.redb")).with_context(busy)?);
+    let state = AppState {
+        registry: registry.clone(),
+        log: log.clone(),
+        salts: Arc::new(SaltBook::new(log.database())),
+        store: store.clone(),
+        trust_proxy: settings.trust_proxy,
+        cache: query_cache(10_000),
+    };
+    let (stop, stopped) = watch::channel(false);
+    let aggregator = Aggregator {
+        log,
+        store,
+        registry,
+        flush_interval: settings.flush_interval,
+    };
+    let aggregating = tokio::spawn(aggregator.run(stopped));
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let address = listener.local_addr()?;
+    announce(address)?;
+    tracing::info!(%address, data_dir = %dir.display(), trust_proxy = settings.trust_proxy, "tally serve started");
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    tracing::info!("stopped taking requests; applying what the log holds");
+    stop.send_replace(true);
+    match tokio::time::timeout(DRAIN_DEADLINE, aggregating).await {
+        Ok(joined) => joined??,
+        Err(_) => tracing::warn!(
+            "aggregator did not finish in time; it resumes from its checkpoint on restart"
+        ),
+    }
+    tracing::info!("tally serve stopped");
+    Ok(())
+}
+
+/// Tells scripts where the server listens: the first line on standard output.
+fn announce(address: SocketAddr) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on http://{address}")?;
+    out.flush()?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = interrupt => {}, _ = terminate => {} }
+    tracing::info!("shutdown signal received");
+}
