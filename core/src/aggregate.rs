@@ -44,12 +44,9 @@ impl Aggregator {
         loop {
             let started = Instant::now();
             let worker = this.clone();
-            let applied = tokio::task::spawn_blocking(move || {
-                worker
-                    .flush_once(&mut last_expiry)
-                    .map(|n| (n, last_expiry))
-            })
-            .await??;
+            let applied =
+                tokio::task::spawn_blocking(move || worker.flush_once(&mut last_expiry).map(|n| (n, last_expiry)))
+                    .await??;
             last_expiry = applied.1;
             if applied.0 > 0 {
                 // Let the next batch gather for the rest of the interval.
@@ -71,28 +68,18 @@ impl Aggregator {
     /// Applies the next batch of log entries; returns how many it applied.
     fn flush_once(&self, last_expiry: &mut i64) -> anyhow::Result<usize> {
         let progress = self.store.progress()?;
-        let entries = self
-            .log
-            .read_after(progress.offset, MAX_ENTRIES_PER_FLUSH)?;
+        let entries = self.log.read_after(progress.offset, MAX_ENTRIES_PER_FLUSH)?;
         let Some(&(last_offset, _)) = entries.last() else {
             return Ok(0);
         };
         let started = Instant::now();
-        let mut flush = Flush {
-            progress: Progress {
-                offset: last_offset,
-                until_ms: progress.until_ms,
-            },
-            ..Flush::default()
-        };
+        let mut flush =
+            Flush { progress: Progress { offset: last_offset, until_ms: progress.until_ms }, ..Flush::default() };
         for (offset, bytes) in &entries {
             match codec::decode(bytes) {
                 Ok(LogEntry::Event(event)) => self.add_event(&mut flush, &event)?,
                 Ok(LogEntry::Drop(drop)) => {
-                    *flush
-                        .drops
-                        .entry((drop.site.unwrap_or_default(), drop.reason))
-                        .or_default() += 1;
+                    *flush.drops.entry((drop.site.unwrap_or_default(), drop.reason)).or_default() += 1;
                     flush.progress.until_ms = flush.progress.until_ms.max(drop.received_ms);
                 }
                 Err(error) => tracing::error!(offset, %error, "skipping an undecodable log entry"),
@@ -116,24 +103,15 @@ impl Aggregator {
         flush.progress.until_ms = flush.progress.until_ms.max(event.received_ms);
         let Ok(facts) = Facts::of(event) else {
             // The edge checked the URL; an entry that fails now was written by other code.
-            *flush
-                .drops
-                .entry((event.site.clone(), DropReason::InvalidUrl))
-                .or_default() += 1;
+            *flush.drops.entry((event.site.clone(), DropReason::InvalidUrl)).or_default() += 1;
             return Ok(());
         };
-        let zone = self
-            .registry
-            .snapshot()
-            .site(&event.site)
-            .map(|s| s.timezone.clone());
+        let zone = self.registry.snapshot().site(&event.site).map(|s| s.timezone.clone());
         let bucket = local_hour(zone.as_ref(), event.received_ms);
         let open = self.open_session(flush, event)?;
         let rollup = flush.rollups.entry(event.site.clone()).or_default();
         let next = session::apply(open, event, &facts, bucket, rollup);
-        flush
-            .sessions
-            .insert((event.site.clone(), event.visitor.current), Some(next));
+        flush.sessions.insert((event.site.clone(), event.visitor.current), Some(next));
         Ok(())
     }
 
@@ -145,19 +123,12 @@ impl Aggregator {
         }
         let previous = self.lookup(flush, &event.site, event.visitor.previous)?;
         if previous.is_some() {
-            flush
-                .sessions
-                .insert((event.site.clone(), event.visitor.previous), None);
+            flush.sessions.insert((event.site.clone(), event.visitor.previous), None);
         }
         Ok(previous)
     }
 
-    fn lookup(
-        &self,
-        flush: &mut Flush,
-        site: &str,
-        visitor: u64,
-    ) -> anyhow::Result<Option<Session>> {
+    fn lookup(&self, flush: &mut Flush, site: &str, visitor: u64) -> anyhow::Result<Option<Session>> {
         match flush.sessions.entry((site.to_owned(), visitor)) {
             Entry::Occupied(known) => Ok(known.get().clone()),
             Entry::Vacant(_) => self.store.session(site, visitor),

@@ -94,28 +94,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             serve(settings).await
         }
-        Command::Site(SiteCommand::Add {
-            domain,
-            timezone,
-            data,
-        }) => {
+        Command::Site(SiteCommand::Add { domain, timezone, data }) => {
             let site = registry::add_site(&data.data_dir, &domain, Some(&timezone))?;
             let mut out = std::io::stdout().lock();
-            writeln!(
-                out,
-                "added site {} (time zone {})",
-                site.domain, site.timezone_name
-            )?;
-            writeln!(
-                out,
-                "next: create a key to query it with `tally key create --site {}`",
-                site.domain
-            )?;
-            writeln!(
-                out,
-                "      and send events to POST /api/event with \"domain\":\"{}\"",
-                site.domain
-            )?;
+            writeln!(out, "added site {} (time zone {})", site.domain, site.timezone_name)?;
+            writeln!(out, "next: create a key to query it with `tally key create --site {}`", site.domain)?;
+            writeln!(out, "      and send events to POST /api/event with \"domain\":\"{}\"", site.domain)?;
             Ok(())
         }
         Command::Site(SiteCommand::List { data }) => {
@@ -130,16 +114,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let key = registry::create_key(&data.data_dir, &sites)?;
             writeln!(std::io::stdout().lock(), "{key}")?;
             let mut err = std::io::stderr().lock();
-            writeln!(
-                err,
-                "key {} created for {}; it is shown only once.",
-                registry::key_id(&key),
-                sites.join(", ")
-            )?;
-            writeln!(
-                err,
-                "use it as `Authorization: Bearer <key>` on POST /api/v2/query"
-            )?;
+            writeln!(err, "key {} created for {}; it is shown only once.", registry::key_id(&key), sites.join(", "))?;
+            writeln!(err, "use it as `Authorization: Bearer <key>` on POST /api/v2/query")?;
             Ok(())
         }
     }

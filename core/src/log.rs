@@ -42,8 +42,7 @@ pub struct EventLog {
 impl EventLog {
     /// Opens (or creates) the log at `path` and starts its writer thread.
     pub fn open(path: &Path) -> anyhow::Result<EventLog> {
-        let db = Database::create(path)
-            .with_context(|| format!("opening event log {}", path.display()))?;
+        let db = Database::create(path).with_context(|| format!("opening event log {}", path.display()))?;
         let txn = db.begin_write()?;
         txn.open_table(ENTRIES)?;
         txn.commit()?;
@@ -61,10 +60,7 @@ impl EventLog {
     /// Appends entries durably; returns their offsets once they are committed to disk.
     pub async fn append(&self, entries: Vec<Vec<u8>>) -> Result<RangeInclusive<u64>, LogError> {
         let (reply, answer) = oneshot::channel();
-        self.appends
-            .send((entries, reply))
-            .await
-            .map_err(|_| LogError::Closed)?;
+        self.appends.send((entries, reply)).await.map_err(|_| LogError::Closed)?;
         answer.await.map_err(|_| LogError::Closed)?
     }
 

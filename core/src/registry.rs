@@ -67,9 +67,7 @@ pub struct KeyScope {
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// The domain is not a plausible host name.
-    #[error(
-        "`{0}` is not a valid domain: give a bare host name such as example.com (no scheme, path or port)"
-    )]
+    #[error("`{0}` is not a valid domain: give a bare host name such as example.com (no scheme, path or port)")]
     InvalidDomain(String),
     /// The time zone is not in the IANA time zone database.
     #[error("unknown time zone `{0}`: use an IANA name such as Europe/Berlin or Etc/UTC")]
@@ -119,15 +117,10 @@ pub enum RegistryError {
 /// # Errors
 /// [`RegistryError::InvalidDomain`], [`RegistryError::UnknownTimezone`],
 /// [`RegistryError::SiteExists`], or a failure to read or write the registry file.
-pub fn add_site(
-    data_dir: &Path,
-    domain: &str,
-    timezone: Option<&str>,
-) -> Result<Site, RegistryError> {
+pub fn add_site(data_dir: &Path, domain: &str, timezone: Option<&str>) -> Result<Site, RegistryError> {
     let domain = normalize(domain)?;
     let tz_input = timezone.map_or(DEFAULT_TIMEZONE, str::trim);
-    let tz =
-        TimeZone::get(tz_input).map_err(|_| RegistryError::UnknownTimezone(tz_input.to_owned()))?;
+    let tz = TimeZone::get(tz_input).map_err(|_| RegistryError::UnknownTimezone(tz_input.to_owned()))?;
     // The bundled database matches names case-insensitively; store its spelling.
     let timezone_name = tz.iana_name().unwrap_or(tz_input).to_owned();
     let created = now();
@@ -142,12 +135,7 @@ pub fn add_site(
         });
         Ok(())
     })?;
-    Ok(Site {
-        domain,
-        timezone_name,
-        timezone: tz,
-        created,
-    })
+    Ok(Site { domain, timezone_name, timezone: tz, created })
 }
 
 /// Creates a key scoped to the given existing sites and returns its plain text, which is shown
@@ -159,10 +147,7 @@ pub fn add_site(
 /// [`RegistryError::NoSites`], [`RegistryError::InvalidDomain`], [`RegistryError::UnknownSite`],
 /// [`RegistryError::Random`], or a failure to read or write the registry file.
 pub fn create_key(data_dir: &Path, sites: &[String]) -> Result<String, RegistryError> {
-    let domains = sites
-        .iter()
-        .map(|site| normalize(site))
-        .collect::<Result<BTreeSet<_>, _>>()?;
+    let domains = sites.iter().map(|site| normalize(site)).collect::<Result<BTreeSet<_>, _>>()?;
     if domains.is_empty() {
         return Err(RegistryError::NoSites);
     }
@@ -244,17 +229,11 @@ impl Snapshot {
                 }
                 None => return Err(format!("site `{domain}` is not a valid domain")),
             }
-            let timezone = TimeZone::get(&record.timezone).map_err(|_| {
-                format!("site {domain} has unknown time zone `{}`", record.timezone)
-            })?;
-            let created = parse_timestamp(&record.created)
-                .map_err(|e| format!("site {domain} has a bad `created` time: {e}"))?;
-            let site = Site {
-                domain: domain.clone(),
-                timezone_name: record.timezone.clone(),
-                timezone,
-                created,
-            };
+            let timezone = TimeZone::get(&record.timezone)
+                .map_err(|_| format!("site {domain} has unknown time zone `{}`", record.timezone))?;
+            let created =
+                parse_timestamp(&record.created).map_err(|e| format!("site {domain} has a bad `created` time: {e}"))?;
+            let site = Site { domain: domain.clone(), timezone_name: record.timezone.clone(), timezone, created };
             if sites.insert(domain.clone(), site).is_some() {
                 return Err(format!("site {domain} is listed twice"));
             }
@@ -275,13 +254,9 @@ impl Snapshot {
             if let Some(unknown) = record.sites.iter().find(|s| !sites.contains_key(*s)) {
                 return Err(format!("key {id} refers to unknown site `{unknown}`"));
             }
-            let created = parse_timestamp(&record.created)
-                .map_err(|e| format!("key {id} has a bad `created` time: {e}"))?;
-            let scope = KeyScope {
-                id: id.clone(),
-                sites: record.sites.iter().cloned().collect(),
-                created,
-            };
+            let created =
+                parse_timestamp(&record.created).map_err(|e| format!("key {id} has a bad `created` time: {e}"))?;
+            let scope = KeyScope { id: id.clone(), sites: record.sites.iter().cloned().collect(), created };
             if keys.insert(hash, scope).is_some() {
                 return Err(format!("key {id}: its hash is listed twice"));
             }
@@ -391,11 +366,7 @@ impl Registry {
                     keys = snapshot.keys.len(),
                     "reloaded the registry"
                 );
-                *self
-                    .inner
-                    .current
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
+                *self.inner.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(snapshot);
                 *last = Some(stamp);
             }
             Err(e) => {
@@ -434,11 +405,7 @@ impl FileStamp {
         };
         #[cfg(not(unix))]
         let inode = (0, 0);
-        FileStamp {
-            modified: meta.modified().ok(),
-            len: meta.len(),
-            inode,
-        }
+        FileStamp { modified: meta.modified().ok(), len: meta.len(), inode }
     }
 }
 
@@ -493,29 +460,20 @@ struct VersionProbe {
 impl RegistryFile {
     /// A registry with no sites and no keys.
     fn empty() -> RegistryFile {
-        RegistryFile {
-            version: FORMAT_VERSION,
-            sites: Vec::new(),
-            keys: Vec::new(),
-        }
+        RegistryFile { version: FORMAT_VERSION, sites: Vec::new(), keys: Vec::new() }
     }
 
     /// Parses and validates the bytes of the registry file at `path`.
     fn decode(bytes: &[u8], path: &Path) -> Result<(RegistryFile, Snapshot), RegistryError> {
-        let corrupt = |reason: String| RegistryError::Corrupt {
-            path: path.to_owned(),
-            reason,
-        };
-        let probe: VersionProbe =
-            serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not valid JSON: {e}")))?;
+        let corrupt = |reason: String| RegistryError::Corrupt { path: path.to_owned(), reason };
+        let probe: VersionProbe = serde_json::from_slice(bytes).map_err(|e| corrupt(format!("not valid JSON: {e}")))?;
         match probe.version {
             Some(FORMAT_VERSION) => {}
             Some(v) if v > FORMAT_VERSION => return Err(RegistryError::NewerVersion(v)),
             Some(v) => return Err(corrupt(format!("unsupported format version {v}"))),
             None => return Err(corrupt("no `version` field".to_owned())),
         }
-        let file: RegistryFile =
-            serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+        let file: RegistryFile = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
         let snapshot = Snapshot::from_file(&file).map_err(corrupt)?;
         Ok((file, snapshot))
     }
@@ -523,8 +481,7 @@ impl RegistryFile {
 
 /// Normalises a user-supplied domain.
 fn normalize(domain: &str) -> Result<String, RegistryError> {
-    tally_model::site::normalize_domain(domain)
-        .ok_or_else(|| RegistryError::InvalidDomain(domain.to_owned()))
+    tally_model::site::normalize_domain(domain).ok_or_else(|| RegistryError::InvalidDomain(domain.to_owned()))
 }
 
 /// SHA-256 of a key's plain text.
@@ -560,10 +517,7 @@ fn nanos(duration: Duration) -> u64 {
 
 /// Maps an I/O error to a [`RegistryError`] naming `path`.
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RegistryError + '_ {
-    move |source| RegistryError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    move |source| RegistryError::Io { path: path.to_owned(), source }
 }
 
 /// Reads and validates the registry file, with the stamp of the very version read.
@@ -590,9 +544,7 @@ fn update<T>(
     let path = data_dir.join(FILE_NAME);
     let (mut file, snapshot) = match fs::read(&path) {
         Ok(bytes) => RegistryFile::decode(&bytes, &path)?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            (RegistryFile::empty(), Snapshot::default())
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => (RegistryFile::empty(), Snapshot::default()),
         Err(e) => return Err(io_error(&path)(e)),
     };
     let result = change(&mut file, &snapshot)?;
@@ -626,12 +578,8 @@ fn create_if_missing(data_dir: &Path) -> Result<(), RegistryError> {
 fn lock_writers(data_dir: &Path) -> Result<File, RegistryError> {
     fs::create_dir_all(data_dir).map_err(io_error(data_dir))?;
     let lock_path = data_dir.join(LOCK_NAME);
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_error(&lock_path))?;
+    let lock =
+        OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_error(&lock_path))?;
     lock.lock().map_err(io_error(&lock_path))?;
     Ok(lock)
 }
@@ -646,8 +594,7 @@ fn replace_file(data_dir: &Path, file: &RegistryFile) -> Result<(), RegistryErro
     })?;
     bytes.push(b'\n');
     let tmp_path = data_dir.join(TMP_NAME);
-    let written = write_synced(&tmp_path, &bytes)
-        .and_then(|()| fs::rename(&tmp_path, &path).map_err(io_error(&path)));
+    let written = write_synced(&tmp_path, &bytes).and_then(|()| fs::rename(&tmp_path, &path).map_err(io_error(&path)));
     if let Err(e) = written {
         // Best effort: a stale temporary file is harmless, as the next writer truncates it.
         let _ = fs::remove_file(&tmp_path);
@@ -666,9 +613,7 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
 /// Flushes a directory's entries (here: the rename) to disk.
 #[cfg(unix)]
 fn sync_dir(dir: &Path) -> Result<(), RegistryError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error(dir))
 }
 
 /// Directories can't be opened for syncing here; the rename is as durable as the platform
@@ -691,13 +636,9 @@ mod tests {
         fn new(name: &str) -> TempDir {
             static COUNTER: AtomicUsize = AtomicUsize::new(0);
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let nanos = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            let dir = std::env::temp_dir().join(format!(
-                "tally-registry-test-{name}-{}-{n}-{nanos}",
-                std::process::id()
-            ));
+            let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+            let dir =
+                std::env::temp_dir().join(format!("tally-registry-test-{name}-{}-{n}-{nanos}", std::process::id()));
             fs::create_dir_all(&dir).expect("create temp dir");
             TempDir(dir)
         }
@@ -730,10 +671,7 @@ mod tests {
         assert_eq!(read.timezone_name, "Europe/Berlin");
         assert_eq!(read.timezone.iana_name(), Some("Europe/Berlin"));
         assert_eq!(read.created, site.created);
-        assert_eq!(
-            snap.site("other.org").map(|s| s.timezone_name.as_str()),
-            Some("Etc/UTC")
-        );
+        assert_eq!(snap.site("other.org").map(|s| s.timezone_name.as_str()), Some("Etc/UTC"));
         let domains: Vec<_> = snap.sites().map(|s| s.domain.as_str()).collect();
         assert_eq!(domains, ["example.com", "other.org"]);
         assert!(snap.site("www.example.com").is_none(), "lookup is exact");
@@ -748,27 +686,16 @@ mod tests {
         let tmp = TempDir::new("dup");
         add_site(tmp.path(), "example.com", None).expect("add");
         let err = add_site(tmp.path(), "www.EXAMPLE.com", Some("Asia/Tokyo")).expect_err("dup");
-        assert!(
-            matches!(err, RegistryError::SiteExists(ref d) if d == "example.com"),
-            "{err}"
-        );
+        assert!(matches!(err, RegistryError::SiteExists(ref d) if d == "example.com"), "{err}");
         assert_eq!(snapshot_of(tmp.path()).sites().count(), 1);
     }
 
     #[test]
     fn invalid_domain_is_refused() {
         let tmp = TempDir::new("baddomain");
-        for bad in [
-            "",
-            "https://example.com",
-            "exa mple.com",
-            "example.com:8080",
-        ] {
+        for bad in ["", "https://example.com", "exa mple.com", "example.com:8080"] {
             let err = add_site(tmp.path(), bad, None).expect_err(bad);
-            assert!(
-                matches!(err, RegistryError::InvalidDomain(_)),
-                "{bad}: {err}"
-            );
+            assert!(matches!(err, RegistryError::InvalidDomain(_)), "{bad}: {err}");
         }
     }
 
@@ -786,10 +713,7 @@ mod tests {
         add_site(tmp.path(), "example.com", None).expect("add");
         let sites = ["example.com".to_owned(), "nope.org".to_owned()];
         let err = create_key(tmp.path(), &sites).expect_err("unknown");
-        assert!(
-            matches!(err, RegistryError::UnknownSite(ref d) if d == "nope.org"),
-            "{err}"
-        );
+        assert!(matches!(err, RegistryError::UnknownSite(ref d) if d == "nope.org"), "{err}");
         let err = create_key(tmp.path(), &[]).expect_err("empty");
         assert!(matches!(err, RegistryError::NoSites), "{err}");
         assert_eq!(snapshot_of(tmp.path()).keys().count(), 0);
@@ -801,8 +725,7 @@ mod tests {
         for domain in ["a.com", "b.com", "c.com"] {
             add_site(tmp.path(), domain, None).expect("add");
         }
-        let key =
-            create_key(tmp.path(), &["a.com".to_owned(), "WWW.B.com".to_owned()]).expect("create");
+        let key = create_key(tmp.path(), &["a.com".to_owned(), "WWW.B.com".to_owned()]).expect("create");
         let other = create_key(tmp.path(), &["c.com".to_owned()]).expect("create other");
         assert!(key.starts_with(KEY_PREFIX));
         assert_eq!(key.len(), KEY_PREFIX.len() + 64);
@@ -813,18 +736,8 @@ mod tests {
         let expected: BTreeSet<String> = ["a.com", "b.com"].map(str::to_owned).into();
         assert_eq!(scope.sites, expected);
         assert_eq!(scope.id, key_id(&key));
-        assert!(
-            scope.id.starts_with("k_") && scope.id.len() == 10,
-            "{}",
-            scope.id
-        );
-        let other_sites: Vec<_> = snap
-            .key_scope(&other)
-            .expect("other known")
-            .sites
-            .iter()
-            .cloned()
-            .collect();
+        assert!(scope.id.starts_with("k_") && scope.id.len() == 10, "{}", scope.id);
+        let other_sites: Vec<_> = snap.key_scope(&other).expect("other known").sites.iter().cloned().collect();
         assert_eq!(other_sites, ["c.com"]);
         assert_eq!(snap.keys().count(), 2);
 
@@ -902,17 +815,11 @@ mod tests {
         let err = add_site(tmp.path(), "other.org", None).expect_err("corrupt");
         assert!(matches!(err, RegistryError::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains("registry.json"), "{err}");
-        assert!(matches!(
-            Registry::open(tmp.path()),
-            Err(RegistryError::Corrupt { .. })
-        ));
+        assert!(matches!(Registry::open(tmp.path()), Err(RegistryError::Corrupt { .. })));
 
         // A newer format is reported as such and also keeps the old snapshot.
         fs::write(&path, b"{\"version\":2,\"sites\":[],\"things\":[]}").expect("newer");
-        assert!(matches!(
-            Registry::open(tmp.path()),
-            Err(RegistryError::NewerVersion(2))
-        ));
+        assert!(matches!(Registry::open(tmp.path()), Err(RegistryError::NewerVersion(2))));
         thread::sleep(Duration::from_millis(300));
         assert!(registry.snapshot().site("example.com").is_some());
 
@@ -942,11 +849,7 @@ mod tests {
         for case in cases {
             fs::write(&path, case).expect("write");
             let err = Registry::open(tmp.path()).expect_err("corrupt");
-            assert!(
-                matches!(err, RegistryError::Corrupt { .. }),
-                "{}: {err}",
-                String::from_utf8_lossy(case)
-            );
+            assert!(matches!(err, RegistryError::Corrupt { .. }), "{}: {err}", String::from_utf8_lossy(case));
         }
     }
 
@@ -957,9 +860,7 @@ mod tests {
         let handles: Vec<_> = (0..8)
             .map(|i| {
                 let dir = dir.clone();
-                thread::spawn(move || {
-                    add_site(&dir, &format!("site{i}.example.com"), None).map(|s| s.domain)
-                })
+                thread::spawn(move || add_site(&dir, &format!("site{i}.example.com"), None).map(|s| s.domain))
             })
             .collect();
         for handle in handles {
@@ -968,10 +869,7 @@ mod tests {
         let snap = snapshot_of(&dir);
         assert_eq!(snap.sites().count(), 8);
         for i in 0..8 {
-            assert!(
-                snap.site(&format!("site{i}.example.com")).is_some(),
-                "site{i}"
-            );
+            assert!(snap.site(&format!("site{i}.example.com")).is_some(), "site{i}");
         }
     }
 }

@@ -17,20 +17,14 @@ pub struct SaltBook {
 impl SaltBook {
     /// A salt book kept in `db` (the event log's file).
     pub fn new(db: Arc<Database>) -> SaltBook {
-        SaltBook {
-            db,
-            cached: Mutex::new(None),
-        }
+        SaltBook { db, cached: Mutex::new(None) }
     }
 
     /// The salts in force at `now_ms`; on the first call of a day, creates its salt and deletes
     /// salts older than the day before.
     pub fn salts_at(&self, now_ms: i64) -> anyhow::Result<Salts> {
         let day = now_ms.div_euclid(DAY_MS);
-        let mut cached = self
-            .cached
-            .lock()
-            .map_err(|_| anyhow::anyhow!("salt cache poisoned"))?;
+        let mut cached = self.cached.lock().map_err(|_| anyhow::anyhow!("salt cache poisoned"))?;
         if let Some((cached_day, salts)) = cached.as_ref()
             && *cached_day == day
         {

@@ -34,8 +34,7 @@ pub struct ServeSettings {
 /// Runs the server until a shutdown signal.
 pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     let dir = &settings.data_dir;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
     let registry = Registry::open(dir)?;
     let busy = || format!("is another `tally serve` running on {}?", dir.display());
     let log = EventLog::open(&dir.join("log.redb")).with_context(busy)?;
@@ -49,12 +48,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         cache: query_cache(10_000),
     };
     let (stop, stopped) = watch::channel(false);
-    let aggregator = Aggregator {
-        log,
-        store,
-        registry,
-        flush_interval: settings.flush_interval,
-    };
+    let aggregator = Aggregator { log, store, registry, flush_interval: settings.flush_interval };
     let aggregating = tokio::spawn(aggregator.run(stopped));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -62,19 +56,14 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     announce(address)?;
     tracing::info!(%address, data_dir = %dir.display(), trust_proxy = settings.trust_proxy, "tally serve started");
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     tracing::info!("stopped taking requests; applying what the log holds");
     stop.send_replace(true);
     match tokio::time::timeout(DRAIN_DEADLINE, aggregating).await {
         Ok(joined) => joined??,
-        Err(_) => tracing::warn!(
-            "aggregator did not finish in time; it resumes from its checkpoint on restart"
-        ),
+        Err(_) => tracing::warn!("aggregator did not finish in time; it resumes from its checkpoint on restart"),
     }
     tracing::info!("tally serve stopped");
     Ok(())

@@ -17,8 +17,7 @@ use tally_model::session::Session;
 /// (site, bucket, cell id) → postcard((CellKey, Counters)).
 const CELLS: TableDefinition<(&str, i64, u64), &[u8]> = TableDefinition::new("cells");
 /// (site, bucket, cell id, visitor id) → ().
-const CELL_VISITORS: TableDefinition<(&str, i64, u64, u64), ()> =
-    TableDefinition::new("cell_visitors");
+const CELL_VISITORS: TableDefinition<(&str, i64, u64, u64), ()> = TableDefinition::new("cell_visitors");
 /// (site, visitor id) → postcard(Session).
 const SESSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("sessions");
 /// (site or "", reason) → count.
@@ -65,8 +64,7 @@ pub fn cell_id(key: &CellKey) -> u64 {
 impl Store {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> anyhow::Result<Store> {
-        let db =
-            Database::create(path).with_context(|| format!("opening store {}", path.display()))?;
+        let db = Database::create(path).with_context(|| format!("opening store {}", path.display()))?;
         let txn = db.begin_write()?;
         txn.open_table(CELLS)?;
         txn.open_table(CELL_VISITORS)?;
@@ -82,10 +80,7 @@ impl Store {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
         let get = |k| -> anyhow::Result<i64> { Ok(meta.get(k)?.map_or(0, |v| v.value())) };
-        Ok(Progress {
-            offset: u64::try_from(get("applied_offset")?).unwrap_or(0),
-            until_ms: get("applied_until_ms")?,
-        })
+        Ok(Progress { offset: u64::try_from(get("applied_offset")?).unwrap_or(0), until_ms: get("applied_until_ms")? })
     }
 
     /// The open visit of a visitor, if stored.
@@ -93,9 +88,7 @@ impl Store {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(SESSIONS)?;
         let found = table.get((site, visitor))?;
-        found
-            .map(|v| postcard::from_bytes(v.value()).context("decoding a session"))
-            .transpose()
+        found.map(|v| postcard::from_bytes(v.value()).context("decoding a session")).transpose()
     }
 
     /// Applies one flush atomically.
@@ -178,41 +171,24 @@ impl Store {
     }
 }
 
-fn add_cells(
-    cells: &mut redb::Table<'_, (&str, i64, u64), &[u8]>,
-    site: &str,
-    rollup: &Rollup,
-) -> anyhow::Result<()> {
+fn add_cells(cells: &mut redb::Table<'_, (&str, i64, u64), &[u8]>, site: &str, rollup: &Rollup) -> anyhow::Result<()> {
     for ((bucket, key), delta) in &rollup.cells {
         let id = cell_id(key);
         let mut counters = match cells.get((site, *bucket, id))? {
-            Some(old) => {
-                postcard::from_bytes::<(CellKey, Counters)>(old.value())
-                    .context("decoding a cell")?
-                    .1
-            }
+            Some(old) => postcard::from_bytes::<(CellKey, Counters)>(old.value()).context("decoding a cell")?.1,
             None => Counters::default(),
         };
         counters.add(delta);
-        cells.insert(
-            (site, *bucket, id),
-            postcard::to_allocvec(&(key, counters))?.as_slice(),
-        )?;
+        cells.insert((site, *bucket, id), postcard::to_allocvec(&(key, counters))?.as_slice())?;
     }
     Ok(())
 }
 
-fn write_sessions(
-    table: &mut redb::Table<'_, (&str, u64), &[u8]>,
-    flush: &Flush,
-) -> anyhow::Result<()> {
+fn write_sessions(table: &mut redb::Table<'_, (&str, u64), &[u8]>, flush: &Flush) -> anyhow::Result<()> {
     for ((site, visitor), session) in &flush.sessions {
         match session {
             Some(s) => {
-                table.insert(
-                    (site.as_str(), *visitor),
-                    postcard::to_allocvec(s)?.as_slice(),
-                )?;
+                table.insert((site.as_str(), *visitor), postcard::to_allocvec(s)?.as_slice())?;
             }
             None => {
                 table.remove((site.as_str(), *visitor))?;
@@ -220,9 +196,7 @@ fn write_sessions(
         }
     }
     if let Some(before) = flush.expire_sessions_before_ms {
-        table.retain(|_, bytes| {
-            postcard::from_bytes::<Session>(bytes).is_ok_and(|s| s.last_ms >= before)
-        })?;
+        table.retain(|_, bytes| postcard::from_bytes::<Session>(bytes).is_ok_and(|s| s.last_ms >= before))?;
     }
     Ok(())
 }

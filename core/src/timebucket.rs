@@ -20,16 +20,13 @@ pub fn local_hour(zone: Option<&TimeZone>, ms: i64) -> Bucket {
 
 /// The first bucket of a local calendar day.
 pub fn day_start(date: Date) -> Bucket {
-    let days = date
-        .since(Date::constant(1970, 1, 1))
-        .map_or(0, |span| i64::from(span.get_days()));
+    let days = date.since(Date::constant(1970, 1, 1)).map_or(0, |span| i64::from(span.get_days()));
     days * 24
 }
 
 /// The local date-time at which a bucket starts.
 pub fn bucket_start(bucket: Bucket) -> DateTime {
-    Timestamp::from_second(bucket * 3600)
-        .map_or(DateTime::default(), |ts| TimeZone::UTC.to_datetime(ts))
+    Timestamp::from_second(bucket * 3600).map_or(DateTime::default(), |ts| TimeZone::UTC.to_datetime(ts))
 }
 
 /// Today's date on the site's wall clock.
@@ -46,10 +43,7 @@ mod tests {
     }
 
     fn ms(rfc3339: &str) -> i64 {
-        rfc3339
-            .parse::<Timestamp>()
-            .expect("timestamp")
-            .as_millisecond()
+        rfc3339.parse::<Timestamp>().expect("timestamp").as_millisecond()
     }
 
     #[test]
@@ -61,10 +55,7 @@ mod tests {
         assert_eq!(before.div_euclid(24) + 1, after.div_euclid(24));
         assert_eq!(after, day_start(Date::constant(2026, 3, 2)));
         let kathmandu = zone("Asia/Kathmandu");
-        assert_eq!(
-            local_hour(Some(&kathmandu), ms("2026-03-01T18:15:00Z")),
-            day_start(Date::constant(2026, 3, 2))
-        );
+        assert_eq!(local_hour(Some(&kathmandu), ms("2026-03-01T18:15:00Z")), day_start(Date::constant(2026, 3, 2)));
     }
 
     #[test]

@@ -48,8 +48,7 @@ pub struct Agent {
 const UNKNOWN: &str = "UNKNOWN";
 
 /// Browser names from woothee that users know by another name.
-const BROWSER_NAMES: &[(&str, &str)] =
-    &[("SamsungBrowser", "Samsung Internet"), (UNKNOWN, "Unknown")];
+const BROWSER_NAMES: &[(&str, &str)] = &[("SamsungBrowser", "Samsung Internet"), (UNKNOWN, "Unknown")];
 
 /// OS names from woothee that users know by another name.
 const OS_NAMES: &[(&str, &str)] = &[
@@ -65,17 +64,8 @@ const OS_NAMES: &[(&str, &str)] = &[
 const WINDOWS_OTHERS: &[&str] = &["Windows Phone OS", "Windows CE"];
 
 /// Lower-case user-agent fragments of automated clients that `isbot` does not catch.
-const EXTRA_BOT_MARKERS: &[&str] = &[
-    "dart:io",
-    "insomnia/",
-    "undici",
-    "deno/",
-    "bun/",
-    "reqwest/",
-    "puppeteer",
-    "playwright",
-    "selenium",
-];
+const EXTRA_BOT_MARKERS: &[&str] =
+    &["dart:io", "insomnia/", "undici", "deno/", "bun/", "reqwest/", "puppeteer", "playwright", "selenium"];
 
 /// Classifies a user agent. Never panics; an empty or whitespace-only agent is a bot.
 pub fn classify(user_agent: &str) -> Agent {
@@ -97,10 +87,7 @@ pub fn classify(user_agent: &str) -> Agent {
 
 /// Looks `name` up in a rename table, falling back to `name` itself.
 fn rename<'a>(table: &[(&str, &'a str)], name: &'a str) -> &'a str {
-    table
-        .iter()
-        .find(|(from, _)| *from == name)
-        .map_or(name, |(_, to)| to)
+    table.iter().find(|(from, _)| *from == name).map_or(name, |(_, to)| to)
 }
 
 /// Maps woothee's OS name and version to ours, e.g. ("Windows 10", "NT 10.0") → ("Windows", "10").
@@ -117,9 +104,7 @@ fn map_os(os: &str, version: &str) -> (String, String) {
 
 /// The leading digits of a version string: "120.0.1" → "120", "UNKNOWN" → "".
 fn major(version: &str) -> &str {
-    let end = version
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(version.len());
+    let end = version.find(|c: char| !c.is_ascii_digit()).unwrap_or(version.len());
     &version[..end]
 }
 
@@ -139,9 +124,7 @@ fn major_minor(version: &str) -> &str {
 
 /// The device class, from the raw agent and woothee's category.
 fn device(ua: &str, category: &str) -> Device {
-    let tablet_word = ua
-        .match_indices("Tablet")
-        .any(|(i, _)| !ua[i..].starts_with("Tablet PC"));
+    let tablet_word = ua.match_indices("Tablet").any(|(i, _)| !ua[i..].starts_with("Tablet PC"));
     let android_tablet = ua.contains("Android") && !ua.contains("Mobile");
     if ua.contains("iPad") || tablet_word || android_tablet {
         Device::Tablet
@@ -172,15 +155,7 @@ mod tests {
     use super::*;
 
     /// (user agent, browser, browser version, os, os version, device, bot)
-    type Case = (
-        &'static str,
-        &'static str,
-        &'static str,
-        &'static str,
-        &'static str,
-        Device,
-        bool,
-    );
+    type Case = (&'static str, &'static str, &'static str, &'static str, &'static str, Device, bool);
 
     const CASES: &[Case] = &[
         (
@@ -399,60 +374,12 @@ mod tests {
             Device::Desktop,
             true,
         ),
-        (
-            "curl/8.4.0",
-            "HTTP Library",
-            "",
-            "Unknown",
-            "",
-            Device::Desktop,
-            true,
-        ),
-        (
-            "python-requests/2.31.0",
-            "Unknown",
-            "",
-            "Unknown",
-            "",
-            Device::Desktop,
-            true,
-        ),
-        (
-            "Go-http-client/1.1",
-            "Unknown",
-            "",
-            "Unknown",
-            "",
-            Device::Desktop,
-            true,
-        ),
-        (
-            "okhttp/4.12.0",
-            "Unknown",
-            "",
-            "Unknown",
-            "",
-            Device::Desktop,
-            true,
-        ),
-        (
-            "Java/17.0.2",
-            "HTTP Library",
-            "",
-            "Unknown",
-            "",
-            Device::Desktop,
-            true,
-        ),
-        (
-            "Dart/3.2 (dart:io)",
-            "Unknown",
-            "",
-            "Unknown",
-            "",
-            Device::Desktop,
-            true,
-        ),
+        ("curl/8.4.0", "HTTP Library", "", "Unknown", "", Device::Desktop, true),
+        ("python-requests/2.31.0", "Unknown", "", "Unknown", "", Device::Desktop, true),
+        ("Go-http-client/1.1", "Unknown", "", "Unknown", "", Device::Desktop, true),
+        ("okhttp/4.12.0", "Unknown", "", "Unknown", "", Device::Desktop, true),
+        ("Java/17.0.2", "HTTP Library", "", "Unknown", "", Device::Desktop, true),
+        ("Dart/3.2 (dart:io)", "Unknown", "", "Unknown", "", Device::Desktop, true),
         ("", "Unknown", "", "Unknown", "", Device::Desktop, true),
         ("   \t", "Unknown", "", "Unknown", "", Device::Desktop, true),
     ];
@@ -474,14 +401,7 @@ mod tests {
 
     #[test]
     fn isbot_misses_are_caught() {
-        for ua in [
-            "axios/1.6.2",
-            "node-fetch/1.0",
-            "Wget/1.21.4",
-            "undici",
-            "Deno/1.39.0",
-            "reqwest/0.12",
-        ] {
+        for ua in ["axios/1.6.2", "node-fetch/1.0", "Wget/1.21.4", "undici", "Deno/1.39.0", "reqwest/0.12"] {
             assert!(classify(ua).bot, "{ua}");
         }
     }

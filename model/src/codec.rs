@@ -35,9 +35,7 @@ pub fn encode(entry: &LogEntry) -> Vec<u8> {
 pub fn decode(bytes: &[u8]) -> Result<LogEntry, CodecError> {
     match bytes.split_first() {
         None => Err(CodecError::Empty),
-        Some((&VERSION, rest)) => {
-            postcard::from_bytes(rest).map_err(|e| CodecError::Malformed(e.to_string()))
-        }
+        Some((&VERSION, rest)) => postcard::from_bytes(rest).map_err(|e| CodecError::Malformed(e.to_string())),
         Some((&other, _)) => Err(CodecError::UnknownVersion(other)),
     }
 }
@@ -58,17 +56,11 @@ mod tests {
             url: "https://a.com/p".into(),
             referrer: Some("https://b.com/".into()),
             props: vec![("k".into(), "v".into())],
-            revenue: Some(Revenue {
-                amount: "1.5".into(),
-                currency: "EUR".into(),
-            }),
+            revenue: Some(Revenue { amount: "1.5".into(), currency: "EUR".into() }),
             interactive: true,
             user_agent: "UA".into(),
             country: Some("DE".into()),
-            visitor: VisitorIds {
-                current: 1,
-                previous: 2,
-            },
+            visitor: VisitorIds { current: 1, previous: 2 },
         }
     }
 
@@ -84,11 +76,7 @@ mod tests {
             "0100820280a2adcad96605612e636f6d0870616765766965770f68747470733a2f2f612e636f6d2f70010e68747470733a2f2f622e636f6d2f01016b01760103312e350345555201025541010244450102"
         );
         assert_eq!(
-            hex(&encode(&LogEntry::Drop(Drop {
-                site: None,
-                reason: DropReason::Bot,
-                received_ms: 1
-            }))),
+            hex(&encode(&LogEntry::Drop(Drop { site: None, reason: DropReason::Bot, received_ms: 1 }))),
             "0101000002"
         );
     }
@@ -103,9 +91,6 @@ mod tests {
     fn refuses_unknown_versions_and_garbage() {
         assert_eq!(decode(&[]), Err(CodecError::Empty));
         assert_eq!(decode(&[9, 0]), Err(CodecError::UnknownVersion(9)));
-        assert!(matches!(
-            decode(&[VERSION, 0xff, 0xff]),
-            Err(CodecError::Malformed(_))
-        ));
+        assert!(matches!(decode(&[VERSION, 0xff, 0xff]), Err(CodecError::Malformed(_))));
     }
 }

@@ -64,10 +64,7 @@ impl Dimension {
 
     /// This dimension's API name.
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(d, _)| *d == self)
-            .map_or("", |(_, n)| n)
+        Self::ALL.iter().find(|(d, _)| *d == self).map_or("", |(_, n)| n)
     }
 
     /// This dimension's value in a cell.

@@ -31,10 +31,6 @@ impl Facts {
             .or_else(|| page.ref_param.clone())
             .or_else(|| referrer_source(event.referrer.as_deref(), &page.hostname))
             .unwrap_or_else(|| DIRECT.to_owned());
-        Ok(Facts {
-            source,
-            agent: agent::classify(&event.user_agent),
-            page,
-        })
+        Ok(Facts { source, agent: agent::classify(&event.user_agent), page })
     }
 }

@@ -61,34 +61,17 @@ fn enrich(
     let at = ctx.received_ms;
     let event = match parsed {
         // No readable domain: the drop belongs to no site.
-        Err(WireDrop {
-            domain: None,
-            reason,
-        }) => {
-            return Err(Drop {
-                site: None,
-                reason,
-                received_ms: at,
-            });
+        Err(WireDrop { domain: None, reason }) => {
+            return Err(Drop { site: None, reason, received_ms: at });
         }
-        Err(WireDrop {
-            domain: Some(d), ..
-        }) if !is_site(&d) => return Err(unknown_site(at)),
+        Err(WireDrop { domain: Some(d), .. }) if !is_site(&d) => return Err(unknown_site(at)),
         Ok(event) if !is_site(&event.domain) => return Err(unknown_site(at)),
         Err(WireDrop { domain, reason }) => {
-            return Err(Drop {
-                site: domain,
-                reason,
-                received_ms: at,
-            });
+            return Err(Drop { site: domain, reason, received_ms: at });
         }
         Ok(event) => event,
     };
-    let drop = |reason| Drop {
-        site: Some(event.domain.clone()),
-        reason,
-        received_ms: at,
-    };
+    let drop = |reason| Drop { site: Some(event.domain.clone()), reason, received_ms: at };
     if bot {
         return Err(drop(DropReason::Bot));
     }
@@ -101,11 +84,7 @@ fn enrich(
 /// Drops for domains that are not registered are counted without the domain: storing every
 /// domain a stranger sends would let anyone grow our tables.
 fn unknown_site(received_ms: i64) -> Drop {
-    Drop {
-        site: None,
-        reason: DropReason::UnknownSite,
-        received_ms,
-    }
+    Drop { site: None, reason: DropReason::UnknownSite, received_ms }
 }
 
 fn build_event(event: WireEvent, ctx: &RequestContext<'_>, id: EventId) -> Event {

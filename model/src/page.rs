@@ -104,16 +104,12 @@ fn has_authority(raw: &str) -> bool {
         return false;
     };
     let mut chars = rest.chars().map(|c| if c == '\\' { '/' } else { c });
-    chars.next() == Some('/')
-        && chars.next() == Some('/')
-        && !matches!(chars.next(), Some('/') | None)
+    chars.next() == Some('/') && chars.next() == Some('/') && !matches!(chars.next(), Some('/') | None)
 }
 
 /// The first non-empty value of a query parameter, decoded, trimmed and truncated.
 fn query_param(url: &url::Url, name: &str) -> Option<String> {
-    url.query_pairs()
-        .filter(|(key, _)| key == name)
-        .find_map(|(_, value)| clean_value(&value))
+    url.query_pairs().filter(|(key, _)| key == name).find_map(|(_, value)| clean_value(&value))
 }
 
 /// Trims a parameter value and truncates it to [`MAX_PARAM_CHARS`]; empty gives `None`.
@@ -169,8 +165,7 @@ mod tests {
 
     #[test]
     fn empty_and_repeated_parameters() {
-        let p =
-            page("https://example.com/?utm_source=&utm_medium=%20&utm_term=&utm_term=b&utm_term=c");
+        let p = page("https://example.com/?utm_source=&utm_medium=%20&utm_term=&utm_term=b&utm_term=c");
         assert_eq!(p.utm.source, None);
         assert_eq!(p.utm.medium, None);
         assert_eq!(p.utm.term, Some("b".into()));
@@ -186,22 +181,10 @@ mod tests {
 
     #[test]
     fn ref_and_source() {
-        assert_eq!(
-            page("https://example.com/?ref=producthunt").ref_param,
-            Some("producthunt".into())
-        );
-        assert_eq!(
-            page("https://example.com/?source=hn").ref_param,
-            Some("hn".into())
-        );
-        assert_eq!(
-            page("https://example.com/?source=hn&ref=ph").ref_param,
-            Some("ph".into())
-        );
-        assert_eq!(
-            page("https://example.com/?ref=&source=hn").ref_param,
-            Some("hn".into())
-        );
+        assert_eq!(page("https://example.com/?ref=producthunt").ref_param, Some("producthunt".into()));
+        assert_eq!(page("https://example.com/?source=hn").ref_param, Some("hn".into()));
+        assert_eq!(page("https://example.com/?source=hn&ref=ph").ref_param, Some("ph".into()));
+        assert_eq!(page("https://example.com/?ref=&source=hn").ref_param, Some("hn".into()));
     }
 
     #[test]

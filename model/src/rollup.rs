@@ -93,10 +93,7 @@ pub struct Rollup {
 impl Rollup {
     /// Adds counters to a cell.
     pub fn add(&mut self, bucket: Bucket, key: &CellKey, counters: Counters) {
-        self.cells
-            .entry((bucket, key.clone()))
-            .or_default()
-            .add(&counters);
+        self.cells.entry((bucket, key.clone())).or_default().add(&counters);
     }
 
     /// Records a visitor in a cell.
@@ -129,19 +126,8 @@ mod tests {
         proptest::collection::vec((cell, proptest::option::of(0u64..4)), 0..6).prop_map(|items| {
             let mut rollup = Rollup::default();
             for ((bucket, page, events, bounces), visitor) in items {
-                let key = CellKey {
-                    page,
-                    ..CellKey::default()
-                };
-                rollup.add(
-                    bucket,
-                    &key,
-                    Counters {
-                        events,
-                        bounces,
-                        ..Counters::default()
-                    },
-                );
+                let key = CellKey { page, ..CellKey::default() };
+                rollup.add(bucket, &key, Counters { events, bounces, ..Counters::default() });
                 if let Some(v) = visitor {
                     rollup.add_visitor(bucket, &key, v);
                 }

@@ -58,13 +58,7 @@ pub fn entry_key(event: &Event, facts: &Facts) -> CellKey {
 
 /// Applies one event to its visitor's visit (`None` if there is none, or it has ended), adds its
 /// contribution to `rollup`, and returns the visit's new state. `bucket` is the event's bucket.
-pub fn apply(
-    session: Option<Session>,
-    event: &Event,
-    facts: &Facts,
-    bucket: Bucket,
-    rollup: &mut Rollup,
-) -> Session {
+pub fn apply(session: Option<Session>, event: &Event, facts: &Facts, bucket: Bucket, rollup: &mut Rollup) -> Session {
     let pageview = i64::from(event.is_pageview());
     let next = match session.filter(|s| s.continues_at(event.received_ms)) {
         None => start(event, facts, bucket, pageview, rollup),
@@ -76,41 +70,16 @@ pub fn apply(
         page: facts.page.path.clone(),
         ..next.entry.clone()
     };
-    rollup.add(
-        bucket,
-        &key,
-        Counters {
-            events: 1,
-            pageviews: pageview,
-            ..Counters::default()
-        },
-    );
+    rollup.add(bucket, &key, Counters { events: 1, pageviews: pageview, ..Counters::default() });
     rollup.add_visitor(bucket, &key, event.visitor.current);
     next
 }
 
-fn start(
-    event: &Event,
-    facts: &Facts,
-    bucket: Bucket,
-    pageview: i64,
-    rollup: &mut Rollup,
-) -> Session {
+fn start(event: &Event, facts: &Facts, bucket: Bucket, pageview: i64, rollup: &mut Rollup) -> Session {
     let entry = entry_key(event, facts);
-    let visit = Counters {
-        visits: 1,
-        bounces: 1,
-        visit_pageviews: pageview,
-        ..Counters::default()
-    };
+    let visit = Counters { visits: 1, bounces: 1, visit_pageviews: pageview, ..Counters::default() };
     rollup.add(bucket, &entry, visit);
-    Session {
-        started_ms: event.received_ms,
-        last_ms: event.received_ms,
-        start_bucket: bucket,
-        entry,
-        bounce: true,
-    }
+    Session { started_ms: event.received_ms, last_ms: event.received_ms, start_bucket: bucket, entry, bounce: true }
 }
 
 fn continue_visit(mut s: Session, event: &Event, pageview: i64, rollup: &mut Rollup) -> Session {
@@ -147,10 +116,7 @@ mod tests {
             interactive: true,
             user_agent: CHROME.into(),
             country: Some("DE".into()),
-            visitor: VisitorIds {
-                current: 1,
-                previous: 2,
-            },
+            visitor: VisitorIds { current: 1, previous: 2 },
         }
     }
 
@@ -159,13 +125,7 @@ mod tests {
         let mut session = None;
         for e in events {
             let facts = Facts::of(e).expect("valid url");
-            session = Some(apply(
-                session,
-                e,
-                &facts,
-                e.received_ms / 3_600_000,
-                &mut rollup,
-            ));
+            session = Some(apply(session, e, &facts, e.received_ms / 3_600_000, &mut rollup));
         }
         rollup
     }
@@ -179,10 +139,7 @@ mod tests {
     #[test]
     fn one_pageview_is_one_bounced_visit() {
         let t = totals(&run(&[event(0, "pageview", "/")]));
-        assert_eq!(
-            (t.events, t.pageviews, t.visits, t.bounces, t.duration_ms),
-            (1, 1, 1, 1, 0)
-        );
+        assert_eq!((t.events, t.pageviews, t.visits, t.bounces, t.duration_ms), (1, 1, 1, 1, 0));
     }
 
     #[test]
@@ -190,36 +147,18 @@ mod tests {
         let r = run(&[event(0, "pageview", "/"), event(60_000, "pageview", "/b")]);
         let t = totals(&r);
         assert_eq!(
-            (
-                t.events,
-                t.pageviews,
-                t.visits,
-                t.bounces,
-                t.duration_ms,
-                t.visit_pageviews
-            ),
+            (t.events, t.pageviews, t.visits, t.bounces, t.duration_ms, t.visit_pageviews),
             (2, 2, 1, 0, 60_000, 2)
         );
-        let entry = r
-            .cells
-            .iter()
-            .find(|((_, k), _)| k.page == "/")
-            .map(|(_, c)| *c)
-            .expect("entry cell");
+        let entry = r.cells.iter().find(|((_, k), _)| k.page == "/").map(|(_, c)| *c).expect("entry cell");
         assert_eq!(entry.visits, 1, "visit counters live in the entry cell");
     }
 
     #[test]
     fn thirty_minutes_of_silence_starts_a_new_visit() {
-        let t = totals(&run(&[
-            event(0, "pageview", "/"),
-            event(SESSION_TIMEOUT_MS + 1, "pageview", "/"),
-        ]));
+        let t = totals(&run(&[event(0, "pageview", "/"), event(SESSION_TIMEOUT_MS + 1, "pageview", "/")]));
         assert_eq!((t.visits, t.bounces), (2, 2));
-        let t = totals(&run(&[
-            event(0, "pageview", "/"),
-            event(SESSION_TIMEOUT_MS, "pageview", "/"),
-        ]));
+        let t = totals(&run(&[event(0, "pageview", "/"), event(SESSION_TIMEOUT_MS, "pageview", "/")]));
         assert_eq!((t.visits, t.bounces), (1, 0));
     }
 

@@ -109,8 +109,7 @@ fn host_matches(host: &str, pattern: &str) -> bool {
 
 /// Whether `host` equals `domain` or is a subdomain of it.
 fn is_domain_or_subdomain(host: &str, domain: &str) -> bool {
-    host.strip_suffix(domain)
-        .is_some_and(|prefix| prefix.is_empty() || prefix.ends_with('.'))
+    host.strip_suffix(domain).is_some_and(|prefix| prefix.is_empty() || prefix.ends_with('.'))
 }
 
 /// Whether `host` is `brand.<tld>`, `brand.co.<tld>` or `brand.com.<tld>`, or a subdomain
@@ -206,18 +205,9 @@ mod tests {
     fn referrer_urls() {
         let src = |r: &str| referrer_source(Some(r), "example.com");
         assert_eq!(src("https://www.google.com/"), Some("Google".into()));
-        assert_eq!(
-            src("https://l.facebook.com/l.php?u=x"),
-            Some("Facebook".into())
-        );
-        assert_eq!(
-            src("http://blog.example.org/post"),
-            Some("blog.example.org".into())
-        );
-        assert_eq!(
-            src("https://sub.example.com/"),
-            Some("sub.example.com".into())
-        );
+        assert_eq!(src("https://l.facebook.com/l.php?u=x"), Some("Facebook".into()));
+        assert_eq!(src("http://blog.example.org/post"), Some("blog.example.org".into()));
+        assert_eq!(src("https://sub.example.com/"), Some("sub.example.com".into()));
         assert_eq!(src("  https://t.co/abc  "), Some("X".into()));
     }
 
@@ -246,11 +236,7 @@ mod tests {
             "http://www./",
             "\u{0}\u{1}",
         ] {
-            assert_eq!(
-                referrer_source(Some(r), "example.com"),
-                None,
-                "referrer {r:?}"
-            );
+            assert_eq!(referrer_source(Some(r), "example.com"), None, "referrer {r:?}");
         }
     }
 

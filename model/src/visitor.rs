@@ -50,10 +50,7 @@ mod tests {
     #[test]
     fn stable_across_targets() {
         // The same value must come out on wasm32; it is a fixed point of the format.
-        assert_eq!(
-            visitor_id(&SALT, "a.com", "1.2.3.4".parse().expect("ip"), "UA"),
-            0x93d3_74a4_acf6_e6e0
-        );
+        assert_eq!(visitor_id(&SALT, "a.com", "1.2.3.4".parse().expect("ip"), "UA"), 0x93d3_74a4_acf6_e6e0);
     }
 
     #[test]
@@ -62,10 +59,7 @@ mod tests {
         let base = visitor_id(&SALT, "a.com", ip, "UA");
         assert_ne!(base, visitor_id(&Salt([8; 16]), "a.com", ip, "UA"));
         assert_ne!(base, visitor_id(&SALT, "b.com", ip, "UA"));
-        assert_ne!(
-            base,
-            visitor_id(&SALT, "a.com", "1.2.3.5".parse().expect("ip"), "UA")
-        );
+        assert_ne!(base, visitor_id(&SALT, "a.com", "1.2.3.5".parse().expect("ip"), "UA"));
         assert_ne!(base, visitor_id(&SALT, "a.com", ip, "UB"));
     }
 
@@ -73,9 +67,6 @@ mod tests {
     fn ipv4_and_its_mapped_form_are_one_visitor() {
         let mapped: IpAddr = "::ffff:1.2.3.4".parse().expect("ip");
         let plain: IpAddr = "1.2.3.4".parse().expect("ip");
-        assert_eq!(
-            visitor_id(&SALT, "a.com", mapped, "UA"),
-            visitor_id(&SALT, "a.com", plain, "UA")
-        );
+        assert_eq!(visitor_id(&SALT, "a.com", mapped, "UA"), visitor_id(&SALT, "a.com", plain, "UA"));
     }
 }

@@ -6,8 +6,8 @@
 //! [`DropReason`] for that event alone.
 
 use crate::limits::{
-    MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_EVENT_NAME_CHARS, MAX_JSON_DEPTH, MAX_PROP_NAME_CHARS,
-    MAX_PROP_VALUE_CHARS, MAX_PROPS, MAX_REFERRER_CHARS, MAX_URL_CHARS,
+    MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_EVENT_NAME_CHARS, MAX_JSON_DEPTH, MAX_PROP_NAME_CHARS, MAX_PROP_VALUE_CHARS,
+    MAX_PROPS, MAX_REFERRER_CHARS, MAX_URL_CHARS,
 };
 use crate::reject::{DropReason, Rejection};
 use crate::site::normalize_domain;
@@ -56,12 +56,7 @@ pub fn check_content_type(content_type: Option<&str>) -> Result<(), Rejection> {
     let Some(value) = content_type else {
         return Ok(());
     };
-    let mime = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let mime = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match mime.as_str() {
         "application/json" | "text/plain" | "" => Ok(()),
         _ => Err(Rejection::UnsupportedContentType),
@@ -87,10 +82,7 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<Result<WireEvent, WireDrop>>, Rejec
             .iter()
             .map(|item| match item {
                 Value::Object(event) => parse_event(event),
-                _ => Err(WireDrop {
-                    domain: None,
-                    reason: DropReason::WrongType,
-                }),
+                _ => Err(WireDrop { domain: None, reason: DropReason::WrongType }),
             })
             .collect()),
         Value::Array(_) => Err(Rejection::BadBatchSize),
@@ -126,17 +118,10 @@ fn json_depth(bytes: &[u8]) -> usize {
 
 /// The value under the long key or, failing that, the short key.
 fn field<'a>(event: &'a Map<String, Value>, long: &str, short: &str) -> Option<&'a Value> {
-    event
-        .get(long)
-        .or_else(|| event.get(short))
-        .filter(|v| !v.is_null())
+    event.get(long).or_else(|| event.get(short)).filter(|v| !v.is_null())
 }
 
-fn required_str<'a>(
-    event: &'a Map<String, Value>,
-    long: &str,
-    short: &str,
-) -> Result<&'a str, DropReason> {
+fn required_str<'a>(event: &'a Map<String, Value>, long: &str, short: &str) -> Result<&'a str, DropReason> {
     match field(event, long, short) {
         Some(Value::String(s)) => Ok(s),
         Some(_) => Err(DropReason::WrongType),
@@ -149,14 +134,8 @@ fn parse_event(event: &Map<String, Value>) -> Result<WireEvent, WireDrop> {
         Ok(raw) => normalize_domain(raw).ok_or(DropReason::InvalidDomain),
         Err(reason) => Err(reason),
     };
-    let domain = domain.map_err(|reason| WireDrop {
-        domain: None,
-        reason,
-    })?;
-    let drop = |reason| WireDrop {
-        domain: Some(domain.clone()),
-        reason,
-    };
+    let domain = domain.map_err(|reason| WireDrop { domain: None, reason })?;
+    let drop = |reason| WireDrop { domain: Some(domain.clone()), reason };
     check_fields(event, &domain).map_err(drop)
 }
 
@@ -189,9 +168,7 @@ fn check_fields(event: &Map<String, Value>, domain: &str) -> Result<WireEvent, D
         domain: domain.to_owned(),
         referrer,
         props: parse_props(field(event, "props", "p"))?,
-        revenue: field(event, "revenue", "$")
-            .map(parse_revenue)
-            .transpose()?,
+        revenue: field(event, "revenue", "$").map(parse_revenue).transpose()?,
         interactive,
     })
 }
@@ -203,8 +180,7 @@ fn parse_props(props: Option<&Value>) -> Result<Vec<(String, String)>, DropReaso
         None => return Ok(Vec::new()),
         Some(Value::Object(map)) => map,
         Some(Value::String(s)) => {
-            parsed =
-                serde_json::from_str::<Map<String, Value>>(s).map_err(|_| DropReason::WrongType)?;
+            parsed = serde_json::from_str::<Map<String, Value>>(s).map_err(|_| DropReason::WrongType)?;
             &parsed
         }
         Some(_) => return Err(DropReason::WrongType),
@@ -248,17 +224,10 @@ fn parse_revenue(value: &Value) -> Result<Revenue, DropReason> {
     };
     let decimal = amount.strip_prefix('-').unwrap_or(&amount);
     let mut parts = decimal.splitn(2, '.');
-    let digits_ok =
-        |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    let amount_ok = amount.len() <= 24
-        && digits_ok(parts.next())
-        && parts.next().is_none_or(|f| digits_ok(Some(f)));
+    let digits_ok = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    let amount_ok = amount.len() <= 24 && digits_ok(parts.next()) && parts.next().is_none_or(|f| digits_ok(Some(f)));
     let currency_ok = currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase());
-    if amount_ok && currency_ok {
-        Ok(Revenue { amount, currency })
-    } else {
-        Err(DropReason::InvalidRevenue)
-    }
+    if amount_ok && currency_ok { Ok(Revenue { amount, currency }) } else { Err(DropReason::InvalidRevenue) }
 }
 
 #[cfg(test)]
@@ -280,17 +249,8 @@ mod tests {
             r#"{"n":"pageview","u":"https://a.com/x","d":"a.com","r":"https://b.com/","p":"{\"k\":\"v\",\"n\":2}","$":{"amount":1.50,"currency":"EUR"},"i":false}"#,
         );
         let long = long.expect("valid");
-        assert_eq!(
-            long.props,
-            vec![("k".into(), "v".into()), ("n".into(), "2".into())]
-        );
-        assert_eq!(
-            long.revenue,
-            Some(Revenue {
-                amount: "1.50".into(),
-                currency: "EUR".into()
-            })
-        );
+        assert_eq!(long.props, vec![("k".into(), "v".into()), ("n".into(), "2".into())]);
+        assert_eq!(long.revenue, Some(Revenue { amount: "1.50".into(), currency: "EUR".into() }));
         assert_eq!(short.expect("valid").props, long.props);
     }
 
@@ -309,10 +269,7 @@ mod tests {
             assert_eq!(parse_body(body).err(), Some(want));
         }
         let batch = format!("[{}]", vec!["{}"; MAX_BATCH_EVENTS + 1].join(","));
-        assert_eq!(
-            parse_body(batch.as_bytes()).err(),
-            Some(Rejection::BadBatchSize)
-        );
+        assert_eq!(parse_body(batch.as_bytes()).err(), Some(Rejection::BadBatchSize));
     }
 
     #[test]
@@ -322,36 +279,13 @@ mod tests {
 
     #[test]
     fn event_level_drops() {
-        let props = (0..=MAX_PROPS)
-            .map(|i| format!("\"k{i}\":1"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let props = (0..=MAX_PROPS).map(|i| format!("\"k{i}\":1")).collect::<Vec<_>>().join(",");
         let cases = [
-            (
-                r#"{"name":"pageview","url":"https://a.com/"}"#,
-                DropReason::MissingField,
-                None,
-            ),
-            (
-                r#"{"name":"pageview","url":"https://a.com/","domain":"not a domain"}"#,
-                DropReason::InvalidDomain,
-                None,
-            ),
-            (
-                r#"{"url":"https://a.com/","domain":"a.com"}"#,
-                DropReason::MissingField,
-                Some("a.com"),
-            ),
-            (
-                r#"{"name":"","url":"https://a.com/","domain":"a.com"}"#,
-                DropReason::InvalidName,
-                Some("a.com"),
-            ),
-            (
-                r#"{"name":"x","url":7,"domain":"a.com"}"#,
-                DropReason::WrongType,
-                Some("a.com"),
-            ),
+            (r#"{"name":"pageview","url":"https://a.com/"}"#, DropReason::MissingField, None),
+            (r#"{"name":"pageview","url":"https://a.com/","domain":"not a domain"}"#, DropReason::InvalidDomain, None),
+            (r#"{"url":"https://a.com/","domain":"a.com"}"#, DropReason::MissingField, Some("a.com")),
+            (r#"{"name":"","url":"https://a.com/","domain":"a.com"}"#, DropReason::InvalidName, Some("a.com")),
+            (r#"{"name":"x","url":7,"domain":"a.com"}"#, DropReason::WrongType, Some("a.com")),
             (
                 r#"{"name":"x","url":"/","domain":"a.com","props":{"k":[1]}}"#,
                 DropReason::PropValueNotScalar,
@@ -364,36 +298,18 @@ mod tests {
             ),
         ];
         for (body, reason, domain) in cases {
-            assert_eq!(
-                one(body),
-                Err(WireDrop {
-                    domain: domain.map(str::to_owned),
-                    reason
-                }),
-                "{body}"
-            );
+            assert_eq!(one(body), Err(WireDrop { domain: domain.map(str::to_owned), reason }), "{body}");
         }
         let many = format!(r#"{{"name":"x","url":"/","domain":"a.com","props":{{{props}}}}}"#);
-        assert_eq!(
-            one(&many).err().map(|d| d.reason),
-            Some(DropReason::TooManyProps)
-        );
+        assert_eq!(one(&many).err().map(|d| d.reason), Some(DropReason::TooManyProps));
         let long_value = format!(
             r#"{{"name":"x","url":"/","domain":"a.com","props":{{"k":"{}"}}}}"#,
             "v".repeat(MAX_PROP_VALUE_CHARS + 1)
         );
-        assert_eq!(
-            one(&long_value).err().map(|d| d.reason),
-            Some(DropReason::PropValueTooLong)
-        );
-        let long_url = format!(
-            r#"{{"name":"x","url":"https://a.com/{}","domain":"a.com"}}"#,
-            "p".repeat(MAX_URL_CHARS)
-        );
-        assert_eq!(
-            one(&long_url).err().map(|d| d.reason),
-            Some(DropReason::InvalidUrl)
-        );
+        assert_eq!(one(&long_value).err().map(|d| d.reason), Some(DropReason::PropValueTooLong));
+        let long_url =
+            format!(r#"{{"name":"x","url":"https://a.com/{}","domain":"a.com"}}"#, "p".repeat(MAX_URL_CHARS));
+        assert_eq!(one(&long_url).err().map(|d| d.reason), Some(DropReason::InvalidUrl));
     }
 
     #[test]

@@ -7,14 +7,8 @@ use tally_model::site::normalize_domain;
 
 /// The site a request may read: the key must be known, the site registered and in the key's
 /// scope. An unknown site and a site out of scope get the same [`ApiError::SiteNotFound`].
-pub fn authorize<'a>(
-    registry: &'a Snapshot,
-    headers: &HeaderMap,
-    site_id: &str,
-) -> Result<&'a Site, ApiError> {
-    let scope = bearer(headers)
-        .and_then(|token| registry.key_scope(token))
-        .ok_or(ApiError::Unauthorized)?;
+pub fn authorize<'a>(registry: &'a Snapshot, headers: &HeaderMap, site_id: &str) -> Result<&'a Site, ApiError> {
+    let scope = bearer(headers).and_then(|token| registry.key_scope(token)).ok_or(ApiError::Unauthorized)?;
     let domain = normalize_domain(site_id).ok_or(ApiError::SiteNotFound)?;
     if !scope.sites.contains(&domain) {
         return Err(ApiError::SiteNotFound);
@@ -24,16 +18,11 @@ pub fn authorize<'a>(
 
 /// Whether the request carries any valid key.
 pub fn authenticate(registry: &Snapshot, headers: &HeaderMap) -> Result<(), ApiError> {
-    bearer(headers)
-        .and_then(|token| registry.key_scope(token))
-        .map(|_| ())
-        .ok_or(ApiError::Unauthorized)
+    bearer(headers).and_then(|token| registry.key_scope(token)).map(|_| ()).ok_or(ApiError::Unauthorized)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
 }

@@ -23,9 +23,7 @@ pub async fn event(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Ok(rejected(Rejection::BodyTooLarge));
     }
@@ -39,11 +37,7 @@ pub async fn event(
         content_type: header_str(&headers, header::CONTENT_TYPE.as_str()),
         user_agent: header_str(&headers, header::USER_AGENT.as_str()).unwrap_or(""),
         ip: client_ip(&headers, peer.ip(), app.trust_proxy),
-        country: if app.trust_proxy {
-            header_str(&headers, "cf-ipcountry")
-        } else {
-            None
-        },
+        country: if app.trust_proxy { header_str(&headers, "cf-ipcountry") } else { None },
         received_ms,
         salts: &salts,
         first_event_id: random_id()?,
@@ -52,10 +46,7 @@ pub async fn event(
         Ok(entries) => entries,
         Err(rejection) => return Ok(rejected(rejection)),
     };
-    let accepted = entries
-        .iter()
-        .filter(|e| matches!(e, LogEntry::Event(_)))
-        .count();
+    let accepted = entries.iter().filter(|e| matches!(e, LogEntry::Event(_))).count();
     let dropped: Vec<&str> = entries
         .iter()
         .filter_map(|e| match e {
@@ -63,13 +54,10 @@ pub async fn event(
             LogEntry::Event(_) => None,
         })
         .collect();
-    app.log
-        .append(entries.iter().map(codec::encode).collect())
-        .await
-        .map_err(|error| {
-            tracing::error!(%error, "ingest could not append to the event log");
-            ApiError::LogUnavailable
-        })?;
+    app.log.append(entries.iter().map(codec::encode).collect()).await.map_err(|error| {
+        tracing::error!(%error, "ingest could not append to the event log");
+        ApiError::LogUnavailable
+    })?;
     let mut response = (StatusCode::ACCEPTED, "ok").into_response();
     let out = response.headers_mut();
     out.insert("x-tally-accepted", HeaderValue::from(accepted));
@@ -93,24 +81,12 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// The client's IP: the first address of `X-Forwarded-For` behind a trusted proxy, else the
 /// peer's address. The IP feeds the visitor id and is never stored or logged.
 fn client_ip(headers: &HeaderMap, peer: IpAddr, trust_proxy: bool) -> IpAddr {
-    let forwarded = || {
-        header_str(headers, "x-forwarded-for")?
-            .split(',')
-            .next()?
-            .trim()
-            .parse()
-            .ok()
-    };
-    if trust_proxy {
-        forwarded().unwrap_or(peer)
-    } else {
-        peer
-    }
+    let forwarded = || header_str(headers, "x-forwarded-for")?.split(',').next()?.trim().parse().ok();
+    if trust_proxy { forwarded().unwrap_or(peer) } else { peer }
 }
 
 fn random_id() -> Result<u128, ApiError> {
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| anyhow::anyhow!("no randomness for an event id: {e}"))?;
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for an event id: {e}"))?;
     Ok(u128::from_le_bytes(bytes))
 }

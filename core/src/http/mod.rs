@@ -40,22 +40,14 @@ pub struct AppState {
 
 /// A query cache holding up to `capacity` answers.
 pub fn query_cache(capacity: u64) -> QueryCache {
-    moka::future::Cache::builder()
-        .max_capacity(capacity)
-        .time_to_live(std::time::Duration::from_secs(600))
-        .build()
+    moka::future::Cache::builder().max_capacity(capacity).time_to_live(std::time::Duration::from_secs(600)).build()
 }
 
 /// The router: `POST /api/event` (public, CORS), `POST /api/v2/query`, `GET /api/v2/drops`
 /// (bearer key), `GET /api/health`.
 pub fn router(state: AppState) -> Router {
-    let cors = CorsLayer::new()
-        .allow_origin(Any)
-        .allow_methods([Method::POST, Method::OPTIONS])
-        .allow_headers(Any);
-    let ingest = Router::new()
-        .route("/api/event", post(ingest::event))
-        .layer(cors);
+    let cors = CorsLayer::new().allow_origin(Any).allow_methods([Method::POST, Method::OPTIONS]).allow_headers(Any);
+    let ingest = Router::new().route("/api/event", post(ingest::event)).layer(cors);
     Router::new()
         .merge(ingest)
         .route("/api/v2/query", post(query::query))

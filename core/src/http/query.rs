@@ -13,15 +13,11 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// Answers a Stats API v2 query for a site the caller's key may read.
-pub async fn query(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Json<Arc<Value>>, ApiError> {
+pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Arc<Value>>, ApiError> {
     let registry = app.registry.snapshot();
     authenticate(&registry, &headers)?;
-    let request: QueryRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
+    let request: QueryRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
     let site = authorize(&registry, &headers, &request.site_id)?;
     let mut query = Query::resolve(&request, &site.timezone, jiff::Timestamp::now())
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -32,9 +28,7 @@ pub async fn query(
         return Ok(Json(hit));
     }
     let store = app.store.clone();
-    let rows = tokio::task::spawn_blocking(move || execute(&store, &query))
-        .await
-        .map_err(anyhow::Error::from)??;
+    let rows = tokio::task::spawn_blocking(move || execute(&store, &query)).await.map_err(anyhow::Error::from)??;
     let (first, last) = key.0.dates();
     let answer = Arc::new(json!({
         "results": rows.iter().map(|r| json!({ "metrics": r.metrics, "dimensions": r.dimensions })).collect::<Vec<_>>(),
@@ -58,10 +52,7 @@ pub async fn query(
 }
 
 fn complete_until(ms: i64) -> Value {
-    jiff::Timestamp::from_millisecond(ms)
-        .ok()
-        .filter(|_| ms > 0)
-        .map_or(Value::Null, |t| json!(t.to_string()))
+    jiff::Timestamp::from_millisecond(ms).ok().filter(|_| ms > 0).map_or(Value::Null, |t| json!(t.to_string()))
 }
 
 /// `?site_id=…` of the drops endpoint.
@@ -87,9 +78,7 @@ pub async fn drops(
         }
     };
     let counts = app.store.drops(&site)?;
-    Ok(Json(
-        json!({ "site_id": params.site_id.map(|_| site), "drops": counts }),
-    ))
+    Ok(Json(json!({ "site_id": params.site_id.map(|_| site), "drops": counts })))
 }
 
 /// Liveness and how far aggregation has come.

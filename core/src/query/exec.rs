@@ -30,29 +30,21 @@ pub fn execute(store: &Store, query: &Query) -> anyhow::Result<Vec<Row>> {
     let mut index: HashMap<Vec<String>, usize> = HashMap::new();
     let mut groups: Vec<(Vec<String>, Group)> = Vec::new();
     let mut cell_group: HashMap<(Bucket, u64), usize> = HashMap::new();
-    store.scan_cells(
-        &query.site,
-        query.buckets.clone(),
-        |bucket, id, key, counters| {
-            if !query
-                .filters
-                .iter()
-                .all(|f| f.passes(f.dimension.value(key)))
-            {
-                return;
-            }
-            let group_key = group_values(&query.groupings, bucket, key);
-            let next = groups.len();
-            let at = *index.entry(group_key.clone()).or_insert(next);
-            if at == next {
-                groups.push((group_key, Group::default()));
-            }
-            groups[at].1.counters.add(counters);
-            if wants_visitors {
-                cell_group.insert((bucket, id), at);
-            }
-        },
-    )?;
+    store.scan_cells(&query.site, query.buckets.clone(), |bucket, id, key, counters| {
+        if !query.filters.iter().all(|f| f.passes(f.dimension.value(key))) {
+            return;
+        }
+        let group_key = group_values(&query.groupings, bucket, key);
+        let next = groups.len();
+        let at = *index.entry(group_key.clone()).or_insert(next);
+        if at == next {
+            groups.push((group_key, Group::default()));
+        }
+        groups[at].1.counters.add(counters);
+        if wants_visitors {
+            cell_group.insert((bucket, id), at);
+        }
+    })?;
     if wants_visitors && !cell_group.is_empty() {
         store.scan_visitors(&query.site, query.buckets.clone(), |bucket, id, visitor| {
             if let Some(&at) = cell_group.get(&(bucket, id)) {
@@ -71,20 +63,14 @@ pub fn execute(store: &Store, query: &Query) -> anyhow::Result<Vec<Row>> {
         })
         .collect();
     rows.sort_by(|a, b| compare(query, a, b));
-    Ok(rows
-        .into_iter()
-        .skip(query.offset)
-        .take(query.limit)
-        .collect())
+    Ok(rows.into_iter().skip(query.offset).take(query.limit).collect())
 }
 
 fn group_values(groupings: &[Grouping], bucket: Bucket, key: &CellKey) -> Vec<String> {
     groupings
         .iter()
         .map(|g| match g {
-            Grouping::Hour => bucket_start(bucket)
-                .strftime("%Y-%m-%d %H:00:00")
-                .to_string(),
+            Grouping::Hour => bucket_start(bucket).strftime("%Y-%m-%d %H:00:00").to_string(),
             Grouping::Day => bucket_start(bucket).date().to_string(),
             Grouping::Dim(d) => d.value(key).to_owned(),
         })
@@ -94,11 +80,7 @@ fn group_values(groupings: &[Grouping], bucket: Bucket, key: &CellKey) -> Vec<St
 fn metric(metric: Metric, group: &Group) -> Value {
     let c = &group.counters;
     let per_visit = |n: i64| {
-        if c.visits > 0 {
-            n as f64 / c.visits as f64
-        } else {
-            0.0
-        }
+        if c.visits > 0 { n as f64 / c.visits as f64 } else { 0.0 }
     };
     match metric {
         Metric::Visitors => json!(group.visitors.len()),
@@ -115,19 +97,12 @@ fn compare(query: &Query, a: &Row, b: &Row) -> Ordering {
     for &(key, descending) in &query.order {
         let ordering = match key {
             SortKey::Metric(i) => {
-                let (x, y) = (
-                    a.metrics[i].as_f64().unwrap_or(0.0),
-                    b.metrics[i].as_f64().unwrap_or(0.0),
-                );
+                let (x, y) = (a.metrics[i].as_f64().unwrap_or(0.0), b.metrics[i].as_f64().unwrap_or(0.0));
                 x.partial_cmp(&y).unwrap_or(Ordering::Equal)
             }
             SortKey::Group(i) => a.dimensions[i].cmp(&b.dimensions[i]),
         };
-        let ordering = if descending {
-            ordering.reverse()
-        } else {
-            ordering
-        };
+        let ordering = if descending { ordering.reverse() } else { ordering };
         if ordering != Ordering::Equal {
             return ordering;
         }

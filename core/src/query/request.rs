@@ -175,45 +175,19 @@ fn invalid<T>(message: impl Into<String>) -> Result<T, QueryError> {
 
 impl Query {
     /// Checks a request for a site in `zone` at time `now`.
-    pub fn resolve(
-        request: &QueryRequest,
-        zone: &TimeZone,
-        now: Timestamp,
-    ) -> Result<Query, QueryError> {
-        let metrics = request
-            .metrics
-            .iter()
-            .map(|m| Metric::parse(m).ok_or(m))
-            .collect::<Result<Vec<_>, _>>();
+    pub fn resolve(request: &QueryRequest, zone: &TimeZone, now: Timestamp) -> Result<Query, QueryError> {
+        let metrics = request.metrics.iter().map(|m| Metric::parse(m).ok_or(m)).collect::<Result<Vec<_>, _>>();
         let metrics = metrics.or_else(|m| invalid(format!("unknown metric `{m}`")))?;
         if metrics.is_empty() {
             return invalid("metrics must name at least one metric");
         }
-        let groupings = request
-            .dimensions
-            .iter()
-            .map(|d| parse_grouping(d))
-            .collect::<Result<Vec<_>, _>>()?;
-        let filters = request
-            .filters
-            .iter()
-            .map(parse_filter)
-            .collect::<Result<Vec<_>, _>>()?;
+        let groupings = request.dimensions.iter().map(|d| parse_grouping(d)).collect::<Result<Vec<_>, _>>()?;
+        let filters = request.filters.iter().map(parse_filter).collect::<Result<Vec<_>, _>>()?;
         let (from, to) = date_range(&request.date_range, zone, now)?;
-        let order = parse_order(
-            request.order_by.as_deref(),
-            &request.metrics,
-            &request.dimensions,
-            &groupings,
-        )?;
-        let page = request.pagination.unwrap_or(Pagination {
-            limit: MAX_LIMIT,
-            offset: 0,
-        });
+        let order = parse_order(request.order_by.as_deref(), &request.metrics, &request.dimensions, &groupings)?;
+        let page = request.pagination.unwrap_or(Pagination { limit: MAX_LIMIT, offset: 0 });
         if page.limit == 0 || page.limit > MAX_LIMIT {
-            return invalid(format!(
-                "pagination.limit must be between 1 and {MAX_LIMIT}"
-            ));
+            return invalid(format!("pagination.limit must be between 1 and {MAX_LIMIT}"));
         }
         Ok(Query {
             site: request.site_id.clone(),
@@ -239,18 +213,14 @@ fn parse_grouping(name: &str) -> Result<Grouping, QueryError> {
     match name {
         "time:hour" => Ok(Grouping::Hour),
         "time:day" | "time" => Ok(Grouping::Day),
-        _ => Dimension::parse(name)
-            .map(Grouping::Dim)
-            .map_or_else(|| invalid(format!("unknown dimension `{name}`")), Ok),
+        _ => {
+            Dimension::parse(name).map(Grouping::Dim).map_or_else(|| invalid(format!("unknown dimension `{name}`")), Ok)
+        }
     }
 }
 
 fn parse_filter(filter: &Value) -> Result<Filter, QueryError> {
-    let shape = || {
-        QueryError(format!(
-            "a filter is [operator, dimension, [values]]; got {filter}"
-        ))
-    };
+    let shape = || QueryError(format!("a filter is [operator, dimension, [values]]; got {filter}"));
     let [op, dimension, values] = filter.as_array().map(Vec::as_slice).ok_or_else(shape)? else {
         return Err(shape());
     };
@@ -259,24 +229,14 @@ fn parse_filter(filter: &Value) -> Result<Filter, QueryError> {
         Some("is_not") => Op::IsNot,
         Some("contains") => Op::Contains,
         _ => {
-            return invalid(format!(
-                "unsupported filter operator {op}: use is, is_not or contains"
-            ));
+            return invalid(format!("unsupported filter operator {op}: use is, is_not or contains"));
         }
     };
     let name = dimension.as_str().ok_or_else(shape)?;
-    let dimension =
-        Dimension::parse(name).ok_or_else(|| QueryError(format!("cannot filter by `{name}`")))?;
+    let dimension = Dimension::parse(name).ok_or_else(|| QueryError(format!("cannot filter by `{name}`")))?;
     let values = values.as_array().ok_or_else(shape)?;
-    let values = values
-        .iter()
-        .map(|v| v.as_str().map(str::to_owned).ok_or_else(shape))
-        .collect::<Result<_, _>>()?;
-    Ok(Filter {
-        op,
-        dimension,
-        values,
-    })
+    let values = values.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(shape)).collect::<Result<_, _>>()?;
+    Ok(Filter { op, dimension, values })
 }
 
 fn parse_order(
@@ -287,12 +247,8 @@ fn parse_order(
 ) -> Result<Vec<(SortKey, bool)>, QueryError> {
     let Some(order_by) = order_by else {
         // Plausible's default: time ascending if grouped by time, else the first metric descending.
-        let time = groupings
-            .iter()
-            .position(|g| matches!(g, Grouping::Hour | Grouping::Day));
-        return Ok(vec![time.map_or((SortKey::Metric(0), true), |i| {
-            (SortKey::Group(i), false)
-        })]);
+        let time = groupings.iter().position(|g| matches!(g, Grouping::Hour | Grouping::Day));
+        return Ok(vec![time.map_or((SortKey::Metric(0), true), |i| (SortKey::Group(i), false))]);
     };
     order_by
         .iter()
@@ -301,9 +257,7 @@ fn parse_order(
                 "asc" => false,
                 "desc" => true,
                 other => {
-                    return invalid(format!(
-                        "order direction must be asc or desc, not `{other}`"
-                    ));
+                    return invalid(format!("order direction must be asc or desc, not `{other}`"));
                 }
             };
             let key = if let Some(i) = metrics.iter().position(|m| m == name) {
@@ -311,9 +265,7 @@ fn parse_order(
             } else if let Some(i) = dimensions.iter().position(|d| d == name) {
                 SortKey::Group(i)
             } else {
-                return invalid(format!(
-                    "cannot order by `{name}`: it is not among the query's metrics or dimensions"
-                ));
+                return invalid(format!("cannot order by `{name}`: it is not among the query's metrics or dimensions"));
             };
             Ok((key, descending))
         })
@@ -323,11 +275,7 @@ fn parse_order(
 /// The first and last local date of a date range.
 fn date_range(range: &Value, zone: &TimeZone, now: Timestamp) -> Result<(Date, Date), QueryError> {
     let today = today(zone, now);
-    let days_back = |n: i64| {
-        today
-            .checked_sub(n.days())
-            .map_err(|e| QueryError(e.to_string()))
-    };
+    let days_back = |n: i64| today.checked_sub(n.days()).map_err(|e| QueryError(e.to_string()));
     let (from, to) = match range {
         Value::String(preset) => match preset.as_str() {
             "day" => (today, today),
@@ -356,8 +304,7 @@ fn date_range(range: &Value, zone: &TimeZone, now: Timestamp) -> Result<(Date, D
 }
 
 fn parse_date(text: &str) -> Result<Date, QueryError> {
-    text.parse::<Date>()
-        .map_err(|_| QueryError(format!("`{text}` is not an ISO date (YYYY-MM-DD)")))
+    text.parse::<Date>().map_err(|_| QueryError(format!("`{text}` is not an ISO date (YYYY-MM-DD)")))
 }
 
 #[cfg(test)]
@@ -375,24 +322,15 @@ mod tests {
 
     #[test]
     fn presets_cover_whole_local_days_including_today() {
-        let q = resolve(r#"{"site_id":"a.com","metrics":["visitors"],"date_range":"7d"}"#)
-            .expect("valid");
-        assert_eq!(
-            q.dates(),
-            ("2026-11-22".to_owned(), "2026-11-28".to_owned())
-        );
+        let q = resolve(r#"{"site_id":"a.com","metrics":["visitors"],"date_range":"7d"}"#).expect("valid");
+        assert_eq!(q.dates(), ("2026-11-22".to_owned(), "2026-11-28".to_owned()));
         assert_eq!(q.buckets.end - q.buckets.start, 7 * 24);
     }
 
     #[test]
     fn explicit_dates_and_errors() {
-        let q = resolve(
-            r#"{"site_id":"a.com","metrics":["pageviews"],"date_range":["2026-01-01","2026-01-31"]}"#,
-        );
-        assert_eq!(
-            q.expect("valid").dates(),
-            ("2026-01-01".to_owned(), "2026-01-31".to_owned())
-        );
+        let q = resolve(r#"{"site_id":"a.com","metrics":["pageviews"],"date_range":["2026-01-01","2026-01-31"]}"#);
+        assert_eq!(q.expect("valid").dates(), ("2026-01-01".to_owned(), "2026-01-31".to_owned()));
         let bad = [
             r#"{"site_id":"a.com","metrics":["nope"],"date_range":"day"}"#,
             r#"{"site_id":"a.com","metrics":[],"date_range":"day"}"#,
@@ -413,9 +351,7 @@ mod tests {
             r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["event:page","time:hour"]}"#,
         );
         assert_eq!(q.expect("valid").order, vec![(SortKey::Group(1), false)]);
-        let q = resolve(
-            r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["event:page"]}"#,
-        );
+        let q = resolve(r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["event:page"]}"#);
         assert_eq!(q.expect("valid").order, vec![(SortKey::Metric(0), true)]);
     }
 }
