@@ -44,24 +44,34 @@ impl Aggregator {
         loop {
             let started = Instant::now();
             let worker = this.clone();
-            let applied =
-                tokio::task::spawn_blocking(move || worker.flush_once(&mut last_expiry).map(|n| (n, last_expiry)))
-                    .await??;
-            last_expiry = applied.1;
-            if applied.0 > 0 {
+            let flushed = tokio::task::spawn_blocking(move || {
+                let mut expiry = last_expiry;
+                worker.flush_once(&mut expiry).map(|applied| (applied, expiry))
+            })
+            .await?;
+            let pause = match flushed {
+                Ok((0, _)) if *shutdown.borrow() => return Ok(()),
+                Ok((0, _)) => {
+                    tokio::select! {
+                        _ = head.changed() => {}
+                        _ = shutdown.changed() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    continue;
+                }
                 // Let the next batch gather for the rest of the interval.
-                let rest = this.flush_interval.saturating_sub(started.elapsed());
-                tokio::select! { _ = tokio::time::sleep(rest) => {}, _ = shutdown.changed() => {} }
-                continue;
-            }
-            if *shutdown.borrow() {
-                return Ok(());
-            }
-            tokio::select! {
-                _ = head.changed() => {}
-                _ = shutdown.changed() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
+                Ok((_, expiry)) => {
+                    last_expiry = expiry;
+                    this.flush_interval.saturating_sub(started.elapsed())
+                }
+                // Nothing was applied; the next attempt starts again from the checkpoint.
+                Err(error) if *shutdown.borrow() => return Err(error),
+                Err(error) => {
+                    tracing::error!(error = format!("{error:#}"), "flush failed; retrying in 1 s");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! { _ = tokio::time::sleep(pause) => {}, _ = shutdown.changed() => {} }
         }
     }
 
