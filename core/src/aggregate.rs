@@ -59,6 +59,11 @@ impl Aggregator {
                     }
                     continue;
                 }
+                // Shutting down: no pause, go on until the log is applied.
+                Ok((_, expiry)) if *shutdown.borrow() => {
+                    last_expiry = expiry;
+                    continue;
+                }
                 // Let the next batch gather for the rest of the interval.
                 Ok((_, expiry)) => {
                     last_expiry = expiry;

@@ -71,7 +71,12 @@ pub async fn event(
 
 fn rejected(rejection: Rejection) -> Response {
     let status = StatusCode::from_u16(rejection.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    (status, Json(json!({ "error": rejection.to_string() }))).into_response()
+    let mut response = (status, Json(json!({ "error": rejection.to_string() }))).into_response();
+    if rejection == Rejection::BodyTooLarge {
+        // The rest of the body is left unread, so the connection cannot carry another request.
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -1,0 +1,433 @@
+//! Bad input: every vector of `vectors/bad_input.json` gets the status, error reason or
+//! `X-Tally-Dropped` list it predicts and never a 5xx; the drop counters of the registered site
+//! then equal the vectors' prediction. Arbitrary bodies (proptest) never get a 5xx either.
+
+use crate::harness::{POLL_DEADLINE, TestServer, Visitor, http_client_unpooled, post_event, query_body, settle};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+/// The shared vectors (the edge's tests read the same file).
+const VECTORS: &str = include_str!("vectors/bad_input.json");
+
+/// What a vector predicts.
+#[derive(Debug)]
+enum Expect {
+    /// The body as a whole is refused: 4xx with `{"error": reason}`.
+    Rejected { status: u16, error: String },
+    /// 202 with these accepted and dropped events; `site_drops` are counted for the site.
+    Accepted { accepted: u64, dropped: Vec<String>, site_drops: Vec<String> },
+}
+
+#[derive(Debug)]
+struct Vector {
+    name: String,
+    about: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    expect: Expect,
+}
+
+fn str_of<'a>(v: &'a Value, key: &str, vector: &str) -> &'a str {
+    v[key].as_str().unwrap_or_else(|| panic!("vector {vector}: `{key}` is not a string"))
+}
+
+fn u64_of(v: &Value, key: &str, vector: &str) -> u64 {
+    v[key].as_u64().unwrap_or_else(|| panic!("vector {vector}: `{key}` is not a count"))
+}
+
+fn strings(v: &Value, vector: &str) -> Vec<String> {
+    let items = v.as_array().unwrap_or_else(|| panic!("vector {vector}: expected a list of reasons, got {v}"));
+    items.iter().map(|r| r.as_str().unwrap_or_else(|| panic!("vector {vector}: reason {r}")).to_owned()).collect()
+}
+
+/// The registered site and the vectors.
+fn load() -> (String, Vec<Vector>) {
+    let doc: Value = serde_json::from_str(VECTORS).unwrap();
+    let site = doc["site"].as_str().unwrap().to_owned();
+    let defaults = doc["default_headers"].as_object().unwrap();
+    let vectors = doc["vectors"].as_array().unwrap().iter().map(|v| vector(v, defaults)).collect();
+    (site, vectors)
+}
+
+fn vector(v: &Value, defaults: &Map<String, Value>) -> Vector {
+    let name = str_of(v, "name", "?").to_owned();
+    let mut headers: BTreeMap<String, Value> = defaults.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    if let Some(own) = v["headers"].as_object() {
+        headers.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let headers = headers
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            Value::Null => None,
+            Value::String(s) => Some((k, s)),
+            other => panic!("vector {name}: header {k} is {other}"),
+        })
+        .collect();
+    let body = body_of(v, &name);
+    let e = &v["expect"];
+    let status = u16::try_from(u64_of(e, "status", &name)).unwrap();
+    let expect = if status == 202 {
+        Expect::Accepted {
+            accepted: u64_of(e, "accepted", &name),
+            dropped: strings(&e["dropped"], &name),
+            site_drops: strings(&e["site_drops"], &name),
+        }
+    } else {
+        Expect::Rejected { status, error: str_of(e, "error", &name).to_owned() }
+    };
+    let about = v["about"].as_str().unwrap_or_default().to_owned();
+    Vector { name, about, headers, body, expect }
+}
+
+/// The body of a vector: `body`, `body_hex`, `body_json` or `body_gen`.
+fn body_of(v: &Value, name: &str) -> Vec<u8> {
+    if let Some(text) = v.get("body") {
+        text.as_str().unwrap_or_else(|| panic!("vector {name}: body is not a string")).as_bytes().to_vec()
+    } else if let Some(hex) = v.get("body_hex") {
+        decode_hex(hex.as_str().unwrap_or_else(|| panic!("vector {name}: body_hex is not a string")))
+    } else if let Some(json) = v.get("body_json") {
+        json.to_string().into_bytes()
+    } else if let Some(generator) = v.get("body_gen") {
+        generate(generator, name)
+    } else {
+        panic!("vector {name} has no body")
+    }
+}
+
+fn decode_hex(hex: &str) -> Vec<u8> {
+    assert!(hex.len().is_multiple_of(2), "odd hex length");
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+}
+
+fn count_of(g: &Value, key: &str, name: &str) -> usize {
+    usize::try_from(u64_of(g, key, name)).unwrap()
+}
+
+/// The generators described in the vectors file.
+fn generate(g: &Value, name: &str) -> Vec<u8> {
+    match str_of(g, "kind", name) {
+        "pad" => {
+            let mut body = g["json"].to_string().into_bytes();
+            let size = count_of(g, "size", name);
+            assert!(body.len() <= size, "vector {name}: its JSON is already longer than {size} bytes");
+            body.resize(size, b' ');
+            body
+        }
+        "nest" => {
+            let depth = count_of(g, "depth", name);
+            let (open, inner, close) = (str_of(g, "open", name), str_of(g, "inner", name), str_of(g, "close", name));
+            format!("{}{inner}{}", open.repeat(depth), close.repeat(depth)).into_bytes()
+        }
+        "repeat" => Value::Array(vec![g["item"].clone(); count_of(g, "count", name)]).to_string().into_bytes(),
+        "props" => {
+            let (count, name_len, value_len) =
+                (count_of(g, "count", name), count_of(g, "name_len", name), count_of(g, "value_len", name));
+            let props: Map<String, Value> = (0..count)
+                .map(|i| {
+                    let mut key = format!("p{i}");
+                    while key.chars().count() < name_len {
+                        key.push('x');
+                    }
+                    (key, Value::String("v".repeat(value_len)))
+                })
+                .collect();
+            let mut event = g["event"].clone();
+            event["props"] = Value::Object(props);
+            event.to_string().into_bytes()
+        }
+        "long_field" => {
+            let mut value = str_of(g, "prefix", name).to_owned();
+            let chars = count_of(g, "chars", name);
+            while value.chars().count() < chars {
+                value.push('x');
+            }
+            let mut event = g["event"].clone();
+            event[str_of(g, "field", name)] = Value::String(value);
+            event.to_string().into_bytes()
+        }
+        other => panic!("vector {name}: unknown generator {other}"),
+    }
+}
+
+/// The body as text for a failure message: lossy, and cut if long.
+fn show(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    if text.chars().count() > 160 {
+        format!("{}… ({} bytes)", text.chars().take(160).collect::<String>(), body.len())
+    } else {
+        format!("{text:?}")
+    }
+}
+
+#[test]
+fn the_vectors_file_is_well_formed() {
+    let (site, vectors) = load();
+    assert!(!site.is_empty());
+    let mut names: Vec<&str> = vectors.iter().map(|v| v.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), vectors.len(), "vector names must be unique");
+    for v in &vectors {
+        if let Expect::Accepted { accepted: _, dropped, site_drops } = &v.expect {
+            // Site drops are a sub-list of the dropped reasons.
+            let mut left = dropped.clone();
+            for reason in site_drops {
+                let at = left.iter().position(|r| r == reason);
+                assert!(at.is_some(), "vector {}: site drop {reason} is not among {dropped:?}", v.name);
+                left.remove(at.unwrap_or_default());
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_vectors() {
+    let (site, vectors) = load();
+    let server = TestServer::start("bad-input", &[&site]);
+    // A new connection per vector: each vector is judged on its own answer (but see
+    // `a_refused_body_leaves_the_connection_usable_or_says_close` for what reuse would do).
+    let client = http_client_unpooled();
+    let mut failures = Vec::new();
+    let mut want_drops: BTreeMap<String, u64> = BTreeMap::new();
+    let mut want_events = 0u64;
+    for (i, v) in vectors.iter().enumerate() {
+        let mut headers = v.headers.clone();
+        headers.push(("X-Forwarded-For".to_owned(), Visitor::new(u32::try_from(i).unwrap()).ip));
+        let request = format!("{} ({}): POST /api/event {:?} {}", v.name, v.about, v.headers, show(&v.body));
+        let answer = match post_event(&client, server.base(), v.body.clone(), &headers).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                failures.push(format!("{request}\n    → no answer: {e:?}"));
+                continue;
+            }
+        };
+        if answer.status >= 500 {
+            failures.push(format!("{request}\n    → server error {} {}", answer.status, answer.body));
+            continue;
+        }
+        match &v.expect {
+            Expect::Rejected { status, error } => {
+                if answer.status != *status || answer.error().as_deref() != Some(error.as_str()) {
+                    failures.push(format!(
+                        "{request}\n    → want {status} {{\"error\":\"{error}\"}}, got {} {}",
+                        answer.status, answer.body
+                    ));
+                }
+            }
+            Expect::Accepted { accepted, dropped, site_drops } => {
+                let got = (answer.status, answer.body.as_str(), answer.accepted, &answer.dropped);
+                if got != (202, "ok", Some(*accepted), dropped) {
+                    failures.push(format!(
+                        "{request}\n    → want 202 ok, X-Tally-Accepted {accepted}, X-Tally-Dropped {dropped:?}; \
+                         got {} {:?}, X-Tally-Accepted {:?}, X-Tally-Dropped {:?}",
+                        answer.status, answer.body, answer.accepted, answer.dropped_header
+                    ));
+                }
+                for reason in site_drops {
+                    *want_drops.entry(reason.clone()).or_default() += 1;
+                }
+                want_events += accepted;
+            }
+        }
+    }
+
+    // The drop counters of the site are what the vectors predict.
+    let drops = settle(POLL_DEADLINE, || server.drops(&site), |d| d.as_ref().is_ok_and(|d| *d == want_drops)).await;
+    if let Err(last) = drops {
+        failures.push(format!(
+            "GET /api/v2/drops?site_id={site}\n    → want drops {want_drops:?} within {POLL_DEADLINE:?}, last answer {last:?}"
+        ));
+    }
+    // And the accepted events are counted, once.
+    let body = query_body(&site, &["events"], json!({}));
+    let events = settle(
+        POLL_DEADLINE,
+        || server.totals(&body),
+        |t| {
+            #[allow(clippy::cast_precision_loss)]
+            let want = want_events as f64;
+            t.as_ref().is_ok_and(|t| *t == [want])
+        },
+    )
+    .await;
+    if let Err(last) = events {
+        failures.push(format!("events of today\n    → want {want_events}, last answer {last:?}"));
+    }
+    assert!(failures.is_empty(), "{} of {} checks failed:\n{}", failures.len(), vectors.len() + 2, failures.join("\n"));
+}
+
+/// Leaf JSON values, then nested ones.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        (-1e9f64..1e9).prop_map(Value::from),
+        ".{0,24}".prop_map(Value::from),
+        Just(Value::from("https://vectors.example/page")),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z$]{0,6}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A valid event with some fields replaced by arbitrary values.
+fn mangled_event() -> impl Strategy<Value = Value> {
+    let keys = prop::sample::select(vec![
+        "name",
+        "n",
+        "url",
+        "u",
+        "domain",
+        "d",
+        "referrer",
+        "r",
+        "props",
+        "p",
+        "revenue",
+        "$",
+        "interactive",
+        "i",
+    ]);
+    prop::collection::vec((keys, json_value()), 0..4).prop_map(|changes| {
+        let mut event = json!({"name": "pageview", "url": "https://vectors.example/fuzz", "domain": "vectors.example"});
+        for (key, value) in changes {
+            event[key] = value;
+        }
+        event
+    })
+}
+
+/// A body and how many events it holds (when it is an event or a batch of 1–25).
+fn body() -> impl Strategy<Value = (Vec<u8>, Option<usize>)> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..300).prop_map(|b| (b, None)),
+        "[\\[\\]{}\":,a-z0-9 \\\\]{0,120}".prop_map(|s| (s.into_bytes(), None)),
+        json_value().prop_map(|v| (v.to_string().into_bytes(), None)),
+        mangled_event().prop_map(|e| (e.to_string().into_bytes(), Some(1))),
+        prop::collection::vec(mangled_event(), 1..6).prop_map(|es| {
+            let n = es.len();
+            (Value::Array(es).to_string().into_bytes(), Some(n))
+        }),
+    ]
+}
+
+#[test]
+fn arbitrary_bodies_never_get_a_server_error() {
+    const SITE: &str = "vectors.example";
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let server = TestServer::start("fuzz", &[SITE]);
+    let content_types = prop::sample::select(vec!["application/json", "text/plain", "application/octet-stream"]);
+    let config = Config { cases: 300, failure_persistence: None, ..Config::default() };
+    let mut runner = TestRunner::new(config);
+    let result = runner.run(&(body(), content_types, 0u32..1000), |((body, events), content_type, visitor)| {
+        let mut headers = Visitor::new(visitor).headers();
+        headers[0].1 = content_type.to_owned();
+        let answer = runtime.block_on(server.post_event(body.clone(), &headers));
+        let shown = show(&body);
+        prop_assert!(
+            matches!(answer.status, 202 | 400 | 413 | 415),
+            "POST /api/event ({content_type}) {shown} → {} {}",
+            answer.status,
+            answer.body
+        );
+        if answer.status == 202 {
+            // Every event of the body is either accepted or dropped with a reason.
+            let accepted = usize::try_from(answer.accepted.unwrap_or(0)).unwrap();
+            let seen = accepted + answer.dropped.len();
+            prop_assert!(
+                answer.accepted.is_some() && events.is_none_or(|n| n == seen),
+                "POST /api/event {shown} → 202 with X-Tally-Accepted {:?} and X-Tally-Dropped {:?} for {events:?} events",
+                answer.accepted,
+                answer.dropped_header
+            );
+        } else {
+            prop_assert!(answer.error().is_some(), "POST /api/event {shown} → {} without a JSON error: {}", answer.status, answer.body);
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}\nserver stderr:\n{}", server.stderr());
+    }
+}
+
+/// One HTTP/1.1 request to `/api/event`, by hand.
+fn raw_request(content_type: &str, body: &[u8]) -> Vec<u8> {
+    let visitor = Visitor::new(4242);
+    let head = format!(
+        "POST /api/event HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\nUser-Agent: {}\r\n\
+         X-Forwarded-For: {}\r\nContent-Length: {}\r\n\r\n",
+        visitor.user_agent,
+        visitor.ip,
+        body.len()
+    );
+    [head.as_bytes(), body].concat()
+}
+
+/// Reads one response: its status and lower-cased headers (the body is read and dropped).
+fn read_response(reader: &mut impl std::io::BufRead) -> std::io::Result<(u16, BTreeMap<String, String>)> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut headers = BTreeMap::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        let Some((name, value)) = line.trim_end().split_once(':') else { break };
+        headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
+    }
+    let length = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    Ok((status, headers))
+}
+
+/// After refusing a body, the server must either say `Connection: close` or keep serving the
+/// connection: a keep-alive client (every browser, reqwest) otherwise reuses a connection the
+/// server has closed and loses its next request.
+#[test]
+fn a_refused_body_leaves_the_connection_usable_or_says_close() {
+    use std::io::{BufReader, Write};
+    const SITE: &str = "keepalive.example";
+    let server = TestServer::start("keepalive", &[SITE]);
+    let address = server.base().strip_prefix("http://").unwrap().to_owned();
+    let event = crate::harness::pageview(SITE, "/after").to_string().into_bytes();
+    let mut oversized = event.clone();
+    oversized.resize(65_537, b' ');
+    let cases: [(&str, &str, Vec<u8>, u16); 4] = [
+        ("a body one byte too large", "application/json", oversized, 413),
+        ("a form body", "application/x-www-form-urlencoded", event.clone(), 415),
+        ("malformed JSON", "application/json", b"{\"name\":".to_vec(), 400),
+        ("a good event", "application/json", event.clone(), 202),
+    ];
+    let mut failures = Vec::new();
+    for (what, content_type, body, status) in cases {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        stream.write_all(&raw_request(content_type, &body)).unwrap();
+        let (got, headers) = read_response(&mut reader).unwrap_or_else(|e| panic!("{what}: no answer: {e}"));
+        assert_eq!(got, status, "{what}: status");
+        if headers.get("connection").is_some_and(|c| c.eq_ignore_ascii_case("close")) {
+            continue;
+        }
+        // No `Connection: close`: the connection must take another request.
+        let next = stream.write_all(&raw_request("application/json", &event)).and_then(|()| read_response(&mut reader));
+        match next {
+            Ok((202, _)) => {}
+            other => failures.push(format!(
+                "after {what} (answered {got} without `Connection: close`, headers {headers:?}), a good event \
+                 on the same connection → want 202, got {other:?}"
+            )),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests of the `tally` binary: each test runs the real CLI and `tally serve` on a
+//! fresh data directory and talks to it over HTTP, as a tracker and a stats client would.
+#![allow(missing_docs)]
+#![allow(clippy::unwrap_used)]
+
+mod auth;
+mod bad_input;
+mod cli_while_serving;
+mod crash_recovery;
+mod harness;
+mod ingest_and_query;
