@@ -99,16 +99,20 @@ pub struct CliOutput {
     pub stderr: String,
 }
 
-/// Runs `tally ARGS…` to completion (killing it after [`CLI_TIMEOUT`]).
-pub fn run_cli(args: &[&str]) -> CliOutput {
-    let mut child = Command::new(TALLY)
-        .args(args)
+/// Starts a `tally` command with the test log filter, no stdin, and piped stdout and stderr.
+fn spawn_tally(command: &mut Command) -> Child {
+    command
         .env("TALLY_LOG", log_filter())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {TALLY}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {TALLY}: {e}"))
+}
+
+/// Runs `tally ARGS…` to completion (killing it after [`CLI_TIMEOUT`]).
+pub fn run_cli(args: &[&str]) -> CliOutput {
+    let mut child = spawn_tally(Command::new(TALLY).args(args));
     let (stdout, out_thread) = drain(child.stdout.take().unwrap());
     let (stderr, err_thread) = drain(child.stderr.take().unwrap());
     let status = wait_timeout(&mut child, CLI_TIMEOUT);
@@ -180,17 +184,13 @@ impl ServerProcess {
     /// Spawns `tally serve --listen 127.0.0.1:0 --data-dir DIR --trust-proxy EXTRA…` and waits
     /// for the `listening on http://…` line on its stdout.
     pub fn spawn(data_dir: &Path, extra_args: &[&str]) -> ServerProcess {
-        let mut child = Command::new(TALLY)
+        let mut command = Command::new(TALLY);
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .arg("--trust-proxy")
-            .args(extra_args)
-            .env("TALLY_LOG", log_filter())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {TALLY}: {e}"));
+            .args(extra_args);
+        let mut child = spawn_tally(&mut command);
         let (stderr, stderr_thread) = drain(child.stderr.take().unwrap());
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
