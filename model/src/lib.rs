@@ -13,6 +13,7 @@ pub mod facts;
 pub mod ingest;
 pub mod limits;
 pub mod page;
+pub mod record;
 pub mod reject;
 pub mod rollup;
 pub mod session;
