@@ -3,19 +3,14 @@
 //!
 //! The same code path will read Kinesis; here the source is the embedded log.
 
+use crate::flush::Flush;
 use crate::log::EventLog;
 use crate::registry::Registry;
-use crate::store::{Flush, Progress, Store};
-use crate::timebucket::local_hour;
-use std::collections::hash_map::Entry;
+use crate::store::{Progress, Store};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tally_model::codec;
-use tally_model::event::{Event, LogEntry};
-use tally_model::facts::Facts;
 use tally_model::limits::SESSION_TIMEOUT_MS;
-use tally_model::reject::DropReason;
-use tally_model::session::{self, Session};
 use tokio::sync::watch;
 
 /// Most log entries one flush applies.
@@ -88,23 +83,21 @@ impl Aggregator {
             return Ok(0);
         };
         let started = Instant::now();
-        let mut flush =
-            Flush { progress: Progress { offset: last_offset, until_ms: progress.until_ms }, ..Flush::default() };
+        let mut flush = Flush::default();
+        let registry = self.registry.snapshot();
+        let zone_of = |site: &str| registry.site(site).map(|s| s.timezone.clone());
         for (offset, bytes) in &entries {
             match codec::decode(bytes) {
-                Ok(LogEntry::Event(event)) => self.add_event(&mut flush, &event)?,
-                Ok(LogEntry::Drop(drop)) => {
-                    *flush.drops.entry((drop.site.unwrap_or_default(), drop.reason)).or_default() += 1;
-                    flush.progress.until_ms = flush.progress.until_ms.max(drop.received_ms);
-                }
+                Ok(entry) => flush.add(&entry, 0, &zone_of, self.store.as_ref())?,
                 Err(error) => tracing::error!(offset, %error, "skipping an undecodable log entry"),
             }
         }
-        if flush.progress.until_ms - *last_expiry >= EXPIRE_EVERY_MS {
-            flush.expire_sessions_before_ms = Some(flush.progress.until_ms - SESSION_TIMEOUT_MS);
-            *last_expiry = flush.progress.until_ms;
+        let until_ms = progress.until_ms.max(flush.latest_ms);
+        let expire_before = (until_ms - *last_expiry >= EXPIRE_EVERY_MS).then_some(until_ms - SESSION_TIMEOUT_MS);
+        if expire_before.is_some() {
+            *last_expiry = until_ms;
         }
-        self.store.apply(&flush)?;
+        self.store.apply(&flush, Progress { offset: last_offset, until_ms }, expire_before)?;
         tracing::debug!(
             entries = entries.len(),
             offset = last_offset,
@@ -112,41 +105,5 @@ impl Aggregator {
             "flushed"
         );
         Ok(entries.len())
-    }
-
-    fn add_event(&self, flush: &mut Flush, event: &Event) -> anyhow::Result<()> {
-        flush.progress.until_ms = flush.progress.until_ms.max(event.received_ms);
-        let Ok(facts) = Facts::of(event) else {
-            // The edge checked the URL; an entry that fails now was written by other code.
-            *flush.drops.entry((event.site.clone(), DropReason::InvalidUrl)).or_default() += 1;
-            return Ok(());
-        };
-        let zone = self.registry.snapshot().site(&event.site).map(|s| s.timezone.clone());
-        let bucket = local_hour(zone.as_ref(), event.received_ms);
-        let open = self.open_session(flush, event)?;
-        let rollup = flush.rollups.entry(event.site.clone()).or_default();
-        let next = session::apply(open, event, &facts, bucket, rollup);
-        flush.sessions.insert((event.site.clone(), event.visitor.current), Some(next));
-        Ok(())
-    }
-
-    /// The visitor's open visit: under today's id, else under yesterday's (moved to today's).
-    fn open_session(&self, flush: &mut Flush, event: &Event) -> anyhow::Result<Option<Session>> {
-        let current = self.lookup(flush, &event.site, event.visitor.current)?;
-        if current.is_some() || event.visitor.previous == event.visitor.current {
-            return Ok(current);
-        }
-        let previous = self.lookup(flush, &event.site, event.visitor.previous)?;
-        if previous.is_some() {
-            flush.sessions.insert((event.site.clone(), event.visitor.previous), None);
-        }
-        Ok(previous)
-    }
-
-    fn lookup(&self, flush: &mut Flush, site: &str, visitor: u64) -> anyhow::Result<Option<Session>> {
-        match flush.sessions.entry((site.to_owned(), visitor)) {
-            Entry::Occupied(known) => Ok(known.get().clone()),
-            Entry::Vacant(_) => self.store.session(site, visitor),
-        }
     }
 }

@@ -2,8 +2,12 @@
 //! aggregator, query API and command line.
 
 pub mod aggregate;
+pub mod aws;
 pub mod cli;
+pub mod flush;
 pub mod http;
+pub mod kinesis;
+pub mod lease;
 pub mod log;
 pub mod query;
 pub mod registry;

@@ -4,13 +4,13 @@
 //! One [`Flush`] is applied in one transaction together with the log offset it reaches, so a
 //! restart resumes exactly after the last applied entry: nothing lost, nothing counted twice.
 
+use crate::flush::{Flush, SessionLookup};
 use anyhow::Context;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use siphasher::sip::SipHasher13;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::Hasher;
 use std::path::Path;
-use tally_model::reject::DropReason;
 use tally_model::rollup::{Bucket, CellKey, Counters, Rollup};
 use tally_model::session::Session;
 
@@ -32,21 +32,6 @@ pub struct Progress {
     pub offset: u64,
     /// Arrival time of the last applied entry, ms since the epoch (0: none).
     pub until_ms: i64,
-}
-
-/// Everything one flush changes, applied atomically.
-#[derive(Debug, Default)]
-pub struct Flush {
-    /// Rollup deltas per site.
-    pub rollups: HashMap<String, Rollup>,
-    /// Visits to write (Some) or delete (None), per (site, visitor id).
-    pub sessions: HashMap<(String, u64), Option<Session>>,
-    /// Drop counts per (site or "", reason).
-    pub drops: BTreeMap<(String, DropReason), u64>,
-    /// Visits that ended before this time (ms) may be deleted.
-    pub expire_sessions_before_ms: Option<i64>,
-    /// Where the log is applied up to after this flush.
-    pub progress: Progress,
 }
 
 /// The store. Reads may run concurrently with the single writer.
@@ -83,27 +68,25 @@ impl Store {
         Ok(Progress { offset: u64::try_from(get("applied_offset")?).unwrap_or(0), until_ms: get("applied_until_ms")? })
     }
 
-    /// The open visit of a visitor, if stored.
-    pub fn session(&self, site: &str, visitor: u64) -> anyhow::Result<Option<Session>> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(SESSIONS)?;
-        let found = table.get((site, visitor))?;
-        found.map(|v| postcard::from_bytes(v.value()).context("decoding a session")).transpose()
-    }
-
-    /// Applies one flush atomically.
-    pub fn apply(&self, flush: &Flush) -> anyhow::Result<()> {
+    /// Applies one flush atomically, with the log position it reaches; deletes visits that
+    /// ended before `expire_sessions_before_ms`.
+    pub fn apply(
+        &self,
+        flush: &Flush,
+        progress: Progress,
+        expire_sessions_before_ms: Option<i64>,
+    ) -> anyhow::Result<()> {
         let txn = self.db.begin_write()?;
         {
             let mut cells = txn.open_table(CELLS)?;
             let mut visitors = txn.open_table(CELL_VISITORS)?;
-            for (site, rollup) in &flush.rollups {
+            for ((site, _), rollup) in &flush.rollups {
                 add_cells(&mut cells, site, rollup)?;
                 for (bucket, key, visitor) in &rollup.visitors {
                     visitors.insert((site.as_str(), *bucket, cell_id(key), *visitor), ())?;
                 }
             }
-            write_sessions(&mut txn.open_table(SESSIONS)?, flush)?;
+            write_sessions(&mut txn.open_table(SESSIONS)?, flush, expire_sessions_before_ms)?;
             let mut drops = txn.open_table(DROPS)?;
             for ((site, reason), n) in &flush.drops {
                 let key = (site.as_str(), reason.as_str());
@@ -111,8 +94,8 @@ impl Store {
                 drops.insert(key, old + n)?;
             }
             let mut meta = txn.open_table(META)?;
-            meta.insert("applied_offset", i64::try_from(flush.progress.offset)?)?;
-            meta.insert("applied_until_ms", flush.progress.until_ms)?;
+            meta.insert("applied_offset", i64::try_from(progress.offset)?)?;
+            meta.insert("applied_until_ms", progress.until_ms)?;
         }
         txn.commit()?;
         Ok(())
@@ -184,7 +167,11 @@ fn add_cells(cells: &mut redb::Table<'_, (&str, i64, u64), &[u8]>, site: &str, r
     Ok(())
 }
 
-fn write_sessions(table: &mut redb::Table<'_, (&str, u64), &[u8]>, flush: &Flush) -> anyhow::Result<()> {
+fn write_sessions(
+    table: &mut redb::Table<'_, (&str, u64), &[u8]>,
+    flush: &Flush,
+    expire_before_ms: Option<i64>,
+) -> anyhow::Result<()> {
     for ((site, visitor), session) in &flush.sessions {
         match session {
             Some(s) => {
@@ -195,8 +182,17 @@ fn write_sessions(table: &mut redb::Table<'_, (&str, u64), &[u8]>, flush: &Flush
             }
         }
     }
-    if let Some(before) = flush.expire_sessions_before_ms {
+    if let Some(before) = expire_before_ms {
         table.retain(|_, bytes| postcard::from_bytes::<Session>(bytes).is_ok_and(|s| s.last_ms >= before))?;
     }
     Ok(())
+}
+
+impl SessionLookup for Store {
+    fn session(&self, site: &str, visitor: u64) -> anyhow::Result<Option<Session>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SESSIONS)?;
+        let found = table.get((site, visitor))?;
+        found.map(|v| postcard::from_bytes(v.value()).context("decoding a session")).transpose()
+    }
 }

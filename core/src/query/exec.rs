@@ -113,13 +113,12 @@ fn compare(query: &Query, a: &Row, b: &Row) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flush::Flush;
     use crate::query::{Query, QueryRequest};
-    use crate::store::{Flush, Progress};
+    use crate::store::Progress;
     use jiff::Timestamp;
     use jiff::tz::TimeZone;
-    use tally_model::event::{Event, EventId, VisitorIds};
-    use tally_model::facts::Facts;
-    use tally_model::session;
+    use tally_model::event::{Event, EventId, LogEntry, VisitorIds};
 
     const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
     const DAY_MS: i64 = 86_400_000;
@@ -146,15 +145,11 @@ mod tests {
         let path = std::env::temp_dir().join(format!("tally-exec-{name}-{}.redb", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let store = Store::open(&path).expect("store");
-        let mut flush = Flush { progress: Progress { offset: events.len() as u64, until_ms: 0 }, ..Flush::default() };
-        let mut open: HashMap<u64, session::Session> = HashMap::new();
+        let mut flush = Flush::default();
         for e in events {
-            let facts = Facts::of(e).expect("valid event");
-            let rollup = flush.rollups.entry(e.site.clone()).or_default();
-            let next = session::apply(open.remove(&e.visitor.current), e, &facts, e.received_ms / 3_600_000, rollup);
-            open.insert(e.visitor.current, next);
+            flush.add(&LogEntry::Event(Box::new(e.clone())), 0, &|_| None, &store).expect("adds");
         }
-        store.apply(&flush).expect("apply");
+        store.apply(&flush, Progress { offset: events.len() as u64, until_ms: 0 }, None).expect("apply");
         (store, path)
     }
 

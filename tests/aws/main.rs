@@ -1,0 +1,8 @@
+//! Tests of the core's AWS parts (Kinesis source, DynamoDB leases) against loopback stand-ins:
+//! kinesalite (npm, in `tests/stand-ins`) and dynoxide (in this process).
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod stand_ins;
+
+mod kinesis;
+mod lease;
