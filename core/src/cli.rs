@@ -1,5 +1,7 @@
 //! The `tally` command line: `serve`, `site add|list`, `key create`.
 
+use crate::aws::{AwsSettings, Endpoints};
+use crate::ingest::{IngestSettings, ingest};
 use crate::registry;
 use crate::serve::{ServeSettings, serve};
 use clap::{Args, Parser, Subcommand};
@@ -20,6 +22,8 @@ pub struct Cli {
 enum Command {
     /// Run ingest, aggregation and the query API in one process on embedded storage.
     Serve(ServeArgs),
+    /// Consume a Kinesis stream into DynamoDB aggregates (the cloud deployment's core).
+    Ingest(IngestArgs),
     /// Manage sites.
     #[command(subcommand)]
     Site(SiteCommand),
@@ -48,6 +52,42 @@ struct ServeArgs {
     /// Shortest time between two aggregator flushes, in milliseconds.
     #[arg(long, env = "TALLY_FLUSH_INTERVAL_MS", default_value_t = 1000)]
     flush_interval_ms: u64,
+}
+
+#[derive(Debug, Args)]
+struct IngestArgs {
+    /// The Kinesis stream to consume.
+    #[arg(long, env = "TALLY_STREAM")]
+    stream: String,
+    /// The AWS region; also the region id in every aggregate item's writer lineage.
+    #[arg(long, env = "TALLY_REGION")]
+    region: String,
+    /// Prefix of the DynamoDB tables (`{app}-aggregates`, `{app}-flushes`, `{app}-leases`).
+    #[arg(long, env = "TALLY_APP", default_value = "tally")]
+    app: String,
+    /// Kinesis endpoint URL, to use a stand-in such as kinesalite.
+    #[arg(long, env = "TALLY_KINESIS_ENDPOINT")]
+    kinesis_endpoint: Option<String>,
+    /// DynamoDB endpoint URL, to use a stand-in such as dynoxide.
+    #[arg(long, env = "TALLY_DYNAMODB_ENDPOINT")]
+    dynamodb_endpoint: Option<String>,
+    /// Use fixed dummy credentials (stand-ins accept any) instead of the AWS credential chain.
+    #[arg(long, env = "TALLY_STAND_IN_CREDENTIALS")]
+    stand_in_credentials: bool,
+    /// Create the DynamoDB tables if missing (local use; in AWS they come from infra/).
+    #[arg(long)]
+    create_tables: bool,
+    /// This process's worker id (default: host name and process id).
+    #[arg(long, env = "TALLY_WORKER_ID")]
+    worker_id: Option<String>,
+    #[command(flatten)]
+    data: DataDir,
+    /// Longest time records wait before they are flushed, in milliseconds.
+    #[arg(long, env = "TALLY_FLUSH_INTERVAL_MS", default_value_t = 1000)]
+    flush_interval_ms: u64,
+    /// How long a shard lease lasts without renewal, in milliseconds.
+    #[arg(long, env = "TALLY_LEASE_DURATION_MS", default_value_t = 10_000)]
+    lease_duration_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +134,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             serve(settings).await
         }
+        Command::Ingest(args) => ingest(ingest_settings(args)).await,
         Command::Site(SiteCommand::Add { domain, timezone, data }) => {
             let site = registry::add_site(&data.data_dir, &domain, Some(&timezone))?;
             let mut out = std::io::stdout().lock();
@@ -118,5 +159,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(err, "use it as `Authorization: Bearer <key>` on POST /api/v2/query")?;
             Ok(())
         }
+    }
+}
+
+fn ingest_settings(args: IngestArgs) -> IngestSettings {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned());
+    let worker_id =
+        args.worker_id.unwrap_or_else(|| format!("{}-{}", host.unwrap_or_else(|_| "tally".into()), std::process::id()));
+    IngestSettings {
+        aws: AwsSettings {
+            region: args.region,
+            endpoints: Endpoints { kinesis: args.kinesis_endpoint, dynamodb: args.dynamodb_endpoint },
+            static_credentials: args.stand_in_credentials,
+        },
+        stream: args.stream,
+        app: args.app,
+        worker_id,
+        data_dir: args.data.data_dir,
+        flush_interval: Duration::from_millis(args.flush_interval_ms),
+        lease_duration: Duration::from_millis(args.lease_duration_ms),
+        create_tables: args.create_tables,
     }
 }

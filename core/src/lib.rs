@@ -4,8 +4,11 @@
 pub mod aggregate;
 pub mod aws;
 pub mod cli;
+pub mod consumer;
+pub mod dynamo;
 pub mod flush;
 pub mod http;
+pub mod ingest;
 pub mod kinesis;
 pub mod lease;
 pub mod log;

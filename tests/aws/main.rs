@@ -4,5 +4,6 @@
 
 mod stand_ins;
 
+mod ingest;
 mod kinesis;
 mod lease;

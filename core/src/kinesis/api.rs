@@ -11,6 +11,28 @@ use tally_model::record::Record;
 
 /// Most records one `PutRecords` call takes.
 pub const MAX_PUT_RECORDS: usize = 500;
+/// Most bytes (data and partition keys) we put in one `PutRecords` call. Kinesis allows 5 MiB;
+/// the JSON protocol sends data base64-encoded, so the request itself is a third larger, and
+/// stand-ins such as kinesalite limit the request body.
+pub const MAX_PUT_BYTES: usize = 3_500_000;
+
+/// Splits records into `PutRecords` batches within [`MAX_PUT_RECORDS`] and [`MAX_PUT_BYTES`].
+pub fn put_batches(records: &[Record]) -> Vec<&[Record]> {
+    let mut batches = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (index, record) in records.iter().enumerate() {
+        let size = record.data.len() + record.partition_key.len();
+        if index > start && (index - start == MAX_PUT_RECORDS || bytes + size > MAX_PUT_BYTES) {
+            batches.push(&records[start..index]);
+            (start, bytes) = (index, 0);
+        }
+        bytes += size;
+    }
+    if start < records.len() {
+        batches.push(&records[start..]);
+    }
+    batches
+}
 /// Longest [`create_stream`] and [`split_shard`] wait for the stream to become `ACTIVE` again.
 const ACTIVE_DEADLINE: Duration = Duration::from_secs(300);
 
@@ -253,5 +275,24 @@ async fn wait_until_active(client: &Client, stream: &str) -> Result<(), KinesisE
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(bytes: usize) -> Record {
+        Record { partition_key: "a#0".into(), data: vec![0; bytes] }
+    }
+
+    #[test]
+    fn batches_respect_count_and_size() {
+        let many: Vec<Record> = (0..1_200).map(|_| record(10)).collect();
+        assert_eq!(put_batches(&many).iter().map(|b| b.len()).collect::<Vec<_>>(), vec![500, 500, 200]);
+        let big: Vec<Record> = (0..10).map(|_| record(1_000_000)).collect();
+        let sizes: Vec<usize> = put_batches(&big).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, vec![3, 3, 3, 1]);
+        assert!(put_batches(&[]).is_empty());
     }
 }

@@ -58,6 +58,7 @@ mod tests {
             expires_ms,
             checkpoint: Lease::TRIM_HORIZON.into(),
             parents: vec![],
+            flush_seq: 0,
         }
     }
 

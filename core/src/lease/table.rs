@@ -23,6 +23,8 @@ pub struct Lease {
     pub checkpoint: String,
     /// The shard's parents (one after a split, two after a merge).
     pub parents: Vec<String>,
+    /// The number of the last flush whose effects are applied and checkpointed (0: none).
+    pub flush_seq: u64,
 }
 
 impl Lease {
@@ -131,6 +133,7 @@ impl LeaseTable {
                 .item("epoch", n(0))
                 .item("expires_ms", n(0))
                 .item("checkpoint", s(Lease::TRIM_HORIZON))
+                .item("flush_seq", n(0))
                 .condition_expression("attribute_not_exists(shard_id)");
             if !parents.is_empty() {
                 put = put.item("parents", AttributeValue::L(parents.iter().map(|p| s(p)).collect()));
@@ -218,25 +221,34 @@ impl LeaseTable {
 
     /// Extends a held lease until `expires_ms`.
     pub async fn renew(&self, held: &Lease, expires_ms: i64) -> Result<Lease, LeaseError> {
-        self.fenced(held, "SET expires_ms = :value", n(expires_ms)).await?;
+        self.fenced(held, "SET expires_ms = :value", vec![(":value", n(expires_ms))]).await?;
         Ok(Lease { expires_ms, ..held.clone() })
     }
 
     /// Records a checkpoint of a held lease.
     pub async fn checkpoint(&self, held: &Lease, checkpoint: &str) -> Result<Lease, LeaseError> {
-        self.fenced(held, "SET checkpoint = :value", s(checkpoint)).await?;
+        self.fenced(held, "SET checkpoint = :value", vec![(":value", s(checkpoint))]).await?;
         Ok(Lease { checkpoint: checkpoint.to_owned(), ..held.clone() })
+    }
+
+    /// Records that flush `flush_seq` is applied, with the checkpoint it reaches.
+    pub async fn commit_flush(&self, held: &Lease, checkpoint: &str, flush_seq: u64) -> Result<Lease, LeaseError> {
+        let seq = n(i64::try_from(flush_seq).unwrap_or(i64::MAX));
+        self.fenced(held, "SET checkpoint = :value, flush_seq = :seq", vec![(":value", s(checkpoint)), (":seq", seq)])
+            .await?;
+        Ok(Lease { checkpoint: checkpoint.to_owned(), flush_seq, ..held.clone() })
     }
 
     /// Gives a held lease up, so another worker can take it at once.
     pub async fn release(&self, held: &Lease) -> Result<(), LeaseError> {
-        self.fenced(held, "REMOVE #owner SET expires_ms = :value", n(0)).await
+        self.fenced(held, "REMOVE #owner SET expires_ms = :value", vec![(":value", n(0))]).await
     }
 
     /// An update that succeeds only while the caller still holds the lease at its epoch.
-    async fn fenced(&self, held: &Lease, update: &str, value: AttributeValue) -> Result<(), LeaseError> {
+    async fn fenced(&self, held: &Lease, update: &str, values: Vec<(&str, AttributeValue)>) -> Result<(), LeaseError> {
         let owner = held.owner.as_deref().ok_or_else(|| LeaseError::Lost(held.shard_id.clone()))?;
-        self.client
+        let mut request = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("shard_id", s(&held.shard_id))
@@ -244,11 +256,11 @@ impl LeaseTable {
             .condition_expression("#owner = :worker AND epoch = :epoch")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":worker", s(owner))
-            .expression_attribute_values(":epoch", n(held.epoch))
-            .expression_attribute_values(":value", value)
-            .send()
-            .await
-            .map_err(|e| classify(e, &held.shard_id))?;
+            .expression_attribute_values(":epoch", n(held.epoch));
+        for (name, value) in values {
+            request = request.expression_attribute_values(name, value);
+        }
+        request.send().await.map_err(|e| classify(e, &held.shard_id))?;
         Ok(())
     }
 }
@@ -264,5 +276,6 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Option<Lease> {
         expires_ms: number("expires_ms").unwrap_or(0),
         checkpoint: text("checkpoint").unwrap_or_else(|| Lease::TRIM_HORIZON.to_owned()),
         parents: parents.map(|l| l.iter().filter_map(|p| p.as_s().ok().cloned()).collect()).unwrap_or_default(),
+        flush_seq: number("flush_seq").and_then(|v| u64::try_from(v).ok()).unwrap_or(0),
     })
 }

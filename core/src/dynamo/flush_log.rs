@@ -1,0 +1,166 @@
+//! The write-ahead flush log: before a consumer applies a flush, it stores the flush's updates
+//! under (shard, flush number), in one transaction with a check that it still holds the shard's
+//! lease at its epoch. Whoever holds the shard next re-applies the last logged flush, so a flush
+//! interrupted half way is completed with exactly the same deltas.
+
+use super::error::{StoreError, classify};
+use super::items::Update;
+use super::tables::Tables;
+use crate::lease::Lease;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
+use serde::{Deserialize, Serialize};
+
+/// Bytes of flush payload per chunk item (DynamoDB items hold at most 400 KB).
+const CHUNK_BYTES: usize = 350_000;
+/// How long logged flushes are kept (DynamoDB TTL), in seconds.
+const KEEP_SECONDS: i64 = 7 * 24 * 3600;
+
+/// One logged flush.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlushRecord {
+    /// The shard it came from.
+    pub shard_id: String,
+    /// Its number: one more than the lease's `flush_seq` when it was written.
+    pub seq: u64,
+    /// The sequence number of the last Kinesis record it covers (the checkpoint it reaches).
+    pub end_sequence: String,
+    /// Whether the shard was read to its end.
+    pub shard_end: bool,
+    /// The updates to apply.
+    pub updates: Vec<Update>,
+}
+
+fn header_key(seq: u64) -> String {
+    format!("{seq:020}|h")
+}
+
+fn chunk_prefix(seq: u64, epoch: i64) -> String {
+    format!("{seq:020}|c|{epoch:010}|")
+}
+
+/// Logs `record`, fenced by `lease`. The payload goes into chunk items first (keyed by the
+/// writer's epoch, so two writers never mix chunks); then one transaction checks the lease and
+/// writes the header that makes the flush exist. Fails with [`StoreError::LeaseLost`] if the
+/// lease moved on or a flush with this number is already logged. Chunks of a flush whose header
+/// was refused are garbage that expires with the table's TTL.
+pub async fn write(
+    client: &Client,
+    tables: &Tables,
+    lease: &Lease,
+    record: &FlushRecord,
+    now_s: i64,
+) -> Result<(), StoreError> {
+    let payload = postcard::to_allocvec(record).map_err(|e| StoreError::Other(e.to_string()))?;
+    let ttl = AttributeValue::N((now_s + KEEP_SECONDS).to_string());
+    let pk = AttributeValue::S(record.shard_id.clone());
+    let chunks: Vec<&[u8]> = payload.chunks(CHUNK_BYTES).collect();
+    for (index, chunk) in chunks.iter().enumerate() {
+        client
+            .put_item()
+            .table_name(&tables.flushes)
+            .item("pk", pk.clone())
+            .item("sk", AttributeValue::S(format!("{}{index:06}", chunk_prefix(record.seq, lease.epoch))))
+            .item("data", AttributeValue::B(Blob::new(*chunk)))
+            .item("ttl", ttl.clone())
+            .send()
+            .await
+            .map_err(classify)?;
+    }
+    let owner = lease.owner.clone().unwrap_or_default();
+    let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Other(e.to_string());
+    let check = ConditionCheck::builder()
+        .table_name(&tables.leases)
+        .key("shard_id", AttributeValue::S(lease.shard_id.clone()))
+        .condition_expression("#owner = :owner AND epoch = :epoch AND flush_seq = :previous")
+        .expression_attribute_names("#owner", "owner")
+        .expression_attribute_values(":owner", AttributeValue::S(owner))
+        .expression_attribute_values(":epoch", AttributeValue::N(lease.epoch.to_string()))
+        .expression_attribute_values(":previous", AttributeValue::N(record.seq.saturating_sub(1).to_string()))
+        .build()
+        .map_err(build)?;
+    let header = Put::builder()
+        .table_name(&tables.flushes)
+        .item("pk", pk)
+        .item("sk", AttributeValue::S(header_key(record.seq)))
+        .item("epoch", AttributeValue::N(lease.epoch.to_string()))
+        .item("chunks", AttributeValue::N(chunks.len().to_string()))
+        .item("ttl", ttl)
+        .condition_expression("attribute_not_exists(pk)")
+        .build()
+        .map_err(build)?;
+    let result = client
+        .transact_write_items()
+        .transact_items(TransactWriteItem::builder().condition_check(check).build())
+        .transact_items(TransactWriteItem::builder().put(header).build())
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(error) if is_cancelled_by_condition(&error) => Err(StoreError::LeaseLost),
+        Err(error) => Err(classify(error)),
+    }
+}
+
+fn is_cancelled_by_condition<R>(error: &SdkError<TransactWriteItemsError, R>) -> bool {
+    let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = error.as_service_error() else {
+        return false;
+    };
+    cancelled.cancellation_reasons().iter().any(|r| r.code() == Some("ConditionalCheckFailed"))
+}
+
+/// The logged flush `seq` of a shard, if it exists.
+pub async fn read(
+    client: &Client,
+    tables: &Tables,
+    shard_id: &str,
+    seq: u64,
+) -> Result<Option<FlushRecord>, StoreError> {
+    let header = client
+        .get_item()
+        .table_name(&tables.flushes)
+        .consistent_read(true)
+        .key("pk", AttributeValue::S(shard_id.to_owned()))
+        .key("sk", AttributeValue::S(header_key(seq)))
+        .send()
+        .await
+        .map_err(classify)?;
+    let Some(header) = header.item() else { return Ok(None) };
+    let number = |key: &str| header.get(key).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
+    let (Some(epoch), Some(expected)) = (number("epoch"), number("chunks")) else {
+        return Err(StoreError::Corrupt(format!("flush {seq} of {shard_id}: header without epoch or chunks")));
+    };
+    let mut payload = Vec::new();
+    let mut found = 0;
+    let mut start = None;
+    loop {
+        let page = client
+            .query()
+            .table_name(&tables.flushes)
+            .consistent_read(true)
+            .key_condition_expression("pk = :shard AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":shard", AttributeValue::S(shard_id.to_owned()))
+            .expression_attribute_values(":prefix", AttributeValue::S(chunk_prefix(seq, epoch)))
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(classify)?;
+        for item in page.items() {
+            let data =
+                item.get("data").and_then(|v| v.as_b().ok()).ok_or_else(|| StoreError::Corrupt("no data".into()))?;
+            payload.extend_from_slice(data.as_ref());
+            found += 1;
+        }
+        match page.last_evaluated_key() {
+            Some(key) if !key.is_empty() => start = Some(key.clone()),
+            _ => break,
+        }
+    }
+    if found != expected {
+        return Err(StoreError::Corrupt(format!("flush {seq} of {shard_id}: {found} of {expected} chunks")));
+    }
+    postcard::from_bytes(&payload).map(Some).map_err(|e| StoreError::Corrupt(e.to_string()))
+}

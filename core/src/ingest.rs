@@ -1,0 +1,69 @@
+//! `tally ingest`: the Kinesis consumer process, writing aggregates to DynamoDB.
+
+use crate::aws::{self, AwsSettings};
+use crate::consumer::shard_worker::ShardContext;
+use crate::consumer::{ConsumerSettings, run_consumer};
+use crate::dynamo::Tables;
+use crate::kinesis::shard_reader::ReaderSettings;
+use crate::lease::LeaseTable;
+use crate::registry::Registry;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Settings of `tally ingest`.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// How to reach AWS (or the stand-ins).
+    pub aws: AwsSettings,
+    /// The Kinesis stream to consume.
+    pub stream: String,
+    /// The application name: the prefix of the DynamoDB tables.
+    pub app: String,
+    /// This process's worker id.
+    pub worker_id: String,
+    /// The data directory whose `registry.json` gives the sites' time zones.
+    pub data_dir: PathBuf,
+    /// Longest time records wait before they are flushed.
+    pub flush_interval: Duration,
+    /// How long a lease lasts without renewal.
+    pub lease_duration: Duration,
+    /// Create the DynamoDB tables if they are missing (for local use).
+    pub create_tables: bool,
+}
+
+/// Runs the consumer until SIGINT or SIGTERM.
+pub async fn ingest(settings: IngestSettings) -> anyhow::Result<()> {
+    let kinesis = aws::kinesis(&settings.aws).await;
+    let dynamo = aws::dynamodb(&settings.aws).await;
+    let tables = Tables::named(&settings.app);
+    if settings.create_tables {
+        tables.create_if_missing(&dynamo).await?;
+    }
+    let ctx = Arc::new(ShardContext {
+        kinesis,
+        leases: LeaseTable::new(dynamo.clone(), tables.leases.clone()),
+        dynamo,
+        stream: settings.stream.clone(),
+        region: settings.aws.region.clone(),
+        tables,
+        registry: Registry::open(&settings.data_dir)?,
+        flush_interval: settings.flush_interval,
+        max_records_per_flush: 500,
+        reader: ReaderSettings::default(),
+    });
+    let (stop, stopped) = watch::channel(false);
+    let consumer = ConsumerSettings { worker_id: settings.worker_id.clone(), lease_duration: settings.lease_duration };
+    let running = tokio::spawn(run_consumer(ctx, consumer, stopped));
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "consuming {} as {}", settings.stream, settings.worker_id)?;
+    out.flush()?;
+    drop(out);
+    crate::serve::shutdown_signal().await;
+    stop.send_replace(true);
+    running.await??;
+    tracing::info!("tally ingest stopped");
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! `tally ingest` end to end on the stand-ins: events packed into records on a kinesalite stream
+//! with several shards, consumed by several `tally ingest` processes into dynoxide, counted
+//! exactly once — also when consumers are killed and restarted.
+
+use crate::stand_ins::{Dynoxide, Kinesalite, settings};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tally_core::dynamo::Tables;
+use tally_core::flush::{Flush, SessionLookup};
+use tally_core::kinesis::api;
+use tally_model::event::{Event, EventId, LogEntry, VisitorIds};
+use tally_model::record::pack;
+use tally_model::rollup::Counters;
+use tally_model::session::Session;
+
+const UA: &str =
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+
+/// `n` events over `sites` sites, visitors and pages spread, in arrival order.
+pub fn trace(n: usize, sites: usize, start_ms: i64) -> Vec<LogEntry> {
+    (0..n)
+        .map(|i| {
+            let site = format!("site{}.example", i % sites);
+            let visitor = (i as u64 * 7919) % 997;
+            LogEntry::Event(Box::new(Event {
+                id: EventId(i as u128 + 1),
+                received_ms: start_ms + i as i64,
+                url: format!("https://{site}/page/{}", i % 13),
+                site,
+                name: if i % 10 == 0 { "Signup".into() } else { "pageview".into() },
+                referrer: None,
+                props: vec![],
+                revenue: None,
+                interactive: true,
+                user_agent: UA.into(),
+                country: Some("DE".into()),
+                visitor: VisitorIds { current: visitor, previous: visitor },
+            }))
+        })
+        .collect()
+}
+
+struct NoStoredVisits;
+
+impl SessionLookup for NoStoredVisits {
+    fn session(&self, _: &str, _: u64) -> anyhow::Result<Option<Session>> {
+        Ok(None)
+    }
+}
+
+/// The totals per site that the events must produce, computed by the same model in one pass.
+pub fn ground_truth(entries: &[LogEntry]) -> BTreeMap<String, Counters> {
+    let mut flush = Flush::default();
+    for entry in entries {
+        flush.add(entry, 0, &|_| None, &NoStoredVisits).unwrap();
+    }
+    let mut totals: BTreeMap<String, Counters> = BTreeMap::new();
+    for ((site, _), rollup) in &flush.rollups {
+        for counters in rollup.cells.values() {
+            totals.entry(site.clone()).or_default().add(counters);
+        }
+    }
+    totals
+}
+
+/// Puts every entry on the stream, packed, retrying only the failed records.
+pub async fn put_all(client: &aws_sdk_kinesis::Client, stream: &str, entries: &[LogEntry], subs: u16) -> usize {
+    let records = pack(entries, |_| subs);
+    for chunk in api::put_batches(&records) {
+        let mut pending: Vec<_> = chunk.to_vec();
+        while !pending.is_empty() {
+            let failed = api::put_records(client, stream, &pending).await.unwrap();
+            pending = failed.into_iter().map(|(index, _)| pending[index].clone()).collect();
+        }
+    }
+    records.len()
+}
+
+/// Sums the counters of every cell item per site (a scan: tests only).
+pub async fn stored_totals(client: &aws_sdk_dynamodb::Client, table: &str) -> BTreeMap<String, Counters> {
+    let mut totals: BTreeMap<String, Counters> = BTreeMap::new();
+    let mut start = None;
+    loop {
+        let page = client.scan().table_name(table).set_exclusive_start_key(start.take()).send().await.unwrap();
+        for item in page.items() {
+            let pk = item["pk"].as_s().unwrap();
+            let Some(rest) = pk.strip_prefix("c|") else { continue };
+            let site = rest.split('|').next().unwrap().to_owned();
+            let n = |k: &str| item.get(k).map_or(0, |v| v.as_n().unwrap().parse::<i64>().unwrap());
+            let counters = Counters {
+                events: n("ev"),
+                pageviews: n("pv"),
+                visits: n("vi"),
+                bounces: n("bo"),
+                duration_ms: n("du"),
+                visit_pageviews: n("vp"),
+            };
+            totals.entry(site).or_default().add(&counters);
+        }
+        match page.last_evaluated_key() {
+            Some(key) if !key.is_empty() => start = Some(key.clone()),
+            _ => return totals,
+        }
+    }
+}
+
+/// A `tally ingest` child process, killed on drop.
+pub struct Consumer {
+    pub child: Child,
+}
+
+impl Consumer {
+    pub fn start(kinesis: &str, dynamo: &str, stream: &str, data_dir: &Path, worker: &str) -> Consumer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(["ingest", "--stream", stream, "--region", "us-east-1", "--app", "t", "--stand-in-credentials"])
+            .args(["--create-tables", "--kinesis-endpoint", kinesis, "--dynamodb-endpoint", dynamo])
+            .args(["--worker-id", worker, "--flush-interval-ms", "200", "--lease-duration-ms", "3000"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("TALLY_LOG", std::env::var("TALLY_E2E_LOG").unwrap_or_else(|_| "warn".into()))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.starts_with("consuming"), "unexpected first line {line:?}");
+        Consumer { child }
+    }
+
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "tally ingest did not stop within 20 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn data_dir(name: &str, sites: usize) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tally-aws-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for i in 0..sites {
+        tally_core::registry::add_site(&dir, &format!("site{i}.example"), None).unwrap();
+    }
+    dir
+}
+
+/// Waits until the stored totals equal `expected`, or fails after `limit` with the difference.
+pub async fn settle(client: &aws_sdk_dynamodb::Client, expected: &BTreeMap<String, Counters>, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let stored = stored_totals(client, &Tables::named("t").aggregates).await;
+        if &stored == expected {
+            return;
+        }
+        if Instant::now() > deadline {
+            let wrong: Vec<_> = expected.iter().filter(|(s, c)| stored.get(*s) != Some(c)).take(3).collect();
+            panic!("totals differ after {limit:?}: expected (first differing) {wrong:?}, stored {:?}", {
+                wrong.iter().map(|(s, _)| stored.get(*s)).collect::<Vec<_>>()
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consumers_count_a_four_shard_stream_exactly() {
+    let (kinesalite, dynamo) = (Kinesalite::start(), Dynoxide::start());
+    let aws = settings(Some(&kinesalite.url), Some(&dynamo.url));
+    let kinesis = tally_core::aws::kinesis(&aws).await;
+    let dynamodb = tally_core::aws::dynamodb(&aws).await;
+    api::create_stream(&kinesis, "events", 4).await.unwrap();
+    let dir = data_dir("two", 40);
+    let entries = trace(100_000, 40, 1_764_000_000_000);
+    let expected = ground_truth(&entries);
+    assert_eq!(expected.values().map(|c| c.events).sum::<i64>(), 100_000);
+    let records = put_all(&kinesis, "events", &entries, 2).await;
+    // Producer retries duplicate records: put a slice again; event ids make them count once.
+    put_all(&kinesis, "events", &entries[..1_000], 2).await;
+    let a = Consumer::start(&kinesalite.url, &dynamo.url, "events", &dir, "a");
+    let b = Consumer::start(&kinesalite.url, &dynamo.url, "events", &dir, "b");
+    settle(&dynamodb, &expected, Duration::from_secs(60)).await;
+    eprintln!("{} events in {records} records counted exactly by two consumers", entries.len());
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
