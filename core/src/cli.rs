@@ -62,7 +62,7 @@ struct IngestArgs {
     /// The AWS region; also the region id in every aggregate item's writer lineage.
     #[arg(long, env = "TALLY_REGION")]
     region: String,
-    /// Prefix of the DynamoDB tables (`{app}-aggregates`, `{app}-flushes`, `{app}-leases`).
+    /// Prefix of the DynamoDB tables (`{app}-aggregates`, `{app}-{region}-flushes`, `{app}-{region}-leases`).
     #[arg(long, env = "TALLY_APP", default_value = "tally")]
     app: String,
     /// Kinesis endpoint URL, to use a stand-in such as kinesalite.

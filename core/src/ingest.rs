@@ -38,7 +38,7 @@ pub struct IngestSettings {
 pub async fn ingest(settings: IngestSettings) -> anyhow::Result<()> {
     let kinesis = aws::kinesis(&settings.aws).await;
     let dynamo = aws::dynamodb(&settings.aws).await;
-    let tables = Tables::named(&settings.app);
+    let tables = Tables::named(&settings.app, &settings.aws.region);
     if settings.create_tables {
         tables.create_if_missing(&dynamo).await?;
     }

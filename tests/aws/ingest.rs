@@ -114,8 +114,19 @@ pub struct Consumer {
 
 impl Consumer {
     pub fn start(kinesis: &str, dynamo: &str, stream: &str, data_dir: &Path, worker: &str) -> Consumer {
+        Consumer::in_region(kinesis, dynamo, stream, data_dir, worker, "us-east-1")
+    }
+
+    pub fn in_region(
+        kinesis: &str,
+        dynamo: &str,
+        stream: &str,
+        data_dir: &Path,
+        worker: &str,
+        region: &str,
+    ) -> Consumer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args(["ingest", "--stream", stream, "--region", "us-east-1", "--app", "t", "--stand-in-credentials"])
+            .args(["ingest", "--stream", stream, "--region", region, "--app", "t", "--stand-in-credentials"])
             .args(["--create-tables", "--kinesis-endpoint", kinesis, "--dynamodb-endpoint", dynamo])
             .args(["--worker-id", worker, "--flush-interval-ms", "200", "--lease-duration-ms", "3000"])
             .arg("--data-dir")
@@ -167,7 +178,7 @@ pub fn data_dir(name: &str, sites: usize) -> PathBuf {
 pub async fn settle(client: &aws_sdk_dynamodb::Client, expected: &BTreeMap<String, Counters>, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
-        let stored = stored_totals(client, &Tables::named("t").aggregates).await;
+        let stored = stored_totals(client, &Tables::named("t", "any").aggregates).await;
         if &stored == expected {
             return;
         }
@@ -255,7 +266,8 @@ async fn kills_pauses_and_a_split_change_no_total() {
             // Split a shard while events flow: its children are read after it ends.
             let shards = api::list_shards(&kinesis, "events").await.unwrap();
             let open = shards.iter().find(|s| s.ending_sequence_number.is_none()).unwrap();
-            let (low, high): (u128, u128) = (open.starting_hash_key.parse().unwrap(), open.ending_hash_key.parse().unwrap());
+            let (low, high): (u128, u128) =
+                (open.starting_hash_key.parse().unwrap(), open.ending_hash_key.parse().unwrap());
             api::split_shard(&kinesis, "events", &open.shard_id, &(low + (high - low) / 2).to_string()).await.unwrap();
         }
     }
@@ -271,5 +283,50 @@ async fn kills_pauses_and_a_split_change_no_total() {
     assert!(b.terminate().success());
     // Exact after the graceful stops too: nothing was applied twice while leases were handed back.
     settle(&dynamodb, &expected, Duration::from_secs(5)).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_regions_share_the_aggregate_table_without_sharing_an_item() {
+    let (kinesalite, dynamo) = (Kinesalite::start(), Dynoxide::start());
+    let aws = settings(Some(&kinesalite.url), Some(&dynamo.url));
+    let kinesis = tally_core::aws::kinesis(&aws).await;
+    let dynamodb = tally_core::aws::dynamodb(&aws).await;
+    let dir = data_dir("regions", 10);
+    // Each region has its own stream; the same sites get events in both (ids must not clash).
+    let east = trace(20_000, 10, 1_764_000_000_000);
+    let mut west = trace(20_000, 10, 1_764_000_500_000);
+    for entry in &mut west {
+        if let LogEntry::Event(event) = entry {
+            event.id = EventId(event.id.0 + 1_000_000);
+        }
+    }
+    let mut expected = ground_truth(&east);
+    for (site, counters) in ground_truth(&west) {
+        expected.entry(site).or_default().add(&counters);
+    }
+    for (stream, entries) in [("events-east", &east), ("events-west", &west)] {
+        api::create_stream(&kinesis, stream, 2).await.unwrap();
+        put_all(&kinesis, stream, entries, 2).await;
+    }
+    let consumers = [
+        Consumer::in_region(&kinesalite.url, &dynamo.url, "events-east", &dir, "east-1", "us-east-1"),
+        Consumer::in_region(&kinesalite.url, &dynamo.url, "events-west", &dir, "west-1", "eu-west-1"),
+    ];
+    settle(&dynamodb, &expected, Duration::from_secs(60)).await;
+    // Every item belongs to one region's lineage: its key names the region, and only that
+    // region's consumers write it.
+    let page = dynamodb.scan().table_name("t-aggregates").send().await.unwrap();
+    let regions = |item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| {
+        let pk = item["pk"].as_s().unwrap();
+        ["us-east-1", "eu-west-1"].into_iter().filter(|r| pk.contains(&format!("|{r}|"))).count()
+    };
+    assert!(page.items().iter().all(|item| regions(item) == 1), "every item names exactly one region");
+    for region in ["us-east-1", "eu-west-1"] {
+        assert!(page.items().iter().any(|i| i["pk"].as_s().unwrap().contains(region)), "{region} wrote items");
+    }
+    for consumer in consumers {
+        assert!(consumer.terminate().success());
+    }
     let _ = std::fs::remove_dir_all(dir);
 }

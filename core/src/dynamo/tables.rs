@@ -17,12 +17,14 @@ pub struct Tables {
 }
 
 impl Tables {
-    /// The tables of an application, prefixed by its name: `{app}-aggregates`, ….
-    pub fn named(app: &str) -> Tables {
+    /// The tables of an application in a region: `{app}-aggregates` (a Global Table, shared
+    /// by every region), `{app}-{region}-flushes` and `{app}-{region}-leases` (regional: each
+    /// region's consumers have their own stream, leases and flush log).
+    pub fn named(app: &str, region: &str) -> Tables {
         Tables {
             aggregates: format!("{app}-aggregates"),
-            flushes: format!("{app}-flushes"),
-            leases: format!("{app}-leases"),
+            flushes: format!("{app}-{region}-flushes"),
+            leases: format!("{app}-{region}-leases"),
         }
     }
 
