@@ -242,7 +242,7 @@ async fn kills_pauses_and_a_split_change_no_total() {
     let dir = data_dir("chaos", 30);
     let entries = trace(60_000, 30, 1_764_000_000_000);
     let expected = ground_truth(&entries);
-    let seed = u64::from(std::process::id()) * 2_654_435_761 | 1;
+    let seed = (u64::from(std::process::id()) * 2_654_435_761) | 1;
     eprintln!("chaos seed {seed}");
     let mut random = Random(seed);
     let producer = {
