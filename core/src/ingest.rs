@@ -52,6 +52,7 @@ pub async fn ingest(settings: IngestSettings) -> anyhow::Result<()> {
         registry: Registry::open(&settings.data_dir)?,
         flush_interval: settings.flush_interval,
         max_records_per_flush: 500,
+        snapshot_interval: Duration::from_secs(30),
         reader: ReaderSettings::default(),
     });
     let (stop, stopped) = watch::channel(false);

@@ -2,6 +2,7 @@
 //! with several shards, consumed by several `tally ingest` processes into dynoxide, counted
 //! exactly once — also when consumers are killed and restarted.
 
+use crate::proxy::Proxy;
 use crate::stand_ins::{Dynoxide, Kinesalite, settings};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -328,5 +329,33 @@ async fn two_regions_share_the_aggregate_table_without_sharing_an_item() {
     for consumer in consumers {
         assert!(consumer.terminate().success());
     }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_loses_nothing() {
+    let (kinesalite, dynamo) = (Kinesalite::start(), Dynoxide::start());
+    let dynamo_throttle = "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException";
+    // One in four writes and reads of DynamoDB, one in five GetRecords of Kinesis are throttled.
+    let dynamo_proxy =
+        Proxy::start(&dynamo.url, 4, &["UpdateItem", "TransactWriteItems", "BatchGetItem", "PutItem"], dynamo_throttle)
+            .await;
+    let kinesis_proxy =
+        Proxy::start(&kinesalite.url, 5, &["GetRecords"], "ProvisionedThroughputExceededException").await;
+    let aws = settings(Some(&kinesalite.url), Some(&dynamo.url));
+    let kinesis = tally_core::aws::kinesis(&aws).await;
+    let dynamodb = tally_core::aws::dynamodb(&aws).await;
+    api::create_stream(&kinesis, "events", 2).await.unwrap();
+    let dir = data_dir("throttle", 20);
+    let entries = trace(30_000, 20, 1_764_000_000_000);
+    let expected = ground_truth(&entries);
+    put_all(&kinesis, "events", &entries, 2).await;
+    let consumer = Consumer::start(&kinesis_proxy.url, &dynamo_proxy.url, "events", &dir, "a");
+    settle(&dynamodb, &expected, Duration::from_secs(90)).await;
+    let (dynamo_counts, kinesis_counts) = (dynamo_proxy.counts(), kinesis_proxy.counts());
+    eprintln!("throttled: dynamodb {:?}, kinesis {:?}", dynamo_counts.throttled, kinesis_counts.throttled);
+    assert!(dynamo_counts.throttled.values().sum::<u64>() > 10, "the proxy throttled DynamoDB");
+    assert!(kinesis_counts.throttled.get("GetRecords").copied().unwrap_or(0) > 0, "the proxy throttled GetRecords");
+    assert!(consumer.terminate().success());
     let _ = std::fs::remove_dir_all(dir);
 }

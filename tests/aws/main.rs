@@ -7,3 +7,4 @@ mod stand_ins;
 mod ingest;
 mod kinesis;
 mod lease;
+mod proxy;

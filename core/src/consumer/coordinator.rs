@@ -50,7 +50,9 @@ pub async fn run_consumer(
         worker.stop.send_replace(true);
     }
     for (shard_id, worker) in running {
-        match worker.task.await {
+        let outcome = worker.task.await;
+        tracing::info!(shard_id, ?outcome, "shard worker stopped");
+        match outcome {
             Ok(Ok(Outcome::Lost)) => {}
             Ok(Ok(_)) => {
                 // Re-read: the worker's commits changed the checkpoint but not owner or epoch.

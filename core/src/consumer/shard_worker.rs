@@ -3,18 +3,21 @@
 //!
 //! Each flush: (1) log it, fenced by the lease; (2) apply it, idempotently; (3) commit the
 //! checkpoint and flush number, fenced. A crash between any two steps is completed by the next
-//! holder's recovery, which re-applies the logged flush before reading on.
+//! holder's recovery, which re-applies the logged flush before reading on. The worker's state
+//! (open visits) is rebuilt from the latest snapshot and a replay, without applying anything,
+//! of the records between that snapshot and the checkpoint.
 
 use super::recent_ids::RecentIds;
+use crate::dynamo::snapshots::{self, Snapshot};
 use crate::dynamo::{self, FlushRecord, StoreError, Tables};
 use crate::flush::{Flush, SessionLookup};
-use crate::kinesis::api::StartAt;
+use crate::kinesis::api::{self, KinesisError, KinesisRecord, StartAt};
 use crate::kinesis::shard_reader::{ReaderSettings, ShardBatch, read_shard};
 use crate::lease::{Lease, LeaseError, LeaseTable};
 use crate::registry::Registry;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tally_model::event::LogEntry;
 use tally_model::limits::SESSION_TIMEOUT_MS;
 use tally_model::record::unpack;
@@ -41,6 +44,8 @@ pub struct ShardContext {
     pub flush_interval: Duration,
     /// Most Kinesis records in one flush.
     pub max_records_per_flush: usize,
+    /// Shortest time between two snapshots of the worker's state.
+    pub snapshot_interval: Duration,
     /// How the shard is read.
     pub reader: ReaderSettings,
 }
@@ -76,7 +81,14 @@ pub async fn run_shard(
     lease: Lease,
     stop: watch::Receiver<bool>,
 ) -> Result<Outcome, WorkerError> {
-    let mut worker = Worker { ctx, lease, sessions: HashMap::new(), recent: RecentIds::new(1_000_000) };
+    let mut worker = Worker {
+        ctx,
+        lease,
+        sessions: HashMap::new(),
+        recent: RecentIds::new(1_000_000),
+        latest_ms: 0,
+        last_snapshot: Instant::now(),
+    };
     match worker.run(stop).await {
         Err(WorkerError::Store(StoreError::LeaseLost)) | Err(WorkerError::Lease(LeaseError::Lost(_))) => {
             tracing::info!(shard_id = worker.lease.shard_id, "lease lost; stopped writing");
@@ -89,14 +101,21 @@ pub async fn run_shard(
 struct Worker {
     ctx: Arc<ShardContext>,
     lease: Lease,
-    /// Open visits known to this worker (`None`: known to have none).
-    sessions: HashMap<(String, u64), Option<Session>>,
+    /// The open visits of the shard's visitors.
+    sessions: HashMap<(String, u64), Session>,
     recent: RecentIds,
+    /// The latest arrival time seen, ms since the epoch.
+    latest_ms: i64,
+    last_snapshot: Instant,
 }
 
 impl Worker {
     async fn run(&mut self, stop: watch::Receiver<bool>) -> Result<Outcome, WorkerError> {
-        if self.recover().await? {
+        let finished = self.recover().await?;
+        self.restore().await?;
+        if finished {
+            // The last flush of the shard was completed here: leave its children the final state.
+            self.snapshot().await?;
             return Ok(Outcome::Finished);
         }
         let start = match self.lease.checkpoint.as_str() {
@@ -117,7 +136,91 @@ impl Worker {
         ));
         let outcome = self.flush_loop(&mut batches, stop).await;
         reader.abort();
+        if matches!(outcome, Ok(Outcome::Stopped | Outcome::Finished)) {
+            self.snapshot().await?;
+        }
         outcome
+    }
+
+    /// Rebuilds the open visits as of the checkpoint: the latest snapshot (for a new child shard
+    /// with none, its parents' last ones), then a replay of the records after it.
+    async fn restore(&mut self) -> Result<(), WorkerError> {
+        let ctx = self.ctx.clone();
+        let shard = self.lease.shard_id.clone();
+        let snapshot = snapshots::latest(&ctx.dynamo, &ctx.tables, &shard, self.lease.flush_seq).await?;
+        let from = match snapshot {
+            Some(snapshot) => {
+                self.sessions.extend(snapshot.sessions);
+                StartAt::AfterSequenceNumber(snapshot.end_sequence)
+            }
+            None => {
+                for parent in &self.lease.parents {
+                    if let Some(last) = snapshots::latest(&ctx.dynamo, &ctx.tables, parent, u64::MAX).await? {
+                        self.sessions.extend(last.sessions);
+                    }
+                }
+                StartAt::TrimHorizon
+            }
+        };
+        let until = match self.lease.checkpoint.as_str() {
+            Lease::TRIM_HORIZON => return Ok(()),
+            Lease::SHARD_END => None,
+            sequence if matches!(&from, StartAt::AfterSequenceNumber(s) if s == sequence) => return Ok(()),
+            sequence => Some(sequence.to_owned()),
+        };
+        let replayed = self.replay(from, until.as_deref()).await?;
+        tracing::info!(shard_id = shard, replayed, sessions = self.sessions.len(), "state restored");
+        Ok(())
+    }
+
+    /// Reads the shard from `from` up to and including the record `until` (`None`: to the
+    /// shard's end), updating the state only. Returns how many entries it replayed.
+    async fn replay(&mut self, from: StartAt, until: Option<&str>) -> Result<usize, WorkerError> {
+        let ctx = self.ctx.clone();
+        let mut iterator = Some(api::shard_iterator(&ctx.kinesis, &ctx.stream, &self.lease.shard_id, &from).await?);
+        let mut replayed = 0;
+        while let Some(current) = iterator.take() {
+            let page = match api::get_records(&ctx.kinesis, &current, 1000).await {
+                Err(KinesisError::Throttled(_)) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    iterator = Some(current);
+                    continue;
+                }
+                other => other?,
+            };
+            let before_end = |r: &&KinesisRecord| until.is_none_or(|u| !is_after(&r.sequence_number, u));
+            let wanted: Vec<KinesisRecord> = page.records.iter().take_while(before_end).cloned().collect();
+            let reached = wanted.len() < page.records.len()
+                || until.is_some_and(|u| wanted.last().is_some_and(|r| r.sequence_number == u));
+            let entries = self.decode(&wanted);
+            replayed += entries.len();
+            let flush = self.build(&entries)?;
+            self.keep_sessions(flush);
+            // An empty page before `until` means the reader caught up with the shard (kinesalite
+            // ends closed shards with one); past the end there is nothing more to replay.
+            let caught_up = page.records.is_empty() && page.millis_behind_latest.unwrap_or(0) == 0;
+            if reached || (caught_up && until.is_some()) {
+                break;
+            }
+            iterator = page.next_iterator;
+        }
+        Ok(replayed)
+    }
+
+    /// Writes a snapshot of the state, if the interval has passed (or `force`).
+    async fn snapshot(&mut self) -> Result<(), WorkerError> {
+        let ctx = self.ctx.clone();
+        let cutoff = self.latest_ms - SESSION_TIMEOUT_MS;
+        self.sessions.retain(|_, s| s.last_ms >= cutoff);
+        let snapshot = Snapshot {
+            flush_seq: self.lease.flush_seq,
+            end_sequence: self.lease.checkpoint.clone(),
+            sessions: self.sessions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        };
+        let now_s = jiff::Timestamp::now().as_second();
+        snapshots::write(&ctx.dynamo, &ctx.tables, &self.lease.shard_id, self.lease.epoch, &snapshot, now_s).await?;
+        self.last_snapshot = Instant::now();
+        Ok(())
     }
 
     /// Completes a flush that was logged but not committed. Returns whether the shard is done.
@@ -165,27 +268,9 @@ impl Worker {
     async fn flush(&mut self, gathered: Vec<ShardBatch>) -> Result<(), WorkerError> {
         let shard_end = gathered.last().is_some_and(|b| b.shard_end);
         let last_sequence = gathered.iter().rev().find_map(|b| b.records.last()).map(|r| r.sequence_number.clone());
-        let mut entries = Vec::new();
-        for record in gathered.iter().flat_map(|b| &b.records) {
-            let sub = record.partition_key.rsplit('#').next().and_then(|s| s.parse().ok()).unwrap_or(0);
-            match unpack(&record.data) {
-                Ok(unpacked) => entries.extend(unpacked.into_iter().map(|e| (e, sub))),
-                Err(error) => {
-                    tracing::error!(sequence = record.sequence_number, %error, "skipping an undecodable record")
-                }
-            }
-        }
-        entries.retain(|(entry, _)| match entry {
-            LogEntry::Event(event) => self.recent.first_time(event.id),
-            LogEntry::Drop(_) => true,
-        });
-        self.load_sessions(&entries).await?;
-        let registry = self.ctx.registry.snapshot();
-        let zone_of = |site: &str| registry.site(site).map(|s| s.timezone.clone());
-        let mut flush = Flush::default();
-        for (entry, sub) in &entries {
-            flush.add(entry, *sub, &zone_of, &*self).map_err(|e| StoreError::Other(format!("{e:#}")))?;
-        }
+        let records: Vec<KinesisRecord> = gathered.into_iter().flat_map(|b| b.records).collect();
+        let entries = self.decode(&records);
+        let flush = self.build(&entries)?;
         let end_sequence = match (last_sequence, shard_end) {
             (Some(sequence), false) => sequence,
             (_, true) => Lease::SHARD_END.to_owned(),
@@ -198,15 +283,58 @@ impl Worker {
             shard_end,
             updates: dynamo::items::updates(&flush),
         };
-        let ctx = &self.ctx;
+        let ctx = self.ctx.clone();
         let now_s = jiff::Timestamp::now().as_second();
         dynamo::flush_log::write(&ctx.dynamo, &ctx.tables, &self.lease, &record, now_s).await?;
         let applied = dynamo::apply::apply(&ctx.dynamo, &ctx.tables, &ctx.region, &record).await?;
         self.commit(&record).await?;
         tracing::debug!(shard_id = record.shard_id, seq = record.seq, entries = entries.len(), ?applied, "flushed");
-        self.sessions.extend(flush.sessions);
-        self.forget_ended_visits(flush.latest_ms);
+        self.keep_sessions(flush);
+        if self.last_snapshot.elapsed() >= ctx.snapshot_interval {
+            self.snapshot().await?;
+        }
         Ok(())
+    }
+
+    /// The entries of records, with their lineage sub-partition, duplicates dropped.
+    fn decode(&mut self, records: &[KinesisRecord]) -> Vec<(LogEntry, u16)> {
+        let mut entries = Vec::new();
+        for record in records {
+            let sub = record.partition_key.rsplit('#').next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            match unpack(&record.data) {
+                Ok(unpacked) => entries.extend(unpacked.into_iter().map(|e| (e, sub))),
+                Err(error) => {
+                    tracing::error!(sequence = record.sequence_number, %error, "skipping an undecodable record")
+                }
+            }
+        }
+        entries.retain(|(entry, _)| match entry {
+            LogEntry::Event(event) => self.recent.first_time(event.id),
+            LogEntry::Drop(_) => true,
+        });
+        entries
+    }
+
+    /// The flush of `entries` on top of the current state.
+    fn build(&mut self, entries: &[(LogEntry, u16)]) -> Result<Flush, WorkerError> {
+        let registry = self.ctx.registry.snapshot();
+        let zone_of = |site: &str| registry.site(site).map(|s| s.timezone.clone());
+        let mut flush = Flush::default();
+        for (entry, sub) in entries {
+            flush.add(entry, *sub, &zone_of, &*self).map_err(|e| StoreError::Other(format!("{e:#}")))?;
+        }
+        self.latest_ms = self.latest_ms.max(flush.latest_ms);
+        Ok(flush)
+    }
+
+    /// Takes a flush's visit changes into the state.
+    fn keep_sessions(&mut self, flush: Flush) {
+        for (key, session) in flush.sessions {
+            match session {
+                Some(session) => self.sessions.insert(key, session),
+                None => self.sessions.remove(&key),
+            };
+        }
     }
 
     async fn commit(&mut self, record: &FlushRecord) -> Result<(), WorkerError> {
@@ -214,37 +342,6 @@ impl Worker {
         let lease = ctx.leases.commit_flush(&self.lease, &record.end_sequence, record.seq).await;
         self.lease = lease.map_err(WorkerError::Lease)?;
         Ok(())
-    }
-
-    /// Loads from the store the visits of the entries' visitors that this worker does not know.
-    async fn load_sessions(&mut self, entries: &[(LogEntry, u16)]) -> Result<(), WorkerError> {
-        let mut wanted = Vec::new();
-        for (entry, _) in entries {
-            if let LogEntry::Event(event) = entry {
-                for visitor in [event.visitor.current, event.visitor.previous] {
-                    let key = (event.site.clone(), visitor);
-                    if !self.sessions.contains_key(&key) {
-                        self.sessions.insert(key.clone(), None);
-                        wanted.push(key);
-                    }
-                }
-            }
-        }
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let ctx = &self.ctx;
-        let found = dynamo::sessions::load(&ctx.dynamo, &ctx.tables, &ctx.region, &wanted).await?;
-        for (key, session) in found {
-            self.sessions.insert(key, Some(session));
-        }
-        Ok(())
-    }
-
-    fn forget_ended_visits(&mut self, now_ms: i64) {
-        if self.sessions.len() > 100_000 {
-            self.sessions.retain(|_, s| s.as_ref().is_some_and(|s| s.last_ms + SESSION_TIMEOUT_MS >= now_ms));
-        }
     }
 }
 
@@ -254,6 +351,26 @@ fn records(gathered: &[ShardBatch]) -> usize {
 
 impl SessionLookup for Worker {
     fn session(&self, site: &str, visitor: u64) -> anyhow::Result<Option<Session>> {
-        Ok(self.sessions.get(&(site.to_owned(), visitor)).cloned().flatten())
+        Ok(self.sessions.get(&(site.to_owned(), visitor)).cloned())
+    }
+}
+
+/// Whether sequence number `a` comes after `b` in a shard (decimal strings of any length).
+fn is_after(a: &str, b: &str) -> bool {
+    (a.len(), a) > (b.len(), b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_after;
+
+    #[test]
+    fn sequence_numbers_compare_as_numbers() {
+        assert!(is_after(
+            "49590338271490256608559692538361571095921575989136588899",
+            "49590338271490256608559692538361571095921575989136588898"
+        ));
+        assert!(is_after("100", "99"));
+        assert!(!is_after("99", "99"));
     }
 }

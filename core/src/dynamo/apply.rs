@@ -15,11 +15,9 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 /// Item updates in flight at once.
-const CONCURRENCY: usize = 16;
+const CONCURRENCY: usize = 32;
 /// Retries of one throttled update before the flush fails (and is retried whole, idempotently).
 const MAX_THROTTLE_RETRIES: u32 = 10;
-/// How long a visit item outlives its last event (DynamoDB TTL), in seconds.
-const SESSION_KEEP_SECONDS: i64 = 3 * 3600;
 
 /// What applying a flush did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -131,14 +129,6 @@ async fn write(
             .expression_attribute_values(":bo", n(c.bounces))
             .expression_attribute_values(":du", n(c.duration_ms))
             .expression_attribute_values(":vp", n(c.visit_pageviews)),
-        Update::Session { session, .. } => {
-            let expires = session.as_ref().map_or(0, |s| s.last_ms / 1000) + SESSION_KEEP_SECONDS;
-            let state = session.as_ref().map(postcard::to_allocvec).transpose().unwrap_or_default().unwrap_or_default();
-            request
-                .update_expression("SET #w = :seq, v = :v, expires = :ttl")
-                .expression_attribute_values(":v", AttributeValue::B(Blob::new(state)))
-                .expression_attribute_values(":ttl", n(expires))
-        }
         Update::Drop { count, .. } => request
             .update_expression("SET #w = :seq ADD dropped :n")
             .expression_attribute_values(":n", AttributeValue::N(count.to_string())),

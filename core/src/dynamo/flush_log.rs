@@ -3,6 +3,7 @@
 //! lease at its epoch. Whoever holds the shard next re-applies the last logged flush, so a flush
 //! interrupted half way is completed with exactly the same deltas.
 
+use super::chunks;
 use super::error::{StoreError, classify};
 use super::items::Update;
 use super::tables::Tables;
@@ -10,12 +11,9 @@ use crate::lease::Lease;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
-/// Bytes of flush payload per chunk item (DynamoDB items hold at most 400 KB).
-const CHUNK_BYTES: usize = 350_000;
 /// How long logged flushes are kept (DynamoDB TTL), in seconds.
 const KEEP_SECONDS: i64 = 7 * 24 * 3600;
 
@@ -56,20 +54,9 @@ pub async fn write(
 ) -> Result<(), StoreError> {
     let payload = postcard::to_allocvec(record).map_err(|e| StoreError::Other(e.to_string()))?;
     let ttl = AttributeValue::N((now_s + KEEP_SECONDS).to_string());
+    let prefix = chunk_prefix(record.seq, lease.epoch);
+    let chunks = chunks::write(client, &tables.flushes, &record.shard_id, &prefix, &payload, &ttl).await?;
     let pk = AttributeValue::S(record.shard_id.clone());
-    let chunks: Vec<&[u8]> = payload.chunks(CHUNK_BYTES).collect();
-    for (index, chunk) in chunks.iter().enumerate() {
-        client
-            .put_item()
-            .table_name(&tables.flushes)
-            .item("pk", pk.clone())
-            .item("sk", AttributeValue::S(format!("{}{index:06}", chunk_prefix(record.seq, lease.epoch))))
-            .item("data", AttributeValue::B(Blob::new(*chunk)))
-            .item("ttl", ttl.clone())
-            .send()
-            .await
-            .map_err(classify)?;
-    }
     let owner = lease.owner.clone().unwrap_or_default();
     let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Other(e.to_string());
     let check = ConditionCheck::builder()
@@ -87,7 +74,7 @@ pub async fn write(
         .item("pk", pk)
         .item("sk", AttributeValue::S(header_key(record.seq)))
         .item("epoch", AttributeValue::N(lease.epoch.to_string()))
-        .item("chunks", AttributeValue::N(chunks.len().to_string()))
+        .item("chunks", AttributeValue::N(chunks.to_string()))
         .item("ttl", ttl)
         .condition_expression("attribute_not_exists(pk)")
         .build()
@@ -133,34 +120,7 @@ pub async fn read(
     let (Some(epoch), Some(expected)) = (number("epoch"), number("chunks")) else {
         return Err(StoreError::Corrupt(format!("flush {seq} of {shard_id}: header without epoch or chunks")));
     };
-    let mut payload = Vec::new();
-    let mut found = 0;
-    let mut start = None;
-    loop {
-        let page = client
-            .query()
-            .table_name(&tables.flushes)
-            .consistent_read(true)
-            .key_condition_expression("pk = :shard AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":shard", AttributeValue::S(shard_id.to_owned()))
-            .expression_attribute_values(":prefix", AttributeValue::S(chunk_prefix(seq, epoch)))
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .map_err(classify)?;
-        for item in page.items() {
-            let data =
-                item.get("data").and_then(|v| v.as_b().ok()).ok_or_else(|| StoreError::Corrupt("no data".into()))?;
-            payload.extend_from_slice(data.as_ref());
-            found += 1;
-        }
-        match page.last_evaluated_key() {
-            Some(key) if !key.is_empty() => start = Some(key.clone()),
-            _ => break,
-        }
-    }
-    if found != expected {
-        return Err(StoreError::Corrupt(format!("flush {seq} of {shard_id}: {found} of {expected} chunks")));
-    }
+    let expected = usize::try_from(expected).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let payload = chunks::read(client, &tables.flushes, shard_id, &chunk_prefix(seq, epoch), expected).await?;
     postcard::from_bytes(&payload).map(Some).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

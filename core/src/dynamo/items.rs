@@ -3,7 +3,6 @@
 //! | item | `pk` | `sk` |
 //! |---|---|---|
 //! | cell counters | `c|{site}|{local day}|{region}|{sub}` | `{bucket:012}|{cell id:016x}` |
-//! | open visit | `s|{region}|{site}|{visitor:016x}` | `-` |
 //! | drop count | `d|{site}|{region}|{sub}` | reason |
 //!
 //! Region and sub-partition are the item's writer lineage: at any moment one consumer (the
@@ -16,7 +15,6 @@ use crate::store::cell_id;
 use serde::{Deserialize, Serialize};
 use tally_model::reject::DropReason;
 use tally_model::rollup::{Bucket, CellKey, Counters};
-use tally_model::session::Session;
 
 /// One change a flush makes to the aggregate table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,18 +28,9 @@ pub enum Update {
         /// The local hour.
         bucket: Bucket,
         /// The cell's dimension values.
-        key: CellKey,
+        key: Box<CellKey>,
         /// The deltas.
         counters: Counters,
-    },
-    /// The new state of a visit (`None`: the visit moved to another visitor id).
-    Session {
-        /// The site.
-        site: String,
-        /// The visitor id.
-        visitor: u64,
-        /// The visit.
-        session: Option<Session>,
     },
     /// Drop count deltas.
     Drop {
@@ -62,13 +51,13 @@ impl Update {
                 format!("c|{site}|{}|{region}|{sub}", bucket.div_euclid(24)),
                 format!("{bucket:012}|{:016x}", cell_id(key)),
             ),
-            Update::Session { site, visitor, .. } => (format!("s|{region}|{site}|{visitor:016x}"), "-".to_owned()),
             Update::Drop { site, reason, .. } => (format!("d|{site}|{region}|0"), reason.as_str().to_owned()),
         }
     }
 }
 
-/// The updates of a flush, in a stable order.
+/// The updates of a flush, in a stable order. Visits are not among them: they are the shard
+/// worker's state, kept in snapshots (see `snapshots`).
 pub fn updates(flush: &Flush) -> Vec<Update> {
     let mut out = Vec::new();
     for ((site, sub), rollup) in &flush.rollups {
@@ -77,13 +66,10 @@ pub fn updates(flush: &Flush) -> Vec<Update> {
                 site: site.clone(),
                 sub: *sub,
                 bucket: *bucket,
-                key: key.clone(),
+                key: Box::new(key.clone()),
                 counters: *counters,
             });
         }
-    }
-    for ((site, visitor), session) in &flush.sessions {
-        out.push(Update::Session { site: site.clone(), visitor: *visitor, session: session.clone() });
     }
     for ((site, reason), count) in &flush.drops {
         out.push(Update::Drop { site: site.clone(), reason: *reason, count: *count });
@@ -103,15 +89,13 @@ mod tests {
             site: "a.com".into(),
             sub: 2,
             bucket: 490_000,
-            key: CellKey::default(),
+            key: Box::default(),
             counters: Counters::default(),
         };
         assert_eq!(
             cell.key("eu-west-1"),
             ("c|a.com|20416|eu-west-1|2".into(), format!("000000490000|{:016x}", cell_id(&CellKey::default())))
         );
-        let session = Update::Session { site: "a.com".into(), visitor: 255, session: None };
-        assert_eq!(session.key("eu-west-1"), ("s|eu-west-1|a.com|00000000000000ff".into(), "-".into()));
         let drop = Update::Drop { site: String::new(), reason: DropReason::Bot, count: 1 };
         assert_eq!(drop.key("us-east-1"), ("d||us-east-1|0".into(), "bot".into()));
     }

@@ -3,10 +3,11 @@
 //! See ARCHITECTURE.md, "DynamoDB key design" and "Exactly once on Kinesis and DynamoDB".
 
 pub mod apply;
+pub mod chunks;
 pub mod error;
 pub mod flush_log;
 pub mod items;
-pub mod sessions;
+pub mod snapshots;
 pub mod tables;
 
 pub use error::StoreError;

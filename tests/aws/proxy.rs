@@ -1,0 +1,118 @@
+//! A loopback proxy in front of a stand-in that counts requests by operation (`X-Amz-Target`)
+//! and answers a share of chosen operations with the real throttling error instead of
+//! forwarding them: the fault the stand-ins cannot produce themselves.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// What the proxy counted.
+#[derive(Debug, Default, Clone)]
+pub struct Counts {
+    /// Forwarded requests per operation.
+    pub forwarded: BTreeMap<String, u64>,
+    /// Throttled requests per operation.
+    pub throttled: BTreeMap<String, u64>,
+}
+
+struct Inner {
+    upstream: String,
+    client: reqwest::Client,
+    /// Throttle one request in `every` of the operations whose name contains one of `targets`.
+    every: u64,
+    targets: Vec<String>,
+    /// The `__type` of the throttling error, e.g. DynamoDB's
+    /// `com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException`.
+    error_type: String,
+    seen: Mutex<(u64, Counts)>,
+}
+
+/// A running proxy; it stops with the test process.
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+    /// Its base URL.
+    pub url: String,
+}
+
+impl Proxy {
+    /// Starts a proxy to `upstream` that throttles one in `every` requests of `targets`
+    /// (`every = 0`: never). It runs on a thread and runtime of its own, so that a test blocking
+    /// its own runtime cannot stall the requests of the processes under test.
+    pub async fn start(upstream: &str, every: u64, targets: &[&str], error_type: &str) -> Proxy {
+        let inner = Arc::new(Inner {
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            client: reqwest::Client::new(),
+            every,
+            targets: targets.iter().map(|t| (*t).to_owned()).collect(),
+            error_type: error_type.to_owned(),
+            seen: Mutex::new((0, Counts::default())),
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let state = inner.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                let app = axum::Router::new().fallback(forward).with_state(state);
+                axum::serve(listener, app).await
+            })
+        });
+        let address = rx.recv().unwrap();
+        Proxy { inner, url: format!("http://{address}") }
+    }
+
+    /// The counts so far.
+    pub fn counts(&self) -> Counts {
+        self.inner.seen.lock().unwrap().1.clone()
+    }
+}
+
+async fn forward(
+    State(inner): State<Arc<Inner>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+    let operation = target.rsplit('.').next().unwrap_or("-").to_owned();
+    let throttle = {
+        let mut seen = inner.seen.lock().unwrap();
+        let chosen = inner.every > 0 && inner.targets.iter().any(|t| operation.contains(t.as_str()));
+        seen.0 += u64::from(chosen);
+        let throttle = chosen && seen.0 % inner.every == 0;
+        let counts = if throttle { &mut seen.1.throttled } else { &mut seen.1.forwarded };
+        *counts.entry(operation).or_default() += 1;
+        throttle
+    };
+    if throttle {
+        let body =
+            format!(r#"{{"__type":"{}","message":"Rate exceeded (injected by the test proxy)"}}"#, inner.error_type);
+        return (StatusCode::BAD_REQUEST, [("content-type", "application/x-amz-json-1.0")], body).into_response();
+    }
+    let url = format!("{}{}", inner.upstream, uri.path_and_query().map_or("/", |p| p.as_str()));
+    let mut request = inner.client.request(method, url).body(body);
+    for (name, value) in &headers {
+        if name != "host" && name != "content-length" {
+            request = request.header(name, value);
+        }
+    }
+    match request.send().await {
+        Ok(answer) => {
+            let mut response = Response::builder().status(answer.status().as_u16());
+            for (name, value) in answer.headers() {
+                if name != "transfer-encoding" && name != "content-length" {
+                    response = response.header(name, value);
+                }
+            }
+            let bytes = answer.bytes().await.unwrap_or_default();
+            response.body(Body::from(bytes)).unwrap()
+        }
+        Err(error) => (StatusCode::BAD_GATEWAY, error.to_string()).into_response(),
+    }
+}
