@@ -118,18 +118,35 @@ impl Consumer {
         Consumer::in_region(kinesis, dynamo, stream, data_dir, worker, "us-east-1")
     }
 
-    pub fn in_region(
+    pub fn in_region(kinesis: &str, dynamo: &str, stream: &str, dir: &Path, worker: &str, region: &str) -> Consumer {
+        Consumer::spawn(kinesis, dynamo, stream, dir, worker, region, 200)
+    }
+
+    pub fn with_flush_interval(
+        kinesis: &str,
+        dynamo: &str,
+        stream: &str,
+        dir: &Path,
+        worker: &str,
+        ms: u64,
+    ) -> Consumer {
+        Consumer::spawn(kinesis, dynamo, stream, dir, worker, "us-east-1", ms)
+    }
+
+    fn spawn(
         kinesis: &str,
         dynamo: &str,
         stream: &str,
         data_dir: &Path,
         worker: &str,
         region: &str,
+        ms: u64,
     ) -> Consumer {
+        let interval = ms.to_string();
         let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
             .args(["ingest", "--stream", stream, "--region", region, "--app", "t", "--stand-in-credentials"])
             .args(["--create-tables", "--kinesis-endpoint", kinesis, "--dynamodb-endpoint", dynamo])
-            .args(["--worker-id", worker, "--flush-interval-ms", "200", "--lease-duration-ms", "3000"])
+            .args(["--worker-id", worker, "--flush-interval-ms", &interval, "--lease-duration-ms", "3000"])
             .arg("--data-dir")
             .arg(data_dir)
             .env("TALLY_LOG", std::env::var("TALLY_E2E_LOG").unwrap_or_else(|_| "warn".into()))

@@ -8,3 +8,4 @@ mod ingest;
 mod kinesis;
 mod lease;
 mod proxy;
+mod writes;

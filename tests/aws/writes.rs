@@ -1,0 +1,111 @@
+//! How many DynamoDB writes `tally ingest` makes per event, on a realistic trace (thousands of
+//! sites of Zipf-distributed size, Zipf-distributed pages, steady arrival), for several flush
+//! intervals. A measurement, not a check: run it with
+//! `cargo test -p tally-core --test aws writes_per_event -- --ignored --nocapture`.
+
+use crate::ingest::{Consumer, data_dir, put_all};
+use crate::proxy::Proxy;
+use crate::stand_ins::{Dynoxide, Kinesalite, settings};
+use std::time::{Duration, Instant};
+use tally_core::kinesis::api;
+use tally_model::event::{Event, EventId, LogEntry, VisitorIds};
+
+const SITES: usize = 2_000;
+const RATE_PER_SECOND: usize = 2_000;
+const SECONDS: u64 = 20;
+
+/// Samples 0..n with probability proportional to 1/(k+1)^s.
+struct Zipf {
+    cdf: Vec<f64>,
+}
+
+impl Zipf {
+    fn new(n: usize, s: f64) -> Zipf {
+        let mut total = 0.0;
+        let cdf = (1..=n)
+            .map(|k| {
+                total += 1.0 / (k as f64).powf(s);
+                total
+            })
+            .collect::<Vec<_>>();
+        Zipf { cdf: cdf.iter().map(|c| c / total).collect() }
+    }
+
+    fn sample(&self, uniform: f64) -> usize {
+        self.cdf.partition_point(|c| *c < uniform).min(self.cdf.len() - 1)
+    }
+}
+
+struct Uniform(u64);
+
+impl Uniform {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn event(id: u64, sites: &Zipf, pages: &Zipf, random: &mut Uniform, now_ms: i64) -> LogEntry {
+    let site = format!("site{}.example", sites.sample(random.next()));
+    let visitor = (random.next() * 50_000.0) as u64;
+    LogEntry::Event(Box::new(Event {
+        id: EventId(u128::from(id)),
+        received_ms: now_ms,
+        url: format!("https://{site}/p/{}", pages.sample(random.next())),
+        site,
+        name: "pageview".into(),
+        referrer: Some(["https://www.google.com/", "https://t.co/x", ""][(random.next() * 3.0) as usize].into()),
+        props: vec![],
+        revenue: None,
+        interactive: true,
+        user_agent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36".into(),
+        country: Some(["US", "DE", "FR", "IN", "BR"][(random.next() * 5.0) as usize].into()),
+        visitor: VisitorIds { current: visitor, previous: visitor },
+    }))
+}
+
+async fn measure(flush_interval_ms: u64) -> (usize, u64, std::collections::BTreeMap<String, u64>) {
+    let (kinesalite, dynamo) = (Kinesalite::start(), Dynoxide::start());
+    let proxy = Proxy::start(&dynamo.url, 0, &[], "").await;
+    let aws = settings(Some(&kinesalite.url), Some(&dynamo.url));
+    let kinesis = tally_core::aws::kinesis(&aws).await;
+    api::create_stream(&kinesis, "events", 2).await.unwrap();
+    let dir = data_dir(&format!("writes-{flush_interval_ms}"), SITES);
+    let consumer = Consumer::with_flush_interval(&kinesalite.url, &proxy.url, "events", &dir, "a", flush_interval_ms);
+    let (sites, pages) = (Zipf::new(SITES, 1.1), Zipf::new(200, 1.2));
+    let mut random = Uniform(0x9e37_79b9_7f4a_7c15);
+    let started = Instant::now();
+    let mut sent = 0usize;
+    while started.elapsed() < Duration::from_secs(SECONDS) {
+        let tick = Instant::now();
+        let now_ms = jiff::Timestamp::now().as_millisecond();
+        let batch: Vec<LogEntry> = (0..RATE_PER_SECOND / 10)
+            .map(|i| event((sent + i) as u64 + 1, &sites, &pages, &mut random, now_ms))
+            .collect();
+        sent += batch.len();
+        put_all(&kinesis, "events", &batch, 1).await;
+        tokio::time::sleep(Duration::from_millis(100).saturating_sub(tick.elapsed())).await;
+    }
+    tokio::time::sleep(Duration::from_millis(flush_interval_ms * 2 + 2_000)).await;
+    assert!(consumer.terminate().success());
+    let counts = proxy.counts().forwarded;
+    let writes = ["UpdateItem", "PutItem", "TransactWriteItems", "BatchWriteItem", "DeleteItem"]
+        .iter()
+        .map(|op| counts.get(*op).copied().unwrap_or(0))
+        .sum();
+    let _ = std::fs::remove_dir_all(dir);
+    (sent, writes, counts)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement that takes about a minute; run it by name"]
+async fn writes_per_event() {
+    eprintln!("{SITES} sites (Zipf 1.1), 200 pages (Zipf 1.2), {RATE_PER_SECOND} events/s for {SECONDS} s, 2 shards");
+    eprintln!("flush interval | events | DynamoDB write requests | writes per event | by operation");
+    for interval in [200, 1_000, 5_000] {
+        let (events, writes, counts) = measure(interval).await;
+        eprintln!("{interval:>8} ms | {events} | {writes} | {:.3} | {counts:?}", writes as f64 / events as f64);
+    }
+}
