@@ -2,6 +2,7 @@
 
 use crate::aws::{AwsSettings, Endpoints};
 use crate::ingest::{IngestSettings, ingest};
+use crate::query_serve::{QuerySettings, serve_queries};
 use crate::registry;
 use crate::serve::{ServeSettings, serve};
 use clap::{Args, Parser, Subcommand};
@@ -24,6 +25,8 @@ enum Command {
     Serve(ServeArgs),
     /// Consume a Kinesis stream into DynamoDB aggregates (the cloud deployment's core).
     Ingest(IngestArgs),
+    /// Serve the query API over the DynamoDB aggregates that `tally ingest` writes.
+    Query(QueryArgs),
     /// Manage sites.
     #[command(subcommand)]
     Site(SiteCommand),
@@ -90,6 +93,33 @@ struct IngestArgs {
     lease_duration_ms: u64,
 }
 
+#[derive(Debug, Args)]
+struct QueryArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "TALLY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// This process's AWS region.
+    #[arg(long, env = "TALLY_REGION")]
+    region: String,
+    /// Every region whose consumers write the aggregate table (default: this one).
+    #[arg(long, env = "TALLY_REGIONS", value_delimiter = ',')]
+    regions: Vec<String>,
+    /// Sub-partitions per site: the most any site's partition keys use.
+    #[arg(long, env = "TALLY_SUB_PARTITIONS", default_value_t = 1)]
+    sub_partitions: u16,
+    /// Prefix of the DynamoDB tables, as `tally ingest` uses it.
+    #[arg(long, env = "TALLY_APP", default_value = "tally")]
+    app: String,
+    /// DynamoDB endpoint URL, to use a stand-in such as dynoxide.
+    #[arg(long, env = "TALLY_DYNAMODB_ENDPOINT")]
+    dynamodb_endpoint: Option<String>,
+    /// Use fixed dummy credentials (stand-ins accept any) instead of the AWS credential chain.
+    #[arg(long, env = "TALLY_STAND_IN_CREDENTIALS")]
+    stand_in_credentials: bool,
+    #[command(flatten)]
+    data: DataDir,
+}
+
 #[derive(Debug, Subcommand)]
 enum SiteCommand {
     /// Register a site by its domain.
@@ -135,6 +165,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             serve(settings).await
         }
         Command::Ingest(args) => ingest(ingest_settings(args)).await,
+        Command::Query(args) => {
+            let regions = if args.regions.is_empty() { vec![args.region.clone()] } else { args.regions };
+            let aws = AwsSettings {
+                region: args.region,
+                endpoints: Endpoints { kinesis: None, dynamodb: args.dynamodb_endpoint },
+                static_credentials: args.stand_in_credentials,
+            };
+            let (app, listen, data_dir) = (args.app, args.listen, args.data.data_dir);
+            serve_queries(QuerySettings { aws, app, regions, sub_partitions: args.sub_partitions, listen, data_dir })
+                .await
+        }
         Command::Site(SiteCommand::Add { domain, timezone, data }) => {
             let site = registry::add_site(&data.data_dir, &domain, Some(&timezone))?;
             let mut out = std::io::stdout().lock();

@@ -13,6 +13,7 @@ pub mod kinesis;
 pub mod lease;
 pub mod log;
 pub mod query;
+pub mod query_serve;
 pub mod registry;
 pub mod salts;
 pub mod serve;

@@ -2,7 +2,7 @@
 //! aggregator, store and query API — with a clean shutdown on SIGINT or SIGTERM.
 
 use crate::aggregate::Aggregator;
-use crate::http::{AppState, query_cache, router};
+use crate::http::{AppState, Backend, IngestState, query_cache, router};
 use crate::log::EventLog;
 use crate::registry::Registry;
 use crate::salts::SaltBook;
@@ -41,10 +41,12 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     let store = Arc::new(Store::open(&dir.join("store.redb")).with_context(busy)?);
     let state = AppState {
         registry: registry.clone(),
-        log: log.clone(),
-        salts: Arc::new(SaltBook::new(log.database())),
-        store: store.clone(),
-        trust_proxy: settings.trust_proxy,
+        backend: Backend::Embedded { store: store.clone(), log: log.clone() },
+        ingest: Some(IngestState {
+            log: log.clone(),
+            salts: Arc::new(SaltBook::new(log.database())),
+            trust_proxy: settings.trust_proxy,
+        }),
         cache: query_cache(10_000),
     };
     let (stop, stopped) = watch::channel(false);
@@ -70,7 +72,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
 }
 
 /// Tells scripts where the server listens: the first line on standard output.
-fn announce(address: SocketAddr) -> anyhow::Result<()> {
+pub fn announce(address: SocketAddr) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on http://{address}")?;
     out.flush()?;

@@ -183,6 +183,70 @@ impl Drop for Consumer {
     }
 }
 
+/// A `tally query` child process over the aggregate table, killed on drop.
+pub struct QueryServer {
+    child: Child,
+    pub url: String,
+}
+
+impl QueryServer {
+    pub fn start(dynamo: &str, data_dir: &Path, regions: &str, subs: u16) -> QueryServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(["query", "--listen", "127.0.0.1:0", "--region", "us-east-1", "--regions", regions, "--app", "t"])
+            .args(["--sub-partitions", &subs.to_string(), "--dynamodb-endpoint", dynamo, "--stand-in-credentials"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("TALLY_LOG", "warn")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected {line:?}")).to_owned();
+        QueryServer { child, url }
+    }
+
+    /// The totals of one site on one day, through the Stats API.
+    pub async fn totals(&self, key: &str, site: &str, day: &str) -> serde_json::Value {
+        let body = serde_json::json!({
+            "site_id": site,
+            "metrics": ["events", "pageviews", "visits", "bounce_rate", "views_per_visit"],
+            "date_range": [day, day],
+        });
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/v2/query", self.url))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<serde_json::Value>().await.unwrap()["results"][0]["metrics"].clone()
+    }
+}
+
+impl Drop for QueryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The metrics `QueryServer::totals` asks for, computed from counters.
+pub fn expected_metrics(c: &Counters) -> serde_json::Value {
+    let per_visit = |n: i64| if c.visits > 0 { n as f64 / c.visits as f64 } else { 0.0 };
+    serde_json::json!([
+        c.events,
+        c.pageviews,
+        c.visits,
+        (per_visit(c.bounces) * 100.0).round() as i64,
+        (per_visit(c.visit_pageviews) * 100.0).round() / 100.0
+    ])
+}
+
 pub fn data_dir(name: &str, sites: usize) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tally-aws-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -228,6 +292,11 @@ async fn two_consumers_count_a_four_shard_stream_exactly() {
     let b = Consumer::start(&kinesalite.url, &dynamo.url, "events", &dir, "b");
     settle(&dynamodb, &expected, Duration::from_secs(60)).await;
     eprintln!("{} events in {records} records counted exactly by two consumers", entries.len());
+    // The Stats API over DynamoDB answers the same totals, merged over the sub-partitions.
+    let key = tally_core::registry::create_key(&dir, &["site7.example".to_owned()]).unwrap();
+    let query = QueryServer::start(&dynamo.url, &dir, "us-east-1", 2);
+    let day = jiff::Timestamp::from_millisecond(1_764_000_000_000).unwrap().to_string()[..10].to_owned();
+    assert_eq!(query.totals(&key, "site7.example", &day).await, expected_metrics(&expected["site7.example"]));
     assert!(a.terminate().success());
     assert!(b.terminate().success());
     let _ = std::fs::remove_dir_all(dir);

@@ -30,14 +30,17 @@ pub async fn event(
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
         return Ok(rejected(Rejection::BodyTooLarge));
     };
+    let Some(ingest_state) = &app.ingest else {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    };
     let received_ms = jiff::Timestamp::now().as_millisecond();
-    let salts = app.salts.salts_at(received_ms)?;
+    let salts = ingest_state.salts.salts_at(received_ms)?;
     let registry = app.registry.snapshot();
     let ctx = RequestContext {
         content_type: header_str(&headers, header::CONTENT_TYPE.as_str()),
         user_agent: header_str(&headers, header::USER_AGENT.as_str()).unwrap_or(""),
-        ip: client_ip(&headers, peer.ip(), app.trust_proxy),
-        country: if app.trust_proxy { header_str(&headers, "cf-ipcountry") } else { None },
+        ip: client_ip(&headers, peer.ip(), ingest_state.trust_proxy),
+        country: if ingest_state.trust_proxy { header_str(&headers, "cf-ipcountry") } else { None },
         received_ms,
         salts: &salts,
         first_event_id: random_id()?,
@@ -54,7 +57,7 @@ pub async fn event(
             LogEntry::Event(_) => None,
         })
         .collect();
-    app.log.append(entries.iter().map(codec::encode).collect()).await.map_err(|error| {
+    ingest_state.log.append(entries.iter().map(codec::encode).collect()).await.map_err(|error| {
         tracing::error!(%error, "ingest could not append to the event log");
         ApiError::LogUnavailable
     })?;

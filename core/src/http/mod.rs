@@ -17,23 +17,55 @@ use serde_json::Value;
 use std::sync::Arc;
 use tower_http::cors::{Any, CorsLayer};
 
-/// Query answers cached per (query, applied log offset): new data changes the key, so the
-/// cache never serves stale numbers.
+/// Query answers cached per (query, data generation): for the embedded store the generation is
+/// the applied log offset, so the cache never serves stale numbers; for DynamoDB it is a 5-second
+/// time window.
 pub type QueryCache = moka::future::Cache<(Query, u64), Arc<Value>>;
+
+/// Where queries read aggregates.
+#[derive(Clone)]
+pub enum Backend {
+    /// The embedded store of `tally serve`, fed by its event log.
+    Embedded {
+        /// The aggregate store.
+        store: Arc<Store>,
+        /// The event log (for its head, in health answers).
+        log: EventLog,
+    },
+    /// DynamoDB, as `tally ingest` writes it.
+    Dynamo(Arc<DynamoReader>),
+}
+
+/// What reading DynamoDB aggregates needs.
+pub struct DynamoReader {
+    /// The client.
+    pub client: aws_sdk_dynamodb::Client,
+    /// The aggregate table.
+    pub table: String,
+    /// The writer lineages to merge: every (region, sub-partition).
+    pub lineages: Vec<(String, u16)>,
+}
+
+/// What the public ingest endpoint needs.
+#[derive(Clone)]
+pub struct IngestState {
+    /// The event log that ingest appends to.
+    pub log: EventLog,
+    /// Daily visitor-id salts.
+    pub salts: Arc<SaltBook>,
+    /// Whether `X-Forwarded-For` and `CF-IPCountry` are trusted.
+    pub trust_proxy: bool,
+}
 
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
     /// Sites and keys.
     pub registry: Registry,
-    /// The event log that ingest appends to.
-    pub log: EventLog,
-    /// Daily visitor-id salts.
-    pub salts: Arc<SaltBook>,
-    /// The aggregate store that queries read.
-    pub store: Arc<Store>,
-    /// Whether `X-Forwarded-For` and `CF-IPCountry` are trusted.
-    pub trust_proxy: bool,
+    /// Where queries read.
+    pub backend: Backend,
+    /// The ingest endpoint's state; `None` where this process takes no events (`tally query`).
+    pub ingest: Option<IngestState>,
     /// Hot query answers.
     pub cache: QueryCache,
 }
@@ -43,13 +75,15 @@ pub fn query_cache(capacity: u64) -> QueryCache {
     moka::future::Cache::builder().max_capacity(capacity).time_to_live(std::time::Duration::from_secs(600)).build()
 }
 
-/// The router: `POST /api/event` (public, CORS), `POST /api/v2/query`, `GET /api/v2/drops`
-/// (bearer key), `GET /api/health`.
+/// The router: `POST /api/event` (public, CORS; only with ingest state), `POST /api/v2/query`,
+/// `GET /api/v2/drops` (bearer key), `GET /api/health`.
 pub fn router(state: AppState) -> Router {
-    let cors = CorsLayer::new().allow_origin(Any).allow_methods([Method::POST, Method::OPTIONS]).allow_headers(Any);
-    let ingest = Router::new().route("/api/event", post(ingest::event)).layer(cors);
-    Router::new()
-        .merge(ingest)
+    let mut router = Router::new();
+    if state.ingest.is_some() {
+        let cors = CorsLayer::new().allow_origin(Any).allow_methods([Method::POST, Method::OPTIONS]).allow_headers(Any);
+        router = router.merge(Router::new().route("/api/event", post(ingest::event)).layer(cors));
+    }
+    router
         .route("/api/v2/query", post(query::query))
         .route("/api/v2/drops", get(query::drops))
         .route("/api/health", get(query::health))

@@ -1,8 +1,10 @@
 //! `POST /api/v2/query`, `GET /api/v2/drops` and `GET /api/health`.
 
-use super::AppState;
 use super::auth::{authenticate, authorize};
 use super::error::ApiError;
+use super::{AppState, Backend};
+use crate::dynamo::read::load_cells;
+use crate::query::request::Metric;
 use crate::query::{Query, QueryRequest, execute};
 use axum::Json;
 use axum::body::Bytes;
@@ -22,20 +24,46 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
     let mut query = Query::resolve(&request, &site.timezone, jiff::Timestamp::now())
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     query.site = site.domain.clone();
-    let progress = app.store.progress()?;
-    let key = (query.clone(), progress.offset);
+    let (generation, until_ms, offset) = match &app.backend {
+        Backend::Embedded { store, .. } => {
+            let progress = store.progress()?;
+            (progress.offset, Some(progress.until_ms), Some(progress.offset))
+        }
+        Backend::Dynamo(_) => {
+            if query.metrics.contains(&Metric::Visitors) {
+                return Err(ApiError::BadRequest(
+                    "metric `visitors` is not available from the DynamoDB store yet".into(),
+                ));
+            }
+            (jiff::Timestamp::now().as_second().unsigned_abs() / 5, None, None)
+        }
+    };
+    let key = (query.clone(), generation);
     if let Some(hit) = app.cache.get(&key).await {
         return Ok(Json(hit));
     }
-    let store = app.store.clone();
-    let rows = tokio::task::spawn_blocking(move || execute(&store, &query)).await.map_err(anyhow::Error::from)??;
+    let rows = match &app.backend {
+        Backend::Embedded { store, .. } => {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || execute(store.as_ref(), &query))
+                .await
+                .map_err(anyhow::Error::from)??
+        }
+        Backend::Dynamo(reader) => {
+            let loaded =
+                load_cells(&reader.client, &reader.table, &query.site, query.buckets.clone(), &reader.lineages)
+                    .await
+                    .map_err(anyhow::Error::from)?;
+            execute(&loaded, &query)?
+        }
+    };
     let (first, last) = key.0.dates();
     let answer = Arc::new(json!({
         "results": rows.iter().map(|r| json!({ "metrics": r.metrics, "dimensions": r.dimensions })).collect::<Vec<_>>(),
         "meta": {
             "time_zone": site.timezone_name,
-            "data_complete_until": complete_until(progress.until_ms),
-            "log_offset_applied": progress.offset,
+            "data_complete_until": until_ms.map_or(Value::Null, complete_until),
+            "log_offset_applied": offset,
         },
         "query": {
             "site_id": site.domain,
@@ -77,14 +105,20 @@ pub async fn drops(
             String::new()
         }
     };
-    let counts = app.store.drops(&site)?;
+    let Backend::Embedded { store, .. } = &app.backend else {
+        return Err(ApiError::BadRequest("drop counts are not read from DynamoDB yet".into()));
+    };
+    let counts = store.drops(&site)?;
     Ok(Json(json!({ "site_id": params.site_id.map(|_| site), "drops": counts })))
 }
 
 /// Liveness and how far aggregation has come.
 pub async fn health(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let progress = app.store.progress()?;
-    let head = *app.log.head().borrow();
+    let Backend::Embedded { store, log } = &app.backend else {
+        return Ok(Json(json!({ "status": "ok", "store": "dynamodb" })));
+    };
+    let progress = store.progress()?;
+    let head = *log.head().borrow();
     Ok(Json(json!({
         "status": "ok",
         "log_head": head,

@@ -7,6 +7,7 @@ use crate::timebucket::bucket_start;
 use serde_json::{Value, json};
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use tally_model::rollup::{Bucket, CellKey, Counters};
 
 /// One answer row.
@@ -18,19 +19,82 @@ pub struct Row {
     pub dimensions: Vec<String>,
 }
 
+/// Where a query reads cells from: the embedded store, or cells loaded from DynamoDB.
+pub trait CellSource {
+    /// Calls `visit` for every cell of `site` in `buckets` (bucket, cell id, key, counters).
+    fn cells(
+        &self,
+        site: &str,
+        buckets: Range<Bucket>,
+        visit: &mut dyn FnMut(Bucket, u64, &CellKey, &Counters),
+    ) -> anyhow::Result<()>;
+    /// Calls `visit` for every (bucket, cell id, visitor id) of `site` in `buckets`.
+    fn visitors(
+        &self,
+        site: &str,
+        buckets: Range<Bucket>,
+        visit: &mut dyn FnMut(Bucket, u64, u64),
+    ) -> anyhow::Result<()>;
+}
+
+impl CellSource for Store {
+    fn cells(
+        &self,
+        site: &str,
+        buckets: Range<Bucket>,
+        visit: &mut dyn FnMut(Bucket, u64, &CellKey, &Counters),
+    ) -> anyhow::Result<()> {
+        self.scan_cells(site, buckets, visit)
+    }
+
+    fn visitors(
+        &self,
+        site: &str,
+        buckets: Range<Bucket>,
+        visit: &mut dyn FnMut(Bucket, u64, u64),
+    ) -> anyhow::Result<()> {
+        self.scan_visitors(site, buckets, visit)
+    }
+}
+
+/// Cells already loaded (from DynamoDB), merged over lineages. They carry no visitor ids.
+#[derive(Debug, Default)]
+pub struct LoadedCells {
+    /// (bucket, cell id) → (key, counters).
+    pub cells: std::collections::BTreeMap<(Bucket, u64), (CellKey, Counters)>,
+}
+
+impl CellSource for LoadedCells {
+    fn cells(
+        &self,
+        _site: &str,
+        buckets: Range<Bucket>,
+        visit: &mut dyn FnMut(Bucket, u64, &CellKey, &Counters),
+    ) -> anyhow::Result<()> {
+        for ((bucket, id), (key, counters)) in self.cells.range((buckets.start, 0)..(buckets.end, 0)) {
+            visit(*bucket, *id, key, counters);
+        }
+        Ok(())
+    }
+
+    fn visitors(&self, _: &str, _: Range<Bucket>, _: &mut dyn FnMut(Bucket, u64, u64)) -> anyhow::Result<()> {
+        anyhow::bail!("distinct visitors are not stored in DynamoDB yet")
+    }
+}
+
 #[derive(Default)]
 struct Group {
     counters: Counters,
     visitors: HashSet<u64>,
 }
 
-/// Runs a query against the store.
-pub fn execute(store: &Store, query: &Query) -> anyhow::Result<Vec<Row>> {
+/// Runs a query against a cell source.
+pub fn execute(store: &dyn CellSource, query: &Query) -> anyhow::Result<Vec<Row>> {
     let wants_visitors = query.metrics.contains(&Metric::Visitors);
     let mut index: HashMap<Vec<String>, usize> = HashMap::new();
     let mut groups: Vec<(Vec<String>, Group)> = Vec::new();
     let mut cell_group: HashMap<(Bucket, u64), usize> = HashMap::new();
-    store.scan_cells(&query.site, query.buckets.clone(), |bucket, id, key, counters| {
+    store.cells(&query.site, query.buckets.clone(), &mut |bucket, id, key, counters| {
         if !query.filters.iter().all(|f| f.passes(f.dimension.value(key))) {
             return;
         }
@@ -46,7 +110,7 @@ pub fn execute(store: &Store, query: &Query) -> anyhow::Result<Vec<Row>> {
         }
     })?;
     if wants_visitors && !cell_group.is_empty() {
-        store.scan_visitors(&query.site, query.buckets.clone(), |bucket, id, visitor| {
+        store.visitors(&query.site, query.buckets.clone(), &mut |bucket, id, visitor| {
             if let Some(&at) = cell_group.get(&(bucket, id)) {
                 groups[at].1.visitors.insert(visitor);
             }

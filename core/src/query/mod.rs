@@ -4,5 +4,5 @@
 pub mod exec;
 pub mod request;
 
-pub use exec::execute;
+pub use exec::{CellSource, LoadedCells, execute};
 pub use request::{Query, QueryError, QueryRequest};

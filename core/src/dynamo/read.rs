@@ -1,0 +1,86 @@
+//! Reading aggregates back: the cells of a site over a range of local hours, merged over the
+//! site's writer lineages (regions × sub-partitions).
+
+use super::error::{StoreError, classify};
+use crate::query::LoadedCells;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+use std::ops::Range;
+use tally_model::rollup::{Bucket, CellKey, Counters};
+
+/// Loads every cell of `site` in `buckets` from the lineages `(region, sub)`: one Query per
+/// (local day, lineage).
+pub async fn load_cells(
+    client: &Client,
+    table: &str,
+    site: &str,
+    buckets: Range<Bucket>,
+    lineages: &[(String, u16)],
+) -> Result<LoadedCells, StoreError> {
+    let mut loaded = LoadedCells::default();
+    if buckets.is_empty() {
+        return Ok(loaded);
+    }
+    for day in buckets.start.div_euclid(24)..=(buckets.end - 1).div_euclid(24) {
+        for (region, sub) in lineages {
+            let pk = format!("c|{site}|{day}|{region}|{sub}");
+            let (low, high) = (buckets.start.max(day * 24), (buckets.end - 1).min(day * 24 + 23));
+            query_partition(client, table, &pk, low, high, &mut loaded).await?;
+        }
+    }
+    Ok(loaded)
+}
+
+async fn query_partition(
+    client: &Client,
+    table: &str,
+    pk: &str,
+    low: Bucket,
+    high: Bucket,
+    loaded: &mut LoadedCells,
+) -> Result<(), StoreError> {
+    let mut start: Option<HashMap<String, AttributeValue>> = None;
+    loop {
+        let page = client
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :low AND :high")
+            .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+            .expression_attribute_values(":low", AttributeValue::S(format!("{low:012}|")))
+            .expression_attribute_values(":high", AttributeValue::S(format!("{high:012}|~")))
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .map_err(classify)?;
+        for item in page.items() {
+            let (bucket, id, key, counters) = decode(item)?;
+            let cell = loaded.cells.entry((bucket, id)).or_insert_with(|| (key, Counters::default()));
+            cell.1.add(&counters);
+        }
+        match page.last_evaluated_key() {
+            Some(key) if !key.is_empty() => start = Some(key.clone()),
+            _ => return Ok(()),
+        }
+    }
+}
+
+fn decode(item: &HashMap<String, AttributeValue>) -> Result<(Bucket, u64, CellKey, Counters), StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("cell item: {what}"));
+    let sk = item.get("sk").and_then(|v| v.as_s().ok()).ok_or_else(|| corrupt("no sk"))?;
+    let (bucket, id) = sk.split_once('|').ok_or_else(|| corrupt("sk"))?;
+    let bucket = bucket.parse().map_err(|_| corrupt("bucket"))?;
+    let id = u64::from_str_radix(id, 16).map_err(|_| corrupt("cell id"))?;
+    let key = item.get("k").and_then(|v| v.as_b().ok()).ok_or_else(|| corrupt("no key"))?;
+    let key = postcard::from_bytes(key.as_ref()).map_err(|_| corrupt("key"))?;
+    let n = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let counters = Counters {
+        events: n("ev"),
+        pageviews: n("pv"),
+        visits: n("vi"),
+        bounces: n("bo"),
+        duration_ms: n("du"),
+        visit_pageviews: n("vp"),
+    };
+    Ok((bucket, id, key, counters))
+}

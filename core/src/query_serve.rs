@@ -1,0 +1,53 @@
+//! `tally query`: the query API over the DynamoDB aggregates that `tally ingest` writes.
+
+use crate::aws::{self, AwsSettings};
+use crate::dynamo::Tables;
+use crate::http::{AppState, Backend, DynamoReader, query_cache, router};
+use crate::registry::Registry;
+use crate::serve::{announce, shutdown_signal};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Settings of `tally query`.
+#[derive(Debug, Clone)]
+pub struct QuerySettings {
+    /// How to reach DynamoDB.
+    pub aws: AwsSettings,
+    /// The table prefix, as `tally ingest` uses it.
+    pub app: String,
+    /// Every region whose consumers write the aggregate table.
+    pub regions: Vec<String>,
+    /// Sub-partitions per site (the most any site uses).
+    pub sub_partitions: u16,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The data directory whose `registry.json` holds sites and API keys.
+    pub data_dir: PathBuf,
+}
+
+/// Serves queries until SIGINT or SIGTERM.
+pub async fn serve_queries(settings: QuerySettings) -> anyhow::Result<()> {
+    let registry = Registry::open(&settings.data_dir)?;
+    let lineages = settings
+        .regions
+        .iter()
+        .flat_map(|r| (0..settings.sub_partitions.max(1)).map(move |s| (r.clone(), s)))
+        .collect();
+    let reader = DynamoReader {
+        client: aws::dynamodb(&settings.aws).await,
+        table: Tables::named(&settings.app, &settings.aws.region).aggregates,
+        lineages,
+    };
+    let state =
+        AppState { registry, backend: Backend::Dynamo(Arc::new(reader)), ingest: None, cache: query_cache(10_000) };
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    announce(listener.local_addr()?)?;
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
