@@ -91,6 +91,9 @@ struct IngestArgs {
     /// How long a shard lease lasts without renewal, in milliseconds.
     #[arg(long, env = "TALLY_LEASE_DURATION_MS", default_value_t = 10_000)]
     lease_duration_ms: u64,
+    /// Serve Prometheus `/metrics` and `/ready` on this address.
+    #[arg(long, env = "TALLY_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -220,5 +223,6 @@ fn ingest_settings(args: IngestArgs) -> IngestSettings {
         flush_interval: Duration::from_millis(args.flush_interval_ms),
         lease_duration: Duration::from_millis(args.lease_duration_ms),
         create_tables: args.create_tables,
+        metrics_listen: args.metrics_listen,
     }
 }

@@ -7,6 +7,7 @@ use crate::dynamo::Tables;
 use crate::kinesis::shard_reader::ReaderSettings;
 use crate::lease::LeaseTable;
 use crate::registry::Registry;
+use crate::telemetry;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +33,8 @@ pub struct IngestSettings {
     pub lease_duration: Duration,
     /// Create the DynamoDB tables if they are missing (for local use).
     pub create_tables: bool,
+    /// Where to serve `/metrics` and `/ready`, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs the consumer until SIGINT or SIGTERM.
@@ -56,6 +59,15 @@ pub async fn ingest(settings: IngestSettings) -> anyhow::Result<()> {
         reader: ReaderSettings::default(),
     });
     let (stop, stopped) = watch::channel(false);
+    if let Some(address) = settings.metrics_listen {
+        let handle = telemetry::install()?;
+        let stopping = stopped.clone();
+        tokio::spawn(async move {
+            if let Err(error) = telemetry::serve(address, handle, stopping).await {
+                tracing::error!(%error, "metrics endpoint failed");
+            }
+        });
+    }
     let consumer = ConsumerSettings { worker_id: settings.worker_id.clone(), lease_duration: settings.lease_duration };
     let running = tokio::spawn(run_consumer(ctx, consumer, stopped));
     let mut out = std::io::stdout().lock();
@@ -63,6 +75,7 @@ pub async fn ingest(settings: IngestSettings) -> anyhow::Result<()> {
     out.flush()?;
     drop(out);
     crate::serve::shutdown_signal().await;
+    // Readiness fails first (the watch turns `/ready` to 503), then the consumer stops.
     stop.send_replace(true);
     running.await??;
     tracing::info!("tally ingest stopped");

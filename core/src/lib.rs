@@ -18,4 +18,5 @@ pub mod registry;
 pub mod salts;
 pub mod serve;
 pub mod store;
+pub mod telemetry;
 pub mod timebucket;

@@ -119,7 +119,7 @@ impl Consumer {
     }
 
     pub fn in_region(kinesis: &str, dynamo: &str, stream: &str, dir: &Path, worker: &str, region: &str) -> Consumer {
-        Consumer::spawn(kinesis, dynamo, stream, dir, worker, region, 200)
+        Consumer::spawn(kinesis, dynamo, stream, dir, worker, region, 200, &[])
     }
 
     pub fn with_flush_interval(
@@ -130,9 +130,14 @@ impl Consumer {
         worker: &str,
         ms: u64,
     ) -> Consumer {
-        Consumer::spawn(kinesis, dynamo, stream, dir, worker, "us-east-1", ms)
+        Consumer::spawn(kinesis, dynamo, stream, dir, worker, "us-east-1", ms, &[])
     }
 
+    pub fn with_args(kinesis: &str, dynamo: &str, stream: &str, dir: &Path, worker: &str, extra: &[&str]) -> Consumer {
+        Consumer::spawn(kinesis, dynamo, stream, dir, worker, "us-east-1", 200, extra)
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn spawn(
         kinesis: &str,
         dynamo: &str,
@@ -141,6 +146,7 @@ impl Consumer {
         worker: &str,
         region: &str,
         ms: u64,
+        extra: &[&str],
     ) -> Consumer {
         let interval = ms.to_string();
         let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
@@ -149,6 +155,7 @@ impl Consumer {
             .args(["--worker-id", worker, "--flush-interval-ms", &interval, "--lease-duration-ms", "3000"])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(extra)
             .env("TALLY_LOG", std::env::var("TALLY_E2E_LOG").unwrap_or_else(|_| "warn".into()))
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdin(Stdio::null())
@@ -436,8 +443,19 @@ async fn throttling_loses_nothing() {
     let entries = trace(30_000, 20, 1_764_000_000_000);
     let expected = ground_truth(&entries);
     put_all(&kinesis, "events", &entries, 2).await;
-    let consumer = Consumer::start(&kinesis_proxy.url, &dynamo_proxy.url, "events", &dir, "a");
+    let metrics_address = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().to_string()
+    };
+    let extra = ["--metrics-listen", metrics_address.as_str()];
+    let consumer = Consumer::with_args(&kinesis_proxy.url, &dynamo_proxy.url, "events", &dir, "a", &extra);
     settle(&dynamodb, &expected, Duration::from_secs(90)).await;
+    let get = |path: &str| reqwest::get(format!("http://{metrics_address}{path}"));
+    assert_eq!(get("/ready").await.unwrap().status(), 200);
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    for name in ["tally_ingest_records_total", "tally_ingest_flush_seconds", "tally_ingest_lease_changes_total"] {
+        assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
+    }
     let (dynamo_counts, kinesis_counts) = (dynamo_proxy.counts(), kinesis_proxy.counts());
     eprintln!("throttled: dynamodb {:?}, kinesis {:?}", dynamo_counts.throttled, kinesis_counts.throttled);
     assert!(dynamo_counts.throttled.values().sum::<u64>() > 10, "the proxy throttled DynamoDB");

@@ -6,6 +6,7 @@
 use super::shard_worker::{Outcome, ShardContext, run_shard};
 use crate::kinesis::api;
 use crate::lease::{Lease, LeaseError, plan_takes};
+use crate::telemetry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,8 +57,9 @@ pub async fn run_consumer(
             Ok(Ok(Outcome::Lost)) => {}
             Ok(Ok(_)) => {
                 // Re-read: the worker's commits changed the checkpoint but not owner or epoch.
-                if let Err(error) = ctx.leases.release(&worker.lease).await {
-                    tracing::warn!(shard_id, %error, "could not release lease; it will expire");
+                match ctx.leases.release(&worker.lease).await {
+                    Ok(()) => telemetry::lease_change("released"),
+                    Err(error) => tracing::warn!(shard_id, %error, "could not release lease; it will expire"),
                 }
             }
             Ok(Err(error)) => tracing::warn!(shard_id, %error, "shard worker failed while stopping"),
@@ -103,6 +105,7 @@ async fn round(
         match taken {
             Ok(lease) => {
                 tracing::info!(shard_id, epoch = lease.epoch, steal, "lease taken");
+                telemetry::lease_change(if steal { "stolen" } else { "taken" });
                 start(ctx, running, lease);
             }
             Err(LeaseError::Lost(_)) => tracing::debug!(shard_id, "lease went to another worker first"),
@@ -156,6 +159,7 @@ async fn renew(ctx: &Arc<ShardContext>, running: &mut HashMap<String, Running>, 
     for shard_id in lost {
         if let Some(worker) = running.remove(&shard_id) {
             tracing::info!(shard_id, "lease lost to another worker; stopping its shard worker");
+            telemetry::lease_change("lost");
             worker.stop.send_replace(true);
         }
     }

@@ -15,6 +15,7 @@ use crate::kinesis::api::{self, KinesisError, KinesisRecord, StartAt};
 use crate::kinesis::shard_reader::{ReaderSettings, ShardBatch, read_shard};
 use crate::lease::{Lease, LeaseError, LeaseTable};
 use crate::registry::Registry;
+use crate::telemetry;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,6 +93,7 @@ pub async fn run_shard(
     match worker.run(stop).await {
         Err(WorkerError::Store(StoreError::LeaseLost)) | Err(WorkerError::Lease(LeaseError::Lost(_))) => {
             tracing::info!(shard_id = worker.lease.shard_id, "lease lost; stopped writing");
+            telemetry::lease_change("lost");
             Ok(Outcome::Lost)
         }
         other => other,
@@ -266,8 +268,12 @@ impl Worker {
     }
 
     async fn flush(&mut self, gathered: Vec<ShardBatch>) -> Result<(), WorkerError> {
+        let started = Instant::now();
         let shard_end = gathered.last().is_some_and(|b| b.shard_end);
         let last_sequence = gathered.iter().rev().find_map(|b| b.records.last()).map(|r| r.sequence_number.clone());
+        for batch in &gathered {
+            telemetry::batch_read(&batch.shard_id, batch.records.len(), batch.millis_behind_latest);
+        }
         let records: Vec<KinesisRecord> = gathered.into_iter().flat_map(|b| b.records).collect();
         let entries = self.decode(&records);
         let flush = self.build(&entries)?;
@@ -289,6 +295,10 @@ impl Worker {
         let applied = dynamo::apply::apply(&ctx.dynamo, &ctx.tables, &ctx.region, &record).await?;
         self.commit(&record).await?;
         tracing::debug!(shard_id = record.shard_id, seq = record.seq, entries = entries.len(), ?applied, "flushed");
+        telemetry::flushed(started.elapsed().as_secs_f64(), applied.written + applied.already, applied.throttled);
+        for ((_, reason), count) in &flush.drops {
+            metrics::counter!(telemetry::DROPPED, "reason" => reason.as_str()).increment(*count);
+        }
         self.keep_sessions(flush);
         if self.last_snapshot.elapsed() >= ctx.snapshot_interval {
             self.snapshot().await?;
@@ -308,10 +318,13 @@ impl Worker {
                 }
             }
         }
+        let decoded = entries.len();
         entries.retain(|(entry, _)| match entry {
             LogEntry::Event(event) => self.recent.first_time(event.id),
             LogEntry::Drop(_) => true,
         });
+        metrics::counter!(telemetry::ENTRIES).increment(decoded as u64);
+        metrics::counter!(telemetry::DUPLICATES).increment((decoded - entries.len()) as u64);
         entries
     }
 
