@@ -75,8 +75,10 @@ async fn round(
     running: &mut HashMap<String, Running>,
 ) -> anyhow::Result<()> {
     let shards = api::list_shards(&ctx.kinesis, &ctx.stream).await?;
+    let known: HashSet<String> = ctx.leases.list().await?.into_iter().map(|l| l.shard_id).collect();
     let rows: Vec<(String, Vec<String>)> = shards
         .iter()
+        .filter(|s| !known.contains(&s.shard_id))
         .map(|s| (s.shard_id.clone(), s.parent_shard_id.iter().chain(&s.adjacent_parent_shard_id).cloned().collect()))
         .collect();
     ctx.leases.add_shards(&rows).await?;
