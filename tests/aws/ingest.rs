@@ -254,6 +254,12 @@ pub fn expected_metrics(c: &Counters) -> serde_json::Value {
     ])
 }
 
+/// A loopback address with a port that was free a moment ago.
+pub fn free_address() -> String {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().to_string()
+}
+
 pub fn data_dir(name: &str, sites: usize) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tally-aws-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -443,10 +449,7 @@ async fn throttling_loses_nothing() {
     let entries = trace(30_000, 20, 1_764_000_000_000);
     let expected = ground_truth(&entries);
     put_all(&kinesis, "events", &entries, 2).await;
-    let metrics_address = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().to_string()
-    };
+    let metrics_address = free_address();
     let extra = ["--metrics-listen", metrics_address.as_str()];
     let consumer = Consumer::with_args(&kinesis_proxy.url, &dynamo_proxy.url, "events", &dir, "a", &extra);
     settle(&dynamodb, &expected, Duration::from_secs(90)).await;
@@ -460,6 +463,50 @@ async fn throttling_loses_nothing() {
     eprintln!("throttled: dynamodb {:?}, kinesis {:?}", dynamo_counts.throttled, kinesis_counts.throttled);
     assert!(dynamo_counts.throttled.values().sum::<u64>() > 10, "the proxy throttled DynamoDB");
     assert!(kinesis_counts.throttled.get("GetRecords").copied().unwrap_or(0) > 0, "the proxy throttled GetRecords");
+    assert!(consumer.terminate().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_put_after_a_crash_count_once() {
+    let (kinesalite, dynamo) = (Kinesalite::start(), Dynoxide::start());
+    let aws = settings(Some(&kinesalite.url), Some(&dynamo.url));
+    let kinesis = tally_core::aws::kinesis(&aws).await;
+    let dynamodb = tally_core::aws::dynamodb(&aws).await;
+    api::create_stream(&kinesis, "events", 1).await.unwrap();
+    let dir = data_dir("dups", 5);
+    let entries = trace(5_000, 5, 1_764_000_000_000);
+    let expected = ground_truth(&entries);
+    put_all(&kinesis, "events", &entries, 1).await;
+    let consumer = Consumer::start(&kinesalite.url, &dynamo.url, "events", &dir, "a");
+    settle(&dynamodb, &expected, Duration::from_secs(30)).await;
+    drop(consumer); // SIGKILL: its window of seen ids is gone with it
+    // A producer retry puts the last 2,000 events again after the crash.
+    put_all(&kinesis, "events", &entries[3_000..], 1).await;
+    let metrics_address = free_address();
+    let extra = ["--metrics-listen", metrics_address.as_str()];
+    let consumer = Consumer::with_args(&kinesalite.url, &dynamo.url, "events", &dir, "a", &extra);
+    // The restarted worker rebuilds its window from the replay and drops them all: wait until it
+    // has read them (its duplicate counter), then the totals must be unchanged.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = reqwest::get(format!("http://{metrics_address}/metrics")).await.map(|r| r.text());
+        let text = match metrics {
+            Ok(body) => body.await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let duplicates = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tally_ingest_duplicate_events_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if duplicates >= 2_000.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the restarted consumer did not read the duplicates: {duplicates}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    settle(&dynamodb, &expected, Duration::from_secs(5)).await;
     assert!(consumer.terminate().success());
     let _ = std::fs::remove_dir_all(dir);
 }

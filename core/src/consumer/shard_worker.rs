@@ -149,7 +149,15 @@ impl Worker {
     async fn restore(&mut self) -> Result<(), WorkerError> {
         let ctx = self.ctx.clone();
         let shard = self.lease.shard_id.clone();
-        let snapshot = snapshots::latest(&ctx.dynamo, &ctx.tables, &shard, self.lease.flush_seq).await?;
+        let newest = snapshots::latest(&ctx.dynamo, &ctx.tables, &shard, self.lease.flush_seq).await?;
+        // Start from the snapshot before the newest: the replay then also refills the window of
+        // seen event ids with at least one snapshot interval of events, so that producer
+        // duplicates straddling this restart are still dropped.
+        let older = match &newest {
+            Some(s) if s.flush_seq > 0 => snapshots::latest(&ctx.dynamo, &ctx.tables, &shard, s.flush_seq - 1).await?,
+            _ => None,
+        };
+        let snapshot = older.or(newest);
         let from = match snapshot {
             Some(snapshot) => {
                 self.sessions.extend(snapshot.sessions);
