@@ -164,10 +164,8 @@ impl Worker {
                 StartAt::AfterSequenceNumber(snapshot.end_sequence)
             }
             None => {
-                for parent in &self.lease.parents {
-                    if let Some(last) = snapshots::latest(&ctx.dynamo, &ctx.tables, parent, u64::MAX).await? {
-                        self.sessions.extend(last.sessions);
-                    }
+                for parent in self.lease.parents.clone() {
+                    self.inherit(&parent).await?;
                 }
                 StartAt::TrimHorizon
             }
@@ -186,8 +184,34 @@ impl Worker {
     /// Reads the shard from `from` up to and including the record `until` (`None`: to the
     /// shard's end), updating the state only. Returns how many entries it replayed.
     async fn replay(&mut self, from: StartAt, until: Option<&str>) -> Result<usize, WorkerError> {
+        let shard = self.lease.shard_id.clone();
+        self.replay_shard(&shard, from, until).await
+    }
+
+    /// Takes over the final state of a parent shard: its last snapshot, and a replay of what
+    /// the parent read after it (its final snapshot may be missing if its last holder died
+    /// between the final commit and the snapshot).
+    async fn inherit(&mut self, parent: &str) -> Result<(), WorkerError> {
         let ctx = self.ctx.clone();
-        let mut iterator = Some(api::shard_iterator(&ctx.kinesis, &ctx.stream, &self.lease.shard_id, &from).await?);
+        let from = match snapshots::latest(&ctx.dynamo, &ctx.tables, parent, u64::MAX).await? {
+            Some(last) if last.end_sequence == Lease::SHARD_END => {
+                self.sessions.extend(last.sessions);
+                return Ok(());
+            }
+            Some(last) => {
+                self.sessions.extend(last.sessions);
+                StartAt::AfterSequenceNumber(last.end_sequence)
+            }
+            None => StartAt::TrimHorizon,
+        };
+        let replayed = self.replay_shard(parent, from, None).await?;
+        tracing::info!(shard_id = self.lease.shard_id, parent, replayed, "inherited the parent's visits");
+        Ok(())
+    }
+
+    async fn replay_shard(&mut self, shard: &str, from: StartAt, until: Option<&str>) -> Result<usize, WorkerError> {
+        let ctx = self.ctx.clone();
+        let mut iterator = Some(api::shard_iterator(&ctx.kinesis, &ctx.stream, shard, &from).await?);
         let mut replayed = 0;
         while let Some(current) = iterator.take() {
             let page = match api::get_records(&ctx.kinesis, &current, 1000).await {

@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | cell counters | `c|{site}|{local day}|{region}|{sub}` | `{bucket:012}|{cell id:016x}` |
 //! | drop count | `d|{site}|{region}|{sub}` | reason |
+//! | visitor sketch | `v|{site}|{local day}|{region}|{sub}` | `{bucket:012}` |
 //!
 //! Region and sub-partition are the item's writer lineage: at any moment one consumer (the
 //! holder of the shard that carries `site#sub` in that region) writes it, so Global Tables'
@@ -32,6 +33,17 @@ pub enum Update {
         /// The deltas.
         counters: Counters,
     },
+    /// Visitor ids seen in one hour of one lineage, to add to its distinct-count sketch.
+    Visitors {
+        /// The site.
+        site: String,
+        /// The site's sub-partition (lineage).
+        sub: u16,
+        /// The local hour.
+        bucket: Bucket,
+        /// The visitor ids, sorted, each once.
+        ids: Vec<u64>,
+    },
     /// Drop count deltas.
     Drop {
         /// The site, or "" for drops that name none.
@@ -51,6 +63,9 @@ impl Update {
                 format!("c|{site}|{}|{region}|{sub}", bucket.div_euclid(24)),
                 format!("{bucket:012}|{:016x}", cell_id(key)),
             ),
+            Update::Visitors { site, sub, bucket, .. } => {
+                (format!("v|{site}|{}|{region}|{sub}", bucket.div_euclid(24)), format!("{bucket:012}"))
+            }
             Update::Drop { site, reason, .. } => (format!("d|{site}|{region}|0"), reason.as_str().to_owned()),
         }
     }
@@ -69,6 +84,17 @@ pub fn updates(flush: &Flush) -> Vec<Update> {
                 key: Box::new(key.clone()),
                 counters: *counters,
             });
+        }
+    }
+    for ((site, sub), rollup) in &flush.rollups {
+        let mut by_bucket: std::collections::BTreeMap<Bucket, Vec<u64>> = std::collections::BTreeMap::new();
+        for (bucket, _, visitor) in &rollup.visitors {
+            by_bucket.entry(*bucket).or_default().push(*visitor);
+        }
+        for (bucket, mut ids) in by_bucket {
+            ids.sort_unstable();
+            ids.dedup();
+            out.push(Update::Visitors { site: site.clone(), sub: *sub, bucket, ids });
         }
     }
     for ((site, reason), count) in &flush.drops {

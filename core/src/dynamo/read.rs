@@ -9,14 +9,15 @@ use std::collections::HashMap;
 use std::ops::Range;
 use tally_model::rollup::{Bucket, CellKey, Counters};
 
-/// Loads every cell of `site` in `buckets` from the lineages `(region, sub)`: one Query per
-/// (local day, lineage).
+/// Loads every cell of `site` in `buckets` from the lineages `(region, sub)`, and with
+/// `visitors` the hourly visitor sketches too: one Query per (local day, lineage, kind).
 pub async fn load_cells(
     client: &Client,
     table: &str,
     site: &str,
     buckets: Range<Bucket>,
     lineages: &[(String, u16)],
+    visitors: bool,
 ) -> Result<LoadedCells, StoreError> {
     let mut loaded = LoadedCells::default();
     if buckets.is_empty() {
@@ -24,22 +25,48 @@ pub async fn load_cells(
     }
     for day in buckets.start.div_euclid(24)..=(buckets.end - 1).div_euclid(24) {
         for (region, sub) in lineages {
-            let pk = format!("c|{site}|{day}|{region}|{sub}");
             let (low, high) = (buckets.start.max(day * 24), (buckets.end - 1).min(day * 24 + 23));
-            query_partition(client, table, &pk, low, high, &mut loaded).await?;
+            for item in query_partition(client, table, &format!("c|{site}|{day}|{region}|{sub}"), low, high).await? {
+                let (bucket, id, key, counters) = decode(&item)?;
+                let cell = loaded.cells.entry((bucket, id)).or_insert_with(|| (key, Counters::default()));
+                cell.1.add(&counters);
+            }
+            if visitors {
+                for item in query_partition(client, table, &format!("v|{site}|{day}|{region}|{sub}"), low, high).await?
+                {
+                    add_sketch(&item, &mut loaded)?;
+                }
+            }
         }
     }
     Ok(loaded)
 }
 
+fn add_sketch(item: &HashMap<String, AttributeValue>, loaded: &mut LoadedCells) -> Result<(), StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("sketch item: {what}"));
+    let sk = item.get("sk").and_then(|v| v.as_s().ok()).ok_or_else(|| corrupt("no sk"))?;
+    let bucket: Bucket = sk.parse().map_err(|_| corrupt("bucket"))?;
+    let bytes = item.get("hll").and_then(|v| v.as_b().ok()).ok_or_else(|| corrupt("no sketch"))?;
+    let sketch = datasketches::hll::HllSketch::deserialize(bytes.as_ref()).map_err(|e| corrupt(&e.to_string()))?;
+    let union = match loaded.visitors.entry(bucket) {
+        std::collections::btree_map::Entry::Occupied(union) => union.into_mut(),
+        std::collections::btree_map::Entry::Vacant(slot) => {
+            slot.insert(datasketches::hll::HllUnion::new(sketch.lg_config_k()).map_err(|e| corrupt(&e.to_string()))?)
+        }
+    };
+    union.update(&sketch);
+    Ok(())
+}
+
+/// Every item of partition `pk` whose sort key starts with a bucket in `low..=high`.
 async fn query_partition(
     client: &Client,
     table: &str,
     pk: &str,
     low: Bucket,
     high: Bucket,
-    loaded: &mut LoadedCells,
-) -> Result<(), StoreError> {
+) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+    let mut items = Vec::new();
     let mut start: Option<HashMap<String, AttributeValue>> = None;
     loop {
         let page = client
@@ -47,20 +74,16 @@ async fn query_partition(
             .table_name(table)
             .key_condition_expression("pk = :pk AND sk BETWEEN :low AND :high")
             .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
-            .expression_attribute_values(":low", AttributeValue::S(format!("{low:012}|")))
+            .expression_attribute_values(":low", AttributeValue::S(format!("{low:012}")))
             .expression_attribute_values(":high", AttributeValue::S(format!("{high:012}|~")))
             .set_exclusive_start_key(start.take())
             .send()
             .await
             .map_err(classify)?;
-        for item in page.items() {
-            let (bucket, id, key, counters) = decode(item)?;
-            let cell = loaded.cells.entry((bucket, id)).or_insert_with(|| (key, Counters::default()));
-            cell.1.add(&counters);
-        }
+        items.extend(page.items().iter().cloned());
         match page.last_evaluated_key() {
             Some(key) if !key.is_empty() => start = Some(key.clone()),
-            _ => return Ok(()),
+            _ => return Ok(items),
         }
     }
 }

@@ -4,7 +4,7 @@ use super::auth::{authenticate, authorize};
 use super::error::ApiError;
 use super::{AppState, Backend};
 use crate::dynamo::read::load_cells;
-use crate::query::request::Metric;
+use crate::query::request::{Grouping, Metric};
 use crate::query::{Query, QueryRequest, execute};
 use axum::Json;
 use axum::body::Bytes;
@@ -30,10 +30,10 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
             (progress.offset, Some(progress.until_ms), Some(progress.offset))
         }
         Backend::Dynamo(_) => {
-            if query.metrics.contains(&Metric::Visitors) {
-                return Err(ApiError::BadRequest(
-                    "metric `visitors` is not available from the DynamoDB store yet".into(),
-                ));
+            let by_time = query.groupings.iter().all(|g| matches!(g, Grouping::Hour | Grouping::Day));
+            if query.metrics.contains(&Metric::Visitors) && !(by_time && query.filters.is_empty()) {
+                let message = "from the DynamoDB store, `visitors` can be grouped by time only, without filters";
+                return Err(ApiError::BadRequest(message.into()));
             }
             (jiff::Timestamp::now().as_second().unsigned_abs() / 5, None, None)
         }
@@ -50,10 +50,17 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
                 .map_err(anyhow::Error::from)??
         }
         Backend::Dynamo(reader) => {
-            let loaded =
-                load_cells(&reader.client, &reader.table, &query.site, query.buckets.clone(), &reader.lineages)
-                    .await
-                    .map_err(anyhow::Error::from)?;
+            let visitors = query.metrics.contains(&Metric::Visitors);
+            let loaded = load_cells(
+                &reader.client,
+                &reader.table,
+                &query.site,
+                query.buckets.clone(),
+                &reader.lineages,
+                visitors,
+            )
+            .await
+            .map_err(anyhow::Error::from)?;
             execute(&loaded, &query)?
         }
     };

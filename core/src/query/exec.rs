@@ -28,13 +28,15 @@ pub trait CellSource {
         buckets: Range<Bucket>,
         visit: &mut dyn FnMut(Bucket, u64, &CellKey, &Counters),
     ) -> anyhow::Result<()>;
-    /// Calls `visit` for every (bucket, cell id, visitor id) of `site` in `buckets`.
-    fn visitors(
+    /// The distinct visitors of each of `groups` groups, where `cell_group` maps every matching
+    /// (bucket, cell id) to its group.
+    fn distinct_visitors(
         &self,
         site: &str,
         buckets: Range<Bucket>,
-        visit: &mut dyn FnMut(Bucket, u64, u64),
-    ) -> anyhow::Result<()>;
+        cell_group: &HashMap<(Bucket, u64), usize>,
+        groups: usize,
+    ) -> anyhow::Result<Vec<u64>>;
 }
 
 impl CellSource for Store {
@@ -47,21 +49,31 @@ impl CellSource for Store {
         self.scan_cells(site, buckets, visit)
     }
 
-    fn visitors(
+    fn distinct_visitors(
         &self,
         site: &str,
         buckets: Range<Bucket>,
-        visit: &mut dyn FnMut(Bucket, u64, u64),
-    ) -> anyhow::Result<()> {
-        self.scan_visitors(site, buckets, visit)
+        cell_group: &HashMap<(Bucket, u64), usize>,
+        groups: usize,
+    ) -> anyhow::Result<Vec<u64>> {
+        let mut sets: Vec<HashSet<u64>> = vec![HashSet::new(); groups];
+        self.scan_visitors(site, buckets, |bucket, id, visitor| {
+            if let Some(&at) = cell_group.get(&(bucket, id)) {
+                sets[at].insert(visitor);
+            }
+        })?;
+        Ok(sets.iter().map(|s| s.len() as u64).collect())
     }
 }
 
-/// Cells already loaded (from DynamoDB), merged over lineages. They carry no visitor ids.
+/// Cells already loaded (from DynamoDB), merged over lineages, with a distinct-visitor sketch
+/// per bucket (not per cell: visitors can be grouped by time only).
 #[derive(Debug, Default)]
 pub struct LoadedCells {
     /// (bucket, cell id) → (key, counters).
     pub cells: std::collections::BTreeMap<(Bucket, u64), (CellKey, Counters)>,
+    /// Bucket → the union of its visitor sketches over lineages.
+    pub visitors: std::collections::BTreeMap<Bucket, datasketches::hll::HllUnion>,
 }
 
 impl CellSource for LoadedCells {
@@ -77,22 +89,35 @@ impl CellSource for LoadedCells {
         Ok(())
     }
 
-    fn visitors(&self, _: &str, _: Range<Bucket>, _: &mut dyn FnMut(Bucket, u64, u64)) -> anyhow::Result<()> {
-        anyhow::bail!("distinct visitors are not stored in DynamoDB yet")
+    fn distinct_visitors(
+        &self,
+        _site: &str,
+        _buckets: Range<Bucket>,
+        cell_group: &HashMap<(Bucket, u64), usize>,
+        groups: usize,
+    ) -> anyhow::Result<Vec<u64>> {
+        let mut bucket_group: HashMap<Bucket, usize> = HashMap::new();
+        for (&(bucket, _), &group) in cell_group {
+            if *bucket_group.entry(bucket).or_insert(group) != group {
+                anyhow::bail!("visitors are stored per hour: they can be grouped by time only");
+            }
+        }
+        let mut unions: Vec<Option<datasketches::hll::HllUnion>> = (0..groups).map(|_| None).collect();
+        for (bucket, group) in bucket_group {
+            let Some(sketch) = self.visitors.get(&bucket) else { continue };
+            let union = unions[group]
+                .get_or_insert_with(|| datasketches::hll::HllUnion::new(sketch.lg_max_k()).expect("valid lg_k"));
+            union.update(&sketch.to_sketch(datasketches::hll::HllType::Hll8));
+        }
+        Ok(unions.iter().map(|u| u.as_ref().map_or(0, |u| u.estimate().round() as u64)).collect())
     }
-}
-
-#[derive(Default)]
-struct Group {
-    counters: Counters,
-    visitors: HashSet<u64>,
 }
 
 /// Runs a query against a cell source.
 pub fn execute(store: &dyn CellSource, query: &Query) -> anyhow::Result<Vec<Row>> {
     let wants_visitors = query.metrics.contains(&Metric::Visitors);
     let mut index: HashMap<Vec<String>, usize> = HashMap::new();
-    let mut groups: Vec<(Vec<String>, Group)> = Vec::new();
+    let mut groups: Vec<(Vec<String>, Counters)> = Vec::new();
     let mut cell_group: HashMap<(Bucket, u64), usize> = HashMap::new();
     store.cells(&query.site, query.buckets.clone(), &mut |bucket, id, key, counters| {
         if !query.filters.iter().all(|f| f.passes(f.dimension.value(key))) {
@@ -102,28 +127,27 @@ pub fn execute(store: &dyn CellSource, query: &Query) -> anyhow::Result<Vec<Row>
         let next = groups.len();
         let at = *index.entry(group_key.clone()).or_insert(next);
         if at == next {
-            groups.push((group_key, Group::default()));
+            groups.push((group_key, Counters::default()));
         }
-        groups[at].1.counters.add(counters);
+        groups[at].1.add(counters);
         if wants_visitors {
             cell_group.insert((bucket, id), at);
         }
     })?;
-    if wants_visitors && !cell_group.is_empty() {
-        store.visitors(&query.site, query.buckets.clone(), &mut |bucket, id, visitor| {
-            if let Some(&at) = cell_group.get(&(bucket, id)) {
-                groups[at].1.visitors.insert(visitor);
-            }
-        })?;
-    }
+    let visitors = if wants_visitors && !cell_group.is_empty() {
+        store.distinct_visitors(&query.site, query.buckets.clone(), &cell_group, groups.len())?
+    } else {
+        vec![0; groups.len()]
+    };
     if groups.is_empty() && query.groupings.is_empty() {
-        groups.push((Vec::new(), Group::default()));
+        groups.push((Vec::new(), Counters::default()));
     }
     let mut rows: Vec<Row> = groups
         .into_iter()
-        .map(|(dimensions, group)| Row {
-            metrics: query.metrics.iter().map(|m| metric(*m, &group)).collect(),
-            dimensions,
+        .enumerate()
+        .map(|(at, (dimensions, counters))| {
+            let distinct = visitors.get(at).copied().unwrap_or(0);
+            Row { metrics: query.metrics.iter().map(|m| metric(*m, &counters, distinct)).collect(), dimensions }
         })
         .collect();
     rows.sort_by(|a, b| compare(query, a, b));
@@ -141,13 +165,12 @@ fn group_values(groupings: &[Grouping], bucket: Bucket, key: &CellKey) -> Vec<St
         .collect()
 }
 
-fn metric(metric: Metric, group: &Group) -> Value {
-    let c = &group.counters;
+fn metric(metric: Metric, c: &Counters, visitors: u64) -> Value {
     let per_visit = |n: i64| {
         if c.visits > 0 { n as f64 / c.visits as f64 } else { 0.0 }
     };
     match metric {
-        Metric::Visitors => json!(group.visitors.len()),
+        Metric::Visitors => json!(visitors),
         Metric::Visits => json!(c.visits),
         Metric::Pageviews => json!(c.pageviews),
         Metric::Events => json!(c.events),
