@@ -94,6 +94,9 @@ struct IngestArgs {
     /// Serve Prometheus `/metrics` and `/ready` on this address.
     #[arg(long, env = "TALLY_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Most Kinesis records in one flush; a flush also ends at the flush interval.
+    #[arg(long, env = "TALLY_MAX_RECORDS_PER_FLUSH", default_value_t = 10_000)]
+    max_records_per_flush: usize,
 }
 
 #[derive(Debug, Args)]
@@ -224,5 +227,6 @@ fn ingest_settings(args: IngestArgs) -> IngestSettings {
         lease_duration: Duration::from_millis(args.lease_duration_ms),
         create_tables: args.create_tables,
         metrics_listen: args.metrics_listen,
+        max_records_per_flush: args.max_records_per_flush,
     }
 }

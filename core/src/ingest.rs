@@ -33,6 +33,8 @@ pub struct IngestSettings {
     pub lease_duration: Duration,
     /// Create the DynamoDB tables if they are missing (for local use).
     pub create_tables: bool,
+    /// Most Kinesis records in one flush (a flush also ends at the flush interval).
+    pub max_records_per_flush: usize,
     /// Where to serve `/metrics` and `/ready`, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
@@ -54,7 +56,7 @@ pub async fn ingest(settings: IngestSettings) -> anyhow::Result<()> {
         tables,
         registry: Registry::open(&settings.data_dir)?,
         flush_interval: settings.flush_interval,
-        max_records_per_flush: 500,
+        max_records_per_flush: settings.max_records_per_flush,
         snapshot_interval: Duration::from_secs(30),
         reader: ReaderSettings::default(),
     });
