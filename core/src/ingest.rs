@@ -14,6 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// How long the last flushes, snapshots and lease releases may take after SIGTERM.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+
 /// Settings of `tally ingest`.
 #[derive(Debug, Clone)]
 pub struct IngestSettings {
@@ -79,7 +82,10 @@ pub async fn ingest(settings: IngestSettings) -> anyhow::Result<()> {
     crate::serve::shutdown_signal().await;
     // Readiness fails first (the watch turns `/ready` to 503), then the consumer stops.
     stop.send_replace(true);
-    running.await??;
+    match tokio::time::timeout(DRAIN_DEADLINE, running).await {
+        Ok(joined) => joined??,
+        Err(_) => tracing::warn!("shard workers did not stop in time; their leases expire and the next holder recovers"),
+    }
     tracing::info!("tally ingest stopped");
     Ok(())
 }
