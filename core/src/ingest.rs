@@ -84,7 +84,9 @@ pub async fn ingest(settings: IngestSettings) -> anyhow::Result<()> {
     stop.send_replace(true);
     match tokio::time::timeout(DRAIN_DEADLINE, running).await {
         Ok(joined) => joined??,
-        Err(_) => tracing::warn!("shard workers did not stop in time; their leases expire and the next holder recovers"),
+        Err(_) => {
+            tracing::warn!("shard workers did not stop in time; their leases expire and the next holder recovers")
+        }
     }
     tracing::info!("tally ingest stopped");
     Ok(())

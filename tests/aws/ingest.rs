@@ -80,6 +80,27 @@ pub async fn put_all(client: &aws_sdk_kinesis::Client, stream: &str, entries: &[
     records.len()
 }
 
+/// Both stand-ins, clients for them, and (unless `shards` is 0) a stream `events`.
+pub struct Bed {
+    pub kinesalite: Kinesalite,
+    pub dynamo: Dynoxide,
+    pub kinesis: aws_sdk_kinesis::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+}
+
+impl Bed {
+    pub async fn start(shards: i32) -> Bed {
+        let (kinesalite, dynamo) = (Kinesalite::start(), Dynoxide::start());
+        let aws = settings(Some(&kinesalite.url), Some(&dynamo.url));
+        let kinesis = tally_core::aws::kinesis(&aws).await;
+        let dynamodb = tally_core::aws::dynamodb(&aws).await;
+        if shards > 0 {
+            api::create_stream(&kinesis, "events", shards).await.unwrap();
+        }
+        Bed { kinesalite, dynamo, kinesis, dynamodb }
+    }
+}
+
 /// The distinct visitor ids of a site's events.
 pub fn distinct_visitors(entries: &[LogEntry], site: &str) -> usize {
     let ids: std::collections::HashSet<u64> = entries
@@ -301,11 +322,7 @@ pub async fn settle(client: &aws_sdk_dynamodb::Client, expected: &BTreeMap<Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_consumers_count_a_four_shard_stream_exactly() {
-    let (kinesalite, dynamo) = (Kinesalite::start(), Dynoxide::start());
-    let aws = settings(Some(&kinesalite.url), Some(&dynamo.url));
-    let kinesis = tally_core::aws::kinesis(&aws).await;
-    let dynamodb = tally_core::aws::dynamodb(&aws).await;
-    api::create_stream(&kinesis, "events", 4).await.unwrap();
+    let Bed { kinesalite, dynamo, kinesis, dynamodb } = Bed::start(4).await;
     let dir = data_dir("two", 40);
     let entries = trace(100_000, 40, 1_764_000_000_000);
     let expected = ground_truth(&entries);
@@ -362,11 +379,7 @@ fn signal(consumer: &Consumer, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kills_pauses_and_a_split_change_no_total() {
-    let (kinesalite, dynamo) = (Kinesalite::start(), Dynoxide::start());
-    let aws = settings(Some(&kinesalite.url), Some(&dynamo.url));
-    let kinesis = tally_core::aws::kinesis(&aws).await;
-    let dynamodb = tally_core::aws::dynamodb(&aws).await;
-    api::create_stream(&kinesis, "events", 4).await.unwrap();
+    let Bed { kinesalite, dynamo, kinesis, dynamodb } = Bed::start(4).await;
     let dir = data_dir("chaos", 30);
     let entries = trace(60_000, 30, 1_764_000_000_000);
     let expected = ground_truth(&entries);
@@ -416,10 +429,7 @@ async fn kills_pauses_and_a_split_change_no_total() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_regions_share_the_aggregate_table_without_sharing_an_item() {
-    let (kinesalite, dynamo) = (Kinesalite::start(), Dynoxide::start());
-    let aws = settings(Some(&kinesalite.url), Some(&dynamo.url));
-    let kinesis = tally_core::aws::kinesis(&aws).await;
-    let dynamodb = tally_core::aws::dynamodb(&aws).await;
+    let Bed { kinesalite, dynamo, kinesis, dynamodb } = Bed::start(0).await;
     let dir = data_dir("regions", 10);
     // Each region has its own stream; the same sites get events in both (ids must not clash).
     let east = trace(20_000, 10, 1_764_000_000_000);
@@ -461,18 +471,13 @@ async fn two_regions_share_the_aggregate_table_without_sharing_an_item() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_loses_nothing() {
-    let (kinesalite, dynamo) = (Kinesalite::start(), Dynoxide::start());
+    let Bed { kinesalite, dynamo, kinesis, dynamodb } = Bed::start(2).await;
     let dynamo_throttle = "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException";
     // One in four writes and reads of DynamoDB, one in five GetRecords of Kinesis are throttled.
-    let dynamo_proxy =
-        Proxy::start(&dynamo.url, 4, &["UpdateItem", "TransactWriteItems", "BatchGetItem", "PutItem"], dynamo_throttle)
-            .await;
+    let throttled = ["UpdateItem", "TransactWriteItems", "GetItem", "PutItem"];
+    let dynamo_proxy = Proxy::start(&dynamo.url, 4, &throttled, dynamo_throttle).await;
     let kinesis_proxy =
         Proxy::start(&kinesalite.url, 5, &["GetRecords"], "ProvisionedThroughputExceededException").await;
-    let aws = settings(Some(&kinesalite.url), Some(&dynamo.url));
-    let kinesis = tally_core::aws::kinesis(&aws).await;
-    let dynamodb = tally_core::aws::dynamodb(&aws).await;
-    api::create_stream(&kinesis, "events", 2).await.unwrap();
     let dir = data_dir("throttle", 20);
     let entries = trace(30_000, 20, 1_764_000_000_000);
     let expected = ground_truth(&entries);
@@ -504,11 +509,7 @@ async fn throttling_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_put_after_a_crash_count_once() {
-    let (kinesalite, dynamo) = (Kinesalite::start(), Dynoxide::start());
-    let aws = settings(Some(&kinesalite.url), Some(&dynamo.url));
-    let kinesis = tally_core::aws::kinesis(&aws).await;
-    let dynamodb = tally_core::aws::dynamodb(&aws).await;
-    api::create_stream(&kinesis, "events", 1).await.unwrap();
+    let Bed { kinesalite, dynamo, kinesis, dynamodb } = Bed::start(1).await;
     let dir = data_dir("dups", 5);
     let entries = trace(5_000, 5, 1_764_000_000_000);
     let expected = ground_truth(&entries);

@@ -3,11 +3,9 @@
 //! intervals. A measurement, not a check: run it with
 //! `cargo test -p tally-core --test aws writes_per_event -- --ignored --nocapture`.
 
-use crate::ingest::{Consumer, data_dir, put_all};
+use crate::ingest::{Bed, Consumer, data_dir, put_all};
 use crate::proxy::Proxy;
-use crate::stand_ins::{Dynoxide, Kinesalite, settings};
 use std::time::{Duration, Instant};
-use tally_core::kinesis::api;
 use tally_model::event::{Event, EventId, LogEntry, VisitorIds};
 
 const SITES: usize = 2_000;
@@ -67,11 +65,8 @@ fn event(id: u64, sites: &Zipf, pages: &Zipf, random: &mut Uniform, now_ms: i64)
 }
 
 async fn measure(flush_interval_ms: u64) -> (usize, u64, std::collections::BTreeMap<String, u64>) {
-    let (kinesalite, dynamo) = (Kinesalite::start(), Dynoxide::start());
+    let Bed { kinesalite, dynamo, kinesis, .. } = Bed::start(2).await;
     let proxy = Proxy::start(&dynamo.url, 0, &[], "").await;
-    let aws = settings(Some(&kinesalite.url), Some(&dynamo.url));
-    let kinesis = tally_core::aws::kinesis(&aws).await;
-    api::create_stream(&kinesis, "events", 2).await.unwrap();
     let dir = data_dir(&format!("writes-{flush_interval_ms}"), SITES);
     let consumer = Consumer::with_flush_interval(&kinesalite.url, &proxy.url, "events", &dir, "a", flush_interval_ms);
     let (sites, pages) = (Zipf::new(SITES, 1.1), Zipf::new(200, 1.2));

@@ -173,45 +173,40 @@ impl LeaseTable {
     /// is unchanged since it was listed and is free, expired, or already the worker's. Bumps the
     /// epoch, so every write of a previous holder fails from now on.
     pub async fn take(&self, seen: &Lease, worker: &str, now_ms: i64, expires_ms: i64) -> Result<Lease, LeaseError> {
-        let output = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("shard_id", s(&seen.shard_id))
-            .update_expression("SET #owner = :worker, epoch = epoch + :one, expires_ms = :expires")
-            .condition_expression(
-                "epoch = :seen AND (attribute_not_exists(#owner) OR expires_ms < :now OR #owner = :worker)",
-            )
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":worker", s(worker))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":expires", n(expires_ms))
-            .expression_attribute_values(":seen", n(seen.epoch))
-            .expression_attribute_values(":now", n(now_ms))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await
-            .map_err(|e| classify(e, &seen.shard_id))?;
-        output.attributes().and_then(from_item).ok_or_else(|| LeaseError::Missing(seen.shard_id.clone()))
+        let condition = "epoch = :seen AND (attribute_not_exists(#owner) OR expires_ms < :now OR #owner = :worker)";
+        self.claim(seen, worker, expires_ms, condition, (":now", n(now_ms))).await
     }
 
     /// Steals `seen`, a live lease of another worker, as listed: succeeds only if its epoch and
     /// owner are unchanged. The previous holder is fenced off by the epoch bump.
     pub async fn steal(&self, seen: &Lease, worker: &str, expires_ms: i64) -> Result<Lease, LeaseError> {
         let owner = seen.owner.as_deref().ok_or_else(|| LeaseError::Lost(seen.shard_id.clone()))?;
+        self.claim(seen, worker, expires_ms, "epoch = :seen AND #owner = :victim", (":victim", s(owner))).await
+    }
+
+    /// Makes `worker` the owner of `seen` with a bumped epoch, on `condition` (which may use
+    /// `:seen`, `:worker`, `#owner` and the one extra value).
+    async fn claim(
+        &self,
+        seen: &Lease,
+        worker: &str,
+        expires_ms: i64,
+        condition: &str,
+        (name, value): (&str, AttributeValue),
+    ) -> Result<Lease, LeaseError> {
         let output = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("shard_id", s(&seen.shard_id))
             .update_expression("SET #owner = :worker, epoch = epoch + :one, expires_ms = :expires")
-            .condition_expression("epoch = :seen AND #owner = :victim")
+            .condition_expression(condition)
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":worker", s(worker))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":expires", n(expires_ms))
             .expression_attribute_values(":seen", n(seen.epoch))
-            .expression_attribute_values(":victim", s(owner))
+            .expression_attribute_values(name, value)
             .return_values(ReturnValue::AllNew)
             .send()
             .await
