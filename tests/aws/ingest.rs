@@ -546,3 +546,62 @@ async fn duplicates_put_after_a_crash_count_once() {
     assert!(consumer.terminate().success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A parent shard whose last holder died after its final commit and before its final snapshot:
+/// simulated by marking the parent finished and deleting its snapshots. Its children must still
+/// continue the parent's visits (by replaying the parent), so second page views end bounces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_continue_visits_of_a_parent_without_final_snapshot() {
+    let Bed { kinesalite, dynamo, kinesis, dynamodb } = Bed::start(1).await;
+    let dir = data_dir("inherit", 1);
+    let visit = |i: usize, second: bool| {
+        let mut entry = trace(1, 1, 1_764_000_000_000 + i as i64 + if second { 60_000 } else { 0 }).remove(0);
+        if let LogEntry::Event(event) = &mut entry {
+            event.id = EventId((i as u128) * 2 + u128::from(second) + 1);
+            event.name = "pageview".into();
+            event.visitor = VisitorIds { current: i as u64, previous: i as u64 };
+        }
+        entry
+    };
+    let first: Vec<LogEntry> = (0..200).map(|i| visit(i, false)).collect();
+    let second: Vec<LogEntry> = (0..200).map(|i| visit(i, true)).collect();
+    put_all(&kinesis, "events", &first, 1).await;
+    let consumer = Consumer::start(&kinesalite.url, &dynamo.url, "events", &dir, "a");
+    settle(&dynamodb, &ground_truth(&first), Duration::from_secs(30)).await;
+    assert!(consumer.terminate().success());
+    // Split the (only) shard: the parent holds just the first page views.
+    let parent = api::list_shards(&kinesis, "events").await.unwrap().remove(0);
+    let (low, high): (u128, u128) =
+        (parent.starting_hash_key.parse().unwrap(), parent.ending_hash_key.parse().unwrap());
+    api::split_shard(&kinesis, "events", &parent.shard_id, &(low + (high - low) / 2).to_string()).await.unwrap();
+    // The parent is finished, but its snapshots are gone.
+    let tables = Tables::named("t", "us-east-1");
+    dynamodb
+        .update_item()
+        .table_name(&tables.leases)
+        .key("shard_id", aws_sdk_dynamodb::types::AttributeValue::S(parent.shard_id.clone()))
+        .update_expression("SET checkpoint = :end")
+        .expression_attribute_values(":end", aws_sdk_dynamodb::types::AttributeValue::S("SHARD_END".into()))
+        .send()
+        .await
+        .unwrap();
+    let items = dynamodb.scan().table_name(&tables.flushes).send().await.unwrap();
+    for item in items.items().iter().filter(|i| i["sk"].as_s().unwrap().starts_with("snap|")) {
+        dynamodb
+            .delete_item()
+            .table_name(&tables.flushes)
+            .key("pk", item["pk"].clone())
+            .key("sk", item["sk"].clone())
+            .send()
+            .await
+            .unwrap();
+    }
+    put_all(&kinesis, "events", &second, 1).await;
+    let consumer = Consumer::start(&kinesalite.url, &dynamo.url, "events", &dir, "a");
+    let all: Vec<LogEntry> = first.into_iter().chain(second).collect();
+    let expected = ground_truth(&all);
+    assert_eq!(expected["site0.example"].bounces, 0, "every visit has two page views");
+    settle(&dynamodb, &expected, Duration::from_secs(30)).await;
+    assert!(consumer.terminate().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
