@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// Tally: exact, fast, privacy-friendly web analytics.
 #[derive(Debug, Parser)]
-#[command(name = "tally", version, about)]
+#[command(name = "tally", version)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
