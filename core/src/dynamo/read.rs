@@ -9,8 +9,12 @@ use std::collections::HashMap;
 use std::ops::Range;
 use tally_model::rollup::{Bucket, CellKey, Counters};
 
+/// Partition queries in flight at once.
+const CONCURRENCY: usize = 16;
+
 /// Loads every cell of `site` in `buckets` from the lineages `(region, sub)`, and with
-/// `visitors` the hourly visitor sketches too: one Query per (local day, lineage, kind).
+/// `visitors` the hourly visitor sketches too: one Query per (local day, lineage, kind), up to
+/// [`CONCURRENCY`] at a time.
 pub async fn load_cells(
     client: &Client,
     table: &str,
@@ -23,23 +27,39 @@ pub async fn load_cells(
     if buckets.is_empty() {
         return Ok(loaded);
     }
+    let mut partitions = Vec::new();
     for day in buckets.start.div_euclid(24)..=(buckets.end - 1).div_euclid(24) {
+        let (low, high) = (buckets.start.max(day * 24), (buckets.end - 1).min(day * 24 + 23));
         for (region, sub) in lineages {
-            let (low, high) = (buckets.start.max(day * 24), (buckets.end - 1).min(day * 24 + 23));
-            for item in query_partition(client, table, &format!("c|{site}|{day}|{region}|{sub}"), low, high).await? {
+            partitions.push((format!("c|{site}|{day}|{region}|{sub}"), low, high));
+            if visitors {
+                partitions.push((format!("v|{site}|{day}|{region}|{sub}"), low, high));
+            }
+        }
+    }
+    let mut running = tokio::task::JoinSet::new();
+    let mut pending = partitions.into_iter();
+    loop {
+        while running.len() < CONCURRENCY {
+            let Some((pk, low, high)) = pending.next() else { break };
+            let (client, table) = (client.clone(), table.to_owned());
+            running.spawn(async move {
+                let items = query_partition(&client, &table, &pk, low, high).await;
+                (pk, items)
+            });
+        }
+        let Some(joined) = running.join_next().await else { return Ok(loaded) };
+        let (pk, items) = joined.map_err(|e| StoreError::Other(e.to_string()))?;
+        for item in items? {
+            if pk.starts_with("v|") {
+                add_sketch(&item, &mut loaded)?;
+            } else {
                 let (bucket, id, key, counters) = decode(&item)?;
                 let cell = loaded.cells.entry((bucket, id)).or_insert_with(|| (key, Counters::default()));
                 cell.1.add(&counters);
             }
-            if visitors {
-                for item in query_partition(client, table, &format!("v|{site}|{day}|{region}|{sub}"), low, high).await?
-                {
-                    add_sketch(&item, &mut loaded)?;
-                }
-            }
         }
     }
-    Ok(loaded)
 }
 
 fn add_sketch(item: &HashMap<String, AttributeValue>, loaded: &mut LoadedCells) -> Result<(), StoreError> {
