@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use tally_core::dynamo::Tables;
 use tally_core::flush::{Flush, SessionLookup};
 use tally_core::kinesis::api;
-use tally_model::event::{Event, EventId, LogEntry, VisitorIds};
+use tally_model::event::{Drop as DropEntry, Event, EventId, LogEntry, VisitorIds};
 use tally_model::record::pack;
+use tally_model::reject::DropReason;
 use tally_model::rollup::Counters;
 use tally_model::session::Session;
 
@@ -324,7 +325,12 @@ pub async fn settle(client: &aws_sdk_dynamodb::Client, expected: &BTreeMap<Strin
 async fn two_consumers_count_a_four_shard_stream_exactly() {
     let Bed { kinesalite, dynamo, kinesis, dynamodb } = Bed::start(4).await;
     let dir = data_dir("two", 40);
-    let entries = trace(100_000, 40, 1_764_000_000_000);
+    let mut entries = trace(100_000, 40, 1_764_000_000_000);
+    // Drops travel on the stream too: ten bot drops for site7.
+    for _ in 0..10 {
+        let site = Some("site7.example".to_owned());
+        entries.push(LogEntry::Drop(DropEntry { site, reason: DropReason::Bot, received_ms: 1_764_000_100_000 }));
+    }
     let expected = ground_truth(&entries);
     assert_eq!(expected.values().map(|c| c.events).sum::<i64>(), 100_000);
     let records = put_all(&kinesis, "events", &entries, 2).await;
@@ -355,6 +361,16 @@ async fn two_consumers_count_a_four_shard_stream_exactly() {
     let estimate = answer["results"][0]["metrics"][0].as_f64().unwrap();
     eprintln!("site7.example: {truth} distinct visitors, estimated {estimate}");
     assert!((estimate - truth).abs() <= (truth * 0.03).max(2.0), "estimate {estimate} vs {truth}");
+    let drops: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/v2/drops?site_id=site7.example", query.url))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(drops["drops"], serde_json::json!({"bot": 10}));
     assert!(a.terminate().success());
     assert!(b.terminate().success());
     let _ = std::fs::remove_dir_all(dir);

@@ -62,6 +62,40 @@ pub async fn load_cells(
     }
 }
 
+/// Drop counts of `site` ("" for drops that named no site) by reason, summed over `regions`.
+pub async fn load_drops(
+    client: &Client,
+    table: &str,
+    site: &str,
+    regions: &[&str],
+) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+    let mut counts = std::collections::BTreeMap::new();
+    for region in regions {
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = client
+                .query()
+                .table_name(table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(format!("d|{site}|{region}|0")))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in page.items() {
+                let reason = item.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                let n = item.get("dropped").and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<u64>().ok());
+                *counts.entry(reason).or_insert(0) += n.unwrap_or(0);
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+    }
+    Ok(counts)
+}
+
 fn add_sketch(item: &HashMap<String, AttributeValue>, loaded: &mut LoadedCells) -> Result<(), StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("sketch item: {what}"));
     let sk = item.get("sk").and_then(|v| v.as_s().ok()).ok_or_else(|| corrupt("no sk"))?;

@@ -3,7 +3,7 @@
 use super::auth::{authenticate, authorize};
 use super::error::ApiError;
 use super::{AppState, Backend};
-use crate::dynamo::read::load_cells;
+use crate::dynamo::read::{load_cells, load_drops};
 use crate::query::request::{Grouping, Metric};
 use crate::query::{Query, QueryRequest, execute};
 use axum::Json;
@@ -112,10 +112,14 @@ pub async fn drops(
             String::new()
         }
     };
-    let Backend::Embedded { store, .. } = &app.backend else {
-        return Err(ApiError::BadRequest("drop counts are not read from DynamoDB yet".into()));
+    let counts = match &app.backend {
+        Backend::Embedded { store, .. } => store.drops(&site)?,
+        Backend::Dynamo(reader) => {
+            let regions: std::collections::BTreeSet<&str> = reader.lineages.iter().map(|(r, _)| r.as_str()).collect();
+            let regions: Vec<&str> = regions.into_iter().collect();
+            load_drops(&reader.client, &reader.table, &site, &regions).await.map_err(anyhow::Error::from)?
+        }
     };
-    let counts = store.drops(&site)?;
     Ok(Json(json!({ "site_id": params.site_id.map(|_| site), "drops": counts })))
 }
 
