@@ -14,7 +14,7 @@ const CONCURRENCY: usize = 16;
 
 /// Loads every cell of `site` in `buckets` from the lineages `(region, sub)`, and with
 /// `visitors` the hourly visitor sketches too: one Query per (local day, lineage, kind), up to
-/// [`CONCURRENCY`] at a time.
+/// 16 at a time.
 pub async fn load_cells(
     client: &Client,
     table: &str,
