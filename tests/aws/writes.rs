@@ -86,7 +86,10 @@ async fn measure(flush_interval_ms: u64) -> (usize, u64, std::collections::BTree
     tokio::time::sleep(Duration::from_millis(flush_interval_ms * 2 + 2_000)).await;
     let status = std::fs::read_to_string(format!("/proc/{}/status", consumer.child.id())).unwrap_or_default();
     let peak = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap_or("VmHWM: ?").to_owned();
-    eprintln!("  consumer peak resident memory at {flush_interval_ms} ms: {}", peak.trim_start_matches("VmHWM:").trim());
+    eprintln!(
+        "  consumer peak resident memory at {flush_interval_ms} ms: {}",
+        peak.trim_start_matches("VmHWM:").trim()
+    );
     assert!(consumer.terminate().success());
     let counts = proxy.counts().forwarded;
     let writes = ["UpdateItem", "PutItem", "TransactWriteItems", "BatchWriteItem", "DeleteItem"]
