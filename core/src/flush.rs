@@ -33,8 +33,6 @@ pub struct Flush {
     pub drops: BTreeMap<(String, DropReason), u64>,
     /// The latest arrival time among the entries, ms since the epoch (0: none).
     pub latest_ms: i64,
-    /// How many entries went in.
-    pub entries: usize,
 }
 
 impl Flush {
@@ -47,7 +45,6 @@ impl Flush {
         zone_of: &dyn Fn(&str) -> Option<TimeZone>,
         stored: &dyn SessionLookup,
     ) -> anyhow::Result<()> {
-        self.entries += 1;
         match entry {
             LogEntry::Event(event) => self.add_event(event, sub, zone_of, stored),
             LogEntry::Drop(drop) => {

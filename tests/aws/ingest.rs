@@ -124,16 +124,7 @@ pub async fn stored_totals(client: &aws_sdk_dynamodb::Client, table: &str) -> BT
             let pk = item["pk"].as_s().unwrap();
             let Some(rest) = pk.strip_prefix("c|") else { continue };
             let site = rest.split('|').next().unwrap().to_owned();
-            let n = |k: &str| item.get(k).map_or(0, |v| v.as_n().unwrap().parse::<i64>().unwrap());
-            let counters = Counters {
-                events: n("ev"),
-                pageviews: n("pv"),
-                visits: n("vi"),
-                bounces: n("bo"),
-                duration_ms: n("du"),
-                visit_pageviews: n("vp"),
-            };
-            totals.entry(site).or_default().add(&counters);
+            totals.entry(site).or_default().add(&tally_core::dynamo::items::counters_of(item));
         }
         match page.last_evaluated_key() {
             Some(key) if !key.is_empty() => start = Some(key.clone()),

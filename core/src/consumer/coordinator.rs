@@ -5,7 +5,7 @@
 
 use super::shard_worker::{Outcome, ShardContext, run_shard};
 use crate::kinesis::api;
-use crate::lease::{Lease, LeaseError, plan_takes};
+use crate::lease::{Lease, LeaseError, plan_takes, readable};
 use crate::telemetry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -115,16 +115,6 @@ async fn round(
         }
     }
     Ok(())
-}
-
-/// Open leases whose parents are finished (or gone from the table).
-fn readable(leases: &[Lease]) -> Vec<Lease> {
-    let open: HashSet<&str> = leases.iter().filter(|l| !l.is_finished()).map(|l| l.shard_id.as_str()).collect();
-    leases
-        .iter()
-        .filter(|l| !l.is_finished() && l.parents.iter().all(|p| !open.contains(p.as_str())))
-        .cloned()
-        .collect()
 }
 
 fn start(ctx: &Arc<ShardContext>, running: &mut HashMap<String, Running>, lease: Lease) {

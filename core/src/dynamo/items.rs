@@ -71,6 +71,20 @@ impl Update {
     }
 }
 
+/// The counters stored in a cell item (attributes `ev`, `pv`, `vi`, `bo`, `du`, `vp`, as
+/// `apply` adds them; a missing attribute is zero).
+pub fn counters_of(item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> Counters {
+    let n = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
+    Counters {
+        events: n("ev"),
+        pageviews: n("pv"),
+        visits: n("vi"),
+        bounces: n("bo"),
+        duration_ms: n("du"),
+        visit_pageviews: n("vp"),
+    }
+}
+
 /// The updates of a flush, in a stable order. Visits are not among them: they are the shard
 /// worker's state, kept in snapshots (see `snapshots`).
 pub fn updates(flush: &Flush) -> Vec<Update> {

@@ -2,6 +2,7 @@
 //! site's writer lineages (regions × sub-partitions).
 
 use super::error::{StoreError, classify};
+use super::items::counters_of;
 use crate::query::LoadedCells;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -150,14 +151,5 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Result<(Bucket, u64, CellKe
     let id = u64::from_str_radix(id, 16).map_err(|_| corrupt("cell id"))?;
     let key = item.get("k").and_then(|v| v.as_b().ok()).ok_or_else(|| corrupt("no key"))?;
     let key = postcard::from_bytes(key.as_ref()).map_err(|_| corrupt("key"))?;
-    let n = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
-    let counters = Counters {
-        events: n("ev"),
-        pageviews: n("pv"),
-        visits: n("vi"),
-        bounces: n("bo"),
-        duration_ms: n("du"),
-        visit_pageviews: n("vp"),
-    };
-    Ok((bucket, id, key, counters))
+    Ok((bucket, id, key, counters_of(item)))
 }

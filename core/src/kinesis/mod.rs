@@ -2,4 +2,3 @@
 
 pub mod api;
 pub mod shard_reader;
-pub mod shards;

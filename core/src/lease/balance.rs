@@ -2,7 +2,20 @@
 //! has fewer than its fair share, one lease from the most loaded worker.
 
 use super::table::Lease;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+
+/// The resharding rule: the open leases whose shards may be read now, those whose parents
+/// (one after a split, two after a merge) are finished or gone from the table (trimmed after the
+/// retention period). Reading a child only after its parents keeps each partition key's records
+/// in order across a split or a merge.
+pub fn readable(leases: &[Lease]) -> Vec<Lease> {
+    let open: HashSet<&str> = leases.iter().filter(|l| !l.is_finished()).map(|l| l.shard_id.as_str()).collect();
+    leases
+        .iter()
+        .filter(|l| !l.is_finished() && l.parents.iter().all(|p| !open.contains(p.as_str())))
+        .cloned()
+        .collect()
+}
 
 /// What a worker should try this round.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -82,6 +95,44 @@ mod tests {
         leases[0].expires_ms = 5_000;
         leases[1].expires_ms = 5_000;
         assert_eq!(plan_takes(&leases, "b", 2_000), Plan { take: vec!["s2".into(), "s3".into()], steal: None });
+    }
+
+    fn child(shard: &str, parents: &[&str]) -> Lease {
+        Lease { parents: parents.iter().map(|p| (*p).to_owned()).collect(), ..lease(shard, None, 0) }
+    }
+
+    fn readable_ids(leases: &[Lease], finished: &[&str]) -> Vec<String> {
+        let mut leases = leases.to_vec();
+        for l in &mut leases {
+            if finished.contains(&l.shard_id.as_str()) {
+                l.checkpoint = Lease::SHARD_END.into();
+            }
+        }
+        readable(&leases).into_iter().map(|l| l.shard_id).collect()
+    }
+
+    #[test]
+    fn split_children_wait_for_their_parent() {
+        let leases = [lease("p", None, 0), child("a", &["p"]), child("b", &["p"])];
+        assert_eq!(readable_ids(&leases, &[]), ["p"]);
+        assert_eq!(readable_ids(&leases, &["p"]), ["a", "b"]);
+        assert_eq!(readable_ids(&leases, &["p", "a"]), ["b"]);
+    }
+
+    #[test]
+    fn merged_child_waits_for_both_parents() {
+        let leases = [lease("p", None, 0), lease("q", None, 0), child("c", &["p", "q"])];
+        assert_eq!(readable_ids(&leases, &[]), ["p", "q"]);
+        assert_eq!(readable_ids(&leases, &["p"]), ["q"]);
+        assert_eq!(readable_ids(&leases, &["p", "q"]), ["c"]);
+    }
+
+    #[test]
+    fn trimmed_parents_do_not_block() {
+        let leases = [child("a", &["gone"]), child("c", &["a", "gone-too"])];
+        assert_eq!(readable_ids(&leases, &[]), ["a"]);
+        assert_eq!(readable_ids(&leases, &["a"]), ["c"]);
+        assert!(readable_ids(&leases, &["a", "c"]).is_empty());
     }
 
     #[test]

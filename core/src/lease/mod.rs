@@ -6,5 +6,5 @@
 pub mod balance;
 pub mod table;
 
-pub use balance::{Plan, plan_takes};
+pub use balance::{Plan, plan_takes, readable};
 pub use table::{Lease, LeaseError, LeaseTable};
