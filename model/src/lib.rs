@@ -10,6 +10,7 @@ pub mod codec;
 pub mod dimension;
 pub mod event;
 pub mod facts;
+pub mod hostnames;
 pub mod ingest;
 pub mod limits;
 pub mod page;

@@ -9,7 +9,7 @@
 
 use crate::codec::{self, CodecError};
 use crate::event::LogEntry;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The version byte in front of every record.
 pub const RECORD_VERSION: u8 = 1;
@@ -68,12 +68,32 @@ pub fn partition_key(entry: &LogEntry, sub_partitions: impl Fn(&str) -> u16) -> 
 }
 
 /// Packs encoded entries into records: one open record per partition key, closed when the next
-/// entry would take it past `max_bytes`.
+/// entry would take it past `max_bytes`. Each entry may name its origin (say, the queue message
+/// it came from), and every record tells the origins of its entries, so a producer knows which
+/// inputs a failed record holds.
 #[derive(Debug)]
 pub struct Packer {
     max_bytes: usize,
-    open: BTreeMap<String, (Vec<Vec<u8>>, usize)>,
-    done: Vec<Record>,
+    open: BTreeMap<String, Open>,
+    done: Vec<(Record, Vec<usize>)>,
+}
+
+/// A record still being filled.
+#[derive(Debug)]
+struct Open {
+    entries: Vec<Vec<u8>>,
+    bytes: usize,
+    origins: BTreeSet<usize>,
+}
+
+impl Open {
+    fn new() -> Open {
+        Open { entries: Vec::new(), bytes: RECORD_OVERHEAD, origins: BTreeSet::new() }
+    }
+
+    fn seal(self, partition_key: String) -> (Record, Vec<usize>) {
+        (seal(partition_key, &self.entries), self.origins.into_iter().collect())
+    }
 }
 
 impl Packer {
@@ -85,30 +105,47 @@ impl Packer {
 
     /// Adds one encoded entry under a partition key.
     pub fn push(&mut self, partition_key: &str, entry: Vec<u8>) {
+        self.push_from(partition_key, entry, 0);
+    }
+
+    /// Adds one encoded entry under a partition key, noting where it came from.
+    pub fn push_from(&mut self, partition_key: &str, entry: Vec<u8>, origin: usize) {
         let cost = varint_len(entry.len()) + entry.len();
-        let open = self.open.entry(partition_key.to_owned()).or_insert_with(|| (Vec::new(), RECORD_OVERHEAD));
-        if !open.0.is_empty() && open.1 + cost > self.max_bytes {
-            let (entries, _) = std::mem::replace(open, (Vec::new(), RECORD_OVERHEAD));
-            self.done.push(seal(partition_key.to_owned(), &entries));
+        let open = self.open.entry(partition_key.to_owned()).or_insert_with(Open::new);
+        if !open.entries.is_empty() && open.bytes + cost > self.max_bytes {
+            let full = std::mem::replace(open, Open::new());
+            self.done.push(full.seal(partition_key.to_owned()));
         }
-        open.0.push(entry);
-        open.1 += cost;
+        open.entries.push(entry);
+        open.bytes += cost;
+        open.origins.insert(origin);
     }
 
     /// Closes every open record and returns all records, full ones first.
-    pub fn finish(mut self) -> Vec<Record> {
-        for (key, (entries, _)) in std::mem::take(&mut self.open) {
-            self.done.push(seal(key, &entries));
+    pub fn finish(self) -> Vec<Record> {
+        self.finish_with_origins().into_iter().map(|(record, _)| record).collect()
+    }
+
+    /// Like [`Packer::finish`], with the sorted origins of each record's entries.
+    pub fn finish_with_origins(mut self) -> Vec<(Record, Vec<usize>)> {
+        for (key, open) in std::mem::take(&mut self.open) {
+            self.done.push(open.seal(key));
         }
         self.done
     }
 }
 
 fn seal(partition_key: String, entries: &[Vec<u8>]) -> Record {
+    Record { partition_key, data: record_data(entries) }
+}
+
+/// Record data (version byte and framing) holding these encoded entries; [`unpack`] reverses
+/// it. The edge also uses it as its queue message body.
+pub fn record_data(entries: &[Vec<u8>]) -> Vec<u8> {
     let mut data = vec![RECORD_VERSION];
     // Serialising byte vectors into a Vec cannot fail.
     data.extend(postcard::to_allocvec(entries).unwrap_or_default());
-    Record { partition_key, data }
+    data
 }
 
 fn varint_len(n: usize) -> usize {
@@ -215,6 +252,24 @@ mod tests {
         assert!(records.iter().all(|r| r.data.len() <= 2_000), "{:?}", records.iter().map(|r| r.data.len()).max());
         let count: usize = records.iter().map(|r| unpack(&r.data).expect("unpacks").len()).sum();
         assert_eq!(count, entries.len());
+    }
+
+    #[test]
+    fn records_name_the_origins_of_their_entries() {
+        let mut packer = Packer::new(120);
+        // Origins 0 and 1 share key a; origin 2 fills key b past one record.
+        packer.push_from("a#0", codec::encode(&event("a", 0, 1)), 0);
+        packer.push_from("a#0", codec::encode(&event("a", 0, 2)), 1);
+        for id in 0..6 {
+            packer.push_from("b#0", codec::encode(&event("b", 0, id)), 2);
+        }
+        let records = packer.finish_with_origins();
+        let of_key = |key: &str| -> Vec<Vec<usize>> {
+            records.iter().filter(|(r, _)| r.partition_key == key).map(|(_, o)| o.clone()).collect()
+        };
+        assert_eq!(of_key("a#0"), vec![vec![0, 1]]);
+        let b = of_key("b#0");
+        assert!(b.len() > 1 && b.iter().all(|o| o == &vec![2]), "{b:?}");
     }
 
     #[test]

@@ -77,11 +77,13 @@ pub enum DropReason {
     InvalidRevenue,
     /// The domain is not a valid host name.
     InvalidDomain,
+    /// The page's host is not one the site allows (edge site settings).
+    HostnameNotAllowed,
 }
 
 impl DropReason {
     /// Every reason, in a stable order.
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Bot,
         DropReason::UnknownSite,
         DropReason::MissingField,
@@ -95,6 +97,7 @@ impl DropReason {
         DropReason::PropValueNotScalar,
         DropReason::InvalidRevenue,
         DropReason::InvalidDomain,
+        DropReason::HostnameNotAllowed,
     ];
 
     /// The stable snake_case name of the reason.
@@ -113,6 +116,7 @@ impl DropReason {
             DropReason::PropValueNotScalar => "prop_value_not_scalar",
             DropReason::InvalidRevenue => "invalid_revenue",
             DropReason::InvalidDomain => "invalid_domain",
+            DropReason::HostnameNotAllowed => "hostname_not_allowed",
         }
     }
 }

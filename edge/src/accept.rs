@@ -1,0 +1,128 @@
+//! `POST /api/event`: check and enrich with the model, rate-limit, hand to the queue, answer.
+//!
+//! The statuses, error reasons and `X-Tally-*` headers are those of `tally serve` for the same
+//! body (the shared bad-input vectors check it). The answer is 202 only after the queue send has
+//! resolved; anything that stops the hand-off is a 503, so the tracker may retry.
+
+use crate::{config, cors, queue_message, rate_limit, salts, sites};
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use tally_model::event::LogEntry;
+use tally_model::hostnames;
+use tally_model::ingest::{RequestContext, ingest};
+use tally_model::limits::MAX_BODY_BYTES;
+use tally_model::reject::Rejection;
+use tally_model::wire::{self, WireDrop};
+use worker::{Date, Env, QueueContentType, RawMessageBuilder, Request, Response, Result};
+
+/// Handles one tracking request.
+pub async fn event(mut req: Request, env: &Env) -> Result<Response> {
+    let declared = req.headers().get("content-length")?.and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return rejected(Rejection::BodyTooLarge);
+    }
+    let body = req.bytes().await?;
+    if body.len() > MAX_BODY_BYTES {
+        return rejected(Rejection::BodyTooLarge);
+    }
+    let headers = req.headers();
+    let content_type = headers.get("content-type")?;
+    let user_agent = headers.get("user-agent")?.unwrap_or_default();
+    // Cloudflare sets CF-Connecting-IP; the IP feeds the visitor id and rate-limit key only.
+    let ip = headers.get("cf-connecting-ip")?.and_then(|v| v.parse().ok()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let country = req.cf().and_then(|cf| cf.country());
+    let now_ms = Date::now().as_millis();
+
+    let domains = match domains_named(content_type.as_deref(), &body) {
+        Ok(domains) => domains,
+        Err(rejection) => return rejected(rejection),
+    };
+    let (settings, salts) = match (sites::lookup(env, &domains, now_ms).await, salts::salts_at(env, now_ms).await) {
+        (Ok(settings), Ok(salts)) => (settings, salts),
+        (Err(error), _) | (_, Err(error)) => return unavailable(&error),
+    };
+    let registered: Vec<(&str, &sites::SiteSettings)> =
+        settings.iter().filter_map(|(domain, s)| Some((domain.as_str(), s.as_ref()?))).collect();
+    if !rate_limit::allow(env, &salts, ip, &user_agent, &registered).await {
+        return error_response(429, "rate_limited");
+    }
+
+    let ctx = RequestContext {
+        content_type: content_type.as_deref(),
+        user_agent: &user_agent,
+        ip,
+        country: country.as_deref(),
+        received_ms: now_ms as i64,
+        salts: &salts,
+        first_event_id: random_id()?,
+    };
+    let mut entries = match ingest(&body, &ctx, |domain| matches!(settings.get(domain), Some(Some(_)))) {
+        Ok(entries) => entries,
+        Err(rejection) => return rejected(rejection),
+    };
+    hostnames::enforce(&mut entries, |site| Some(settings.get(site)?.as_ref()?.allowed_hostnames.clone()));
+
+    let message = RawMessageBuilder::new(queue_message::encode(&entries)).build_with_content_type(QueueContentType::V8);
+    if let Err(error) = env.queue(config::binding::EVENTS)?.send_raw(message).await {
+        return unavailable(&error);
+    }
+    accepted(&entries)
+}
+
+/// The distinct domains a body names (valid or not), or the whole-body rejection.
+fn domains_named(content_type: Option<&str>, body: &[u8]) -> std::result::Result<Vec<String>, Rejection> {
+    wire::check_content_type(content_type)?;
+    let named: BTreeSet<String> = wire::parse_body(body)?
+        .into_iter()
+        .filter_map(|parsed| match parsed {
+            Ok(event) => Some(event.domain),
+            Err(WireDrop { domain, .. }) => domain,
+        })
+        .collect();
+    Ok(named.into_iter().collect())
+}
+
+/// 202 with the accepted count and the drop reasons in body order, as `tally serve` answers.
+fn accepted(entries: &[LogEntry]) -> Result<Response> {
+    let accepted = entries.iter().filter(|e| matches!(e, LogEntry::Event(_))).count();
+    let dropped: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| match e {
+            LogEntry::Drop(drop) => Some(drop.reason.as_str()),
+            LogEntry::Event(_) => None,
+        })
+        .collect();
+    let response = Response::ok("ok")?.with_status(202);
+    let headers = response.headers();
+    cors::allow(headers)?;
+    headers.set("x-tally-accepted", &accepted.to_string())?;
+    if !dropped.is_empty() {
+        headers.set("x-tally-dropped", &dropped.join(", "))?;
+    }
+    Ok(response)
+}
+
+fn rejected(rejection: Rejection) -> Result<Response> {
+    error_response(rejection.status(), &rejection.to_string())
+}
+
+/// The hand-off could not be made: nothing was accepted, the client should retry.
+fn unavailable(error: &worker::Error) -> Result<Response> {
+    worker::console_error!("ingest unavailable: {error}");
+    error_response(503, "unavailable")
+}
+
+fn error_response(status: u16, reason: &str) -> Result<Response> {
+    let mut body = HashMap::new();
+    body.insert("error", reason);
+    let response = Response::from_json(&body)?.with_status(status);
+    cors::allow(response.headers())?;
+    Ok(response)
+}
+
+fn random_id() -> Result<u128> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| worker::Error::RustError(format!("no randomness for an event id: {e}")))?;
+    Ok(u128::from_le_bytes(bytes))
+}

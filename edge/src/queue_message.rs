@@ -1,0 +1,27 @@
+//! The queue message: one request's log entries, in the Kinesis record data format (version
+//! byte, then the entries as `tally_model::codec` encodes them), sent as bytes.
+//!
+//! A request body is at most 64 KiB, and its entries encode to about as much, well inside a
+//! queue message's 128 KB.
+
+use js_sys::Uint8Array;
+use tally_model::event::LogEntry;
+use tally_model::{codec, record};
+use wasm_bindgen::{JsCast, JsValue};
+use worker::{Error, Result};
+
+/// The message body for these entries.
+pub fn encode(entries: &[LogEntry]) -> JsValue {
+    let encoded: Vec<Vec<u8>> = entries.iter().map(codec::encode).collect();
+    Uint8Array::from(record::record_data(&encoded).as_slice()).into()
+}
+
+/// The entries of a message body.
+pub fn decode(body: &JsValue) -> Result<Vec<LogEntry>> {
+    let bytes = body
+        .dyn_ref::<Uint8Array>()
+        .map(Uint8Array::to_vec)
+        .or_else(|| body.dyn_ref::<js_sys::ArrayBuffer>().map(|b| Uint8Array::new(b).to_vec()))
+        .ok_or_else(|| Error::RustError("queue message is not bytes".into()))?;
+    record::unpack(&bytes).map_err(|e| Error::RustError(format!("queue message: {e}")))
+}
