@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// What the proxy counted.
@@ -22,7 +23,7 @@ struct Inner {
     upstream: String,
     client: reqwest::Client,
     /// Throttle one request in `every` of the operations whose name contains one of `targets`.
-    every: u64,
+    every: AtomicU64,
     targets: Vec<String>,
     /// The `__type` of the throttling error, e.g. DynamoDB's
     /// `com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException`.
@@ -46,7 +47,7 @@ impl Proxy {
         let inner = Arc::new(Inner {
             upstream: upstream.trim_end_matches('/').to_owned(),
             client: reqwest::Client::new(),
-            every,
+            every: AtomicU64::new(every),
             targets: targets.iter().map(|t| (*t).to_owned()).collect(),
             error_type: error_type.to_owned(),
             seen: Mutex::new((0, Counts::default())),
@@ -66,6 +67,12 @@ impl Proxy {
         Proxy { inner, url: format!("http://{address}") }
     }
 
+    /// From now on, throttles one in `every` requests of its targets (0: none, 1: all).
+    #[allow(dead_code, reason = "not every test binary that includes the proxy changes it")]
+    pub fn set_every(&self, every: u64) {
+        self.inner.every.store(every, Ordering::SeqCst);
+    }
+
     /// The counts so far.
     pub fn counts(&self) -> Counts {
         self.inner.seen.lock().unwrap().1.clone()
@@ -83,9 +90,10 @@ async fn forward(
     let operation = target.rsplit('.').next().unwrap_or("-").to_owned();
     let throttle = {
         let mut seen = inner.seen.lock().unwrap();
-        let chosen = inner.every > 0 && inner.targets.iter().any(|t| operation.contains(t.as_str()));
+        let every = inner.every.load(Ordering::SeqCst);
+        let chosen = every > 0 && inner.targets.iter().any(|t| operation.contains(t.as_str()));
         seen.0 += u64::from(chosen);
-        let throttle = chosen && seen.0 % inner.every == 0;
+        let throttle = chosen && seen.0 % every == 0;
         let counts = if throttle { &mut seen.1.throttled } else { &mut seen.1.forwarded };
         *counts.entry(operation).or_default() += 1;
         throttle

@@ -9,3 +9,4 @@ mod cli_while_serving;
 mod crash_recovery;
 mod harness;
 mod ingest_and_query;
+mod vectors;
