@@ -21,6 +21,7 @@ mod stream;
 mod worker;
 
 mod bad_input;
+mod cpu;
 mod forwarding;
 mod outage;
 mod settings;

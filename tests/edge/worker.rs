@@ -96,6 +96,23 @@ impl Worker {
         panic!("the Worker did not start within 90 s; log:\n{}", self.log());
     }
 
+    /// The workerd processes serving this Worker (wrangler's process group).
+    #[allow(dead_code, reason = "used by the ignored CPU measurement only")]
+    pub fn workerd_pids(&self) -> Vec<u32> {
+        let group = self.child.id().to_string();
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+            // Field 5 (the 3rd after the name) is the process group.
+            if head.ends_with("(workerd") && rest.split_whitespace().nth(2) == Some(group.as_str()) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
     /// What wrangler printed so far (request lines, queue batches, console output).
     pub fn log(&self) -> String {
         let read = |name: &str| std::fs::read_to_string(self.state.join(name)).unwrap_or_default();
