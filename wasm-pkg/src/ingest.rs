@@ -1,0 +1,93 @@
+//! `ingest(body, ctx, sites, subPartitions)`: the edge's whole decision for one request, with
+//! its log entries packed into Kinesis records, answered as the native server answers.
+
+use crate::context::Context;
+use crate::js::to_js;
+use crate::sites::SiteCheck;
+use crate::types::{IngestContext, IngestResult, Sites};
+use serde::Serialize;
+use tally_model::event::LogEntry;
+use tally_model::limits::MAX_BODY_BYTES;
+use tally_model::record::{self, Record};
+use tally_model::reject::Rejection;
+use wasm_bindgen::prelude::*;
+
+/// The answer to one body (see `IngestResult` in the TypeScript types).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Answer {
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// At most a batch (25), so a JavaScript number rather than a bigint.
+    accepted: u32,
+    dropped: Vec<&'static str>,
+    records: Vec<PackedRecord>,
+}
+
+/// One Kinesis record.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PackedRecord {
+    partition_key: String,
+    #[serde(with = "serde_bytes")]
+    data: Vec<u8>,
+}
+
+impl Answer {
+    fn rejected(rejection: Rejection) -> Answer {
+        let error = Some(rejection.to_string());
+        Answer { status: rejection.status(), error, accepted: 0, dropped: Vec::new(), records: Vec::new() }
+    }
+
+    fn taken(entries: &[LogEntry], sub_partitions: u16) -> Answer {
+        let accepted = entries.iter().filter(|e| matches!(e, LogEntry::Event(_))).count();
+        let accepted = u32::try_from(accepted).unwrap_or(u32::MAX);
+        let dropped = entries
+            .iter()
+            .filter_map(|e| match e {
+                LogEntry::Drop(drop) => Some(drop.reason.as_str()),
+                LogEntry::Event(_) => None,
+            })
+            .collect();
+        let records = record::pack(entries, |_| sub_partitions)
+            .into_iter()
+            .map(|Record { partition_key, data }| PackedRecord { partition_key, data })
+            .collect();
+        Answer { status: 202, error: None, accepted, dropped, records }
+    }
+}
+
+/// Checks, enriches and packs one request body. Never throws for bad input (that is a 4xx
+/// result); throws for a malformed `ctx`, `sites` or `subPartitions`, or rethrows what a
+/// `sites` predicate threw.
+#[wasm_bindgen(js_name = ingest)]
+pub fn ingest(
+    body: &[u8],
+    ctx: &IngestContext,
+    sites: &Sites,
+    #[wasm_bindgen(js_name = subPartitions)] sub_partitions: u32,
+) -> Result<IngestResult, JsValue> {
+    let context = Context::read(ctx)?;
+    let sites = SiteCheck::read(sites)?;
+    let sub_partitions = u16::try_from(sub_partitions)
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| JsError::new("`subPartitions` must be in 1..=65535"))?;
+    let answer = decide(body, &context, &sites, sub_partitions);
+    if let Some(thrown) = sites.thrown() {
+        return Err(thrown);
+    }
+    Ok(to_js(&answer)?.unchecked_into())
+}
+
+fn decide(body: &[u8], context: &Context, sites: &SiteCheck, sub_partitions: u16) -> Answer {
+    // As the native server does, a body over the limit is refused before its type is looked at.
+    if body.len() > MAX_BODY_BYTES {
+        return Answer::rejected(Rejection::BodyTooLarge);
+    }
+    match tally_model::ingest::ingest(body, &context.request(), |site| sites.contains(site)) {
+        Ok(entries) => Answer::taken(&entries, sub_partitions),
+        Err(rejection) => Answer::rejected(rejection),
+    }
+}
