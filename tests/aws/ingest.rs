@@ -2,21 +2,15 @@
 //! with several shards, consumed by several `tally ingest` processes into dynoxide, counted
 //! exactly once — also when consumers are killed and restarted.
 
+use crate::bed::{Bed, Consumer, QueryServer, data_dir, expected_metrics, free_address, ground_truth, settle};
 use crate::proxy::Proxy;
-use crate::stand_ins::{Dynoxide, Kinesalite, settings};
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use tally_core::dynamo::Tables;
-use tally_core::flush::{Flush, SessionLookup};
 use tally_core::kinesis::api;
 use tally_model::event::{Drop as DropEntry, Event, EventId, LogEntry, VisitorIds};
 use tally_model::record::pack;
 use tally_model::reject::DropReason;
-use tally_model::rollup::Counters;
-use tally_model::session::Session;
 
 const UA: &str =
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
@@ -45,29 +39,6 @@ pub fn trace(n: usize, sites: usize, start_ms: i64) -> Vec<LogEntry> {
         .collect()
 }
 
-struct NoStoredVisits;
-
-impl SessionLookup for NoStoredVisits {
-    fn session(&self, _: &str, _: u64) -> anyhow::Result<Option<Session>> {
-        Ok(None)
-    }
-}
-
-/// The totals per site that the events must produce, computed by the same model in one pass.
-pub fn ground_truth(entries: &[LogEntry]) -> BTreeMap<String, Counters> {
-    let mut flush = Flush::default();
-    for entry in entries {
-        flush.add(entry, 0, &|_| None, &NoStoredVisits).unwrap();
-    }
-    let mut totals: BTreeMap<String, Counters> = BTreeMap::new();
-    for ((site, _), rollup) in &flush.rollups {
-        for counters in rollup.cells.values() {
-            totals.entry(site.clone()).or_default().add(counters);
-        }
-    }
-    totals
-}
-
 /// Puts every entry on the stream, packed, retrying only the failed records.
 pub async fn put_all(client: &aws_sdk_kinesis::Client, stream: &str, entries: &[LogEntry], subs: u16) -> usize {
     let records = pack(entries, |_| subs);
@@ -81,27 +52,6 @@ pub async fn put_all(client: &aws_sdk_kinesis::Client, stream: &str, entries: &[
     records.len()
 }
 
-/// Both stand-ins, clients for them, and (unless `shards` is 0) a stream `events`.
-pub struct Bed {
-    pub kinesalite: Kinesalite,
-    pub dynamo: Dynoxide,
-    pub kinesis: aws_sdk_kinesis::Client,
-    pub dynamodb: aws_sdk_dynamodb::Client,
-}
-
-impl Bed {
-    pub async fn start(shards: i32) -> Bed {
-        let (kinesalite, dynamo) = (Kinesalite::start(), Dynoxide::start());
-        let aws = settings(Some(&kinesalite.url), Some(&dynamo.url));
-        let kinesis = tally_core::aws::kinesis(&aws).await;
-        let dynamodb = tally_core::aws::dynamodb(&aws).await;
-        if shards > 0 {
-            api::create_stream(&kinesis, "events", shards).await.unwrap();
-        }
-        Bed { kinesalite, dynamo, kinesis, dynamodb }
-    }
-}
-
 /// The distinct visitor ids of a site's events.
 pub fn distinct_visitors(entries: &[LogEntry], site: &str) -> usize {
     let ids: std::collections::HashSet<u64> = entries
@@ -112,204 +62,6 @@ pub fn distinct_visitors(entries: &[LogEntry], site: &str) -> usize {
         })
         .collect();
     ids.len()
-}
-
-/// Sums the counters of every cell item per site (a scan: tests only).
-pub async fn stored_totals(client: &aws_sdk_dynamodb::Client, table: &str) -> BTreeMap<String, Counters> {
-    let mut totals: BTreeMap<String, Counters> = BTreeMap::new();
-    let mut start = None;
-    loop {
-        let page = client.scan().table_name(table).set_exclusive_start_key(start.take()).send().await.unwrap();
-        for item in page.items() {
-            let pk = item["pk"].as_s().unwrap();
-            let Some(rest) = pk.strip_prefix("c|") else { continue };
-            let site = rest.split('|').next().unwrap().to_owned();
-            totals.entry(site).or_default().add(&tally_core::dynamo::items::counters_of(item));
-        }
-        match page.last_evaluated_key() {
-            Some(key) if !key.is_empty() => start = Some(key.clone()),
-            _ => return totals,
-        }
-    }
-}
-
-/// A `tally ingest` child process, killed on drop.
-pub struct Consumer {
-    pub child: Child,
-}
-
-impl Consumer {
-    pub fn start(kinesis: &str, dynamo: &str, stream: &str, data_dir: &Path, worker: &str) -> Consumer {
-        Consumer::in_region(kinesis, dynamo, stream, data_dir, worker, "us-east-1")
-    }
-
-    pub fn in_region(kinesis: &str, dynamo: &str, stream: &str, dir: &Path, worker: &str, region: &str) -> Consumer {
-        Consumer::spawn(kinesis, dynamo, stream, dir, worker, region, 200, &[])
-    }
-
-    pub fn with_flush_interval(
-        kinesis: &str,
-        dynamo: &str,
-        stream: &str,
-        dir: &Path,
-        worker: &str,
-        ms: u64,
-    ) -> Consumer {
-        Consumer::spawn(kinesis, dynamo, stream, dir, worker, "us-east-1", ms, &[])
-    }
-
-    pub fn with_args(kinesis: &str, dynamo: &str, stream: &str, dir: &Path, worker: &str, extra: &[&str]) -> Consumer {
-        Consumer::spawn(kinesis, dynamo, stream, dir, worker, "us-east-1", 200, extra)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn spawn(
-        kinesis: &str,
-        dynamo: &str,
-        stream: &str,
-        data_dir: &Path,
-        worker: &str,
-        region: &str,
-        ms: u64,
-        extra: &[&str],
-    ) -> Consumer {
-        let interval = ms.to_string();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args(["ingest", "--stream", stream, "--region", region, "--app", "t", "--stand-in-credentials"])
-            .args(["--create-tables", "--kinesis-endpoint", kinesis, "--dynamodb-endpoint", dynamo])
-            .args(["--worker-id", worker, "--flush-interval-ms", &interval, "--lease-duration-ms", "3000"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
-            .env("TALLY_LOG", std::env::var("TALLY_E2E_LOG").unwrap_or_else(|_| "warn".into()))
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.starts_with("consuming"), "unexpected first line {line:?}");
-        Consumer { child }
-    }
-
-    pub fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "tally ingest did not stop within 20 s of SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Consumer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A `tally query` child process over the aggregate table, killed on drop.
-pub struct QueryServer {
-    child: Child,
-    pub url: String,
-}
-
-impl QueryServer {
-    pub fn start(dynamo: &str, data_dir: &Path, regions: &str, subs: u16) -> QueryServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args(["query", "--listen", "127.0.0.1:0", "--region", "us-east-1", "--regions", regions, "--app", "t"])
-            .args(["--sub-partitions", &subs.to_string(), "--dynamodb-endpoint", dynamo, "--stand-in-credentials"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("TALLY_LOG", "warn")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected {line:?}")).to_owned();
-        QueryServer { child, url }
-    }
-
-    /// The totals of one site on one day, through the Stats API.
-    pub async fn totals(&self, key: &str, site: &str, day: &str) -> serde_json::Value {
-        let body = serde_json::json!({
-            "site_id": site,
-            "metrics": ["events", "pageviews", "visits", "bounce_rate", "views_per_visit"],
-            "date_range": [day, day],
-        });
-        let response = reqwest::Client::new()
-            .post(format!("{}/api/v2/query", self.url))
-            .bearer_auth(key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        response.json::<serde_json::Value>().await.unwrap()["results"][0]["metrics"].clone()
-    }
-}
-
-impl Drop for QueryServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The metrics `QueryServer::totals` asks for, computed from counters.
-pub fn expected_metrics(c: &Counters) -> serde_json::Value {
-    let per_visit = |n: i64| if c.visits > 0 { n as f64 / c.visits as f64 } else { 0.0 };
-    serde_json::json!([
-        c.events,
-        c.pageviews,
-        c.visits,
-        (per_visit(c.bounces) * 100.0).round() as i64,
-        (per_visit(c.visit_pageviews) * 100.0).round() / 100.0
-    ])
-}
-
-/// A loopback address with a port that was free a moment ago.
-pub fn free_address() -> String {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    probe.local_addr().unwrap().to_string()
-}
-
-pub fn data_dir(name: &str, sites: usize) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tally-aws-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    for i in 0..sites {
-        tally_core::registry::add_site(&dir, &format!("site{i}.example"), None).unwrap();
-    }
-    dir
-}
-
-/// Waits until the stored totals equal `expected`, or fails after `limit` with the difference.
-pub async fn settle(client: &aws_sdk_dynamodb::Client, expected: &BTreeMap<String, Counters>, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    loop {
-        let stored = stored_totals(client, &Tables::named("t", "any").aggregates).await;
-        if &stored == expected {
-            return;
-        }
-        if Instant::now() > deadline {
-            let wrong: Vec<_> = expected.iter().filter(|(s, c)| stored.get(*s) != Some(c)).take(3).collect();
-            panic!("totals differ after {limit:?}: expected (first differing) {wrong:?}, stored {:?}", {
-                wrong.iter().map(|(s, _)| stored.get(*s)).collect::<Vec<_>>()
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

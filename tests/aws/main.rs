@@ -4,6 +4,8 @@
 
 mod stand_ins;
 
+mod bed;
+
 mod ingest;
 mod kinesis;
 mod lease;

@@ -1,6 +1,7 @@
 //! A loopback proxy in front of a stand-in that counts requests by operation (`X-Amz-Target`)
 //! and answers a share of chosen operations with the real throttling error instead of
-//! forwarding them: the fault the stand-ins cannot produce themselves.
+//! forwarding them, or forwards them and then loses the answer (a 500 to the caller although
+//! the stand-in did the work): the faults the stand-ins cannot produce themselves.
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -17,6 +18,8 @@ pub struct Counts {
     pub forwarded: BTreeMap<String, u64>,
     /// Throttled requests per operation.
     pub throttled: BTreeMap<String, u64>,
+    /// Forwarded requests per operation whose answer was replaced by a 500.
+    pub lost: BTreeMap<String, u64>,
 }
 
 struct Inner {
@@ -24,11 +27,14 @@ struct Inner {
     client: reqwest::Client,
     /// Throttle one request in `every` of the operations whose name contains one of `targets`.
     every: AtomicU64,
+    /// Of the forwarded requests of `targets`, lose the answer of one in `lose_every`.
+    lose_every: AtomicU64,
     targets: Vec<String>,
     /// The `__type` of the throttling error, e.g. DynamoDB's
     /// `com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException`.
     error_type: String,
-    seen: Mutex<(u64, Counts)>,
+    /// Requests of `targets` seen and forwarded so far, and the counts.
+    seen: Mutex<(u64, u64, Counts)>,
 }
 
 /// A running proxy; it stops with the test process.
@@ -48,9 +54,10 @@ impl Proxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
             client: reqwest::Client::new(),
             every: AtomicU64::new(every),
+            lose_every: AtomicU64::new(0),
             targets: targets.iter().map(|t| (*t).to_owned()).collect(),
             error_type: error_type.to_owned(),
-            seen: Mutex::new((0, Counts::default())),
+            seen: Mutex::new((0, 0, Counts::default())),
         });
         let (tx, rx) = std::sync::mpsc::channel();
         let state = inner.clone();
@@ -73,9 +80,16 @@ impl Proxy {
         self.inner.every.store(every, Ordering::SeqCst);
     }
 
+    /// From now on, forwards every request of its targets that it does not throttle, but
+    /// answers one in `every` of them with a 500 instead of the stand-in's answer (0: none).
+    #[allow(dead_code, reason = "not every test binary that includes the proxy changes it")]
+    pub fn set_lose_every(&self, every: u64) {
+        self.inner.lose_every.store(every, Ordering::SeqCst);
+    }
+
     /// The counts so far.
     pub fn counts(&self) -> Counts {
-        self.inner.seen.lock().unwrap().1.clone()
+        self.inner.seen.lock().unwrap().2.clone()
     }
 }
 
@@ -88,15 +102,25 @@ async fn forward(
 ) -> Response {
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
     let operation = target.rsplit('.').next().unwrap_or("-").to_owned();
-    let throttle = {
+    let (throttle, lose) = {
         let mut seen = inner.seen.lock().unwrap();
+        let targeted = inner.targets.iter().any(|t| operation.contains(t.as_str()));
         let every = inner.every.load(Ordering::SeqCst);
-        let chosen = every > 0 && inner.targets.iter().any(|t| operation.contains(t.as_str()));
+        let chosen = every > 0 && targeted;
         seen.0 += u64::from(chosen);
         let throttle = chosen && seen.0 % every == 0;
-        let counts = if throttle { &mut seen.1.throttled } else { &mut seen.1.forwarded };
-        *counts.entry(operation).or_default() += 1;
-        throttle
+        let lose_every = inner.lose_every.load(Ordering::SeqCst);
+        let lose = !throttle && targeted && lose_every > 0 && {
+            seen.1 += 1;
+            seen.1 % lose_every == 0
+        };
+        let counts = &mut seen.2;
+        let counts = if throttle { &mut counts.throttled } else { &mut counts.forwarded };
+        *counts.entry(operation.clone()).or_default() += 1;
+        if lose {
+            *seen.2.lost.entry(operation).or_default() += 1;
+        }
+        (throttle, lose)
     };
     if throttle {
         let body =
@@ -111,6 +135,11 @@ async fn forward(
         }
     }
     match request.send().await {
+        Ok(answer) if lose => {
+            let _ = answer.bytes().await;
+            let body = r#"{"__type":"InternalFailure","message":"answer lost (injected by the test proxy)"}"#;
+            (StatusCode::INTERNAL_SERVER_ERROR, [("content-type", "application/x-amz-json-1.1")], body).into_response()
+        }
         Ok(answer) => {
             let mut response = Response::builder().status(answer.status().as_u16());
             for (name, value) in answer.headers() {

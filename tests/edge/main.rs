@@ -5,11 +5,15 @@
 //!
 //! Needs the Worker built (`edge/scripts/build`) and its npm tools (`npm ci --prefix edge`);
 //! `scripts/test` does both.
-#![allow(missing_docs, clippy::unwrap_used)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 
 #[path = "../aws/stand_ins.rs"]
-#[allow(dead_code, reason = "the edge tests use only kinesalite")]
+#[allow(dead_code, reason = "not every helper is used here")]
 mod stand_ins;
+
+#[path = "../aws/bed.rs"]
+#[allow(dead_code, reason = "not every helper is used here")]
+mod bed;
 
 #[path = "../aws/proxy.rs"]
 mod proxy;
@@ -24,4 +28,5 @@ mod bad_input;
 mod cpu;
 mod forwarding;
 mod outage;
+mod pipeline;
 mod settings;

@@ -1,0 +1,61 @@
+//! The whole cloud pipeline behind the Worker: tracking requests → Worker → Queue → Kinesis →
+//! `tally ingest` → DynamoDB → `tally query`. A proxy in front of kinesalite loses the answer to
+//! some `PutRecords` calls after kinesalite stored their records, so the Worker puts them again:
+//! real duplicates on the stream. Every accepted event still counts once.
+
+use crate::bed::{Bed, Consumer, QueryServer, data_dir, expected_metrics, ground_truth, settle};
+use crate::forwarding::post_batches;
+use crate::proxy::Proxy;
+use crate::stream::{self, STREAM};
+use crate::worker::Worker;
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tally_core::kinesis::api;
+use tally_model::event::LogEntry;
+
+const SITE: &str = "site0.example";
+/// The Worker's test environment's SUB_PARTITIONS.
+const SUB_PARTITIONS: u16 = 4;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_to_dynamodb_counts_every_event_once_despite_duplicates() {
+    let bed = Bed::start(0).await;
+    api::create_stream(&bed.kinesis, STREAM, 2).await.unwrap();
+    let proxy = Proxy::start(&bed.kinesalite.url, 0, &["PutRecords"], "-").await;
+    proxy.set_lose_every(2);
+    let worker = Worker::start(&proxy.url, &[(SITE, r#"{"rate_limit_per_minute": 60000}"#)]).await;
+
+    // Two rounds, more than a queue batch apart, so that the Worker makes several calls.
+    let mut posted = post_batches(&worker.url, SITE, "a", 10).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    posted.extend(post_batches(&worker.url, SITE, "b", 10).await);
+    let on_stream = stream::wait_for_events(&bed.kinesis, posted.len(), Duration::from_secs(60)).await;
+    let ids = stream::event_ids(&on_stream);
+    assert_eq!(ids.len(), posted.len(), "log:\n{}", worker.log());
+    let duplicates = on_stream.len() - ids.len();
+    assert!(proxy.counts().lost.values().sum::<u64>() > 0 && duplicates > 0, "the test must produce duplicates");
+
+    // What the events must add up to: each event once (the first copy of each id).
+    let mut seen = BTreeSet::new();
+    let distinct: Vec<LogEntry> = on_stream
+        .into_iter()
+        .filter_map(|(_, entry)| match &entry {
+            LogEntry::Event(event) => seen.insert(event.id).then_some(entry),
+            LogEntry::Drop(_) => Some(entry),
+        })
+        .collect();
+    let expected = ground_truth(&distinct);
+    assert_eq!(expected[SITE].events, 500);
+
+    let dir = data_dir("edge-pipeline", 1);
+    let consumer = Consumer::start(&bed.kinesalite.url, &bed.dynamo.url, STREAM, &dir, "w");
+    settle(&bed.dynamodb, &expected, Duration::from_secs(60)).await;
+    let key = tally_core::registry::create_key(&dir, &[SITE.to_owned()]).unwrap();
+    let query = QueryServer::start(&bed.dynamo.url, &dir, "us-east-1", SUB_PARTITIONS);
+    let LogEntry::Event(first) = &distinct[0] else { panic!("a drop first") };
+    let day = jiff::Timestamp::from_millisecond(first.received_ms).unwrap().to_string()[..10].to_owned();
+    assert_eq!(query.totals(&key, SITE, &day).await, expected_metrics(&expected[SITE]));
+    println!("{} events, {duplicates} duplicate copies on the stream, counted once", ids.len());
+    assert!(consumer.terminate().success());
+    let _ = std::fs::remove_dir_all(dir);
+}
