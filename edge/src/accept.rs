@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use tally_model::event::LogEntry;
 use tally_model::hostnames;
-use tally_model::ingest::{RequestContext, ingest};
+use tally_model::ingest::{RequestContext, answer_counts, ingest};
 use tally_model::limits::MAX_BODY_BYTES;
 use tally_model::reject::Rejection;
 use tally_model::wire::{self, WireDrop};
@@ -84,14 +84,7 @@ fn domains_named(content_type: Option<&str>, body: &[u8]) -> std::result::Result
 
 /// 202 with the accepted count and the drop reasons in body order, as `tally serve` answers.
 fn accepted(entries: &[LogEntry]) -> Result<Response> {
-    let accepted = entries.iter().filter(|e| matches!(e, LogEntry::Event(_))).count();
-    let dropped: Vec<&str> = entries
-        .iter()
-        .filter_map(|e| match e {
-            LogEntry::Drop(drop) => Some(drop.reason.as_str()),
-            LogEntry::Event(_) => None,
-        })
-        .collect();
+    let (accepted, dropped) = answer_counts(entries);
     let response = Response::ok("ok")?.with_status(202);
     let headers = response.headers();
     cors::allow(headers)?;

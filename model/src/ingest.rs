@@ -51,6 +51,20 @@ pub fn ingest(
     Ok(entries.collect())
 }
 
+/// What the answer to an ingested request reports, the same from every host: the number of
+/// accepted events (`X-Tally-Accepted`) and each drop's reason in body order (`X-Tally-Dropped`).
+pub fn answer_counts(entries: &[LogEntry]) -> (usize, Vec<&'static str>) {
+    let accepted = entries.iter().filter(|e| matches!(e, LogEntry::Event(_))).count();
+    let dropped = entries
+        .iter()
+        .filter_map(|e| match e {
+            LogEntry::Drop(drop) => Some(drop.reason.as_str()),
+            LogEntry::Event(_) => None,
+        })
+        .collect();
+    (accepted, dropped)
+}
+
 fn enrich(
     parsed: Result<WireEvent, WireDrop>,
     bot: bool,

@@ -7,6 +7,7 @@ use crate::sites::SiteCheck;
 use crate::types::{IngestContext, IngestResult, Sites};
 use serde::Serialize;
 use tally_model::event::LogEntry;
+use tally_model::ingest::answer_counts;
 use tally_model::limits::MAX_BODY_BYTES;
 use tally_model::record::{self, Record};
 use tally_model::reject::Rejection;
@@ -41,15 +42,8 @@ impl Answer {
     }
 
     fn taken(entries: &[LogEntry], sub_partitions: u16) -> Answer {
-        let accepted = entries.iter().filter(|e| matches!(e, LogEntry::Event(_))).count();
+        let (accepted, dropped) = answer_counts(entries);
         let accepted = u32::try_from(accepted).unwrap_or(u32::MAX);
-        let dropped = entries
-            .iter()
-            .filter_map(|e| match e {
-                LogEntry::Drop(drop) => Some(drop.reason.as_str()),
-                LogEntry::Event(_) => None,
-            })
-            .collect();
         let records = record::pack(entries, |_| sub_partitions)
             .into_iter()
             .map(|Record { partition_key, data }| PackedRecord { partition_key, data })

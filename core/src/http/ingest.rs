@@ -11,8 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
 use tally_model::codec;
-use tally_model::event::LogEntry;
-use tally_model::ingest::{RequestContext, ingest};
+use tally_model::ingest::{RequestContext, answer_counts, ingest};
 use tally_model::limits::MAX_BODY_BYTES;
 use tally_model::reject::Rejection;
 
@@ -49,14 +48,7 @@ pub async fn event(
         Ok(entries) => entries,
         Err(rejection) => return Ok(rejected(rejection)),
     };
-    let accepted = entries.iter().filter(|e| matches!(e, LogEntry::Event(_))).count();
-    let dropped: Vec<&str> = entries
-        .iter()
-        .filter_map(|e| match e {
-            LogEntry::Drop(drop) => Some(drop.reason.as_str()),
-            LogEntry::Event(_) => None,
-        })
-        .collect();
+    let (accepted, dropped) = answer_counts(&entries);
     ingest_state.log.append(entries.iter().map(codec::encode).collect()).await.map_err(|error| {
         tracing::error!(%error, "ingest could not append to the event log");
         ApiError::LogUnavailable
