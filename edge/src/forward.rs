@@ -5,7 +5,7 @@
 //! `KINESIS_PUT_ATTEMPTS` rounds. A message is acknowledged only when every record holding any
 //! of its entries is in Kinesis; otherwise the queue delivers it again later, and after its
 //! `max_retries` it goes to the dead-letter queue. A retried message may put some of its events
-//! twice; their event ids let the core count each once.
+//! twice; their ids let the core count each once.
 
 use crate::config;
 use crate::kinesis::{Kinesis, MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL};

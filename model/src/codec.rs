@@ -1,12 +1,15 @@
 //! The one codec for log entries: a version byte, then postcard.
 //!
-//! Version 1 is `[0x01] ++ postcard(LogEntry)`. Postcard's format is stable and documented, so
+//! Version 2 (written) is `[0x02] ++ postcard(LogEntry)`. Version 1 (still read) had no id on
+//! drops; its drops decode with `id: None`. Postcard's format is stable and documented, so
 //! records written today decode tomorrow; a change to [`crate::event`] needs a new version.
 
-use crate::event::LogEntry;
+use crate::event::{Drop, Event, LogEntry};
+use crate::reject::DropReason;
+use serde::Deserialize;
 
-/// The version byte written in front of every record.
-pub const VERSION: u8 = 1;
+/// The version byte written in front of every entry.
+pub const VERSION: u8 = 2;
 
 /// Why bytes could not be decoded.
 #[non_exhaustive]
@@ -31,12 +34,32 @@ pub fn encode(entry: &LogEntry) -> Vec<u8> {
     out
 }
 
-/// Decodes one entry.
+/// Decodes one entry, of any version this build reads.
 pub fn decode(bytes: &[u8]) -> Result<LogEntry, CodecError> {
+    let malformed = |e: postcard::Error| CodecError::Malformed(e.to_string());
     match bytes.split_first() {
         None => Err(CodecError::Empty),
-        Some((&VERSION, rest)) => postcard::from_bytes(rest).map_err(|e| CodecError::Malformed(e.to_string())),
+        Some((&VERSION, rest)) => postcard::from_bytes(rest).map_err(malformed),
+        Some((&1, rest)) => postcard::from_bytes::<LogEntryV1>(rest).map(LogEntry::from).map_err(malformed),
         Some((&other, _)) => Err(CodecError::UnknownVersion(other)),
+    }
+}
+
+/// A version 1 entry: the same as version 2 but for the drop's missing id.
+#[derive(Deserialize)]
+enum LogEntryV1 {
+    Event(Box<Event>),
+    Drop { site: Option<String>, reason: DropReason, received_ms: i64 },
+}
+
+impl From<LogEntryV1> for LogEntry {
+    fn from(entry: LogEntryV1) -> LogEntry {
+        match entry {
+            LogEntryV1::Event(event) => LogEntry::Event(event),
+            LogEntryV1::Drop { site, reason, received_ms } => {
+                LogEntry::Drop(Drop { id: None, site, reason, received_ms })
+            }
+        }
     }
 }
 
@@ -68,23 +91,39 @@ mod tests {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    const V1_EVENT: &str = "0100820280a2adcad96605612e636f6d0870616765766965770f68747470733a2f2f612e636f6d2f70010e68747470733a2f2f622e636f6d2f01016b01760103312e350345555201025541010244450102";
+    const V1_DROP: &str = "0101000002";
+
+    fn unhex(hex: &str) -> Vec<u8> {
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")).collect()
+    }
+
     #[test]
-    fn version_1_snapshot() {
+    fn version_2_snapshot() {
         // A change here breaks every stored log and every record in flight: bump VERSION instead.
-        assert_eq!(
-            hex(&encode(&LogEntry::Event(Box::new(sample())))),
-            "0100820280a2adcad96605612e636f6d0870616765766965770f68747470733a2f2f612e636f6d2f70010e68747470733a2f2f622e636f6d2f01016b01760103312e350345555201025541010244450102"
-        );
-        assert_eq!(
-            hex(&encode(&LogEntry::Drop(Drop { site: None, reason: DropReason::Bot, received_ms: 1 }))),
-            "0101000002"
-        );
+        assert_eq!(hex(&encode(&LogEntry::Event(Box::new(sample())))), format!("02{}", &V1_EVENT[2..]));
+        let drop = Drop { id: Some(EventId(7)), site: None, reason: DropReason::Bot, received_ms: 1 };
+        assert_eq!(hex(&encode(&LogEntry::Drop(drop))), "02010107000002");
+    }
+
+    #[test]
+    fn version_1_is_still_read() {
+        assert_eq!(decode(&unhex(V1_EVENT)), Ok(LogEntry::Event(Box::new(sample()))));
+        let drop = Drop { id: None, site: None, reason: DropReason::Bot, received_ms: 1 };
+        assert_eq!(decode(&unhex(V1_DROP)), Ok(LogEntry::Drop(drop)));
     }
 
     #[test]
     fn round_trip() {
         let entry = LogEntry::Event(Box::new(sample()));
         assert_eq!(decode(&encode(&entry)), Ok(entry));
+        let drop = LogEntry::Drop(Drop {
+            id: Some(EventId(u128::MAX)),
+            site: Some("a.com".into()),
+            reason: DropReason::HostnameNotAllowed,
+            received_ms: -1,
+        });
+        assert_eq!(decode(&encode(&drop)), Ok(drop));
     }
 
     #[test]

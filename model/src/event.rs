@@ -59,6 +59,9 @@ impl Event {
 /// One dropped event: counted per site and reason, never aggregated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drop {
+    /// Unique id, like an event's, so that consumers count a drop once however often retries
+    /// deliver it. `None` only for drops logged in codec version 1, which had no id.
+    pub id: Option<EventId>,
     /// The registered site it named, or `None` (unknown site, no valid domain).
     pub site: Option<String>,
     /// Why it was dropped.

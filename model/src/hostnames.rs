@@ -34,6 +34,7 @@ pub fn enforce(entries: &mut [LogEntry], allowed: impl Fn(&str) -> Option<Vec<St
         let host = page::parse_page(&event.url).map(|p| p.hostname).unwrap_or_default();
         if !host_allowed(&host, &list) {
             *entry = LogEntry::Drop(Drop {
+                id: Some(event.id),
                 site: Some(event.site.clone()),
                 reason: DropReason::HostnameNotAllowed,
                 received_ms: event.received_ms,

@@ -27,7 +27,7 @@ pub struct RequestContext<'a> {
     pub received_ms: i64,
     /// The salts in force.
     pub salts: &'a Salts,
-    /// A fresh random id; the request's events get consecutive ids from it.
+    /// A fresh random id; the request's entries (events and drops) get consecutive ids from it.
     pub first_event_id: u128,
 }
 
@@ -73,19 +73,18 @@ fn enrich(
     id: EventId,
 ) -> Result<Event, Drop> {
     let at = ctx.received_ms;
+    let dropped = |site, reason| Drop { id: Some(id), site, reason, received_ms: at };
     let event = match parsed {
         // No readable domain: the drop belongs to no site.
-        Err(WireDrop { domain: None, reason }) => {
-            return Err(Drop { site: None, reason, received_ms: at });
-        }
-        Err(WireDrop { domain: Some(d), .. }) if !is_site(&d) => return Err(unknown_site(at)),
-        Ok(event) if !is_site(&event.domain) => return Err(unknown_site(at)),
-        Err(WireDrop { domain, reason }) => {
-            return Err(Drop { site: domain, reason, received_ms: at });
-        }
+        Err(WireDrop { domain: None, reason }) => return Err(dropped(None, reason)),
+        // Drops for domains that are not registered are counted without the domain: storing
+        // every domain a stranger sends would let anyone grow our tables.
+        Err(WireDrop { domain: Some(d), .. }) if !is_site(&d) => return Err(dropped(None, DropReason::UnknownSite)),
+        Ok(event) if !is_site(&event.domain) => return Err(dropped(None, DropReason::UnknownSite)),
+        Err(WireDrop { domain, reason }) => return Err(dropped(domain, reason)),
         Ok(event) => event,
     };
-    let drop = |reason| Drop { site: Some(event.domain.clone()), reason, received_ms: at };
+    let drop = |reason| dropped(Some(event.domain.clone()), reason);
     if bot {
         return Err(drop(DropReason::Bot));
     }
@@ -93,12 +92,6 @@ fn enrich(
         return Err(drop(DropReason::InvalidUrl));
     }
     Ok(build_event(event, ctx, id))
-}
-
-/// Drops for domains that are not registered are counted without the domain: storing every
-/// domain a stranger sends would let anyone grow our tables.
-fn unknown_site(received_ms: i64) -> Drop {
-    Drop { site: None, reason: DropReason::UnknownSite, received_ms }
 }
 
 fn build_event(event: WireEvent, ctx: &RequestContext<'_>, id: EventId) -> Event {

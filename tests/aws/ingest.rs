@@ -70,15 +70,17 @@ async fn two_consumers_count_a_four_shard_stream_exactly() {
     let dir = data_dir("two", 40);
     let mut entries = trace(100_000, 40, 1_764_000_000_000);
     // Drops travel on the stream too: ten bot drops for site7.
-    for _ in 0..10 {
-        let site = Some("site7.example".to_owned());
-        entries.push(LogEntry::Drop(DropEntry { site, reason: DropReason::Bot, received_ms: 1_764_000_100_000 }));
+    for i in 0..10 {
+        let (id, site) = (Some(EventId(1_000_000 + i)), Some("site7.example".to_owned()));
+        entries.push(LogEntry::Drop(DropEntry { id, site, reason: DropReason::Bot, received_ms: 1_764_000_100_000 }));
     }
     let expected = ground_truth(&entries);
     assert_eq!(expected.values().map(|c| c.events).sum::<i64>(), 100_000);
     let records = put_all(&kinesis, "events", &entries, 2).await;
     // Producer retries duplicate records: put a slice again; event ids make them count once.
     put_all(&kinesis, "events", &entries[..1_000], 2).await;
+    // Drops too carry ids: put again, they count once (the drop counts are checked below).
+    put_all(&kinesis, "events", &entries[entries.len() - 10..], 2).await;
     let a = Consumer::start(&kinesalite.url, &dynamo.url, "events", &dir, "a");
     let b = Consumer::start(&kinesalite.url, &dynamo.url, "events", &dir, "b");
     settle(&dynamodb, &expected, Duration::from_secs(60)).await;

@@ -9,13 +9,15 @@ use crate::proxy::Proxy;
 use crate::stream::{self, STREAM};
 use crate::worker::Worker;
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tally_core::kinesis::api;
 use tally_model::event::LogEntry;
 
 const SITE: &str = "site0.example";
 /// The Worker's test environment's SUB_PARTITIONS.
 const SUB_PARTITIONS: u16 = 4;
+/// Bots' requests per round.
+const BOTS: usize = 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_to_dynamodb_counts_every_event_once_despite_duplicates() {
@@ -25,14 +27,18 @@ async fn worker_to_dynamodb_counts_every_event_once_despite_duplicates() {
     proxy.set_lose_every(2);
     let worker = Worker::start(&proxy.url, &[(SITE, r#"{"rate_limit_per_minute": 60000}"#)]).await;
 
-    // Two rounds, more than a queue batch apart, so that the Worker makes several calls.
+    // Two rounds, more than a queue batch apart, so that the Worker makes several calls, each
+    // with some bots' requests, which are dropped and counted, also once each.
     let mut posted = post_batches(&worker.url, SITE, "a", 10).await;
+    post_bots(&worker.url, "a").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     posted.extend(post_batches(&worker.url, SITE, "b", 10).await);
+    post_bots(&worker.url, "b").await;
     let on_stream = stream::wait_for_events(&bed.kinesis, posted.len(), Duration::from_secs(60)).await;
     let ids = stream::event_ids(&on_stream);
     assert_eq!(ids.len(), posted.len(), "log:\n{}", worker.log());
-    let duplicates = on_stream.len() - ids.len();
+    let drop_copies = on_stream.iter().filter(|(_, e)| matches!(e, LogEntry::Drop(_))).count();
+    let duplicates = on_stream.len() - drop_copies - ids.len();
     assert!(proxy.counts().lost.values().sum::<u64>() > 0 && duplicates > 0, "the test must produce duplicates");
 
     // What the events must add up to: each event once (the first copy of each id).
@@ -55,7 +61,50 @@ async fn worker_to_dynamodb_counts_every_event_once_despite_duplicates() {
     let LogEntry::Event(first) = &distinct[0] else { panic!("a drop first") };
     let day = jiff::Timestamp::from_millisecond(first.received_ms).unwrap().to_string()[..10].to_owned();
     assert_eq!(query.totals(&key, SITE, &day).await, expected_metrics(&expected[SITE]));
-    println!("{} events, {duplicates} duplicate copies on the stream, counted once", ids.len());
+    let drops = wait_for_drops(&query.url, &key).await;
+    assert_eq!(drops, serde_json::json!({ "bot": 2 * BOTS }), "each drop counted once");
+    println!(
+        "{} events with {duplicates} duplicate copies and {} drops in {drop_copies} copies on the stream, \
+         each counted once",
+        ids.len(),
+        2 * BOTS
+    );
     assert!(consumer.terminate().success());
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Posts the single pageviews of `BOTS` bots: each is answered 202 and dropped as `bot`.
+async fn post_bots(url: &str, round: &str) {
+    let client = reqwest::Client::new();
+    for i in 0..BOTS {
+        let answer = client
+            .post(format!("{url}/api/event"))
+            .header("content-type", "application/json")
+            .header("user-agent", "curl/8.5.0")
+            .body(format!(r#"{{"n":"pageview","u":"https://{SITE}/bot/{round}/{i}","d":"{SITE}"}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.headers()["x-tally-dropped"], "bot");
+    }
+}
+
+/// The site's drop counts from `tally query`, once there are any.
+async fn wait_for_drops(url: &str, key: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer: serde_json::Value = reqwest::Client::new()
+            .get(format!("{url}/api/v2/drops?site_id={SITE}"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if answer["drops"].as_object().is_some_and(|d| !d.is_empty()) || Instant::now() > deadline {
+            return answer["drops"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

@@ -43,6 +43,7 @@ struct VisitorView {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct DropView<'a> {
+    id: Option<u128>,
     site: Option<&'a str>,
     reason: &'static str,
     received_ms: f64,
@@ -51,9 +52,10 @@ struct DropView<'a> {
 fn view(entry: &LogEntry) -> EntryView<'_> {
     match entry {
         LogEntry::Event(event) => EntryView::Event(event_view(event)),
-        LogEntry::Drop(Drop { site, reason, received_ms }) => {
+        LogEntry::Drop(Drop { id, site, reason, received_ms }) => {
             // Milliseconds since the epoch stay far below 2^53, so they are exact as a number.
             EntryView::Drop(DropView {
+                id: id.map(|id| id.0),
                 site: site.as_deref(),
                 reason: reason.as_str(),
                 received_ms: *received_ms as f64,

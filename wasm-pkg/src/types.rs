@@ -86,6 +86,9 @@ export interface EventEntry {
 /** A dropped event, counted per site and reason. */
 export interface DropEntry {
   kind: "drop";
+  /** Unique like an event's id (consecutive with the request's events); null only for drops
+   * written in entry codec version 1. */
+  id: bigint | null;
   /** The registered site it named, or null. */
   site: string | null;
   reason: string;

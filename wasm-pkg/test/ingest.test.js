@@ -93,7 +93,7 @@ describe('ingest', () => {
     assert.equal(result.records.length, 1);
     assert.equal(result.records[0].partitionKey, '#0');
     assert.deepEqual(tally.unpackRecord(result.records[0].data), [
-      { kind: 'drop', site: null, reason: 'unknown_site', receivedMs: 1_764_370_000_000 },
+      { kind: 'drop', id: 1000n, site: null, reason: 'unknown_site', receivedMs: 1_764_370_000_000 },
     ]);
   });
 

@@ -72,8 +72,8 @@ test('event ids are consecutive from firstEventId in body order, drops included'
   for (const firstEventId of [bytes, first]) {
     const result = ingest(batch, { firstEventId });
     assert.deepEqual([result.accepted, result.dropped], [3, ['missing_field', 'unknown_site']]);
-    const ids = unpackAll(result).filter((e) => e.kind === 'event').map((e) => e.id).sort((a, b) => (a < b ? -1 : 1));
-    assert.deepEqual(ids, [first, first + 2n, first + 4n]);
+    const ids = unpackAll(result).map((e) => e.id).sort((a, b) => (a < b ? -1 : 1));
+    assert.deepEqual(ids, [first, first + 1n, first + 2n, first + 3n, first + 4n]);
   }
   // Ids wrap at 2^128, as the model's wrapping_add does.
   const top = (1n << 128n) - 2n;
@@ -81,13 +81,17 @@ test('event ids are consecutive from firstEventId in body order, drops included'
   assert.deepEqual(ids, [top, top + 1n, 0n]);
 });
 
-test('the record bytes are version 1, as the Rust snapshot fixes them', () => {
-  // model/src/record.rs version_1_snapshot: a bot drop naming no site, received at 1 ms.
+test('the record bytes are version 1 with entries of codec version 2, as the Rust snapshots fix them', () => {
+  // model/src/record.rs version_1_snapshot: a bot drop with id 7 naming no site, at 1 ms.
+  assert.deepEqual(tally.unpackRecord(Uint8Array.of(1, 1, 7, 2, 1, 1, 7, 0, 0, 2)), [
+    { kind: 'drop', id: 7n, site: null, reason: 'bot', receivedMs: 1 },
+  ]);
+  // An entry of codec version 1 (drops had no id) is still read.
   assert.deepEqual(tally.unpackRecord(Uint8Array.of(1, 1, 5, 1, 1, 0, 0, 2)), [
-    { kind: 'drop', site: null, reason: 'bot', receivedMs: 1 },
+    { kind: 'drop', id: null, site: null, reason: 'bot', receivedMs: 1 },
   ]);
   const result = ingest({ name: 'pageview', url: 'https://x.example/', domain: 'x.example' }, { receivedMs: 1 });
-  assert.deepEqual(result.records.map((r) => [r.partitionKey, [...r.data]]), [['#0', [1, 1, 5, 1, 1, 0, 1, 2]]]);
+  assert.deepEqual(result.records.map((r) => [r.partitionKey, [...r.data]]), [['#0', [1, 1, 7, 2, 1, 1, 7, 0, 1, 2]]]);
   assert.ok(result.records[0].data instanceof Uint8Array);
 });
 
@@ -101,7 +105,7 @@ test('unpackRecord refuses what is not a record', () => {
 test('formatInfo names the versions and limits of this build', () => {
   assert.deepEqual(tally.formatInfo(), {
     recordVersion: 1,
-    entryVersion: 1,
+    entryVersion: 2,
     maxRecordBytes: 1_000_000,
     maxBodyBytes: 65_536,
     maxBatchEvents: 25,

@@ -353,7 +353,8 @@ impl Worker {
         let decoded = entries.len();
         entries.retain(|(entry, _)| match entry {
             LogEntry::Event(event) => self.recent.first_time(event.id),
-            LogEntry::Drop(_) => true,
+            // Drops of codec version 1 have no id and cannot be told apart: each counts.
+            LogEntry::Drop(drop) => drop.id.is_none_or(|id| self.recent.first_time(id)),
         });
         metrics::counter!(telemetry::ENTRIES).increment(decoded as u64);
         metrics::counter!(telemetry::DUPLICATES).increment((decoded - entries.len()) as u64);
