@@ -58,14 +58,19 @@ async fn posted_events_are_exactly_the_events_on_the_stream() {
     assert_eq!(ids.len(), 1_000, "distinct events on the stream; log:\n{}", worker.log());
     let mut arrived = BTreeSet::new();
     let mut keys = BTreeSet::new();
+    let mut visitors = BTreeSet::new();
     for (key, entry) in &entries {
         let LogEntry::Event(event) = entry else { panic!("unexpected drop {entry:?}") };
         assert_eq!(event.site, SITE);
         assert_eq!(key, &format!("{SITE}#{}", sub_partition(event.visitor.current, SUB_PARTITIONS)));
         arrived.insert(path_of(&event.url));
+        assert_ne!(event.visitor.current, event.visitor.previous, "today's and yesterday's salts differ");
+        visitors.insert(event.visitor.current);
         keys.insert(key.clone());
     }
     assert_eq!(arrived, posted, "every posted page arrived, and nothing else");
+    // Ten user agents from one address: ten visitors, each with one id all day (one salt).
+    assert_eq!(visitors.len(), 10);
     // Ten visitors over four sub-partitions: more than one key, and ids are unique per event.
     assert!(keys.len() > 1, "{keys:?}");
     let records = stream::record_count(&kinesis).await;
