@@ -39,6 +39,20 @@ fn wrangler(edge: &Path) -> Command {
     command
 }
 
+/// Writes `sites` (domain, settings JSON) into the local `SITES` namespace kept in `state`.
+fn put_sites(edge: &Path, state: &Path, sites: &[(&str, &str)]) {
+    let bulk: Vec<_> = sites.iter().map(|(key, value)| serde_json::json!({ "key": key, "value": value })).collect();
+    let file = state.join("sites.json");
+    std::fs::write(&file, serde_json::to_vec(&bulk).unwrap()).unwrap();
+    let status = wrangler(edge)
+        .args(["kv", "bulk", "put", file.to_str().unwrap(), "--binding", "SITES", "--env", "test", "--local"])
+        .args(["--persist-to", state.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "writing the SITES namespace failed");
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -53,17 +67,7 @@ impl Worker {
         let state = std::env::temp_dir().join(format!("tally-edge-test-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&state).unwrap();
         if !sites.is_empty() {
-            let bulk: Vec<_> =
-                sites.iter().map(|(key, value)| serde_json::json!({ "key": key, "value": value })).collect();
-            let file = state.join("sites.json");
-            std::fs::write(&file, serde_json::to_vec(&bulk).unwrap()).unwrap();
-            let status = wrangler(&edge)
-                .args(["kv", "bulk", "put", file.to_str().unwrap(), "--binding", "SITES", "--env", "test", "--local"])
-                .args(["--persist-to", state.to_str().unwrap()])
-                .stdout(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success(), "seeding the SITES namespace failed");
+            put_sites(&edge, &state, sites);
         }
         let port = free_port();
         let mut command = wrangler(&edge);
@@ -94,6 +98,13 @@ impl Worker {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         panic!("the Worker did not start within 90 s; log:\n{}", self.log());
+    }
+
+    /// Writes site settings into the running Worker's local KV namespace, as an operator would
+    /// with `wrangler kv key put`.
+    #[allow(dead_code, reason = "not every test changes settings")]
+    pub fn put_sites(&self, sites: &[(&str, &str)]) {
+        put_sites(&edge_dir(), &self.state, sites);
     }
 
     /// The workerd processes serving this Worker (wrangler's process group).
