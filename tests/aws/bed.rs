@@ -119,22 +119,16 @@ impl Consumer {
         extra: &[&str],
     ) -> Consumer {
         let interval = ms.to_string();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args(["ingest", "--stream", stream, "--region", region, "--app", "t", "--stand-in-credentials"])
-            .args(["--create-tables", "--kinesis-endpoint", kinesis, "--dynamodb-endpoint", dynamo])
-            .args(["--worker-id", worker, "--flush-interval-ms", &interval, "--lease-duration-ms", "3000"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
-            .env("TALLY_LOG", std::env::var("TALLY_E2E_LOG").unwrap_or_else(|_| "warn".into()))
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let (child, line) = start_tally(
+            Command::new(env!("CARGO_BIN_EXE_tally"))
+                .args(["ingest", "--stream", stream, "--region", region, "--app", "t", "--stand-in-credentials"])
+                .args(["--create-tables", "--kinesis-endpoint", kinesis, "--dynamodb-endpoint", dynamo])
+                .args(["--worker-id", worker, "--flush-interval-ms", &interval, "--lease-duration-ms", "3000"])
+                .arg("--data-dir")
+                .arg(data_dir)
+                .args(extra)
+                .env("TALLY_LOG", std::env::var("TALLY_E2E_LOG").unwrap_or_else(|_| "warn".into())),
+        );
         assert!(line.starts_with("consuming"), "unexpected first line {line:?}");
         Consumer { child }
     }
@@ -160,6 +154,20 @@ impl Drop for Consumer {
     }
 }
 
+/// Starts a `tally` child process (stand-ins: no instance metadata) and reads its first line.
+fn start_tally(command: &mut Command) -> (Child, String) {
+    let mut child = command
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    (child, line)
+}
+
 /// A `tally query` child process over the aggregate table, killed on drop.
 pub struct QueryServer {
     child: Child,
@@ -168,20 +176,14 @@ pub struct QueryServer {
 
 impl QueryServer {
     pub fn start(dynamo: &str, data_dir: &Path, regions: &str, subs: u16) -> QueryServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args(["query", "--listen", "127.0.0.1:0", "--region", "us-east-1", "--regions", regions, "--app", "t"])
-            .args(["--sub-partitions", &subs.to_string(), "--dynamodb-endpoint", dynamo, "--stand-in-credentials"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("TALLY_LOG", "warn")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let (child, line) = start_tally(
+            Command::new(env!("CARGO_BIN_EXE_tally"))
+                .args(["query", "--listen", "127.0.0.1:0", "--region", "us-east-1", "--regions", regions, "--app", "t"])
+                .args(["--sub-partitions", &subs.to_string(), "--dynamodb-endpoint", dynamo, "--stand-in-credentials"])
+                .arg("--data-dir")
+                .arg(data_dir)
+                .env("TALLY_LOG", "warn"),
+        );
         let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected {line:?}")).to_owned();
         QueryServer { child, url }
     }
@@ -202,6 +204,18 @@ impl QueryServer {
             .unwrap();
         assert_eq!(response.status(), 200);
         response.json::<serde_json::Value>().await.unwrap()["results"][0]["metrics"].clone()
+    }
+
+    /// A site's drop counts by reason (`GET /api/v2/drops`).
+    pub async fn drops(&self, key: &str, site: &str) -> serde_json::Value {
+        let response = reqwest::Client::new()
+            .get(format!("{}/api/v2/drops?site_id={site}", self.url))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json::<serde_json::Value>().await.unwrap()["drops"].clone()
     }
 }
 

@@ -106,16 +106,7 @@ async fn two_consumers_count_a_four_shard_stream_exactly() {
     let estimate = answer["results"][0]["metrics"][0].as_f64().unwrap();
     eprintln!("site7.example: {truth} distinct visitors, estimated {estimate}");
     assert!((estimate - truth).abs() <= (truth * 0.03).max(2.0), "estimate {estimate} vs {truth}");
-    let drops: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/api/v2/drops?site_id=site7.example", query.url))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(drops["drops"], serde_json::json!({"bot": 10}));
+    assert_eq!(query.drops(&key, "site7.example").await, serde_json::json!({"bot": 10}));
     assert!(a.terminate().success());
     assert!(b.terminate().success());
     let _ = std::fs::remove_dir_all(dir);

@@ -61,7 +61,7 @@ async fn worker_to_dynamodb_counts_every_event_once_despite_duplicates() {
     let LogEntry::Event(first) = &distinct[0] else { panic!("a drop first") };
     let day = jiff::Timestamp::from_millisecond(first.received_ms).unwrap().to_string()[..10].to_owned();
     assert_eq!(query.totals(&key, SITE, &day).await, expected_metrics(&expected[SITE]));
-    let drops = wait_for_drops(&query.url, &key).await;
+    let drops = wait_for_drops(&query, &key).await;
     assert_eq!(drops, serde_json::json!({ "bot": 2 * BOTS }), "each drop counted once");
     println!(
         "{} events with {duplicates} duplicate copies and {} drops in {drop_copies} copies on the stream, \
@@ -90,20 +90,12 @@ async fn post_bots(url: &str, round: &str) {
 }
 
 /// The site's drop counts from `tally query`, once there are any.
-async fn wait_for_drops(url: &str, key: &str) -> serde_json::Value {
+async fn wait_for_drops(query: &QueryServer, key: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let answer: serde_json::Value = reqwest::Client::new()
-            .get(format!("{url}/api/v2/drops?site_id={SITE}"))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if answer["drops"].as_object().is_some_and(|d| !d.is_empty()) || Instant::now() > deadline {
-            return answer["drops"].clone();
+        let drops = query.drops(key, SITE).await;
+        if drops.as_object().is_some_and(|d| !d.is_empty()) || Instant::now() > deadline {
+            return drops;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
