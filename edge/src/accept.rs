@@ -5,15 +5,14 @@
 //! resolved; anything that stops the hand-off is a 503, so the tracker may retry.
 
 use crate::{config, cors, queue_message, rate_limit, salts, sites};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use tally_model::event::LogEntry;
 use tally_model::hostnames;
-use tally_model::ingest::{RequestContext, answer_counts, ingest};
+use tally_model::ingest::{self, RequestContext, answer_counts};
 use tally_model::limits::MAX_BODY_BYTES;
 use tally_model::reject::Rejection;
-use tally_model::wire::{self, WireDrop};
-use worker::{Date, Env, QueueContentType, RawMessageBuilder, Request, Response, Result};
+use worker::{Date, Env, Request, Response, Result};
 
 /// Handles one tracking request.
 pub async fn event(mut req: Request, env: &Env) -> Result<Response> {
@@ -22,9 +21,6 @@ pub async fn event(mut req: Request, env: &Env) -> Result<Response> {
         return rejected(Rejection::BodyTooLarge);
     }
     let body = req.bytes().await?;
-    if body.len() > MAX_BODY_BYTES {
-        return rejected(Rejection::BodyTooLarge);
-    }
     let headers = req.headers();
     let content_type = headers.get("content-type")?;
     let user_agent = headers.get("user-agent")?.unwrap_or_default();
@@ -33,10 +29,11 @@ pub async fn event(mut req: Request, env: &Env) -> Result<Response> {
     let country = req.cf().and_then(|cf| cf.country());
     let now_ms = Date::now().as_millis();
 
-    let domains = match domains_named(content_type.as_deref(), &body) {
-        Ok(domains) => domains,
+    let parsed = match ingest::parse(content_type.as_deref(), &body) {
+        Ok(parsed) => parsed,
         Err(rejection) => return rejected(rejection),
     };
+    let domains: Vec<String> = parsed.domains().into_iter().map(str::to_owned).collect();
     let (settings, salts) = match (sites::lookup(env, &domains, now_ms).await, salts::salts_at(env, now_ms).await) {
         (Ok(settings), Ok(salts)) => (settings, salts),
         (Err(error), _) | (_, Err(error)) => return unavailable(&error),
@@ -56,30 +53,15 @@ pub async fn event(mut req: Request, env: &Env) -> Result<Response> {
         salts: &salts,
         first_event_id: random_id()?,
     };
-    let mut entries = match ingest(&body, &ctx, |domain| matches!(settings.get(domain), Some(Some(_)))) {
-        Ok(entries) => entries,
-        Err(rejection) => return rejected(rejection),
-    };
-    hostnames::enforce(&mut entries, |site| Some(settings.get(site)?.as_ref()?.allowed_hostnames.clone()));
+    let mut entries = parsed.enrich(&ctx, |domain| matches!(settings.get(domain), Some(Some(_))));
+    hostnames::enforce(&mut entries, |site| Some(settings.get(site)?.as_ref()?.allowed_hostnames.as_slice()));
 
-    let message = RawMessageBuilder::new(queue_message::encode(&entries)).build_with_content_type(QueueContentType::V8);
-    if let Err(error) = env.queue(config::binding::EVENTS)?.send_raw(message).await {
+    if let Err(error) =
+        queue_message::send(&env.queue(config::binding::EVENTS)?, &queue_message::encode(&entries)).await
+    {
         return unavailable(&error);
     }
     accepted(&entries)
-}
-
-/// The distinct domains a body names (valid or not), or the whole-body rejection.
-fn domains_named(content_type: Option<&str>, body: &[u8]) -> std::result::Result<Vec<String>, Rejection> {
-    wire::check_content_type(content_type)?;
-    let named: BTreeSet<String> = wire::parse_body(body)?
-        .into_iter()
-        .filter_map(|parsed| match parsed {
-            Ok(event) => Some(event.domain),
-            Err(WireDrop { domain, .. }) => domain,
-        })
-        .collect();
-    Ok(named.into_iter().collect())
 }
 
 /// 202 with the accepted count and the drop reasons in body order, as `tally serve` answers.

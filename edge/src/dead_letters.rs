@@ -7,14 +7,11 @@
 //! `GET /admin/dead-letters` counts parked messages, `POST /admin/dead-letters/replay?limit=N`
 //! sends up to N of them back to the events queue, deleting each only after its send resolved.
 
-use crate::config;
-use js_sys::Uint8Array;
+use crate::{config, queue_message};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use wasm_bindgen::{JsCast, JsValue};
-use worker::{
-    Data, Env, Error, MessageBatch, MessageExt, QueueContentType, RawMessageBuilder, Request, Response, Result,
-};
+use wasm_bindgen::JsValue;
+use worker::{Data, Env, Error, MessageBatch, MessageExt, Request, Response, Result};
 
 const PREFIX: &str = "dead/";
 const DEFAULT_REPLAY_LIMIT: u32 = 100;
@@ -24,10 +21,14 @@ const MAX_REPLAY_LIMIT: u32 = 1_000;
 pub async fn park(batch: &MessageBatch<JsValue>, env: &Env) -> Result<()> {
     let bucket = env.bucket(config::binding::DEAD_LETTERS)?;
     for message in batch.raw_iter() {
-        let body = message.body();
-        let bytes = match body.dyn_ref::<Uint8Array>() {
-            Some(bytes) => bytes.to_vec(),
-            None => body.dyn_ref::<js_sys::ArrayBuffer>().map(|b| Uint8Array::new(b).to_vec()).unwrap_or_default(),
+        let bytes = match queue_message::bytes(&message.body()) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                // Not ours to read; it stays in the dead-letter queue, never silently dropped.
+                worker::console_error!("dead letter {} cannot be parked: {error}", message.id());
+                message.retry();
+                continue;
+            }
         };
         let key = format!("{PREFIX}{:013}-{}", message.timestamp().as_millis(), message.id());
         match bucket.put(&key, Data::Bytes(bytes)).execute().await {
@@ -90,9 +91,7 @@ pub async fn replay(req: &Request, env: &Env) -> Result<Response> {
         let Some(stored) = bucket.get(&key).execute().await? else { continue };
         let Some(body) = stored.body() else { continue };
         let bytes = body.bytes().await?;
-        let message = RawMessageBuilder::new(Uint8Array::from(bytes.as_slice()).into())
-            .build_with_content_type(QueueContentType::V8);
-        queue.send_raw(message).await?;
+        queue_message::send(&queue, &bytes).await?;
         bucket.delete(&key).await?;
         replayed += 1;
     }

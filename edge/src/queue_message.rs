@@ -8,20 +8,29 @@ use js_sys::Uint8Array;
 use tally_model::event::LogEntry;
 use tally_model::{codec, record};
 use wasm_bindgen::{JsCast, JsValue};
-use worker::{Error, Result};
+use worker::{Error, Queue, QueueContentType, RawMessageBuilder, Result};
 
 /// The message body for these entries.
-pub fn encode(entries: &[LogEntry]) -> JsValue {
+pub fn encode(entries: &[LogEntry]) -> Vec<u8> {
     let encoded: Vec<Vec<u8>> = entries.iter().map(codec::encode).collect();
-    Uint8Array::from(record::record_data(&encoded).as_slice()).into()
+    record::record_data(&encoded)
 }
 
 /// The entries of a message body.
 pub fn decode(body: &JsValue) -> Result<Vec<LogEntry>> {
-    let bytes = body
-        .dyn_ref::<Uint8Array>()
+    record::unpack(&bytes(body)?).map_err(|e| Error::RustError(format!("queue message: {e}")))
+}
+
+/// The bytes of a message body as the queue delivers it.
+pub fn bytes(body: &JsValue) -> Result<Vec<u8>> {
+    body.dyn_ref::<Uint8Array>()
         .map(Uint8Array::to_vec)
         .or_else(|| body.dyn_ref::<js_sys::ArrayBuffer>().map(|b| Uint8Array::new(b).to_vec()))
-        .ok_or_else(|| Error::RustError("queue message is not bytes".into()))?;
-    record::unpack(&bytes).map_err(|e| Error::RustError(format!("queue message: {e}")))
+        .ok_or_else(|| Error::RustError("queue message is not bytes".into()))
+}
+
+/// Sends a message body; resolves once the queue has stored it.
+pub async fn send(queue: &Queue, body: &[u8]) -> Result<()> {
+    let message = RawMessageBuilder::new(Uint8Array::from(body).into()).build_with_content_type(QueueContentType::V8);
+    queue.send_raw(message).await
 }

@@ -27,12 +27,12 @@ pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
 
 /// Turns every event whose page host its site does not allow into a
 /// [`DropReason::HostnameNotAllowed`] drop. `allowed` gives a site's list (None: no limit).
-pub fn enforce(entries: &mut [LogEntry], allowed: impl Fn(&str) -> Option<Vec<String>>) {
+pub fn enforce<'a>(entries: &mut [LogEntry], allowed: impl Fn(&str) -> Option<&'a [String]>) {
     for entry in entries.iter_mut() {
         let LogEntry::Event(event) = entry else { continue };
         let Some(list) = allowed(&event.site) else { continue };
         let host = page::parse_page(&event.url).map(|p| p.hostname).unwrap_or_default();
-        if !host_allowed(&host, &list) {
+        if !host_allowed(&host, list) {
             *entry = LogEntry::Drop(Drop {
                 id: Some(event.id),
                 site: Some(event.site.clone()),

@@ -4,11 +4,12 @@
 
 use crate::agent;
 use crate::event::{Drop, Event, EventId, LogEntry, VisitorIds};
-use crate::limits::MAX_USER_AGENT_CHARS;
+use crate::limits::{MAX_BODY_BYTES, MAX_USER_AGENT_CHARS};
 use crate::page;
 use crate::reject::{DropReason, Rejection};
 use crate::visitor::{Salts, visitor_id};
 use crate::wire::{self, WireDrop, WireEvent};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 /// What the edge knows about the request besides its body. The IP is used for the visitor id
@@ -38,17 +39,49 @@ pub fn ingest(
     ctx: &RequestContext<'_>,
     is_site: impl Fn(&str) -> bool,
 ) -> Result<Vec<LogEntry>, Rejection> {
-    wire::check_content_type(ctx.content_type)?;
-    let events = wire::parse_body(body)?;
-    let bot = agent::classify(ctx.user_agent).bot;
-    let entries = events.into_iter().enumerate().map(|(index, parsed)| {
-        let id = EventId(ctx.first_event_id.wrapping_add(index as u128));
-        match enrich(parsed, bot, ctx, &is_site, id) {
-            Ok(event) => LogEntry::Event(Box::new(event)),
-            Err(drop) => LogEntry::Drop(drop),
-        }
-    });
-    Ok(entries.collect())
+    Ok(parse(ctx.content_type, body)?.enrich(ctx, is_site))
+}
+
+/// A body that passed the whole-body checks, its events parsed but not yet enriched: a host
+/// that must look its sites up first (the Worker, from KV) asks [`Parsed::domains`], then
+/// calls [`Parsed::enrich`], and parses the body once.
+#[derive(Debug)]
+pub struct Parsed(Vec<Result<WireEvent, WireDrop>>);
+
+/// The whole-body checks, in the order every host answers them: size (413), content type (415),
+/// then the body itself (400).
+pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Parsed, Rejection> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(Rejection::BodyTooLarge);
+    }
+    wire::check_content_type(content_type)?;
+    Ok(Parsed(wire::parse_body(body)?))
+}
+
+impl Parsed {
+    /// The distinct domains the events name, valid or not, in order.
+    pub fn domains(&self) -> BTreeSet<&str> {
+        self.0
+            .iter()
+            .filter_map(|parsed| match parsed {
+                Ok(event) => Some(event.domain.as_str()),
+                Err(WireDrop { domain, .. }) => domain.as_deref(),
+            })
+            .collect()
+    }
+
+    /// Enriches every event into a log entry: an accepted event or a counted drop.
+    pub fn enrich(self, ctx: &RequestContext<'_>, is_site: impl Fn(&str) -> bool) -> Vec<LogEntry> {
+        let bot = agent::classify(ctx.user_agent).bot;
+        let entries = self.0.into_iter().enumerate().map(|(index, parsed)| {
+            let id = EventId(ctx.first_event_id.wrapping_add(index as u128));
+            match enrich(parsed, bot, ctx, &is_site, id) {
+                Ok(event) => LogEntry::Event(Box::new(event)),
+                Err(drop) => LogEntry::Drop(drop),
+            }
+        });
+        entries.collect()
+    }
 }
 
 /// What the answer to an ingested request reports, the same from every host: the number of
@@ -121,4 +154,20 @@ fn country_code(raw: &str) -> Option<String> {
     let code = raw.trim().to_ascii_uppercase();
     let valid = code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase());
     (valid && code != "XX").then_some(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_body_checks_come_in_order_and_name_the_domains() {
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        assert_eq!(parse(Some("image/png"), &big).err(), Some(Rejection::BodyTooLarge));
+        assert_eq!(parse(Some("image/png"), b"{}").err(), Some(Rejection::UnsupportedContentType));
+        assert_eq!(parse(None, b"[").err(), Some(Rejection::InvalidJson));
+        let body = br#"[{"n":"pageview","u":"https://a.com/","d":"a.com"},{"n":"x","d":"b.com"},{"n":"pageview","u":"https://a.com/x","d":"a.com"}]"#;
+        let parsed = parse(None, body).expect("parses");
+        assert_eq!(parsed.domains().into_iter().collect::<Vec<_>>(), ["a.com", "b.com"]);
+    }
 }

@@ -2,6 +2,7 @@
 //! counts and drop reasons as `tally serve` gives (tests/e2e/bad_input.rs), and the drops the
 //! vectors predict for the site arrive on the stream.
 
+use crate::poll::poll;
 use crate::stand_ins::Kinesalite;
 use crate::stream;
 use crate::vectors::{Expect, load, show};
@@ -59,8 +60,7 @@ async fn bad_input_vectors_get_the_answers_tally_serve_gives() {
     assert!(failures.is_empty(), "{} of {} vectors failed:\n{}", failures.len(), vectors.len(), failures.join("\n"));
 
     // The site's drops and the accepted events are on the stream, as the core would count them.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let counted = async || {
         let entries = stream::read_all(&kinesis).await;
         let mut drops: BTreeMap<String, usize> = BTreeMap::new();
         for (_, entry) in &entries {
@@ -70,13 +70,10 @@ async fn bad_input_vectors_get_the_answers_tally_serve_gives() {
                 *drops.entry(drop.reason.as_str().to_owned()).or_default() += 1;
             }
         }
-        let events = stream::event_ids(&entries).len();
-        if (drops == want_drops && events == want_events) || std::time::Instant::now() > deadline {
-            assert_eq!(drops, want_drops, "drops of {site} on the stream");
-            assert_eq!(events, want_events, "events on the stream");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+        (drops, stream::event_ids(&entries).len())
+    };
+    let (drops, events) = poll(Duration::from_secs(30), counted, |(d, e)| *d == want_drops && *e == want_events).await;
+    assert_eq!(drops, want_drops, "drops of {site} on the stream");
+    assert_eq!(events, want_events, "events on the stream");
     drop(worker);
 }

@@ -21,6 +21,7 @@ mod proxy;
 #[path = "../e2e/vectors.rs"]
 mod vectors;
 
+mod poll;
 mod stream;
 mod worker;
 

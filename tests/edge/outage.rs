@@ -3,6 +3,7 @@
 //! the replay command brings them home. In the end every accepted event is on the stream.
 
 use crate::forwarding::{path_of, post_batches};
+use crate::poll::wait_until;
 use crate::proxy::Proxy;
 use crate::stand_ins::Kinesalite;
 use crate::stream;
@@ -10,7 +11,7 @@ use crate::worker::{ADMIN_TOKEN, Worker};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tally_model::event::LogEntry;
 
 const SITE: &str = "shop.example";
@@ -24,14 +25,6 @@ async fn parked(worker: &Worker) -> u64 {
         .unwrap();
     assert_eq!(answer.status(), 200);
     answer.json::<serde_json::Value>().await.unwrap()["parked"].as_u64().unwrap()
-}
-
-async fn wait_until(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 #[tokio::test]

@@ -5,11 +5,12 @@
 
 use crate::bed::{Bed, Consumer, QueryServer, data_dir, expected_metrics, ground_truth, settle};
 use crate::forwarding::post_batches;
+use crate::poll::poll;
 use crate::proxy::Proxy;
 use crate::stream::{self, STREAM};
 use crate::worker::Worker;
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tally_core::kinesis::api;
 use tally_model::event::LogEntry;
 
@@ -67,7 +68,8 @@ async fn worker_to_dynamodb_counts_every_event_once_despite_duplicates() {
         .unwrap();
     let day = jiff::Timestamp::from_millisecond(received_ms).unwrap().to_string()[..10].to_owned();
     assert_eq!(query.totals(&key, SITE, &day).await, expected_metrics(&expected[SITE]));
-    let drops = wait_for_drops(&query, &key).await;
+    let has_any = |drops: &serde_json::Value| drops.as_object().is_some_and(|d| !d.is_empty());
+    let drops = poll(Duration::from_secs(30), async || query.drops(&key, SITE).await, has_any).await;
     assert_eq!(drops, serde_json::json!({ "bot": 2 * BOTS }), "each drop counted once");
     println!(
         "{} events with {duplicates} duplicate copies and {} drops in {drop_copies} copies on the stream, \
@@ -92,17 +94,5 @@ async fn post_bots(url: &str, round: &str) {
             .await
             .unwrap();
         assert_eq!(answer.headers()["x-tally-dropped"], "bot");
-    }
-}
-
-/// The site's drop counts from `tally query`, once there are any.
-async fn wait_for_drops(query: &QueryServer, key: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let drops = query.drops(key, SITE).await;
-        if drops.as_object().is_some_and(|d| !d.is_empty()) || Instant::now() > deadline {
-            return drops;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

@@ -1,8 +1,9 @@
 //! Reading everything on the test stream back, decoded with the model's record codec.
 
+use crate::poll::poll;
 use aws_sdk_kinesis::Client;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tally_core::kinesis::api::{self, StartAt};
 use tally_model::event::{EventId, LogEntry};
 use tally_model::record::unpack;
@@ -51,14 +52,7 @@ pub fn event_ids(entries: &[(String, LogEntry)]) -> BTreeMap<EventId, usize> {
 
 /// Reads until `distinct` distinct events are on the stream, or `timeout` passes.
 pub async fn wait_for_events(client: &Client, distinct: usize, timeout: Duration) -> Vec<(String, LogEntry)> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let entries = read_all(client).await;
-        if event_ids(&entries).len() >= distinct || Instant::now() > deadline {
-            return entries;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    poll(timeout, async || read_all(client).await, |entries| event_ids(entries).len() >= distinct).await
 }
 
 /// How many records the stream holds.

@@ -8,7 +8,6 @@ use crate::types::{IngestContext, IngestResult, Sites};
 use serde::Serialize;
 use tally_model::event::LogEntry;
 use tally_model::ingest::answer_counts;
-use tally_model::limits::MAX_BODY_BYTES;
 use tally_model::record::{self, Record};
 use tally_model::reject::Rejection;
 use wasm_bindgen::prelude::*;
@@ -76,10 +75,6 @@ pub fn ingest(
 }
 
 fn decide(body: &[u8], context: &Context, sites: &SiteCheck, sub_partitions: u16) -> Answer {
-    // As the native server does, a body over the limit is refused before its type is looked at.
-    if body.len() > MAX_BODY_BYTES {
-        return Answer::rejected(Rejection::BodyTooLarge);
-    }
     match tally_model::ingest::ingest(body, &context.request(), |site| sites.contains(site)) {
         Ok(entries) => Answer::taken(&entries, sub_partitions),
         Err(rejection) => Answer::rejected(rejection),
