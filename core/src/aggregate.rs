@@ -83,7 +83,7 @@ impl Aggregator {
             return Ok(0);
         };
         let started = Instant::now();
-        let mut flush = Flush::default();
+        let mut flush = Flush::with_breakdowns();
         let registry = self.registry.snapshot();
         let zone_of = |site: &str| registry.site(site).map(|s| s.timezone.clone());
         for (offset, bytes) in &entries {

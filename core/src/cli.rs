@@ -1,6 +1,7 @@
-//! The `tally` command line: `serve`, `site add|list`, `key create`.
+//! The `tally` command line: `serve`, `import`, `ingest`, `query`, `site add|list`, `key create`.
 
 use crate::aws::{AwsSettings, Endpoints};
+use crate::import::{ImportSettings, Input, import, render};
 use crate::ingest::{IngestSettings, ingest};
 use crate::query_serve::{QuerySettings, serve_queries};
 use crate::registry;
@@ -23,6 +24,8 @@ pub struct Cli {
 enum Command {
     /// Run ingest, aggregation and the query API in one process on embedded storage.
     Serve(ServeArgs),
+    /// Import NDJSON events with explicit timestamps into the embedded backend (`-` reads stdin).
+    Import(ImportArgs),
     /// Consume a Kinesis stream into DynamoDB aggregates (the cloud deployment's core).
     Ingest(IngestArgs),
     /// Serve the query API over the DynamoDB aggregates that `tally ingest` writes.
@@ -55,6 +58,17 @@ struct ServeArgs {
     /// Shortest time between two aggregator flushes, in milliseconds.
     #[arg(long, env = "TALLY_FLUSH_INTERVAL_MS", default_value_t = 1000)]
     flush_interval_ms: u64,
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// The NDJSON file, or `-` for standard input.
+    input: String,
+    #[command(flatten)]
+    data: DataDir,
+    /// Do not draw a progress bar.
+    #[arg(long)]
+    no_progress: bool,
 }
 
 #[derive(Debug, Args)]
@@ -169,6 +183,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 flush_interval,
             };
             serve(settings).await
+        }
+        Command::Import(args) => {
+            let input = if args.input == "-" { Input::Stdin } else { Input::File(args.input.into()) };
+            let progress = !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let started = std::time::Instant::now();
+            let summary = import(ImportSettings { data_dir: args.data.data_dir, input, progress }).await?;
+            write!(std::io::stdout().lock(), "{}", render(&summary, started.elapsed()))?;
+            Ok(())
         }
         Command::Ingest(args) => ingest(ingest_settings(args)).await,
         Command::Query(args) => {

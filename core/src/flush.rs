@@ -1,6 +1,7 @@
-//! A flush: everything that applying a batch of log entries changes — rollup deltas per site
-//! lineage, visit states, drop counts — built the same way whatever the source (embedded log or
-//! Kinesis) and applied atomically or idempotently by a store.
+//! A flush: everything that applying a batch of log entries changes — cell deltas and, where the
+//! store keeps them, per-dimension rollup deltas per site lineage, visit states, visitor
+//! sightings, drop counts — built the same way whatever the source (embedded log or Kinesis) and
+//! applied atomically or idempotently by a store.
 
 use crate::timebucket::local_hour;
 use jiff::tz::TimeZone;
@@ -8,6 +9,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use tally_model::event::{Event, LogEntry};
 use tally_model::facts::Facts;
+use tally_model::breakdown::{Breakdown, Sightings};
 use tally_model::reject::DropReason;
 use tally_model::rollup::Rollup;
 use tally_model::session::{self, Session};
@@ -16,17 +18,28 @@ use tally_model::session::{self, Session};
 /// The embedded store has one lineage per site, sub-partition 0.
 pub type Lineage = (String, u16);
 
-/// Where a flush finds open visits it does not hold yet.
+/// Where a flush finds open visits (and visitor sightings) it does not hold yet.
 pub trait SessionLookup {
     /// The stored open visit of `visitor` on `site`, if any.
     fn session(&self, site: &str, visitor: u64) -> anyhow::Result<Option<Session>>;
+
+    /// Where the visitor id has been seen so far (per-dimension rollups only).
+    fn sightings(&self, _site: &str, _visitor: u64) -> anyhow::Result<Option<Sightings>> {
+        Ok(None)
+    }
 }
 
 /// Everything one flush changes.
 #[derive(Debug, Default)]
 pub struct Flush {
-    /// Rollup deltas per lineage.
+    /// Cell deltas per lineage.
     pub rollups: HashMap<Lineage, Rollup>,
+    /// Per-dimension rollup deltas per lineage (only in a flush made by [`Flush::with_breakdowns`]).
+    pub breakdowns: HashMap<Lineage, Breakdown>,
+    /// The new sightings state of every visitor id this flush saw, per (site, visitor id).
+    pub sightings: HashMap<(String, u64), Sightings>,
+    /// Whether to build per-dimension rollups.
+    breakdowns_on: bool,
     /// Visits to write (Some) or delete (None), per (site, visitor id).
     pub sessions: HashMap<(String, u64), Option<Session>>,
     /// Drop counts per (site or "", reason).
@@ -36,6 +49,11 @@ pub struct Flush {
 }
 
 impl Flush {
+    /// A flush that also builds per-dimension rollups and visitor sightings.
+    pub fn with_breakdowns() -> Flush {
+        Flush { breakdowns_on: true, ..Flush::default() }
+    }
+
     /// Adds one log entry of lineage sub-partition `sub`. `zone_of` gives a site's time zone
     /// (UTC when unknown); `stored` finds visits this flush does not hold yet.
     pub fn add(
@@ -70,8 +88,16 @@ impl Flush {
         };
         let bucket = local_hour(zone_of(&event.site).as_ref(), event.received_ms);
         let open = self.open_session(event, stored)?;
-        let rollup = self.rollups.entry((event.site.clone(), sub)).or_default();
-        let next = session::apply(open, event, &facts, bucket, rollup);
+        let (next, contribution) = session::apply(open, event, &facts, bucket);
+        let lineage = (event.site.clone(), sub);
+        self.rollups.entry(lineage.clone()).or_default().add_contribution(&contribution);
+        if self.breakdowns_on {
+            let seen = match self.sightings.entry((event.site.clone(), event.visitor.current)) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(slot) => slot.insert(stored.sightings(&event.site, event.visitor.current)?.unwrap_or_default()),
+            };
+            self.breakdowns.entry(lineage).or_default().add(&contribution, seen);
+        }
         self.sessions.insert((event.site.clone(), event.visitor.current), Some(next));
         Ok(())
     }

@@ -8,6 +8,7 @@ pub mod consumer;
 pub mod dynamo;
 pub mod flush;
 pub mod http;
+pub mod import;
 pub mod ingest;
 pub mod kinesis;
 pub mod lease;

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
+/// Ids of entries appended with [`EventLog::append_unique`] (imports), so a re-run adds nothing.
+const UNIQUE_IDS: TableDefinition<u128, ()> = TableDefinition::new("unique_ids");
 /// Most waiting entries one commit takes.
 const MAX_ENTRIES_PER_COMMIT: usize = 20_000;
 /// Append requests that may wait for the writer before callers are slowed down.
@@ -29,13 +31,29 @@ pub enum LogError {
     Closed,
 }
 
-type Reply = oneshot::Sender<Result<RangeInclusive<u64>, LogError>>;
+type Reply = oneshot::Sender<Result<Appended, LogError>>;
+
+/// What one append request wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The offsets of the entries written (empty when none was).
+    pub offsets: RangeInclusive<u64>,
+    /// Entries not written because their id was already in the log.
+    pub duplicates: usize,
+}
+
+/// One append request: entries, and for [`EventLog::append_unique`] their ids.
+struct Append {
+    entries: Vec<Vec<u8>>,
+    ids: Option<Vec<u128>>,
+    reply: Reply,
+}
 
 /// A handle to the log; clones share one writer.
 #[derive(Clone)]
 pub struct EventLog {
     db: Arc<Database>,
-    appends: mpsc::Sender<(Vec<Vec<u8>>, Reply)>,
+    appends: mpsc::Sender<Append>,
     head: watch::Receiver<u64>,
 }
 
@@ -45,6 +63,7 @@ impl EventLog {
         let db = Database::create(path).with_context(|| format!("opening event log {}", path.display()))?;
         let txn = db.begin_write()?;
         txn.open_table(ENTRIES)?;
+        txn.open_table(UNIQUE_IDS)?;
         txn.commit()?;
         let db = Arc::new(db);
         let last = last_offset(&db)?;
@@ -59,8 +78,19 @@ impl EventLog {
 
     /// Appends entries durably; returns their offsets once they are committed to disk.
     pub async fn append(&self, entries: Vec<Vec<u8>>) -> Result<RangeInclusive<u64>, LogError> {
+        Ok(self.send(entries, None).await?.offsets)
+    }
+
+    /// Appends the entries whose id (`ids[i]` for `entries[i]`) was never appended this way
+    /// before, in the same transaction that records the ids: an import that runs again, or
+    /// resumes after a crash, adds nothing twice.
+    pub async fn append_unique(&self, entries: Vec<Vec<u8>>, ids: Vec<u128>) -> Result<Appended, LogError> {
+        self.send(entries, Some(ids)).await
+    }
+
+    async fn send(&self, entries: Vec<Vec<u8>>, ids: Option<Vec<u128>>) -> Result<Appended, LogError> {
         let (reply, answer) = oneshot::channel();
-        self.appends.send((entries, reply)).await.map_err(|_| LogError::Closed)?;
+        self.appends.send(Append { entries, ids, reply }).await.map_err(|_| LogError::Closed)?;
         answer.await.map_err(|_| LogError::Closed)?
     }
 
@@ -93,27 +123,22 @@ fn last_offset(db: &Database) -> anyhow::Result<u64> {
     Ok(table.last()?.map_or(0, |(offset, _)| offset.value()))
 }
 
-fn write_loop(
-    db: &Database,
-    mut requests: mpsc::Receiver<(Vec<Vec<u8>>, Reply)>,
-    head: &watch::Sender<u64>,
-    mut last: u64,
-) {
+fn write_loop(db: &Database, mut requests: mpsc::Receiver<Append>, head: &watch::Sender<u64>, mut last: u64) {
     while let Some(first) = requests.blocking_recv() {
+        let mut count = first.entries.len();
         let mut batch = vec![first];
-        let mut count = batch[0].0.len();
         while count < MAX_ENTRIES_PER_COMMIT {
             let Ok(next) = requests.try_recv() else { break };
-            count += next.0.len();
+            count += next.entries.len();
             batch.push(next);
         }
         match commit(db, &batch, last) {
-            Ok(new_last) => {
+            Ok((new_last, written)) => {
                 let mut start = last + 1;
-                for (entries, reply) in batch {
-                    let end = start + entries.len() as u64;
+                for (request, (n, duplicates)) in batch.into_iter().zip(written) {
+                    let end = start + n as u64;
                     // A caller that went away no longer needs its answer.
-                    let _ = reply.send(Ok(start..=end.saturating_sub(1)));
+                    let _ = request.reply.send(Ok(Appended { offsets: start..=end.saturating_sub(1), duplicates }));
                     start = end;
                 }
                 last = new_last;
@@ -121,24 +146,39 @@ fn write_loop(
             }
             Err(error) => {
                 tracing::error!(%error, entries = count, "event log commit failed");
-                for (_, reply) in batch {
-                    let _ = reply.send(Err(LogError::Commit(error.to_string())));
+                for request in batch {
+                    let _ = request.reply.send(Err(LogError::Commit(error.to_string())));
                 }
             }
         }
     }
 }
 
-fn commit(db: &Database, batch: &[(Vec<Vec<u8>>, Reply)], last: u64) -> anyhow::Result<u64> {
+/// Commits a batch of requests in one transaction; returns the new last offset and, per
+/// request, the entries written and the duplicates skipped.
+fn commit(db: &Database, batch: &[Append], last: u64) -> anyhow::Result<(u64, Vec<(usize, usize)>)> {
     let txn = db.begin_write()?;
     let mut offset = last;
+    let mut written = Vec::with_capacity(batch.len());
     {
         let mut table = txn.open_table(ENTRIES)?;
-        for entry in batch.iter().flat_map(|(entries, _)| entries) {
-            offset += 1;
-            table.insert(offset, entry.as_slice())?;
+        let mut unique = txn.open_table(UNIQUE_IDS)?;
+        for request in batch {
+            let (mut n, mut duplicates) = (0, 0);
+            for (i, entry) in request.entries.iter().enumerate() {
+                if let Some(id) = request.ids.as_ref().and_then(|ids| ids.get(i))
+                    && unique.insert(*id, ())?.is_some()
+                {
+                    duplicates += 1;
+                    continue;
+                }
+                offset += 1;
+                n += 1;
+                table.insert(offset, entry.as_slice())?;
+            }
+            written.push((n, duplicates));
         }
     }
     txn.commit()?;
-    Ok(offset)
+    Ok((offset, written))
 }

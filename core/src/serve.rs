@@ -6,7 +6,7 @@ use crate::http::{AppState, Backend, IngestState, query_cache, router};
 use crate::log::EventLog;
 use crate::registry::Registry;
 use crate::salts::SaltBook;
-use crate::store::Store;
+use crate::store::{Opened, Store};
 use anyhow::Context;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -38,7 +38,11 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     let registry = Registry::open(dir)?;
     let busy = || format!("is another `tally serve` running on {}?", dir.display());
     let log = EventLog::open(&dir.join("log.redb")).with_context(busy)?;
-    let store = Arc::new(Store::open(&dir.join("store.redb")).with_context(busy)?);
+    let (store, opened) = Store::open(&dir.join("store.redb")).with_context(busy)?;
+    if opened == Opened::RebuiltFromV1 {
+        tracing::warn!("the store had format 1 (cells only): rebuilding it from the event log into format 2");
+    }
+    let store = Arc::new(store);
     let state = AppState {
         registry: registry.clone(),
         backend: Backend::Embedded { store: store.clone(), log: log.clone() },

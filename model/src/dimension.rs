@@ -67,6 +67,32 @@ impl Dimension {
         Self::ALL.iter().find(|(d, _)| *d == self).map_or("", |(_, n)| n)
     }
 
+    /// This dimension's stable number in storage keys (never reused, never renumbered).
+    pub fn code(self) -> u8 {
+        match self {
+            Dimension::Name => 1,
+            Dimension::Hostname => 2,
+            Dimension::Page => 3,
+            Dimension::Source => 4,
+            Dimension::UtmSource => 5,
+            Dimension::UtmMedium => 6,
+            Dimension::UtmCampaign => 7,
+            Dimension::UtmContent => 8,
+            Dimension::UtmTerm => 9,
+            Dimension::Country => 10,
+            Dimension::Device => 11,
+            Dimension::Browser => 12,
+            Dimension::BrowserVersion => 13,
+            Dimension::Os => 14,
+            Dimension::OsVersion => 15,
+        }
+    }
+
+    /// The dimension with this storage number.
+    pub fn from_code(code: u8) -> Option<Dimension> {
+        Self::ALL.iter().map(|(d, _)| *d).find(|d| d.code() == code)
+    }
+
     /// This dimension's value in a cell.
     pub fn value(self, key: &CellKey) -> &str {
         match self {
@@ -100,5 +126,16 @@ mod tests {
             assert_eq!(dimension.name(), name);
         }
         assert_eq!(Dimension::parse("visit:nope"), None);
+    }
+
+    #[test]
+    fn storage_codes_are_pinned() {
+        let codes: Vec<(u8, &str)> = Dimension::ALL.iter().map(|(d, n)| (d.code(), *n)).collect();
+        let expected: Vec<(u8, &str)> = (1..=15).zip(Dimension::ALL.iter().map(|(_, n)| *n)).collect();
+        assert_eq!(codes, expected, "storage codes are part of the on-disk key format");
+        for (d, _) in Dimension::ALL {
+            assert_eq!(Dimension::from_code(d.code()), Some(d));
+        }
+        assert_eq!(Dimension::from_code(0), None);
     }
 }

@@ -2,10 +2,12 @@
 //!
 //! No I/O, no clock, no randomness: the time, salts and ids are arguments. The flow is
 //! [`wire`] (parse and check a body) → [`ingest`] (enrich into [`event`] records, or drops) →
-//! [`codec`] (bytes for the log) → [`facts`] (normalise) → [`session`] and [`rollup`]
-//! (the counters an event contributes).
+//! [`codec`] (bytes for the log) → [`facts`] (normalise) → [`session`] (visits), whose
+//! contributions feed [`breakdown`] (per-dimension rollups) and [`rollup`] (full-combination
+//! cells).
 
 pub mod agent;
+pub mod breakdown;
 pub mod codec;
 pub mod dimension;
 pub mod event;

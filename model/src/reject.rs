@@ -36,6 +36,20 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// The stable code of this rejection, as the `error` field of a 4xx answer names it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Rejection::BodyTooLarge => "body_too_large",
+            Rejection::UnsupportedContentType => "unsupported_content_type",
+            Rejection::EmptyBody => "empty_body",
+            Rejection::InvalidUtf8 => "invalid_utf8",
+            Rejection::NestingTooDeep => "nesting_too_deep",
+            Rejection::InvalidJson => "invalid_json",
+            Rejection::NotAnEvent => "not_an_event",
+            Rejection::BadBatchSize => "bad_batch_size",
+        }
+    }
+
     /// The HTTP status code for this rejection.
     pub fn status(self) -> u16 {
         match self {

@@ -101,6 +101,16 @@ impl Rollup {
         self.visitors.insert((bucket, key.clone(), visitor));
     }
 
+    /// Adds what one event contributes: its counters and visitor to its cell, its visit's change
+    /// to the entry cell.
+    pub fn add_contribution(&mut self, c: &crate::session::Contribution) {
+        self.add(c.bucket, &c.key, c.counters);
+        self.add_visitor(c.bucket, &c.key, c.visitor);
+        if !c.visit.is_zero() {
+            self.add(c.visit_bucket, &c.entry, c.visit);
+        }
+    }
+
     /// Merges `other` into `self`.
     pub fn merge(&mut self, other: Rollup) {
         for ((bucket, key), counters) in other.cells {

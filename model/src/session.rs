@@ -1,14 +1,16 @@
-//! Visits: how one event continues or starts a visit, and what it contributes to the rollup.
+//! Visits: how one event continues or starts a visit, and what it contributes ([`Contribution`]).
 //!
 //! A visit ends after [`SESSION_TIMEOUT_MS`] without an event. Visit counters (visits, bounces,
 //! duration, page views per visit) live in the visit's entry cell, in the bucket where it began;
 //! later events send deltas there. Event counters live in the event's own cell, which carries the
-//! visit's dimensions (source, country, device, …) as they were at the visit's start.
+//! visit's dimensions (source, country, device, …) as they were at the visit's start. Both the
+//! full-combination cells ([`crate::rollup`]) and the per-dimension rollups
+//! ([`crate::breakdown`]) are projections of the same contributions.
 
 use crate::event::Event;
 use crate::facts::Facts;
 use crate::limits::SESSION_TIMEOUT_MS;
-use crate::rollup::{Bucket, CellKey, Counters, Rollup};
+use crate::rollup::{Bucket, CellKey, Counters};
 use serde::{Deserialize, Serialize};
 
 /// The state of one visitor's current visit.
@@ -56,13 +58,33 @@ pub fn entry_key(event: &Event, facts: &Facts) -> CellKey {
     }
 }
 
-/// Applies one event to its visitor's visit (`None` if there is none, or it has ended), adds its
-/// contribution to `rollup`, and returns the visit's new state. `bucket` is the event's bucket.
-pub fn apply(session: Option<Session>, event: &Event, facts: &Facts, bucket: Bucket, rollup: &mut Rollup) -> Session {
+/// What one event adds to the aggregates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contribution {
+    /// The event's bucket.
+    pub bucket: Bucket,
+    /// The event's cell: its own name, hostname and page, its visit's other dimensions.
+    pub key: CellKey,
+    /// The event's own counters (events, page views), added to its cell.
+    pub counters: Counters,
+    /// The visitor id it counts under (today's id).
+    pub visitor: u64,
+    /// The bucket its visit started in.
+    pub visit_bucket: Bucket,
+    /// Its visit's entry cell.
+    pub entry: CellKey,
+    /// What it changes in its visit's counters (a new visit, an ended bounce, duration), added to
+    /// the entry cell.
+    pub visit: Counters,
+}
+
+/// Applies one event to its visitor's visit (`None` if there is none, or it has ended) and
+/// returns the visit's new state and what the event contributes. `bucket` is the event's bucket.
+pub fn apply(session: Option<Session>, event: &Event, facts: &Facts, bucket: Bucket) -> (Session, Contribution) {
     let pageview = i64::from(event.is_pageview());
-    let next = match session.filter(|s| s.continues_at(event.received_ms)) {
-        None => start(event, facts, bucket, pageview, rollup),
-        Some(s) => continue_visit(s, event, pageview, rollup),
+    let (next, visit) = match session.filter(|s| s.continues_at(event.received_ms)) {
+        None => start(event, facts, bucket, pageview),
+        Some(s) => continue_visit(s, event, pageview),
     };
     let key = CellKey {
         name: event.name.clone(),
@@ -70,19 +92,27 @@ pub fn apply(session: Option<Session>, event: &Event, facts: &Facts, bucket: Buc
         page: facts.page.path.clone(),
         ..next.entry.clone()
     };
-    rollup.add(bucket, &key, Counters { events: 1, pageviews: pageview, ..Counters::default() });
-    rollup.add_visitor(bucket, &key, event.visitor.current);
-    next
+    let contribution = Contribution {
+        bucket,
+        key,
+        counters: Counters { events: 1, pageviews: pageview, ..Counters::default() },
+        visitor: event.visitor.current,
+        visit_bucket: next.start_bucket,
+        entry: next.entry.clone(),
+        visit,
+    };
+    (next, contribution)
 }
 
-fn start(event: &Event, facts: &Facts, bucket: Bucket, pageview: i64, rollup: &mut Rollup) -> Session {
+fn start(event: &Event, facts: &Facts, bucket: Bucket, pageview: i64) -> (Session, Counters) {
     let entry = entry_key(event, facts);
     let visit = Counters { visits: 1, bounces: 1, visit_pageviews: pageview, ..Counters::default() };
-    rollup.add(bucket, &entry, visit);
-    Session { started_ms: event.received_ms, last_ms: event.received_ms, start_bucket: bucket, entry, bounce: true }
+    let session =
+        Session { started_ms: event.received_ms, last_ms: event.received_ms, start_bucket: bucket, entry, bounce: true };
+    (session, visit)
 }
 
-fn continue_visit(mut s: Session, event: &Event, pageview: i64, rollup: &mut Rollup) -> Session {
+fn continue_visit(mut s: Session, event: &Event, pageview: i64) -> (Session, Counters) {
     let ends_bounce = s.bounce && (pageview == 1 || event.interactive);
     let delta = Counters {
         duration_ms: (event.received_ms - s.last_ms).max(0),
@@ -90,16 +120,16 @@ fn continue_visit(mut s: Session, event: &Event, pageview: i64, rollup: &mut Rol
         bounces: -i64::from(ends_bounce),
         ..Counters::default()
     };
-    rollup.add(s.start_bucket, &s.entry, delta);
     s.last_ms = s.last_ms.max(event.received_ms);
     s.bounce &= !ends_bounce;
-    s
+    (s, delta)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::event::{EventId, VisitorIds};
+    use crate::rollup::Rollup;
 
     const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
 
@@ -125,7 +155,9 @@ mod tests {
         let mut session = None;
         for e in events {
             let facts = Facts::of(e).expect("valid url");
-            session = Some(apply(session, e, &facts, e.received_ms / 3_600_000, &mut rollup));
+            let (next, contribution) = apply(session, e, &facts, e.received_ms / 3_600_000);
+            rollup.add_contribution(&contribution);
+            session = Some(next);
         }
         rollup
     }

@@ -26,6 +26,16 @@ pub struct Salts {
     pub previous: Salt,
 }
 
+/// The visitor id of an explicit visitor key (an import's `visitor` field) on `site` under
+/// `salt`: the same key on the same day gives the same id, as one IP and user agent would.
+pub fn visitor_id_of_key(salt: &Salt, site: &str, key: &str) -> u64 {
+    let mut hasher = SipHasher13::new_with_key(&salt.0);
+    hasher.write(site.as_bytes());
+    hasher.write_u8(0xfe);
+    hasher.write(key.as_bytes());
+    hasher.finish()
+}
+
 /// The visitor id of (site, ip, user agent) under `salt`.
 pub fn visitor_id(salt: &Salt, site: &str, ip: IpAddr, user_agent: &str) -> u64 {
     let mut hasher = SipHasher13::new_with_key(&salt.0);

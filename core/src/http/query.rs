@@ -5,7 +5,7 @@ use super::error::ApiError;
 use super::{AppState, Backend};
 use crate::dynamo::read::{load_cells, load_drops};
 use crate::query::request::{Grouping, Metric};
-use crate::query::{Query, QueryRequest, execute};
+use crate::query::{Query, QueryRequest, Tier, execute, execute_rollups, plan};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query as UrlQuery, State};
@@ -42,12 +42,19 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
     if let Some(hit) = app.cache.get(&key).await {
         return Ok(Json(hit));
     }
+    let tier = match &app.backend {
+        Backend::Embedded { .. } => plan(&query),
+        Backend::Dynamo(_) => Tier::Cells,
+    };
     let rows = match &app.backend {
         Backend::Embedded { store, .. } => {
             let store = store.clone();
-            tokio::task::spawn_blocking(move || execute(store.as_ref(), &query))
-                .await
-                .map_err(anyhow::Error::from)??
+            tokio::task::spawn_blocking(move || match tier {
+                Tier::Rollups => execute_rollups(store.as_ref(), &query),
+                Tier::Cells => execute(store.as_ref(), &query),
+            })
+            .await
+            .map_err(anyhow::Error::from)??
         }
         Backend::Dynamo(reader) => {
             let visitors = query.metrics.contains(&Metric::Visitors);
@@ -71,6 +78,7 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
             "time_zone": site.timezone_name,
             "data_complete_until": until_ms.map_or(Value::Null, complete_until),
             "log_offset_applied": offset,
+            "tier": tier,
         },
         "query": {
             "site_id": site.domain,

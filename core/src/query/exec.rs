@@ -1,5 +1,6 @@
-//! Executes a [`Query`]: one scan over the site's cells in the range, grouped and filtered,
-//! then, if `visitors` is asked for, one scan over the visitors of the matching cells.
+//! Executes a [`Query`] over cells (tier 2 for now): one scan over the site's cells in the
+//! range, grouped and filtered, then, if `visitors` is asked for, one scan over the visitors of
+//! the matching cells. [`finish`] (metrics, order, page) is shared with the rollup tier.
 
 use super::request::{Grouping, Metric, Query, SortKey};
 use crate::store::Store;
@@ -139,27 +140,43 @@ pub fn execute(store: &dyn CellSource, query: &Query) -> anyhow::Result<Vec<Row>
     } else {
         vec![0; groups.len()]
     };
+    let groups = groups.into_iter().zip(visitors).map(|((dims, counters), v)| (dims, counters, v)).collect();
+    Ok(finish(query, groups))
+}
+
+/// Turns groups (dimension values, counters, distinct visitors) into the answer's rows: metrics,
+/// the query's order, its page. Without groupings there is always one row.
+pub fn finish(query: &Query, mut groups: Vec<(Vec<String>, Counters, u64)>) -> Vec<Row> {
     if groups.is_empty() && query.groupings.is_empty() {
-        groups.push((Vec::new(), Counters::default()));
+        groups.push((Vec::new(), Counters::default(), 0));
     }
     let mut rows: Vec<Row> = groups
         .into_iter()
-        .enumerate()
-        .map(|(at, (dimensions, counters))| {
-            let distinct = visitors.get(at).copied().unwrap_or(0);
-            Row { metrics: query.metrics.iter().map(|m| metric(*m, &counters, distinct)).collect(), dimensions }
+        .map(|(dimensions, counters, distinct)| Row {
+            metrics: query.metrics.iter().map(|m| metric(*m, &counters, distinct)).collect(),
+            dimensions,
         })
         .collect();
     rows.sort_by(|a, b| compare(query, a, b));
-    Ok(rows.into_iter().skip(query.offset).take(query.limit).collect())
+    rows.into_iter().skip(query.offset).take(query.limit).collect()
+}
+
+/// The label of an hour bucket, as `time:hour` shows it.
+pub fn hour_label(bucket: Bucket) -> String {
+    bucket_start(bucket).strftime("%Y-%m-%d %H:00:00").to_string()
+}
+
+/// The label of the day a bucket is in, as `time:day` shows it.
+pub fn day_label(bucket: Bucket) -> String {
+    bucket_start(bucket).date().to_string()
 }
 
 fn group_values(groupings: &[Grouping], bucket: Bucket, key: &CellKey) -> Vec<String> {
     groupings
         .iter()
         .map(|g| match g {
-            Grouping::Hour => bucket_start(bucket).strftime("%Y-%m-%d %H:00:00").to_string(),
-            Grouping::Day => bucket_start(bucket).date().to_string(),
+            Grouping::Hour => hour_label(bucket),
+            Grouping::Day => day_label(bucket),
             Grouping::Dim(d) => d.value(key).to_owned(),
         })
         .collect()
@@ -231,8 +248,8 @@ mod tests {
     fn store_with(name: &str, events: &[Event]) -> (Store, std::path::PathBuf) {
         let path = std::env::temp_dir().join(format!("tally-exec-{name}-{}.redb", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let store = Store::open(&path).expect("store");
-        let mut flush = Flush::default();
+        let (store, _) = Store::open(&path).expect("store");
+        let mut flush = Flush::with_breakdowns();
         for e in events {
             flush.add(&LogEntry::Event(Box::new(e.clone())), 0, &|_| None, &store).expect("adds");
         }

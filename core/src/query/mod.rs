@@ -1,8 +1,13 @@
-//! The query API's engine: Plausible Stats API v2 requests, resolved against a site, executed
-//! over the store's cells.
+//! The query API's engine: Plausible Stats API v2 requests, resolved against a site
+//! (`request.rs`), given a tier by the planner (`plan.rs`), and executed over the per-dimension
+//! rollups (`rollup_exec.rs`) or the cells (`exec.rs`).
 
 pub mod exec;
+pub mod plan;
 pub mod request;
+pub mod rollup_exec;
 
 pub use exec::{CellSource, LoadedCells, execute};
+pub use plan::{Tier, plan};
 pub use request::{Query, QueryError, QueryRequest};
+pub use rollup_exec::execute_rollups;

@@ -1,29 +1,33 @@
-//! The embedded aggregate store (redb): cells of counters, the visitors of each cell, open
-//! visits, drop counts, and how far into the log all of it is applied.
+//! The embedded aggregate store (redb): per-dimension rollups with their visitor sightings
+//! (tier 1), cells of counters with the visitors of each cell (tier 2, for filtered queries until
+//! columnar segments replace them), open visits, drop counts, and how far into the log all of it
+//! is applied. `keys.rs` holds the table layout.
 //!
 //! One [`Flush`] is applied in one transaction together with the log offset it reaches, so a
 //! restart resumes exactly after the last applied entry: nothing lost, nothing counted twice.
 
+mod keys;
+mod rollups;
+
+pub use keys::FIRST_GENERATION;
+pub use rollups::RollupRead;
+
 use crate::flush::{Flush, SessionLookup};
 use anyhow::Context;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use keys::{CELL_VISITORS, CELLS, DROPS, FORMAT_VERSION, GENERATIONS, META, ROLLUPS, SESSIONS, SIGHTINGS, VERSION_KEY};
+use redb::{Database, ReadableDatabase, ReadableTable};
 use siphasher::sip::SipHasher13;
 use std::collections::BTreeMap;
 use std::hash::Hasher;
 use std::path::Path;
+use tally_model::breakdown::{Sightings, Tallies};
 use tally_model::rollup::{Bucket, CellKey, Counters, Rollup};
 use tally_model::session::Session;
 
-/// (site, bucket, cell id) → postcard((CellKey, Counters)).
-const CELLS: TableDefinition<(&str, i64, u64), &[u8]> = TableDefinition::new("cells");
-/// (site, bucket, cell id, visitor id) → ().
-const CELL_VISITORS: TableDefinition<(&str, i64, u64, u64), ()> = TableDefinition::new("cell_visitors");
-/// (site, visitor id) → postcard(Session).
-const SESSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("sessions");
-/// (site or "", reason) → count.
-const DROPS: TableDefinition<(&str, &str), u64> = TableDefinition::new("drops");
-/// Progress: "applied_offset", "applied_until_ms".
-const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+/// How long (in log time) a visitor id's sightings are kept after they last changed. An id lives
+/// one UTC day, so live ids are dropped at most this long after their day ends; imported ids
+/// stay this long after their import touched them.
+const SIGHTINGS_KEPT_MS: i64 = 2 * 86_400_000;
 
 /// How far the store has applied the log.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,18 +50,53 @@ pub fn cell_id(key: &CellKey) -> u64 {
     hasher.finish()
 }
 
+/// What opening a store found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// A store of the current format (or a new one).
+    Current,
+    /// A store of format 1 (cells only), emptied: the aggregator rebuilds it from the event log,
+    /// which holds every accepted event since the data directory was made.
+    RebuiltFromV1,
+}
+
 impl Store {
-    /// Opens (or creates) the store at `path`.
-    pub fn open(path: &Path) -> anyhow::Result<Store> {
+    /// Opens (or creates) the store at `path`. A format-1 store is emptied so that the
+    /// aggregator rebuilds it from the log (the one-time migration to format 2).
+    pub fn open(path: &Path) -> anyhow::Result<(Store, Opened)> {
         let db = Database::create(path).with_context(|| format!("opening store {}", path.display()))?;
         let txn = db.begin_write()?;
+        let opened = {
+            let meta = txn.open_table(META)?;
+            let version = meta.get(VERSION_KEY)?.map(|v| v.value());
+            let applied = meta.get("applied_offset")?.map_or(0, |v| v.value());
+            match version {
+                Some(FORMAT_VERSION) => Opened::Current,
+                Some(other) => anyhow::bail!(
+                    "store {} has format {other}, newer than this tally (format {FORMAT_VERSION}); use a newer release",
+                    path.display()
+                ),
+                None if applied == 0 => Opened::Current,
+                None => Opened::RebuiltFromV1,
+            }
+        };
+        if opened == Opened::RebuiltFromV1 {
+            txn.delete_table(CELLS)?;
+            txn.delete_table(CELL_VISITORS)?;
+            txn.delete_table(SESSIONS)?;
+            txn.delete_table(DROPS)?;
+            txn.delete_table(META)?;
+        }
         txn.open_table(CELLS)?;
         txn.open_table(CELL_VISITORS)?;
+        txn.open_table(ROLLUPS)?;
+        txn.open_table(GENERATIONS)?;
+        txn.open_table(SIGHTINGS)?;
         txn.open_table(SESSIONS)?;
         txn.open_table(DROPS)?;
-        txn.open_table(META)?;
+        txn.open_table(META)?.insert(VERSION_KEY, FORMAT_VERSION)?;
         txn.commit()?;
-        Ok(Store { db })
+        Ok((Store { db }, opened))
     }
 
     /// How far the log is applied.
@@ -86,7 +125,10 @@ impl Store {
                     visitors.insert((site.as_str(), *bucket, cell_id(key), *visitor), ())?;
                 }
             }
-            write_sessions(&mut txn.open_table(SESSIONS)?, flush, expire_sessions_before_ms)?;
+            rollups::add(&txn, flush)?;
+            let touched = progress.until_ms;
+            write_sightings(&mut txn.open_table(SIGHTINGS)?, flush, touched, expire_sessions_before_ms.is_some())?;
+            write_sessions(&mut txn.open_table(SESSIONS)?, flush, touched, expire_sessions_before_ms)?;
             let mut drops = txn.open_table(DROPS)?;
             for ((site, reason), n) in &flush.drops {
                 let key = (site.as_str(), reason.as_str());
@@ -167,15 +209,19 @@ fn add_cells(cells: &mut redb::Table<'_, (&str, i64, u64), &[u8]>, site: &str, r
     Ok(())
 }
 
+/// Writes visits with the log time that touched them (`touched_ms`); deletes visits whose last
+/// event and last touch are both before `expire_before_ms` (imported visits have old events but
+/// a recent touch, so an import in progress keeps its open visits).
 fn write_sessions(
     table: &mut redb::Table<'_, (&str, u64), &[u8]>,
     flush: &Flush,
+    touched_ms: i64,
     expire_before_ms: Option<i64>,
 ) -> anyhow::Result<()> {
     for ((site, visitor), session) in &flush.sessions {
         match session {
             Some(s) => {
-                table.insert((site.as_str(), *visitor), postcard::to_allocvec(s)?.as_slice())?;
+                table.insert((site.as_str(), *visitor), postcard::to_allocvec(&(touched_ms, s))?.as_slice())?;
             }
             None => {
                 table.remove((site.as_str(), *visitor))?;
@@ -183,7 +229,27 @@ fn write_sessions(
         }
     }
     if let Some(before) = expire_before_ms {
-        table.retain(|_, bytes| postcard::from_bytes::<Session>(bytes).is_ok_and(|s| s.last_ms >= before))?;
+        table.retain(|_, bytes| {
+            postcard::from_bytes::<(i64, Session)>(bytes).is_ok_and(|(touched, s)| touched.max(s.last_ms) >= before)
+        })?;
+    }
+    Ok(())
+}
+
+/// Writes the sightings this flush changed; with `expire`, deletes those untouched for
+/// [`SIGHTINGS_KEPT_MS`] of log time.
+fn write_sightings(
+    table: &mut redb::Table<'_, (&str, u64), &[u8]>,
+    flush: &Flush,
+    touched_ms: i64,
+    expire: bool,
+) -> anyhow::Result<()> {
+    for ((site, visitor), seen) in &flush.sightings {
+        table.insert((site.as_str(), *visitor), postcard::to_allocvec(&(touched_ms, seen))?.as_slice())?;
+    }
+    if expire {
+        let before = touched_ms - SIGHTINGS_KEPT_MS;
+        table.retain(|_, bytes| postcard::from_bytes::<(i64, Sightings)>(bytes).is_ok_and(|(t, _)| t >= before))?;
     }
     Ok(())
 }
@@ -193,6 +259,20 @@ impl SessionLookup for Store {
         let txn = self.db.begin_read()?;
         let table = txn.open_table(SESSIONS)?;
         let found = table.get((site, visitor))?;
-        found.map(|v| postcard::from_bytes(v.value()).context("decoding a session")).transpose()
+        let decoded = found.map(|v| postcard::from_bytes::<(i64, Session)>(v.value()).context("decoding a session"));
+        Ok(decoded.transpose()?.map(|(_, s)| s))
     }
+
+    fn sightings(&self, site: &str, visitor: u64) -> anyhow::Result<Option<Sightings>> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SIGHTINGS)?;
+        let found = table.get((site, visitor))?;
+        let decoded = found.map(|v| postcard::from_bytes::<(i64, Sightings)>(v.value()).context("decoding sightings"));
+        Ok(decoded.transpose()?.map(|(_, s)| s))
+    }
+}
+
+/// Decodes a stored row.
+fn decode_tallies(bytes: &[u8]) -> anyhow::Result<Tallies> {
+    postcard::from_bytes(bytes).context("decoding a rollup row")
 }

@@ -1,0 +1,347 @@
+//! `tally import`: NDJSON events with explicit timestamps into the embedded backend, through the
+//! same checks as `POST /api/event` (`model::ingest`), into the event log, then aggregated into
+//! both tiers like live events.
+//!
+//! Each line is one event: the ingest fields (long or short keys) plus `timestamp` (RFC 3339 or
+//! ms since the epoch), `user_agent`, `ip` or `visitor` (what the visitor id is made of),
+//! optional `country` and optional `id`. An event's id is its `id` field or, without one, a hash
+//! of the line's bytes, and the log keeps the ids it imported: running the same file again, or
+//! resuming after a crash, counts nothing twice. Visitor ids of imported events use import salts,
+//! one per UTC day, derived from a random key kept in the log's file (so re-runs make the same ids);
+//! they never match live visitors' ids.
+
+use crate::aggregate::Aggregator;
+use crate::log::EventLog;
+use crate::registry::Registry;
+use crate::store::Store;
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use redb::{Database, ReadableTable, TableDefinition};
+use serde_json::{Map, Value};
+use siphasher::sip128::{Hasher128, SipHasher13};
+use std::collections::BTreeMap;
+use std::hash::Hasher;
+use std::io::BufRead;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tally_model::codec;
+use tally_model::event::LogEntry;
+use tally_model::ingest::{RequestContext, ingest};
+use tally_model::visitor::{Salt, Salts, visitor_id_of_key};
+
+/// The import salts' key: (name) → 16 random bytes, made on the first import.
+const IMPORT_KEY: TableDefinition<&str, [u8; 16]> = TableDefinition::new("import_key");
+/// Entries sent to the log in one append.
+const BATCH: usize = 10_000;
+/// Longest accepted line; longer ones are rejected (an event body is at most 64 KiB).
+const MAX_LINE_BYTES: usize = 70_000;
+const DAY_MS: i64 = 86_400_000;
+/// Fields of an import line that are not ingest fields.
+const IMPORT_FIELDS: [&str; 6] = ["timestamp", "user_agent", "ip", "visitor", "country", "id"];
+
+/// Where the events come from.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A file.
+    File(PathBuf),
+    /// Standard input.
+    Stdin,
+}
+
+/// Settings of `tally import`.
+#[derive(Debug, Clone)]
+pub struct ImportSettings {
+    /// The data directory (of a `tally serve` that is not running).
+    pub data_dir: PathBuf,
+    /// The NDJSON input.
+    pub input: Input,
+    /// Draw a progress bar on standard error.
+    pub progress: bool,
+}
+
+/// What an import did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Lines read (blank lines not counted).
+    pub lines: u64,
+    /// Events accepted into the log.
+    pub accepted: u64,
+    /// Events already imported before (same id): not counted again.
+    pub duplicates: u64,
+    /// Events dropped, by drop reason (as `X-Tally-Dropped` names them).
+    pub dropped: BTreeMap<String, u64>,
+    /// Lines that are not an import event, by what is wrong.
+    pub rejected: BTreeMap<String, u64>,
+}
+
+/// Imports the input, then applies the log to the store, and returns what it did.
+pub async fn import(settings: ImportSettings) -> anyhow::Result<Summary> {
+    let dir = &settings.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    let registry = Registry::open(dir)?;
+    let busy = || {
+        format!(
+            "cannot open the data directory {}: is `tally serve` running on it? Stop it for the import, then start it again",
+            dir.display()
+        )
+    };
+    let log = EventLog::open(&dir.join("log.redb")).with_context(busy)?;
+    let (store, _) = Store::open(&dir.join("store.redb")).with_context(busy)?;
+    let key = import_key(&log.database())?;
+    let (reader, size): (Box<dyn BufRead>, Option<u64>) = match &settings.input {
+        Input::File(path) => {
+            let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            let size = file.metadata().ok().map(|m| m.len());
+            (Box::new(std::io::BufReader::with_capacity(1 << 20, file)), size)
+        }
+        Input::Stdin => (Box::new(std::io::BufReader::new(std::io::stdin())), None),
+    };
+    let bar = progress_bar(settings.progress, size);
+    let started = Instant::now();
+    let mut summary = Summary::default();
+    let snapshot = registry.snapshot();
+    let is_site = |domain: &str| snapshot.site(domain).is_some();
+    let mut batch: (Vec<Vec<u8>>, Vec<u128>) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
+    for line in reader.split(b'\n') {
+        let line = line.context("reading the input")?;
+        bar.inc(line.len() as u64 + 1);
+        let line = line.trim_ascii();
+        if line.is_empty() {
+            continue;
+        }
+        summary.lines += 1;
+        match parse_line(line, &key, &is_site) {
+            Ok((LogEntry::Drop(drop), _)) => *summary.dropped.entry(drop.reason.as_str().to_owned()).or_default() += 1,
+            Ok((entry, id)) => {
+                batch.0.push(codec::encode(&entry));
+                batch.1.push(id);
+            }
+            Err(reason) => *summary.rejected.entry(reason.to_owned()).or_default() += 1,
+        }
+        if batch.0.len() >= BATCH {
+            append(&log, &mut batch, &mut summary).await?;
+            bar.set_message(format!("{} events", summary.accepted));
+        }
+    }
+    append(&log, &mut batch, &mut summary).await?;
+    bar.finish_and_clear();
+    let read_took = started.elapsed();
+    tracing::info!(events = summary.accepted, took_ms = read_took.as_millis() as u64, "import logged; aggregating");
+    let aggregator = Aggregator { log, store: Arc::new(store), registry, flush_interval: Duration::ZERO };
+    let (_, stopped) = tokio::sync::watch::channel(true);
+    aggregator.run(stopped).await?;
+    Ok(summary)
+}
+
+async fn append(log: &EventLog, batch: &mut (Vec<Vec<u8>>, Vec<u128>), summary: &mut Summary) -> anyhow::Result<()> {
+    if batch.0.is_empty() {
+        return Ok(());
+    }
+    let n = batch.0.len() as u64;
+    let appended = log
+        .append_unique(std::mem::take(&mut batch.0), std::mem::take(&mut batch.1))
+        .await
+        .context("writing the event log")?;
+    summary.duplicates += appended.duplicates as u64;
+    summary.accepted += n - appended.duplicates as u64;
+    Ok(())
+}
+
+fn progress_bar(visible: bool, size: Option<u64>) -> ProgressBar {
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    let bar = size.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
+    let template = if size.is_some() {
+        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}"
+    } else {
+        "{spinner} {bytes} read, {bytes_per_sec} {msg}"
+    };
+    bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+    bar
+}
+
+/// The key the import salts are derived from: made once, kept in the log's file.
+fn import_key(db: &Database) -> anyhow::Result<[u8; 16]> {
+    let txn = db.begin_write()?;
+    let key = {
+        let mut table = txn.open_table(IMPORT_KEY)?;
+        let existing = table.get("salt_key")?.map(|v| v.value());
+        match existing {
+            Some(key) => key,
+            None => {
+                let mut key = [0u8; 16];
+                getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness for the import key: {e}"))?;
+                table.insert("salt_key", key)?;
+                key
+            }
+        }
+    };
+    txn.commit()?;
+    Ok(key)
+}
+
+/// The import salt of a UTC day.
+fn salt_of_day(key: &[u8; 16], day: i64) -> Salt {
+    let mut hasher = SipHasher13::new_with_key(key);
+    hasher.write_i64(day);
+    Salt(hasher.finish128().as_bytes())
+}
+
+/// One line → its log entry (event or drop) and its id, or what is wrong with the line.
+fn parse_line(line: &[u8], key: &[u8; 16], is_site: &dyn Fn(&str) -> bool) -> Result<(LogEntry, u128), &'static str> {
+    if line.len() > MAX_LINE_BYTES {
+        return Err("line_too_long");
+    }
+    let Ok(Value::Object(mut fields)) = serde_json::from_slice::<Value>(line) else {
+        return Err("not_a_json_object");
+    };
+    let received_ms = timestamp(fields.get("timestamp"))?;
+    let user_agent = match fields.get("user_agent") {
+        Some(Value::String(ua)) => ua.clone(),
+        None | Some(Value::Null) => return Err("missing_user_agent"),
+        Some(_) => return Err("bad_user_agent"),
+    };
+    let visitor = match (fields.get("ip"), fields.get("visitor")) {
+        (Some(Value::String(ip)), _) => Who::Ip(ip.trim().parse().map_err(|_| "bad_ip")?),
+        (_, Some(Value::String(v))) if !v.is_empty() => Who::Key(v.clone()),
+        (_, Some(Value::Number(n))) => Who::Key(n.to_string()),
+        _ => return Err("missing_ip_or_visitor"),
+    };
+    let country = match fields.get("country") {
+        Some(Value::String(c)) => Some(c.clone()),
+        None | Some(Value::Null) => None,
+        Some(_) => return Err("bad_country"),
+    };
+    let id = match fields.get("id") {
+        Some(Value::String(s)) => hash128(s.as_bytes(), 1),
+        Some(Value::Number(n)) => hash128(n.to_string().as_bytes(), 1),
+        None | Some(Value::Null) => hash128(line, 0),
+        Some(_) => return Err("bad_id"),
+    };
+    for field in IMPORT_FIELDS {
+        fields.remove(field);
+    }
+    let body = serde_json::to_vec(&Value::Object(Map::from_iter(fields))).map_err(|_| "not_a_json_object")?;
+    let day = received_ms.div_euclid(DAY_MS);
+    let salts = Salts { current: salt_of_day(key, day), previous: salt_of_day(key, day - 1) };
+    let ip = match &visitor {
+        Who::Ip(ip) => *ip,
+        Who::Key(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    };
+    let ctx = RequestContext {
+        content_type: None,
+        user_agent: &user_agent,
+        ip,
+        country: country.as_deref(),
+        received_ms,
+        salts: &salts,
+        first_event_id: id,
+    };
+    let mut entries = ingest(&body, &ctx, is_site).map_err(|rejection| rejection.code())?;
+    let (Some(mut entry), true) = (entries.pop(), entries.is_empty()) else {
+        return Err("not_one_event");
+    };
+    if let (LogEntry::Event(event), Who::Key(visitor)) = (&mut entry, &visitor) {
+        event.visitor.current = visitor_id_of_key(&salts.current, &event.site, visitor);
+        event.visitor.previous = visitor_id_of_key(&salts.previous, &event.site, visitor);
+    }
+    Ok((entry, id))
+}
+
+/// What an imported visitor id is made of.
+enum Who {
+    /// An IP address (with the user agent), as live events.
+    Ip(IpAddr),
+    /// An explicit key.
+    Key(String),
+}
+
+/// `timestamp`: RFC 3339 text or ms since the epoch, between 1970 and 9999.
+fn timestamp(value: Option<&Value>) -> Result<i64, &'static str> {
+    let ms = match value {
+        Some(Value::String(text)) => text.parse::<jiff::Timestamp>().map_err(|_| "bad_timestamp")?.as_millisecond(),
+        Some(Value::Number(n)) => n.as_i64().ok_or("bad_timestamp")?,
+        None | Some(Value::Null) => return Err("missing_timestamp"),
+        Some(_) => return Err("bad_timestamp"),
+    };
+    const MAX_MS: i64 = 253_402_300_799_999;
+    if (0..=MAX_MS).contains(&ms) { Ok(ms) } else { Err("bad_timestamp") }
+}
+
+fn hash128(bytes: &[u8], domain: u8) -> u128 {
+    let mut hasher = SipHasher13::new_with_keys(0x7461_6c6c_795f_696d, 0x706f_7274_5f69_6431);
+    hasher.write_u8(domain);
+    hasher.write(bytes);
+    hasher.finish128().as_u128()
+}
+
+/// The summary as the command prints it.
+pub fn render(summary: &Summary, took: Duration) -> String {
+    let mut out = format!(
+        "imported {} events from {} lines in {:.1} s ({:.0} lines/s)\n",
+        summary.accepted,
+        summary.lines,
+        took.as_secs_f64(),
+        summary.lines as f64 / took.as_secs_f64().max(1e-9)
+    );
+    out += &format!("already imported (skipped): {}\n", summary.duplicates);
+    let dropped: u64 = summary.dropped.values().sum();
+    out += &format!("dropped: {dropped}\n");
+    for (reason, n) in &summary.dropped {
+        out += &format!("  {reason}: {n}\n");
+    }
+    let rejected: u64 = summary.rejected.values().sum();
+    out += &format!("rejected lines: {rejected}\n");
+    for (reason, n) in &summary.rejected {
+        out += &format!("  {reason}: {n}\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+
+    fn line(extra: &str) -> String {
+        format!(
+            r#"{{"name":"pageview","url":"https://a.com/x","domain":"a.com","timestamp":"2026-11-01T10:00:00Z","user_agent":"{UA}"{extra}}}"#
+        )
+    }
+
+    fn parse(text: &str) -> Result<(LogEntry, u128), &'static str> {
+        parse_line(text.as_bytes(), &[7; 16], &|d| d == "a.com")
+    }
+
+    #[test]
+    fn a_line_becomes_an_event_with_its_time_and_a_stable_id() {
+        let text = line(r#","ip":"203.0.113.9","country":"de""#);
+        let (entry, id) = parse(&text).expect("valid line");
+        let LogEntry::Event(event) = entry else { panic!("an event") };
+        assert_eq!(event.received_ms, 1_793_527_200_000);
+        assert_eq!(event.country.as_deref(), Some("DE"));
+        assert_eq!(parse(&text).expect("valid").1, id, "the same line gets the same id");
+        let visitor = |v: &str| match parse(&line(&format!(r#","visitor":"{v}""#))) {
+            Ok((LogEntry::Event(e), _)) => e.visitor.current,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(visitor("u1"), visitor("u1"));
+        assert_ne!(visitor("u1"), visitor("u2"));
+    }
+
+    #[test]
+    fn bad_lines_say_what_is_wrong() {
+        assert_eq!(parse("[1]").err(), Some("not_a_json_object"));
+        assert_eq!(parse(&line("")).err(), Some("missing_ip_or_visitor"));
+        assert_eq!(parse(&line(r#","ip":"300.1.1.1""#)).err(), Some("bad_ip"));
+        let no_time = line(r#","ip":"1.2.3.4""#).replace(r#""timestamp":"2026-11-01T10:00:00Z","#, "");
+        assert_eq!(parse(&no_time).err(), Some("missing_timestamp"));
+        let other_site = line(r#","ip":"1.2.3.4""#).replace(r#""domain":"a.com""#, r#""domain":"b.com""#);
+        assert!(matches!(parse(&other_site), Ok((LogEntry::Drop(_), _))));
+    }
+}

@@ -1,0 +1,46 @@
+//! The query planner: which tier answers a query. Tier 1, the per-dimension rollups, answers
+//! what it holds exactly (no filters, at most one dimension and one time grouping); everything
+//! else goes to tier 2 (today the cells; columnar segments will replace them).
+
+use super::request::{Grouping, Query};
+use serde::Serialize;
+
+/// A tier of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// Per-dimension rollups: time proportional to distinct values, not events.
+    Rollups,
+    /// Full-combination cells with their visitors: any filter and grouping.
+    Cells,
+}
+
+/// The tier that answers `query`.
+pub fn plan(query: &Query) -> Tier {
+    let dims = query.groupings.iter().filter(|g| matches!(g, Grouping::Dim(_))).count();
+    let times = query.groupings.len() - dims;
+    if query.filters.is_empty() && dims <= 1 && times <= 1 { Tier::Rollups } else { Tier::Cells }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::QueryRequest;
+    use jiff::tz::TimeZone;
+
+    fn tier(json: &str) -> Tier {
+        let request: QueryRequest = serde_json::from_str(json).expect("request");
+        let now = "2026-11-28T12:00:00Z".parse().expect("now");
+        plan(&Query::resolve(&request, &TimeZone::UTC, now).expect("valid"))
+    }
+
+    #[test]
+    fn unfiltered_single_breakdowns_read_rollups() {
+        let base = r#""site_id":"a.com","metrics":["visitors"],"date_range":"7d""#;
+        assert_eq!(tier(&format!("{{{base}}}")), Tier::Rollups);
+        assert_eq!(tier(&format!(r#"{{{base},"dimensions":["event:page","time:day"]}}"#)), Tier::Rollups);
+        assert_eq!(tier(&format!(r#"{{{base},"dimensions":["event:page","visit:country"]}}"#)), Tier::Cells);
+        assert_eq!(tier(&format!(r#"{{{base},"dimensions":["time:hour","time:day"]}}"#)), Tier::Cells);
+        assert_eq!(tier(&format!(r#"{{{base},"filters":[["is","visit:country",["DE"]]]}}"#)), Tier::Cells);
+    }
+}

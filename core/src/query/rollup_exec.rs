@@ -1,0 +1,54 @@
+//! Executes a [`Query`] that the planner gave to tier 1: one scan of one breakdown (a dimension
+//! or the totals) at one grain over the range, with exact distinct visitors from the rows'
+//! first-sight counters (`tally_model::breakdown::distinct_visitors`).
+
+use super::exec::{Row, day_label, finish, hour_label};
+use super::request::{Grouping, Query};
+use crate::store::RollupRead;
+use std::collections::HashMap;
+use tally_model::breakdown::{Grain, Slot, Tallies};
+use tally_model::rollup::Counters;
+
+/// Runs a query that [`super::plan::plan`] gave to the rollups.
+pub fn execute_rollups(store: &dyn RollupRead, query: &Query) -> anyhow::Result<Vec<Row>> {
+    let grain = if query.groupings.contains(&Grouping::Hour) { Grain::Hour } else { Grain::Day };
+    let slot = query.groupings.iter().find_map(|g| if let Grouping::Dim(d) = g { Some(Slot::Of(*d)) } else { None });
+    let slot = slot.unwrap_or(Slot::Total);
+    let by_time = query.groupings.iter().any(|g| matches!(g, Grouping::Hour | Grouping::Day));
+    let (first, last) = match grain {
+        Grain::Hour => (query.buckets.start, query.buckets.end - 1),
+        Grain::Day => (query.buckets.start.div_euclid(24), (query.buckets.end - 1).div_euclid(24)),
+    };
+    let mut index: HashMap<Vec<String>, usize> = HashMap::new();
+    let mut groups: Vec<(Vec<String>, Counters, i64)> = Vec::new();
+    store.rollup_rows(&query.site, grain, slot, first, last, &mut |at, value, t: &Tallies| {
+        let key: Vec<String> = query
+            .groupings
+            .iter()
+            .map(|g| match g {
+                Grouping::Hour => hour_label(at),
+                Grouping::Day => day_label(at * 24),
+                Grouping::Dim(_) => value.to_owned(),
+            })
+            .collect();
+        let next = groups.len();
+        let at_group = *index.entry(key.clone()).or_insert(next);
+        if at_group == next {
+            groups.push((key, Counters::default(), 0));
+        }
+        let group = &mut groups[at_group];
+        group.1.add(&t.counters);
+        // One row per group when grouped by time; else the range formula, term by term.
+        group.2 += t.visitors;
+        if !by_time && grain == Grain::Day {
+            if at < last {
+                group.2 -= t.links_1;
+            }
+            if at + 1 < last {
+                group.2 -= t.links_2;
+            }
+        }
+    })?;
+    let groups = groups.into_iter().map(|(k, c, v)| (k, c, u64::try_from(v).unwrap_or(0))).collect();
+    Ok(finish(query, groups))
+}

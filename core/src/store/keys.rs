@@ -1,0 +1,71 @@
+//! The embedded store's tables and key layout: the one place that says how rows are keyed, used
+//! by the writer ([`super::Store::apply`]) and the readers alike.
+//!
+//! Every rollup key carries its data generation (design decision 7): reprocessing writes a new
+//! generation beside the active one, and [`GENERATIONS`] says which one a site's day reads.
+
+use redb::TableDefinition;
+use tally_model::breakdown::{Grain, RowKey, Slot};
+
+/// The store's format version, kept in [`META`] under [`VERSION_KEY`]. Version 1 (cells only)
+/// had no version entry.
+pub const FORMAT_VERSION: i64 = 2;
+/// The [`META`] key of the format version.
+pub const VERSION_KEY: &str = "store_version";
+
+/// The generation every site and day reads until a reprocess switches it.
+pub const FIRST_GENERATION: u32 = 1;
+
+/// (site, bucket, cell id) → postcard((CellKey, Counters)).
+pub const CELLS: TableDefinition<(&str, i64, u64), &[u8]> = TableDefinition::new("cells");
+/// (site, bucket, cell id, visitor id) → ().
+pub const CELL_VISITORS: TableDefinition<(&str, i64, u64, u64), ()> = TableDefinition::new("cell_visitors");
+/// [`RollupKey`] → postcard(Tallies).
+pub const ROLLUPS: TableDefinition<RollupKey, &[u8]> = TableDefinition::new("rollups");
+/// (site, local day) → the active generation of that day's rollups (absent: [`FIRST_GENERATION`]).
+pub const GENERATIONS: TableDefinition<(&str, i64), u32> = TableDefinition::new("generations");
+/// (site, visitor id) → postcard((touched_ms, Sightings)).
+pub const SIGHTINGS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("sightings");
+/// (site, visitor id) → postcard((touched_ms, Session)).
+pub const SESSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("sessions");
+/// (site or "", reason) → count.
+pub const DROPS: TableDefinition<(&str, &str), u64> = TableDefinition::new("drops");
+/// Progress ("applied_offset", "applied_until_ms") and [`VERSION_KEY`].
+pub const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+
+/// A rollup row's key: (site, generation, grain code, slot code, hour bucket or day, value).
+/// Ordered so that one breakdown of one site over a period range is one contiguous scan.
+pub type RollupKey = (&'static str, u32, u8, u8, i64, &'static str);
+
+/// The key of a row of `site` in `generation`.
+pub fn rollup_key<'a>(site: &'a str, generation: u32, row: &'a RowKey) -> (&'a str, u32, u8, u8, i64, &'a str) {
+    (site, generation, row.grain.code(), row.slot.code(), row.at, row.value.as_str())
+}
+
+/// The key range of one breakdown over the periods `first..=last`: from the first key of `first`
+/// to the first key after `last`.
+pub fn rollup_range<'a>(
+    site: &'a str,
+    generation: u32,
+    grain: Grain,
+    slot: Slot,
+    first: i64,
+    last: i64,
+) -> std::ops::Range<(&'a str, u32, u8, u8, i64, &'a str)> {
+    let (g, s) = (grain.code(), slot.code());
+    (site, generation, g, s, first, "")..(site, generation, g, s, last.saturating_add(1), "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_model::dimension::Dimension;
+
+    #[test]
+    fn key_layout_is_pinned() {
+        let row = RowKey { grain: Grain::Day, at: 20_423, slot: Slot::Of(Dimension::Page), value: "/pricing".into() };
+        assert_eq!(format!("{:?}", rollup_key("a.com", 1, &row)), r#"("a.com", 1, 1, 3, 20423, "/pricing")"#);
+        let range = rollup_range("a.com", 1, Grain::Hour, Slot::Total, 24, 47);
+        assert_eq!(format!("{range:?}"), r#"("a.com", 1, 0, 0, 24, "")..("a.com", 1, 0, 0, 48, "")"#);
+    }
+}

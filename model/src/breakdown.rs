@@ -1,0 +1,241 @@
+//! Per-dimension rollups (tier 1 of the store): per site, local period and dimension, one row
+//! per value with additive counters, and exact distinct visitors kept as additive counters.
+//!
+//! Rows are never the full combination of dimension values (that is [`crate::rollup`]'s cells):
+//! an event adds to one row per dimension (its value there) and one total row, in its local hour
+//! and its local day. Visit counters go to the rows of the visit's entry values, in the hour and
+//! day it started, exactly as cells keep them in the entry cell.
+//!
+//! **Visitors** (design decision 12). A visitor id is keyed by the salt of one UTC day, so an id
+//! never appears in two UTC days. Per id, [`Sightings`] remembers the local hours it was seen
+//! in, per dimension value; it is needed only while that UTC day can still receive events. The
+//! first sight of an id in an hour adds 1 to that hour row's `visitors`; the first sight in a
+//! local day adds 1 to the day row's. One UTC day touches at most three local days, so an id
+//! can be counted on up to three local days. For a range of whole local days the distinct count
+//! is then `Σ visitors − Σ links_1 − Σ links_2` over the range ([`distinct_visitors`]), where a
+//! day row's `links_k` counts the ids whose next local day (after this one) was `k` days later:
+//! an id seen on the days `S ∩ range`, a run of consecutive elements of its sorted days `S`, is
+//! counted `|S ∩ range|` times and linked `|S ∩ range| − 1` times. Gaps of three or more days
+//! cannot happen with UTC-day ids (no zone's offset moves by more than a day), so they are not
+//! kept.
+
+use crate::dimension::Dimension;
+use crate::rollup::{Bucket, CellKey, Counters};
+use crate::session::Contribution;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+
+/// A local day: days since 1970-01-01 on the site's wall clock (`bucket.div_euclid(24)`).
+pub type Day = i64;
+
+/// The local day a bucket belongs to.
+pub fn day_of(bucket: Bucket) -> Day {
+    bucket.div_euclid(24)
+}
+
+/// How long a row's period is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Grain {
+    /// A local hour; `at` is a [`Bucket`].
+    Hour,
+    /// A local day; `at` is a [`Day`].
+    Day,
+}
+
+impl Grain {
+    /// Its stable number in storage keys.
+    pub fn code(self) -> u8 {
+        match self {
+            Grain::Hour => 0,
+            Grain::Day => 1,
+        }
+    }
+
+    /// The grain with this storage number.
+    pub fn from_code(code: u8) -> Option<Grain> {
+        [Grain::Hour, Grain::Day].into_iter().find(|g| g.code() == code)
+    }
+}
+
+/// Which breakdown a row belongs to: the site's totals, or one dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Slot {
+    /// The total over all values (its rows have the value `""`).
+    Total,
+    /// One dimension.
+    Of(Dimension),
+}
+
+impl Slot {
+    /// Every slot: the total, then each dimension.
+    pub fn all() -> impl Iterator<Item = Slot> {
+        std::iter::once(Slot::Total).chain(Dimension::ALL.iter().map(|(d, _)| Slot::Of(*d)))
+    }
+
+    /// Its stable number in storage keys: 0 for the total, else the dimension's code.
+    pub fn code(self) -> u8 {
+        match self {
+            Slot::Total => 0,
+            Slot::Of(d) => d.code(),
+        }
+    }
+
+    /// The slot with this storage number.
+    pub fn from_code(code: u8) -> Option<Slot> {
+        if code == 0 { Some(Slot::Total) } else { Dimension::from_code(code).map(Slot::Of) }
+    }
+
+    /// This slot's value in a cell.
+    pub fn value(self, key: &CellKey) -> &str {
+        match self {
+            Slot::Total => "",
+            Slot::Of(d) => d.value(key),
+        }
+    }
+}
+
+/// The additive counters of one row.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tallies {
+    /// Events, page views and the visit counters of visits that entered with this value.
+    pub counters: Counters,
+    /// Visitor ids first seen in this period with this value.
+    pub visitors: i64,
+    /// Day rows only: ids seen on this day whose next local day (with this value) is the next
+    /// day.
+    pub links_1: i64,
+    /// Day rows only: ids seen on this day whose next local day (with this value) is two days
+    /// later.
+    pub links_2: i64,
+}
+
+impl Tallies {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Tallies) {
+        self.counters.add(&other.counters);
+        self.visitors += other.visitors;
+        self.links_1 += other.links_1;
+        self.links_2 += other.links_2;
+    }
+
+    /// Whether every counter is zero.
+    pub fn is_zero(&self) -> bool {
+        *self == Tallies::default()
+    }
+}
+
+/// The key of a row within one site.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RowKey {
+    /// Hour or day.
+    pub grain: Grain,
+    /// The bucket (hour) or day.
+    pub at: i64,
+    /// The breakdown.
+    pub slot: Slot,
+    /// The dimension value (`""` for the total).
+    pub value: String,
+}
+
+/// Row deltas of one site (or lineage), as one flush produces them. Merging adds them, so it is
+/// associative and commutative with the empty breakdown neutral.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Breakdown {
+    /// Delta per row.
+    pub rows: HashMap<RowKey, Tallies>,
+}
+
+impl Breakdown {
+    fn row(&mut self, grain: Grain, at: i64, slot: Slot, value: &str) -> &mut Tallies {
+        let key = RowKey { grain, at, slot, value: value.to_owned() };
+        self.rows.entry(key).or_default()
+    }
+
+    /// Adds to a row at both grains: the bucket's hour and its day.
+    fn add_both(&mut self, bucket: Bucket, slot: Slot, value: &str, counters: &Counters) {
+        self.row(Grain::Hour, bucket, slot, value).counters.add(counters);
+        self.row(Grain::Day, day_of(bucket), slot, value).counters.add(counters);
+    }
+
+    /// Adds what one event contributes; `seen` is the state of its visitor id (see
+    /// [`Sightings`]), updated here.
+    pub fn add(&mut self, c: &Contribution, seen: &mut Sightings) {
+        for slot in Slot::all() {
+            let value = slot.value(&c.key);
+            self.add_both(c.bucket, slot, value, &c.counters);
+            if !c.visit.is_zero() {
+                self.add_both(c.visit_bucket, slot, slot.value(&c.entry), &c.visit);
+            }
+            self.see(seen, slot, value, c.bucket);
+        }
+    }
+
+    /// Records that the visitor was seen with `value` in `bucket`, counting first sights.
+    fn see(&mut self, seen: &mut Sightings, slot: Slot, value: &str, bucket: Bucket) {
+        let hours = seen.hours.entry((slot.code(), value.to_owned())).or_default();
+        let Err(at) = hours.binary_search(&bucket) else { return };
+        let before = days(hours);
+        hours.insert(at, bucket);
+        let after = days(hours);
+        self.row(Grain::Hour, bucket, slot, value).visitors += 1;
+        if before != after {
+            self.add_day_terms(&before, slot, value, -1);
+            self.add_day_terms(&after, slot, value, 1);
+        }
+    }
+
+    /// Adds `sign` × an id's day terms: 1 visitor on each of its days, 1 link from each day to
+    /// the next.
+    fn add_day_terms(&mut self, days: &[Day], slot: Slot, value: &str, sign: i64) {
+        for (i, &day) in days.iter().enumerate() {
+            let row = self.row(Grain::Day, day, slot, value);
+            row.visitors += sign;
+            match days.get(i + 1).map(|next| next - day) {
+                Some(1) => row.links_1 += sign,
+                Some(2) => row.links_2 += sign,
+                _ => {}
+            }
+        }
+    }
+
+    /// Merges `other` into `self`.
+    pub fn merge(&mut self, other: Breakdown) {
+        for (key, tallies) in other.rows {
+            self.rows.entry(key).or_default().add(&tallies);
+        }
+    }
+}
+
+/// The distinct local days of sorted buckets.
+fn days(hours: &[Bucket]) -> Vec<Day> {
+    let mut days: Vec<Day> = hours.iter().map(|b| day_of(*b)).collect();
+    days.dedup();
+    days
+}
+
+/// Where one visitor id has been seen: per (slot code, value), the sorted local hours. Kept while
+/// the id's UTC day can still receive events, then dropped.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sightings {
+    /// Sorted buckets per (slot code, value).
+    pub hours: BTreeMap<(u8, String), Vec<Bucket>>,
+}
+
+/// The distinct visitors of one value over the whole local days `first..=last`, from its day
+/// rows (`day → tallies`; missing days count as empty).
+pub fn distinct_visitors(rows: &BTreeMap<Day, Tallies>, first: Day, last: Day) -> i64 {
+    let mut total = 0;
+    for (&day, t) in rows.range(first..=last) {
+        total += t.visitors;
+        if day < last {
+            total -= t.links_1;
+        }
+        if day + 1 < last {
+            total -= t.links_2;
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,295 @@
+//! The per-dimension rollups against a brute-force count over the raw events, across zones with
+//! half- and quarter-hour offsets and DST-like offset changes, visits crossing midnights.
+
+use super::*;
+use crate::event::{Event, EventId, VisitorIds};
+use crate::facts::Facts;
+use crate::limits::SESSION_TIMEOUT_MS;
+use crate::session::{self, Session};
+use proptest::prelude::*;
+use std::collections::{BTreeSet, HashMap};
+
+const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+const DAY_MS: i64 = 86_400_000;
+const PAGES: [&str; 3] = ["/", "/a", "/b"];
+const COUNTRIES: [&str; 2] = ["DE", "IN"];
+
+/// A wall clock: a base offset in minutes, and from `switch_ms` on another offset (DST).
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    offset_min: i64,
+    switch_ms: i64,
+    after_min: i64,
+}
+
+impl Clock {
+    fn bucket(&self, ms: i64) -> Bucket {
+        let offset = if ms >= self.switch_ms { self.after_min } else { self.offset_min };
+        (ms.div_euclid(1000) + offset * 60).div_euclid(3600)
+    }
+}
+
+fn clocks() -> impl Strategy<Value = Clock> {
+    prop_oneof![
+        Just((0, 0)),
+        Just((330, 330)),
+        Just((345, 345)),
+        Just((-210, -150)),
+        Just((60, 120)),
+        Just((120, 60)),
+        Just((-600, 840)),
+    ]
+    .prop_flat_map(|(offset_min, after_min)| {
+        (0..3 * DAY_MS).prop_map(move |switch_ms| Clock { offset_min, switch_ms, after_min })
+    })
+}
+
+/// One raw event: who, when (ms since the epoch), page, country, page view or not, interactive.
+#[derive(Debug, Clone)]
+struct Raw {
+    person: u64,
+    at_ms: i64,
+    page: usize,
+    country: usize,
+    pageview: bool,
+    interactive: bool,
+}
+
+fn raws() -> impl Strategy<Value = Vec<Raw>> {
+    let raw = (0u64..4, 0..3 * DAY_MS, 0..3usize, 0..2usize, any::<bool>(), any::<bool>(), 0i64..4)
+        .prop_map(|(person, at_ms, page, country, pageview, interactive, near)| {
+            // Cluster some events around UTC midnights, so visits cross them.
+            let at_ms = if near == 0 { (at_ms / DAY_MS) * DAY_MS + (at_ms % 3_600_000) - 1_800_000 } else { at_ms };
+            Raw { person, at_ms: at_ms.max(0), page, country, pageview, interactive }
+        });
+    proptest::collection::vec(raw, 1..60).prop_map(|mut v| {
+        v.sort_by_key(|r| r.at_ms);
+        v
+    })
+}
+
+/// The id of a person on a UTC day, as daily salts make it.
+fn id(person: u64, utc_day: i64) -> u64 {
+    person * 1000 + (utc_day + 10) as u64
+}
+
+fn event(r: &Raw, n: usize) -> Event {
+    let day = r.at_ms.div_euclid(DAY_MS);
+    Event {
+        id: EventId(n as u128),
+        received_ms: r.at_ms,
+        site: "a.com".into(),
+        name: if r.pageview { "pageview".into() } else { "Signup".into() },
+        url: format!("https://a.com{}", PAGES[r.page]),
+        referrer: None,
+        props: vec![],
+        revenue: None,
+        interactive: r.interactive,
+        user_agent: UA.into(),
+        country: Some(COUNTRIES[r.country].into()),
+        visitor: VisitorIds { current: id(r.person, day), previous: id(r.person, day - 1) },
+    }
+}
+
+/// The production path: visits per visitor id (yesterday's visit moved to today's id), one
+/// sightings state per id, all contributions into one breakdown.
+fn rollup(raws: &[Raw], clock: Clock) -> Breakdown {
+    let mut sessions: HashMap<u64, Session> = HashMap::new();
+    let mut seen: HashMap<u64, Sightings> = HashMap::new();
+    let mut out = Breakdown::default();
+    for (n, r) in raws.iter().enumerate() {
+        let e = event(r, n);
+        let facts = Facts::of(&e).expect("valid event");
+        let open = sessions.remove(&e.visitor.current).or_else(|| sessions.remove(&e.visitor.previous));
+        let (next, contribution) = session::apply(open, &e, &facts, clock.bucket(e.received_ms));
+        sessions.insert(e.visitor.current, next);
+        out.add(&contribution, seen.entry(e.visitor.current).or_default());
+    }
+    out
+}
+
+/// What a query asks of one slot and value: a local period range at one grain.
+#[derive(Debug, Clone, Copy)]
+struct Ask {
+    slot: Slot,
+    value_at: usize,
+    grain: Grain,
+    first: i64,
+    last: i64,
+}
+
+fn slot_value(slot: Slot, at: usize) -> String {
+    match slot {
+        Slot::Total => String::new(),
+        Slot::Of(Dimension::Page) => PAGES[at % 3].into(),
+        Slot::Of(Dimension::Country) => COUNTRIES[at % 2].into(),
+        Slot::Of(Dimension::Name) => ["pageview", "Signup"][at % 2].into(),
+        Slot::Of(_) => String::new(),
+    }
+}
+
+/// A visit as brute force sees it: a person's events with no gap over the timeout.
+struct Visit {
+    events: Vec<Raw>,
+}
+
+fn visits(raws: &[Raw]) -> Vec<Visit> {
+    let mut by_person: BTreeMap<u64, Vec<Raw>> = BTreeMap::new();
+    for r in raws {
+        by_person.entry(r.person).or_default().push(r.clone());
+    }
+    let mut out = Vec::new();
+    for events in by_person.into_values() {
+        let mut current: Vec<Raw> = Vec::new();
+        for r in events {
+            if current.last().is_some_and(|last| r.at_ms - last.at_ms > SESSION_TIMEOUT_MS) {
+                out.push(Visit { events: std::mem::take(&mut current) });
+            }
+            current.push(r);
+        }
+        out.push(Visit { events: current });
+    }
+    out
+}
+
+/// The brute-force answer: (visitors, events, pageviews, visits, bounces, duration ms).
+fn brute(raws: &[Raw], clock: Clock, ask: Ask) -> [i64; 6] {
+    let period = |ms: i64| match ask.grain {
+        Grain::Hour => clock.bucket(ms),
+        Grain::Day => day_of(clock.bucket(ms)),
+    };
+    let in_range = |ms: i64| (ask.first..=ask.last).contains(&period(ms));
+    let want = slot_value(ask.slot, ask.value_at);
+    let mut ids = BTreeSet::new();
+    let (mut events, mut pageviews, mut n_visits, mut bounces, mut duration) = (0, 0, 0, 0, 0);
+    for v in visits(raws) {
+        let entry = &v.events[0];
+        // The value an event has in this slot: its own for event dimensions, the entry's for
+        // visit dimensions.
+        let value = |r: &Raw| match ask.slot {
+            Slot::Total => String::new(),
+            Slot::Of(Dimension::Page) => PAGES[r.page].into(),
+            Slot::Of(Dimension::Name) => (if r.pageview { "pageview" } else { "Signup" }).into(),
+            Slot::Of(Dimension::Country) => COUNTRIES[entry.country].into(),
+            Slot::Of(_) => String::new(),
+        };
+        for r in &v.events {
+            if in_range(r.at_ms) && value(r) == want {
+                ids.insert(id(r.person, r.at_ms.div_euclid(DAY_MS)));
+                events += 1;
+                pageviews += i64::from(r.pageview);
+            }
+        }
+        if in_range(entry.at_ms) && value(entry) == want {
+            n_visits += 1;
+            let later_engaged = v.events[1..].iter().any(|r| r.pageview || r.interactive);
+            bounces += i64::from(!later_engaged);
+            duration += v.events.last().map_or(0, |l| l.at_ms) - entry.at_ms;
+        }
+    }
+    [ids.len() as i64, events, pageviews, n_visits, bounces, duration]
+}
+
+/// The rollups' answer to the same question.
+fn answer(b: &Breakdown, ask: Ask) -> [i64; 6] {
+    let want = slot_value(ask.slot, ask.value_at);
+    let rows: BTreeMap<i64, Tallies> = b
+        .rows
+        .iter()
+        .filter(|(k, _)| k.grain == ask.grain && k.slot == ask.slot && k.value == want)
+        .map(|(k, t)| (k.at, *t))
+        .collect();
+    let mut sum = Tallies::default();
+    rows.range(ask.first..=ask.last).for_each(|(_, t)| sum.add(t));
+    let visitors = match ask.grain {
+        Grain::Day => distinct_visitors(&rows, ask.first, ask.last),
+        // Hour rows answer one hour at a time.
+        Grain::Hour => sum.visitors,
+    };
+    let c = sum.counters;
+    [visitors, c.events, c.pageviews, c.visits, c.bounces, c.duration_ms]
+}
+
+fn asks() -> impl Strategy<Value = Ask> {
+    let slots = prop_oneof![
+        Just(Slot::Total),
+        Just(Slot::Of(Dimension::Page)),
+        Just(Slot::Of(Dimension::Country)),
+        Just(Slot::Of(Dimension::Name)),
+    ];
+    (slots, 0..3usize, any::<bool>(), -1i64..5, 0i64..4).prop_map(|(slot, value_at, hourly, first, len)| {
+        if hourly {
+            // One local hour (hour rows count visitors per hour).
+            let hour = first * 24 + len * 7;
+            Ask { slot, value_at, grain: Grain::Hour, first: hour, last: hour }
+        } else {
+            Ask { slot, value_at, grain: Grain::Day, first, last: first + len }
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn rollups_equal_brute_force(raws in raws(), clock in clocks(), asks in proptest::collection::vec(asks(), 12)) {
+        let b = rollup(&raws, clock);
+        for ask in asks {
+            prop_assert_eq!(answer(&b, ask), brute(&raws, clock, ask), "{:?} {:?}", ask, clock);
+        }
+    }
+
+    #[test]
+    fn hour_rows_carry_no_links_and_no_negative_counts(raws in raws(), clock in clocks()) {
+        let b = rollup(&raws, clock);
+        for (key, t) in &b.rows {
+            prop_assert!(t.visitors >= 0 && t.counters.events >= 0 && t.counters.bounces >= 0);
+            if key.grain == Grain::Hour {
+                prop_assert!(t.links_1 == 0 && t.links_2 == 0);
+            }
+        }
+    }
+
+    #[test]
+    fn merging_flushes_equals_one_flush(raws in raws(), clock in clocks(), cut in 0usize..60) {
+        // Two flushes that share the sightings state add up to one.
+        let whole = rollup(&raws, clock);
+        let cut = cut.min(raws.len());
+        let mut sessions: HashMap<u64, Session> = HashMap::new();
+        let mut seen: HashMap<u64, Sightings> = HashMap::new();
+        let mut parts = [Breakdown::default(), Breakdown::default()];
+        for (n, r) in raws.iter().enumerate() {
+            let e = event(r, n);
+            let facts = Facts::of(&e).expect("valid event");
+            let open = sessions.remove(&e.visitor.current).or_else(|| sessions.remove(&e.visitor.previous));
+            let (next, c) = session::apply(open, &e, &facts, clock.bucket(e.received_ms));
+            sessions.insert(e.visitor.current, next);
+            parts[usize::from(n >= cut)].add(&c, seen.entry(e.visitor.current).or_default());
+        }
+        let [mut a, b] = parts;
+        a.merge(b);
+        let nonzero = |b: Breakdown| -> BTreeMap<String, Tallies> {
+            b.rows.into_iter().filter(|(_, t)| !t.is_zero()).map(|(k, t)| (format!("{k:?}"), t)).collect()
+        };
+        prop_assert_eq!(nonzero(a), nonzero(whole));
+    }
+}
+
+#[test]
+fn an_id_across_a_local_midnight_counts_once_over_both_days() {
+    // Kolkata (+05:30): 18:00Z and 19:00Z of one UTC day fall on two local days.
+    let clock = Clock { offset_min: 330, switch_ms: i64::MAX, after_min: 330 };
+    let r = |at_ms| Raw { person: 1, at_ms, page: 0, country: 0, pageview: true, interactive: true };
+    let raws = [r(18 * 3_600_000), r(19 * 3_600_000)];
+    let b = rollup(&raws, clock);
+    let one = |first, last| answer(&b, Ask { slot: Slot::Total, value_at: 0, grain: Grain::Day, first, last })[0];
+    assert_eq!((one(0, 0), one(1, 1), one(0, 1)), (1, 1, 1));
+}
+
+#[test]
+fn slot_codes_round_trip() {
+    for slot in Slot::all() {
+        assert_eq!(Slot::from_code(slot.code()), Some(slot));
+    }
+    assert_eq!(Grain::from_code(Grain::Day.code()), Some(Grain::Day));
+}
