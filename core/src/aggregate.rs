@@ -86,12 +86,14 @@ impl Aggregator {
         let mut flush = Flush::with_breakdowns();
         let registry = self.registry.snapshot();
         let zone_of = |site: &str| registry.site(site).map(|s| s.timezone.clone());
+        let state = self.store.state_reader()?;
         for (offset, bytes) in &entries {
             match codec::decode(bytes) {
-                Ok(entry) => flush.add(&entry, 0, &zone_of, self.store.as_ref())?,
+                Ok(entry) => flush.add(&entry, 0, &zone_of, &state)?,
                 Err(error) => tracing::error!(offset, %error, "skipping an undecodable log entry"),
             }
         }
+        let built = started.elapsed();
         let until_ms = progress.until_ms.max(flush.latest_ms);
         let expire_before = (until_ms - *last_expiry >= EXPIRE_EVERY_MS).then_some(until_ms - SESSION_TIMEOUT_MS);
         if expire_before.is_some() {
@@ -101,6 +103,7 @@ impl Aggregator {
         tracing::debug!(
             entries = entries.len(),
             offset = last_offset,
+            build_ms = built.as_millis() as u64,
             took_ms = started.elapsed().as_millis() as u64,
             "flushed"
         );

@@ -2,6 +2,9 @@
 
 use crate::aws::{AwsSettings, Endpoints};
 use crate::import::{ImportSettings, Input, import, render};
+use crate::log::EventLog;
+use crate::store::Store;
+use anyhow::Context;
 use crate::ingest::{IngestSettings, ingest};
 use crate::query_serve::{QuerySettings, serve_queries};
 use crate::registry;
@@ -26,6 +29,8 @@ enum Command {
     Serve(ServeArgs),
     /// Import NDJSON events with explicit timestamps into the embedded backend (`-` reads stdin).
     Import(ImportArgs),
+    /// Print how many bytes each table of the embedded store and log occupies, as JSON.
+    StoreStats(DataDir),
     /// Consume a Kinesis stream into DynamoDB aggregates (the cloud deployment's core).
     Ingest(IngestArgs),
     /// Serve the query API over the DynamoDB aggregates that `tally ingest` writes.
@@ -190,6 +195,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let started = std::time::Instant::now();
             let summary = import(ImportSettings { data_dir: args.data.data_dir, input, progress }).await?;
             write!(std::io::stdout().lock(), "{}", render(&summary, started.elapsed()))?;
+            Ok(())
+        }
+        Command::StoreStats(data) => {
+            let busy = || format!("is `tally serve` running on {}? Stop it first", data.data_dir.display());
+            let (store, _) = Store::open(&data.data_dir.join("store.redb")).with_context(busy)?;
+            let log = EventLog::open(&data.data_dir.join("log.redb")).with_context(busy)?;
+            let mut tables: std::collections::BTreeMap<&str, u64> = store.table_bytes()?;
+            let (entries, ids) = log.table_bytes()?;
+            tables.insert("log_entries", entries);
+            tables.insert("log_imported_ids", ids);
+            writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&tables)?)?;
             Ok(())
         }
         Command::Ingest(args) => ingest(ingest_settings(args)).await,

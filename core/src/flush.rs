@@ -9,6 +9,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use tally_model::event::{Event, LogEntry};
 use tally_model::facts::Facts;
+use tally_model::agent::{self, Agent};
 use tally_model::breakdown::{Breakdown, Sightings};
 use tally_model::reject::DropReason;
 use tally_model::rollup::Rollup;
@@ -40,6 +41,8 @@ pub struct Flush {
     pub sightings: HashMap<(String, u64), Sightings>,
     /// Whether to build per-dimension rollups.
     breakdowns_on: bool,
+    /// User agents classified so far in this flush (they repeat heavily).
+    agents: HashMap<String, Agent>,
     /// Visits to write (Some) or delete (None), per (site, visitor id).
     pub sessions: HashMap<(String, u64), Option<Session>>,
     /// Drop counts per (site or "", reason).
@@ -81,7 +84,15 @@ impl Flush {
         stored: &dyn SessionLookup,
     ) -> anyhow::Result<()> {
         self.latest_ms = self.latest_ms.max(event.received_ms);
-        let Ok(facts) = Facts::of(event) else {
+        let agent = match self.agents.get(&event.user_agent) {
+            Some(known) => known.clone(),
+            None => {
+                let agent = agent::classify(&event.user_agent);
+                self.agents.insert(event.user_agent.clone(), agent.clone());
+                agent
+            }
+        };
+        let Ok(facts) = Facts::with_agent(event, agent) else {
             // The edge checked the URL; an entry that fails now was written by other code.
             *self.drops.entry((event.site.clone(), DropReason::InvalidUrl)).or_default() += 1;
             return Ok(());

@@ -6,7 +6,7 @@
 //! stands in the cloud deployment, and is kept for reprocessing.
 
 use anyhow::Context;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::Arc;
@@ -109,6 +109,13 @@ impl EventLog {
     /// The offset of the last committed entry, updated after every commit.
     pub fn head(&self) -> watch::Receiver<u64> {
         self.head.clone()
+    }
+
+    /// The bytes the entries and the imported ids occupy.
+    pub fn table_bytes(&self) -> anyhow::Result<(u64, u64)> {
+        let txn = self.db.begin_read()?;
+        let size = |s: redb::TableStats| s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes();
+        Ok((size(txn.open_table(ENTRIES)?.stats()?), size(txn.open_table(UNIQUE_IDS)?.stats()?)))
     }
 
     /// The database the log lives in, for small tables that share its file (salts).

@@ -23,7 +23,12 @@ use crate::dimension::Dimension;
 use crate::rollup::{Bucket, CellKey, Counters};
 use crate::session::Contribution;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+/// In-memory maps hash with a fixed seed: the model has no randomness, and these hashes are
+/// never stored or compared across processes.
+type Fast = foldhash::fast::FixedState;
+type HashMap<K, V> = hashbrown::HashMap<K, V, Fast>;
 
 /// A local day: days since 1970-01-01 on the site's wall clock (`bucket.div_euclid(24)`).
 pub type Day = i64;
@@ -124,9 +129,9 @@ impl Tallies {
     }
 }
 
-/// The key of a row within one site.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RowKey {
+/// A row's key within one site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RowKey<'a> {
     /// Hour or day.
     pub grain: Grain,
     /// The bucket (hour) or day.
@@ -134,21 +139,37 @@ pub struct RowKey {
     /// The breakdown.
     pub slot: Slot,
     /// The dimension value (`""` for the total).
-    pub value: String,
+    pub value: &'a str,
 }
 
 /// Row deltas of one site (or lineage), as one flush produces them. Merging adds them, so it is
 /// associative and commutative with the empty breakdown neutral.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Breakdown {
-    /// Delta per row.
-    pub rows: HashMap<RowKey, Tallies>,
+    /// Delta per (grain, period, slot), then per value.
+    periods: HashMap<(Grain, i64, Slot), HashMap<String, Tallies>>,
 }
 
 impl Breakdown {
+    /// Every row delta.
+    pub fn rows(&self) -> impl Iterator<Item = (RowKey<'_>, &Tallies)> {
+        self.periods.iter().flat_map(|(&(grain, at, slot), values)| {
+            values.iter().map(move |(value, t)| (RowKey { grain, at, slot, value }, t))
+        })
+    }
+
+    /// How many rows it holds.
+    pub fn len(&self) -> usize {
+        self.periods.values().map(HashMap::len).sum()
+    }
+
+    /// Whether it holds no row.
+    pub fn is_empty(&self) -> bool {
+        self.periods.values().all(HashMap::is_empty)
+    }
+
     fn row(&mut self, grain: Grain, at: i64, slot: Slot, value: &str) -> &mut Tallies {
-        let key = RowKey { grain, at, slot, value: value.to_owned() };
-        self.rows.entry(key).or_default()
+        self.periods.entry((grain, at, slot)).or_default().entry_ref(value).or_default()
     }
 
     /// Adds to a row at both grains: the bucket's hour and its day.
@@ -172,7 +193,13 @@ impl Breakdown {
 
     /// Records that the visitor was seen with `value` in `bucket`, counting first sights.
     fn see(&mut self, seen: &mut Sightings, slot: Slot, value: &str, bucket: Bucket) {
-        let hours = seen.hours.entry((slot.code(), value.to_owned())).or_default();
+        let code = slot.code();
+        let found = seen.hours.iter().position(|(c, v, _)| *c == code && v == value);
+        let at = found.unwrap_or_else(|| {
+            seen.hours.push((code, value.to_owned(), Vec::new()));
+            seen.hours.len() - 1
+        });
+        let hours = &mut seen.hours[at].2;
         let Err(at) = hours.binary_search(&bucket) else { return };
         let before = days(hours);
         hours.insert(at, bucket);
@@ -200,8 +227,11 @@ impl Breakdown {
 
     /// Merges `other` into `self`.
     pub fn merge(&mut self, other: Breakdown) {
-        for (key, tallies) in other.rows {
-            self.rows.entry(key).or_default().add(&tallies);
+        for (period, values) in other.periods {
+            let mine = self.periods.entry(period).or_default();
+            for (value, tallies) in values {
+                mine.entry(value).or_default().add(&tallies);
+            }
         }
     }
 }
@@ -217,8 +247,8 @@ fn days(hours: &[Bucket]) -> Vec<Day> {
 /// the id's UTC day can still receive events, then dropped.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sightings {
-    /// Sorted buckets per (slot code, value).
-    pub hours: BTreeMap<(u8, String), Vec<Bucket>>,
+    /// (slot code, value, sorted buckets), in order of first sight.
+    pub hours: Vec<(u8, String, Vec<Bucket>)>,
 }
 
 /// The distinct visitors of one value over the whole local days `first..=last`, from its day

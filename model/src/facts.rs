@@ -23,6 +23,12 @@ pub struct Facts {
 impl Facts {
     /// Normalises an event. Fails only if its URL is not a valid page URL.
     pub fn of(event: &Event) -> Result<Facts, PageError> {
+        Facts::with_agent(event, agent::classify(&event.user_agent))
+    }
+
+    /// Normalises an event whose user agent was already classified (callers that see the same
+    /// user agents again and again cache [`agent::classify`]).
+    pub fn with_agent(event: &Event, agent: Agent) -> Result<Facts, PageError> {
         let page = page::parse_page(&event.url)?;
         let source = page
             .utm
@@ -31,6 +37,6 @@ impl Facts {
             .or_else(|| page.ref_param.clone())
             .or_else(|| referrer_source(event.referrer.as_deref(), &page.hostname))
             .unwrap_or_else(|| DIRECT.to_owned());
-        Ok(Facts { source, agent: agent::classify(&event.user_agent), page })
+        Ok(Facts { source, agent, page })
     }
 }

@@ -38,8 +38,8 @@ pub const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 pub type RollupKey = (&'static str, u32, u8, u8, i64, &'static str);
 
 /// The key of a row of `site` in `generation`.
-pub fn rollup_key<'a>(site: &'a str, generation: u32, row: &'a RowKey) -> (&'a str, u32, u8, u8, i64, &'a str) {
-    (site, generation, row.grain.code(), row.slot.code(), row.at, row.value.as_str())
+pub fn rollup_key<'a>(site: &'a str, generation: u32, row: &RowKey<'a>) -> (&'a str, u32, u8, u8, i64, &'a str) {
+    (site, generation, row.grain.code(), row.slot.code(), row.at, row.value)
 }
 
 /// The key range of one breakdown over the periods `first..=last`: from the first key of `first`
@@ -63,7 +63,7 @@ mod tests {
 
     #[test]
     fn key_layout_is_pinned() {
-        let row = RowKey { grain: Grain::Day, at: 20_423, slot: Slot::Of(Dimension::Page), value: "/pricing".into() };
+        let row = RowKey { grain: Grain::Day, at: 20_423, slot: Slot::Of(Dimension::Page), value: "/pricing" };
         assert_eq!(format!("{:?}", rollup_key("a.com", 1, &row)), r#"("a.com", 1, 1, 3, 20423, "/pricing")"#);
         let range = rollup_range("a.com", 1, Grain::Hour, Slot::Total, 24, 47);
         assert_eq!(format!("{range:?}"), r#"("a.com", 1, 0, 0, 24, "")..("a.com", 1, 0, 0, 48, "")"#);

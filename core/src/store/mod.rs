@@ -15,7 +15,7 @@ pub use rollups::RollupRead;
 use crate::flush::{Flush, SessionLookup};
 use anyhow::Context;
 use keys::{CELL_VISITORS, CELLS, DROPS, FORMAT_VERSION, GENERATIONS, META, ROLLUPS, SESSIONS, SIGHTINGS, VERSION_KEY};
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use siphasher::sip::SipHasher13;
 use std::collections::BTreeMap;
 use std::hash::Hasher;
@@ -254,21 +254,59 @@ fn write_sightings(
     Ok(())
 }
 
-impl SessionLookup for Store {
-    fn session(&self, site: &str, visitor: u64) -> anyhow::Result<Option<Session>> {
+impl Store {
+    /// The bytes each table occupies (stored, metadata and fragmented bytes of its pages).
+    pub fn table_bytes(&self) -> anyhow::Result<BTreeMap<&'static str, u64>> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(SESSIONS)?;
-        let found = table.get((site, visitor))?;
+        let size = |s: redb::TableStats| s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes();
+        Ok(BTreeMap::from([
+            ("rollups", size(txn.open_table(ROLLUPS)?.stats()?)),
+            ("generations", size(txn.open_table(GENERATIONS)?.stats()?)),
+            ("sightings", size(txn.open_table(SIGHTINGS)?.stats()?)),
+            ("cells", size(txn.open_table(CELLS)?.stats()?)),
+            ("cell_visitors", size(txn.open_table(CELL_VISITORS)?.stats()?)),
+            ("sessions", size(txn.open_table(SESSIONS)?.stats()?)),
+            ("drops", size(txn.open_table(DROPS)?.stats()?)),
+        ]))
+    }
+}
+
+/// Open visits and sightings as of one read transaction, for building one flush: a lookup per
+/// event then costs a B-tree search, not a transaction.
+pub struct StateReader {
+    sessions: redb::ReadOnlyTable<(&'static str, u64), &'static [u8]>,
+    sightings: redb::ReadOnlyTable<(&'static str, u64), &'static [u8]>,
+}
+
+impl Store {
+    /// A reader of the state committed so far.
+    pub fn state_reader(&self) -> anyhow::Result<StateReader> {
+        let txn = self.db.begin_read()?;
+        Ok(StateReader { sessions: txn.open_table(SESSIONS)?, sightings: txn.open_table(SIGHTINGS)? })
+    }
+}
+
+impl SessionLookup for StateReader {
+    fn session(&self, site: &str, visitor: u64) -> anyhow::Result<Option<Session>> {
+        let found = self.sessions.get((site, visitor))?;
         let decoded = found.map(|v| postcard::from_bytes::<(i64, Session)>(v.value()).context("decoding a session"));
         Ok(decoded.transpose()?.map(|(_, s)| s))
     }
 
     fn sightings(&self, site: &str, visitor: u64) -> anyhow::Result<Option<Sightings>> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(SIGHTINGS)?;
-        let found = table.get((site, visitor))?;
+        let found = self.sightings.get((site, visitor))?;
         let decoded = found.map(|v| postcard::from_bytes::<(i64, Sightings)>(v.value()).context("decoding sightings"));
         Ok(decoded.transpose()?.map(|(_, s)| s))
+    }
+}
+
+impl SessionLookup for Store {
+    fn session(&self, site: &str, visitor: u64) -> anyhow::Result<Option<Session>> {
+        self.state_reader()?.session(site, visitor)
+    }
+
+    fn sightings(&self, site: &str, visitor: u64) -> anyhow::Result<Option<Sightings>> {
+        self.state_reader()?.sightings(site, visitor)
     }
 }
 

@@ -14,7 +14,7 @@ pub(super) fn add(txn: &WriteTransaction, flush: &Flush) -> anyhow::Result<()> {
     let generations = txn.open_table(GENERATIONS)?;
     let mut active: HashMap<(&str, i64), u32> = HashMap::new();
     for ((site, _), breakdown) in &flush.breakdowns {
-        for (row, delta) in &breakdown.rows {
+        for (row, delta) in breakdown.rows() {
             let day = match row.grain {
                 Grain::Hour => day_of(row.at),
                 Grain::Day => row.at,
@@ -27,7 +27,7 @@ pub(super) fn add(txn: &WriteTransaction, flush: &Flush) -> anyhow::Result<()> {
                     g
                 }
             };
-            let key = rollup_key(site, generation, row);
+            let key = rollup_key(site, generation, &row);
             let mut tallies = match table.get(key)? {
                 Some(old) => decode_tallies(old.value())?,
                 None => Tallies::default(),
