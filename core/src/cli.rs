@@ -2,13 +2,13 @@
 
 use crate::aws::{AwsSettings, Endpoints};
 use crate::import::{ImportSettings, Input, import, render};
-use crate::log::EventLog;
-use crate::store::Store;
-use anyhow::Context;
 use crate::ingest::{IngestSettings, ingest};
+use crate::log::EventLog;
 use crate::query_serve::{QuerySettings, serve_queries};
 use crate::registry;
 use crate::serve::{ServeSettings, serve};
+use crate::store::Store;
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
 use std::net::SocketAddr;

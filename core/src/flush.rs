@@ -7,10 +7,10 @@ use crate::timebucket::local_hour;
 use jiff::tz::TimeZone;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use tally_model::event::{Event, LogEntry};
-use tally_model::facts::Facts;
 use tally_model::agent::{self, Agent};
 use tally_model::breakdown::{Breakdown, Sightings};
+use tally_model::event::{Event, LogEntry};
+use tally_model::facts::Facts;
 use tally_model::reject::DropReason;
 use tally_model::rollup::Rollup;
 use tally_model::session::{self, Session};
@@ -105,7 +105,9 @@ impl Flush {
         if self.breakdowns_on {
             let seen = match self.sightings.entry((event.site.clone(), event.visitor.current)) {
                 Entry::Occupied(known) => known.into_mut(),
-                Entry::Vacant(slot) => slot.insert(stored.sightings(&event.site, event.visitor.current)?.unwrap_or_default()),
+                Entry::Vacant(slot) => {
+                    slot.insert(stored.sightings(&event.site, event.visitor.current)?.unwrap_or_default())
+                }
             };
             self.breakdowns.entry(lineage).or_default().add(&contribution, seen);
         }

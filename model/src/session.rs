@@ -107,8 +107,13 @@ pub fn apply(session: Option<Session>, event: &Event, facts: &Facts, bucket: Buc
 fn start(event: &Event, facts: &Facts, bucket: Bucket, pageview: i64) -> (Session, Counters) {
     let entry = entry_key(event, facts);
     let visit = Counters { visits: 1, bounces: 1, visit_pageviews: pageview, ..Counters::default() };
-    let session =
-        Session { started_ms: event.received_ms, last_ms: event.received_ms, start_bucket: bucket, entry, bounce: true };
+    let session = Session {
+        started_ms: event.received_ms,
+        last_ms: event.received_ms,
+        start_bucket: bucket,
+        entry,
+        bounce: true,
+    };
     (session, visit)
 }
 

@@ -9,4 +9,5 @@ mod cli_while_serving;
 mod crash_recovery;
 mod harness;
 mod ingest_and_query;
+mod oracle;
 mod vectors;

@@ -56,12 +56,13 @@ struct Raw {
 }
 
 fn raws() -> impl Strategy<Value = Vec<Raw>> {
-    let raw = (0u64..4, 0..3 * DAY_MS, 0..3usize, 0..2usize, any::<bool>(), any::<bool>(), 0i64..4)
-        .prop_map(|(person, at_ms, page, country, pageview, interactive, near)| {
+    let raw = (0u64..4, 0..3 * DAY_MS, 0..3usize, 0..2usize, any::<bool>(), any::<bool>(), 0i64..4).prop_map(
+        |(person, at_ms, page, country, pageview, interactive, near)| {
             // Cluster some events around UTC midnights, so visits cross them.
             let at_ms = if near == 0 { (at_ms / DAY_MS) * DAY_MS + (at_ms % 3_600_000) - 1_800_000 } else { at_ms };
             Raw { person, at_ms: at_ms.max(0), page, country, pageview, interactive }
-        });
+        },
+    );
     proptest::collection::vec(raw, 1..60).prop_map(|mut v| {
         v.sort_by_key(|r| r.at_ms);
         v

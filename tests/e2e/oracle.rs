@@ -1,0 +1,378 @@
+//! The oracle: random traffic on sites in five time zones (half- and quarter-hour offsets, DST
+//! changes in the range, visits across local and UTC midnights, custom events with props and
+//! revenue) goes in through `tally import`; hundreds of random queries, answered by both tiers,
+//! are compared with a brute-force computation over the raw events written here, independently
+//! of Tally's code.
+
+use crate::harness::{ServerProcess, TempDir, http_client, key_create, site_add, tally_ok};
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+
+const ZONES: [(&str, &str); 5] = [
+    ("utc.test", "Etc/UTC"),
+    ("kolkata.test", "Asia/Kolkata"),
+    ("kathmandu.test", "Asia/Kathmandu"),
+    ("stjohns.test", "America/St_Johns"),
+    ("berlin.test", "Europe/Berlin"),
+];
+/// 2026-10-22T00:00Z: the range holds Berlin's (10-25) and St John's (11-01) DST ends.
+const START_MS: i64 = 1_792_540_800_000;
+const DAYS: i64 = 12;
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+const PAGES: [&str; 4] = ["/", "/pricing", "/docs/start", "/docs/api"];
+const COUNTRIES: [&str; 3] = ["DE", "IN", "CA"];
+/// (user agent, browser, OS, device) as Tally classifies them.
+const AGENTS: [(&str, &str, &str, &str); 3] = [
+    (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+        "Chrome",
+        "Windows",
+        "Desktop",
+    ),
+    (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
+        "Safari",
+        "iOS",
+        "Mobile",
+    ),
+    ("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0", "Firefox", "Linux", "Desktop"),
+];
+/// (referrer, source).
+const REFERRERS: [(&str, &str); 3] =
+    [("", "Direct / None"), ("https://www.google.com/", "Google"), ("https://news.ycombinator.com/", "Hacker News")];
+const DIMENSIONS: [&str; 8] = [
+    "event:page",
+    "event:name",
+    "visit:country",
+    "visit:source",
+    "visit:browser",
+    "visit:os",
+    "visit:device",
+    "event:hostname",
+];
+
+/// A small deterministic generator (SplitMix64): the test needs no seed from outside.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// One raw event as the test made it.
+#[derive(Debug, Clone)]
+struct Raw {
+    person: u64,
+    at_ms: i64,
+    page: &'static str,
+    name: &'static str,
+    interactive: bool,
+    referrer: usize,
+    country: usize,
+    agent: usize,
+}
+
+/// Visits of people with a fixed agent and country; some start just before a local or a UTC
+/// midnight so that they cross it.
+fn traffic(rng: &mut Rng, zone: &TimeZone) -> Vec<Raw> {
+    let mut out = Vec::new();
+    for person in 0..30 {
+        let (agent, country) = (rng.below(3) as usize, rng.below(3) as usize);
+        for _ in 0..1 + rng.below(4) {
+            let day = START_MS + rng.below(DAYS as u64) as i64 * DAY_MS;
+            let mut at = match rng.below(3) {
+                0 => day + rng.below(DAY_MS as u64) as i64,
+                // Shortly before UTC midnight.
+                1 => day + DAY_MS - rng.below(40 * 60_000) as i64,
+                // Shortly before local midnight.
+                _ => {
+                    let date = zone.to_datetime(Timestamp::from_millisecond(day).unwrap()).date();
+                    let midnight =
+                        zone.to_timestamp(date.tomorrow().unwrap().to_datetime(jiff::civil::Time::midnight()));
+                    midnight.unwrap().as_millisecond() - rng.below(40 * 60_000) as i64
+                }
+            };
+            let referrer = rng.below(3) as usize;
+            for _ in 0..1 + rng.below(5) {
+                let custom = rng.below(4) == 0;
+                out.push(Raw {
+                    person,
+                    at_ms: at,
+                    page: PAGES[rng.below(4) as usize],
+                    name: if custom { "Signup" } else { "pageview" },
+                    interactive: !custom || rng.below(2) == 0,
+                    referrer,
+                    country,
+                    agent,
+                });
+                at += 1_000 + rng.below(25 * 60_000) as i64;
+            }
+        }
+    }
+    out.sort_by_key(|r| r.at_ms);
+    out
+}
+
+fn ndjson(site: &str, events: &[Raw]) -> String {
+    let mut out = String::new();
+    for (i, r) in events.iter().enumerate() {
+        let mut line = json!({
+            "n": r.name, "u": format!("https://{site}{}", r.page), "d": site, "i": r.interactive,
+            "timestamp": r.at_ms, "user_agent": AGENTS[r.agent].0, "visitor": format!("person-{}", r.person),
+            "country": COUNTRIES[r.country], "id": format!("{site}-{i}"),
+        });
+        if r.name == "Signup" {
+            line["p"] = json!({"plan": "pro"});
+            line["$"] = json!({"amount": "9.99", "currency": "EUR"});
+        }
+        // Only a visit's first event carries its referrer; later ones come from the site itself.
+        line["r"] = json!(REFERRERS[r.referrer].0);
+        out += &line.to_string();
+        out.push('\n');
+    }
+    out
+}
+
+/// A visit as the brute force sees it: one person's events with no gap over 30 minutes.
+fn visits(events: &[Raw]) -> Vec<Vec<Raw>> {
+    let mut by_person: BTreeMap<u64, Vec<Raw>> = BTreeMap::new();
+    for r in events {
+        by_person.entry(r.person).or_default().push(r.clone());
+    }
+    let mut out = Vec::new();
+    for list in by_person.into_values() {
+        let mut current: Vec<Raw> = Vec::new();
+        for r in list {
+            if current.last().is_some_and(|l| r.at_ms - l.at_ms > 30 * 60_000) {
+                out.push(std::mem::take(&mut current));
+            }
+            current.push(r);
+        }
+        out.push(current);
+    }
+    out
+}
+
+/// The value of a dimension for an event of a visit whose first event is `entry`.
+fn value(dimension: &str, site: &str, event: &Raw, entry: &Raw) -> String {
+    match dimension {
+        "event:page" => event.page.into(),
+        "event:name" => event.name.into(),
+        "event:hostname" => site.into(),
+        "visit:country" => COUNTRIES[entry.country].into(),
+        "visit:source" => REFERRERS[entry.referrer].1.into(),
+        "visit:browser" => AGENTS[entry.agent].1.into(),
+        "visit:os" => AGENTS[entry.agent].2.into(),
+        "visit:device" => AGENTS[entry.agent].3.into(),
+        other => panic!("no brute force for {other}"),
+    }
+}
+
+/// A query as both sides see it.
+#[derive(Debug, Clone)]
+struct Ask {
+    first: String,
+    last: String,
+    groupings: Vec<String>,
+    filters: Vec<(String, String, Vec<String>)>,
+}
+
+impl Ask {
+    fn body(&self, site: &str) -> Value {
+        let filters: Vec<Value> = self.filters.iter().map(|(op, d, v)| json!([op, d, v])).collect();
+        json!({
+            "site_id": site,
+            "metrics": ["visitors", "visits", "pageviews", "events", "bounce_rate", "visit_duration", "views_per_visit"],
+            "date_range": [self.first, self.last], "dimensions": self.groupings, "filters": filters,
+            "pagination": {"limit": 10000},
+        })
+    }
+
+    fn passes(&self, site: &str, event: &Raw, entry: &Raw) -> bool {
+        self.filters.iter().all(|(op, d, values)| {
+            let v = value(d, site, event, entry);
+            match op.as_str() {
+                "is" => values.contains(&v),
+                "is_not" => !values.contains(&v),
+                _ => values.iter().any(|needle| v.contains(needle.as_str())),
+            }
+        })
+    }
+}
+
+#[derive(Default)]
+struct Group {
+    ids: BTreeSet<(u64, i64)>,
+    events: i64,
+    pageviews: i64,
+    visits: i64,
+    bounces: i64,
+    duration_ms: i64,
+    visit_pageviews: i64,
+}
+
+/// The brute-force answer: group values → the seven metrics, as the API defines them.
+fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec<String>, Vec<Value>> {
+    let local = |ms: i64| zone.to_datetime(Timestamp::from_millisecond(ms).unwrap());
+    let in_range = |ms: i64| {
+        let day = local(ms).date().to_string();
+        ask.first <= day && day <= ask.last
+    };
+    let key = |event: &Raw, entry: &Raw| -> Vec<String> {
+        ask.groupings
+            .iter()
+            .map(|g| match g.as_str() {
+                "time:day" => local(event.at_ms).date().to_string(),
+                "time:hour" => local(event.at_ms).strftime("%Y-%m-%d %H:00:00").to_string(),
+                d => value(d, site, event, entry),
+            })
+            .collect()
+    };
+    let mut groups: BTreeMap<Vec<String>, Group> = BTreeMap::new();
+    for visit in visits(events) {
+        let entry = &visit[0];
+        for e in &visit {
+            if in_range(e.at_ms) && ask.passes(site, e, entry) {
+                let g = groups.entry(key(e, entry)).or_default();
+                g.ids.insert((e.person, e.at_ms.div_euclid(DAY_MS)));
+                g.events += 1;
+                g.pageviews += i64::from(e.name == "pageview");
+            }
+        }
+        if in_range(entry.at_ms) && ask.passes(site, entry, entry) {
+            let g = groups.entry(key(entry, entry)).or_default();
+            g.visits += 1;
+            let engaged = visit[1..].iter().any(|e| e.name == "pageview" || e.interactive);
+            g.bounces += i64::from(!engaged);
+            g.duration_ms += visit.last().unwrap().at_ms - entry.at_ms;
+            g.visit_pageviews += visit.iter().filter(|e| e.name == "pageview").count() as i64;
+        }
+    }
+    if groups.is_empty() && ask.groupings.is_empty() {
+        groups.insert(Vec::new(), Group::default());
+    }
+    groups
+        .into_iter()
+        .map(|(k, g)| {
+            let per_visit = |n: i64| if g.visits > 0 { n as f64 / g.visits as f64 } else { 0.0 };
+            let metrics = vec![
+                json!(g.ids.len()),
+                json!(g.visits),
+                json!(g.pageviews),
+                json!(g.events),
+                json!((per_visit(g.bounces) * 100.0).round() as i64),
+                json!((per_visit(g.duration_ms) / 1000.0).round() as i64),
+                json!((per_visit(g.visit_pageviews) * 100.0).round() / 100.0),
+            ];
+            (k, metrics)
+        })
+        .collect()
+}
+
+fn random_ask(rng: &mut Rng, days: &[String]) -> Ask {
+    let a = rng.below(days.len() as u64) as usize;
+    let b = (a + rng.below(5) as usize).min(days.len() - 1);
+    let dim = |rng: &mut Rng| (*rng.pick(&DIMENSIONS)).to_owned();
+    let groupings = match rng.below(6) {
+        0 => vec![],
+        1 => vec!["time:day".to_owned()],
+        2 => vec!["time:hour".to_owned()],
+        3 => vec![dim(rng)],
+        4 => vec![dim(rng), (*rng.pick(&["time:day", "time:hour"])).to_owned()],
+        _ => {
+            let first = dim(rng);
+            let second = DIMENSIONS.iter().find(|d| **d != first && rng.below(3) == 0).unwrap_or(&"visit:country");
+            if *second == first { vec![first] } else { vec![first, (*second).to_owned()] }
+        }
+    };
+    let mut filters = Vec::new();
+    for _ in 0..[0, 0, 1, 2][rng.below(4) as usize] {
+        let (d, candidates): (&str, Vec<&str>) = match rng.below(3) {
+            0 => ("event:page", PAGES.to_vec()),
+            1 => ("visit:country", COUNTRIES.to_vec()),
+            _ => ("visit:source", REFERRERS.iter().map(|r| r.1).collect()),
+        };
+        let op = *rng.pick(&["is", "is_not", "contains"]);
+        let v = if op == "contains" { "o".to_owned() } else { (*rng.pick(&candidates)).to_owned() };
+        filters.push((op.to_owned(), d.to_owned(), vec![v]));
+    }
+    Ask { first: days[a].clone(), last: days[b].clone(), groupings, filters }
+}
+
+#[tokio::test]
+async fn both_tiers_equal_brute_force_across_zones() {
+    let dir = TempDir::new("oracle");
+    let mut rng = Rng(0x7a11_7e57);
+    let mut sites = Vec::new();
+    for (site, zone_name) in ZONES {
+        site_add(dir.path(), site, Some(zone_name));
+        let zone = TimeZone::get(zone_name).unwrap();
+        let events = traffic(&mut rng, &zone);
+        let file = dir.path().join(format!("{site}.ndjson"));
+        std::fs::write(&file, ndjson(site, &events)).unwrap();
+        let key = key_create(dir.path(), site);
+        sites.push((site, zone, events, key, file));
+    }
+    let data = dir.path().to_str().unwrap();
+    for (_, _, events, _, file) in &sites {
+        let out = tally_ok(&["import", file.to_str().unwrap(), "--data-dir", data, "--no-progress"]);
+        assert!(out.contains(&format!("imported {} events", events.len())), "{out}");
+    }
+    // Importing the same file again counts nothing twice.
+    let again = tally_ok(&["import", sites[0].4.to_str().unwrap(), "--data-dir", data, "--no-progress"]);
+    assert!(again.contains(&format!("already imported (skipped): {}", sites[0].2.len())), "{again}");
+
+    let server = ServerProcess::spawn(dir.path(), &[]);
+    let client = http_client();
+    let days: Vec<String> = (-1..=DAYS)
+        .map(|d| Timestamp::from_millisecond(START_MS + d * DAY_MS).unwrap())
+        .map(|t| TimeZone::UTC.to_datetime(t).date().to_string())
+        .collect();
+    let mut tiers: BTreeMap<String, usize> = BTreeMap::new();
+    let mut rows_compared = 0;
+    for round in 0..300 {
+        let (site, zone, events, key, _) = &sites[round % sites.len()];
+        let ask = random_ask(&mut rng, &days);
+        let response = client
+            .post(format!("{}/api/v2/query", server.base()))
+            .bearer_auth(key)
+            .json(&ask.body(site))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{ask:?}");
+        let answer: Value = response.json().await.unwrap();
+        *tiers.entry(answer["meta"]["tier"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
+        let got: BTreeMap<Vec<String>, Vec<Value>> = answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let dims = r["dimensions"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_owned());
+                (dims.collect(), r["metrics"].as_array().unwrap().clone())
+            })
+            .collect();
+        let want = brute(site, zone, events, &ask);
+        rows_compared += want.len();
+        assert_eq!(got, want, "site {site}, query {ask:?}, tier {}", answer["meta"]["tier"]);
+    }
+    eprintln!("oracle: {rows_compared} answer rows compared, by tier {tiers:?}");
+    assert!(rows_compared > 1_000, "too few rows to be a test: {rows_compared}");
+    assert!(tiers.get("rollups").is_some_and(|n| *n > 50) && tiers.get("cells").is_some_and(|n| *n > 50), "{tiers:?}");
+}
