@@ -44,14 +44,14 @@ pub fn rollup_key<'a>(site: &'a str, generation: u32, row: &RowKey<'a>) -> (&'a 
 
 /// The key range of one breakdown over the periods `first..=last`: from the first key of `first`
 /// to the first key after `last`.
-pub fn rollup_range<'a>(
-    site: &'a str,
+pub fn rollup_range(
+    site: &str,
     generation: u32,
     grain: Grain,
     slot: Slot,
     first: i64,
     last: i64,
-) -> std::ops::Range<(&'a str, u32, u8, u8, i64, &'a str)> {
+) -> std::ops::Range<(&str, u32, u8, u8, i64, &'static str)> {
     let (g, s) = (grain.code(), slot.code());
     (site, generation, g, s, first, "")..(site, generation, g, s, last.saturating_add(1), "")
 }
