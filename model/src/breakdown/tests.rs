@@ -5,7 +5,7 @@ use super::*;
 use crate::event::{Event, EventId, VisitorIds};
 use crate::facts::Facts;
 use crate::limits::SESSION_TIMEOUT_MS;
-use crate::session::{self, Session};
+use crate::session::{self, Contribution, Session};
 use proptest::prelude::*;
 use std::collections::{BTreeSet, HashMap};
 
@@ -93,19 +93,24 @@ fn event(r: &Raw, n: usize) -> Event {
 }
 
 /// The production path: visits per visitor id (yesterday's visit moved to today's id), one
-/// sightings state per id, all contributions into one breakdown.
-fn rollup(raws: &[Raw], clock: Clock) -> Breakdown {
+/// sightings state per id; `sink` gets each event's index, contribution and sightings.
+fn replay(raws: &[Raw], clock: Clock, mut sink: impl FnMut(usize, &Contribution, &mut Sightings)) {
     let mut sessions: HashMap<u64, Session> = HashMap::new();
     let mut seen: HashMap<u64, Sightings> = HashMap::new();
-    let mut out = Breakdown::default();
     for (n, r) in raws.iter().enumerate() {
         let e = event(r, n);
         let facts = Facts::of(&e).expect("valid event");
         let open = sessions.remove(&e.visitor.current).or_else(|| sessions.remove(&e.visitor.previous));
         let (next, contribution) = session::apply(open, &e, &facts, clock.bucket(e.received_ms));
         sessions.insert(e.visitor.current, next);
-        out.add(&contribution, seen.entry(e.visitor.current).or_default());
+        sink(n, &contribution, seen.entry(e.visitor.current).or_default());
     }
+}
+
+/// All contributions in one breakdown.
+fn rollup(raws: &[Raw], clock: Clock) -> Breakdown {
+    let mut out = Breakdown::default();
+    replay(raws, clock, |_, c, seen| out.add(c, seen));
     out
 }
 
@@ -255,17 +260,8 @@ proptest! {
         // Two flushes that share the sightings state add up to one.
         let whole = rollup(&raws, clock);
         let cut = cut.min(raws.len());
-        let mut sessions: HashMap<u64, Session> = HashMap::new();
-        let mut seen: HashMap<u64, Sightings> = HashMap::new();
         let mut parts = [Breakdown::default(), Breakdown::default()];
-        for (n, r) in raws.iter().enumerate() {
-            let e = event(r, n);
-            let facts = Facts::of(&e).expect("valid event");
-            let open = sessions.remove(&e.visitor.current).or_else(|| sessions.remove(&e.visitor.previous));
-            let (next, c) = session::apply(open, &e, &facts, clock.bucket(e.received_ms));
-            sessions.insert(e.visitor.current, next);
-            parts[usize::from(n >= cut)].add(&c, seen.entry(e.visitor.current).or_default());
-        }
+        replay(&raws, clock, |n, c, seen| parts[usize::from(n >= cut)].add(c, seen));
         let [mut a, b] = parts;
         a.merge(b);
         let nonzero = |b: Breakdown| -> BTreeMap<String, Tallies> {
