@@ -2,11 +2,17 @@
 # Load benchmark of `tally serve` ingest on this machine: wrk posts pageviews for a while,
 # then the script waits until every acknowledged event is queryable and reports both figures.
 # Usage: benches/load/run.sh [seconds=20] [connections=64]. Needs wrk (Debian package) and curl.
+# TALLY_BIN: a tally binary to measure instead of this checkout's release build (to compare two
+# releases side by side).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs="${1:-20}"; conns="${2:-64}"
-cargo build --release -q -p tally-core
-bin=target/release/tally
+if [ -n "${TALLY_BIN:-}" ]; then
+  bin="$TALLY_BIN"
+else
+  cargo build --release -q -p tally-core
+  bin="${CARGO_TARGET_DIR:-target}/release/tally"
+fi
 dir="$(mktemp -d)"; out="$dir/serve.out"
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
 "$bin" site add bench.example --data-dir "$dir/data" >/dev/null
