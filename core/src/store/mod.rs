@@ -314,3 +314,44 @@ impl SessionLookup for Store {
 fn decode_tallies(bytes: &[u8]) -> anyhow::Result<Tallies> {
     postcard::from_bytes(bytes).context("decoding a rollup row")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_format_1_store_is_emptied_for_a_rebuild_and_a_newer_one_refused() {
+        let path = std::env::temp_dir().join(format!("tally-store-v1-{}.redb", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        {
+            // What format 1 left: cells and progress, no version.
+            let db = Database::create(&path).expect("db");
+            let txn = db.begin_write().expect("txn");
+            txn.open_table(META).expect("meta").insert("applied_offset", 42).expect("insert");
+            txn.open_table(CELLS).expect("cells").insert(("a.com", 1, 7), [1u8].as_slice()).expect("insert");
+            txn.commit().expect("commit");
+        }
+        let (store, opened) = Store::open(&path).expect("opens");
+        assert_eq!(opened, Opened::RebuiltFromV1);
+        assert_eq!(
+            store.progress().expect("progress"),
+            Progress::default(),
+            "the aggregator starts from the log's start"
+        );
+        let mut cells = 0;
+        store.scan_cells("a.com", 0..10, |_, _, _, _| cells += 1).expect("scan");
+        assert_eq!(cells, 0);
+        drop(store);
+        let (_, again) = Store::open(&path).expect("opens");
+        assert_eq!(again, Opened::Current, "format 2 is kept as it is");
+        {
+            let db = Database::create(&path).expect("db");
+            let txn = db.begin_write().expect("txn");
+            txn.open_table(META).expect("meta").insert(VERSION_KEY, FORMAT_VERSION + 1).expect("insert");
+            txn.commit().expect("commit");
+        }
+        let newer = Store::open(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(newer.contains("newer than this tally"), "{newer}");
+        let _ = std::fs::remove_file(path);
+    }
+}
