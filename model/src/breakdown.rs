@@ -12,7 +12,7 @@
 //! first sight of an id in an hour adds 1 to that hour row's `visitors`; the first sight in a
 //! local day adds 1 to the day row's. One UTC day touches at most three local days, so an id
 //! can be counted on up to three local days. For a range of whole local days the distinct count
-//! is then `Σ visitors − Σ links_1 − Σ links_2` over the range ([`distinct_visitors`]), where a
+//! is then `Σ visitors − Σ links_1 − Σ links_2` over the range ([`Tallies::visitors_until`]), where a
 //! day row's `links_k` counts the ids whose next local day (after this one) was `k` days later:
 //! an id seen on the days `S ∩ range`, a run of consecutive elements of its sorted days `S`, is
 //! counted `|S ∩ range|` times and linked `|S ∩ range| − 1` times. Gaps of three or more days
@@ -23,7 +23,6 @@ use crate::dimension::Dimension;
 use crate::rollup::{Bucket, CellKey, Counters};
 use crate::session::Contribution;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// In-memory maps hash with a fixed seed: the model has no randomness, and these hashes are
 /// never stored or compared across processes.
@@ -55,11 +54,6 @@ impl Grain {
             Grain::Day => 1,
         }
     }
-
-    /// The grain with this storage number.
-    pub fn from_code(code: u8) -> Option<Grain> {
-        [Grain::Hour, Grain::Day].into_iter().find(|g| g.code() == code)
-    }
 }
 
 /// Which breakdown a row belongs to: the site's totals, or one dimension.
@@ -83,11 +77,6 @@ impl Slot {
             Slot::Total => 0,
             Slot::Of(d) => d.code(),
         }
-    }
-
-    /// The slot with this storage number.
-    pub fn from_code(code: u8) -> Option<Slot> {
-        if code == 0 { Some(Slot::Total) } else { Dimension::from_code(code).map(Slot::Of) }
     }
 
     /// This slot's value in a cell.
@@ -127,6 +116,21 @@ impl Tallies {
     pub fn is_zero(&self) -> bool {
         *self == Tallies::default()
     }
+
+    /// This row's share of the distinct visitors of a value over whole local days up to `last`
+    /// (from any first day up to `day`): its first sights, less the links to days up to `last`.
+    /// Summed over the day rows of `first..=last`, the exact distinct count. An hour row has no
+    /// links: its share is its own first sights.
+    pub fn visitors_until(&self, day: Day, last: Day) -> i64 {
+        let mut share = self.visitors;
+        if day < last {
+            share -= self.links_1;
+        }
+        if day + 1 < last {
+            share -= self.links_2;
+        }
+        share
+    }
 }
 
 /// A row's key within one site.
@@ -156,16 +160,6 @@ impl Breakdown {
         self.periods.iter().flat_map(|(&(grain, at, slot), values)| {
             values.iter().map(move |(value, t)| (RowKey { grain, at, slot, value }, t))
         })
-    }
-
-    /// How many rows it holds.
-    pub fn len(&self) -> usize {
-        self.periods.values().map(HashMap::len).sum()
-    }
-
-    /// Whether it holds no row.
-    pub fn is_empty(&self) -> bool {
-        self.periods.values().all(HashMap::is_empty)
     }
 
     fn row(&mut self, grain: Grain, at: i64, slot: Slot, value: &str) -> &mut Tallies {
@@ -249,22 +243,6 @@ fn days(hours: &[Bucket]) -> Vec<Day> {
 pub struct Sightings {
     /// (slot code, value, sorted buckets), in order of first sight.
     pub hours: Vec<(u8, String, Vec<Bucket>)>,
-}
-
-/// The distinct visitors of one value over the whole local days `first..=last`, from its day
-/// rows (`day → tallies`; missing days count as empty).
-pub fn distinct_visitors(rows: &BTreeMap<Day, Tallies>, first: Day, last: Day) -> i64 {
-    let mut total = 0;
-    for (&day, t) in rows.range(first..=last) {
-        total += t.visitors;
-        if day < last {
-            total -= t.links_1;
-        }
-        if day + 1 < last {
-            total -= t.links_2;
-        }
-    }
-    total
 }
 
 #[cfg(test)]

@@ -88,11 +88,6 @@ impl Dimension {
         }
     }
 
-    /// The dimension with this storage number.
-    pub fn from_code(code: u8) -> Option<Dimension> {
-        Self::ALL.iter().map(|(d, _)| *d).find(|d| d.code() == code)
-    }
-
     /// This dimension's value in a cell.
     pub fn value(self, key: &CellKey) -> &str {
         match self {
@@ -133,9 +128,5 @@ mod tests {
         let codes: Vec<(u8, &str)> = Dimension::ALL.iter().map(|(d, n)| (d.code(), *n)).collect();
         let expected: Vec<(u8, &str)> = (1..=15).zip(Dimension::ALL.iter().map(|(_, n)| *n)).collect();
         assert_eq!(codes, expected, "storage codes are part of the on-disk key format");
-        for (d, _) in Dimension::ALL {
-            assert_eq!(Dimension::from_code(d.code()), Some(d));
-        }
-        assert_eq!(Dimension::from_code(0), None);
     }
 }

@@ -1,6 +1,6 @@
 //! Executes a [`Query`] that the planner gave to tier 1: one scan of one breakdown (a dimension
 //! or the totals) at one grain over the range, with exact distinct visitors from the rows'
-//! first-sight counters (`tally_model::breakdown::distinct_visitors`).
+//! first-sight counters (`tally_model::breakdown::Tallies::visitors_until`).
 
 use super::exec::{Row, day_label, finish, hour_label};
 use super::request::{Grouping, Query};
@@ -14,6 +14,7 @@ pub fn execute_rollups(store: &dyn RollupRead, query: &Query) -> anyhow::Result<
     let grain = if query.groupings.contains(&Grouping::Hour) { Grain::Hour } else { Grain::Day };
     let slot = query.groupings.iter().find_map(|g| if let Grouping::Dim(d) = g { Some(Slot::Of(*d)) } else { None });
     let slot = slot.unwrap_or(Slot::Total);
+    // Grouped by time, each group is one period; else one group spans the whole range.
     let by_time = query.groupings.iter().any(|g| matches!(g, Grouping::Hour | Grouping::Day));
     let (first, last) = match grain {
         Grain::Hour => (query.buckets.start, query.buckets.end - 1),
@@ -38,16 +39,7 @@ pub fn execute_rollups(store: &dyn RollupRead, query: &Query) -> anyhow::Result<
         }
         let group = &mut groups[at_group];
         group.1.add(&t.counters);
-        // One row per group when grouped by time; else the range formula, term by term.
-        group.2 += t.visitors;
-        if !by_time && grain == Grain::Day {
-            if at < last {
-                group.2 -= t.links_1;
-            }
-            if at + 1 < last {
-                group.2 -= t.links_2;
-            }
-        }
+        group.2 += t.visitors_until(at, if by_time { at } else { last });
     })?;
     let groups = groups.into_iter().map(|(k, c, v)| (k, c, u64::try_from(v).unwrap_or(0))).collect();
     Ok(finish(query, groups))
