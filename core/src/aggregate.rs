@@ -1,5 +1,6 @@
-//! The aggregator: reads the log after the store's checkpoint, turns entries into rollup deltas
-//! and visit updates, and applies them with the new checkpoint in one store transaction.
+//! The aggregator: reads the log after the store's checkpoint, turns entries into rollup deltas,
+//! segment rows and visit updates, and applies them with the new checkpoint in one store
+//! transaction; between flushes it lets the store persist pending segments when they are due.
 //!
 //! The same code path will read Kinesis; here the source is the embedded log.
 
@@ -100,6 +101,10 @@ impl Aggregator {
             *last_expiry = until_ms;
         }
         self.store.apply(&flush, Progress { offset: last_offset, until_ms }, expire_before)?;
+        // Errors here leave the rows pending (durable, visible); the next flush tries again.
+        if let Err(error) = self.store.persist_segments(false) {
+            tracing::error!(error = format!("{error:#}"), "persisting segments failed; they stay pending");
+        }
         tracing::debug!(
             entries = entries.len(),
             offset = last_offset,

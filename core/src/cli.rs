@@ -7,7 +7,7 @@ use crate::log::EventLog;
 use crate::query_serve::{QuerySettings, serve_queries};
 use crate::registry;
 use crate::serve::{ServeSettings, serve};
-use crate::store::Store;
+use crate::store::{PersistPolicy, Store};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -63,6 +63,12 @@ struct ServeArgs {
     /// Shortest time between two aggregator flushes, in milliseconds.
     #[arg(long, env = "TALLY_FLUSH_INTERVAL_MS", default_value_t = 1000)]
     flush_interval_ms: u64,
+    /// Persist pending segment rows to Parquet once this many are pending.
+    #[arg(long, env = "TALLY_SEGMENT_PERSIST_ROWS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    segment_persist_rows: u64,
+    /// Persist pending segment rows to Parquet once the oldest is this many seconds old.
+    #[arg(long, env = "TALLY_SEGMENT_PERSIST_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    segment_persist_secs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +192,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 data_dir: args.data.data_dir,
                 trust_proxy: args.trust_proxy,
                 flush_interval,
+                persist: PersistPolicy {
+                    rows: usize::try_from(args.segment_persist_rows).unwrap_or(usize::MAX),
+                    every: Duration::from_secs(args.segment_persist_secs),
+                    ..PersistPolicy::default()
+                },
             };
             serve(settings).await
         }

@@ -1,7 +1,7 @@
-//! A flush: everything that applying a batch of log entries changes — cell deltas and, where the
-//! store keeps them, per-dimension rollup deltas per site lineage, visit states, visitor
-//! sightings, drop counts — built the same way whatever the source (embedded log or Kinesis) and
-//! applied atomically or idempotently by a store.
+//! A flush: everything that applying a batch of log entries changes — per site lineage either
+//! cell deltas (the DynamoDB store) or per-dimension rollup deltas and segment rows (the embedded
+//! store), visit states, visitor sightings, drop counts — built the same way whatever the source
+//! (embedded log or Kinesis) and applied atomically or idempotently by a store.
 
 use crate::timebucket::local_hour;
 use jiff::tz::TimeZone;
@@ -13,6 +13,7 @@ use tally_model::event::{Event, LogEntry};
 use tally_model::facts::Facts;
 use tally_model::reject::DropReason;
 use tally_model::rollup::Rollup;
+use tally_model::segment::SegmentRows;
 use tally_model::session::{self, Session};
 
 /// A site's writer lineage within a region: the site and its sub-partition (design decision 6).
@@ -33,13 +34,15 @@ pub trait SessionLookup {
 /// Everything one flush changes.
 #[derive(Debug, Default)]
 pub struct Flush {
-    /// Cell deltas per lineage.
+    /// Cell deltas per lineage (only in a flush made by [`Flush::default`]).
     pub rollups: HashMap<Lineage, Rollup>,
     /// Per-dimension rollup deltas per lineage (only in a flush made by [`Flush::with_breakdowns`]).
     pub breakdowns: HashMap<Lineage, Breakdown>,
+    /// Segment rows per site (only in a flush made by [`Flush::with_breakdowns`]).
+    pub segments: HashMap<String, SegmentRows>,
     /// The new sightings state of every visitor id this flush saw, per (site, visitor id).
     pub sightings: HashMap<(String, u64), Sightings>,
-    /// Whether to build per-dimension rollups.
+    /// Whether to build per-dimension rollups and segment rows instead of cells.
     breakdowns_on: bool,
     /// User agents classified so far in this flush (they repeat heavily).
     agents: HashMap<String, Agent>,
@@ -52,7 +55,8 @@ pub struct Flush {
 }
 
 impl Flush {
-    /// A flush that also builds per-dimension rollups and visitor sightings.
+    /// A flush that builds per-dimension rollups, visitor sightings and segment rows (the
+    /// embedded store's tiers) instead of cells.
     pub fn with_breakdowns() -> Flush {
         Flush { breakdowns_on: true, ..Flush::default() }
     }
@@ -101,8 +105,9 @@ impl Flush {
         let open = self.open_session(event, stored)?;
         let (next, contribution) = session::apply(open, event, &facts, bucket);
         let lineage = (event.site.clone(), sub);
-        self.rollups.entry(lineage.clone()).or_default().add_contribution(&contribution);
-        if self.breakdowns_on {
+        if !self.breakdowns_on {
+            self.rollups.entry(lineage).or_default().add_contribution(&contribution);
+        } else {
             let seen = match self.sightings.entry((event.site.clone(), event.visitor.current)) {
                 Entry::Occupied(known) => known.into_mut(),
                 Entry::Vacant(slot) => {
@@ -110,6 +115,10 @@ impl Flush {
                 }
             };
             self.breakdowns.entry(lineage).or_default().add(&contribution, seen);
+            match self.segments.get_mut(event.site.as_str()) {
+                Some(rows) => rows.add(&contribution),
+                None => self.segments.entry(event.site.clone()).or_default().add(&contribution),
+            }
         }
         self.sessions.insert((event.site.clone(), event.visitor.current), Some(next));
         Ok(())

@@ -129,9 +129,12 @@ pub async fn import(settings: ImportSettings) -> anyhow::Result<Summary> {
     bar.finish_and_clear();
     let read_took = started.elapsed();
     tracing::info!(events = summary.accepted, took_ms = read_took.as_millis() as u64, "import logged; aggregating");
-    let aggregator = Aggregator { log, store: Arc::new(store), registry, flush_interval: Duration::ZERO };
+    let store = Arc::new(store);
+    let aggregator = Aggregator { log, store: store.clone(), registry, flush_interval: Duration::ZERO };
     let (_, stopped) = tokio::sync::watch::channel(true);
     aggregator.run(stopped).await?;
+    // What is still pending goes to Parquet now, so the data directory holds the import as files.
+    tokio::task::spawn_blocking(move || store.persist_segments(true)).await??;
     Ok(summary)
 }
 

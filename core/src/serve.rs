@@ -6,7 +6,7 @@ use crate::http::{AppState, Backend, IngestState, query_cache, router};
 use crate::log::EventLog;
 use crate::registry::Registry;
 use crate::salts::SaltBook;
-use crate::store::{Opened, Store};
+use crate::store::{Opened, PersistPolicy, Store};
 use anyhow::Context;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -29,6 +29,8 @@ pub struct ServeSettings {
     pub trust_proxy: bool,
     /// Shortest time between two aggregator flushes.
     pub flush_interval: Duration,
+    /// When pending segment rows are persisted to Parquet.
+    pub persist: PersistPolicy,
 }
 
 /// Runs the server until a shutdown signal.
@@ -38,9 +40,9 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     let registry = Registry::open(dir)?;
     let busy = || format!("is another `tally serve` running on {}?", dir.display());
     let log = EventLog::open(&dir.join("log.redb")).with_context(busy)?;
-    let (store, opened) = Store::open(&dir.join("store.redb")).with_context(busy)?;
-    if opened == Opened::RebuiltFromV1 {
-        tracing::warn!("the store had format 1 (cells only): rebuilding it from the event log into format 2");
+    let (store, opened) = Store::open_with(&dir.join("store.redb"), settings.persist).with_context(busy)?;
+    if let Opened::Rebuilt { from } = opened {
+        tracing::warn!(from, "the store had an older format: rebuilding it from the event log");
     }
     let store = Arc::new(store);
     let state = AppState {

@@ -1,6 +1,6 @@
-//! Crash recovery: under sustained concurrent ingest the server is killed with SIGKILL, twice;
-//! after each restart every event that got a 202 is counted exactly once, and nothing is counted
-//! more often than it was sent. A graceful stop (SIGTERM, SIGINT) exits 0 and loses nothing.
+//! Crash recovery: under sustained concurrent ingest (segments persisting to Parquet at almost
+//! every flush) the server is killed with SIGKILL, twice; after each restart every event that got
+//! a 202 is counted exactly once by both tiers, and nothing is counted more often than it was sent. A graceful stop (SIGTERM, SIGINT) exits 0 and loses nothing.
 
 use crate::harness::{
     POLL_DEADLINE, TestServer, Visitor, eventually, join_all, pageview, post_event, query_body, rows, totals,
@@ -91,19 +91,24 @@ async fn ingest_then_kill(server: &mut TestServer, next: &Arc<AtomicU64>, ledger
 
 /// Pageviews per page of today, as the server answers now: every page of results, by page
 /// path ascending, [`PAGE_SIZE`] rows at a time.
-async fn page_counts(server: &TestServer) -> Result<BTreeMap<String, u64>, String> {
+/// Page views by page, from `tier`: the rollups (unfiltered) or the segments (a filter every
+/// event passes).
+async fn page_counts(server: &TestServer, tier: &str) -> Result<BTreeMap<String, u64>, String> {
     let mut counts = BTreeMap::new();
     for page in 0.. {
-        let body = query_body(
-            SITE,
-            &["pageviews"],
-            json!({
-                "dimensions": ["event:page"],
-                "order_by": [["event:page", "asc"]],
-                "pagination": {"limit": PAGE_SIZE, "offset": page * PAGE_SIZE},
-            }),
-        );
-        let rows = rows(&server.query(&body).await?);
+        let mut extra = json!({
+            "dimensions": ["event:page"],
+            "order_by": [["event:page", "asc"]],
+            "pagination": {"limit": PAGE_SIZE, "offset": page * PAGE_SIZE},
+        });
+        if tier == "segments" {
+            extra["filters"] = json!([["is_not", "visit:country", ["ZZ"]]]);
+        }
+        let answer = server.query(&query_body(SITE, &["pageviews"], extra)).await?;
+        if answer["meta"]["tier"] != tier {
+            return Err(format!("answered by {} instead of {tier}", answer["meta"]["tier"]));
+        }
+        let rows = rows(&answer);
         let full = rows.len() == PAGE_SIZE;
         for (dims, metrics) in rows {
             let path = dims.join("|");
@@ -154,7 +159,13 @@ fn problems(ledger: &Ledger, counts: &BTreeMap<String, u64>) -> Vec<String> {
 /// Waits until every acknowledged event is counted, then checks the exact counts, twice (the
 /// second time after the aggregation interval, so late double counting shows too).
 async fn check_counts(server: &TestServer, ledger: &Ledger, after: &str) {
-    let probe = move || async move { page_counts(server).await.map(|counts| short_of(ledger, &counts)) };
+    for tier in ["rollups", "segments"] {
+        check_tier(server, ledger, &format!("{after}, {tier}"), tier).await;
+    }
+}
+
+async fn check_tier(server: &TestServer, ledger: &Ledger, after: &str, tier: &str) {
+    let probe = move || async move { page_counts(server, tier).await.map(|counts| short_of(ledger, &counts)) };
     eventually(&format!("{after}: every acknowledged event counted"), POLL_DEADLINE, probe, |s| {
         s.as_ref().is_ok_and(|(short, _)| *short == 0)
     })
@@ -164,7 +175,7 @@ async fn check_counts(server: &TestServer, ledger: &Ledger, after: &str) {
         if when != "at once" {
             tokio::time::sleep(Duration::from_millis(2500)).await;
         }
-        let counts = page_counts(server).await.unwrap();
+        let counts = page_counts(server, tier).await.unwrap();
         let mut problems = problems(ledger, &counts);
         let unacked_counted = counts.keys().filter(|p| !ledger.acked.contains(*p)).count();
         eprintln!(
@@ -182,12 +193,14 @@ async fn check_counts(server: &TestServer, ledger: &Ledger, after: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_events_survive_sigkill() {
-    let mut server = TestServer::start("crash", &[SITE]);
+    // Segments persist to Parquet at almost every flush, so the kills land during persists too.
+    let persist_often = ["--segment-persist-rows", "20"];
+    let mut server = TestServer::start_with("crash", &[SITE], &persist_often);
     let next = Arc::new(AtomicU64::new(0));
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     for round in 1..=2 {
         ingest_then_kill(&mut server, &next, &ledger).await;
-        server.start_again(&[]);
+        server.start_again(&persist_often);
         let ledger = ledger.lock().unwrap().clone();
         assert!(ledger.unexpected.is_empty(), "round {round}: unexpected answers:\n{}", ledger.unexpected.join("\n"));
         assert!(!ledger.acked.is_empty(), "round {round}: no request acknowledged in {KILL_AFTER:?}");

@@ -12,10 +12,17 @@
 //! partition, so a query reads one partition per (day, region, sub-partition).
 
 use crate::flush::Flush;
-use crate::store::cell_id;
 use serde::{Deserialize, Serialize};
 use tally_model::reject::DropReason;
 use tally_model::rollup::{Bucket, CellKey, Counters};
+
+/// A stable 64-bit id of a cell key (SipHash-1-3 with a fixed key of postcard bytes).
+pub fn cell_id(key: &CellKey) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = siphasher::sip::SipHasher13::new_with_keys(0x7461_6c6c_795f_6365, 0x6c6c_5f69_645f_7631);
+    hasher.write(&postcard::to_allocvec(key).unwrap_or_default());
+    hasher.finish()
+}
 
 /// One change a flush makes to the aggregate table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use super::error::ApiError;
 use super::{AppState, Backend};
 use crate::dynamo::read::{load_cells, load_drops};
 use crate::query::request::{Grouping, Metric};
-use crate::query::{Query, QueryRequest, Tier, execute, execute_rollups, plan};
+use crate::query::{Query, QueryRequest, Tier, execute, execute_rollups, execute_segments, plan};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query as UrlQuery, State};
@@ -51,7 +51,7 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
             let store = store.clone();
             tokio::task::spawn_blocking(move || match tier {
                 Tier::Rollups => execute_rollups(store.as_ref(), &query),
-                Tier::Cells => execute(store.as_ref(), &query),
+                Tier::Segments | Tier::Cells => execute_segments(store.as_ref(), &query),
             })
             .await
             .map_err(anyhow::Error::from)??

@@ -1,13 +1,13 @@
-//! Executes a [`Query`] over cells (tier 2 for now): one scan over the site's cells in the
-//! range, grouped and filtered, then, if `visitors` is asked for, one scan over the visitors of
-//! the matching cells. [`finish`] (metrics, order, page) is shared with the rollup tier.
+//! Executes a [`Query`] over cells loaded from the DynamoDB store (which keeps cells until its
+//! own rollups replace them): one pass over the cells of the range, grouped and filtered, then,
+//! if `visitors` is asked for, their visitor sketches. [`finish`] (metrics, order, page) is
+//! shared by every tier.
 
 use super::request::{Grouping, Metric, Query, SortKey};
-use crate::store::Store;
 use crate::timebucket::bucket_start;
 use serde_json::{Value, json};
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::Range;
 use tally_model::rollup::{Bucket, CellKey, Counters};
 
@@ -20,7 +20,7 @@ pub struct Row {
     pub dimensions: Vec<String>,
 }
 
-/// Where a query reads cells from: the embedded store, or cells loaded from DynamoDB.
+/// Where a query reads cells from (cells loaded from DynamoDB).
 pub trait CellSource {
     /// Calls `visit` for every cell of `site` in `buckets` (bucket, cell id, key, counters).
     fn cells(
@@ -38,33 +38,6 @@ pub trait CellSource {
         cell_group: &HashMap<(Bucket, u64), usize>,
         groups: usize,
     ) -> anyhow::Result<Vec<u64>>;
-}
-
-impl CellSource for Store {
-    fn cells(
-        &self,
-        site: &str,
-        buckets: Range<Bucket>,
-        visit: &mut dyn FnMut(Bucket, u64, &CellKey, &Counters),
-    ) -> anyhow::Result<()> {
-        self.scan_cells(site, buckets, visit)
-    }
-
-    fn distinct_visitors(
-        &self,
-        site: &str,
-        buckets: Range<Bucket>,
-        cell_group: &HashMap<(Bucket, u64), usize>,
-        groups: usize,
-    ) -> anyhow::Result<Vec<u64>> {
-        let mut sets: Vec<HashSet<u64>> = vec![HashSet::new(); groups];
-        self.scan_visitors(site, buckets, |bucket, id, visitor| {
-            if let Some(&at) = cell_group.get(&(bucket, id)) {
-                sets[at].insert(visitor);
-            }
-        })?;
-        Ok(sets.iter().map(|s| s.len() as u64).collect())
-    }
 }
 
 /// Cells already loaded (from DynamoDB), merged over lineages, with a distinct-visitor sketch
@@ -212,114 +185,4 @@ fn compare(query: &Query, a: &Row, b: &Row) -> Ordering {
         }
     }
     a.dimensions.cmp(&b.dimensions)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::flush::Flush;
-    use crate::query::{Query, QueryRequest};
-    use crate::store::Progress;
-    use jiff::Timestamp;
-    use jiff::tz::TimeZone;
-    use tally_model::event::{Event, EventId, LogEntry, VisitorIds};
-
-    const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
-    const DAY_MS: i64 = 86_400_000;
-
-    fn event(at_ms: i64, visitor: u64, path: &str, country: &str) -> Event {
-        Event {
-            id: EventId(u128::from(visitor) << 64 | at_ms as u128),
-            received_ms: at_ms,
-            site: "a.com".into(),
-            name: "pageview".into(),
-            url: format!("https://a.com{path}"),
-            referrer: Some("https://news.ycombinator.com/".into()),
-            props: vec![],
-            revenue: None,
-            interactive: true,
-            user_agent: UA.into(),
-            country: Some(country.into()),
-            visitor: VisitorIds { current: visitor, previous: visitor },
-        }
-    }
-
-    /// A store holding `events`, applied the way the aggregator does (UTC buckets).
-    fn store_with(name: &str, events: &[Event]) -> (Store, std::path::PathBuf) {
-        let path = std::env::temp_dir().join(format!("tally-exec-{name}-{}.redb", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let (store, _) = Store::open(&path).expect("store");
-        let mut flush = Flush::with_breakdowns();
-        for e in events {
-            flush.add(&LogEntry::Event(Box::new(e.clone())), 0, &|_| None, &store).expect("adds");
-        }
-        store.apply(&flush, Progress { offset: events.len() as u64, until_ms: 0 }, None).expect("apply");
-        (store, path)
-    }
-
-    fn run(store: &Store, json: &str) -> Vec<Row> {
-        let request: QueryRequest = serde_json::from_str(json).expect("request");
-        let now: Timestamp = "1970-01-03T12:00:00Z".parse().expect("now");
-        let query = Query::resolve(&request, &TimeZone::UTC, now).expect("valid query");
-        execute(store, &query).expect("executes")
-    }
-
-    #[test]
-    fn visitors_over_a_range_are_distinct_not_summed_per_day() {
-        // Visitor 1 on both days, visitor 2 on day one only.
-        let events = [event(1_000, 1, "/", "DE"), event(2_000, 2, "/", "FR"), event(DAY_MS + 1_000, 1, "/", "DE")];
-        let (store, path) = store_with("distinct", &events);
-        let by_day = run(
-            &store,
-            r#"{"site_id":"a.com","metrics":["visitors"],"date_range":["1970-01-01","1970-01-02"],"dimensions":["time:day"]}"#,
-        );
-        assert_eq!(by_day.iter().map(|r| r.metrics[0].clone()).collect::<Vec<_>>(), vec![json!(2), json!(1)]);
-        let total = run(
-            &store,
-            r#"{"site_id":"a.com","metrics":["visitors","visits","pageviews"],"date_range":["1970-01-01","1970-01-02"]}"#,
-        );
-        assert_eq!(total[0].metrics, vec![json!(2), json!(3), json!(3)]);
-        let _ = std::fs::remove_file(path);
-    }
-
-    #[test]
-    fn filters_groups_and_visit_metrics() {
-        let events = [
-            event(0, 1, "/", "DE"),
-            event(60_000, 1, "/pricing", "DE"),
-            event(0, 2, "/pricing", "FR"),
-            event(0, 3, "/docs/a", "US"),
-        ];
-        let (store, path) = store_with("filters", &events);
-        let de = run(
-            &store,
-            r#"{"site_id":"a.com","metrics":["visitors","pageviews","bounce_rate","visit_duration","views_per_visit"],"date_range":["1970-01-01","1970-01-01"],"filters":[["is","visit:country",["DE"]]]}"#,
-        );
-        assert_eq!(de[0].metrics, vec![json!(1), json!(2), json!(0), json!(60), json!(2.0)]);
-        let pages = run(
-            &store,
-            r#"{"site_id":"a.com","metrics":["pageviews"],"date_range":["1970-01-01","1970-01-01"],"dimensions":["event:page"],"filters":[["is_not","visit:country",["US"]]]}"#,
-        );
-        let pages: Vec<_> = pages.iter().map(|r| (r.dimensions[0].as_str(), r.metrics[0].clone())).collect();
-        assert_eq!(pages, vec![("/pricing", json!(2)), ("/", json!(1))]);
-        let docs = run(
-            &store,
-            r#"{"site_id":"a.com","metrics":["visitors","bounce_rate"],"date_range":["1970-01-01","1970-01-01"],"filters":[["contains","event:page",["/docs"]]]}"#,
-        );
-        assert_eq!(docs[0].metrics, vec![json!(1), json!(100)]);
-        let source = run(
-            &store,
-            r#"{"site_id":"a.com","metrics":["visits"],"date_range":["1970-01-01","1970-01-01"],"dimensions":["visit:source","visit:browser"]}"#,
-        );
-        assert_eq!(source[0].dimensions, vec!["Hacker News".to_owned(), "Firefox".to_owned()]);
-        let _ = std::fs::remove_file(path);
-    }
-
-    #[test]
-    fn an_empty_range_answers_zeros() {
-        let (store, path) = store_with("empty", &[]);
-        let rows = run(&store, r#"{"site_id":"a.com","metrics":["visitors","bounce_rate"],"date_range":"day"}"#);
-        assert_eq!(rows, vec![Row { metrics: vec![json!(0), json!(0)], dimensions: vec![] }]);
-        let _ = std::fs::remove_file(path);
-    }
 }

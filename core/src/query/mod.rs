@@ -1,13 +1,16 @@
 //! The query API's engine: Plausible Stats API v2 requests, resolved against a site
 //! (`request.rs`), given a tier by the planner (`plan.rs`), and executed over the per-dimension
-//! rollups (`rollup_exec.rs`) or the cells (`exec.rs`).
+//! rollups (`rollup_exec.rs`), the columnar segments (`segment_exec.rs`), or, from the DynamoDB
+//! store, its cells (`exec.rs`).
 
 pub mod exec;
 pub mod plan;
 pub mod request;
 pub mod rollup_exec;
+pub mod segment_exec;
 
 pub use exec::{CellSource, LoadedCells, execute};
 pub use plan::{Tier, plan};
 pub use request::{Query, QueryError, QueryRequest};
 pub use rollup_exec::execute_rollups;
+pub use segment_exec::execute_segments;

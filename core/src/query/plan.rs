@@ -1,6 +1,6 @@
 //! The query planner: which tier answers a query. Tier 1, the per-dimension rollups, answers
 //! what it holds exactly (no filters, at most one dimension and one time grouping); everything
-//! else goes to tier 2 (today the cells; columnar segments will replace them).
+//! else goes to tier 2, the columnar segments (the DynamoDB store answers from its cells).
 
 use super::request::{Grouping, Query};
 use serde::Serialize;
@@ -11,15 +11,17 @@ use serde::Serialize;
 pub enum Tier {
     /// Per-dimension rollups: time proportional to distinct values, not events.
     Rollups,
-    /// Full-combination cells with their visitors: any filter and grouping.
+    /// Columnar segments of the events and visits: any filter and grouping (embedded store).
+    Segments,
+    /// Full-combination cells (the DynamoDB store, until its rollups replace them).
     Cells,
 }
 
-/// The tier that answers `query`.
+/// The tier of the embedded store that answers `query`.
 pub fn plan(query: &Query) -> Tier {
     let dims = query.groupings.iter().filter(|g| matches!(g, Grouping::Dim(_))).count();
     let times = query.groupings.len() - dims;
-    if query.filters.is_empty() && dims <= 1 && times <= 1 { Tier::Rollups } else { Tier::Cells }
+    if query.filters.is_empty() && dims <= 1 && times <= 1 { Tier::Rollups } else { Tier::Segments }
 }
 
 #[cfg(test)]
@@ -39,8 +41,8 @@ mod tests {
         let base = r#""site_id":"a.com","metrics":["visitors"],"date_range":"7d""#;
         assert_eq!(tier(&format!("{{{base}}}")), Tier::Rollups);
         assert_eq!(tier(&format!(r#"{{{base},"dimensions":["event:page","time:day"]}}"#)), Tier::Rollups);
-        assert_eq!(tier(&format!(r#"{{{base},"dimensions":["event:page","visit:country"]}}"#)), Tier::Cells);
-        assert_eq!(tier(&format!(r#"{{{base},"dimensions":["time:hour","time:day"]}}"#)), Tier::Cells);
-        assert_eq!(tier(&format!(r#"{{{base},"filters":[["is","visit:country",["DE"]]]}}"#)), Tier::Cells);
+        assert_eq!(tier(&format!(r#"{{{base},"dimensions":["event:page","visit:country"]}}"#)), Tier::Segments);
+        assert_eq!(tier(&format!(r#"{{{base},"dimensions":["time:hour","time:day"]}}"#)), Tier::Segments);
+        assert_eq!(tier(&format!(r#"{{{base},"filters":[["is","visit:country",["DE"]]]}}"#)), Tier::Segments);
     }
 }

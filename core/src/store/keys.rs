@@ -8,18 +8,23 @@ use redb::TableDefinition;
 use tally_model::breakdown::{Grain, RowKey, Slot};
 
 /// The store's format version, kept in [`META`] under [`VERSION_KEY`]. Version 1 (cells only)
-/// had no version entry.
-pub const FORMAT_VERSION: i64 = 2;
+/// had no version entry; version 2 had rollups and cells; version 3 has rollups and segments.
+pub const FORMAT_VERSION: i64 = 3;
 /// The [`META`] key of the format version.
 pub const VERSION_KEY: &str = "store_version";
 
 /// The generation every site and day reads until a reprocess switches it.
 pub const FIRST_GENERATION: u32 = 1;
 
-/// (site, bucket, cell id) → postcard((CellKey, Counters)).
-pub const CELLS: TableDefinition<(&str, i64, u64), &[u8]> = TableDefinition::new("cells");
-/// (site, bucket, cell id, visitor id) → ().
-pub const CELL_VISITORS: TableDefinition<(&str, i64, u64, u64), ()> = TableDefinition::new("cell_visitors");
+/// Tables of formats 1 and 2 that format 3 no longer has (cells and their visitors): a rebuild
+/// deletes every table, and the tests check these are gone.
+#[cfg(test)]
+pub const RETIRED_TABLES: [&str; 2] = ["cells", "cell_visitors"];
+/// Persisted segments: (site, generation, local day, sequence number) → (rows, bytes). A Parquet
+/// file that is not listed here is not part of the store (a persist that did not commit).
+pub const SEGMENT_FILES: TableDefinition<(&str, u32, i64, u64), (u64, u64)> = TableDefinition::new("segment_files");
+/// Segments not yet persisted, one per flush and site: sequence number → postcard(PendingBlob).
+pub const SEGMENT_PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("segment_pending");
 /// [`RollupKey`] → postcard(Tallies).
 pub const ROLLUPS: TableDefinition<RollupKey, &[u8]> = TableDefinition::new("rollups");
 /// (site, local day) → the active generation of that day's rollups (absent: [`FIRST_GENERATION`]).

@@ -1,27 +1,31 @@
-//! The embedded aggregate store (redb): per-dimension rollups with their visitor sightings
-//! (tier 1), cells of counters with the visitors of each cell (tier 2, for filtered queries until
-//! columnar segments replace them), open visits, drop counts, and how far into the log all of it
-//! is applied. `keys.rs` holds the table layout.
+//! The embedded aggregate store (redb, plus Parquet files for persisted segments): per-dimension
+//! rollups with their visitor sightings (tier 1), columnar segments for filtered queries (tier 2,
+//! `segments/`), open visits, drop counts, and how far into the log all of it is applied.
+//! `keys.rs` holds the table layout.
 //!
 //! One [`Flush`] is applied in one transaction together with the log offset it reaches, so a
 //! restart resumes exactly after the last applied entry: nothing lost, nothing counted twice.
 
 mod keys;
 mod rollups;
+pub mod segments;
 
 pub use keys::FIRST_GENERATION;
 pub use rollups::RollupRead;
+pub use segments::{PersistPolicy, Persisted, Segment};
 
 use crate::flush::{Flush, SessionLookup};
 use anyhow::Context;
-use keys::{CELL_VISITORS, CELLS, DROPS, FORMAT_VERSION, GENERATIONS, META, ROLLUPS, SESSIONS, SIGHTINGS, VERSION_KEY};
+use keys::{
+    DROPS, FORMAT_VERSION, GENERATIONS, META, ROLLUPS, SEGMENT_FILES, SEGMENT_PENDING, SESSIONS, SIGHTINGS, VERSION_KEY,
+};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
-use siphasher::sip::SipHasher13;
+use segments::Segments;
 use std::collections::BTreeMap;
-use std::hash::Hasher;
 use std::path::Path;
+use std::sync::Arc;
 use tally_model::breakdown::{Sightings, Tallies};
-use tally_model::rollup::{Bucket, CellKey, Counters, Rollup};
+use tally_model::rollup::Bucket;
 use tally_model::session::Session;
 
 /// How long (in log time) a visitor id's sightings are kept after they last changed. An id lives
@@ -41,13 +45,7 @@ pub struct Progress {
 /// The store. Reads may run concurrently with the single writer.
 pub struct Store {
     db: Database,
-}
-
-/// A stable 64-bit id of a cell key (SipHash-1-3 with a fixed key of postcard bytes).
-pub fn cell_id(key: &CellKey) -> u64 {
-    let mut hasher = SipHasher13::new_with_keys(0x7461_6c6c_795f_6365, 0x6c6c_5f69_645f_7631);
-    hasher.write(&postcard::to_allocvec(key).unwrap_or_default());
-    hasher.finish()
+    segments: Segments,
 }
 
 /// What opening a store found.
@@ -55,16 +53,27 @@ pub fn cell_id(key: &CellKey) -> u64 {
 pub enum Opened {
     /// A store of the current format (or a new one).
     Current,
-    /// A store of format 1 (cells only), emptied: the aggregator rebuilds it from the event log,
-    /// which holds every accepted event since the data directory was made.
-    RebuiltFromV1,
+    /// A store of an older format (1: cells only; 2: rollups and cells), emptied: the
+    /// aggregator rebuilds it from the event log, which holds every accepted event since the
+    /// data directory was made.
+    Rebuilt {
+        /// The format it had.
+        from: i64,
+    },
 }
 
 impl Store {
-    /// Opens (or creates) the store at `path`. A format-1 store is emptied so that the
-    /// aggregator rebuilds it from the log (the one-time migration to format 2).
+    /// Opens (or creates) the store at `path`, its segment files in `<path>.segments/`, with
+    /// the default [`PersistPolicy`].
     pub fn open(path: &Path) -> anyhow::Result<(Store, Opened)> {
+        Store::open_with(path, PersistPolicy::default())
+    }
+
+    /// Opens (or creates) the store at `path`. A store of an older format is emptied so that
+    /// the aggregator rebuilds it from the log (the one-time migration to this format).
+    pub fn open_with(path: &Path, policy: PersistPolicy) -> anyhow::Result<(Store, Opened)> {
         let db = Database::create(path).with_context(|| format!("opening store {}", path.display()))?;
+        let segment_dir = path.with_extension("segments");
         let txn = db.begin_write()?;
         let opened = {
             let meta = txn.open_table(META)?;
@@ -72,31 +81,35 @@ impl Store {
             let applied = meta.get("applied_offset")?.map_or(0, |v| v.value());
             match version {
                 Some(FORMAT_VERSION) => Opened::Current,
-                Some(other) => anyhow::bail!(
+                Some(other) if other > FORMAT_VERSION => anyhow::bail!(
                     "store {} has format {other}, newer than this tally (format {FORMAT_VERSION}); use a newer release",
                     path.display()
                 ),
+                Some(older) => Opened::Rebuilt { from: older },
                 None if applied == 0 => Opened::Current,
-                None => Opened::RebuiltFromV1,
+                None => Opened::Rebuilt { from: 1 },
             }
         };
-        if opened == Opened::RebuiltFromV1 {
-            txn.delete_table(CELLS)?;
-            txn.delete_table(CELL_VISITORS)?;
-            txn.delete_table(SESSIONS)?;
-            txn.delete_table(DROPS)?;
-            txn.delete_table(META)?;
+        if let Opened::Rebuilt { .. } = opened {
+            let tables: Vec<redb::UntypedTableHandle> = txn.list_tables()?.collect();
+            for table in tables {
+                txn.delete_table(table)?;
+            }
+            if segment_dir.exists() {
+                std::fs::remove_dir_all(&segment_dir).with_context(|| format!("emptying {}", segment_dir.display()))?;
+            }
         }
-        txn.open_table(CELLS)?;
-        txn.open_table(CELL_VISITORS)?;
         txn.open_table(ROLLUPS)?;
         txn.open_table(GENERATIONS)?;
         txn.open_table(SIGHTINGS)?;
+        txn.open_table(SEGMENT_FILES)?;
+        txn.open_table(SEGMENT_PENDING)?;
         txn.open_table(SESSIONS)?;
         txn.open_table(DROPS)?;
         txn.open_table(META)?.insert(VERSION_KEY, FORMAT_VERSION)?;
         txn.commit()?;
-        Ok((Store { db }, opened))
+        let segments = Segments::open(&db, segment_dir, policy)?;
+        Ok((Store { db, segments }, opened))
     }
 
     /// How far the log is applied.
@@ -116,15 +129,13 @@ impl Store {
         expire_sessions_before_ms: Option<i64>,
     ) -> anyhow::Result<()> {
         let txn = self.db.begin_write()?;
+        let pending = {
+            let generations = txn.open_table(GENERATIONS)?;
+            self.segments.prepare(&flush.segments, |site, day| {
+                Ok(generations.get((site, day))?.map_or(FIRST_GENERATION, |v| v.value()))
+            })?
+        };
         {
-            let mut cells = txn.open_table(CELLS)?;
-            let mut visitors = txn.open_table(CELL_VISITORS)?;
-            for ((site, _), rollup) in &flush.rollups {
-                add_cells(&mut cells, site, rollup)?;
-                for (bucket, key, visitor) in &rollup.visitors {
-                    visitors.insert((site.as_str(), *bucket, cell_id(key), *visitor), ())?;
-                }
-            }
             rollups::add(&txn, flush)?;
             let touched = progress.until_ms;
             write_sightings(&mut txn.open_table(SIGHTINGS)?, flush, touched, expire_sessions_before_ms.is_some())?;
@@ -139,44 +150,52 @@ impl Store {
             meta.insert("applied_offset", i64::try_from(progress.offset)?)?;
             meta.insert("applied_until_ms", progress.until_ms)?;
         }
-        txn.commit()?;
-        Ok(())
+        self.segments.commit_with(txn, pending)
     }
 
-    /// Calls `visit` for every cell of `site` in buckets `from..to`.
-    pub fn scan_cells(
+    /// Persists pending segments to Parquet if the persist policy says it is time, or now with
+    /// `force`.
+    pub fn persist_segments(&self, force: bool) -> anyhow::Result<Persisted> {
+        self.segments.persist_if_due(&self.db, force)
+    }
+
+    /// The segments a query of `site` over `buckets` scans, each with the bucket range it
+    /// counts: per run of days that read the same generation, that generation's segments.
+    pub fn segments_for(
         &self,
         site: &str,
         buckets: std::ops::Range<Bucket>,
-        mut visit: impl FnMut(Bucket, u64, &CellKey, &Counters),
-    ) -> anyhow::Result<()> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(CELLS)?;
-        for item in table.range((site, buckets.start, 0)..(site, buckets.end, 0))? {
-            let (key, value) = item?;
-            let (_, bucket, id) = key.value();
-            let (cell, counters): (CellKey, Counters) =
-                postcard::from_bytes(value.value()).context("decoding a cell")?;
-            visit(bucket, id, &cell, &counters);
+    ) -> anyhow::Result<Vec<(Arc<Segment>, Bucket, Bucket)>> {
+        if buckets.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(())
+        let (first, last) = (buckets.start, buckets.end - 1);
+        let mut out = Vec::new();
+        for (from_day, to_day, generation) in self.generation_runs(site, first.div_euclid(24), last.div_euclid(24))? {
+            let (lo, hi) = (first.max(from_day * 24), last.min(to_day * 24 + 23));
+            out.extend(self.segments.of(site, generation, lo, hi).into_iter().map(|s| (s, lo, hi)));
+        }
+        Ok(out)
     }
 
-    /// Calls `visit` for every (bucket, cell id, visitor) of `site` in buckets `from..to`.
-    pub fn scan_visitors(
-        &self,
-        site: &str,
-        buckets: std::ops::Range<Bucket>,
-        mut visit: impl FnMut(Bucket, u64, u64),
-    ) -> anyhow::Result<()> {
+    /// Runs of consecutive days `first..=last` of `site` that read the same generation.
+    pub(crate) fn generation_runs(&self, site: &str, first: i64, last: i64) -> anyhow::Result<Vec<(i64, i64, u32)>> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(CELL_VISITORS)?;
-        for item in table.range((site, buckets.start, 0, 0)..(site, buckets.end, 0, 0))? {
-            let (key, _) = item?;
-            let (_, bucket, id, visitor) = key.value();
-            visit(bucket, id, visitor);
+        let generations = txn.open_table(GENERATIONS)?;
+        let mut switched: std::collections::HashMap<i64, u32> = std::collections::HashMap::new();
+        for item in generations.range((site, first)..=(site, last))? {
+            let (key, generation) = item?;
+            switched.insert(key.value().1, generation.value());
         }
-        Ok(())
+        let mut runs: Vec<(i64, i64, u32)> = Vec::new();
+        for d in first..=last {
+            let generation = switched.get(&d).copied().unwrap_or(FIRST_GENERATION);
+            match runs.last_mut() {
+                Some(run) if run.2 == generation => run.1 = d,
+                _ => runs.push((d, d, generation)),
+            }
+        }
+        Ok(runs)
     }
 
     /// Drop counts of a site ("" for drops that belong to no site), by reason.
@@ -194,19 +213,6 @@ impl Store {
         }
         Ok(out)
     }
-}
-
-fn add_cells(cells: &mut redb::Table<'_, (&str, i64, u64), &[u8]>, site: &str, rollup: &Rollup) -> anyhow::Result<()> {
-    for ((bucket, key), delta) in &rollup.cells {
-        let id = cell_id(key);
-        let mut counters = match cells.get((site, *bucket, id))? {
-            Some(old) => postcard::from_bytes::<(CellKey, Counters)>(old.value()).context("decoding a cell")?.1,
-            None => Counters::default(),
-        };
-        counters.add(delta);
-        cells.insert((site, *bucket, id), postcard::to_allocvec(&(key, counters))?.as_slice())?;
-    }
-    Ok(())
 }
 
 /// Writes visits with the log time that touched them (`touched_ms`); deletes visits whose last
@@ -259,12 +265,13 @@ impl Store {
     pub fn table_bytes(&self) -> anyhow::Result<BTreeMap<&'static str, u64>> {
         let txn = self.db.begin_read()?;
         let size = |s: redb::TableStats| s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes();
+        let (_, _, _, segment_file_bytes) = self.segments.sizes();
         Ok(BTreeMap::from([
             ("rollups", size(txn.open_table(ROLLUPS)?.stats()?)),
             ("generations", size(txn.open_table(GENERATIONS)?.stats()?)),
             ("sightings", size(txn.open_table(SIGHTINGS)?.stats()?)),
-            ("cells", size(txn.open_table(CELLS)?.stats()?)),
-            ("cell_visitors", size(txn.open_table(CELL_VISITORS)?.stats()?)),
+            ("segment_files", segment_file_bytes + size(txn.open_table(SEGMENT_FILES)?.stats()?)),
+            ("segment_pending", size(txn.open_table(SEGMENT_PENDING)?.stats()?)),
             ("sessions", size(txn.open_table(SESSIONS)?.stats()?)),
             ("drops", size(txn.open_table(DROPS)?.stats()?)),
         ]))
@@ -318,32 +325,36 @@ fn decode_tallies(bytes: &[u8]) -> anyhow::Result<Tallies> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use redb::TableHandle;
 
     #[test]
-    fn a_format_1_store_is_emptied_for_a_rebuild_and_a_newer_one_refused() {
-        let path = std::env::temp_dir().join(format!("tally-store-v1-{}.redb", std::process::id()));
+    fn older_formats_are_emptied_for_a_rebuild_and_a_newer_one_refused() {
+        let path = std::env::temp_dir().join(format!("tally-store-old-{}.redb", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        {
-            // What format 1 left: cells and progress, no version.
-            let db = Database::create(&path).expect("db");
-            let txn = db.begin_write().expect("txn");
-            txn.open_table(META).expect("meta").insert("applied_offset", 42).expect("insert");
-            txn.open_table(CELLS).expect("cells").insert(("a.com", 1, 7), [1u8].as_slice()).expect("insert");
-            txn.commit().expect("commit");
+        let cells: redb::TableDefinition<(&str, i64, u64), &[u8]> = redb::TableDefinition::new("cells");
+        for (version, from) in [(None, 1), (Some(2), 2)] {
+            {
+                // What formats 1 and 2 left: cells and progress (format 1 without a version).
+                let db = Database::create(&path).expect("db");
+                let txn = db.begin_write().expect("txn");
+                let mut meta = txn.open_table(META).expect("meta");
+                meta.insert("applied_offset", 42).expect("insert");
+                if let Some(v) = version {
+                    meta.insert(VERSION_KEY, v).expect("insert");
+                }
+                drop(meta);
+                txn.open_table(cells).expect("cells").insert(("a.com", 1, 7), [1u8].as_slice()).expect("insert");
+                txn.commit().expect("commit");
+            }
+            let (store, opened) = Store::open(&path).expect("opens");
+            assert_eq!(opened, Opened::Rebuilt { from });
+            assert_eq!(store.progress().expect("progress"), Progress::default(), "the aggregator starts from the log's start");
+            let txn = store.db.begin_read().expect("txn");
+            let names: Vec<String> = txn.list_tables().expect("tables").map(|t| t.name().to_owned()).collect();
+            assert!(!names.iter().any(|n| keys::RETIRED_TABLES.contains(&n.as_str())), "{names:?}");
         }
-        let (store, opened) = Store::open(&path).expect("opens");
-        assert_eq!(opened, Opened::RebuiltFromV1);
-        assert_eq!(
-            store.progress().expect("progress"),
-            Progress::default(),
-            "the aggregator starts from the log's start"
-        );
-        let mut cells = 0;
-        store.scan_cells("a.com", 0..10, |_, _, _, _| cells += 1).expect("scan");
-        assert_eq!(cells, 0);
-        drop(store);
         let (_, again) = Store::open(&path).expect("opens");
-        assert_eq!(again, Opened::Current, "format 2 is kept as it is");
+        assert_eq!(again, Opened::Current, "format 3 is kept as it is");
         {
             let db = Database::create(&path).expect("db");
             let txn = db.begin_write().expect("txn");
@@ -352,6 +363,7 @@ mod tests {
         }
         let newer = Store::open(&path).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(newer.contains("newer than this tally"), "{newer}");
-        let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_dir_all(path.with_extension("segments"));
     }
 }

@@ -64,25 +64,11 @@ impl RollupRead for Store {
         last: i64,
         visit: &mut dyn FnMut(i64, &str, &Tallies),
     ) -> anyhow::Result<()> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(ROLLUPS)?;
-        let generations = txn.open_table(GENERATIONS)?;
         let day = |at: i64| if grain == Grain::Hour { day_of(at) } else { at };
         // Runs of consecutive days that read the same generation, each one contiguous scan.
-        let (first_day, last_day) = (day(first), day(last));
-        let mut switched: HashMap<i64, u32> = HashMap::new();
-        for item in generations.range((site, first_day)..=(site, last_day))? {
-            let (key, generation) = item?;
-            switched.insert(key.value().1, generation.value());
-        }
-        let mut runs: Vec<(i64, i64, u32)> = Vec::new();
-        for d in first_day..=last_day {
-            let generation = switched.get(&d).copied().unwrap_or(FIRST_GENERATION);
-            match runs.last_mut() {
-                Some(run) if run.2 == generation => run.1 = d,
-                _ => runs.push((d, d, generation)),
-            }
-        }
+        let runs = self.generation_runs(site, day(first), day(last))?;
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ROLLUPS)?;
         for (from_day, to_day, generation) in runs {
             let (lo, hi) = match grain {
                 Grain::Hour => (first.max(from_day * 24), last.min(to_day * 24 + 23)),

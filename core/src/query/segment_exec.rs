@@ -1,0 +1,324 @@
+//! Executes a [`Query`] that the planner gave to tier 2: one pass over the columns it needs in
+//! each segment of its range. Filters become a yes/no per dictionary value (a `contains` is
+//! tested once per distinct value, not per row); groups are keyed by their dictionary codes (a
+//! dense array when the combinations are few); distinct visitors are exact sets of ids, counted
+//! from rows that carry events. [`finish`] (metrics, order, page) is shared with the other tiers.
+
+use super::exec::{Row, day_label, finish, hour_label};
+use super::request::{Grouping, Metric, Query};
+use crate::store::Store;
+use crate::store::segments::{BUCKET, COUNTERS, Column, Segment, VISITOR, counter_column, dimension_column};
+use std::collections::HashMap;
+use tally_model::rollup::{Bucket, Counters};
+use tally_model::segment::column_of;
+
+type VisitorSet = std::collections::HashSet<u64, foldhash::fast::FixedState>;
+
+/// Group combinations up to this many (or up to the segment's rows, if more) use a dense array
+/// instead of a hash map.
+const DENSE_GROUPS: u128 = 1 << 12;
+
+/// Answers accumulated over segments: per group its labels, counters and visitor ids.
+#[derive(Default)]
+struct Groups {
+    index: HashMap<Vec<String>, usize>,
+    groups: Vec<(Vec<String>, Counters, VisitorSet)>,
+}
+
+impl Groups {
+    fn at(&mut self, labels: Vec<String>) -> usize {
+        let next = self.groups.len();
+        let at = *self.index.entry(labels.clone()).or_insert(next);
+        if at == next {
+            self.groups.push((labels, Counters::default(), VisitorSet::default()));
+        }
+        at
+    }
+}
+
+/// Runs a query over the segments of its range.
+pub fn execute_segments(store: &Store, query: &Query) -> anyhow::Result<Vec<Row>> {
+    let mut groups = Groups::default();
+    for (segment, lo, hi) in store.segments_for(&query.site, query.buckets.clone())? {
+        scan(&segment, lo, hi, query, &mut groups)?;
+    }
+    let groups = groups.groups.into_iter().map(|(labels, c, v)| (labels, c, v.len() as u64)).collect();
+    Ok(finish(query, groups))
+}
+
+/// Which counters the query's metrics read, by index into [`COUNTERS`].
+fn needed_counters(metrics: &[Metric]) -> [bool; COUNTERS.len()] {
+    let mut needed = [false; COUNTERS.len()];
+    for metric in metrics {
+        let uses: &[usize] = match metric {
+            Metric::Visitors | Metric::Events => &[0],
+            Metric::Pageviews => &[1],
+            Metric::Visits => &[2],
+            Metric::BounceRate => &[2, 3],
+            Metric::VisitDuration => &[2, 4],
+            Metric::ViewsPerVisit => &[2, 5],
+        };
+        for &i in uses {
+            needed[i] = true;
+        }
+    }
+    needed
+}
+
+fn buckets_of(column: &Column) -> anyhow::Result<&[i32]> {
+    match column {
+        Column::Buckets(v) => Ok(v),
+        _ => anyhow::bail!("the bucket column has the wrong type"),
+    }
+}
+
+fn dimension_of(column: &Column) -> anyhow::Result<(&[String], &[u32])> {
+    match column {
+        Column::Dimension { values, codes } => Ok((values, codes)),
+        _ => anyhow::bail!("a dimension column has the wrong type"),
+    }
+}
+
+/// One part of a group key: a dimension's code or a time period within the segment.
+enum Part<'a> {
+    Dimension(&'a [String], &'a [u32]),
+    Hour,
+    Day,
+}
+
+/// Adds the rows of `segment` with a bucket in `lo..=hi` that pass the filters into `out`.
+fn scan(segment: &Segment, lo: Bucket, hi: Bucket, query: &Query, out: &mut Groups) -> anyhow::Result<()> {
+    let (first, last) = segment.buckets;
+    let by_time = query.groupings.iter().any(|g| matches!(g, Grouping::Hour | Grouping::Day));
+    let buckets = if lo > first || hi < last || by_time { Some(buckets_of(segment.column(BUCKET)?)?) } else { None };
+    let mut filters: Vec<(&[u32], Vec<bool>)> = Vec::with_capacity(query.filters.len());
+    for filter in &query.filters {
+        let (values, codes) = dimension_of(segment.column(dimension_column(column_of(filter.dimension)))?)?;
+        let pass: Vec<bool> = values.iter().map(|v| filter.passes(v)).collect();
+        if !pass.contains(&true) {
+            return Ok(());
+        }
+        filters.push((codes, pass));
+    }
+    let mut parts: Vec<(Part<'_>, u128)> = Vec::with_capacity(query.groupings.len());
+    for grouping in &query.groupings {
+        parts.push(match grouping {
+            Grouping::Dim(d) => {
+                let (values, codes) = dimension_of(segment.column(dimension_column(column_of(*d)))?)?;
+                (Part::Dimension(values, codes), values.len().max(1) as u128)
+            }
+            Grouping::Hour => (Part::Hour, (last - first + 1).max(1) as u128),
+            Grouping::Day => (Part::Day, (last.div_euclid(24) - first.div_euclid(24) + 1).max(1) as u128),
+        });
+    }
+    let combinations = parts.iter().try_fold(1u128, |n, (_, radix)| n.checked_mul(*radix));
+    let Some(combinations) = combinations else {
+        anyhow::bail!("too many combinations of grouped values in one segment; group by fewer dimensions");
+    };
+    let needed = needed_counters(&query.metrics);
+    let mut counters: Vec<(usize, &[i64])> = Vec::new();
+    for (i, needed) in needed.iter().enumerate() {
+        if *needed {
+            let Column::Counter(values) = segment.column(counter_column(i))? else {
+                anyhow::bail!("counter column {i} has the wrong type")
+            };
+            counters.push((i, values));
+        }
+    }
+    let visitors = if query.metrics.contains(&Metric::Visitors) {
+        let Column::Visitors(ids) = segment.column(VISITOR)? else { anyhow::bail!("the visitor column has the wrong type") };
+        let Some((_, events)) = counters.iter().find(|(i, _)| *i == 0) else { anyhow::bail!("events are needed for visitors") };
+        Some((ids.as_slice(), *events))
+    } else {
+        None
+    };
+
+    // Local groups of this segment: their global index, counters and last visitor added.
+    let dense_up_to = DENSE_GROUPS.max(segment.rows as u128);
+    let is_dense = combinations <= dense_up_to;
+    let mut dense: Vec<u32> = if is_dense { vec![u32::MAX; combinations as usize] } else { Vec::new() };
+    let mut sparse: HashMap<u128, u32> = HashMap::new();
+    let mut local: Vec<(usize, [i64; COUNTERS.len()], Option<u64>)> = Vec::new();
+    'rows: for row in 0..segment.rows {
+        let bucket = match buckets {
+            Some(b) => {
+                let bucket = Bucket::from(b[row]);
+                if bucket < lo || bucket > hi {
+                    continue;
+                }
+                bucket
+            }
+            None => 0,
+        };
+        for (codes, pass) in &filters {
+            if !pass[codes[row] as usize] {
+                continue 'rows;
+            }
+        }
+        let mut key = 0u128;
+        for (part, radix) in &parts {
+            let value = match part {
+                Part::Dimension(_, codes) => u128::from(codes[row]),
+                Part::Hour => (bucket - first) as u128,
+                Part::Day => (bucket.div_euclid(24) - first.div_euclid(24)) as u128,
+            };
+            key = key * radix + value;
+        }
+        let slot = if is_dense { &mut dense[key as usize] } else { sparse.entry(key).or_insert(u32::MAX) };
+        if *slot == u32::MAX {
+            let labels = parts
+                .iter()
+                .map(|(part, _)| match part {
+                    Part::Dimension(values, codes) => values[codes[row] as usize].clone(),
+                    Part::Hour => hour_label(bucket),
+                    Part::Day => day_label(bucket),
+                })
+                .collect();
+            *slot = u32::try_from(local.len())?;
+            local.push((out.at(labels), [0; COUNTERS.len()], None));
+        }
+        let group = &mut local[*slot as usize];
+        for (i, values) in &counters {
+            group.1[*i] += values[row];
+        }
+        if let Some((ids, events)) = visitors
+            && events[row] > 0
+            && group.2 != Some(ids[row])
+        {
+            group.2 = Some(ids[row]);
+            out.groups[group.0].2.insert(ids[row]);
+        }
+    }
+    for (global, sums, _) in local {
+        let c = &mut out.groups[global].1;
+        c.add(&Counters {
+            events: sums[0],
+            pageviews: sums[1],
+            visits: sums[2],
+            bounces: sums[3],
+            duration_ms: sums[4],
+            visit_pageviews: sums[5],
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flush::Flush;
+    use crate::query::{Query, QueryRequest};
+    use crate::store::Progress;
+    use jiff::Timestamp;
+    use jiff::tz::TimeZone;
+    use serde_json::json;
+    use tally_model::event::{Event, EventId, LogEntry, VisitorIds};
+
+    const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+    const DAY_MS: i64 = 86_400_000;
+
+    fn event(at_ms: i64, visitor: u64, path: &str, country: &str) -> Event {
+        Event {
+            id: EventId(u128::from(visitor) << 64 | at_ms as u128),
+            received_ms: at_ms,
+            site: "a.com".into(),
+            name: "pageview".into(),
+            url: format!("https://a.com{path}"),
+            referrer: Some("https://news.ycombinator.com/".into()),
+            props: vec![],
+            revenue: None,
+            interactive: true,
+            user_agent: UA.into(),
+            country: Some(country.into()),
+            visitor: VisitorIds { current: visitor, previous: visitor },
+        }
+    }
+
+    /// A store holding `events`, applied the way the aggregator does (UTC buckets): each event
+    /// its own flush, the first half persisted to Parquet (merged per day), the rest pending.
+    fn store_with(name: &str, events: &[Event]) -> (Store, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("tally-segment-exec-{name}-{}.redb", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let (store, _) = Store::open(&path).expect("store");
+        for (i, e) in events.iter().enumerate() {
+            let mut flush = Flush::with_breakdowns();
+            flush.add(&LogEntry::Event(Box::new(e.clone())), 0, &|_| None, &store).expect("adds");
+            store.apply(&flush, Progress { offset: i as u64 + 1, until_ms: 0 }, None).expect("apply");
+            if i + 1 == events.len() / 2 {
+                store.persist_segments(true).expect("persists");
+            }
+        }
+        (store, path)
+    }
+
+    fn remove(path: &std::path::Path) {
+        let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_dir_all(path.with_extension("segments"));
+    }
+
+    fn run(store: &Store, json: &str) -> Vec<Row> {
+        let request: QueryRequest = serde_json::from_str(json).expect("request");
+        let now: Timestamp = "1970-01-03T12:00:00Z".parse().expect("now");
+        let query = Query::resolve(&request, &TimeZone::UTC, now).expect("valid query");
+        execute_segments(store, &query).expect("executes")
+    }
+
+    #[test]
+    fn visitors_over_a_range_are_distinct_not_summed_per_day() {
+        // Visitor 1 on both days, visitor 2 on day one only.
+        let events = [event(1_000, 1, "/", "DE"), event(2_000, 2, "/", "FR"), event(DAY_MS + 1_000, 1, "/", "DE")];
+        let (store, path) = store_with("distinct", &events);
+        let by_day = run(
+            &store,
+            r#"{"site_id":"a.com","metrics":["visitors"],"date_range":["1970-01-01","1970-01-02"],"dimensions":["time:day"]}"#,
+        );
+        assert_eq!(by_day.iter().map(|r| r.metrics[0].clone()).collect::<Vec<_>>(), vec![json!(2), json!(1)]);
+        let total = run(
+            &store,
+            r#"{"site_id":"a.com","metrics":["visitors","visits","pageviews"],"date_range":["1970-01-01","1970-01-02"]}"#,
+        );
+        assert_eq!(total[0].metrics, vec![json!(2), json!(3), json!(3)]);
+        remove(&path);
+    }
+
+    #[test]
+    fn filters_groups_and_visit_metrics() {
+        let events = [
+            event(0, 1, "/", "DE"),
+            event(60_000, 1, "/pricing", "DE"),
+            event(0, 2, "/pricing", "FR"),
+            event(0, 3, "/docs/a", "US"),
+        ];
+        let (store, path) = store_with("filters", &events);
+        let de = run(
+            &store,
+            r#"{"site_id":"a.com","metrics":["visitors","pageviews","bounce_rate","visit_duration","views_per_visit"],"date_range":["1970-01-01","1970-01-01"],"filters":[["is","visit:country",["DE"]]]}"#,
+        );
+        assert_eq!(de[0].metrics, vec![json!(1), json!(2), json!(0), json!(60), json!(2.0)]);
+        let pages = run(
+            &store,
+            r#"{"site_id":"a.com","metrics":["pageviews"],"date_range":["1970-01-01","1970-01-01"],"dimensions":["event:page"],"filters":[["is_not","visit:country",["US"]]]}"#,
+        );
+        let pages: Vec<_> = pages.iter().map(|r| (r.dimensions[0].as_str(), r.metrics[0].clone())).collect();
+        assert_eq!(pages, vec![("/pricing", json!(2)), ("/", json!(1))]);
+        let docs = run(
+            &store,
+            r#"{"site_id":"a.com","metrics":["visitors","bounce_rate"],"date_range":["1970-01-01","1970-01-01"],"filters":[["contains","event:page",["/docs"]]]}"#,
+        );
+        assert_eq!(docs[0].metrics, vec![json!(1), json!(100)]);
+        let source = run(
+            &store,
+            r#"{"site_id":"a.com","metrics":["visits"],"date_range":["1970-01-01","1970-01-01"],"dimensions":["visit:source","visit:browser"]}"#,
+        );
+        assert_eq!(source[0].dimensions, vec!["Hacker News".to_owned(), "Firefox".to_owned()]);
+        remove(&path);
+    }
+
+    #[test]
+    fn an_empty_range_answers_zeros() {
+        let (store, path) = store_with("empty", &[]);
+        let rows = run(&store, r#"{"site_id":"a.com","metrics":["visitors","bounce_rate"],"date_range":"day"}"#);
+        assert_eq!(rows, vec![Row { metrics: vec![json!(0), json!(0)], dimensions: vec![] }]);
+        remove(&path);
+    }
+}

@@ -1,0 +1,134 @@
+//! A segment as a Parquet file: one row group, every column dictionary-encoded and
+//! Snappy-compressed, dimension columns as Arrow dictionaries of strings so that any Parquet
+//! reader (DuckDB, ClickHouse, pandas) sees plain text columns.
+
+use super::segment::{BUCKET, COLUMNS, COUNTERS, Column, Segment, VISITOR};
+use anyhow::Context;
+use arrow_array::types::UInt32Type;
+use arrow_array::{Array, ArrayRef, DictionaryArray, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use tally_model::dimension::Dimension;
+
+/// The file's column names, in column order.
+pub fn column_names() -> Vec<&'static str> {
+    let mut names = vec!["local_hour", "visitor_id"];
+    names.extend(Dimension::ALL.iter().map(|(_, name)| name.split_once(':').map_or(*name, |(_, n)| n)));
+    names.extend(COUNTERS);
+    names
+}
+
+fn schema() -> Schema {
+    let names = column_names();
+    let fields: Vec<Field> = (0..COLUMNS)
+        .map(|i| {
+            let kind = match i {
+                BUCKET => DataType::Int32,
+                VISITOR => DataType::UInt64,
+                i if i < 2 + Dimension::ALL.len() => {
+                    DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8))
+                }
+                _ => DataType::Int64,
+            };
+            Field::new(names[i], kind, false)
+        })
+        .collect();
+    Schema::new(fields)
+}
+
+/// Writes `segment` (all columns) to `path` through a temporary file, synced before it is renamed
+/// into place; returns the file's size in bytes.
+pub fn write(segment: &Segment, path: &Path) -> anyhow::Result<u64> {
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(COLUMNS);
+    for column in segment.all_columns()? {
+        let array: ArrayRef = match column {
+            Column::Buckets(v) => Arc::new(Int32Array::from(v.clone())),
+            Column::Visitors(v) => Arc::new(UInt64Array::from(v.clone())),
+            Column::Dimension { values, codes } => {
+                let keys = UInt32Array::from(codes.clone());
+                let values = Arc::new(StringArray::from_iter_values(values.iter()));
+                Arc::new(DictionaryArray::<UInt32Type>::try_new(keys, values)?)
+            }
+            Column::Counter(v) => Arc::new(Int64Array::from(v.clone())),
+        };
+        arrays.push(array);
+    }
+    let batch = RecordBatch::try_new(Arc::new(schema()), arrays)?;
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(segment.rows.max(1)))
+        .set_dictionary_page_size_limit(64 << 20)
+        .build();
+    let tmp = path.with_extension("parquet.tmp");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut writer = ArrowWriter::try_new(std::io::BufWriter::new(file), batch.schema(), Some(properties))?;
+    writer.write(&batch)?;
+    let mut out = writer.into_inner()?;
+    out.flush()?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    let bytes = file.metadata()?.len();
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))?;
+    Ok(bytes)
+}
+
+/// Reads column `i` of the file at `path`.
+pub fn read_column(path: &Path, i: usize) -> anyhow::Result<Column> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening segment {}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [i]);
+    let reader = builder.with_projection(mask).with_batch_size(1 << 16).build()?;
+    let mut out = match i {
+        BUCKET => Column::Buckets(Vec::new()),
+        VISITOR => Column::Visitors(Vec::new()),
+        i if i < 2 + Dimension::ALL.len() => Column::Dimension { values: Vec::new(), codes: Vec::new() },
+        _ => Column::Counter(Vec::new()),
+    };
+    let mut interned: HashMap<String, u32> = HashMap::new();
+    for batch in reader {
+        let batch = batch.with_context(|| format!("reading {}", path.display()))?;
+        let array = batch.column(0);
+        anyhow::ensure!(array.null_count() == 0, "{}: column {i} has nulls", path.display());
+        let any = array.as_any();
+        match &mut out {
+            Column::Buckets(v) => v.extend(downcast::<Int32Array>(any, path)?.values().iter()),
+            Column::Visitors(v) => v.extend(downcast::<UInt64Array>(any, path)?.values().iter()),
+            Column::Counter(v) => v.extend(downcast::<Int64Array>(any, path)?.values().iter()),
+            Column::Dimension { values, codes } => {
+                let mut intern = |text: &str| -> u32 {
+                    if let Some(&code) = interned.get(text) {
+                        return code;
+                    }
+                    let code = u32::try_from(values.len()).unwrap_or(u32::MAX);
+                    values.push(text.to_owned());
+                    interned.insert(text.to_owned(), code);
+                    code
+                };
+                if let Some(dictionary) = any.downcast_ref::<DictionaryArray<UInt32Type>>() {
+                    let texts = downcast::<StringArray>(dictionary.values().as_any(), path)?;
+                    let remap: Vec<u32> = texts.iter().map(|t| intern(t.unwrap_or_default())).collect();
+                    codes.extend(dictionary.keys().values().iter().map(|k| remap[*k as usize]));
+                } else {
+                    let texts = downcast::<StringArray>(any, path)?;
+                    codes.extend(texts.iter().map(|t| intern(t.unwrap_or_default())));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn downcast<'a, T: 'static>(any: &'a dyn std::any::Any, path: &Path) -> anyhow::Result<&'a T> {
+    any.downcast_ref::<T>().ok_or_else(|| anyhow::anyhow!("{}: a column has an unexpected type", path.display()))
+}

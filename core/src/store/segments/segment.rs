@@ -1,0 +1,250 @@
+//! One segment: an immutable, columnar, dictionary-encoded set of segment rows of one site and
+//! generation, either in memory (a flush not yet persisted) or a Parquet file whose columns load
+//! on first use and stay loaded.
+
+use super::parquet_file;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use tally_model::rollup::{Bucket, Counters};
+use tally_model::segment::{DIMENSIONS, RowId, SegmentRows};
+
+/// The counters a row carries, in column order.
+pub const COUNTERS: [&str; 6] = ["events", "pageviews", "visits", "bounces", "duration_ms", "visit_pageviews"];
+/// Columns of a segment: bucket, visitor, the dimensions, the counters.
+pub const COLUMNS: usize = 2 + DIMENSIONS + COUNTERS.len();
+/// The column of local-hour buckets.
+pub const BUCKET: usize = 0;
+/// The column of visitor ids.
+pub const VISITOR: usize = 1;
+
+/// The column of dimension `i` (its index in `Dimension::ALL`).
+pub const fn dimension_column(i: usize) -> usize {
+    2 + i
+}
+
+/// The column of counter `i` (its index in [`COUNTERS`]).
+pub const fn counter_column(i: usize) -> usize {
+    2 + DIMENSIONS + i
+}
+
+/// One column's values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Column {
+    /// Local-hour buckets.
+    Buckets(Vec<i32>),
+    /// Visitor ids.
+    Visitors(Vec<u64>),
+    /// A dimension: its distinct values and each row's code into them.
+    Dimension {
+        /// Values by code.
+        values: Vec<String>,
+        /// One code per row.
+        codes: Vec<u32>,
+    },
+    /// A counter.
+    Counter(Vec<i64>),
+}
+
+impl Column {
+    /// Rows in the column.
+    pub fn len(&self) -> usize {
+        match self {
+            Column::Buckets(v) => v.len(),
+            Column::Visitors(v) => v.len(),
+            Column::Dimension { codes, .. } => codes.len(),
+            Column::Counter(v) => v.len(),
+        }
+    }
+}
+
+/// Where a segment's rows live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// In memory, and in the store's pending table under this sequence number.
+    Pending(u64),
+    /// In a Parquet file registered under (local day, sequence number).
+    File {
+        /// The local day the file holds.
+        day: i64,
+        /// Its sequence number.
+        seq: u64,
+        /// Its path.
+        path: PathBuf,
+    },
+}
+
+/// An immutable segment.
+#[derive(Debug)]
+pub struct Segment {
+    /// The site.
+    pub site: String,
+    /// The data generation its rows belong to.
+    pub generation: u32,
+    /// The first and last bucket it may hold.
+    pub buckets: (Bucket, Bucket),
+    /// Its rows.
+    pub rows: usize,
+    /// Where it lives.
+    pub origin: Origin,
+    columns: [OnceLock<Column>; COLUMNS],
+}
+
+/// A pending segment as the store's pending table keeps it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PendingBlob {
+    /// The site.
+    pub site: String,
+    /// The generation.
+    pub generation: u32,
+    /// Every column, in column order.
+    pub columns: Vec<Column>,
+}
+
+impl Segment {
+    /// A segment in memory from `rows` whose bucket passes `keep`, or `None` if none does.
+    /// With `sorted`, rows are ordered by (visitor, bucket, codes), which Parquet compresses best.
+    pub fn from_rows(
+        site: &str,
+        generation: u32,
+        rows: &SegmentRows,
+        keep: impl Fn(Bucket) -> bool,
+        sorted: bool,
+        origin: Origin,
+    ) -> Option<Segment> {
+        let mut picked: Vec<(&RowId, &Counters)> = rows.rows.iter().filter(|((b, _, _), _)| keep(*b)).collect();
+        if picked.is_empty() {
+            return None;
+        }
+        if sorted {
+            picked.sort_unstable_by_key(|((bucket, visitor, codes), _)| (*visitor, *bucket, *codes));
+        }
+        let mut columns: Vec<Column> = Vec::with_capacity(COLUMNS);
+        columns.push(Column::Buckets(picked.iter().map(|((b, _, _), _)| i32::try_from(*b).unwrap_or(i32::MAX)).collect()));
+        columns.push(Column::Visitors(picked.iter().map(|((_, v, _), _)| *v).collect()));
+        for (i, dictionary) in rows.dictionaries.iter().enumerate() {
+            let codes = picked.iter().map(|((_, _, codes), _)| codes[i]).collect();
+            columns.push(Column::Dimension { values: dictionary.values.clone(), codes });
+        }
+        let counters: [fn(&Counters) -> i64; 6] = [
+            |c| c.events,
+            |c| c.pageviews,
+            |c| c.visits,
+            |c| c.bounces,
+            |c| c.duration_ms,
+            |c| c.visit_pageviews,
+        ];
+        for get in counters {
+            columns.push(Column::Counter(picked.iter().map(|(_, c)| get(c)).collect()));
+        }
+        let buckets = picked.iter().fold((Bucket::MAX, Bucket::MIN), |(lo, hi), ((b, _, _), _)| (lo.min(*b), hi.max(*b)));
+        Some(Segment::loaded(site, generation, buckets, columns, origin))
+    }
+
+    /// A segment whose columns are all at hand.
+    pub fn loaded(site: &str, generation: u32, buckets: (Bucket, Bucket), columns: Vec<Column>, origin: Origin) -> Segment {
+        let rows = columns.first().map_or(0, Column::len);
+        let cells: [OnceLock<Column>; COLUMNS] = std::array::from_fn(|_| OnceLock::new());
+        for (cell, column) in cells.iter().zip(columns) {
+            let _ = cell.set(column);
+        }
+        Segment { site: site.to_owned(), generation, buckets, rows, origin, columns: cells }
+    }
+
+    /// A persisted segment whose columns load on first use.
+    pub fn on_disk(site: &str, generation: u32, day: i64, seq: u64, rows: usize, path: PathBuf) -> Segment {
+        Segment {
+            site: site.to_owned(),
+            generation,
+            buckets: (day * 24, day * 24 + 23),
+            rows,
+            origin: Origin::File { day, seq, path },
+            columns: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// Column `i`, loaded from the file on first use.
+    pub fn column(&self, i: usize) -> anyhow::Result<&Column> {
+        if let Some(column) = self.columns[i].get() {
+            return Ok(column);
+        }
+        let Origin::File { path, .. } = &self.origin else {
+            anyhow::bail!("a pending segment lacks column {i}");
+        };
+        let column = parquet_file::read_column(path, i)?;
+        anyhow::ensure!(column.len() == self.rows, "{}: column {i} has {} rows, not {}", path.display(), column.len(), self.rows);
+        let _ = self.columns[i].set(column);
+        self.columns[i].get().ok_or_else(|| anyhow::anyhow!("column {i} vanished"))
+    }
+
+    /// Every column (loading what is not loaded yet).
+    pub fn all_columns(&self) -> anyhow::Result<Vec<&Column>> {
+        (0..COLUMNS).map(|i| self.column(i)).collect()
+    }
+
+    /// The blob the pending table keeps for this (in-memory) segment.
+    pub fn pending_blob(&self) -> anyhow::Result<Vec<u8>> {
+        let columns = self.all_columns()?.into_iter().cloned().collect();
+        let blob = PendingBlob { site: self.site.clone(), generation: self.generation, columns };
+        Ok(postcard::to_allocvec(&blob)?)
+    }
+
+    /// Adds this segment's rows with a bucket in `lo..=hi` into `out`, re-encoding their values
+    /// into `out`'s dictionaries.
+    pub fn add_rows_to(&self, out: &mut SegmentRows, lo: Bucket, hi: Bucket) -> anyhow::Result<()> {
+        let columns = self.all_columns()?;
+        let Column::Buckets(buckets) = columns[BUCKET] else { anyhow::bail!("bucket column has the wrong type") };
+        let Column::Visitors(visitors) = columns[VISITOR] else { anyhow::bail!("visitor column has the wrong type") };
+        let mut dims: Vec<(&[String], &[u32], Vec<u32>)> = Vec::with_capacity(DIMENSIONS);
+        for i in 0..DIMENSIONS {
+            let Column::Dimension { values, codes } = columns[dimension_column(i)] else {
+                anyhow::bail!("dimension column {i} has the wrong type")
+            };
+            dims.push((values, codes, vec![u32::MAX; values.len()]));
+        }
+        let mut counters: Vec<&[i64]> = Vec::with_capacity(COUNTERS.len());
+        for i in 0..COUNTERS.len() {
+            let Column::Counter(values) = columns[counter_column(i)] else {
+                anyhow::bail!("counter column {i} has the wrong type")
+            };
+            counters.push(values);
+        }
+        for row in 0..self.rows {
+            let bucket = Bucket::from(buckets[row]);
+            if bucket < lo || bucket > hi {
+                continue;
+            }
+            let mut codes = [0u32; DIMENSIONS];
+            for (i, (values, row_codes, remap)) in dims.iter_mut().enumerate() {
+                let code = row_codes[row] as usize;
+                if remap[code] == u32::MAX {
+                    remap[code] = out.dictionaries[i].code(&values[code]);
+                }
+                codes[i] = remap[code];
+            }
+            let delta = Counters {
+                events: counters[0][row],
+                pageviews: counters[1][row],
+                visits: counters[2][row],
+                bounces: counters[3][row],
+                duration_ms: counters[4][row],
+                visit_pageviews: counters[5][row],
+            };
+            out.add_codes((bucket, visitors[row], codes), &delta);
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a pending table blob into a segment.
+pub fn from_pending_blob(seq: u64, bytes: &[u8]) -> anyhow::Result<Segment> {
+    let blob: PendingBlob = postcard::from_bytes(bytes)?;
+    anyhow::ensure!(blob.columns.len() == COLUMNS, "pending segment {seq} has {} columns", blob.columns.len());
+    let rows = blob.columns[BUCKET].len();
+    anyhow::ensure!(blob.columns.iter().all(|c| c.len() == rows), "pending segment {seq} has ragged columns");
+    let buckets = match &blob.columns[BUCKET] {
+        Column::Buckets(b) => b.iter().fold((Bucket::MAX, Bucket::MIN), |(lo, hi), b| (lo.min((*b).into()), hi.max((*b).into()))),
+        _ => anyhow::bail!("pending segment {seq}: the bucket column has the wrong type"),
+    };
+    Ok(Segment::loaded(&blob.site, blob.generation, buckets, blob.columns, Origin::Pending(seq)))
+}

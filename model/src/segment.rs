@@ -1,0 +1,173 @@
+//! Segment rows: what events contribute to the columnar tier (tier 2), dictionary-encoded as they
+//! are added.
+//!
+//! An event adds one *event row* (its bucket, visitor id and cell key: its own name, hostname and
+//! page, its visit's other dimensions, with its event counters), and, when it changes its visit,
+//! one *visit row* (the visit's start bucket and entry cell, with the visit counters' change).
+//! Rows with the same (bucket, visitor, dimension values) are one row with summed counters, which
+//! changes no answer: every answer sums counters and counts distinct visitors among the rows with
+//! `events > 0` (a visit row never adds a visitor, as in the cells it replaces).
+
+use crate::dimension::Dimension;
+use crate::rollup::{Bucket, CellKey, Counters};
+use crate::session::Contribution;
+
+type Fast = foldhash::fast::FixedState;
+type HashMap<K, V> = hashbrown::HashMap<K, V, Fast>;
+
+/// How many dimension columns a row has: one per [`Dimension`], in [`Dimension::ALL`] order.
+pub const DIMENSIONS: usize = Dimension::ALL.len();
+
+/// A row's identity: bucket, visitor id and the dictionary code of each dimension value.
+pub type RowId = (Bucket, u64, [u32; DIMENSIONS]);
+
+/// The column of a dimension (its index in [`Dimension::ALL`]).
+pub fn column_of(dimension: Dimension) -> usize {
+    usize::from(dimension.code()) - 1
+}
+
+/// The distinct values of one column, each with its code (its index).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dictionary {
+    /// Values by code.
+    pub values: Vec<String>,
+    codes: HashMap<String, u32>,
+}
+
+impl Dictionary {
+    /// The code of `value`, adding it if new.
+    pub fn code(&mut self, value: &str) -> u32 {
+        if let Some(&code) = self.codes.get(value) {
+            return code;
+        }
+        let code = u32::try_from(self.values.len()).unwrap_or(u32::MAX);
+        self.values.push(value.to_owned());
+        self.codes.insert(value.to_owned(), code);
+        code
+    }
+}
+
+/// The segment rows of one site, as one flush produces them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SegmentRows {
+    /// One dictionary per dimension column.
+    pub dictionaries: [Dictionary; DIMENSIONS],
+    /// Counters per row.
+    pub rows: HashMap<RowId, Counters>,
+}
+
+impl SegmentRows {
+    /// Adds what one event contributes.
+    pub fn add(&mut self, c: &Contribution) {
+        self.add_row(c.bucket, c.visitor, &c.key, &c.counters);
+        if !c.visit.is_zero() {
+            self.add_row(c.visit_bucket, c.visitor, &c.entry, &c.visit);
+        }
+    }
+
+    /// Adds counters to the row of (bucket, visitor, key).
+    pub fn add_row(&mut self, bucket: Bucket, visitor: u64, key: &CellKey, counters: &Counters) {
+        let mut codes = [0u32; DIMENSIONS];
+        for (i, (dimension, _)) in Dimension::ALL.iter().enumerate() {
+            codes[i] = self.dictionaries[i].code(dimension.value(key));
+        }
+        self.add_codes((bucket, visitor, codes), counters);
+    }
+
+    /// Adds counters to a row given by its codes into [`SegmentRows::dictionaries`].
+    pub fn add_codes(&mut self, row: RowId, counters: &Counters) {
+        self.rows.entry(row).or_default().add(counters);
+    }
+
+    /// The dimension values of a row's codes.
+    pub fn key_of(&self, codes: &[u32; DIMENSIONS]) -> CellKey {
+        let mut key = CellKey::default();
+        for (i, (dimension, _)) in Dimension::ALL.iter().enumerate() {
+            let value = self.dictionaries[i].values[codes[i] as usize].clone();
+            *field(&mut key, *dimension) = value;
+        }
+        key
+    }
+
+    /// Whether no event added anything.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+/// The field of `key` that holds `dimension`.
+pub fn field(key: &mut CellKey, dimension: Dimension) -> &mut String {
+    match dimension {
+        Dimension::Name => &mut key.name,
+        Dimension::Hostname => &mut key.hostname,
+        Dimension::Page => &mut key.page,
+        Dimension::Source => &mut key.source,
+        Dimension::UtmSource => &mut key.utm_source,
+        Dimension::UtmMedium => &mut key.utm_medium,
+        Dimension::UtmCampaign => &mut key.utm_campaign,
+        Dimension::UtmContent => &mut key.utm_content,
+        Dimension::UtmTerm => &mut key.utm_term,
+        Dimension::Country => &mut key.country,
+        Dimension::Device => &mut key.device,
+        Dimension::Browser => &mut key.browser,
+        Dimension::BrowserVersion => &mut key.browser_version,
+        Dimension::Os => &mut key.os,
+        Dimension::OsVersion => &mut key.os_version,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollup::Rollup;
+    use proptest::prelude::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    fn arb_contribution() -> impl Strategy<Value = Contribution> {
+        let key = ("[ab]", "[xy]", "[DF]").prop_map(|(page, source, country)| CellKey {
+            page,
+            source,
+            country,
+            ..CellKey::default()
+        });
+        let visit = (0i64..2, -1i64..2, 0i64..50, 0i64..2).prop_map(|(visits, bounces, duration_ms, visit_pageviews)| {
+            Counters { visits, bounces, duration_ms, visit_pageviews, ..Counters::default() }
+        });
+        (0i64..3, 0u64..3, key.clone(), 0i64..2, 0i64..3, key, visit).prop_map(
+            |(bucket, visitor, key, pageviews, visit_bucket, entry, visit)| Contribution {
+                bucket,
+                key,
+                counters: Counters { events: 1, pageviews, ..Counters::default() },
+                visitor,
+                visit_bucket,
+                entry,
+                visit,
+            },
+        )
+    }
+
+    proptest! {
+        /// Grouped by any cell, segment rows give the cells' counters and visitors: the segments
+        /// answer exactly what the cells they replace answered.
+        #[test]
+        fn rows_sum_to_the_cells(contributions in proptest::collection::vec(arb_contribution(), 0..30)) {
+            let mut rows = SegmentRows::default();
+            let mut cells = Rollup::default();
+            for c in &contributions {
+                rows.add(c);
+                cells.add_contribution(c);
+            }
+            let mut counters: BTreeMap<(Bucket, CellKey), Counters> = BTreeMap::new();
+            let mut visitors: BTreeSet<(Bucket, CellKey, u64)> = BTreeSet::new();
+            for (&(bucket, visitor, codes), c) in &rows.rows {
+                let key = rows.key_of(&codes);
+                counters.entry((bucket, key.clone())).or_default().add(c);
+                if c.events > 0 {
+                    visitors.insert((bucket, key, visitor));
+                }
+            }
+            prop_assert_eq!(counters, cells.cells);
+            prop_assert_eq!(visitors, cells.visitors);
+        }
+    }
+}
