@@ -101,9 +101,16 @@ impl Aggregator {
             *last_expiry = until_ms;
         }
         self.store.apply(&flush, Progress { offset: last_offset, until_ms }, expire_before)?;
-        // Errors here leave the rows pending (durable, visible); the next flush tries again.
-        if let Err(error) = self.store.persist_segments(false) {
-            tracing::error!(error = format!("{error:#}"), "persisting segments failed; they stay pending");
+        if self.store.persist_due() {
+            // In the background, so flushes (and freshness) go on while Parquet files are
+            // written. An error leaves the rows pending (durable, visible); a later flush tries
+            // again. A process that stops meanwhile leaves a file no commit lists, deleted on open.
+            let store = self.store.clone();
+            std::thread::Builder::new().name("segment-persist".into()).spawn(move || {
+                if let Err(error) = store.persist_segments(false) {
+                    tracing::error!(error = format!("{error:#}"), "persisting segments failed; they stay pending");
+                }
+            })?;
         }
         tracing::debug!(
             entries = entries.len(),

@@ -79,6 +79,19 @@ impl Counters {
     pub fn is_zero(&self) -> bool {
         *self == Counters::default()
     }
+
+    /// The counters in [`Counters::NAMES`] order.
+    pub fn to_array(&self) -> [i64; 6] {
+        [self.events, self.pageviews, self.visits, self.bounces, self.duration_ms, self.visit_pageviews]
+    }
+
+    /// Counters from values in [`Counters::NAMES`] order.
+    pub fn from_array([events, pageviews, visits, bounces, duration_ms, visit_pageviews]: [i64; 6]) -> Counters {
+        Counters { events, pageviews, visits, bounces, duration_ms, visit_pageviews }
+    }
+
+    /// The counters' names, in the order of [`Counters::to_array`].
+    pub const NAMES: [&'static str; 6] = ["events", "pageviews", "visits", "bounces", "duration_ms", "visit_pageviews"];
 }
 
 /// Counters and distinct visitors per (bucket, cell).

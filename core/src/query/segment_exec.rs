@@ -1,49 +1,111 @@
 //! Executes a [`Query`] that the planner gave to tier 2: one pass over the columns it needs in
 //! each segment of its range. Filters become a yes/no per dictionary value (a `contains` is
 //! tested once per distinct value, not per row); groups are keyed by their dictionary codes (a
-//! dense array when the combinations are few); distinct visitors are exact sets of ids, counted
-//! from rows that carry events. [`finish`] (metrics, order, page) is shared with the other tiers.
+//! dense array when the combinations are few); distinct visitors are exact: the ids of a group's
+//! rows that carry events, sorted and deduplicated at the end. Segments are shared out over the
+//! cores. [`finish`] (metrics, order, page) is shared with the other tiers.
 
 use super::exec::{Row, day_label, finish, hour_label};
 use super::request::{Grouping, Metric, Query};
 use crate::store::Store;
 use crate::store::segments::{BUCKET, COUNTERS, Column, Segment, VISITOR, counter_column, dimension_column};
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use tally_model::rollup::{Bucket, Counters};
 use tally_model::segment::column_of;
-
-type VisitorSet = std::collections::HashSet<u64, foldhash::fast::FixedState>;
 
 /// Group combinations up to this many (or up to the segment's rows, if more) use a dense array
 /// instead of a hash map.
 const DENSE_GROUPS: u128 = 1 << 12;
 
-/// Answers accumulated over segments: per group its labels, counters and visitor ids.
+type Fast = foldhash::fast::FixedState;
+
+/// Borrowed group labels, found in the index of owned ones without allocating (they hash alike:
+/// a slice of `&str` hashes as a `Vec<String>` does).
+struct LabelsRef<'a>(&'a [&'a str]);
+
+impl Hash for LabelsRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+impl hashbrown::Equivalent<Vec<String>> for LabelsRef<'_> {
+    fn equivalent(&self, key: &Vec<String>) -> bool {
+        key.len() == self.0.len() && key.iter().zip(self.0).all(|(a, b)| a == b)
+    }
+}
+
+/// Answers accumulated over segments: per group its labels, counters and the visitor ids of its
+/// rows (with repeats; [`Groups::finish`] counts the distinct ones).
 #[derive(Default)]
 struct Groups {
-    index: HashMap<Vec<String>, usize>,
-    groups: Vec<(Vec<String>, Counters, VisitorSet)>,
+    index: hashbrown::HashMap<Vec<String>, usize, Fast>,
+    groups: Vec<(Vec<String>, Counters, Vec<u64>)>,
 }
 
 impl Groups {
-    fn at(&mut self, labels: Vec<String>) -> usize {
-        let next = self.groups.len();
-        let at = *self.index.entry(labels.clone()).or_insert(next);
-        if at == next {
-            self.groups.push((labels, Counters::default(), VisitorSet::default()));
+    fn at(&mut self, labels: &[&str]) -> usize {
+        if let Some(&at) = self.index.get(&LabelsRef(labels)) {
+            return at;
         }
+        let at = self.groups.len();
+        let owned: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
+        self.index.insert(owned.clone(), at);
+        self.groups.push((owned, Counters::default(), Vec::new()));
         at
+    }
+
+    fn merge(&mut self, other: Groups) {
+        for (labels, counters, visitors) in other.groups {
+            let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+            let at = self.at(&refs);
+            let group = &mut self.groups[at];
+            group.1.add(&counters);
+            group.2.extend(visitors);
+        }
+    }
+
+    /// Labels, counters and distinct visitors per group.
+    fn finish(self) -> Vec<(Vec<String>, Counters, u64)> {
+        self.groups
+            .into_iter()
+            .map(|(labels, counters, mut visitors)| {
+                visitors.sort_unstable();
+                visitors.dedup();
+                (labels, counters, visitors.len() as u64)
+            })
+            .collect()
     }
 }
 
-/// Runs a query over the segments of its range.
+/// Runs a query over the segments of its range, on as many threads as there are cores (each
+/// takes every n-th segment), merging their groups at the end.
 pub fn execute_segments(store: &Store, query: &Query) -> anyhow::Result<Vec<Row>> {
-    let mut groups = Groups::default();
-    for (segment, lo, hi) in store.segments_for(&query.site, query.buckets.clone())? {
-        scan(&segment, lo, hi, query, &mut groups)?;
-    }
-    let groups = groups.groups.into_iter().map(|(labels, c, v)| (labels, c, v.len() as u64)).collect();
-    Ok(finish(query, groups))
+    let segments = store.segments_for(&query.site, query.buckets.clone())?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(segments.len()).max(1);
+    let scan_share = |share: usize| -> anyhow::Result<Groups> {
+        let mut groups = Groups::default();
+        for (segment, lo, hi) in segments.iter().skip(share).step_by(threads) {
+            scan(segment, *lo, *hi, query, &mut groups)?;
+        }
+        Ok(groups)
+    };
+    let groups = if threads == 1 {
+        scan_share(0)?
+    } else {
+        let shares: Vec<anyhow::Result<Groups>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads).map(|share| scope.spawn(move || scan_share(share))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a scan thread panicked")))).collect()
+        });
+        let mut merged = Groups::default();
+        for share in shares {
+            merged.merge(share?);
+        }
+        merged
+    };
+    Ok(finish(query, groups.finish()))
 }
 
 /// Which counters the query's metrics read, by index into [`COUNTERS`].
@@ -166,16 +228,24 @@ fn scan(segment: &Segment, lo: Bucket, hi: Bucket, query: &Query, out: &mut Grou
         }
         let slot = if is_dense { &mut dense[key as usize] } else { sparse.entry(key).or_insert(u32::MAX) };
         if *slot == u32::MAX {
-            let labels = parts
-                .iter()
-                .map(|(part, _)| match part {
-                    Part::Dimension(values, codes) => values[codes[row] as usize].clone(),
-                    Part::Hour => hour_label(bucket),
-                    Part::Day => day_label(bucket),
-                })
-                .collect();
+            let global = match parts.as_slice() {
+                // The common case, without allocating: one dimension.
+                [(Part::Dimension(values, codes), _)] => out.at(&[values[codes[row] as usize].as_str()]),
+                _ => {
+                    let labels: Vec<Cow<'_, str>> = parts
+                        .iter()
+                        .map(|(part, _)| match part {
+                            Part::Dimension(values, codes) => Cow::Borrowed(values[codes[row] as usize].as_str()),
+                            Part::Hour => Cow::Owned(hour_label(bucket)),
+                            Part::Day => Cow::Owned(day_label(bucket)),
+                        })
+                        .collect();
+                    let refs: Vec<&str> = labels.iter().map(|l| l.as_ref()).collect();
+                    out.at(&refs)
+                }
+            };
             *slot = u32::try_from(local.len())?;
-            local.push((out.at(labels), [0; COUNTERS.len()], None));
+            local.push((global, [0; COUNTERS.len()], None));
         }
         let group = &mut local[*slot as usize];
         for (i, values) in &counters {
@@ -186,19 +256,11 @@ fn scan(segment: &Segment, lo: Bucket, hi: Bucket, query: &Query, out: &mut Grou
             && group.2 != Some(ids[row])
         {
             group.2 = Some(ids[row]);
-            out.groups[group.0].2.insert(ids[row]);
+            out.groups[group.0].2.push(ids[row]);
         }
     }
     for (global, sums, _) in local {
-        let c = &mut out.groups[global].1;
-        c.add(&Counters {
-            events: sums[0],
-            pageviews: sums[1],
-            visits: sums[2],
-            bounces: sums[3],
-            duration_ms: sums[4],
-            visit_pageviews: sums[5],
-        });
+        out.groups[global].1.add(&Counters::from_array(sums));
     }
     Ok(())
 }

@@ -154,9 +154,14 @@ impl Store {
     }
 
     /// Persists pending segments to Parquet if the persist policy says it is time, or now with
-    /// `force`.
+    /// `force`; flushes may be applied meanwhile.
     pub fn persist_segments(&self, force: bool) -> anyhow::Result<Persisted> {
         self.segments.persist_if_due(&self.db, force)
+    }
+
+    /// Whether the persist policy says pending segments should be persisted now.
+    pub fn persist_due(&self) -> bool {
+        self.segments.persist_due()
     }
 
     /// The segments a query of `site` over `buckets` scans, each with the bucket range it

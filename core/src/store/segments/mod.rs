@@ -64,6 +64,8 @@ pub struct Segments {
     next_seq: Mutex<u64>,
     oldest_pending: Mutex<Option<Instant>>,
     policy: PersistPolicy,
+    /// Held by the one persist that may run at a time.
+    persisting: Mutex<()>,
 }
 
 impl Segments {
@@ -100,6 +102,7 @@ impl Segments {
             next_seq: Mutex::new(max_seq + 1),
             oldest_pending: Mutex::new(oldest),
             policy,
+            persisting: Mutex::new(()),
         })
     }
 
@@ -190,16 +193,38 @@ impl Segments {
         (pending_rows, pending, files, bytes)
     }
 
-    /// Persists the pending segments if the policy says it is time (or `force`).
+    /// Whether the policy says it is time to persist.
+    pub fn persist_due(&self) -> bool {
+        let oldest = *self.oldest_pending.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(oldest) = oldest else { return false };
+        if oldest.elapsed() >= self.policy.every {
+            return true;
+        }
+        let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+        let rows: usize = catalog.values().flatten().filter(|s| matches!(s.origin, Origin::Pending(_))).map(|s| s.rows).sum();
+        rows >= self.policy.rows
+    }
+
+    /// Persists the pending segments if the policy says it is time, or all of them with
+    /// `force`. Flushes may go on meanwhile: a persist moves the segments that were pending when
+    /// it began. One persist runs at a time; without `force`, a call while one runs does nothing.
     pub fn persist_if_due(&self, db: &Database, force: bool) -> anyhow::Result<Persisted> {
+        let _running = if force {
+            self.persisting.lock().unwrap_or_else(|e| e.into_inner())
+        } else {
+            match self.persisting.try_lock() {
+                Ok(guard) => guard,
+                Err(_) => return Ok(Persisted::default()),
+            }
+        };
+        if !force && !self.persist_due() {
+            return Ok(Persisted::default());
+        }
         let pending: Vec<Arc<Segment>> = {
             let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner());
             catalog.values().flatten().filter(|s| matches!(s.origin, Origin::Pending(_))).cloned().collect()
         };
-        let rows: usize = pending.iter().map(|s| s.rows).sum();
-        let oldest = *self.oldest_pending.lock().unwrap_or_else(|e| e.into_inner());
-        let due = rows >= self.policy.rows || oldest.is_some_and(|t| t.elapsed() >= self.policy.every);
-        if pending.is_empty() || !(due || force) {
+        if pending.is_empty() {
             return Ok(Persisted::default());
         }
         self.persist(db, pending)

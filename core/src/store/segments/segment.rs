@@ -10,7 +10,7 @@ use tally_model::rollup::{Bucket, Counters};
 use tally_model::segment::{DIMENSIONS, RowId, SegmentRows};
 
 /// The counters a row carries, in column order.
-pub const COUNTERS: [&str; 6] = ["events", "pageviews", "visits", "bounces", "duration_ms", "visit_pageviews"];
+pub const COUNTERS: [&str; 6] = Counters::NAMES;
 /// Columns of a segment: bucket, visitor, the dimensions, the counters.
 pub const COLUMNS: usize = 2 + DIMENSIONS + COUNTERS.len();
 /// The column of local-hour buckets.
@@ -126,16 +126,9 @@ impl Segment {
             let codes = picked.iter().map(|((_, _, codes), _)| codes[i]).collect();
             columns.push(Column::Dimension { values: dictionary.values.clone(), codes });
         }
-        let counters: [fn(&Counters) -> i64; 6] = [
-            |c| c.events,
-            |c| c.pageviews,
-            |c| c.visits,
-            |c| c.bounces,
-            |c| c.duration_ms,
-            |c| c.visit_pageviews,
-        ];
-        for get in counters {
-            columns.push(Column::Counter(picked.iter().map(|(_, c)| get(c)).collect()));
+        let values: Vec<[i64; COUNTERS.len()]> = picked.iter().map(|(_, c)| c.to_array()).collect();
+        for i in 0..COUNTERS.len() {
+            columns.push(Column::Counter(values.iter().map(|v| v[i]).collect()));
         }
         let buckets = picked.iter().fold((Bucket::MAX, Bucket::MIN), |(lo, hi), ((b, _, _), _)| (lo.min(*b), hi.max(*b)));
         Some(Segment::loaded(site, generation, buckets, columns, origin))
@@ -222,14 +215,7 @@ impl Segment {
                 }
                 codes[i] = remap[code];
             }
-            let delta = Counters {
-                events: counters[0][row],
-                pageviews: counters[1][row],
-                visits: counters[2][row],
-                bounces: counters[3][row],
-                duration_ms: counters[4][row],
-                visit_pageviews: counters[5][row],
-            };
+            let delta = Counters::from_array(std::array::from_fn(|i| counters[i][row]));
             out.add_codes((bucket, visitors[row], codes), &delta);
         }
         Ok(())
