@@ -98,6 +98,12 @@ pub async fn import(settings: ImportSettings) -> anyhow::Result<Summary> {
         }
         Input::Stdin => (Box::new(std::io::BufReader::new(std::io::stdin())), None),
     };
+    // The aggregator runs beside the reader (the two share the cores) and stops once the stop
+    // signal is sent and the log is applied.
+    let store = Arc::new(store);
+    let aggregator = Aggregator { log: log.clone(), store: store.clone(), registry: registry.clone(), flush_interval: Duration::ZERO };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let aggregating = tokio::spawn(aggregator.run(stopped));
     let bar = progress_bar(settings.progress, size);
     let started = Instant::now();
     let mut summary = Summary::default();
@@ -128,11 +134,9 @@ pub async fn import(settings: ImportSettings) -> anyhow::Result<Summary> {
     append(&log, &mut batch, &mut summary).await?;
     bar.finish_and_clear();
     let read_took = started.elapsed();
-    tracing::info!(events = summary.accepted, took_ms = read_took.as_millis() as u64, "import logged; aggregating");
-    let store = Arc::new(store);
-    let aggregator = Aggregator { log, store: store.clone(), registry, flush_interval: Duration::ZERO };
-    let (_, stopped) = tokio::sync::watch::channel(true);
-    aggregator.run(stopped).await?;
+    tracing::info!(events = summary.accepted, took_ms = read_took.as_millis() as u64, "import logged; finishing aggregation");
+    stop.send_replace(true);
+    aggregating.await??;
     // What is still pending goes to Parquet now, so the data directory holds the import as files.
     tokio::task::spawn_blocking(move || store.persist_segments(true)).await??;
     Ok(summary)
