@@ -24,13 +24,21 @@ addr="$(sed -n 's/^listening on //p' "$out")"
 wrk -t2 -c"$conns" -d"${secs}s" -s benches/load/pageview.lua "$addr" | tee "$dir/wrk.txt"
 sent_at=$(date +%s.%N)
 accepted=$(curl -s "$addr/api/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["log_head"])')
-query='{"site_id":"bench.example","metrics":["pageviews"],"date_range":"day"}'
-while :; do
-  got=$(curl -s -X POST "$addr/api/v2/query" -H "Authorization: Bearer $key" -d "$query" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["results"][0]["metrics"][0])')
-  [ "$got" -ge "$accepted" ] && break
+# Visible in both tiers: unfiltered (rollups) and with a filter every event passes (segments).
+rollups='{"site_id":"bench.example","metrics":["pageviews"],"date_range":"day"}'
+segments='{"site_id":"bench.example","metrics":["pageviews"],"date_range":"day","filters":[["is_not","visit:country",["ZZ"]]]}'
+count() {
+  curl -s -X POST "$addr/api/v2/query" -H "Authorization: Bearer $key" -d "$1" |
+    python3 -c 'import json,sys; a=json.load(sys.stdin); print(a["results"][0]["metrics"][0], a["meta"]["tier"])'
+}
+rollups_at=""; segments_at=""
+while [ -z "$rollups_at" ] || [ -z "$segments_at" ]; do
+  now=$(date +%s.%N)
+  read -r got tier <<<"$(count "$rollups")"
+  [ -z "$rollups_at" ] && [ "$got" -ge "$accepted" ] && rollups_at=$now && echo "rollups ($tier): $got"
+  read -r got tier <<<"$(count "$segments")"
+  [ -z "$segments_at" ] && [ "$got" -ge "$accepted" ] && segments_at=$now && echo "segments ($tier): $got"
   sleep 0.05
 done
-done_at=$(date +%s.%N)
-echo "acknowledged events: $accepted; queryable pageviews: $got"
-echo "time from last send to all queryable: $(python3 -c "print(round($done_at - $sent_at, 2))") s"
+echo "acknowledged events: $accepted"
+echo "time from last send to all queryable: rollups $(python3 -c "print(round($rollups_at - $sent_at, 2))") s, segments $(python3 -c "print(round($segments_at - $sent_at, 2))") s"
