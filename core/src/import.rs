@@ -101,7 +101,12 @@ pub async fn import(settings: ImportSettings) -> anyhow::Result<Summary> {
     // The aggregator runs beside the reader (the two share the cores) and stops once the stop
     // signal is sent and the log is applied.
     let store = Arc::new(store);
-    let aggregator = Aggregator { log: log.clone(), store: store.clone(), registry: registry.clone(), flush_interval: Duration::ZERO };
+    let aggregator = Aggregator {
+        log: log.clone(),
+        store: store.clone(),
+        registry: registry.clone(),
+        flush_interval: Duration::ZERO,
+    };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let aggregating = tokio::spawn(aggregator.run(stopped));
     let bar = progress_bar(settings.progress, size);
@@ -134,7 +139,11 @@ pub async fn import(settings: ImportSettings) -> anyhow::Result<Summary> {
     append(&log, &mut batch, &mut summary).await?;
     bar.finish_and_clear();
     let read_took = started.elapsed();
-    tracing::info!(events = summary.accepted, took_ms = read_took.as_millis() as u64, "import logged; finishing aggregation");
+    tracing::info!(
+        events = summary.accepted,
+        took_ms = read_took.as_millis() as u64,
+        "import logged; finishing aggregation"
+    );
     stop.send_replace(true);
     aggregating.await??;
     // What is still pending goes to Parquet now, so the data directory holds the import as files.

@@ -130,9 +130,10 @@ mod tests {
             country,
             ..CellKey::default()
         });
-        let visit = (0i64..2, -1i64..2, 0i64..50, 0i64..2).prop_map(|(visits, bounces, duration_ms, visit_pageviews)| {
-            Counters { visits, bounces, duration_ms, visit_pageviews, ..Counters::default() }
-        });
+        let visit =
+            (0i64..2, -1i64..2, 0i64..50, 0i64..2).prop_map(|(visits, bounces, duration_ms, visit_pageviews)| {
+                Counters { visits, bounces, duration_ms, visit_pageviews, ..Counters::default() }
+            });
         (0i64..3, 0u64..3, key.clone(), 0i64..2, 0i64..3, key, visit).prop_map(
             |(bucket, visitor, key, pageviews, visit_bucket, entry, visit)| Contribution {
                 bucket,

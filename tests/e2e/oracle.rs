@@ -374,5 +374,8 @@ async fn both_tiers_equal_brute_force_across_zones() {
     }
     eprintln!("oracle: {rows_compared} answer rows compared, by tier {tiers:?}");
     assert!(rows_compared > 1_000, "too few rows to be a test: {rows_compared}");
-    assert!(tiers.get("rollups").is_some_and(|n| *n > 50) && tiers.get("segments").is_some_and(|n| *n > 50), "{tiers:?}");
+    assert!(
+        tiers.get("rollups").is_some_and(|n| *n > 50) && tiers.get("segments").is_some_and(|n| *n > 50),
+        "{tiers:?}"
+    );
 }

@@ -97,7 +97,10 @@ pub fn execute_segments(store: &Store, query: &Query) -> anyhow::Result<Vec<Row>
     } else {
         let shares: Vec<anyhow::Result<Groups>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..threads).map(|share| scope.spawn(move || scan_share(share))).collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a scan thread panicked")))).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a scan thread panicked"))))
+                .collect()
         });
         let mut merged = Groups::default();
         for share in shares {
@@ -188,8 +191,12 @@ fn scan(segment: &Segment, lo: Bucket, hi: Bucket, query: &Query, out: &mut Grou
         }
     }
     let visitors = if query.metrics.contains(&Metric::Visitors) {
-        let Column::Visitors(ids) = segment.column(VISITOR)? else { anyhow::bail!("the visitor column has the wrong type") };
-        let Some((_, events)) = counters.iter().find(|(i, _)| *i == 0) else { anyhow::bail!("events are needed for visitors") };
+        let Column::Visitors(ids) = segment.column(VISITOR)? else {
+            anyhow::bail!("the visitor column has the wrong type")
+        };
+        let Some((_, events)) = counters.iter().find(|(i, _)| *i == 0) else {
+            anyhow::bail!("events are needed for visitors")
+        };
         Some((ids.as_slice(), *events))
     } else {
         None

@@ -353,7 +353,11 @@ mod tests {
             }
             let (store, opened) = Store::open(&path).expect("opens");
             assert_eq!(opened, Opened::Rebuilt { from });
-            assert_eq!(store.progress().expect("progress"), Progress::default(), "the aggregator starts from the log's start");
+            assert_eq!(
+                store.progress().expect("progress"),
+                Progress::default(),
+                "the aggregator starts from the log's start"
+            );
             let txn = store.db.begin_read().expect("txn");
             let names: Vec<String> = txn.list_tables().expect("tables").map(|t| t.name().to_owned()).collect();
             assert!(!names.iter().any(|n| keys::RETIRED_TABLES.contains(&n.as_str())), "{names:?}");

@@ -132,7 +132,9 @@ impl Segments {
             let only = by_generation.len() == 1;
             for (generation, days) in by_generation {
                 let keep = |b: Bucket| only || days.contains(&day_of(b));
-                if let Some(segment) = Segment::from_rows(site, generation, rows, keep, false, Origin::Pending(self.take_seq())) {
+                if let Some(segment) =
+                    Segment::from_rows(site, generation, rows, keep, false, Origin::Pending(self.take_seq()))
+                {
                     out.push(segment);
                 }
             }
@@ -201,7 +203,8 @@ impl Segments {
             return true;
         }
         let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner());
-        let rows: usize = catalog.values().flatten().filter(|s| matches!(s.origin, Origin::Pending(_))).map(|s| s.rows).sum();
+        let rows: usize =
+            catalog.values().flatten().filter(|s| matches!(s.origin, Origin::Pending(_))).map(|s| s.rows).sum();
         rows >= self.policy.rows
     }
 
@@ -235,7 +238,9 @@ impl Segments {
         // What each (site, generation, day) gets: the pending segments that reach into it.
         let mut days: BTreeMap<(String, u32, i64), Vec<Arc<Segment>>> = BTreeMap::new();
         for segment in &pending {
-            let Column::Buckets(buckets) = segment.column(BUCKET)? else { anyhow::bail!("bucket column has the wrong type") };
+            let Column::Buckets(buckets) = segment.column(BUCKET)? else {
+                anyhow::bail!("bucket column has the wrong type")
+            };
             let seen: BTreeSet<i64> = buckets.iter().map(|b| day_of(Bucket::from(*b))).collect();
             for day in seen {
                 days.entry((segment.site.clone(), segment.generation, day)).or_default().push(segment.clone());
@@ -246,8 +251,10 @@ impl Segments {
         let mut report = Persisted { pending: pending.len(), ..Persisted::default() };
         for ((site, generation, day), mut inputs) in days {
             let existing = self.of(&site, generation, day * 24, day * 24 + 23);
-            let files: Vec<Arc<Segment>> =
-                existing.into_iter().filter(|s| matches!(&s.origin, Origin::File { day: d, .. } if *d == day)).collect();
+            let files: Vec<Arc<Segment>> = existing
+                .into_iter()
+                .filter(|s| matches!(&s.origin, Origin::File { day: d, .. } if *d == day))
+                .collect();
             if files.len() + 1 >= self.policy.compact_at {
                 report.files_compacted += files.len();
                 replaced.extend(files.iter().cloned());
@@ -260,7 +267,9 @@ impl Segments {
             let seq = self.take_seq();
             let path = file_path(&self.dir, &site, generation, day, seq);
             let origin = Origin::File { day, seq, path: path.clone() };
-            let Some(mut segment) = Segment::from_rows(&site, generation, &merged, |_| true, true, origin) else { continue };
+            let Some(mut segment) = Segment::from_rows(&site, generation, &merged, |_| true, true, origin) else {
+                continue;
+            };
             parquet_file::write(&segment, &path)?;
             segment.buckets = (day * 24, day * 24 + 23);
             report.files_written += 1;
@@ -274,7 +283,10 @@ impl Segments {
             for segment in &written {
                 if let Origin::File { day, seq, path } = &segment.origin {
                     let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
-                    files.insert((segment.site.as_str(), segment.generation, *day, *seq), (segment.rows as u64, bytes))?;
+                    files.insert(
+                        (segment.site.as_str(), segment.generation, *day, *seq),
+                        (segment.rows as u64, bytes),
+                    )?;
                 }
             }
             for segment in &replaced {
@@ -325,10 +337,8 @@ impl Segments {
 
 /// The path of a persisted segment: `<dir>/<site>/g<generation>/<local date>.<seq>.parquet`.
 fn file_path(dir: &Path, site: &str, generation: u32, day: i64, seq: u64) -> PathBuf {
-    let safe: String = site
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
-        .collect();
+    let safe: String =
+        site.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect();
     let date = crate::timebucket::bucket_start(day * 24).date();
     dir.join(safe).join(format!("g{generation}")).join(format!("{date}.{seq}.parquet"))
 }
@@ -420,7 +430,8 @@ mod tests {
         drop(store);
         // A persist that wrote its file but did not commit leaves a file no transaction lists.
         let dir = path.with_extension("segments");
-        let listed = std::fs::read_dir(dir.join("a.com").join("g1")).expect("dir").next().expect("a file").expect("entry");
+        let listed =
+            std::fs::read_dir(dir.join("a.com").join("g1")).expect("dir").next().expect("a file").expect("entry");
         let stray = dir.join("a.com").join("g1").join("1970-01-01.999.parquet");
         std::fs::copy(listed.path(), &stray).expect("copy");
         let (store, _) = Store::open_with(&path, policy).expect("reopens");

@@ -120,7 +120,8 @@ impl Segment {
             picked.sort_unstable_by_key(|((bucket, visitor, codes), _)| (*visitor, *bucket, *codes));
         }
         let mut columns: Vec<Column> = Vec::with_capacity(COLUMNS);
-        columns.push(Column::Buckets(picked.iter().map(|((b, _, _), _)| i32::try_from(*b).unwrap_or(i32::MAX)).collect()));
+        columns
+            .push(Column::Buckets(picked.iter().map(|((b, _, _), _)| i32::try_from(*b).unwrap_or(i32::MAX)).collect()));
         columns.push(Column::Visitors(picked.iter().map(|((_, v, _), _)| *v).collect()));
         for (i, dictionary) in rows.dictionaries.iter().enumerate() {
             let codes = picked.iter().map(|((_, _, codes), _)| codes[i]).collect();
@@ -130,12 +131,19 @@ impl Segment {
         for i in 0..COUNTERS.len() {
             columns.push(Column::Counter(values.iter().map(|v| v[i]).collect()));
         }
-        let buckets = picked.iter().fold((Bucket::MAX, Bucket::MIN), |(lo, hi), ((b, _, _), _)| (lo.min(*b), hi.max(*b)));
+        let buckets =
+            picked.iter().fold((Bucket::MAX, Bucket::MIN), |(lo, hi), ((b, _, _), _)| (lo.min(*b), hi.max(*b)));
         Some(Segment::loaded(site, generation, buckets, columns, origin))
     }
 
     /// A segment whose columns are all at hand.
-    pub fn loaded(site: &str, generation: u32, buckets: (Bucket, Bucket), columns: Vec<Column>, origin: Origin) -> Segment {
+    pub fn loaded(
+        site: &str,
+        generation: u32,
+        buckets: (Bucket, Bucket),
+        columns: Vec<Column>,
+        origin: Origin,
+    ) -> Segment {
         let rows = columns.first().map_or(0, Column::len);
         let cells: [OnceLock<Column>; COLUMNS] = std::array::from_fn(|_| OnceLock::new());
         for (cell, column) in cells.iter().zip(columns) {
@@ -165,7 +173,13 @@ impl Segment {
             anyhow::bail!("a pending segment lacks column {i}");
         };
         let column = parquet_file::read_column(path, i)?;
-        anyhow::ensure!(column.len() == self.rows, "{}: column {i} has {} rows, not {}", path.display(), column.len(), self.rows);
+        anyhow::ensure!(
+            column.len() == self.rows,
+            "{}: column {i} has {} rows, not {}",
+            path.display(),
+            column.len(),
+            self.rows
+        );
         let _ = self.columns[i].set(column);
         self.columns[i].get().ok_or_else(|| anyhow::anyhow!("column {i} vanished"))
     }
@@ -229,7 +243,9 @@ pub fn from_pending_blob(seq: u64, bytes: &[u8]) -> anyhow::Result<Segment> {
     let rows = blob.columns[BUCKET].len();
     anyhow::ensure!(blob.columns.iter().all(|c| c.len() == rows), "pending segment {seq} has ragged columns");
     let buckets = match &blob.columns[BUCKET] {
-        Column::Buckets(b) => b.iter().fold((Bucket::MAX, Bucket::MIN), |(lo, hi), b| (lo.min((*b).into()), hi.max((*b).into()))),
+        Column::Buckets(b) => {
+            b.iter().fold((Bucket::MAX, Bucket::MIN), |(lo, hi), b| (lo.min((*b).into()), hi.max((*b).into())))
+        }
         _ => anyhow::bail!("pending segment {seq}: the bucket column has the wrong type"),
     };
     Ok(Segment::loaded(&blob.site, blob.generation, buckets, blob.columns, Origin::Pending(seq)))
