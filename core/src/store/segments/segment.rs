@@ -47,6 +47,11 @@ pub enum Column {
 }
 
 impl Column {
+    /// Whether the column has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Rows in the column.
     pub fn len(&self) -> usize {
         match self {
