@@ -78,42 +78,6 @@ impl SegmentRows {
     pub fn add_codes(&mut self, row: RowId, counters: &Counters) {
         self.rows.entry(row).or_default().add(counters);
     }
-
-    /// The dimension values of a row's codes.
-    pub fn key_of(&self, codes: &[u32; DIMENSIONS]) -> CellKey {
-        let mut key = CellKey::default();
-        for (i, (dimension, _)) in Dimension::ALL.iter().enumerate() {
-            let value = self.dictionaries[i].values[codes[i] as usize].clone();
-            *field(&mut key, *dimension) = value;
-        }
-        key
-    }
-
-    /// Whether no event added anything.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-}
-
-/// The field of `key` that holds `dimension`.
-pub fn field(key: &mut CellKey, dimension: Dimension) -> &mut String {
-    match dimension {
-        Dimension::Name => &mut key.name,
-        Dimension::Hostname => &mut key.hostname,
-        Dimension::Page => &mut key.page,
-        Dimension::Source => &mut key.source,
-        Dimension::UtmSource => &mut key.utm_source,
-        Dimension::UtmMedium => &mut key.utm_medium,
-        Dimension::UtmCampaign => &mut key.utm_campaign,
-        Dimension::UtmContent => &mut key.utm_content,
-        Dimension::UtmTerm => &mut key.utm_term,
-        Dimension::Country => &mut key.country,
-        Dimension::Device => &mut key.device,
-        Dimension::Browser => &mut key.browser,
-        Dimension::BrowserVersion => &mut key.browser_version,
-        Dimension::Os => &mut key.os,
-        Dimension::OsVersion => &mut key.os_version,
-    }
 }
 
 #[cfg(test)]
@@ -122,6 +86,11 @@ mod tests {
     use crate::rollup::Rollup;
     use proptest::prelude::*;
     use std::collections::{BTreeMap, BTreeSet};
+
+    /// A cell key's values, one per dimension column.
+    fn values(key: &CellKey) -> Vec<String> {
+        Dimension::ALL.iter().map(|(d, _)| d.value(key).to_owned()).collect()
+    }
 
     fn arb_contribution() -> impl Strategy<Value = Contribution> {
         let key = ("[ab]", "[xy]", "[DF]").prop_map(|(page, source, country)| CellKey {
@@ -158,17 +127,19 @@ mod tests {
                 rows.add(c);
                 cells.add_contribution(c);
             }
-            let mut counters: BTreeMap<(Bucket, CellKey), Counters> = BTreeMap::new();
-            let mut visitors: BTreeSet<(Bucket, CellKey, u64)> = BTreeSet::new();
+            let mut counters: BTreeMap<(Bucket, Vec<String>), Counters> = BTreeMap::new();
+            let mut visitors: BTreeSet<(Bucket, Vec<String>, u64)> = BTreeSet::new();
             for (&(bucket, visitor, codes), c) in &rows.rows {
-                let key = rows.key_of(&codes);
+                let key: Vec<String> = (0..DIMENSIONS).map(|i| rows.dictionaries[i].values[codes[i] as usize].clone()).collect();
                 counters.entry((bucket, key.clone())).or_default().add(c);
                 if c.events > 0 {
                     visitors.insert((bucket, key, visitor));
                 }
             }
-            prop_assert_eq!(counters, cells.cells);
-            prop_assert_eq!(visitors, cells.visitors);
+            let cell_counters: BTreeMap<_, _> = cells.cells.iter().map(|((b, k), c)| ((*b, values(k)), *c)).collect();
+            let cell_visitors: BTreeSet<_> = cells.visitors.iter().map(|(b, k, v)| (*b, values(k), *v)).collect();
+            prop_assert_eq!(counters, cell_counters);
+            prop_assert_eq!(visitors, cell_visitors);
         }
     }
 }

@@ -8,7 +8,7 @@
 use super::exec::{Row, day_label, finish, hour_label};
 use super::request::{Grouping, Metric, Query};
 use crate::store::Store;
-use crate::store::segments::{BUCKET, COUNTERS, Column, Segment, VISITOR, counter_column, dimension_column};
+use crate::store::segments::{COUNTERS, Segment};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -130,20 +130,6 @@ fn needed_counters(metrics: &[Metric]) -> [bool; COUNTERS.len()] {
     needed
 }
 
-fn buckets_of(column: &Column) -> anyhow::Result<&[i32]> {
-    match column {
-        Column::Buckets(v) => Ok(v),
-        _ => anyhow::bail!("the bucket column has the wrong type"),
-    }
-}
-
-fn dimension_of(column: &Column) -> anyhow::Result<(&[String], &[u32])> {
-    match column {
-        Column::Dimension { values, codes } => Ok((values, codes)),
-        _ => anyhow::bail!("a dimension column has the wrong type"),
-    }
-}
-
 /// One part of a group key: a dimension's code or a time period within the segment.
 enum Part<'a> {
     Dimension(&'a [String], &'a [u32]),
@@ -155,10 +141,10 @@ enum Part<'a> {
 fn scan(segment: &Segment, lo: Bucket, hi: Bucket, query: &Query, out: &mut Groups) -> anyhow::Result<()> {
     let (first, last) = segment.buckets;
     let by_time = query.groupings.iter().any(|g| matches!(g, Grouping::Hour | Grouping::Day));
-    let buckets = if lo > first || hi < last || by_time { Some(buckets_of(segment.column(BUCKET)?)?) } else { None };
+    let buckets = if lo > first || hi < last || by_time { Some(segment.buckets()?) } else { None };
     let mut filters: Vec<(&[u32], Vec<bool>)> = Vec::with_capacity(query.filters.len());
     for filter in &query.filters {
-        let (values, codes) = dimension_of(segment.column(dimension_column(column_of(filter.dimension)))?)?;
+        let (values, codes) = segment.dimension(column_of(filter.dimension))?;
         let pass: Vec<bool> = values.iter().map(|v| filter.passes(v)).collect();
         if !pass.contains(&true) {
             return Ok(());
@@ -169,7 +155,7 @@ fn scan(segment: &Segment, lo: Bucket, hi: Bucket, query: &Query, out: &mut Grou
     for grouping in &query.groupings {
         parts.push(match grouping {
             Grouping::Dim(d) => {
-                let (values, codes) = dimension_of(segment.column(dimension_column(column_of(*d)))?)?;
+                let (values, codes) = segment.dimension(column_of(*d))?;
                 (Part::Dimension(values, codes), values.len().max(1) as u128)
             }
             Grouping::Hour => (Part::Hour, (last - first + 1).max(1) as u128),
@@ -184,23 +170,13 @@ fn scan(segment: &Segment, lo: Bucket, hi: Bucket, query: &Query, out: &mut Grou
     let mut counters: Vec<(usize, &[i64])> = Vec::new();
     for (i, needed) in needed.iter().enumerate() {
         if *needed {
-            let Column::Counter(values) = segment.column(counter_column(i))? else {
-                anyhow::bail!("counter column {i} has the wrong type")
-            };
-            counters.push((i, values));
+            counters.push((i, segment.counter(i)?));
         }
     }
-    let visitors = if query.metrics.contains(&Metric::Visitors) {
-        let Column::Visitors(ids) = segment.column(VISITOR)? else {
-            anyhow::bail!("the visitor column has the wrong type")
-        };
-        let Some((_, events)) = counters.iter().find(|(i, _)| *i == 0) else {
-            anyhow::bail!("events are needed for visitors")
-        };
-        Some((ids.as_slice(), *events))
-    } else {
-        None
-    };
+    // A row adds its visitor only if it carries events (visit rows do not); `needed_counters`
+    // loads events whenever visitors are asked for.
+    let visitors =
+        if query.metrics.contains(&Metric::Visitors) { Some((segment.visitors()?, segment.counter(0)?)) } else { None };
 
     // Local groups of this segment: their global index, counters and last visitor added.
     let dense_up_to = DENSE_GROUPS.max(segment.rows as u128);

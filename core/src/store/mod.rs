@@ -270,7 +270,7 @@ impl Store {
     pub fn table_bytes(&self) -> anyhow::Result<BTreeMap<&'static str, u64>> {
         let txn = self.db.begin_read()?;
         let size = |s: redb::TableStats| s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes();
-        let (_, _, _, segment_file_bytes) = self.segments.sizes();
+        let segment_file_bytes = self.segments.file_bytes();
         Ok(BTreeMap::from([
             ("rollups", size(txn.open_table(ROLLUPS)?.stats()?)),
             ("generations", size(txn.open_table(GENERATIONS)?.stats()?)),

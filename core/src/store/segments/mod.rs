@@ -12,8 +12,7 @@
 mod parquet_file;
 mod segment;
 
-pub use parquet_file::column_names;
-pub use segment::{BUCKET, COLUMNS, COUNTERS, Column, Segment, VISITOR, counter_column, dimension_column};
+pub use segment::{COUNTERS, Column, Segment};
 
 use super::keys::{SEGMENT_FILES, SEGMENT_PENDING};
 use anyhow::Context;
@@ -176,23 +175,15 @@ impl Segments {
             .collect()
     }
 
-    /// Rows and segments pending, and files persisted with their bytes.
-    pub fn sizes(&self) -> (usize, usize, usize, u64) {
+    /// The bytes of the persisted files.
+    pub fn file_bytes(&self) -> u64 {
         let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner());
-        let (mut pending_rows, mut pending, mut files, mut bytes) = (0, 0, 0, 0);
-        for segment in catalog.values().flatten() {
-            match &segment.origin {
-                Origin::Pending(_) => {
-                    pending += 1;
-                    pending_rows += segment.rows;
-                }
-                Origin::File { path, .. } => {
-                    files += 1;
-                    bytes += std::fs::metadata(path).map_or(0, |m| m.len());
-                }
-            }
-        }
-        (pending_rows, pending, files, bytes)
+        catalog
+            .values()
+            .flatten()
+            .filter_map(|s| if let Origin::File { path, .. } = &s.origin { std::fs::metadata(path).ok() } else { None })
+            .map(|m| m.len())
+            .sum()
     }
 
     /// Whether the policy says it is time to persist.
@@ -238,9 +229,7 @@ impl Segments {
         // What each (site, generation, day) gets: the pending segments that reach into it.
         let mut days: BTreeMap<(String, u32, i64), Vec<Arc<Segment>>> = BTreeMap::new();
         for segment in &pending {
-            let Column::Buckets(buckets) = segment.column(BUCKET)? else {
-                anyhow::bail!("bucket column has the wrong type")
-            };
+            let buckets = segment.buckets()?;
             let seen: BTreeSet<i64> = buckets.iter().map(|b| day_of(Bucket::from(*b))).collect();
             for day in seen {
                 days.entry((segment.site.clone(), segment.generation, day)).or_default().push(segment.clone());
@@ -267,11 +256,10 @@ impl Segments {
             let seq = self.take_seq();
             let path = file_path(&self.dir, &site, generation, day, seq);
             let origin = Origin::File { day, seq, path: path.clone() };
-            let Some(mut segment) = Segment::from_rows(&site, generation, &merged, |_| true, true, origin) else {
+            let Some(segment) = Segment::from_rows(&site, generation, &merged, |_| true, true, origin) else {
                 continue;
             };
             parquet_file::write(&segment, &path)?;
-            segment.buckets = (day * 24, day * 24 + 23);
             report.files_written += 1;
             report.rows += segment.rows;
             written.push(segment);
@@ -395,13 +383,12 @@ mod tests {
         }))
     }
 
-    /// Rows per (site, bucket) over every segment the store lists, and the number of files.
+    /// The events over every segment the store lists for days 0..10, and how many are files.
     fn rows_and_files(store: &Store) -> (i64, usize) {
         let segments = store.segments_for("a.com", 0..24 * 10).expect("segments");
         let mut events = 0;
         for (segment, _, _) in &segments {
-            let Column::Counter(v) = segment.column(counter_column(0)).expect("events") else { panic!("type") };
-            events += v.iter().sum::<i64>();
+            events += segment.counter(0).expect("events").iter().sum::<i64>();
         }
         let files = segments.iter().filter(|(s, _, _)| matches!(s.origin, Origin::File { .. })).count();
         (events, files)

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use tally_model::dimension::Dimension;
 
 /// The file's column names, in column order.
-pub fn column_names() -> Vec<&'static str> {
+fn column_names() -> Vec<&'static str> {
     let mut names = vec!["local_hour", "visitor_id"];
     names.extend(Dimension::ALL.iter().map(|(_, name)| name.split_once(':').map_or(*name, |(_, n)| n)));
     names.extend(COUNTERS);

@@ -96,14 +96,20 @@ pub struct Segment {
 }
 
 /// A pending segment as the store's pending table keeps it.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PendingBlob {
-    /// The site.
-    pub site: String,
-    /// The generation.
-    pub generation: u32,
+#[derive(Debug, Deserialize)]
+struct PendingBlob {
+    site: String,
+    generation: u32,
     /// Every column, in column order.
-    pub columns: Vec<Column>,
+    columns: Vec<Column>,
+}
+
+/// [`PendingBlob`] borrowed from a segment, for writing (serialised alike).
+#[derive(Serialize)]
+struct PendingBlobRef<'a> {
+    site: &'a str,
+    generation: u32,
+    columns: Vec<&'a Column>,
 }
 
 impl Segment {
@@ -136,20 +142,19 @@ impl Segment {
         for i in 0..COUNTERS.len() {
             columns.push(Column::Counter(values.iter().map(|v| v[i]).collect()));
         }
-        let buckets =
-            picked.iter().fold((Bucket::MAX, Bucket::MIN), |(lo, hi), ((b, _, _), _)| (lo.min(*b), hi.max(*b)));
-        Some(Segment::loaded(site, generation, buckets, columns, origin))
+        Some(Segment::loaded(site, generation, columns, origin))
     }
 
-    /// A segment whose columns are all at hand.
-    pub fn loaded(
-        site: &str,
-        generation: u32,
-        buckets: (Bucket, Bucket),
-        columns: Vec<Column>,
-        origin: Origin,
-    ) -> Segment {
+    /// A segment whose columns are all at hand, in column order; its bucket range is that of its
+    /// bucket column.
+    pub fn loaded(site: &str, generation: u32, columns: Vec<Column>, origin: Origin) -> Segment {
         let rows = columns.first().map_or(0, Column::len);
+        let buckets = match columns.get(BUCKET) {
+            Some(Column::Buckets(b)) => b
+                .iter()
+                .fold((Bucket::MAX, Bucket::MIN), |(lo, hi), b| (lo.min(Bucket::from(*b)), hi.max(Bucket::from(*b)))),
+            _ => (Bucket::MAX, Bucket::MIN),
+        };
         let cells: [OnceLock<Column>; COLUMNS] = std::array::from_fn(|_| OnceLock::new());
         for (cell, column) in cells.iter().zip(columns) {
             let _ = cell.set(column);
@@ -194,33 +199,54 @@ impl Segment {
         (0..COLUMNS).map(|i| self.column(i)).collect()
     }
 
+    /// The bucket of each row.
+    pub fn buckets(&self) -> anyhow::Result<&[i32]> {
+        match self.column(BUCKET)? {
+            Column::Buckets(v) => Ok(v),
+            _ => anyhow::bail!("the bucket column has the wrong type"),
+        }
+    }
+
+    /// The visitor id of each row.
+    pub fn visitors(&self) -> anyhow::Result<&[u64]> {
+        match self.column(VISITOR)? {
+            Column::Visitors(v) => Ok(v),
+            _ => anyhow::bail!("the visitor column has the wrong type"),
+        }
+    }
+
+    /// Dimension `i` (its index in `Dimension::ALL`): its values and each row's code.
+    pub fn dimension(&self, i: usize) -> anyhow::Result<(&[String], &[u32])> {
+        match self.column(dimension_column(i))? {
+            Column::Dimension { values, codes } => Ok((values, codes)),
+            _ => anyhow::bail!("dimension column {i} has the wrong type"),
+        }
+    }
+
+    /// Counter `i` (its index in [`COUNTERS`]) of each row.
+    pub fn counter(&self, i: usize) -> anyhow::Result<&[i64]> {
+        match self.column(counter_column(i))? {
+            Column::Counter(v) => Ok(v),
+            _ => anyhow::bail!("counter column {i} has the wrong type"),
+        }
+    }
+
     /// The blob the pending table keeps for this (in-memory) segment.
     pub fn pending_blob(&self) -> anyhow::Result<Vec<u8>> {
-        let columns = self.all_columns()?.into_iter().cloned().collect();
-        let blob = PendingBlob { site: self.site.clone(), generation: self.generation, columns };
+        let blob = PendingBlobRef { site: &self.site, generation: self.generation, columns: self.all_columns()? };
         Ok(postcard::to_allocvec(&blob)?)
     }
 
     /// Adds this segment's rows with a bucket in `lo..=hi` into `out`, re-encoding their values
     /// into `out`'s dictionaries.
     pub fn add_rows_to(&self, out: &mut SegmentRows, lo: Bucket, hi: Bucket) -> anyhow::Result<()> {
-        let columns = self.all_columns()?;
-        let Column::Buckets(buckets) = columns[BUCKET] else { anyhow::bail!("bucket column has the wrong type") };
-        let Column::Visitors(visitors) = columns[VISITOR] else { anyhow::bail!("visitor column has the wrong type") };
+        let (buckets, visitors) = (self.buckets()?, self.visitors()?);
         let mut dims: Vec<(&[String], &[u32], Vec<u32>)> = Vec::with_capacity(DIMENSIONS);
         for i in 0..DIMENSIONS {
-            let Column::Dimension { values, codes } = columns[dimension_column(i)] else {
-                anyhow::bail!("dimension column {i} has the wrong type")
-            };
+            let (values, codes) = self.dimension(i)?;
             dims.push((values, codes, vec![u32::MAX; values.len()]));
         }
-        let mut counters: Vec<&[i64]> = Vec::with_capacity(COUNTERS.len());
-        for i in 0..COUNTERS.len() {
-            let Column::Counter(values) = columns[counter_column(i)] else {
-                anyhow::bail!("counter column {i} has the wrong type")
-            };
-            counters.push(values);
-        }
+        let counters: Vec<&[i64]> = (0..COUNTERS.len()).map(|i| self.counter(i)).collect::<anyhow::Result<_>>()?;
         for row in 0..self.rows {
             let bucket = Bucket::from(buckets[row]);
             if bucket < lo || bucket > hi {
@@ -247,11 +273,9 @@ pub fn from_pending_blob(seq: u64, bytes: &[u8]) -> anyhow::Result<Segment> {
     anyhow::ensure!(blob.columns.len() == COLUMNS, "pending segment {seq} has {} columns", blob.columns.len());
     let rows = blob.columns[BUCKET].len();
     anyhow::ensure!(blob.columns.iter().all(|c| c.len() == rows), "pending segment {seq} has ragged columns");
-    let buckets = match &blob.columns[BUCKET] {
-        Column::Buckets(b) => {
-            b.iter().fold((Bucket::MAX, Bucket::MIN), |(lo, hi), b| (lo.min((*b).into()), hi.max((*b).into())))
-        }
-        _ => anyhow::bail!("pending segment {seq}: the bucket column has the wrong type"),
-    };
-    Ok(Segment::loaded(&blob.site, blob.generation, buckets, blob.columns, Origin::Pending(seq)))
+    anyhow::ensure!(
+        matches!(blob.columns[BUCKET], Column::Buckets(_)),
+        "pending segment {seq}: the bucket column has the wrong type"
+    );
+    Ok(Segment::loaded(&blob.site, blob.generation, blob.columns, Origin::Pending(seq)))
 }
