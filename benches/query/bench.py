@@ -22,7 +22,8 @@ SITE = "shop.example"
 FIRST, LAST = "2026-10-01", "2026-10-31"
 
 # name, Tally query (metrics, dimensions, filters, limit), SQL over `events`, kind.
-# SQL columns: day, hour, visitor (id per UTC day), page, country, source, browser, os, device.
+# SQL columns: day, hour, visitor (id per UTC day), page, country, source, browser, os, device,
+# entry_page (the first page of the event's visit).
 QUERIES = [
     ("totals", ["visitors", "pageviews"], [], [], None,
      "SELECT count(DISTINCT visitor), count(*) FROM events", "unfiltered"),
@@ -34,7 +35,8 @@ QUERIES = [
     (f"top {name}", ["visitors", "pageviews"], [dim], [], 10,
      f"SELECT {col}, count(DISTINCT visitor) AS v, count(*) FROM events GROUP BY {col} ORDER BY v DESC, {col} LIMIT 10",
      "unfiltered")
-    for name, dim, col in [("pages", "event:page", "page"), ("sources", "visit:source", "source"),
+    for name, dim, col in [("pages", "event:page", "page"), ("entry pages", "visit:entry_page", "entry_page"),
+                           ("sources", "visit:source", "source"),
                            ("countries", "visit:country", "country"), ("devices", "visit:device", "device"),
                            ("browsers", "visit:browser", "browser"), ("OS", "visit:os", "os")]
 ] + [
@@ -124,7 +126,8 @@ def main():
 
     os.makedirs(args.work, exist_ok=True)
     os.makedirs(args.out, exist_ok=True)
-    data = os.path.join(args.work, f"events-{args.events}")
+    # The generator's format is part of the name: data of an older generator is not reused.
+    data = os.path.join(args.work, f"events-{args.events}-v2")
     os.makedirs(data, exist_ok=True)
     if not os.path.exists(os.path.join(data, "done")):
         print(f"generating {args.events} events", file=sys.stderr)

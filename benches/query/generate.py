@@ -93,11 +93,18 @@ def main():
     rows = sorted(generate(args.events, args.days, args.seed))
     with open(f"{args.out}/events.ndjson", "w") as nd, open(f"{args.out}/events.csv", "w", newline="") as cs:
         out = csv.writer(cs)
-        out.writerow(["ts_ms", "day", "hour", "visitor", "page", "country", "source", "browser", "os", "device", "name"])
+        out.writerow(["ts_ms", "day", "hour", "visitor", "page", "country", "source", "browser", "os", "device", "name",
+                      "entry_page"])
+        # Each person's visits as analytics defines them: a new visit after 30 minutes without
+        # an event; the entry page is the visit's first page.
+        last_ms, entry_of = {}, {}
         for ms, person, page, agent, ref, country, first in rows:
             ms += start_ms
             ua, browser, os_name, device = AGENTS[agent]
             path = "/" if page == 0 else f"/products/item-{page}"
+            if ms - last_ms.get(person, -10**15) > 30 * 60_000:
+                entry_of[person] = path
+            last_ms[person] = ms
             event = {"n": "pageview", "u": f"https://{DOMAIN}{path}", "d": DOMAIN, "timestamp": ms,
                      "user_agent": ua, "visitor": f"p{person}", "country": COUNTRIES[country]}
             if first and REFERRERS[ref][0]:
@@ -107,7 +114,8 @@ def main():
             utc_day = ms // DAY_MS
             at = dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
             out.writerow([ms, at.strftime("%Y-%m-%d"), at.strftime("%Y-%m-%d %H:00:00"), f"p{person}-{utc_day}",
-                          path, COUNTRIES[country], REFERRERS[ref][1], browser, os_name, device, "pageview"])
+                          path, COUNTRIES[country], REFERRERS[ref][1], browser, os_name, device, "pageview",
+                          entry_of[person]])
 
 
 if __name__ == "__main__":

@@ -35,11 +35,17 @@ pub enum Dimension {
     Os,
     /// `visit:os_version`.
     OsVersion,
+    /// `visit:entry_page`: the path of the visit's first event.
+    EntryPage,
+    /// `visit:entry_page_hostname`: the hostname of the visit's first event.
+    EntryPageHostname,
+    /// `visit:referrer`: the visit's referrer URL, cleaned (see [`crate::source::referrer_url`]).
+    Referrer,
 }
 
 impl Dimension {
     /// Every dimension with its API name.
-    pub const ALL: [(Dimension, &'static str); 15] = [
+    pub const ALL: [(Dimension, &'static str); 18] = [
         (Dimension::Name, "event:name"),
         (Dimension::Hostname, "event:hostname"),
         (Dimension::Page, "event:page"),
@@ -55,6 +61,9 @@ impl Dimension {
         (Dimension::BrowserVersion, "visit:browser_version"),
         (Dimension::Os, "visit:os"),
         (Dimension::OsVersion, "visit:os_version"),
+        (Dimension::EntryPage, "visit:entry_page"),
+        (Dimension::EntryPageHostname, "visit:entry_page_hostname"),
+        (Dimension::Referrer, "visit:referrer"),
     ];
 
     /// The dimension with this API name.
@@ -85,6 +94,9 @@ impl Dimension {
             Dimension::BrowserVersion => 13,
             Dimension::Os => 14,
             Dimension::OsVersion => 15,
+            Dimension::EntryPage => 16,
+            Dimension::EntryPageHostname => 17,
+            Dimension::Referrer => 18,
         }
     }
 
@@ -106,6 +118,9 @@ impl Dimension {
             Dimension::BrowserVersion => &key.browser_version,
             Dimension::Os => &key.os,
             Dimension::OsVersion => &key.os_version,
+            Dimension::EntryPage => &key.entry_page,
+            Dimension::EntryPageHostname => &key.entry_page_hostname,
+            Dimension::Referrer => &key.referrer,
         }
     }
 }
@@ -126,7 +141,7 @@ mod tests {
     #[test]
     fn storage_codes_are_pinned() {
         let codes: Vec<(u8, &str)> = Dimension::ALL.iter().map(|(d, n)| (d.code(), *n)).collect();
-        let expected: Vec<(u8, &str)> = (1..=15).zip(Dimension::ALL.iter().map(|(_, n)| *n)).collect();
+        let expected: Vec<(u8, &str)> = (1..=18).zip(Dimension::ALL.iter().map(|(_, n)| *n)).collect();
         assert_eq!(codes, expected, "storage codes are part of the on-disk key format");
     }
 }

@@ -4,7 +4,7 @@
 use crate::agent::{self, Agent};
 use crate::event::Event;
 use crate::page::{self, Page, PageError};
-use crate::source::referrer_source;
+use crate::source::{referrer_source, referrer_url};
 
 /// The source shown for visits without one, as Plausible names it.
 pub const DIRECT: &str = "Direct / None";
@@ -16,6 +16,8 @@ pub struct Facts {
     pub page: Page,
     /// The visit's source: `utm_source`, else `ref`, else the referrer's source, else [`DIRECT`].
     pub source: String,
+    /// The referrer as `visit:referrer` shows it: host and path, else [`DIRECT`].
+    pub referrer: String,
     /// Browser, OS, device and bot verdict.
     pub agent: Agent,
 }
@@ -37,6 +39,7 @@ impl Facts {
             .or_else(|| page.ref_param.clone())
             .or_else(|| referrer_source(event.referrer.as_deref(), &page.hostname))
             .unwrap_or_else(|| DIRECT.to_owned());
-        Ok(Facts { source, agent, page })
+        let referrer = referrer_url(event.referrer.as_deref(), &page.hostname).unwrap_or_else(|| DIRECT.to_owned());
+        Ok(Facts { source, referrer, agent, page })
     }
 }

@@ -45,6 +45,12 @@ pub struct CellKey {
     pub os: String,
     /// `visit:os_version`.
     pub os_version: String,
+    /// `visit:entry_page`: the path of the visit's first event.
+    pub entry_page: String,
+    /// `visit:entry_page_hostname`: the hostname of the visit's first event.
+    pub entry_page_hostname: String,
+    /// `visit:referrer`: the visit's cleaned referrer URL.
+    pub referrer: String,
 }
 
 /// Additive counters of one cell.

@@ -55,6 +55,9 @@ pub fn entry_key(event: &Event, facts: &Facts) -> CellKey {
         browser_version: facts.agent.browser_version.clone(),
         os: facts.agent.os.clone(),
         os_version: facts.agent.os_version.clone(),
+        entry_page: facts.page.path.clone(),
+        entry_page_hostname: facts.page.hostname.clone(),
+        referrer: facts.referrer.clone(),
     }
 }
 
@@ -213,5 +216,19 @@ mod tests {
         second.country = Some("FR".into());
         let r = run(&[event(0, "pageview", "/"), second]);
         assert!(r.cells.keys().all(|(_, k)| k.country == "DE"));
+    }
+
+    #[test]
+    fn every_event_carries_its_visits_entry_page_and_referrer() {
+        let mut first = event(0, "pageview", "/landing");
+        first.referrer = Some("https://news.example.org/story/?x=1".into());
+        let mut second = event(1_000, "pageview", "/b");
+        second.referrer = Some("https://elsewhere.example/".into());
+        let r = run(&[first, second]);
+        assert_eq!(r.cells.len(), 2);
+        for (_, key) in r.cells.keys() {
+            assert_eq!((key.entry_page.as_str(), key.entry_page_hostname.as_str()), ("/landing", "a.com"));
+            assert_eq!(key.referrer, "news.example.org/story");
+        }
     }
 }

@@ -79,6 +79,23 @@ pub fn referrer_source(referrer: Option<&str>, page_host: &str) -> Option<String
     Some(source_for_host(&host))
 }
 
+/// The referrer as `visit:referrer` shows it (as Plausible cleans it): host without a leading
+/// "www." and lower-cased, then the path without a trailing "/", no scheme, query or fragment;
+/// `None` exactly where [`referrer_source`] gives `None` (no referrer, not http(s), no host, a
+/// self-referral).
+pub fn referrer_url(referrer: Option<&str>, page_host: &str) -> Option<String> {
+    let url = url::Url::parse(referrer?.trim()).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    let host = normalize_host(url.host_str()?);
+    if host.is_empty() || host == normalize_host(page_host) {
+        return None;
+    }
+    let path = url.path().trim_end_matches('/');
+    Some(format!("{host}{path}"))
+}
+
 /// The source name for a referring host: a known search engine, social network or AI
 /// assistant's name (e.g. "Google", "Facebook", "X", "Hacker News"), else the host itself.
 ///
@@ -212,6 +229,17 @@ mod tests {
     }
 
     #[test]
+    fn referrer_urls_are_host_and_path() {
+        let url = |r: &str| referrer_url(Some(r), "example.com");
+        assert_eq!(url("https://www.Google.com/"), Some("google.com".into()));
+        assert_eq!(url("https://blog.example.org/post/?utm=1#top"), Some("blog.example.org/post".into()));
+        assert_eq!(url("http://t.co/abc"), Some("t.co/abc".into()));
+        assert_eq!(url("https://www.example.com/a"), None, "self-referral");
+        assert_eq!(url("android-app://com.google.android.gm/"), None);
+        assert_eq!(referrer_url(None, "example.com"), None);
+    }
+
+    #[test]
     fn self_referrals() {
         let src = |r: &str, host: &str| referrer_source(Some(r), host);
         assert_eq!(src("https://example.com/a", "example.com"), None);
@@ -245,6 +273,7 @@ mod tests {
         fn never_panics(r in "\\PC*", h in "\\PC*") {
             let _ = referrer_source(Some(&r), &h);
             let _ = source_for_host(&h);
+            proptest::prop_assert_eq!(referrer_url(Some(&r), &h).is_some(), referrer_source(Some(&r), &h).is_some());
         }
     }
 }

@@ -40,10 +40,13 @@ const AGENTS: [(&str, &str, &str, &str); 3] = [
     ),
     ("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0", "Firefox", "Linux", "Desktop"),
 ];
-/// (referrer, source).
-const REFERRERS: [(&str, &str); 3] =
-    [("", "Direct / None"), ("https://www.google.com/", "Google"), ("https://news.ycombinator.com/", "Hacker News")];
-const DIMENSIONS: [&str; 8] = [
+/// (referrer, source, `visit:referrer`).
+const REFERRERS: [(&str, &str, &str); 3] = [
+    ("", "Direct / None", "Direct / None"),
+    ("https://www.google.com/", "Google", "google.com"),
+    ("https://news.ycombinator.com/item?id=1", "Hacker News", "news.ycombinator.com/item"),
+];
+const DIMENSIONS: [&str; 11] = [
     "event:page",
     "event:name",
     "visit:country",
@@ -52,6 +55,9 @@ const DIMENSIONS: [&str; 8] = [
     "visit:os",
     "visit:device",
     "event:hostname",
+    "visit:entry_page",
+    "visit:entry_page_hostname",
+    "visit:referrer",
 ];
 
 /// A small deterministic generator (SplitMix64): the test needs no seed from outside.
@@ -180,6 +186,9 @@ fn value(dimension: &str, site: &str, event: &Raw, entry: &Raw) -> String {
         "visit:browser" => AGENTS[entry.agent].1.into(),
         "visit:os" => AGENTS[entry.agent].2.into(),
         "visit:device" => AGENTS[entry.agent].3.into(),
+        "visit:entry_page" => entry.page.into(),
+        "visit:entry_page_hostname" => site.into(),
+        "visit:referrer" => REFERRERS[entry.referrer].2.into(),
         other => panic!("no brute force for {other}"),
     }
 }

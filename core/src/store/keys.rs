@@ -8,8 +8,9 @@ use redb::TableDefinition;
 use tally_model::breakdown::{Grain, RowKey, Slot};
 
 /// The store's format version, kept in [`META`] under [`VERSION_KEY`]. Version 1 (cells only)
-/// had no version entry; version 2 had rollups and cells; version 3 has rollups and segments.
-pub const FORMAT_VERSION: i64 = 3;
+/// had no version entry; version 2 had rollups and cells; version 3 had rollups and segments of
+/// 15 dimensions; version 4 adds the visit's entry page, entry page hostname and referrer.
+pub const FORMAT_VERSION: i64 = 4;
 /// The [`META`] key of the format version.
 pub const VERSION_KEY: &str = "store_version";
 

@@ -337,9 +337,10 @@ mod tests {
         let path = std::env::temp_dir().join(format!("tally-store-old-{}.redb", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let cells: redb::TableDefinition<(&str, i64, u64), &[u8]> = redb::TableDefinition::new("cells");
-        for (version, from) in [(None, 1), (Some(2), 2)] {
+        for (version, from) in [(None, 1), (Some(2), 2), (Some(3), 3)] {
             {
-                // What formats 1 and 2 left: cells and progress (format 1 without a version).
+                // What older formats left: progress (format 1 without a version), and tables
+                // this format no longer has.
                 let db = Database::create(&path).expect("db");
                 let txn = db.begin_write().expect("txn");
                 let mut meta = txn.open_table(META).expect("meta");

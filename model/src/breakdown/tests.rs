@@ -282,6 +282,6 @@ fn an_id_across_a_local_midnight_counts_once_over_both_days() {
 #[test]
 fn slot_and_grain_codes_are_pinned() {
     let codes: Vec<u8> = Slot::all().map(Slot::code).collect();
-    assert_eq!(codes, (0..=15).collect::<Vec<u8>>(), "storage codes are part of the on-disk key format");
+    assert_eq!(codes, (0..=18).collect::<Vec<u8>>(), "storage codes are part of the on-disk key format");
     assert_eq!((Grain::Hour.code(), Grain::Day.code()), (0, 1));
 }
