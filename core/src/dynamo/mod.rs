@@ -7,6 +7,7 @@ pub mod chunks;
 pub mod error;
 pub mod flush_log;
 pub mod items;
+pub mod legacy;
 pub mod read;
 pub mod snapshots;
 pub mod tables;

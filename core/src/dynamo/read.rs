@@ -150,6 +150,6 @@ fn decode(item: &HashMap<String, AttributeValue>) -> Result<(Bucket, u64, CellKe
     let bucket = bucket.parse().map_err(|_| corrupt("bucket"))?;
     let id = u64::from_str_radix(id, 16).map_err(|_| corrupt("cell id"))?;
     let key = item.get("k").and_then(|v| v.as_b().ok()).ok_or_else(|| corrupt("no key"))?;
-    let key = postcard::from_bytes(key.as_ref()).map_err(|_| corrupt("key"))?;
+    let key = super::legacy::decode_cell_key(key.as_ref()).ok_or_else(|| corrupt("key"))?;
     Ok((bucket, id, key, counters_of(item)))
 }

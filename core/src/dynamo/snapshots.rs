@@ -14,6 +14,11 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 use tally_model::session::Session;
 
+/// The snapshot format, in the header's `format` attribute: 4 since cell keys carry the entry
+/// page, entry page hostname and referrer; a header without one is format 3
+/// ([`super::legacy`]).
+const FORMAT: &str = "4";
+
 /// How long snapshots are kept (DynamoDB TTL), in seconds.
 const KEEP_SECONDS: i64 = 2 * 24 * 3600;
 
@@ -52,6 +57,7 @@ pub async fn write(
         .item("sk", AttributeValue::S(header_key(snapshot.flush_seq)))
         .item("prefix", AttributeValue::S(prefix))
         .item("chunks", AttributeValue::N(chunks.to_string()))
+        .item("format", AttributeValue::N(FORMAT.to_owned()))
         .item("ttl", ttl)
         .send()
         .await
@@ -85,5 +91,10 @@ pub async fn latest(
     let chunks = header.get("chunks").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<usize>().ok());
     let chunks = chunks.ok_or_else(|| StoreError::Corrupt("no chunk count".into()))?;
     let payload = chunks::read(client, &tables.flushes, shard_id, prefix, chunks).await?;
-    postcard::from_bytes(&payload).map(Some).map_err(|e| StoreError::Corrupt(e.to_string()))
+    let decoded = match header.get("format").and_then(|v| v.as_n().ok()) {
+        Some(format) if format == FORMAT => postcard::from_bytes(&payload),
+        Some(other) => return Err(StoreError::Corrupt(format!("snapshot format {other} is newer than this tally"))),
+        None => super::legacy::decode_snapshot_v3(&payload),
+    };
+    decoded.map(Some).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

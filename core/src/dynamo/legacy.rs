@@ -1,0 +1,138 @@
+//! Reading what an older `tally ingest` wrote: cell keys and visit snapshots of store format 3,
+//! whose cell keys had 15 dimensions (no entry page, entry page hostname or referrer). Cells and
+//! visits of that format read as having those three values empty; new ones are written in the
+//! current format.
+
+use super::snapshots::Snapshot;
+use serde::Deserialize;
+use tally_model::rollup::{Bucket, CellKey};
+use tally_model::session::Session;
+
+/// A cell key as format 3 encoded it (postcard: 15 strings).
+#[derive(Deserialize)]
+struct CellKeyV3 {
+    name: String,
+    hostname: String,
+    page: String,
+    source: String,
+    utm_source: String,
+    utm_medium: String,
+    utm_campaign: String,
+    utm_content: String,
+    utm_term: String,
+    country: String,
+    device: String,
+    browser: String,
+    browser_version: String,
+    os: String,
+    os_version: String,
+}
+
+impl From<CellKeyV3> for CellKey {
+    fn from(k: CellKeyV3) -> CellKey {
+        CellKey {
+            name: k.name,
+            hostname: k.hostname,
+            page: k.page,
+            source: k.source,
+            utm_source: k.utm_source,
+            utm_medium: k.utm_medium,
+            utm_campaign: k.utm_campaign,
+            utm_content: k.utm_content,
+            utm_term: k.utm_term,
+            country: k.country,
+            device: k.device,
+            browser: k.browser,
+            browser_version: k.browser_version,
+            os: k.os,
+            os_version: k.os_version,
+            ..CellKey::default()
+        }
+    }
+}
+
+/// A cell key blob of either format. A format-3 blob is 15 strings, so decoding it as the
+/// current 18 fails for want of bytes, and the older layout is tried.
+pub fn decode_cell_key(bytes: &[u8]) -> Option<CellKey> {
+    postcard::from_bytes::<CellKey>(bytes)
+        .ok()
+        .or_else(|| postcard::from_bytes::<CellKeyV3>(bytes).ok().map(CellKey::from))
+}
+
+#[derive(Deserialize)]
+struct SessionV3 {
+    started_ms: i64,
+    last_ms: i64,
+    start_bucket: Bucket,
+    entry: CellKeyV3,
+    bounce: bool,
+}
+
+#[derive(Deserialize)]
+struct SnapshotV3 {
+    flush_seq: u64,
+    end_sequence: String,
+    sessions: Vec<((String, u64), SessionV3)>,
+}
+
+/// A snapshot payload written by format 3 (its header has no `format` attribute).
+pub fn decode_snapshot_v3(payload: &[u8]) -> Result<Snapshot, postcard::Error> {
+    let old: SnapshotV3 = postcard::from_bytes(payload)?;
+    let sessions = old
+        .sessions
+        .into_iter()
+        .map(|(id, s)| {
+            let session = Session {
+                started_ms: s.started_ms,
+                last_ms: s.last_ms,
+                start_bucket: s.start_bucket,
+                entry: s.entry.into(),
+                bounce: s.bounce,
+            };
+            (id, session)
+        })
+        .collect();
+    Ok(Snapshot { flush_seq: old.flush_seq, end_sequence: old.end_sequence, sessions })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes format 3 wrote for a cell key of these 15 values, in field order.
+    fn v3_blob(values: &[&str; 15]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for v in values {
+            out.push(u8::try_from(v.len()).expect("short"));
+            out.extend_from_slice(v.as_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn a_format_3_cell_key_reads_with_the_new_values_empty() {
+        let mut values = [""; 15];
+        values[2] = "/pricing";
+        values[9] = "DE";
+        let key = decode_cell_key(&v3_blob(&values)).expect("decodes");
+        assert_eq!((key.page.as_str(), key.country.as_str()), ("/pricing", "DE"));
+        assert_eq!((key.entry_page.as_str(), key.referrer.as_str()), ("", ""));
+        let now = CellKey { entry_page: "/".into(), referrer: "a.org".into(), ..key.clone() };
+        assert_eq!(decode_cell_key(&postcard::to_allocvec(&now).expect("encodes")), Some(now));
+    }
+
+    #[test]
+    fn a_format_3_snapshot_reads() {
+        let mut payload = vec![7u8, 1, b'9', 1];
+        payload.extend_from_slice(&[5, b'a', b'.', b'c', b'o', b'm', 3]);
+        // started_ms 10 (zigzag 20), last_ms 12 (24), start_bucket 1 (2), the key, bounce.
+        payload.extend_from_slice(&[20, 24, 2]);
+        payload.extend_from_slice(&v3_blob(&["pageview", "", "/", "", "", "", "", "", "", "", "", "", "", "", ""]));
+        payload.push(1);
+        let snapshot = decode_snapshot_v3(&payload).expect("decodes");
+        assert_eq!((snapshot.flush_seq, snapshot.end_sequence.as_str()), (7, "9"));
+        let ((site, visitor), session) = &snapshot.sessions[0];
+        assert_eq!((site.as_str(), *visitor, session.started_ms, session.last_ms), ("a.com", 3, 10, 12));
+        assert_eq!((session.entry.page.as_str(), session.bounce), ("/", true));
+    }
+}
