@@ -39,7 +39,7 @@ pub enum Dimension {
     EntryPage,
     /// `visit:entry_page_hostname`: the hostname of the visit's first event.
     EntryPageHostname,
-    /// `visit:referrer`: the visit's referrer URL, cleaned (see [`crate::source::referrer_url`]).
+    /// `visit:referrer`: the visit's referrer URL, cleaned (see [`crate::source::Referral::url`]).
     Referrer,
 }
 

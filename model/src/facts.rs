@@ -4,7 +4,7 @@
 use crate::agent::{self, Agent};
 use crate::event::Event;
 use crate::page::{self, Page, PageError};
-use crate::source::{referrer_source, referrer_url};
+use crate::source::referral;
 
 /// The source shown for visits without one, as Plausible names it.
 pub const DIRECT: &str = "Direct / None";
@@ -32,14 +32,15 @@ impl Facts {
     /// user agents again and again cache [`agent::classify`]).
     pub fn with_agent(event: &Event, agent: Agent) -> Result<Facts, PageError> {
         let page = page::parse_page(&event.url)?;
+        let referral = referral(event.referrer.as_deref(), &page.hostname);
         let source = page
             .utm
             .source
             .clone()
             .or_else(|| page.ref_param.clone())
-            .or_else(|| referrer_source(event.referrer.as_deref(), &page.hostname))
+            .or_else(|| referral.as_ref().map(|r| r.source()))
             .unwrap_or_else(|| DIRECT.to_owned());
-        let referrer = referrer_url(event.referrer.as_deref(), &page.hostname).unwrap_or_else(|| DIRECT.to_owned());
+        let referrer = referral.map_or_else(|| DIRECT.to_owned(), |r| r.url());
         Ok(Facts { source, referrer, agent, page })
     }
 }

@@ -60,14 +60,37 @@ const SOURCES: &[(&str, &str)] = &[
 /// Second-level labels under which brands register country domains (`google.co.uk`).
 const COUNTRY_SECOND_LEVELS: &[&str] = &["co", "com"];
 
-/// The traffic source a referrer URL stands for, or `None` when there is none.
+/// A referrer that names another site: its host (lower-cased, without a leading "www.") and its
+/// path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referral {
+    /// The referring host, normalised.
+    pub host: String,
+    /// The referrer's path, without a trailing "/" (empty for the root).
+    pub path: String,
+}
+
+impl Referral {
+    /// The traffic source it stands for (see [`source_for_host`]).
+    pub fn source(&self) -> String {
+        source_for_host(&self.host)
+    }
+
+    /// The referrer as `visit:referrer` shows it (as Plausible cleans it): host, then path; no
+    /// scheme, query or fragment.
+    pub fn url(&self) -> String {
+        format!("{}{}", self.host, self.path)
+    }
+}
+
+/// The referral a referrer URL makes, or `None` when there is none.
 ///
 /// `None` is returned for: no or blank referrer; an unparseable one; a scheme other than
 /// http/https (so app referrers such as `android-app://com.google.android.gm` give `None`);
 /// a referrer without a host; and a self-referral, i.e. a referrer host equal to
 /// `page_host` once both are lower-cased and stripped of a leading "www." (subdomains of
 /// the page host are *not* self-referrals).
-pub fn referrer_source(referrer: Option<&str>, page_host: &str) -> Option<String> {
+pub fn referral(referrer: Option<&str>, page_host: &str) -> Option<Referral> {
     let url = url::Url::parse(referrer?.trim()).ok()?;
     if !matches!(url.scheme(), "http" | "https") {
         return None;
@@ -76,24 +99,12 @@ pub fn referrer_source(referrer: Option<&str>, page_host: &str) -> Option<String
     if host.is_empty() || host == normalize_host(page_host) {
         return None;
     }
-    Some(source_for_host(&host))
+    Some(Referral { path: url.path().trim_end_matches('/').to_owned(), host })
 }
 
-/// The referrer as `visit:referrer` shows it (as Plausible cleans it): host without a leading
-/// "www." and lower-cased, then the path without a trailing "/", no scheme, query or fragment;
-/// `None` exactly where [`referrer_source`] gives `None` (no referrer, not http(s), no host, a
-/// self-referral).
-pub fn referrer_url(referrer: Option<&str>, page_host: &str) -> Option<String> {
-    let url = url::Url::parse(referrer?.trim()).ok()?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return None;
-    }
-    let host = normalize_host(url.host_str()?);
-    if host.is_empty() || host == normalize_host(page_host) {
-        return None;
-    }
-    let path = url.path().trim_end_matches('/');
-    Some(format!("{host}{path}"))
+/// The traffic source a referrer URL stands for, or `None` when it makes no [`referral`].
+pub fn referrer_source(referrer: Option<&str>, page_host: &str) -> Option<String> {
+    referral(referrer, page_host).map(|r| r.source())
 }
 
 /// The source name for a referring host: a known search engine, social network or AI
@@ -230,13 +241,13 @@ mod tests {
 
     #[test]
     fn referrer_urls_are_host_and_path() {
-        let url = |r: &str| referrer_url(Some(r), "example.com");
+        let url = |r: &str| referral(Some(r), "example.com").map(|r| r.url());
         assert_eq!(url("https://www.Google.com/"), Some("google.com".into()));
         assert_eq!(url("https://blog.example.org/post/?utm=1#top"), Some("blog.example.org/post".into()));
         assert_eq!(url("http://t.co/abc"), Some("t.co/abc".into()));
         assert_eq!(url("https://www.example.com/a"), None, "self-referral");
         assert_eq!(url("android-app://com.google.android.gm/"), None);
-        assert_eq!(referrer_url(None, "example.com"), None);
+        assert_eq!(referral(None, "example.com"), None);
     }
 
     #[test]
@@ -273,7 +284,6 @@ mod tests {
         fn never_panics(r in "\\PC*", h in "\\PC*") {
             let _ = referrer_source(Some(&r), &h);
             let _ = source_for_host(&h);
-            proptest::prop_assert_eq!(referrer_url(Some(&r), &h).is_some(), referrer_source(Some(&r), &h).is_some());
         }
     }
 }
