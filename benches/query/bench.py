@@ -23,7 +23,8 @@ FIRST, LAST = "2026-10-01", "2026-10-31"
 
 # name, Tally query (metrics, dimensions, filters, limit), SQL over `events`, kind.
 # SQL columns: day, hour, visitor (id per UTC day), page, country, source, browser, os, device,
-# entry_page (the first page of the event's visit).
+# entry_page and exit_page (the first and last page of the event's visit), visit_start (1 on a
+# visit's first event: exit pages count visits where they start, under the id they start with).
 QUERIES = [
     ("totals", ["visitors", "pageviews"], [], [], None,
      "SELECT count(DISTINCT visitor), count(*) FROM events", "unfiltered"),
@@ -39,6 +40,10 @@ QUERIES = [
                            ("sources", "visit:source", "source"),
                            ("countries", "visit:country", "country"), ("devices", "visit:device", "device"),
                            ("browsers", "visit:browser", "browser"), ("OS", "visit:os", "os")]
+] + [
+    ("top exit pages", ["visitors", "visits"], ["visit:exit_page"], [], 10,
+     "SELECT exit_page, count(DISTINCT visitor) AS v, count(*) FROM events WHERE visit_start = 1 "
+     "GROUP BY exit_page ORDER BY v DESC, exit_page LIMIT 10", "unfiltered"),
 ] + [
     ("pages in one country", ["visitors", "pageviews"], ["event:page"], [["is", "visit:country", ["DE"]]], 10,
      "SELECT page, count(DISTINCT visitor) AS v, count(*) FROM events WHERE country = 'DE' "
@@ -127,7 +132,7 @@ def main():
     os.makedirs(args.work, exist_ok=True)
     os.makedirs(args.out, exist_ok=True)
     # The generator's format is part of the name: data of an older generator is not reused.
-    data = os.path.join(args.work, f"events-{args.events}-v2")
+    data = os.path.join(args.work, f"events-{args.events}-v3")
     os.makedirs(data, exist_ok=True)
     if not os.path.exists(os.path.join(data, "done")):
         print(f"generating {args.events} events", file=sys.stderr)

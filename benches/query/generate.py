@@ -94,17 +94,28 @@ def main():
     with open(f"{args.out}/events.ndjson", "w") as nd, open(f"{args.out}/events.csv", "w", newline="") as cs:
         out = csv.writer(cs)
         out.writerow(["ts_ms", "day", "hour", "visitor", "page", "country", "source", "browser", "os", "device", "name",
-                      "entry_page"])
+                      "entry_page", "exit_page", "visit_start"])
         # Each person's visits as analytics defines them: a new visit after 30 minutes without
-        # an event; the entry page is the visit's first page.
-        last_ms, entry_of = {}, {}
-        for ms, person, page, agent, ref, country, first in rows:
+        # an event; the entry page is the visit's first page, the exit page its last one (all
+        # events are page views). A first pass numbers the visits and finds their exits.
+        path_of = lambda page: "/" if page == 0 else f"/products/item-{page}"
+        last_ms, visit_of, visit_rows, exits = {}, {}, [], []
+        for ms, person, page, *_ in rows:
+            starts = ms - last_ms.get(person, -10**15) > 30 * 60_000
+            if starts:
+                visit_of[person] = len(exits)
+                exits.append(None)
+            last_ms[person] = ms
+            exits[visit_of[person]] = path_of(page)
+            visit_rows.append(visit_of[person] if not starts else ~visit_of[person])
+        entry_of = {}
+        for (ms, person, page, agent, ref, country, first), visit in zip(rows, visit_rows):
             ms += start_ms
             ua, browser, os_name, device = AGENTS[agent]
-            path = "/" if page == 0 else f"/products/item-{page}"
-            if ms - last_ms.get(person, -10**15) > 30 * 60_000:
+            path = path_of(page)
+            starts = visit < 0
+            if starts:
                 entry_of[person] = path
-            last_ms[person] = ms
             event = {"n": "pageview", "u": f"https://{DOMAIN}{path}", "d": DOMAIN, "timestamp": ms,
                      "user_agent": ua, "visitor": f"p{person}", "country": COUNTRIES[country]}
             if first and REFERRERS[ref][0]:
@@ -115,8 +126,7 @@ def main():
             at = dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
             out.writerow([ms, at.strftime("%Y-%m-%d"), at.strftime("%Y-%m-%d %H:00:00"), f"p{person}-{utc_day}",
                           path, COUNTRIES[country], REFERRERS[ref][1], browser, os_name, device, "pageview",
-                          entry_of[person]])
-
+                          entry_of[person], exits[~visit if starts else visit], int(starts)])
 
 if __name__ == "__main__":
     main()

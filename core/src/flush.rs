@@ -31,6 +31,19 @@ pub trait SessionLookup {
     }
 }
 
+/// The sightings of a visitor id in `held`, loaded from `stored` on first use.
+fn sightings_of<'a>(
+    held: &'a mut HashMap<(String, u64), Sightings>,
+    site: &str,
+    visitor: u64,
+    stored: &dyn SessionLookup,
+) -> anyhow::Result<&'a mut Sightings> {
+    Ok(match held.entry((site.to_owned(), visitor)) {
+        Entry::Occupied(known) => known.into_mut(),
+        Entry::Vacant(slot) => slot.insert(stored.sightings(site, visitor)?.unwrap_or_default()),
+    })
+}
+
 /// Everything one flush changes.
 #[derive(Debug, Default)]
 pub struct Flush {
@@ -108,13 +121,13 @@ impl Flush {
         if !self.breakdowns_on {
             self.rollups.entry(lineage).or_default().add_contribution(&contribution);
         } else {
-            let seen = match self.sightings.entry((event.site.clone(), event.visitor.current)) {
-                Entry::Occupied(known) => known.into_mut(),
-                Entry::Vacant(slot) => {
-                    slot.insert(stored.sightings(&event.site, event.visitor.current)?.unwrap_or_default())
-                }
-            };
-            self.breakdowns.entry(lineage).or_default().add(&contribution, seen);
+            let breakdown = self.breakdowns.entry(lineage).or_default();
+            let seen = sightings_of(&mut self.sightings, &event.site, event.visitor.current, stored)?;
+            breakdown.add(&contribution, seen);
+            // Exit rows count under the id the visit started with (the same one but for visits
+            // across a UTC midnight); touching its sightings keeps them while the visit goes on.
+            let start_seen = sightings_of(&mut self.sightings, &event.site, contribution.start_visitor, stored)?;
+            breakdown.add_exit(&contribution, start_seen);
             match self.segments.get_mut(event.site.as_str()) {
                 Some(rows) => rows.add(&contribution),
                 None => self.segments.entry(event.site.clone()).or_default().add(&contribution),

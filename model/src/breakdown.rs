@@ -18,6 +18,13 @@
 //! counted `|S ∩ range|` times and linked `|S ∩ range| − 1` times. Gaps of three or more days
 //! cannot happen with UTC-day ids (no zone's offset moves by more than a day), so they are not
 //! kept.
+//!
+//! **Exit pages** ([`Breakdown::add_exit`]) are visit-only rows: the visit counters of visits
+//! (in the hour and day they started) by their exit page so far, and their visitors counted under
+//! the id and in the bucket each visit started in. When a page view moves a visit's exit page,
+//! the visit's counters so far move from the old exit's rows to the new one's, and its sighting
+//! moves with them (reference-counted per id, exit value and start hour in [`Sightings::exits`],
+//! since one id can have several visits in an hour). Exit rows hold no event counters.
 
 use crate::dimension::Dimension;
 use crate::rollup::{Bucket, CellKey, Counters};
@@ -172,16 +179,82 @@ impl Breakdown {
         self.row(Grain::Day, day_of(bucket), slot, value).counters.add(counters);
     }
 
-    /// Adds what one event contributes; `seen` is the state of its visitor id (see
-    /// [`Sightings`]), updated here.
+    /// Adds what one event contributes to the total and the cell dimensions; `seen` is the state
+    /// of its visitor id (see [`Sightings`]), updated here. [`Breakdown::add_exit`] adds the rest.
     pub fn add(&mut self, c: &Contribution, seen: &mut Sightings) {
-        for slot in Slot::all() {
+        for slot in Slot::all().filter(|s| !matches!(s, Slot::Of(d) if d.is_exit())) {
             let value = slot.value(&c.key);
             self.add_both(c.bucket, slot, value, &c.counters);
             if !c.visit.is_zero() {
                 self.add_both(c.visit_bucket, slot, slot.value(&c.entry), &c.visit);
             }
             self.see(seen, slot, value, c.bucket);
+        }
+    }
+
+    /// Adds what one event changes in its visit's exit-page rows; `start_seen` is the state of
+    /// the id its visit started under ([`Contribution::start_visitor`]), updated here.
+    pub fn add_exit(&mut self, c: &Contribution, start_seen: &mut Sightings) {
+        for d in [Dimension::ExitPage, Dimension::ExitPageHostname] {
+            let slot = Slot::Of(d);
+            let to = d.exit_value(&c.exit);
+            if let Some((from, before)) = &c.exit_moved {
+                let from = d.exit_value(from);
+                if from != to {
+                    self.add_both(c.visit_bucket, slot, from, &before.negated());
+                    self.add_both(c.visit_bucket, slot, to, before);
+                    self.see_exit(start_seen, slot, from, c.visit_bucket, -1);
+                    self.see_exit(start_seen, slot, to, c.visit_bucket, 1);
+                }
+            }
+            if !c.visit.is_zero() {
+                self.add_both(c.visit_bucket, slot, to, &c.visit);
+            }
+            if c.starts_visit() {
+                self.see_exit(start_seen, slot, to, c.visit_bucket, 1);
+            }
+        }
+    }
+
+    /// Adds `delta` (±1) visits of the id that start in `bucket` and exit with `value`: the id is
+    /// seen there while at least one is.
+    fn see_exit(&mut self, seen: &mut Sightings, slot: Slot, value: &str, bucket: Bucket, delta: i32) {
+        let code = slot.code();
+        let found = seen.exits.iter().position(|(c, v, b, _)| *c == code && *b == bucket && v == value);
+        let at = found.unwrap_or_else(|| {
+            seen.exits.push((code, value.to_owned(), bucket, 0));
+            seen.exits.len() - 1
+        });
+        let before = seen.exits[at].3;
+        let after = before.saturating_add_signed(delta);
+        if after == 0 {
+            seen.exits.swap_remove(at);
+        } else {
+            seen.exits[at].3 = after;
+        }
+        match (before, after) {
+            (0, 1) => self.see(seen, slot, value, bucket),
+            (1, 0) => self.unsee(seen, slot, value, bucket),
+            _ => {}
+        }
+    }
+
+    /// Takes back a sight of the visitor with `value` in `bucket` (exit rows only).
+    fn unsee(&mut self, seen: &mut Sightings, slot: Slot, value: &str, bucket: Bucket) {
+        let code = slot.code();
+        let Some(at) = seen.hours.iter().position(|(c, v, _)| *c == code && v == value) else { return };
+        let hours = &mut seen.hours[at].2;
+        let Ok(i) = hours.binary_search(&bucket) else { return };
+        let before = days(hours);
+        hours.remove(i);
+        let after = days(hours);
+        if hours.is_empty() {
+            seen.hours.swap_remove(at);
+        }
+        self.row(Grain::Hour, bucket, slot, value).visitors -= 1;
+        if before != after {
+            self.add_day_terms(&before, slot, value, -1);
+            self.add_day_terms(&after, slot, value, 1);
         }
     }
 
@@ -243,6 +316,9 @@ fn days(hours: &[Bucket]) -> Vec<Day> {
 pub struct Sightings {
     /// (slot code, value, sorted buckets), in order of first sight.
     pub hours: Vec<(u8, String, Vec<Bucket>)>,
+    /// Exit slots: (slot code, exit value, start bucket, how many of the id's visits that started
+    /// in that bucket exit there now); only nonzero counts are kept.
+    pub exits: Vec<(u8, String, Bucket, u32)>,
 }
 
 #[cfg(test)]

@@ -1,6 +1,11 @@
 //! The dimensions a query can group and filter by, and where each lives in a cell.
+//!
+//! Most are fixed when an event arrives and live in its cell ([`Dimension::CELL`]). The exit
+//! page and its hostname are known only when a visit ends: they are not in cells or segments,
+//! only in the per-dimension rollups, which move a visit's counters as its exit page moves.
 
 use crate::rollup::CellKey;
+use crate::session::Exit;
 
 /// A non-time dimension, named as in Plausible's Stats API v2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -41,11 +46,15 @@ pub enum Dimension {
     EntryPageHostname,
     /// `visit:referrer`: the visit's referrer URL, cleaned (see [`crate::source::Referral::url`]).
     Referrer,
+    /// `visit:exit_page`: the path of the visit's latest page view.
+    ExitPage,
+    /// `visit:exit_page_hostname`: the hostname of the visit's latest page view.
+    ExitPageHostname,
 }
 
 impl Dimension {
-    /// Every dimension with its API name.
-    pub const ALL: [(Dimension, &'static str); 18] = [
+    /// Every dimension with its API name: those of a cell, then the exit page and its hostname.
+    pub const ALL: [(Dimension, &'static str); 20] = [
         (Dimension::Name, "event:name"),
         (Dimension::Hostname, "event:hostname"),
         (Dimension::Page, "event:page"),
@@ -64,7 +73,30 @@ impl Dimension {
         (Dimension::EntryPage, "visit:entry_page"),
         (Dimension::EntryPageHostname, "visit:entry_page_hostname"),
         (Dimension::Referrer, "visit:referrer"),
+        (Dimension::ExitPage, "visit:exit_page"),
+        (Dimension::ExitPageHostname, "visit:exit_page_hostname"),
     ];
+
+    /// The dimensions a cell (and a segment row) holds, in [`Dimension::ALL`] order.
+    pub const CELL: [(Dimension, &'static str); 18] = {
+        let mut cell = [(Dimension::Name, ""); 18];
+        let mut i = 0;
+        while i < cell.len() {
+            cell[i] = Self::ALL[i];
+            i += 1;
+        }
+        cell
+    };
+
+    /// Whether this dimension lives in a cell (all but the exit page and its hostname).
+    pub fn in_cells(self) -> bool {
+        !self.is_exit()
+    }
+
+    /// Whether this is `visit:exit_page` or `visit:exit_page_hostname`.
+    pub fn is_exit(self) -> bool {
+        matches!(self, Dimension::ExitPage | Dimension::ExitPageHostname)
+    }
 
     /// The dimension with this API name.
     pub fn parse(name: &str) -> Option<Dimension> {
@@ -97,10 +129,22 @@ impl Dimension {
             Dimension::EntryPage => 16,
             Dimension::EntryPageHostname => 17,
             Dimension::Referrer => 18,
+            Dimension::ExitPage => 19,
+            Dimension::ExitPageHostname => 20,
         }
     }
 
-    /// This dimension's value in a cell.
+    /// This dimension's value in a visit's exit page (`""` for a cell dimension).
+    pub fn exit_value(self, exit: &Exit) -> &str {
+        match self {
+            Dimension::ExitPage => &exit.page,
+            Dimension::ExitPageHostname => &exit.hostname,
+            _ => "",
+        }
+    }
+
+    /// This dimension's value in a cell (`""` for the exit page and its hostname, which cells do
+    /// not hold).
     pub fn value(self, key: &CellKey) -> &str {
         match self {
             Dimension::Name => &key.name,
@@ -121,6 +165,7 @@ impl Dimension {
             Dimension::EntryPage => &key.entry_page,
             Dimension::EntryPageHostname => &key.entry_page_hostname,
             Dimension::Referrer => &key.referrer,
+            Dimension::ExitPage | Dimension::ExitPageHostname => "",
         }
     }
 }
@@ -141,7 +186,7 @@ mod tests {
     #[test]
     fn storage_codes_are_pinned() {
         let codes: Vec<(u8, &str)> = Dimension::ALL.iter().map(|(d, n)| (d.code(), *n)).collect();
-        let expected: Vec<(u8, &str)> = (1..=18).zip(Dimension::ALL.iter().map(|(_, n)| *n)).collect();
+        let expected: Vec<(u8, &str)> = (1..=20).zip(Dimension::ALL.iter().map(|(_, n)| *n)).collect();
         assert_eq!(codes, expected, "storage codes are part of the on-disk key format");
     }
 }

@@ -86,6 +86,11 @@ impl Counters {
         *self == Counters::default()
     }
 
+    /// Every counter negated: what takes `self` back.
+    pub fn negated(&self) -> Counters {
+        Counters::from_array(self.to_array().map(|v| -v))
+    }
+
     /// The counters in [`Counters::NAMES`] order.
     pub fn to_array(&self) -> [i64; 6] {
         [self.events, self.pageviews, self.visits, self.bounces, self.duration_ms, self.visit_pageviews]

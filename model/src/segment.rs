@@ -15,13 +15,13 @@ use crate::session::Contribution;
 type Fast = foldhash::fast::FixedState;
 type HashMap<K, V> = hashbrown::HashMap<K, V, Fast>;
 
-/// How many dimension columns a row has: one per [`Dimension`], in [`Dimension::ALL`] order.
-pub const DIMENSIONS: usize = Dimension::ALL.len();
+/// How many dimension columns a row has: one per cell dimension, in [`Dimension::CELL`] order.
+pub const DIMENSIONS: usize = Dimension::CELL.len();
 
 /// A row's identity: bucket, visitor id and the dictionary code of each dimension value.
 pub type RowId = (Bucket, u64, [u32; DIMENSIONS]);
 
-/// The column of a dimension (its index in [`Dimension::ALL`]).
+/// The column of a cell dimension (its index in [`Dimension::CELL`]).
 pub fn column_of(dimension: Dimension) -> usize {
     usize::from(dimension.code()) - 1
 }
@@ -68,7 +68,7 @@ impl SegmentRows {
     /// Adds counters to the row of (bucket, visitor, key).
     pub fn add_row(&mut self, bucket: Bucket, visitor: u64, key: &CellKey, counters: &Counters) {
         let mut codes = [0u32; DIMENSIONS];
-        for (i, (dimension, _)) in Dimension::ALL.iter().enumerate() {
+        for (i, (dimension, _)) in Dimension::CELL.iter().enumerate() {
             codes[i] = self.dictionaries[i].code(dimension.value(key));
         }
         self.add_codes((bucket, visitor, codes), counters);
@@ -89,7 +89,7 @@ mod tests {
 
     /// A cell key's values, one per dimension column.
     fn values(key: &CellKey) -> Vec<String> {
-        Dimension::ALL.iter().map(|(d, _)| d.value(key).to_owned()).collect()
+        Dimension::CELL.iter().map(|(d, _)| d.value(key).to_owned()).collect()
     }
 
     fn arb_contribution() -> impl Strategy<Value = Contribution> {
@@ -112,6 +112,9 @@ mod tests {
                 visit_bucket,
                 entry,
                 visit,
+                exit: crate::session::Exit::default(),
+                exit_moved: None,
+                start_visitor: visitor,
             },
         )
     }

@@ -6,6 +6,11 @@
 //! visit's dimensions (source, country, device, …) as they were at the visit's start. Both the
 //! full-combination cells ([`crate::rollup`]) and the per-dimension rollups
 //! ([`crate::breakdown`]) are projections of the same contributions.
+//!
+//! A visit's **exit page** (and its hostname) is the page of its latest page view (of its first
+//! event until it has one), so it is known only when the visit ends. A page view that moves it
+//! reports the move ([`Contribution::exit_moved`]): the per-dimension rollups then take the
+//! visit's counters so far off the old exit's row and put them on the new one.
 
 use crate::event::Event;
 use crate::facts::Facts;
@@ -26,12 +31,39 @@ pub struct Session {
     pub entry: CellKey,
     /// Whether it is (so far) a bounce.
     pub bounce: bool,
+    /// Its exit page so far: the page of its latest page view (of its first event before any).
+    pub exit: Exit,
+    /// Its page views so far.
+    pub pageviews: i64,
+    /// The visitor id it started under (ids change at UTC midnight; exit-page visitors are
+    /// counted under this one, in the visit's start bucket).
+    pub start_visitor: u64,
+}
+
+/// A visit's exit page: `visit:exit_page` and `visit:exit_page_hostname`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Exit {
+    /// The path.
+    pub page: String,
+    /// The hostname.
+    pub hostname: String,
 }
 
 impl Session {
     /// Whether an event arriving at `at_ms` still belongs to this visit.
     pub fn continues_at(&self, at_ms: i64) -> bool {
         at_ms - self.last_ms <= SESSION_TIMEOUT_MS
+    }
+
+    /// Its visit counters so far: what its entry rows hold for it.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            visits: 1,
+            bounces: i64::from(self.bounce),
+            duration_ms: self.last_ms - self.started_ms,
+            visit_pageviews: self.pageviews,
+            ..Counters::default()
+        }
     }
 }
 
@@ -79,15 +111,32 @@ pub struct Contribution {
     /// What it changes in its visit's counters (a new visit, an ended bounce, duration), added to
     /// the entry cell.
     pub visit: Counters,
+    /// Its visit's exit page after this event.
+    pub exit: Exit,
+    /// If this event moved the exit page: the exit before, and the visit's counters before this
+    /// event (what the old exit's rows held for the visit).
+    pub exit_moved: Option<(Exit, Counters)>,
+    /// The visitor id its visit started under.
+    pub start_visitor: u64,
+}
+
+impl Contribution {
+    /// Whether this event started its visit.
+    pub fn starts_visit(&self) -> bool {
+        self.visit.visits == 1
+    }
 }
 
 /// Applies one event to its visitor's visit (`None` if there is none, or it has ended) and
 /// returns the visit's new state and what the event contributes. `bucket` is the event's bucket.
 pub fn apply(session: Option<Session>, event: &Event, facts: &Facts, bucket: Bucket) -> (Session, Contribution) {
     let pageview = i64::from(event.is_pageview());
-    let (next, visit) = match session.filter(|s| s.continues_at(event.received_ms)) {
-        None => start(event, facts, bucket, pageview),
-        Some(s) => continue_visit(s, event, pageview),
+    let (next, visit, exit_moved) = match session.filter(|s| s.continues_at(event.received_ms)) {
+        None => {
+            let (next, visit) = start(event, facts, bucket, pageview);
+            (next, visit, None)
+        }
+        Some(s) => continue_visit(s, event, facts, pageview),
     };
     let key = CellKey {
         name: event.name.clone(),
@@ -103,6 +152,9 @@ pub fn apply(session: Option<Session>, event: &Event, facts: &Facts, bucket: Buc
         visit_bucket: next.start_bucket,
         entry: next.entry.clone(),
         visit,
+        exit: next.exit.clone(),
+        exit_moved,
+        start_visitor: next.start_visitor,
     };
     (next, contribution)
 }
@@ -114,13 +166,22 @@ fn start(event: &Event, facts: &Facts, bucket: Bucket, pageview: i64) -> (Sessio
         started_ms: event.received_ms,
         last_ms: event.received_ms,
         start_bucket: bucket,
+        exit: Exit { page: facts.page.path.clone(), hostname: facts.page.hostname.clone() },
         entry,
         bounce: true,
+        pageviews: pageview,
+        start_visitor: event.visitor.current,
     };
     (session, visit)
 }
 
-fn continue_visit(mut s: Session, event: &Event, pageview: i64) -> (Session, Counters) {
+fn continue_visit(
+    mut s: Session,
+    event: &Event,
+    facts: &Facts,
+    pageview: i64,
+) -> (Session, Counters, Option<(Exit, Counters)>) {
+    let before = s.counters();
     let ends_bounce = s.bounce && (pageview == 1 || event.interactive);
     let delta = Counters {
         duration_ms: (event.received_ms - s.last_ms).max(0),
@@ -130,7 +191,13 @@ fn continue_visit(mut s: Session, event: &Event, pageview: i64) -> (Session, Cou
     };
     s.last_ms = s.last_ms.max(event.received_ms);
     s.bounce &= !ends_bounce;
-    (s, delta)
+    s.pageviews += pageview;
+    let moves = pageview == 1 && (s.exit.page != facts.page.path || s.exit.hostname != facts.page.hostname);
+    let exit_moved = moves.then(|| {
+        let to = Exit { page: facts.page.path.clone(), hostname: facts.page.hostname.clone() };
+        (std::mem::replace(&mut s.exit, to), before)
+    });
+    (s, delta, exit_moved)
 }
 
 #[cfg(test)]

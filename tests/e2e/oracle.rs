@@ -59,6 +59,11 @@ const DIMENSIONS: [&str; 11] = [
     "visit:entry_page_hostname",
     "visit:referrer",
 ];
+/// Dimensions only the rollups hold (visit metrics, unfiltered, one at a time).
+const EXIT_DIMENSIONS: [&str; 2] = ["visit:exit_page", "visit:exit_page_hostname"];
+const VISIT_METRICS: [&str; 5] = ["visitors", "visits", "bounce_rate", "visit_duration", "views_per_visit"];
+const ALL_METRICS: [&str; 7] =
+    ["visitors", "visits", "pageviews", "events", "bounce_rate", "visit_duration", "views_per_visit"];
 
 /// A small deterministic generator (SplitMix64): the test needs no seed from outside.
 struct Rng(u64);
@@ -189,6 +194,8 @@ fn value(dimension: &str, site: &str, event: &Raw, entry: &Raw) -> String {
         "visit:entry_page" => entry.page.into(),
         "visit:entry_page_hostname" => site.into(),
         "visit:referrer" => REFERRERS[entry.referrer].2.into(),
+        // A visit's, not an event's: `brute` fills them in.
+        "visit:exit_page" | "visit:exit_page_hostname" => String::new(),
         other => panic!("no brute force for {other}"),
     }
 }
@@ -203,11 +210,16 @@ struct Ask {
 }
 
 impl Ask {
+    fn by_exit(&self) -> bool {
+        self.groupings.iter().any(|g| EXIT_DIMENSIONS.contains(&g.as_str()))
+    }
+
     fn body(&self, site: &str) -> Value {
         let filters: Vec<Value> = self.filters.iter().map(|(op, d, v)| json!([op, d, v])).collect();
+        let metrics: &[&str] = if self.by_exit() { &VISIT_METRICS } else { &ALL_METRICS };
         json!({
             "site_id": site,
-            "metrics": ["visitors", "visits", "pageviews", "events", "bounce_rate", "visit_duration", "views_per_visit"],
+            "metrics": metrics,
             "date_range": [self.first, self.last], "dimensions": self.groupings, "filters": filters,
             "pagination": {"limit": 10000},
         })
@@ -256,6 +268,29 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
     let mut groups: BTreeMap<Vec<String>, Group> = BTreeMap::new();
     for visit in visits(events) {
         let entry = &visit[0];
+        if ask.by_exit() {
+            // A visit by where it left (the page of its latest page view, else of its first
+            // event), counted where it started, under the id it started with.
+            let exit = visit.iter().rev().find(|e| e.name == "pageview").unwrap_or(entry);
+            if in_range(entry.at_ms) {
+                let mut k = key(entry, entry);
+                for (i, g) in ask.groupings.iter().enumerate() {
+                    match g.as_str() {
+                        "visit:exit_page" => k[i] = exit.page.into(),
+                        "visit:exit_page_hostname" => k[i] = site.into(),
+                        _ => {}
+                    }
+                }
+                let g = groups.entry(k).or_default();
+                g.ids.insert((entry.person, entry.at_ms.div_euclid(DAY_MS)));
+                g.visits += 1;
+                let engaged = visit[1..].iter().any(|e| e.name == "pageview" || e.interactive);
+                g.bounces += i64::from(!engaged);
+                g.duration_ms += visit.last().unwrap().at_ms - entry.at_ms;
+                g.visit_pageviews += visit.iter().filter(|e| e.name == "pageview").count() as i64;
+            }
+            continue;
+        }
         for e in &visit {
             if in_range(e.at_ms) && ask.passes(site, e, entry) {
                 let g = groups.entry(key(e, entry)).or_default();
@@ -280,7 +315,7 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
         .into_iter()
         .map(|(k, g)| {
             let per_visit = |n: i64| if g.visits > 0 { n as f64 / g.visits as f64 } else { 0.0 };
-            let metrics = vec![
+            let mut metrics = vec![
                 json!(g.ids.len()),
                 json!(g.visits),
                 json!(g.pageviews),
@@ -289,6 +324,9 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
                 json!((per_visit(g.duration_ms) / 1000.0).round() as i64),
                 json!((per_visit(g.visit_pageviews) * 100.0).round() / 100.0),
             ];
+            if ask.by_exit() {
+                metrics.drain(2..4);
+            }
             (k, metrics)
         })
         .collect()
@@ -298,6 +336,14 @@ fn random_ask(rng: &mut Rng, days: &[String]) -> Ask {
     let a = rng.below(days.len() as u64) as usize;
     let b = (a + rng.below(5) as usize).min(days.len() - 1);
     let dim = |rng: &mut Rng| (*rng.pick(&DIMENSIONS)).to_owned();
+    if rng.below(8) == 0 {
+        // Exit pages: rollups only, unfiltered, alone or by time.
+        let mut groupings = vec![(*rng.pick(&EXIT_DIMENSIONS)).to_owned()];
+        if rng.below(2) == 0 {
+            groupings.push((*rng.pick(&["time:day", "time:hour"])).to_owned());
+        }
+        return Ask { first: days[a].clone(), last: days[b].clone(), groupings, filters: Vec::new() };
+    }
     let groupings = match rng.below(6) {
         0 => vec![],
         1 => vec!["time:day".to_owned()],

@@ -1,12 +1,12 @@
 //! Reading what an older `tally ingest` wrote: cell keys and visit snapshots of store format 3,
-//! whose cell keys had 15 dimensions (no entry page, entry page hostname or referrer). Cells and
-//! visits of that format read as having those three values empty; new ones are written in the
-//! current format.
+//! whose cell keys had 15 dimensions (no entry page, entry page hostname or referrer), and visit
+//! snapshots of format 4, whose visits did not track their exit page. Cells and visits of those
+//! formats read as having the missing values empty; new ones are written in the current format.
 
 use super::snapshots::Snapshot;
 use serde::Deserialize;
 use tally_model::rollup::{Bucket, CellKey};
-use tally_model::session::Session;
+use tally_model::session::{Exit, Session};
 
 /// A cell key as format 3 encoded it (postcard: 15 strings).
 #[derive(Deserialize)]
@@ -59,40 +59,56 @@ pub fn decode_cell_key(bytes: &[u8]) -> Option<CellKey> {
         .or_else(|| postcard::from_bytes::<CellKeyV3>(bytes).ok().map(CellKey::from))
 }
 
+/// A visit as formats 3 and 4 kept it (`K`: their cell key), before visits tracked their exit.
 #[derive(Deserialize)]
-struct SessionV3 {
+struct OldSession<K> {
     started_ms: i64,
     last_ms: i64,
     start_bucket: Bucket,
-    entry: CellKeyV3,
+    entry: K,
     bounce: bool,
 }
 
 #[derive(Deserialize)]
-struct SnapshotV3 {
+struct OldSnapshot<K> {
     flush_seq: u64,
     end_sequence: String,
-    sessions: Vec<((String, u64), SessionV3)>,
+    sessions: Vec<((String, u64), OldSession<K>)>,
 }
 
-/// A snapshot payload written by format 3 (its header has no `format` attribute).
-pub fn decode_snapshot_v3(payload: &[u8]) -> Result<Snapshot, postcard::Error> {
-    let old: SnapshotV3 = postcard::from_bytes(payload)?;
+/// An older snapshot's visits in the current shape. What they did not track (the exit page, page
+/// views so far) starts at the entry page and zero: the DynamoDB store's cells do not use them.
+fn upgrade<K: Into<CellKey>>(old: OldSnapshot<K>) -> Snapshot {
     let sessions = old
         .sessions
         .into_iter()
-        .map(|(id, s)| {
+        .map(|((site, visitor), s)| {
+            let entry: CellKey = s.entry.into();
+            let exit = Exit { page: entry.entry_page.clone(), hostname: entry.entry_page_hostname.clone() };
             let session = Session {
                 started_ms: s.started_ms,
                 last_ms: s.last_ms,
                 start_bucket: s.start_bucket,
-                entry: s.entry.into(),
+                entry,
                 bounce: s.bounce,
+                exit,
+                pageviews: 0,
+                start_visitor: visitor,
             };
-            (id, session)
+            ((site, visitor), session)
         })
         .collect();
-    Ok(Snapshot { flush_seq: old.flush_seq, end_sequence: old.end_sequence, sessions })
+    Snapshot { flush_seq: old.flush_seq, end_sequence: old.end_sequence, sessions }
+}
+
+/// A snapshot payload written by format 3 (its header has no `format` attribute).
+pub fn decode_snapshot_v3(payload: &[u8]) -> Result<Snapshot, postcard::Error> {
+    postcard::from_bytes::<OldSnapshot<CellKeyV3>>(payload).map(upgrade)
+}
+
+/// A snapshot payload written by format 4 (cell keys as now, visits without their exit).
+pub fn decode_snapshot_v4(payload: &[u8]) -> Result<Snapshot, postcard::Error> {
+    postcard::from_bytes::<OldSnapshot<CellKey>>(payload).map(upgrade)
 }
 
 #[cfg(test)]
@@ -134,5 +150,26 @@ mod tests {
         let ((site, visitor), session) = &snapshot.sessions[0];
         assert_eq!((site.as_str(), *visitor, session.started_ms, session.last_ms), ("a.com", 3, 10, 12));
         assert_eq!((session.entry.page.as_str(), session.bounce), ("/", true));
+    }
+
+    #[test]
+    fn a_format_4_snapshot_reads() {
+        let session = OldSession {
+            started_ms: 10,
+            last_ms: 12,
+            start_bucket: 1,
+            entry: CellKey { entry_page: "/in".into(), ..CellKey::default() },
+            bounce: false,
+        };
+        /// A format-4 visit: started, last, start bucket, entry cell, bounce.
+        type VisitV4<'a> = (i64, i64, i64, &'a CellKey, bool);
+        #[derive(serde::Serialize)]
+        struct V4<'a>(u64, &'a str, Vec<((&'a str, u64), VisitV4<'a>)>);
+        let visit = (session.started_ms, session.last_ms, session.start_bucket, &session.entry, session.bounce);
+        let payload = postcard::to_allocvec(&V4(7, "9", vec![(("a.com", 3), visit)])).expect("encodes");
+        let snapshot = decode_snapshot_v4(&payload).expect("decodes");
+        let ((_, visitor), s) = &snapshot.sessions[0];
+        assert_eq!((*visitor, s.started_ms, s.last_ms, s.bounce), (3, 10, 12, false));
+        assert_eq!((s.exit.page.as_str(), s.start_visitor), ("/in", 3));
     }
 }

@@ -30,6 +30,13 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
             (progress.offset, Some(progress.until_ms), Some(progress.offset))
         }
         Backend::Dynamo(_) => {
+            if let Some(d) = query.groupings.iter().find_map(|g| match g {
+                Grouping::Dim(d) if d.is_exit() => Some(d),
+                _ => None,
+            }) {
+                let message = format!("the DynamoDB store does not keep `{}` yet", d.name());
+                return Err(ApiError::BadRequest(message));
+            }
             let by_time = query.groupings.iter().all(|g| matches!(g, Grouping::Hour | Grouping::Day));
             if query.metrics.contains(&Metric::Visitors) && !(by_time && query.filters.is_empty()) {
                 let message = "from the DynamoDB store, `visitors` can be grouped by time only, without filters";

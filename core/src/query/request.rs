@@ -183,6 +183,7 @@ impl Query {
         }
         let groupings = request.dimensions.iter().map(|d| parse_grouping(d)).collect::<Result<Vec<_>, _>>()?;
         let filters = request.filters.iter().map(parse_filter).collect::<Result<Vec<_>, _>>()?;
+        check_exit_dimensions(&metrics, &groupings, &filters)?;
         let (from, to) = date_range(&request.date_range, zone, now)?;
         let order = parse_order(request.order_by.as_deref(), &request.metrics, &request.dimensions, &groupings)?;
         let page = request.pagination.unwrap_or(Pagination { limit: MAX_LIMIT, offset: 0 });
@@ -207,6 +208,34 @@ impl Query {
         let last = bucket_start(self.buckets.end - 1).date();
         (first.to_string(), last.to_string())
     }
+}
+
+/// The exit page and its hostname live in the per-dimension rollups only, as visit rows: they
+/// answer visit metrics, unfiltered, one dimension at a time.
+fn check_exit_dimensions(metrics: &[Metric], groupings: &[Grouping], filters: &[Filter]) -> Result<(), QueryError> {
+    if let Some(f) = filters.iter().find(|f| f.dimension.is_exit()) {
+        return invalid(format!("filtering by `{}` is not supported yet; group by it instead", f.dimension.name()));
+    }
+    let Some(exit) = groupings.iter().find_map(|g| match g {
+        Grouping::Dim(d) if d.is_exit() => Some(*d),
+        _ => None,
+    }) else {
+        return Ok(());
+    };
+    let name = exit.name();
+    if groupings.iter().filter(|g| matches!(g, Grouping::Dim(_))).count() > 1 {
+        return invalid(format!("`{name}` cannot be combined with another dimension yet"));
+    }
+    if !filters.is_empty() {
+        return invalid(format!("`{name}` answers unfiltered queries only, for now"));
+    }
+    if let Some(m) = metrics.iter().find(|m| matches!(m, Metric::Pageviews | Metric::Events)) {
+        let m = Metric::ALL.iter().find(|(x, _)| x == m).map_or("", |(_, n)| n);
+        return invalid(format!(
+            "`{name}` answers visit metrics (visitors, visits, bounce_rate, visit_duration, views_per_visit), not `{m}`"
+        ));
+    }
+    Ok(())
 }
 
 fn parse_grouping(name: &str) -> Result<Grouping, QueryError> {
@@ -339,6 +368,9 @@ mod tests {
             r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["event:nope"]}"#,
             r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","filters":[["matches","event:page",["/"]]]}"#,
             r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","order_by":[["pageviews","desc"]]}"#,
+            r#"{"site_id":"a.com","metrics":["pageviews"],"date_range":"day","dimensions":["visit:exit_page"]}"#,
+            r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["visit:exit_page","event:page"]}"#,
+            r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","filters":[["is","visit:exit_page",["/"]]]}"#,
         ];
         for json in bad {
             assert!(resolve(json).is_err(), "{json}");

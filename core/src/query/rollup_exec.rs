@@ -41,6 +41,11 @@ pub fn execute_rollups(store: &dyn RollupRead, query: &Query) -> anyhow::Result<
         group.1.add(&t.counters);
         group.2 += t.visitors_until(at, if by_time { at } else { last });
     })?;
-    let groups = groups.into_iter().map(|(k, c, v)| (k, c, u64::try_from(v).unwrap_or(0))).collect();
+    // A group whose rows net to nothing (exit rows whose visits all moved on) is no answer row.
+    let groups = groups
+        .into_iter()
+        .filter(|(_, c, v)| !(c.is_zero() && *v == 0))
+        .map(|(k, c, v)| (k, c, u64::try_from(v).unwrap_or(0)))
+        .collect();
     Ok(finish(query, groups))
 }

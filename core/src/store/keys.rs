@@ -9,8 +9,9 @@ use tally_model::breakdown::{Grain, RowKey, Slot};
 
 /// The store's format version, kept in [`META`] under [`VERSION_KEY`]. Version 1 (cells only)
 /// had no version entry; version 2 had rollups and cells; version 3 had rollups and segments of
-/// 15 dimensions; version 4 adds the visit's entry page, entry page hostname and referrer.
-pub const FORMAT_VERSION: i64 = 4;
+/// 15 dimensions; version 4 added the visit's entry page, entry page hostname and referrer;
+/// version 5 adds exit-page rows (visits and sightings track their exit page).
+pub const FORMAT_VERSION: i64 = 5;
 /// The [`META`] key of the format version.
 pub const VERSION_KEY: &str = "store_version";
 

@@ -1,5 +1,5 @@
-//! Tier 1 in the embedded store: writing per-dimension rollup deltas into the active generation,
-//! and reading one breakdown of a site over a period range.
+//! Tier 1 in the embedded store: writing per-dimension rollup deltas into the active generation
+//! (a row that nets to zero is removed), and reading one breakdown of a site over a period range.
 
 use super::keys::{FIRST_GENERATION, GENERATIONS, ROLLUPS, rollup_key, rollup_range};
 use super::{Store, decode_tallies};
@@ -33,7 +33,12 @@ pub(super) fn add(txn: &WriteTransaction, flush: &Flush) -> anyhow::Result<()> {
                 None => Tallies::default(),
             };
             tallies.add(delta);
-            table.insert(key, postcard::to_allocvec(&tallies)?.as_slice())?;
+            if tallies.is_zero() {
+                // Nothing left (an exit row whose visits moved on): no row, no answer row.
+                table.remove(key)?;
+            } else {
+                table.insert(key, postcard::to_allocvec(&tallies)?.as_slice())?;
+            }
         }
     }
     Ok(())

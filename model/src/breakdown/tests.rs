@@ -93,8 +93,9 @@ fn event(r: &Raw, n: usize) -> Event {
 }
 
 /// The production path: visits per visitor id (yesterday's visit moved to today's id), one
-/// sightings state per id; `sink` gets each event's index, contribution and sightings.
-fn replay(raws: &[Raw], clock: Clock, mut sink: impl FnMut(usize, &Contribution, &mut Sightings)) {
+/// sightings state per id; `sink` gets each event's index, contribution and the sightings of
+/// every id.
+fn replay(raws: &[Raw], clock: Clock, mut sink: impl FnMut(usize, &Contribution, &mut HashMap<u64, Sightings>)) {
     let mut sessions: HashMap<u64, Session> = HashMap::new();
     let mut seen: HashMap<u64, Sightings> = HashMap::new();
     for (n, r) in raws.iter().enumerate() {
@@ -103,14 +104,20 @@ fn replay(raws: &[Raw], clock: Clock, mut sink: impl FnMut(usize, &Contribution,
         let open = sessions.remove(&e.visitor.current).or_else(|| sessions.remove(&e.visitor.previous));
         let (next, contribution) = session::apply(open, &e, &facts, clock.bucket(e.received_ms));
         sessions.insert(e.visitor.current, next);
-        sink(n, &contribution, seen.entry(e.visitor.current).or_default());
+        sink(n, &contribution, &mut seen);
     }
+}
+
+/// Adds one contribution as a flush does: its id's sightings, then its visit's start id's.
+fn add(b: &mut Breakdown, c: &Contribution, seen: &mut HashMap<u64, Sightings>) {
+    b.add(c, seen.entry(c.visitor).or_default());
+    b.add_exit(c, seen.entry(c.start_visitor).or_default());
 }
 
 /// All contributions in one breakdown.
 fn rollup(raws: &[Raw], clock: Clock) -> Breakdown {
     let mut out = Breakdown::default();
-    replay(raws, clock, |_, c, seen| out.add(c, seen));
+    replay(raws, clock, |_, c, seen| add(&mut out, c, seen));
     out
 }
 
@@ -127,7 +134,8 @@ struct Ask {
 fn slot_value(slot: Slot, at: usize) -> String {
     match slot {
         Slot::Total => String::new(),
-        Slot::Of(Dimension::Page) => PAGES[at % 3].into(),
+        Slot::Of(Dimension::Page | Dimension::ExitPage) => PAGES[at % 3].into(),
+        Slot::Of(Dimension::ExitPageHostname) => "a.com".into(),
         Slot::Of(Dimension::Country) => COUNTRIES[at % 2].into(),
         Slot::Of(Dimension::Name) => ["pageview", "Signup"][at % 2].into(),
         Slot::Of(_) => String::new(),
@@ -170,6 +178,22 @@ fn brute(raws: &[Raw], clock: Clock, ask: Ask) -> [i64; 6] {
     let (mut events, mut pageviews, mut n_visits, mut bounces, mut duration) = (0, 0, 0, 0, 0);
     for v in visits(raws) {
         let entry = &v.events[0];
+        if let Slot::Of(d) = ask.slot
+            && d.is_exit()
+        {
+            // Exit rows: visits by where they left (the latest page view's page, else the first
+            // event's), counted where they started, under the id they started with.
+            let exit = v.events.iter().rev().find(|r| r.pageview).unwrap_or(entry);
+            let value = if d == Dimension::ExitPage { PAGES[exit.page].to_owned() } else { "a.com".to_owned() };
+            if in_range(entry.at_ms) && value == want {
+                ids.insert(id(entry.person, entry.at_ms.div_euclid(DAY_MS)));
+                n_visits += 1;
+                let later_engaged = v.events[1..].iter().any(|r| r.pageview || r.interactive);
+                bounces += i64::from(!later_engaged);
+                duration += v.events.last().map_or(0, |l| l.at_ms) - entry.at_ms;
+            }
+            continue;
+        }
         // The value an event has in this slot: its own for event dimensions, the entry's for
         // visit dimensions.
         let value = |r: &Raw| match ask.slot {
@@ -218,6 +242,8 @@ fn asks() -> impl Strategy<Value = Ask> {
         Just(Slot::Of(Dimension::Page)),
         Just(Slot::Of(Dimension::Country)),
         Just(Slot::Of(Dimension::Name)),
+        Just(Slot::Of(Dimension::ExitPage)),
+        Just(Slot::Of(Dimension::ExitPageHostname)),
     ];
     (slots, 0..3usize, any::<bool>(), -1i64..5, 0i64..4).prop_map(|(slot, value_at, hourly, first, len)| {
         if hourly {
@@ -258,7 +284,7 @@ proptest! {
         let whole = rollup(&raws, clock);
         let cut = cut.min(raws.len());
         let mut parts = [Breakdown::default(), Breakdown::default()];
-        replay(&raws, clock, |n, c, seen| parts[usize::from(n >= cut)].add(c, seen));
+        replay(&raws, clock, |n, c, seen| add(&mut parts[usize::from(n >= cut)], c, seen));
         let [mut a, b] = parts;
         a.merge(b);
         let nonzero = |b: Breakdown| -> BTreeMap<String, Tallies> {
@@ -282,6 +308,6 @@ fn an_id_across_a_local_midnight_counts_once_over_both_days() {
 #[test]
 fn slot_and_grain_codes_are_pinned() {
     let codes: Vec<u8> = Slot::all().map(Slot::code).collect();
-    assert_eq!(codes, (0..=18).collect::<Vec<u8>>(), "storage codes are part of the on-disk key format");
+    assert_eq!(codes, (0..=20).collect::<Vec<u8>>(), "storage codes are part of the on-disk key format");
     assert_eq!((Grain::Hour.code(), Grain::Day.code()), (0, 1));
 }
