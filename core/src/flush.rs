@@ -124,13 +124,15 @@ impl Flush {
             let breakdown = self.breakdowns.entry(lineage).or_default();
             let seen = sightings_of(&mut self.sightings, &event.site, event.visitor.current, stored)?;
             breakdown.add(&contribution, seen);
+            breakdown.add_props(&contribution, &event.props, seen);
             // Exit rows count under the id the visit started with (the same one but for visits
             // across a UTC midnight); touching its sightings keeps them while the visit goes on.
             let start_seen = sightings_of(&mut self.sightings, &event.site, contribution.start_visitor, stored)?;
             breakdown.add_exit(&contribution, start_seen);
+            let props = tally_model::props::set_text(&event.props);
             match self.segments.get_mut(event.site.as_str()) {
-                Some(rows) => rows.add(&contribution),
-                None => self.segments.entry(event.site.clone()).or_default().add(&contribution),
+                Some(rows) => rows.add(&contribution, &props),
+                None => self.segments.entry(event.site.clone()).or_default().add(&contribution, &props),
             }
         }
         self.sessions.insert((event.site.clone(), event.visitor.current), Some(next));

@@ -63,33 +63,37 @@ impl Grain {
     }
 }
 
-/// Which breakdown a row belongs to: the site's totals, or one dimension.
+/// Which breakdown a row belongs to: the site's totals, one dimension, or the custom props.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Slot {
     /// The total over all values (its rows have the value `""`).
     Total,
     /// One dimension.
     Of(Dimension),
+    /// Every custom prop: a row per (name, value), valued [`crate::props::row_value`]. Its rows
+    /// hold event counters and visitors only.
+    Props,
 }
 
 impl Slot {
-    /// Every slot: the total, then each dimension.
+    /// The total, then each dimension (not [`Slot::Props`]).
     pub fn all() -> impl Iterator<Item = Slot> {
         std::iter::once(Slot::Total).chain(Dimension::ALL.iter().map(|(d, _)| Slot::Of(*d)))
     }
 
-    /// Its stable number in storage keys: 0 for the total, else the dimension's code.
+    /// Its stable number in storage keys: 0 for the total, the dimension's code, 100 for props.
     pub fn code(self) -> u8 {
         match self {
             Slot::Total => 0,
             Slot::Of(d) => d.code(),
+            Slot::Props => 100,
         }
     }
 
-    /// This slot's value in a cell.
+    /// This slot's value in a cell (`""` for the props, which cells do not hold).
     pub fn value(self, key: &CellKey) -> &str {
         match self {
-            Slot::Total => "",
+            Slot::Total | Slot::Props => "",
             Slot::Of(d) => d.value(key),
         }
     }
@@ -189,6 +193,16 @@ impl Breakdown {
                 self.add_both(c.visit_bucket, slot, slot.value(&c.entry), &c.visit);
             }
             self.see(seen, slot, value, c.bucket);
+        }
+    }
+
+    /// Adds what one event contributes to its props' rows (its event counters and visitor, in
+    /// its hour and day); `seen` is the state of its visitor id.
+    pub fn add_props(&mut self, c: &Contribution, props: &[(String, String)], seen: &mut Sightings) {
+        for (name, value) in props {
+            let row = crate::props::row_value(name, value);
+            self.add_both(c.bucket, Slot::Props, &row, &c.counters);
+            self.see(seen, Slot::Props, &row, c.bucket);
         }
     }
 

@@ -46,6 +46,8 @@ pub enum Dimension {
     EntryPageHostname,
     /// `visit:referrer`: the visit's referrer URL, cleaned (see [`crate::source::Referral::url`]).
     Referrer,
+    /// `visit:channel`: the visit's acquisition channel (see [`crate::channel`]).
+    Channel,
     /// `visit:exit_page`: the path of the visit's latest page view.
     ExitPage,
     /// `visit:exit_page_hostname`: the hostname of the visit's latest page view.
@@ -54,7 +56,7 @@ pub enum Dimension {
 
 impl Dimension {
     /// Every dimension with its API name: those of a cell, then the exit page and its hostname.
-    pub const ALL: [(Dimension, &'static str); 20] = [
+    pub const ALL: [(Dimension, &'static str); 21] = [
         (Dimension::Name, "event:name"),
         (Dimension::Hostname, "event:hostname"),
         (Dimension::Page, "event:page"),
@@ -73,13 +75,14 @@ impl Dimension {
         (Dimension::EntryPage, "visit:entry_page"),
         (Dimension::EntryPageHostname, "visit:entry_page_hostname"),
         (Dimension::Referrer, "visit:referrer"),
+        (Dimension::Channel, "visit:channel"),
         (Dimension::ExitPage, "visit:exit_page"),
         (Dimension::ExitPageHostname, "visit:exit_page_hostname"),
     ];
 
     /// The dimensions a cell (and a segment row) holds, in [`Dimension::ALL`] order.
-    pub const CELL: [(Dimension, &'static str); 18] = {
-        let mut cell = [(Dimension::Name, ""); 18];
+    pub const CELL: [(Dimension, &'static str); 19] = {
+        let mut cell = [(Dimension::Name, ""); 19];
         let mut i = 0;
         while i < cell.len() {
             cell[i] = Self::ALL[i];
@@ -131,6 +134,7 @@ impl Dimension {
             Dimension::Referrer => 18,
             Dimension::ExitPage => 19,
             Dimension::ExitPageHostname => 20,
+            Dimension::Channel => 21,
         }
     }
 
@@ -165,6 +169,7 @@ impl Dimension {
             Dimension::EntryPage => &key.entry_page,
             Dimension::EntryPageHostname => &key.entry_page_hostname,
             Dimension::Referrer => &key.referrer,
+            Dimension::Channel => &key.channel,
             Dimension::ExitPage | Dimension::ExitPageHostname => "",
         }
     }
@@ -185,8 +190,8 @@ mod tests {
 
     #[test]
     fn storage_codes_are_pinned() {
-        let codes: Vec<(u8, &str)> = Dimension::ALL.iter().map(|(d, n)| (d.code(), *n)).collect();
-        let expected: Vec<(u8, &str)> = (1..=20).zip(Dimension::ALL.iter().map(|(_, n)| *n)).collect();
+        let codes: Vec<u8> = Dimension::ALL.iter().map(|(d, _)| d.code()).collect();
+        let expected: Vec<u8> = (1..=18).chain([21, 19, 20]).collect();
         assert_eq!(codes, expected, "storage codes are part of the on-disk key format");
     }
 }

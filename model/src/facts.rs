@@ -18,6 +18,8 @@ pub struct Facts {
     pub source: String,
     /// The referrer as `visit:referrer` shows it: host and path, else [`DIRECT`].
     pub referrer: String,
+    /// The acquisition channel ([`crate::channel::channel`]).
+    pub channel: &'static str,
     /// Browser, OS, device and bot verdict.
     pub agent: Agent,
 }
@@ -41,6 +43,7 @@ impl Facts {
             .or_else(|| referral.as_ref().map(|r| r.source()))
             .unwrap_or_else(|| DIRECT.to_owned());
         let referrer = referral.map_or_else(|| DIRECT.to_owned(), |r| r.url());
-        Ok(Facts { source, referrer, agent, page })
+        let channel = crate::channel::channel(&source, &page.utm, page.click);
+        Ok(Facts { source, referrer, channel, agent, page })
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod breakdown;
+pub mod channel;
 pub mod codec;
 pub mod dimension;
 pub mod event;
@@ -17,6 +18,7 @@ pub mod hostnames;
 pub mod ingest;
 pub mod limits;
 pub mod page;
+pub mod props;
 pub mod record;
 pub mod reject;
 pub mod rollup;

@@ -1,4 +1,5 @@
-//! Page URL reduction: hostname, normalised path, UTM parameters and the `ref` parameter.
+//! Page URL reduction: hostname, normalised path, UTM parameters, the `ref` parameter and ad
+//! click ids.
 
 /// Longest query-parameter value kept, in characters; longer values are truncated.
 const MAX_PARAM_CHARS: usize = 2000;
@@ -29,6 +30,8 @@ pub struct Page {
     pub utm: Utm,
     /// The `ref` query parameter, or `source` when there is no `ref` (as Plausible does).
     pub ref_param: Option<String>,
+    /// Which ad click ids (`gclid`, `msclkid`) the URL carried, for the visit's channel.
+    pub click: crate::channel::ClickId,
 }
 
 /// Why a page URL was refused.
@@ -44,8 +47,8 @@ pub enum PageError {
 
 /// Parses a page URL into hostname, path, UTM and ref dimensions.
 ///
-/// Only `utm_source`, `utm_medium`, `utm_campaign`, `utm_content`, `utm_term`, `ref` and
-/// `source` are read from the query; their values are decoded and trimmed, empty values
+/// Only `utm_source`, `utm_medium`, `utm_campaign`, `utm_content`, `utm_term`, `ref`,
+/// `source`, `gclid` and `msclkid` (whether present) are read from the query; their values are decoded and trimmed, empty values
 /// count as absent, and the first non-empty occurrence of a parameter wins. The rest of the
 /// query and the fragment are dropped. An http(s) URL must spell its host after `//`:
 /// `http:///x` and `http:x` (which WHATWG parsing would repair) are refused with
@@ -75,6 +78,7 @@ pub fn parse_page(url: &str) -> Result<Page, PageError> {
             term: param(&["utm_term"]),
         },
         ref_param: param(&["ref", "source"]),
+        click: crate::channel::ClickId { gclid: param(&["gclid"]).is_some(), msclkid: param(&["msclkid"]).is_some() },
     })
 }
 

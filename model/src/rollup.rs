@@ -51,6 +51,8 @@ pub struct CellKey {
     pub entry_page_hostname: String,
     /// `visit:referrer`: the visit's cleaned referrer URL.
     pub referrer: String,
+    /// `visit:channel`: the visit's acquisition channel.
+    pub channel: String,
 }
 
 /// Additive counters of one cell.

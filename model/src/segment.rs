@@ -15,15 +15,21 @@ use crate::session::Contribution;
 type Fast = foldhash::fast::FixedState;
 type HashMap<K, V> = hashbrown::HashMap<K, V, Fast>;
 
-/// How many dimension columns a row has: one per cell dimension, in [`Dimension::CELL`] order.
-pub const DIMENSIONS: usize = Dimension::CELL.len();
+/// How many dimension columns a row has: one per cell dimension, in [`Dimension::CELL`] order,
+/// then [`PROPS`].
+pub const DIMENSIONS: usize = Dimension::CELL.len() + 1;
+
+/// The column of an event's custom props: its prop set as [`crate::props::set_text`] writes it
+/// (`""` for events without props and for visit rows).
+pub const PROPS: usize = Dimension::CELL.len();
 
 /// A row's identity: bucket, visitor id and the dictionary code of each dimension value.
 pub type RowId = (Bucket, u64, [u32; DIMENSIONS]);
 
-/// The column of a cell dimension (its index in [`Dimension::CELL`]).
+/// The column of a cell dimension (its index in [`Dimension::CELL`]). The exit dimensions have no
+/// column: the query planner never sends them to the segments.
 pub fn column_of(dimension: Dimension) -> usize {
-    usize::from(dimension.code()) - 1
+    Dimension::CELL.iter().position(|(d, _)| *d == dimension).unwrap_or(PROPS)
 }
 
 /// The distinct values of one column, each with its code (its index).
@@ -57,20 +63,21 @@ pub struct SegmentRows {
 }
 
 impl SegmentRows {
-    /// Adds what one event contributes.
-    pub fn add(&mut self, c: &Contribution) {
-        self.add_row(c.bucket, c.visitor, &c.key, &c.counters);
+    /// Adds what one event with the prop set `props` ([`crate::props::set_text`]) contributes.
+    pub fn add(&mut self, c: &Contribution, props: &str) {
+        self.add_row(c.bucket, c.visitor, &c.key, props, &c.counters);
         if !c.visit.is_zero() {
-            self.add_row(c.visit_bucket, c.visitor, &c.entry, &c.visit);
+            self.add_row(c.visit_bucket, c.visitor, &c.entry, "", &c.visit);
         }
     }
 
-    /// Adds counters to the row of (bucket, visitor, key).
-    pub fn add_row(&mut self, bucket: Bucket, visitor: u64, key: &CellKey, counters: &Counters) {
+    /// Adds counters to the row of (bucket, visitor, key, prop set).
+    pub fn add_row(&mut self, bucket: Bucket, visitor: u64, key: &CellKey, props: &str, counters: &Counters) {
         let mut codes = [0u32; DIMENSIONS];
         for (i, (dimension, _)) in Dimension::CELL.iter().enumerate() {
             codes[i] = self.dictionaries[i].code(dimension.value(key));
         }
+        codes[PROPS] = self.dictionaries[PROPS].code(props);
         self.add_codes((bucket, visitor, codes), counters);
     }
 
@@ -87,9 +94,11 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::{BTreeMap, BTreeSet};
 
-    /// A cell key's values, one per dimension column.
+    /// A cell key's values, one per dimension column (no props).
     fn values(key: &CellKey) -> Vec<String> {
-        Dimension::CELL.iter().map(|(d, _)| d.value(key).to_owned()).collect()
+        let mut values: Vec<String> = Dimension::CELL.iter().map(|(d, _)| d.value(key).to_owned()).collect();
+        values.push(String::new());
+        values
     }
 
     fn arb_contribution() -> impl Strategy<Value = Contribution> {
@@ -127,7 +136,7 @@ mod tests {
             let mut rows = SegmentRows::default();
             let mut cells = Rollup::default();
             for c in &contributions {
-                rows.add(c);
+                rows.add(c, "");
                 cells.add_contribution(c);
             }
             let mut counters: BTreeMap<(Bucket, Vec<String>), Counters> = BTreeMap::new();

@@ -90,6 +90,7 @@ pub fn entry_key(event: &Event, facts: &Facts) -> CellKey {
         entry_page: facts.page.path.clone(),
         entry_page_hostname: facts.page.hostname.clone(),
         referrer: facts.referrer.clone(),
+        channel: facts.channel.to_owned(),
     }
 }
 

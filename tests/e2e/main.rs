@@ -10,4 +10,5 @@ mod crash_recovery;
 mod harness;
 mod ingest_and_query;
 mod oracle;
+mod props;
 mod vectors;

@@ -40,13 +40,15 @@ const AGENTS: [(&str, &str, &str, &str); 3] = [
     ),
     ("Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0", "Firefox", "Linux", "Desktop"),
 ];
-/// (referrer, source, `visit:referrer`).
-const REFERRERS: [(&str, &str, &str); 3] = [
-    ("", "Direct / None", "Direct / None"),
-    ("https://www.google.com/", "Google", "google.com"),
-    ("https://news.ycombinator.com/item?id=1", "Hacker News", "news.ycombinator.com/item"),
+/// (referrer, source, `visit:referrer`, `visit:channel`).
+const REFERRERS: [(&str, &str, &str, &str); 3] = [
+    ("", "Direct / None", "Direct / None", "Direct"),
+    ("https://www.google.com/", "Google", "google.com", "Organic Search"),
+    ("https://news.ycombinator.com/item?id=1", "Hacker News", "news.ycombinator.com/item", "Organic Social"),
 ];
-const DIMENSIONS: [&str; 11] = [
+const DIMENSIONS: [&str; 13] = [
+    "visit:channel",
+    "event:props:plan",
     "event:page",
     "event:name",
     "visit:country",
@@ -62,6 +64,8 @@ const DIMENSIONS: [&str; 11] = [
 /// Dimensions only the rollups hold (visit metrics, unfiltered, one at a time).
 const EXIT_DIMENSIONS: [&str; 2] = ["visit:exit_page", "visit:exit_page_hostname"];
 const VISIT_METRICS: [&str; 5] = ["visitors", "visits", "bounce_rate", "visit_duration", "views_per_visit"];
+/// What custom props answer (they are event rows).
+const PROP_METRICS: [&str; 3] = ["visitors", "events", "pageviews"];
 const ALL_METRICS: [&str; 7] =
     ["visitors", "visits", "pageviews", "events", "bounce_rate", "visit_duration", "views_per_visit"];
 
@@ -194,6 +198,9 @@ fn value(dimension: &str, site: &str, event: &Raw, entry: &Raw) -> String {
         "visit:entry_page" => entry.page.into(),
         "visit:entry_page_hostname" => site.into(),
         "visit:referrer" => REFERRERS[entry.referrer].2.into(),
+        "visit:channel" => REFERRERS[entry.referrer].3.into(),
+        // Only custom events carry it (`brute` leaves out events without it when grouping).
+        "event:props:plan" => (if event.name == "Signup" { "pro" } else { "(none)" }).into(),
         // A visit's, not an event's: `brute` fills them in.
         "visit:exit_page" | "visit:exit_page_hostname" => String::new(),
         other => panic!("no brute force for {other}"),
@@ -214,9 +221,23 @@ impl Ask {
         self.groupings.iter().any(|g| EXIT_DIMENSIONS.contains(&g.as_str()))
     }
 
+    fn by_prop(&self) -> bool {
+        self.groupings.iter().chain(self.filters.iter().map(|f| &f.1)).any(|d| d.starts_with("event:props:"))
+    }
+
+    fn metrics(&self) -> &'static [&'static str] {
+        if self.by_exit() {
+            &VISIT_METRICS
+        } else if self.by_prop() {
+            &PROP_METRICS
+        } else {
+            &ALL_METRICS
+        }
+    }
+
     fn body(&self, site: &str) -> Value {
         let filters: Vec<Value> = self.filters.iter().map(|(op, d, v)| json!([op, d, v])).collect();
-        let metrics: &[&str] = if self.by_exit() { &VISIT_METRICS } else { &ALL_METRICS };
+        let metrics = self.metrics();
         json!({
             "site_id": site,
             "metrics": metrics,
@@ -291,15 +312,17 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
             }
             continue;
         }
+        let has_props = |e: &Raw| !ask.groupings.iter().any(|g| g.starts_with("event:props:")) || e.name == "Signup";
         for e in &visit {
-            if in_range(e.at_ms) && ask.passes(site, e, entry) {
+            if in_range(e.at_ms) && ask.passes(site, e, entry) && has_props(e) {
                 let g = groups.entry(key(e, entry)).or_default();
                 g.ids.insert((e.person, e.at_ms.div_euclid(DAY_MS)));
                 g.events += 1;
                 g.pageviews += i64::from(e.name == "pageview");
             }
         }
-        if in_range(entry.at_ms) && ask.passes(site, entry, entry) {
+        // Props are on events: their queries ask no visit metrics.
+        if !ask.by_prop() && in_range(entry.at_ms) && ask.passes(site, entry, entry) {
             let g = groups.entry(key(entry, entry)).or_default();
             g.visits += 1;
             let engaged = visit[1..].iter().any(|e| e.name == "pageview" || e.interactive);
@@ -315,7 +338,7 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
         .into_iter()
         .map(|(k, g)| {
             let per_visit = |n: i64| if g.visits > 0 { n as f64 / g.visits as f64 } else { 0.0 };
-            let mut metrics = vec![
+            let all = [
                 json!(g.ids.len()),
                 json!(g.visits),
                 json!(g.pageviews),
@@ -324,9 +347,8 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
                 json!((per_visit(g.duration_ms) / 1000.0).round() as i64),
                 json!((per_visit(g.visit_pageviews) * 100.0).round() / 100.0),
             ];
-            if ask.by_exit() {
-                metrics.drain(2..4);
-            }
+            let metrics = ask.metrics().iter().map(|m| all[ALL_METRICS.iter().position(|a| a == m).unwrap()].clone());
+            let metrics = metrics.collect();
             (k, metrics)
         })
         .collect()
@@ -358,9 +380,10 @@ fn random_ask(rng: &mut Rng, days: &[String]) -> Ask {
     };
     let mut filters = Vec::new();
     for _ in 0..[0, 0, 1, 2][rng.below(4) as usize] {
-        let (d, candidates): (&str, Vec<&str>) = match rng.below(3) {
+        let (d, candidates): (&str, Vec<&str>) = match rng.below(4) {
             0 => ("event:page", PAGES.to_vec()),
             1 => ("visit:country", COUNTRIES.to_vec()),
+            2 => ("event:props:plan", vec!["pro", "(none)"]),
             _ => ("visit:source", REFERRERS.iter().map(|r| r.1).collect()),
         };
         let op = *rng.pick(&["is", "is_not", "contains"]);

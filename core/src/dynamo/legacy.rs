@@ -1,6 +1,6 @@
 //! Reading what an older `tally ingest` wrote: cell keys and visit snapshots of store format 3,
-//! whose cell keys had 15 dimensions (no entry page, entry page hostname or referrer), and visit
-//! snapshots of format 4, whose visits did not track their exit page. Cells and visits of those
+//! whose cell keys had 15 dimensions (no entry page, entry page hostname or referrer), and of
+//! format 4, whose cell keys had 18 (no channel) and whose visits did not track their exit page. Cells and visits of those
 //! formats read as having the missing values empty; new ones are written in the current format.
 
 use super::snapshots::Snapshot;
@@ -51,11 +51,33 @@ impl From<CellKeyV3> for CellKey {
     }
 }
 
-/// A cell key blob of either format. A format-3 blob is 15 strings, so decoding it as the
-/// current 18 fails for want of bytes, and the older layout is tried.
+/// A cell key as format 4 encoded it (postcard: 18 strings, no channel): format 3's 15, then
+/// the entry page, its hostname and the referrer.
+#[derive(Deserialize)]
+struct CellKeyV4 {
+    v3: CellKeyV3,
+    entry_page: String,
+    entry_page_hostname: String,
+    referrer: String,
+}
+
+impl From<CellKeyV4> for CellKey {
+    fn from(k: CellKeyV4) -> CellKey {
+        CellKey {
+            entry_page: k.entry_page,
+            entry_page_hostname: k.entry_page_hostname,
+            referrer: k.referrer,
+            ..CellKey::from(k.v3)
+        }
+    }
+}
+
+/// A cell key blob of any format. A format-3 blob is 15 strings and a format-4 one 18, so
+/// decoding either as the current 19 fails for want of bytes, and the older layouts are tried.
 pub fn decode_cell_key(bytes: &[u8]) -> Option<CellKey> {
     postcard::from_bytes::<CellKey>(bytes)
         .ok()
+        .or_else(|| postcard::from_bytes::<CellKeyV4>(bytes).ok().map(CellKey::from))
         .or_else(|| postcard::from_bytes::<CellKeyV3>(bytes).ok().map(CellKey::from))
 }
 
@@ -106,9 +128,10 @@ pub fn decode_snapshot_v3(payload: &[u8]) -> Result<Snapshot, postcard::Error> {
     postcard::from_bytes::<OldSnapshot<CellKeyV3>>(payload).map(upgrade)
 }
 
-/// A snapshot payload written by format 4 (cell keys as now, visits without their exit).
+/// A snapshot payload written by format 4 (cell keys without the channel, visits without their
+/// exit).
 pub fn decode_snapshot_v4(payload: &[u8]) -> Result<Snapshot, postcard::Error> {
-    postcard::from_bytes::<OldSnapshot<CellKey>>(payload).map(upgrade)
+    postcard::from_bytes::<OldSnapshot<CellKeyV4>>(payload).map(upgrade)
 }
 
 #[cfg(test)]
@@ -152,24 +175,28 @@ mod tests {
         assert_eq!((session.entry.page.as_str(), session.bounce), ("/", true));
     }
 
+    /// The 18 strings of a format-4 cell key whose entry page is `/in`.
+    const V4_KEY: [&str; 18] =
+        ["pageview", "", "/", "", "", "", "", "", "", "", "", "", "", "", "", "/in", "a.com", "x.org"];
+
+    #[test]
+    fn a_format_4_cell_key_reads_with_no_channel() {
+        let key = decode_cell_key(&postcard::to_allocvec(&V4_KEY).expect("encodes")).expect("decodes");
+        assert_eq!((key.page.as_str(), key.entry_page.as_str(), key.referrer.as_str()), ("/", "/in", "x.org"));
+        assert_eq!(key.channel, "");
+    }
+
     #[test]
     fn a_format_4_snapshot_reads() {
-        let session = OldSession {
-            started_ms: 10,
-            last_ms: 12,
-            start_bucket: 1,
-            entry: CellKey { entry_page: "/in".into(), ..CellKey::default() },
-            bounce: false,
-        };
         /// A format-4 visit: started, last, start bucket, entry cell, bounce.
-        type VisitV4<'a> = (i64, i64, i64, &'a CellKey, bool);
+        type VisitV4<'a> = (i64, i64, i64, [&'a str; 18], bool);
         #[derive(serde::Serialize)]
         struct V4<'a>(u64, &'a str, Vec<((&'a str, u64), VisitV4<'a>)>);
-        let visit = (session.started_ms, session.last_ms, session.start_bucket, &session.entry, session.bounce);
-        let payload = postcard::to_allocvec(&V4(7, "9", vec![(("a.com", 3), visit)])).expect("encodes");
+        let payload =
+            postcard::to_allocvec(&V4(7, "9", vec![(("a.com", 3), (10, 12, 1, V4_KEY, false))])).expect("encodes");
         let snapshot = decode_snapshot_v4(&payload).expect("decodes");
         let ((_, visitor), s) = &snapshot.sessions[0];
         assert_eq!((*visitor, s.started_ms, s.last_ms, s.bounce), (3, 10, 12, false));
-        assert_eq!((s.exit.page.as_str(), s.start_visitor), ("/in", 3));
+        assert_eq!((s.exit.page.as_str(), s.start_visitor, s.entry.entry_page_hostname.as_str()), ("/in", 3, "a.com"));
     }
 }

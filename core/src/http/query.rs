@@ -4,8 +4,9 @@ use super::auth::{authenticate, authorize};
 use super::error::ApiError;
 use super::{AppState, Backend};
 use crate::dynamo::read::{load_cells, load_drops};
-use crate::query::request::{Grouping, Metric};
+use crate::query::request::{Field, Grouping, Metric};
 use crate::query::{Query, QueryRequest, Tier, execute, execute_rollups, execute_segments, plan};
+use crate::store::RollupRead;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query as UrlQuery, State};
@@ -37,6 +38,11 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
                 let message = format!("the DynamoDB store does not keep `{}` yet", d.name());
                 return Err(ApiError::BadRequest(message));
             }
+            let by_prop = query.groupings.iter().any(|g| matches!(g, Grouping::Prop(_)))
+                || query.filters.iter().any(|f| matches!(f.field, Field::Prop(_)));
+            if by_prop {
+                return Err(ApiError::BadRequest("the DynamoDB store does not keep custom props yet".into()));
+            }
             let by_time = query.groupings.iter().all(|g| matches!(g, Grouping::Hour | Grouping::Day));
             if query.metrics.contains(&Metric::Visitors) && !(by_time && query.filters.is_empty()) {
                 let message = "from the DynamoDB store, `visitors` can be grouped by time only, without filters";
@@ -50,7 +56,20 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
         return Ok(Json(hit));
     }
     let tier = match &app.backend {
-        Backend::Embedded { .. } => plan(&query),
+        Backend::Embedded { store, .. } => {
+            let tier = plan(&query);
+            // A prop past the rollups' cap on a day of the range: the segments hold all of it.
+            let prop = query.groupings.iter().find_map(|g| if let Grouping::Prop(n) = g { Some(n) } else { None });
+            let (first_day, last_day) = (query.buckets.start.div_euclid(24), (query.buckets.end - 1).div_euclid(24));
+            match prop {
+                Some(name)
+                    if tier == Tier::Rollups && store.props_overflowed(&query.site, name, first_day, last_day)? =>
+                {
+                    Tier::Segments
+                }
+                _ => tier,
+            }
+        }
         Backend::Dynamo(_) => Tier::Cells,
     };
     let rows = match &app.backend {

@@ -3,7 +3,7 @@
 //! if `visitors` is asked for, their visitor sketches. [`finish`] (metrics, order, page) is
 //! shared by every tier.
 
-use super::request::{Grouping, Metric, Query, SortKey};
+use super::request::{Field, Grouping, Metric, NO_PROP, Query, SortKey};
 use crate::timebucket::bucket_start;
 use serde_json::{Value, json};
 use std::cmp::Ordering;
@@ -94,7 +94,12 @@ pub fn execute(store: &dyn CellSource, query: &Query) -> anyhow::Result<Vec<Row>
     let mut groups: Vec<(Vec<String>, Counters)> = Vec::new();
     let mut cell_group: HashMap<(Bucket, u64), usize> = HashMap::new();
     store.cells(&query.site, query.buckets.clone(), &mut |bucket, id, key, counters| {
-        if !query.filters.iter().all(|f| f.passes(f.dimension.value(key))) {
+        // Cells hold no props: `tally query` refuses prop queries before they get here.
+        let value = |f: &Field| match f {
+            Field::Dim(d) => d.value(key),
+            Field::Prop(_) => NO_PROP,
+        };
+        if !query.filters.iter().all(|f| f.passes(value(&f.field))) {
             return;
         }
         let group_key = group_values(&query.groupings, bucket, key);
@@ -151,6 +156,7 @@ fn group_values(groupings: &[Grouping], bucket: Bucket, key: &CellKey) -> Vec<St
             Grouping::Hour => hour_label(bucket),
             Grouping::Day => day_label(bucket),
             Grouping::Dim(d) => d.value(key).to_owned(),
+            Grouping::Prop(_) => String::new(),
         })
         .collect()
 }

@@ -1,8 +1,8 @@
 //! The query planner: which tier answers a query. Tier 1, the per-dimension rollups, answers
-//! what it holds exactly (no filters, at most one dimension and one time grouping); everything
+//! what it holds exactly (no filters, at most one dimension or prop and one time grouping); everything
 //! else goes to tier 2, the columnar segments (the DynamoDB store answers from its cells).
 
-use super::request::{Grouping, Query};
+use super::request::Query;
 use serde::Serialize;
 
 /// A tier of the store.
@@ -19,7 +19,7 @@ pub enum Tier {
 
 /// The tier of the embedded store that answers `query`.
 pub fn plan(query: &Query) -> Tier {
-    let dims = query.groupings.iter().filter(|g| matches!(g, Grouping::Dim(_))).count();
+    let dims = query.groupings.iter().filter(|g| g.is_field()).count();
     let times = query.groupings.len() - dims;
     if query.filters.is_empty() && dims <= 1 && times <= 1 { Tier::Rollups } else { Tier::Segments }
 }
@@ -44,5 +44,7 @@ mod tests {
         assert_eq!(tier(&format!(r#"{{{base},"dimensions":["event:page","visit:country"]}}"#)), Tier::Segments);
         assert_eq!(tier(&format!(r#"{{{base},"dimensions":["time:hour","time:day"]}}"#)), Tier::Segments);
         assert_eq!(tier(&format!(r#"{{{base},"filters":[["is","visit:country",["DE"]]]}}"#)), Tier::Segments);
+        assert_eq!(tier(&format!(r#"{{{base},"dimensions":["event:props:plan"]}}"#)), Tier::Rollups);
+        assert_eq!(tier(&format!(r#"{{{base},"filters":[["is","event:props:plan",["pro"]]]}}"#)), Tier::Segments);
     }
 }

@@ -7,6 +7,7 @@ use jiff::{Timestamp, ToSpan};
 use serde::Deserialize;
 use serde_json::Value;
 use tally_model::dimension::Dimension;
+use tally_model::limits::MAX_PROP_NAME_CHARS;
 use tally_model::rollup::Bucket;
 
 /// Most rows one answer holds.
@@ -91,15 +92,48 @@ impl Metric {
 }
 
 /// A grouping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Grouping {
     /// `time:hour`.
     Hour,
     /// `time:day`.
     Day,
-    /// A cell dimension.
+    /// A dimension.
     Dim(Dimension),
+    /// `event:props:<name>`: the events that have the prop, by its value.
+    Prop(String),
 }
+
+impl Grouping {
+    /// Whether it groups by a dimension or a prop (not by time).
+    pub fn is_field(&self) -> bool {
+        matches!(self, Grouping::Dim(_) | Grouping::Prop(_))
+    }
+}
+
+/// What a filter compares: a dimension, or a custom prop by name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Field {
+    /// A dimension.
+    Dim(Dimension),
+    /// `event:props:<name>`; an event without the prop has the value [`NO_PROP`].
+    Prop(String),
+}
+
+impl Field {
+    /// Its API name.
+    pub fn name(&self) -> String {
+        match self {
+            Field::Dim(d) => d.name().to_owned(),
+            Field::Prop(name) => format!("{PROP_PREFIX}{name}"),
+        }
+    }
+}
+
+/// The API names of custom props start with this.
+pub const PROP_PREFIX: &str = "event:props:";
+/// The value a prop filter sees for an event without the prop (as Plausible names it).
+pub const NO_PROP: &str = "(none)";
 
 /// A filter operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -118,7 +152,7 @@ pub struct Filter {
     /// How to compare.
     pub op: Op,
     /// What to compare.
-    pub dimension: Dimension,
+    pub field: Field,
     /// The values (any one matches; for `is_not`, none may match).
     pub values: Vec<String>,
 }
@@ -184,6 +218,7 @@ impl Query {
         let groupings = request.dimensions.iter().map(|d| parse_grouping(d)).collect::<Result<Vec<_>, _>>()?;
         let filters = request.filters.iter().map(parse_filter).collect::<Result<Vec<_>, _>>()?;
         check_exit_dimensions(&metrics, &groupings, &filters)?;
+        check_props(&metrics, &groupings, &filters)?;
         let (from, to) = date_range(&request.date_range, zone, now)?;
         let order = parse_order(request.order_by.as_deref(), &request.metrics, &request.dimensions, &groupings)?;
         let page = request.pagination.unwrap_or(Pagination { limit: MAX_LIMIT, offset: 0 });
@@ -213,8 +248,8 @@ impl Query {
 /// The exit page and its hostname live in the per-dimension rollups only, as visit rows: they
 /// answer visit metrics, unfiltered, one dimension at a time.
 fn check_exit_dimensions(metrics: &[Metric], groupings: &[Grouping], filters: &[Filter]) -> Result<(), QueryError> {
-    if let Some(f) = filters.iter().find(|f| f.dimension.is_exit()) {
-        return invalid(format!("filtering by `{}` is not supported yet; group by it instead", f.dimension.name()));
+    if let Some(f) = filters.iter().find(|f| matches!(f.field, Field::Dim(d) if d.is_exit())) {
+        return invalid(format!("filtering by `{}` is not supported yet; group by it instead", f.field.name()));
     }
     let Some(exit) = groupings.iter().find_map(|g| match g {
         Grouping::Dim(d) if d.is_exit() => Some(*d),
@@ -223,7 +258,7 @@ fn check_exit_dimensions(metrics: &[Metric], groupings: &[Grouping], filters: &[
         return Ok(());
     };
     let name = exit.name();
-    if groupings.iter().filter(|g| matches!(g, Grouping::Dim(_))).count() > 1 {
+    if groupings.iter().filter(|g| g.is_field()).count() > 1 {
         return invalid(format!("`{name}` cannot be combined with another dimension yet"));
     }
     if !filters.is_empty() {
@@ -238,11 +273,37 @@ fn check_exit_dimensions(metrics: &[Metric], groupings: &[Grouping], filters: &[
     Ok(())
 }
 
+/// Custom props are event rows: they answer event metrics (visitors, events, pageviews).
+fn check_props(metrics: &[Metric], groupings: &[Grouping], filters: &[Filter]) -> Result<(), QueryError> {
+    let grouped = groupings.iter().find_map(|g| if let Grouping::Prop(n) = g { Some(n) } else { None });
+    let filtered = filters.iter().find_map(|f| if let Field::Prop(n) = &f.field { Some(n) } else { None });
+    let Some(name) = grouped.or(filtered) else { return Ok(()) };
+    if let Some(m) = metrics.iter().find(|m| !matches!(m, Metric::Visitors | Metric::Events | Metric::Pageviews)) {
+        let m = Metric::ALL.iter().find(|(x, _)| x == m).map_or("", |(_, n)| n);
+        return invalid(format!(
+            "`{PROP_PREFIX}{name}` answers visitors, events and pageviews; `{m}` by custom prop is not kept yet"
+        ));
+    }
+    Ok(())
+}
+
+/// A custom prop's name from its API name, checked.
+fn prop_name(name: &str) -> Result<Option<String>, QueryError> {
+    let Some(prop) = name.strip_prefix(PROP_PREFIX) else { return Ok(None) };
+    if prop.is_empty() || prop.chars().count() > MAX_PROP_NAME_CHARS {
+        return invalid(format!("a custom prop name is 1 to {MAX_PROP_NAME_CHARS} characters: `{name}`"));
+    }
+    Ok(Some(prop.to_owned()))
+}
+
 fn parse_grouping(name: &str) -> Result<Grouping, QueryError> {
     match name {
         "time:hour" => Ok(Grouping::Hour),
         "time:day" | "time" => Ok(Grouping::Day),
         _ => {
+            if let Some(prop) = prop_name(name)? {
+                return Ok(Grouping::Prop(prop));
+            }
             Dimension::parse(name).map(Grouping::Dim).map_or_else(|| invalid(format!("unknown dimension `{name}`")), Ok)
         }
     }
@@ -262,10 +323,13 @@ fn parse_filter(filter: &Value) -> Result<Filter, QueryError> {
         }
     };
     let name = dimension.as_str().ok_or_else(shape)?;
-    let dimension = Dimension::parse(name).ok_or_else(|| QueryError(format!("cannot filter by `{name}`")))?;
+    let field = match prop_name(name)? {
+        Some(prop) => Field::Prop(prop),
+        None => Field::Dim(Dimension::parse(name).ok_or_else(|| QueryError(format!("cannot filter by `{name}`")))?),
+    };
     let values = values.as_array().ok_or_else(shape)?;
     let values = values.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(shape)).collect::<Result<_, _>>()?;
-    Ok(Filter { op, dimension, values })
+    Ok(Filter { op, field, values })
 }
 
 fn parse_order(
@@ -371,6 +435,8 @@ mod tests {
             r#"{"site_id":"a.com","metrics":["pageviews"],"date_range":"day","dimensions":["visit:exit_page"]}"#,
             r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["visit:exit_page","event:page"]}"#,
             r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","filters":[["is","visit:exit_page",["/"]]]}"#,
+            r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["event:props:plan"]}"#,
+            r#"{"site_id":"a.com","metrics":["visitors"],"date_range":"day","dimensions":["event:props:"]}"#,
         ];
         for json in bad {
             assert!(resolve(json).is_err(), "{json}");

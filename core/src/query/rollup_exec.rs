@@ -7,13 +7,21 @@ use super::request::{Grouping, Query};
 use crate::store::RollupRead;
 use std::collections::HashMap;
 use tally_model::breakdown::{Grain, Slot, Tallies};
+use tally_model::props::row_prefix;
 use tally_model::rollup::Counters;
 
 /// Runs a query that [`super::plan::plan`] gave to the rollups.
 pub fn execute_rollups(store: &dyn RollupRead, query: &Query) -> anyhow::Result<Vec<Row>> {
     let grain = if query.groupings.contains(&Grouping::Hour) { Grain::Hour } else { Grain::Day };
-    let slot = query.groupings.iter().find_map(|g| if let Grouping::Dim(d) = g { Some(Slot::Of(*d)) } else { None });
+    let slot = query.groupings.iter().find_map(|g| match g {
+        Grouping::Dim(d) => Some(Slot::Of(*d)),
+        Grouping::Prop(_) => Some(Slot::Props),
+        _ => None,
+    });
     let slot = slot.unwrap_or(Slot::Total);
+    // A prop's rows are the props slot's rows that start with its prefix; the rest is the value.
+    let prefix =
+        query.groupings.iter().find_map(|g| if let Grouping::Prop(n) = g { Some(row_prefix(n)) } else { None });
     // Grouped by time, each group is one period; else one group spans the whole range.
     let by_time = query.groupings.iter().any(|g| matches!(g, Grouping::Hour | Grouping::Day));
     let (first, last) = match grain {
@@ -23,13 +31,20 @@ pub fn execute_rollups(store: &dyn RollupRead, query: &Query) -> anyhow::Result<
     let mut index: HashMap<Vec<String>, usize> = HashMap::new();
     let mut groups: Vec<(Vec<String>, Counters, i64)> = Vec::new();
     store.rollup_rows(&query.site, grain, slot, first, last, &mut |at, value, t: &Tallies| {
+        let value = match &prefix {
+            Some(prefix) => match value.strip_prefix(prefix.as_str()) {
+                Some(rest) => rest,
+                None => return,
+            },
+            None => value,
+        };
         let key: Vec<String> = query
             .groupings
             .iter()
             .map(|g| match g {
                 Grouping::Hour => hour_label(at),
                 Grouping::Day => day_label(at * 24),
-                Grouping::Dim(_) => value.to_owned(),
+                Grouping::Dim(_) | Grouping::Prop(_) => value.to_owned(),
             })
             .collect();
         let next = groups.len();

@@ -6,14 +6,15 @@
 //! cores. [`finish`] (metrics, order, page) is shared with the other tiers.
 
 use super::exec::{Row, day_label, finish, hour_label};
-use super::request::{Grouping, Metric, Query};
+use super::request::{Field, Grouping, Metric, NO_PROP, Query};
 use crate::store::Store;
 use crate::store::segments::{COUNTERS, Segment};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use tally_model::props::value_in;
 use tally_model::rollup::{Bucket, Counters};
-use tally_model::segment::column_of;
+use tally_model::segment::{PROPS, column_of};
 
 /// Group combinations up to this many (or up to the segment's rows, if more) use a dense array
 /// instead of a hash map.
@@ -108,7 +109,19 @@ pub fn execute_segments(store: &Store, query: &Query) -> anyhow::Result<Vec<Row>
         }
         merged
     };
-    Ok(finish(query, groups.finish()))
+    let mut groups = groups.finish();
+    // Props are on events: a group that only visit rows reached (they have no props) is no row
+    // of a prop query, which asks event metrics only.
+    if reads_props(query) {
+        groups.retain(|(_, counters, _)| counters.events > 0);
+    }
+    Ok(finish(query, groups))
+}
+
+/// Whether the query groups or filters by a custom prop.
+fn reads_props(query: &Query) -> bool {
+    query.groupings.iter().any(|g| matches!(g, Grouping::Prop(_)))
+        || query.filters.iter().any(|f| matches!(f.field, Field::Prop(_)))
 }
 
 /// Which counters the query's metrics read, by index into [`COUNTERS`].
@@ -144,19 +157,54 @@ fn scan(segment: &Segment, lo: Bucket, hi: Bucket, query: &Query, out: &mut Grou
     let buckets = if lo > first || hi < last || by_time { Some(segment.buckets()?) } else { None };
     let mut filters: Vec<(&[u32], Vec<bool>)> = Vec::with_capacity(query.filters.len());
     for filter in &query.filters {
-        let (values, codes) = segment.dimension(column_of(filter.dimension))?;
-        let pass: Vec<bool> = values.iter().map(|v| filter.passes(v)).collect();
+        let pass: Vec<bool>;
+        let codes = match &filter.field {
+            Field::Dim(d) => {
+                let (values, codes) = segment.dimension(column_of(*d))?;
+                pass = values.iter().map(|v| filter.passes(v)).collect();
+                codes
+            }
+            Field::Prop(name) => {
+                let (sets, codes) = segment.dimension(PROPS)?;
+                pass = sets
+                    .iter()
+                    .map(|set| filter.passes(&value_in(set, name).unwrap_or_else(|| NO_PROP.into())))
+                    .collect();
+                codes
+            }
+        };
         if !pass.contains(&true) {
             return Ok(());
         }
         filters.push((codes, pass));
     }
+    // A prop grouping: each prop set's value of the prop (the labels, per props code), and only
+    // the rows whose set has the prop.
+    let mut prop_labels: Vec<Vec<String>> = Vec::new();
+    for grouping in &query.groupings {
+        if let Grouping::Prop(name) = grouping {
+            let (sets, codes) = segment.dimension(PROPS)?;
+            let values: Vec<Option<String>> = sets.iter().map(|set| value_in(set, name)).collect();
+            let pass: Vec<bool> = values.iter().map(Option::is_some).collect();
+            if !pass.contains(&true) {
+                return Ok(());
+            }
+            filters.push((codes, pass));
+            prop_labels.push(values.into_iter().map(Option::unwrap_or_default).collect());
+        }
+    }
+    let mut prop_labels = prop_labels.iter();
     let mut parts: Vec<(Part<'_>, u128)> = Vec::with_capacity(query.groupings.len());
     for grouping in &query.groupings {
         parts.push(match grouping {
             Grouping::Dim(d) => {
                 let (values, codes) = segment.dimension(column_of(*d))?;
                 (Part::Dimension(values, codes), values.len().max(1) as u128)
+            }
+            Grouping::Prop(_) => {
+                let (_, codes) = segment.dimension(PROPS)?;
+                let labels = prop_labels.next().map_or(&[][..], Vec::as_slice);
+                (Part::Dimension(labels, codes), labels.len().max(1) as u128)
             }
             Grouping::Hour => (Part::Hour, (last - first + 1).max(1) as u128),
             Grouping::Day => (Part::Day, (last.div_euclid(24) - first.div_euclid(24) + 1).max(1) as u128),
@@ -166,7 +214,9 @@ fn scan(segment: &Segment, lo: Bucket, hi: Bucket, query: &Query, out: &mut Grou
     let Some(combinations) = combinations else {
         anyhow::bail!("too many combinations of grouped values in one segment; group by fewer dimensions");
     };
-    let needed = needed_counters(&query.metrics);
+    let mut needed = needed_counters(&query.metrics);
+    // A prop query keeps only groups with events (see `execute_segments`): it needs them.
+    needed[0] |= reads_props(query);
     let mut counters: Vec<(usize, &[i64])> = Vec::new();
     for (i, needed) in needed.iter().enumerate() {
         if *needed {

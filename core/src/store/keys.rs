@@ -10,7 +10,8 @@ use tally_model::breakdown::{Grain, RowKey, Slot};
 /// The store's format version, kept in [`META`] under [`VERSION_KEY`]. Version 1 (cells only)
 /// had no version entry; version 2 had rollups and cells; version 3 had rollups and segments of
 /// 15 dimensions; version 4 added the visit's entry page, entry page hostname and referrer;
-/// version 5 adds exit-page rows (visits and sightings track their exit page).
+/// version 5 adds exit-page rows (visits and sightings track their exit page) and custom props
+/// (prop rows with their cap, a props column in segments).
 pub const FORMAT_VERSION: i64 = 5;
 /// The [`META`] key of the format version.
 pub const VERSION_KEY: &str = "store_version";
@@ -29,6 +30,12 @@ pub const SEGMENT_FILES: TableDefinition<(&str, u32, i64, u64), (u64, u64)> = Ta
 pub const SEGMENT_PENDING: TableDefinition<u64, &[u8]> = TableDefinition::new("segment_pending");
 /// [`RollupKey`] → postcard(Tallies).
 pub const ROLLUPS: TableDefinition<RollupKey, &[u8]> = TableDefinition::new("rollups");
+/// (site, generation, local day) → how many distinct prop rows the day's rollups hold (at most
+/// `tally_model::props::MAX_PROP_ROWS_PER_DAY`).
+pub const PROP_ROWS: TableDefinition<(&str, u32, i64), u32> = TableDefinition::new("prop_rows");
+/// (site, generation, local day, prop name) → (): names that had a value past the day's cap, so
+/// that queries by them over that day read the segments.
+pub const PROP_OVERFLOW: TableDefinition<(&str, u32, i64, &str), ()> = TableDefinition::new("prop_overflow");
 /// (site, local day) → the active generation of that day's rollups (absent: [`FIRST_GENERATION`]).
 pub const GENERATIONS: TableDefinition<(&str, i64), u32> = TableDefinition::new("generations");
 /// (site, visitor id) → postcard((touched_ms, Sightings)).

@@ -17,7 +17,8 @@ pub use segments::{PersistPolicy, Persisted, Segment};
 use crate::flush::{Flush, SessionLookup};
 use anyhow::Context;
 use keys::{
-    DROPS, FORMAT_VERSION, GENERATIONS, META, ROLLUPS, SEGMENT_FILES, SEGMENT_PENDING, SESSIONS, SIGHTINGS, VERSION_KEY,
+    DROPS, FORMAT_VERSION, GENERATIONS, META, PROP_OVERFLOW, PROP_ROWS, ROLLUPS, SEGMENT_FILES, SEGMENT_PENDING,
+    SESSIONS, SIGHTINGS, VERSION_KEY,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use segments::Segments;
@@ -101,6 +102,8 @@ impl Store {
             }
         }
         txn.open_table(ROLLUPS)?;
+        txn.open_table(PROP_ROWS)?;
+        txn.open_table(PROP_OVERFLOW)?;
         txn.open_table(GENERATIONS)?;
         txn.open_table(SIGHTINGS)?;
         txn.open_table(SEGMENT_FILES)?;
@@ -273,7 +276,12 @@ impl Store {
         let size = |s: redb::TableStats| s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes();
         let segment_file_bytes = self.segments.file_bytes();
         Ok(BTreeMap::from([
-            ("rollups", size(txn.open_table(ROLLUPS)?.stats()?)),
+            (
+                "rollups",
+                size(txn.open_table(ROLLUPS)?.stats()?)
+                    + size(txn.open_table(PROP_ROWS)?.stats()?)
+                    + size(txn.open_table(PROP_OVERFLOW)?.stats()?),
+            ),
             ("generations", size(txn.open_table(GENERATIONS)?.stats()?)),
             ("sightings", size(txn.open_table(SIGHTINGS)?.stats()?)),
             ("segment_files", segment_file_bytes + size(txn.open_table(SEGMENT_FILES)?.stats()?)),

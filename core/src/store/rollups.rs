@@ -1,20 +1,28 @@
 //! Tier 1 in the embedded store: writing per-dimension rollup deltas into the active generation
 //! (a row that nets to zero is removed), and reading one breakdown of a site over a period range.
 
-use super::keys::{FIRST_GENERATION, GENERATIONS, ROLLUPS, rollup_key, rollup_range};
+use super::keys::{FIRST_GENERATION, GENERATIONS, PROP_OVERFLOW, PROP_ROWS, ROLLUPS, rollup_key, rollup_range};
 use super::{Store, decode_tallies};
 use crate::flush::Flush;
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use std::collections::HashMap;
-use tally_model::breakdown::{Grain, Slot, Tallies, day_of};
+use tally_model::breakdown::{Grain, RowKey, Slot, Tallies, day_of};
+use tally_model::props::{MAX_PROP_ROWS_PER_DAY, row_name};
 
-/// Adds a flush's rollup deltas to the rows of each day's active generation.
+/// Adds a flush's rollup deltas to the rows of each day's active generation. A prop row that is
+/// new on its day is kept only while the day holds fewer than [`MAX_PROP_ROWS_PER_DAY`]; past
+/// that its name is marked overflowed for the day ([`PROP_OVERFLOW`]).
 pub(super) fn add(txn: &WriteTransaction, flush: &Flush) -> anyhow::Result<()> {
     let mut table = txn.open_table(ROLLUPS)?;
     let generations = txn.open_table(GENERATIONS)?;
+    let mut prop_rows = txn.open_table(PROP_ROWS)?;
+    let mut overflow = txn.open_table(PROP_OVERFLOW)?;
     let mut active: HashMap<(&str, i64), u32> = HashMap::new();
     for ((site, _), breakdown) in &flush.breakdowns {
-        for (row, delta) in breakdown.rows() {
+        // Day rows before hour rows, so that a prop's day row decides for its hour rows.
+        let mut rows: Vec<(RowKey<'_>, &Tallies)> = breakdown.rows().collect();
+        rows.sort_by_key(|(row, _)| row.grain != Grain::Day);
+        for (row, delta) in rows {
             let day = match row.grain {
                 Grain::Hour => day_of(row.at),
                 Grain::Day => row.at,
@@ -28,10 +36,27 @@ pub(super) fn add(txn: &WriteTransaction, flush: &Flush) -> anyhow::Result<()> {
                 }
             };
             let key = rollup_key(site, generation, &row);
-            let mut tallies = match table.get(key)? {
-                Some(old) => decode_tallies(old.value())?,
-                None => Tallies::default(),
-            };
+            let old = table.get(key)?.map(|v| decode_tallies(v.value())).transpose()?;
+            if row.slot == Slot::Props && old.is_none() {
+                let day_key = rollup_key(site, generation, &RowKey { grain: Grain::Day, at: day, ..row });
+                let admitted = match row.grain {
+                    // A new hour row of a prop whose day row exists (or was just admitted).
+                    Grain::Hour => table.get(day_key)?.is_some(),
+                    Grain::Day => {
+                        let held = prop_rows.get((site.as_str(), generation, day))?.map_or(0, |v| v.value());
+                        let admitted = held < MAX_PROP_ROWS_PER_DAY;
+                        if admitted {
+                            prop_rows.insert((site.as_str(), generation, day), held + 1)?;
+                        }
+                        admitted
+                    }
+                };
+                if !admitted {
+                    overflow.insert((site.as_str(), generation, day, row_name(row.value).unwrap_or_default()), ())?;
+                    continue;
+                }
+            }
+            let mut tallies = old.unwrap_or_default();
             tallies.add(delta);
             if tallies.is_zero() {
                 // Nothing left (an exit row whose visits moved on): no row, no answer row.
@@ -46,6 +71,10 @@ pub(super) fn add(txn: &WriteTransaction, flush: &Flush) -> anyhow::Result<()> {
 
 /// Reading tier 1: one breakdown of a site over a period range.
 pub trait RollupRead {
+    /// Whether prop `name` passed the prop-row cap on any local day of `first_day..=last_day`
+    /// (then its rollup rows there are incomplete: the segments answer).
+    fn props_overflowed(&self, site: &str, name: &str, first_day: i64, last_day: i64) -> anyhow::Result<bool>;
+
     /// Calls `visit(at, value, tallies)` for every row of `slot` at `grain` with `at` in
     /// `first..=last` (hour buckets or local days), each from its day's active generation.
     fn rollup_rows(
@@ -60,6 +89,20 @@ pub trait RollupRead {
 }
 
 impl RollupRead for Store {
+    fn props_overflowed(&self, site: &str, name: &str, first_day: i64, last_day: i64) -> anyhow::Result<bool> {
+        let runs = self.generation_runs(site, first_day, last_day)?;
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PROP_OVERFLOW)?;
+        for (from_day, to_day, generation) in runs {
+            for day in from_day..=to_day {
+                if table.get((site, generation, day, name))?.is_some() {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
     fn rollup_rows(
         &self,
         site: &str,

@@ -74,6 +74,11 @@ fn id(person: u64, utc_day: i64) -> u64 {
     person * 1000 + (utc_day + 10) as u64
 }
 
+/// A custom event's props: `plan`, by its page.
+fn props_of(r: &Raw) -> Vec<(String, String)> {
+    if r.pageview { vec![] } else { vec![("plan".into(), ["free", "pro", "pro"][r.page].into())] }
+}
+
 fn event(r: &Raw, n: usize) -> Event {
     let day = r.at_ms.div_euclid(DAY_MS);
     Event {
@@ -83,7 +88,7 @@ fn event(r: &Raw, n: usize) -> Event {
         name: if r.pageview { "pageview".into() } else { "Signup".into() },
         url: format!("https://a.com{}", PAGES[r.page]),
         referrer: None,
-        props: vec![],
+        props: props_of(r),
         revenue: None,
         interactive: r.interactive,
         user_agent: UA.into(),
@@ -109,15 +114,16 @@ fn replay(raws: &[Raw], clock: Clock, mut sink: impl FnMut(usize, &Contribution,
 }
 
 /// Adds one contribution as a flush does: its id's sightings, then its visit's start id's.
-fn add(b: &mut Breakdown, c: &Contribution, seen: &mut HashMap<u64, Sightings>) {
+fn add(b: &mut Breakdown, c: &Contribution, r: &Raw, seen: &mut HashMap<u64, Sightings>) {
     b.add(c, seen.entry(c.visitor).or_default());
+    b.add_props(c, &props_of(r), seen.entry(c.visitor).or_default());
     b.add_exit(c, seen.entry(c.start_visitor).or_default());
 }
 
 /// All contributions in one breakdown.
 fn rollup(raws: &[Raw], clock: Clock) -> Breakdown {
     let mut out = Breakdown::default();
-    replay(raws, clock, |_, c, seen| add(&mut out, c, seen));
+    replay(raws, clock, |n, c, seen| add(&mut out, c, &raws[n], seen));
     out
 }
 
@@ -139,6 +145,7 @@ fn slot_value(slot: Slot, at: usize) -> String {
         Slot::Of(Dimension::Country) => COUNTRIES[at % 2].into(),
         Slot::Of(Dimension::Name) => ["pageview", "Signup"][at % 2].into(),
         Slot::Of(_) => String::new(),
+        Slot::Props => crate::props::row_value("plan", ["free", "pro"][at % 2]),
     }
 }
 
@@ -202,6 +209,7 @@ fn brute(raws: &[Raw], clock: Clock, ask: Ask) -> [i64; 6] {
             Slot::Of(Dimension::Name) => (if r.pageview { "pageview" } else { "Signup" }).into(),
             Slot::Of(Dimension::Country) => COUNTRIES[entry.country].into(),
             Slot::Of(_) => String::new(),
+            Slot::Props => props_of(r).first().map_or(String::new(), |(n, v)| crate::props::row_value(n, v)),
         };
         for r in &v.events {
             if in_range(r.at_ms) && value(r) == want {
@@ -210,7 +218,7 @@ fn brute(raws: &[Raw], clock: Clock, ask: Ask) -> [i64; 6] {
                 pageviews += i64::from(r.pageview);
             }
         }
-        if in_range(entry.at_ms) && value(entry) == want {
+        if in_range(entry.at_ms) && value(entry) == want && ask.slot != Slot::Props {
             n_visits += 1;
             let later_engaged = v.events[1..].iter().any(|r| r.pageview || r.interactive);
             bounces += i64::from(!later_engaged);
@@ -244,6 +252,7 @@ fn asks() -> impl Strategy<Value = Ask> {
         Just(Slot::Of(Dimension::Name)),
         Just(Slot::Of(Dimension::ExitPage)),
         Just(Slot::Of(Dimension::ExitPageHostname)),
+        Just(Slot::Props),
     ];
     (slots, 0..3usize, any::<bool>(), -1i64..5, 0i64..4).prop_map(|(slot, value_at, hourly, first, len)| {
         if hourly {
@@ -284,7 +293,7 @@ proptest! {
         let whole = rollup(&raws, clock);
         let cut = cut.min(raws.len());
         let mut parts = [Breakdown::default(), Breakdown::default()];
-        replay(&raws, clock, |n, c, seen| add(&mut parts[usize::from(n >= cut)], c, seen));
+        replay(&raws, clock, |n, c, seen| add(&mut parts[usize::from(n >= cut)], c, &raws[n], seen));
         let [mut a, b] = parts;
         a.merge(b);
         let nonzero = |b: Breakdown| -> BTreeMap<String, Tallies> {
@@ -308,6 +317,10 @@ fn an_id_across_a_local_midnight_counts_once_over_both_days() {
 #[test]
 fn slot_and_grain_codes_are_pinned() {
     let codes: Vec<u8> = Slot::all().map(Slot::code).collect();
-    assert_eq!(codes, (0..=20).collect::<Vec<u8>>(), "storage codes are part of the on-disk key format");
-    assert_eq!((Grain::Hour.code(), Grain::Day.code()), (0, 1));
+    assert_eq!(
+        codes,
+        (0..=18).chain([21, 19, 20]).collect::<Vec<u8>>(),
+        "storage codes are part of the on-disk key format"
+    );
+    assert_eq!((Grain::Hour.code(), Grain::Day.code(), Slot::Props.code()), (0, 1, 100));
 }

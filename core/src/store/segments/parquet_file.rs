@@ -19,11 +19,13 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 use tally_model::dimension::Dimension;
+use tally_model::segment::DIMENSIONS;
 
 /// The file's column names, in column order.
 fn column_names() -> Vec<&'static str> {
     let mut names = vec!["local_hour", "visitor_id"];
     names.extend(Dimension::CELL.iter().map(|(_, name)| name.split_once(':').map_or(*name, |(_, n)| n)));
+    names.push("props");
     names.extend(COUNTERS);
     names
 }
@@ -35,9 +37,7 @@ fn schema() -> Schema {
             let kind = match i {
                 BUCKET => DataType::Int32,
                 VISITOR => DataType::UInt64,
-                i if i < 2 + Dimension::CELL.len() => {
-                    DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8))
-                }
+                i if i < 2 + DIMENSIONS => DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8)),
                 _ => DataType::Int64,
             };
             Field::new(names[i], kind, false)
@@ -94,7 +94,7 @@ pub fn read_column(path: &Path, i: usize) -> anyhow::Result<Column> {
     let mut out = match i {
         BUCKET => Column::Buckets(Vec::new()),
         VISITOR => Column::Visitors(Vec::new()),
-        i if i < 2 + Dimension::CELL.len() => Column::Dimension { values: Vec::new(), codes: Vec::new() },
+        i if i < 2 + DIMENSIONS => Column::Dimension { values: Vec::new(), codes: Vec::new() },
         _ => Column::Counter(Vec::new()),
     };
     let mut interned: HashMap<String, u32> = HashMap::new();

@@ -18,7 +18,7 @@ pub const BUCKET: usize = 0;
 /// The column of visitor ids.
 pub const VISITOR: usize = 1;
 
-/// The column of dimension `i` (its index in `Dimension::CELL`).
+/// The column of dimension `i` (its index in `Dimension::CELL`, or `tally_model::segment::PROPS`).
 pub const fn dimension_column(i: usize) -> usize {
     2 + i
 }
@@ -215,7 +215,8 @@ impl Segment {
         }
     }
 
-    /// Dimension `i` (its index in `Dimension::CELL`): its values and each row's code.
+    /// Dimension `i` (its index in `Dimension::CELL`, or `tally_model::segment::PROPS`): its values
+    /// and each row's code.
     pub fn dimension(&self, i: usize) -> anyhow::Result<(&[String], &[u32])> {
         match self.column(dimension_column(i))? {
             Column::Dimension { values, codes } => Ok((values, codes)),
