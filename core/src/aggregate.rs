@@ -16,8 +16,11 @@ use tokio::sync::watch;
 
 /// Most log entries one flush applies.
 const MAX_ENTRIES_PER_FLUSH: usize = 50_000;
-/// How often (in event time) ended visits are deleted from the store.
+/// How often (in event time) ended visits and old sightings are deleted from the store…
 const EXPIRE_EVERY_MS: i64 = 60_000;
+/// …and at most this often in wall time (an import moves event time by hours per flush; each
+/// expiry scans both tables).
+const EXPIRE_AT_MOST_EVERY: Duration = Duration::from_secs(10);
 
 /// The aggregator's inputs.
 pub struct Aggregator {
@@ -31,23 +34,33 @@ pub struct Aggregator {
     pub flush_interval: Duration,
 }
 
+/// What one flush hands to the next: when it last expired state, and the user agents
+/// classified so far.
+#[derive(Default)]
+struct Carry {
+    expired_at_ms: i64,
+    expired_at: Option<Instant>,
+    agents: std::collections::HashMap<String, tally_model::agent::Agent>,
+}
+
 impl Aggregator {
     /// Runs until `shutdown` turns true, then applies what the log holds and returns.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let this = Arc::new(self);
         let mut head = this.log.head();
-        let mut last_expiry = 0i64;
+        let mut carry = Carry::default();
         loop {
             let started = Instant::now();
             let worker = this.clone();
-            let flushed = tokio::task::spawn_blocking(move || {
-                let mut expiry = last_expiry;
-                worker.flush_once(&mut expiry).map(|applied| (applied, expiry))
+            let (flushed, carried) = tokio::task::spawn_blocking(move || {
+                let flushed = worker.flush_once(&mut carry);
+                (flushed, carry)
             })
             .await?;
+            carry = carried;
             let pause = match flushed {
-                Ok((0, _)) if *shutdown.borrow() => return Ok(()),
-                Ok((0, _)) => {
+                Ok(0) if *shutdown.borrow() => return Ok(()),
+                Ok(0) => {
                     tokio::select! {
                         _ = head.changed() => {}
                         _ = shutdown.changed() => {}
@@ -56,15 +69,9 @@ impl Aggregator {
                     continue;
                 }
                 // Shutting down: no pause, go on until the log is applied.
-                Ok((_, expiry)) if *shutdown.borrow() => {
-                    last_expiry = expiry;
-                    continue;
-                }
+                Ok(_) if *shutdown.borrow() => continue,
                 // Let the next batch gather for the rest of the interval.
-                Ok((_, expiry)) => {
-                    last_expiry = expiry;
-                    this.flush_interval.saturating_sub(started.elapsed())
-                }
+                Ok(_) => this.flush_interval.saturating_sub(started.elapsed()),
                 // Nothing was applied; the next attempt starts again from the checkpoint.
                 Err(error) if *shutdown.borrow() => return Err(error),
                 Err(error) => {
@@ -77,14 +84,14 @@ impl Aggregator {
     }
 
     /// Applies the next batch of log entries; returns how many it applied.
-    fn flush_once(&self, last_expiry: &mut i64) -> anyhow::Result<usize> {
+    fn flush_once(&self, carry: &mut Carry) -> anyhow::Result<usize> {
         let progress = self.store.progress()?;
         let entries = self.log.read_after(progress.offset, MAX_ENTRIES_PER_FLUSH)?;
         let Some(&(last_offset, _)) = entries.last() else {
             return Ok(0);
         };
         let started = Instant::now();
-        let mut flush = Flush::with_breakdowns();
+        let mut flush = Flush::with_breakdowns().with_agents(std::mem::take(&mut carry.agents));
         let registry = self.registry.snapshot();
         let zone_of = |site: &str| registry.site(site).map(|s| s.timezone.clone());
         let state = self.store.state_reader()?;
@@ -96,11 +103,15 @@ impl Aggregator {
         }
         let built = started.elapsed();
         let until_ms = progress.until_ms.max(flush.latest_ms);
-        let expire_before = (until_ms - *last_expiry >= EXPIRE_EVERY_MS).then_some(until_ms - SESSION_TIMEOUT_MS);
-        if expire_before.is_some() {
-            *last_expiry = until_ms;
-        }
+        let due = until_ms - carry.expired_at_ms >= EXPIRE_EVERY_MS
+            && carry.expired_at.is_none_or(|at| at.elapsed() >= EXPIRE_AT_MOST_EVERY);
+        let expire_before = due.then_some(until_ms - SESSION_TIMEOUT_MS);
         self.store.apply(&flush, Progress { offset: last_offset, until_ms }, expire_before)?;
+        if due {
+            (carry.expired_at_ms, carry.expired_at) = (until_ms, Some(Instant::now()));
+        }
+        carry.agents = flush.take_agents();
+        let applied = entries.len();
         if self.store.persist_due() {
             // In the background, so flushes (and freshness) go on while Parquet files are
             // written. An error leaves the rows pending (durable, visible); a later flush tries
@@ -113,12 +124,12 @@ impl Aggregator {
             })?;
         }
         tracing::debug!(
-            entries = entries.len(),
+            entries = applied,
             offset = last_offset,
             build_ms = built.as_millis() as u64,
             took_ms = started.elapsed().as_millis() as u64,
             "flushed"
         );
-        Ok(entries.len())
+        Ok(applied)
     }
 }

@@ -20,6 +20,9 @@ use tally_model::session::{self, Session};
 /// The embedded store has one lineage per site, sub-partition 0.
 pub type Lineage = (String, u16);
 
+/// Most classified user agents handed from one flush to the next (more start afresh).
+pub const AGENTS_KEPT: usize = 20_000;
+
 /// Where a flush finds open visits (and visitor sightings) it does not hold yet.
 pub trait SessionLookup {
     /// The stored open visit of `visitor` on `site`, if any.
@@ -57,7 +60,8 @@ pub struct Flush {
     pub sightings: HashMap<(String, u64), Sightings>,
     /// Whether to build per-dimension rollups and segment rows instead of cells.
     breakdowns_on: bool,
-    /// User agents classified so far in this flush (they repeat heavily).
+    /// User agents classified so far (they repeat heavily); [`Flush::take_agents`] hands them
+    /// to the next flush.
     agents: HashMap<String, Agent>,
     /// Visits to write (Some) or delete (None), per (site, visitor id).
     pub sessions: HashMap<(String, u64), Option<Session>>,
@@ -72,6 +76,19 @@ impl Flush {
     /// embedded store's tiers) instead of cells.
     pub fn with_breakdowns() -> Flush {
         Flush { breakdowns_on: true, ..Flush::default() }
+    }
+
+    /// Starts with the user agents an earlier flush classified (at most [`AGENTS_KEPT`]).
+    pub fn with_agents(mut self, agents: HashMap<String, Agent>) -> Flush {
+        if agents.len() <= AGENTS_KEPT {
+            self.agents = agents;
+        }
+        self
+    }
+
+    /// The user agents this flush classified, for the next one.
+    pub fn take_agents(&mut self) -> HashMap<String, Agent> {
+        std::mem::take(&mut self.agents)
     }
 
     /// Adds one log entry of lineage sub-partition `sub`. `zone_of` gives a site's time zone

@@ -2,8 +2,8 @@
 //! per value with additive counters, and exact distinct visitors kept as additive counters.
 //!
 //! Rows are never the full combination of dimension values (that is [`crate::rollup`]'s cells):
-//! an event adds to one row per dimension (its value there) and one total row, in its local hour
-//! and its local day. Visit counters go to the rows of the visit's entry values, in the hour and
+//! an event adds to one row per dimension (its value there) and one total row, in its local day,
+//! and for the total and the exit pages also in its local hour ([`Slot::keeps_hours`]). Visit counters go to the rows of the visit's entry values, in the hour and
 //! day it started, exactly as cells keep them in the entry cell.
 //!
 //! **Visitors** (design decision 12). A visitor id is keyed by the salt of one UTC day, so an id
@@ -88,6 +88,13 @@ impl Slot {
             Slot::Of(d) => d.code(),
             Slot::Props => 100,
         }
+    }
+
+    /// Whether the slot has hour rows as well as day rows: the total, and the exit pages (which
+    /// no other tier holds). A dimension or prop by hour is a question for the segments; its
+    /// hour rows would be most of the rollups' bytes (a page has a row in every hour it is seen).
+    pub fn keeps_hours(self) -> bool {
+        matches!(self, Slot::Total) || matches!(self, Slot::Of(d) if d.is_exit())
     }
 
     /// This slot's value in a cell (`""` for the props, which cells do not hold).
@@ -177,9 +184,11 @@ impl Breakdown {
         self.periods.entry((grain, at, slot)).or_default().entry_ref(value).or_default()
     }
 
-    /// Adds to a row at both grains: the bucket's hour and its day.
+    /// Adds to a row at both grains: the bucket's hour (if the slot keeps hours) and its day.
     fn add_both(&mut self, bucket: Bucket, slot: Slot, value: &str, counters: &Counters) {
-        self.row(Grain::Hour, bucket, slot, value).counters.add(counters);
+        if slot.keeps_hours() {
+            self.row(Grain::Hour, bucket, slot, value).counters.add(counters);
+        }
         self.row(Grain::Day, day_of(bucket), slot, value).counters.add(counters);
     }
 
@@ -265,7 +274,9 @@ impl Breakdown {
         if hours.is_empty() {
             seen.hours.swap_remove(at);
         }
-        self.row(Grain::Hour, bucket, slot, value).visitors -= 1;
+        if slot.keeps_hours() {
+            self.row(Grain::Hour, bucket, slot, value).visitors -= 1;
+        }
         if before != after {
             self.add_day_terms(&before, slot, value, -1);
             self.add_day_terms(&after, slot, value, 1);
@@ -285,7 +296,9 @@ impl Breakdown {
         let before = days(hours);
         hours.insert(at, bucket);
         let after = days(hours);
-        self.row(Grain::Hour, bucket, slot, value).visitors += 1;
+        if slot.keeps_hours() {
+            self.row(Grain::Hour, bucket, slot, value).visitors += 1;
+        }
         if before != after {
             self.add_day_terms(&before, slot, value, -1);
             self.add_day_terms(&after, slot, value, 1);

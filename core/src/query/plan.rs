@@ -1,9 +1,11 @@
 //! The query planner: which tier answers a query. Tier 1, the per-dimension rollups, answers
-//! what it holds exactly (no filters, at most one dimension or prop and one time grouping); everything
+//! what it holds exactly (no filters, at most one dimension or prop and one time grouping, by hour
+//! only for the totals and the exit pages); everything
 //! else goes to tier 2, the columnar segments (the DynamoDB store answers from its cells).
 
-use super::request::Query;
+use super::request::{Grouping, Query};
 use serde::Serialize;
+use tally_model::breakdown::Slot;
 
 /// A tier of the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -19,9 +21,20 @@ pub enum Tier {
 
 /// The tier of the embedded store that answers `query`.
 pub fn plan(query: &Query) -> Tier {
-    let dims = query.groupings.iter().filter(|g| g.is_field()).count();
-    let times = query.groupings.len() - dims;
-    if query.filters.is_empty() && dims <= 1 && times <= 1 { Tier::Rollups } else { Tier::Segments }
+    let fields: Vec<&Grouping> = query.groupings.iter().filter(|g| g.is_field()).collect();
+    let times = query.groupings.len() - fields.len();
+    // Hour rows exist for the total and the exit pages only (`Slot::keeps_hours`).
+    let hours_held = match fields.first() {
+        Some(Grouping::Dim(d)) => Slot::Of(*d).keeps_hours(),
+        Some(_) => false,
+        None => true,
+    };
+    let by_hour = query.groupings.contains(&Grouping::Hour);
+    if query.filters.is_empty() && fields.len() <= 1 && times <= 1 && (hours_held || !by_hour) {
+        Tier::Rollups
+    } else {
+        Tier::Segments
+    }
 }
 
 #[cfg(test)]
@@ -41,6 +54,8 @@ mod tests {
         let base = r#""site_id":"a.com","metrics":["visitors"],"date_range":"7d""#;
         assert_eq!(tier(&format!("{{{base}}}")), Tier::Rollups);
         assert_eq!(tier(&format!(r#"{{{base},"dimensions":["event:page","time:day"]}}"#)), Tier::Rollups);
+        assert_eq!(tier(&format!(r#"{{{base},"dimensions":["event:page","time:hour"]}}"#)), Tier::Segments);
+        assert_eq!(tier(&format!(r#"{{{base},"dimensions":["time:hour"]}}"#)), Tier::Rollups);
         assert_eq!(tier(&format!(r#"{{{base},"dimensions":["event:page","visit:country"]}}"#)), Tier::Segments);
         assert_eq!(tier(&format!(r#"{{{base},"dimensions":["time:hour","time:day"]}}"#)), Tier::Segments);
         assert_eq!(tier(&format!(r#"{{{base},"filters":[["is","visit:country",["DE"]]]}}"#)), Tier::Segments);

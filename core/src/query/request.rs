@@ -261,6 +261,9 @@ fn check_exit_dimensions(metrics: &[Metric], groupings: &[Grouping], filters: &[
     if groupings.iter().filter(|g| g.is_field()).count() > 1 {
         return invalid(format!("`{name}` cannot be combined with another dimension yet"));
     }
+    if groupings.iter().filter(|g| !g.is_field()).count() > 1 {
+        return invalid(format!("`{name}` can be grouped by one of `time:day` and `time:hour`, not both"));
+    }
     if !filters.is_empty() {
         return invalid(format!("`{name}` answers unfiltered queries only, for now"));
     }
@@ -435,6 +438,7 @@ mod tests {
             r#"{"site_id":"a.com","metrics":["pageviews"],"date_range":"day","dimensions":["visit:exit_page"]}"#,
             r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["visit:exit_page","event:page"]}"#,
             r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","filters":[["is","visit:exit_page",["/"]]]}"#,
+            r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["visit:exit_page","time:day","time:hour"]}"#,
             r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["event:props:plan"]}"#,
             r#"{"site_id":"a.com","metrics":["visitors"],"date_range":"day","dimensions":["event:props:"]}"#,
         ];

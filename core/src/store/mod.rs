@@ -244,8 +244,10 @@ fn write_sessions(
         }
     }
     if let Some(before) = expire_before_ms {
+        // Only the prefix is decoded: (touched, started_ms, last_ms, …).
         table.retain(|_, bytes| {
-            postcard::from_bytes::<(i64, Session)>(bytes).is_ok_and(|(touched, s)| touched.max(s.last_ms) >= before)
+            postcard::take_from_bytes::<(i64, i64, i64)>(bytes)
+                .is_ok_and(|((touched, _, last_ms), _)| touched.max(last_ms) >= before)
         })?;
     }
     Ok(())
@@ -264,7 +266,7 @@ fn write_sightings(
     }
     if expire {
         let before = touched_ms - SIGHTINGS_KEPT_MS;
-        table.retain(|_, bytes| postcard::from_bytes::<(i64, Sightings)>(bytes).is_ok_and(|(t, _)| t >= before))?;
+        table.retain(|_, bytes| postcard::take_from_bytes::<i64>(bytes).is_ok_and(|(t, _)| t >= before))?;
     }
     Ok(())
 }

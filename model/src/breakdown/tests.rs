@@ -255,7 +255,7 @@ fn asks() -> impl Strategy<Value = Ask> {
         Just(Slot::Props),
     ];
     (slots, 0..3usize, any::<bool>(), -1i64..5, 0i64..4).prop_map(|(slot, value_at, hourly, first, len)| {
-        if hourly {
+        if hourly && slot.keeps_hours() {
             // One local hour (hour rows count visitors per hour).
             let hour = first * 24 + len * 7;
             Ask { slot, value_at, grain: Grain::Hour, first: hour, last: hour }
@@ -283,6 +283,7 @@ proptest! {
             prop_assert!(t.visitors >= 0 && t.counters.events >= 0 && t.counters.bounces >= 0);
             if key.grain == Grain::Hour {
                 prop_assert!(t.links_1 == 0 && t.links_2 == 0);
+                prop_assert!(key.slot.keeps_hours(), "{:?} has hour rows", key.slot);
             }
         }
     }
