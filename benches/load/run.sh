@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Load benchmark of `tally serve` ingest on this machine: wrk posts pageviews for a while,
-# then the script waits until every acknowledged event is queryable and reports both figures.
+# Load benchmark of `tally serve` ingest on this machine: wrk posts pageviews for a while while
+# probe.py measures how soon after its 202 an event is visible (p50/p99/max, unfiltered and
+# filtered queries); then the script waits until every acknowledged event is queryable.
 # Usage: benches/load/run.sh [seconds=20] [connections=64]. Needs wrk (Debian package) and curl.
 # TALLY_BIN: a tally binary to measure instead of this checkout's release build (to compare two
 # releases side by side).
@@ -21,7 +22,11 @@ TALLY_LOG=warn "$bin" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --trust-
 pid=$!
 for _ in $(seq 50); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done
 addr="$(sed -n 's/^listening on //p' "$out")"
+python3 benches/load/probe.py --addr "$addr" --key "$key" --seconds "$secs" >"$dir/probe.txt" 2>&1 &
+probe=$!
 wrk -t2 -c"$conns" -d"${secs}s" -s benches/load/pageview.lua "$addr" | tee "$dir/wrk.txt"
+probe_ok=0; wait "$probe" || probe_ok=$?
+cat "$dir/probe.txt"
 sent_at=$(date +%s.%N)
 accepted=$(curl -s "$addr/api/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["log_head"])')
 # Visible in both tiers: unfiltered (rollups) and with a filter every event passes (segments).
@@ -41,4 +46,5 @@ while [ -z "$rollups_at" ] || [ -z "$segments_at" ]; do
   sleep 0.05
 done
 echo "acknowledged events: $accepted"
+[ "$probe_ok" -eq 0 ] || echo "some probes never became visible"
 echo "time from last send to all queryable: rollups $(python3 -c "print(round($rollups_at - $sent_at, 2))") s, segments $(python3 -c "print(round($segments_at - $sent_at, 2))") s"
