@@ -13,13 +13,18 @@ import json
 import statistics
 import threading
 import time
+import urllib.error
 import urllib.request
 
 
 def post(url, body, headers):
+    """The status and body text of a POST (an error status is returned, not raised)."""
     request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return response.status, json.loads(response.read() or b"null")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
 
 
 def percentile(values, p):
@@ -41,6 +46,12 @@ def main():
     done = threading.Event()
 
     def send():
+        try:
+            send_probes()
+        finally:
+            done.set()
+
+    def send_probes():
         n = 0
         end = time.monotonic() + args.seconds
         while time.monotonic() < end:
@@ -55,7 +66,6 @@ def main():
                     sent[page] = time.monotonic()
             n += 1
             time.sleep(0.25)
-        done.set()
 
     def counted(answer):
         return {r["dimensions"][0] for r in answer["results"] if r["metrics"][0] > 0}
@@ -77,10 +87,10 @@ def main():
                              "dimensions": ["event:page"], "filters": [["is", "event:page", waiting]]},
             }
             for tier, body in queries.items():
-                status, answer = post(f"{args.addr}/api/v2/query", body, auth)
+                status, text = post(f"{args.addr}/api/v2/query", body, auth)
                 at = time.monotonic()
                 if status == 200:
-                    for page in counted(answer) & set(waiting):
+                    for page in counted(json.loads(text)) & set(waiting):
                         seen[tier].setdefault(page, at)
         time.sleep(0.05)
     sender.join()
