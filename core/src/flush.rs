@@ -169,9 +169,11 @@ impl Flush {
         Ok(previous)
     }
 
+    /// The visit of `visitor`: taken out of this flush if it holds it (the caller writes it back
+    /// or deletes it, as `add_event` and `open_session` do), else read from `stored`.
     fn lookup(&mut self, site: &str, visitor: u64, stored: &dyn SessionLookup) -> anyhow::Result<Option<Session>> {
         match self.sessions.entry((site.to_owned(), visitor)) {
-            Entry::Occupied(known) => Ok(known.get().clone()),
+            Entry::Occupied(mut known) => Ok(known.get_mut().take()),
             Entry::Vacant(_) => stored.session(site, visitor),
         }
     }
