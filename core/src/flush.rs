@@ -144,8 +144,12 @@ impl Flush {
             breakdown.add_props(&contribution, &event.props, seen);
             // Exit rows count under the id the visit started with (the same one but for visits
             // across a UTC midnight); touching its sightings keeps them while the visit goes on.
-            let start_seen = sightings_of(&mut self.sightings, &event.site, contribution.start_visitor, stored)?;
-            breakdown.add_exit(&contribution, start_seen);
+            if contribution.start_visitor == event.visitor.current {
+                breakdown.add_exit(&contribution, seen);
+            } else {
+                let start_seen = sightings_of(&mut self.sightings, &event.site, contribution.start_visitor, stored)?;
+                breakdown.add_exit(&contribution, start_seen);
+            }
             let props = tally_model::props::set_text(&event.props);
             match self.segments.get_mut(event.site.as_str()) {
                 Some(rows) => rows.add(&contribution, &props),

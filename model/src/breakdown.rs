@@ -3,8 +3,9 @@
 //!
 //! Rows are never the full combination of dimension values (that is [`crate::rollup`]'s cells):
 //! an event adds to one row per dimension (its value there) and one total row, in its local day,
-//! and for the total and the exit pages also in its local hour ([`Slot::keeps_hours`]). Visit counters go to the rows of the visit's entry values, in the hour and
-//! day it started, exactly as cells keep them in the entry cell.
+//! and for the total and the exit pages also in its local hour ([`Slot::keeps_hours`]). Visit
+//! counters go to the rows of the visit's entry values, in the day (and, where kept, the hour)
+//! it started, exactly as cells keep them in the entry cell.
 //!
 //! **Visitors** (design decision 12). A visitor id is keyed by the salt of one UTC day, so an id
 //! never appears in two UTC days. Per id, [`Sightings`] remembers the local hours it was seen
@@ -206,7 +207,7 @@ impl Breakdown {
     }
 
     /// Adds what one event contributes to its props' rows (its event counters and visitor, in
-    /// its hour and day); `seen` is the state of its visitor id.
+    /// its day: props keep no hour rows); `seen` is the state of its visitor id.
     pub fn add_props(&mut self, c: &Contribution, props: &[(String, String)], seen: &mut Sightings) {
         for (name, value) in props {
             let row = crate::props::row_value(name, value);

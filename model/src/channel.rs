@@ -39,7 +39,7 @@
 //!
 //! - **The source categories.** Plausible looks sources up in GA4's list of several hundred
 //!   sources and hosts. We keep our own small tables ([`SEARCH`], [`SOCIAL`], [`SHOPPING`],
-//!   [`VIDEO`], [`EMAIL`]): every name [`crate::source`] gives a referring host, the raw
+//!   [`VIDEO`], [`EMAIL`], and [`PAID_TAGS`] for ad tags): every name [`crate::source`] gives a referring host, the raw
 //!   `utm_source` spellings people commonly use ("fb", "ig", "yt", "newsletter", …), and a few
 //!   hosts that [`crate::source`] leaves bare ("vk.com", "amazon.de", …; a subdomain of one counts
 //!   too). A source GA4 lists but we do not is Referral here.
@@ -87,7 +87,7 @@ pub struct ClickId {
     pub msclkid: bool,
 }
 
-/// Search engines: Tally's names, raw `utm_source` spellings and Google Ads' tags.
+/// Search engines: Tally's names and raw `utm_source` spellings (ad tags are in [`PAID_TAGS`]).
 pub const SEARCH: &[&str] = &[
     "google",
     "bing",
@@ -107,32 +107,14 @@ pub const SEARCH: &[&str] = &[
     "ask",
     "aol",
     "msn",
-    "adwords",
-    "gads",
-    "google ads",
-    "google-ads",
-    "google_ads",
-    "googleads",
-    "bing ads",
-    "bing-ads",
-    "bingads",
-    "microsoft ads",
-    "microsoft-ads",
 ];
 
-/// Social networks and communities: Tally's names, raw `utm_source` spellings, ad tags and hosts
+/// Social networks and communities: Tally's names, raw `utm_source` spellings and hosts
 /// [`crate::source`] does not name.
 pub const SOCIAL: &[&str] = &[
     "facebook",
     "fb",
     "fcb",
-    "fb-ads",
-    "fbad",
-    "fbads",
-    "facebook-ads",
-    "facebook_ad",
-    "facebook_ads",
-    "facebook_feed_ad",
     "meta",
     "messenger",
     "instagram",
@@ -140,17 +122,13 @@ pub const SOCIAL: &[&str] = &[
     "x",
     "twitter",
     "x (twitter)",
-    "twitter-ads",
     "linkedin",
-    "linkedin-ads",
     "reddit",
-    "reddit-ads",
     "hacker news",
     "hackernews",
     "pinterest",
     "tiktok",
     "tik.tok",
-    "tiktokads",
     "telegram",
     "whatsapp",
     "threads",
@@ -215,19 +193,9 @@ pub const SHOPPING: &[&str] = &[
     "idealo.de",
 ];
 
-/// Video sites: names, raw spellings, ad tags and hosts.
-pub const VIDEO: &[&str] = &[
-    "youtube",
-    "yt",
-    "yt-ads",
-    "vimeo",
-    "vimeo.com",
-    "twitch",
-    "twitch.tv",
-    "dailymotion",
-    "dailymotion.com",
-    "wistia",
-];
+/// Video sites: names, raw spellings and hosts.
+pub const VIDEO: &[&str] =
+    &["youtube", "yt", "vimeo", "vimeo.com", "twitch", "twitch.tv", "dailymotion", "dailymotion.com", "wistia"];
 
 /// Email: raw spellings, mail clients and webmail hosts.
 pub const EMAIL: &[&str] = &[
@@ -248,41 +216,56 @@ pub const EMAIL: &[&str] = &[
     "mail.proton.me",
 ];
 
-/// `utm_source` values that mark a visit as paid whatever its medium (with a search, social or
-/// video source).
-pub const PAID_SOURCES: &[&str] = &[
-    "adwords",
-    "gads",
-    "google ads",
-    "google-ads",
-    "google_ads",
-    "googleads",
-    "bing ads",
-    "bing-ads",
-    "bingads",
-    "microsoft ads",
-    "microsoft-ads",
-    "fb-ads",
-    "fbad",
-    "fbads",
-    "facebook-ads",
-    "facebook_ad",
-    "facebook_ads",
-    "facebook_feed_ad",
-    "twitter-ads",
-    "linkedin-ads",
-    "reddit-ads",
-    "tiktokads",
-    "yt-ads",
+/// `utm_source` tags that only paid campaigns use, with the kind of site they advertise on: such a
+/// source is of that category, and paid whatever its medium.
+pub const PAID_TAGS: [(Category, &[&str]); 3] = [
+    (
+        Category::Search,
+        &[
+            "adwords",
+            "gads",
+            "google ads",
+            "google-ads",
+            "google_ads",
+            "googleads",
+            "bing ads",
+            "bing-ads",
+            "bingads",
+            "microsoft ads",
+            "microsoft-ads",
+        ],
+    ),
+    (
+        Category::Social,
+        &[
+            "fb-ads",
+            "fbad",
+            "fbads",
+            "facebook-ads",
+            "facebook_ad",
+            "facebook_ads",
+            "facebook_feed_ad",
+            "twitter-ads",
+            "linkedin-ads",
+            "reddit-ads",
+            "tiktokads",
+        ],
+    ),
+    (Category::Video, &["yt-ads"]),
 ];
 
 /// The kind of site a source is, as far as the channel rules care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Category {
+pub enum Category {
+    /// A search engine.
     Search,
+    /// A social network or community.
     Social,
+    /// A shopping site.
     Shopping,
+    /// A video site.
     Video,
+    /// Email.
     Email,
 }
 
@@ -354,7 +337,7 @@ impl Visit {
 
     /// A paid medium, or a `utm_source` that only paid campaigns use.
     fn paid(&self) -> bool {
-        self.paid_medium() || PAID_SOURCES.contains(&self.utm_source.as_str())
+        self.paid_medium() || PAID_TAGS.iter().any(|(_, tags)| tags.contains(&self.utm_source.as_str()))
     }
 
     fn shopping(&self) -> bool {
@@ -408,7 +391,7 @@ fn lower(value: Option<&str>) -> String {
 fn category(source: &str) -> Option<Category> {
     let mut name = source;
     loop {
-        if let Some((category, _)) = CATEGORIES.iter().find(|(_, names)| names.contains(&name)) {
+        if let Some((category, _)) = CATEGORIES.iter().chain(&PAID_TAGS).find(|(_, names)| names.contains(&name)) {
             return Some(*category);
         }
         match name.split_once('.') {
@@ -594,13 +577,10 @@ mod tests {
 
     #[test]
     fn tables_are_clean() {
-        let all: Vec<&str> = CATEGORIES.iter().flat_map(|(_, names)| names.iter().copied()).collect();
+        let all: Vec<&str> = CATEGORIES.iter().chain(&PAID_TAGS).flat_map(|(_, names)| names.iter().copied()).collect();
         for (i, name) in all.iter().enumerate() {
             assert_eq!(*name, name.trim().to_lowercase(), "{name:?} is not trimmed and lower-case");
             assert!(!all[..i].contains(name), "{name:?} is listed twice");
-        }
-        for paid in PAID_SOURCES {
-            assert!(matches!(category(paid), Some(Category::Search | Category::Social | Category::Video)), "{paid}");
         }
     }
 

@@ -4,7 +4,7 @@ use super::auth::{authenticate, authorize};
 use super::error::ApiError;
 use super::{AppState, Backend};
 use crate::dynamo::read::{load_cells, load_drops};
-use crate::query::request::{Field, Grouping, Metric};
+use crate::query::request::{Grouping, Metric};
 use crate::query::{Query, QueryRequest, Tier, execute, execute_rollups, execute_segments, plan};
 use crate::store::RollupRead;
 use axum::Json;
@@ -31,16 +31,11 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
             (progress.offset, Some(progress.until_ms), Some(progress.offset))
         }
         Backend::Dynamo(_) => {
-            if let Some(d) = query.groupings.iter().find_map(|g| match g {
-                Grouping::Dim(d) if d.is_exit() => Some(d),
-                _ => None,
-            }) {
+            if let Some(d) = query.exit_grouping() {
                 let message = format!("the DynamoDB store does not keep `{}` yet", d.name());
                 return Err(ApiError::BadRequest(message));
             }
-            let by_prop = query.groupings.iter().any(|g| matches!(g, Grouping::Prop(_)))
-                || query.filters.iter().any(|f| matches!(f.field, Field::Prop(_)));
-            if by_prop {
+            if query.reads_props() {
                 return Err(ApiError::BadRequest("the DynamoDB store does not keep custom props yet".into()));
             }
             let by_time = query.groupings.iter().all(|g| matches!(g, Grouping::Hour | Grouping::Day));
@@ -59,7 +54,7 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
         Backend::Embedded { store, .. } => {
             let tier = plan(&query);
             // A prop past the rollups' cap on a day of the range: the segments hold all of it.
-            let prop = query.groupings.iter().find_map(|g| if let Grouping::Prop(n) = g { Some(n) } else { None });
+            let prop = query.prop_grouping();
             let (first_day, last_day) = (query.buckets.start.div_euclid(24), (query.buckets.end - 1).div_euclid(24));
             match prop {
                 Some(name)

@@ -89,6 +89,11 @@ impl Metric {
     fn parse(name: &str) -> Option<Metric> {
         Self::ALL.iter().find(|(_, n)| *n == name).map(|(m, _)| *m)
     }
+
+    /// Its API name.
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(m, _)| *m == self).map_or("", |(_, n)| n)
+    }
 }
 
 /// A grouping.
@@ -237,6 +242,24 @@ impl Query {
         })
     }
 
+    /// The exit dimension it groups by, if any (only the rollups hold exit pages).
+    pub fn exit_grouping(&self) -> Option<Dimension> {
+        self.groupings.iter().find_map(|g| match g {
+            Grouping::Dim(d) if d.is_exit() => Some(*d),
+            _ => None,
+        })
+    }
+
+    /// The custom prop it groups by, if any.
+    pub fn prop_grouping(&self) -> Option<&str> {
+        self.groupings.iter().find_map(|g| if let Grouping::Prop(n) = g { Some(n.as_str()) } else { None })
+    }
+
+    /// Whether it groups or filters by a custom prop.
+    pub fn reads_props(&self) -> bool {
+        self.prop_grouping().is_some() || self.filters.iter().any(|f| matches!(f.field, Field::Prop(_)))
+    }
+
     /// The first and last day the query covers, as ISO dates.
     pub fn dates(&self) -> (String, String) {
         let first = bucket_start(self.buckets.start).date();
@@ -268,7 +291,7 @@ fn check_exit_dimensions(metrics: &[Metric], groupings: &[Grouping], filters: &[
         return invalid(format!("`{name}` answers unfiltered queries only, for now"));
     }
     if let Some(m) = metrics.iter().find(|m| matches!(m, Metric::Pageviews | Metric::Events)) {
-        let m = Metric::ALL.iter().find(|(x, _)| x == m).map_or("", |(_, n)| n);
+        let m = m.name();
         return invalid(format!(
             "`{name}` answers visit metrics (visitors, visits, bounce_rate, visit_duration, views_per_visit), not `{m}`"
         ));
@@ -282,7 +305,7 @@ fn check_props(metrics: &[Metric], groupings: &[Grouping], filters: &[Filter]) -
     let filtered = filters.iter().find_map(|f| if let Field::Prop(n) = &f.field { Some(n) } else { None });
     let Some(name) = grouped.or(filtered) else { return Ok(()) };
     if let Some(m) = metrics.iter().find(|m| !matches!(m, Metric::Visitors | Metric::Events | Metric::Pageviews)) {
-        let m = Metric::ALL.iter().find(|(x, _)| x == m).map_or("", |(_, n)| n);
+        let m = m.name();
         return invalid(format!(
             "`{PROP_PREFIX}{name}` answers visitors, events and pageviews; `{m}` by custom prop is not kept yet"
         ));

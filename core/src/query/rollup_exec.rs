@@ -20,8 +20,7 @@ pub fn execute_rollups(store: &dyn RollupRead, query: &Query) -> anyhow::Result<
     });
     let slot = slot.unwrap_or(Slot::Total);
     // A prop's rows are the props slot's rows that start with its prefix; the rest is the value.
-    let prefix =
-        query.groupings.iter().find_map(|g| if let Grouping::Prop(n) = g { Some(row_prefix(n)) } else { None });
+    let prefix = query.prop_grouping().map(row_prefix);
     // Grouped by time, each group is one period; else one group spans the whole range.
     let by_time = query.groupings.iter().any(|g| matches!(g, Grouping::Hour | Grouping::Day));
     let (first, last) = match grain {

@@ -112,16 +112,10 @@ pub fn execute_segments(store: &Store, query: &Query) -> anyhow::Result<Vec<Row>
     let mut groups = groups.finish();
     // Props are on events: a group that only visit rows reached (they have no props) is no row
     // of a prop query, which asks event metrics only.
-    if reads_props(query) {
+    if query.reads_props() {
         groups.retain(|(_, counters, _)| counters.events > 0);
     }
     Ok(finish(query, groups))
-}
-
-/// Whether the query groups or filters by a custom prop.
-fn reads_props(query: &Query) -> bool {
-    query.groupings.iter().any(|g| matches!(g, Grouping::Prop(_)))
-        || query.filters.iter().any(|f| matches!(f.field, Field::Prop(_)))
 }
 
 /// Which counters the query's metrics read, by index into [`COUNTERS`].
@@ -216,7 +210,7 @@ fn scan(segment: &Segment, lo: Bucket, hi: Bucket, query: &Query, out: &mut Grou
     };
     let mut needed = needed_counters(&query.metrics);
     // A prop query keeps only groups with events (see `execute_segments`): it needs them.
-    needed[0] |= reads_props(query);
+    needed[0] |= query.reads_props();
     let mut counters: Vec<(usize, &[i64])> = Vec::new();
     for (i, needed) in needed.iter().enumerate() {
         if *needed {

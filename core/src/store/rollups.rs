@@ -20,9 +20,9 @@ pub(super) fn add(txn: &WriteTransaction, flush: &Flush) -> anyhow::Result<()> {
     let mut active: HashMap<(&str, i64), u32> = HashMap::new();
     for ((site, _), breakdown) in &flush.breakdowns {
         // Day rows before hour rows, so that a prop's day row decides for its hour rows.
-        let mut rows: Vec<(RowKey<'_>, &Tallies)> = breakdown.rows().collect();
-        rows.sort_by_key(|(row, _)| row.grain != Grain::Day);
-        for (row, delta) in rows {
+        let days = breakdown.rows().filter(|(row, _)| row.grain == Grain::Day);
+        let hours = breakdown.rows().filter(|(row, _)| row.grain == Grain::Hour);
+        for (row, delta) in days.chain(hours) {
             let day = match row.grain {
                 Grain::Hour => day_of(row.at),
                 Grain::Day => row.at,
