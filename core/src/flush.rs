@@ -11,6 +11,7 @@ use tally_model::agent::{self, Agent};
 use tally_model::breakdown::{Breakdown, Sightings};
 use tally_model::event::{Event, LogEntry};
 use tally_model::facts::Facts;
+use tally_model::money::Money;
 use tally_model::reject::DropReason;
 use tally_model::rollup::Rollup;
 use tally_model::segment::SegmentRows;
@@ -142,6 +143,10 @@ impl Flush {
             let seen = sightings_of(&mut self.sightings, &event.site, event.visitor.current, stored)?;
             breakdown.add(&contribution, seen);
             breakdown.add_props(&contribution, &event.props, seen);
+            let money = event.revenue.as_ref().and_then(Money::of);
+            if let Some(money) = money {
+                breakdown.add_revenue(&contribution, &event.props, money);
+            }
             // Exit rows count under the id the visit started with (the same one but for visits
             // across a UTC midnight); touching its sightings keeps them while the visit goes on.
             if contribution.start_visitor == event.visitor.current {
@@ -152,8 +157,8 @@ impl Flush {
             }
             let props = tally_model::props::set_text(&event.props);
             match self.segments.get_mut(event.site.as_str()) {
-                Some(rows) => rows.add(&contribution, &props),
-                None => self.segments.entry(event.site.clone()).or_default().add(&contribution, &props),
+                Some(rows) => rows.add(&contribution, &props, money),
+                None => self.segments.entry(event.site.clone()).or_default().add(&contribution, &props, money),
             }
         }
         self.sessions.insert((event.site.clone(), event.visitor.current), Some(next));

@@ -28,6 +28,7 @@
 //! since one id can have several visits in an hour). Exit rows hold no event counters.
 
 use crate::dimension::Dimension;
+use crate::money::{Money, RevenueSums};
 use crate::rollup::{Bucket, CellKey, Counters};
 use crate::session::Contribution;
 use serde::{Deserialize, Serialize};
@@ -108,7 +109,7 @@ impl Slot {
 }
 
 /// The additive counters of one row.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tallies {
     /// Events, page views and the visit counters of visits that entered with this value.
     pub counters: Counters,
@@ -120,6 +121,9 @@ pub struct Tallies {
     /// Day rows only: ids seen on this day whose next local day (with this value) is two days
     /// later.
     pub links_2: i64,
+    /// Revenue of the events counted here, per currency (event rows only, never visit or exit
+    /// rows).
+    pub revenue: RevenueSums,
 }
 
 impl Tallies {
@@ -129,6 +133,7 @@ impl Tallies {
         self.visitors += other.visitors;
         self.links_1 += other.links_1;
         self.links_2 += other.links_2;
+        self.revenue.merge(&other.revenue);
     }
 
     /// Whether every counter is zero.
@@ -203,6 +208,24 @@ impl Breakdown {
                 self.add_both(c.visit_bucket, slot, slot.value(&c.entry), &c.visit);
             }
             self.see(seen, slot, value, c.bucket);
+        }
+    }
+
+    /// Adds one event's revenue to the rows its event counters went to ([`Breakdown::add`] and
+    /// [`Breakdown::add_props`]): the total and each cell dimension's value, and each of its
+    /// props' rows.
+    pub fn add_revenue(&mut self, c: &Contribution, props: &[(String, String)], money: Money) {
+        let add = |this: &mut Breakdown, slot: Slot, value: &str| {
+            if slot.keeps_hours() {
+                this.row(Grain::Hour, c.bucket, slot, value).revenue.add(money.currency, money.micros.into(), 1);
+            }
+            this.row(Grain::Day, day_of(c.bucket), slot, value).revenue.add(money.currency, money.micros.into(), 1);
+        };
+        for slot in Slot::all().filter(|s| !matches!(s, Slot::Of(d) if d.is_exit())) {
+            add(self, slot, slot.value(&c.key));
+        }
+        for (name, value) in props {
+            add(self, Slot::Props, &crate::props::row_value(name, value));
         }
     }
 

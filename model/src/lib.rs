@@ -17,6 +17,7 @@ pub mod facts;
 pub mod hostnames;
 pub mod ingest;
 pub mod limits;
+pub mod money;
 pub mod page;
 pub mod props;
 pub mod record;

@@ -87,7 +87,8 @@ pub enum DropReason {
     PropValueTooLong,
     /// A property value is an object or array.
     PropValueNotScalar,
-    /// `revenue` is not `{ "amount": number or decimal string, "currency": ISO 4217 code }`.
+    /// `revenue` is not `{ "amount": number or decimal string, "currency": ISO 4217 code }`, or
+    /// its amount has more than 12 digits before the decimal point.
     InvalidRevenue,
     /// The domain is not a valid host name.
     InvalidDomain,

@@ -7,8 +7,13 @@
 //! Rows with the same (bucket, visitor, dimension values) are one row with summed counters, which
 //! changes no answer: every answer sums counters and counts distinct visitors among the rows with
 //! `events > 0` (a visit row never adds a visitor, as in the cells it replaces).
+//!
+//! An event with revenue has its currency in the [`CURRENCY`] column and its amount in the row's
+//! `revenue_micros`; since the currency is part of the row's identity, a row's revenue is in one
+//! currency and its `events` are the events that carried it.
 
 use crate::dimension::Dimension;
+use crate::money::Money;
 use crate::rollup::{Bucket, CellKey, Counters};
 use crate::session::Contribution;
 
@@ -16,12 +21,32 @@ type Fast = foldhash::fast::FixedState;
 type HashMap<K, V> = hashbrown::HashMap<K, V, Fast>;
 
 /// How many dimension columns a row has: one per cell dimension, in [`Dimension::CELL`] order,
-/// then [`PROPS`].
-pub const DIMENSIONS: usize = Dimension::CELL.len() + 1;
+/// then [`PROPS`] and [`CURRENCY`].
+pub const DIMENSIONS: usize = Dimension::CELL.len() + 2;
 
 /// The column of an event's custom props: its prop set as [`crate::props::set_text`] writes it
 /// (`""` for events without props and for visit rows).
 pub const PROPS: usize = Dimension::CELL.len();
+
+/// The column of an event's revenue currency (`""` for events without revenue and visit rows).
+pub const CURRENCY: usize = Dimension::CELL.len() + 1;
+
+/// The sums a row carries: its counters, then its revenue in micro-units of its currency.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RowSums {
+    /// Event and visit counters.
+    pub counters: Counters,
+    /// Revenue in micro-units of the row's [`CURRENCY`] (0 without one).
+    pub revenue_micros: i128,
+}
+
+impl RowSums {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &RowSums) {
+        self.counters.add(&other.counters);
+        self.revenue_micros += other.revenue_micros;
+    }
+}
 
 /// A row's identity: bucket, visitor id and the dictionary code of each dimension value.
 pub type RowId = (Bucket, u64, [u32; DIMENSIONS]);
@@ -58,32 +83,58 @@ impl Dictionary {
 pub struct SegmentRows {
     /// One dictionary per dimension column.
     pub dictionaries: [Dictionary; DIMENSIONS],
-    /// Counters per row.
-    pub rows: HashMap<RowId, Counters>,
+    /// Sums per row.
+    pub rows: HashMap<RowId, RowSums>,
 }
 
 impl SegmentRows {
-    /// Adds what one event with the prop set `props` ([`crate::props::set_text`]) contributes.
-    pub fn add(&mut self, c: &Contribution, props: &str) {
-        self.add_row(c.bucket, c.visitor, &c.key, props, &c.counters);
+    /// Adds what one event with the prop set `props` ([`crate::props::set_text`]) and revenue
+    /// `money` contributes.
+    pub fn add(&mut self, c: &Contribution, props: &str, money: Option<Money>) {
+        let revenue = money.map_or(0, |m| i128::from(m.micros));
+        let currency = money.as_ref().map_or("", |m| m.currency.as_str());
+        self.add_row(
+            c.bucket,
+            c.visitor,
+            &c.key,
+            props,
+            currency,
+            &RowSums { counters: c.counters, revenue_micros: revenue },
+        );
         if !c.visit.is_zero() {
-            self.add_row(c.visit_bucket, c.visitor, &c.entry, "", &c.visit);
+            self.add_row(
+                c.visit_bucket,
+                c.visitor,
+                &c.entry,
+                "",
+                "",
+                &RowSums { counters: c.visit, revenue_micros: 0 },
+            );
         }
     }
 
-    /// Adds counters to the row of (bucket, visitor, key, prop set).
-    pub fn add_row(&mut self, bucket: Bucket, visitor: u64, key: &CellKey, props: &str, counters: &Counters) {
+    /// Adds sums to the row of (bucket, visitor, key, prop set, currency).
+    pub fn add_row(
+        &mut self,
+        bucket: Bucket,
+        visitor: u64,
+        key: &CellKey,
+        props: &str,
+        currency: &str,
+        sums: &RowSums,
+    ) {
         let mut codes = [0u32; DIMENSIONS];
         for (i, (dimension, _)) in Dimension::CELL.iter().enumerate() {
             codes[i] = self.dictionaries[i].code(dimension.value(key));
         }
         codes[PROPS] = self.dictionaries[PROPS].code(props);
-        self.add_codes((bucket, visitor, codes), counters);
+        codes[CURRENCY] = self.dictionaries[CURRENCY].code(currency);
+        self.add_codes((bucket, visitor, codes), sums);
     }
 
-    /// Adds counters to a row given by its codes into [`SegmentRows::dictionaries`].
-    pub fn add_codes(&mut self, row: RowId, counters: &Counters) {
-        self.rows.entry(row).or_default().add(counters);
+    /// Adds sums to a row given by its codes into [`SegmentRows::dictionaries`].
+    pub fn add_codes(&mut self, row: RowId, sums: &RowSums) {
+        self.rows.entry(row).or_default().add(sums);
     }
 }
 
@@ -97,7 +148,7 @@ mod tests {
     /// A cell key's values, one per dimension column (no props).
     fn values(key: &CellKey) -> Vec<String> {
         let mut values: Vec<String> = Dimension::CELL.iter().map(|(d, _)| d.value(key).to_owned()).collect();
-        values.push(String::new());
+        values.extend([String::new(), String::new()]);
         values
     }
 
@@ -136,15 +187,15 @@ mod tests {
             let mut rows = SegmentRows::default();
             let mut cells = Rollup::default();
             for c in &contributions {
-                rows.add(c, "");
+                rows.add(c, "", None);
                 cells.add_contribution(c);
             }
             let mut counters: BTreeMap<(Bucket, Vec<String>), Counters> = BTreeMap::new();
             let mut visitors: BTreeSet<(Bucket, Vec<String>, u64)> = BTreeSet::new();
             for (&(bucket, visitor, codes), c) in &rows.rows {
                 let key: Vec<String> = (0..DIMENSIONS).map(|i| rows.dictionaries[i].values[codes[i] as usize].clone()).collect();
-                counters.entry((bucket, key.clone())).or_default().add(c);
-                if c.events > 0 {
+                counters.entry((bucket, key.clone())).or_default().add(&c.counters);
+                if c.counters.events > 0 {
                     visitors.insert((bucket, key, visitor));
                 }
             }

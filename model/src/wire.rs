@@ -222,11 +222,9 @@ fn parse_revenue(value: &Value) -> Result<Revenue, DropReason> {
         Some(Value::String(s)) => s.trim().to_ascii_uppercase(),
         _ => return Err(DropReason::InvalidRevenue),
     };
-    let decimal = amount.strip_prefix('-').unwrap_or(&amount);
-    let mut parts = decimal.splitn(2, '.');
-    let digits_ok = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    let amount_ok = amount.len() <= 24 && digits_ok(parts.next()) && parts.next().is_none_or(|f| digits_ok(Some(f)));
-    let currency_ok = currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase());
+    // A decimal below 10^12 in magnitude (`money::micros_of` is what the aggregates count).
+    let amount_ok = amount.len() <= 24 && crate::money::micros_of(&amount).is_some();
+    let currency_ok = crate::money::Currency::parse(&currency).is_some();
     if amount_ok && currency_ok { Ok(Revenue { amount, currency }) } else { Err(DropReason::InvalidRevenue) }
 }
 
@@ -293,6 +291,11 @@ mod tests {
             ),
             (
                 r#"{"name":"x","url":"/","domain":"a.com","$":{"amount":"1e3","currency":"EUR"}}"#,
+                DropReason::InvalidRevenue,
+                Some("a.com"),
+            ),
+            (
+                r#"{"name":"x","url":"/","domain":"a.com","$":{"amount":"1000000000000","currency":"EUR"}}"#,
                 DropReason::InvalidRevenue,
                 Some("a.com"),
             ),

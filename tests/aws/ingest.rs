@@ -107,6 +107,27 @@ async fn two_consumers_count_a_four_shard_stream_exactly() {
     eprintln!("site7.example: {truth} distinct visitors, estimated {estimate}");
     assert!((estimate - truth).abs() <= (truth * 0.03).max(2.0), "estimate {estimate} vs {truth}");
     assert_eq!(query.drops(&key, "site7.example").await, serde_json::json!({"bot": 10}));
+    // What the DynamoDB store does not keep yet is a 400 that says so, never a wrong answer.
+    let refused = [
+        (serde_json::json!({"metrics": ["visits"], "dimensions": ["visit:exit_page"]}), "visit:exit_page"),
+        (serde_json::json!({"metrics": ["events"], "dimensions": ["event:props:plan"]}), "custom props"),
+        (serde_json::json!({"metrics": ["events"], "filters": [["is", "event:props:plan", ["pro"]]]}), "custom props"),
+        (serde_json::json!({"metrics": ["total_revenue"]}), "revenue"),
+    ];
+    for (mut body, says) in refused {
+        body["site_id"] = "site7.example".into();
+        body["date_range"] = serde_json::json!([day, day]);
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/v2/query", query.url))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains("DynamoDB store does not keep") && text.contains(says), "{body}: {text}");
+    }
     assert!(a.terminate().success());
     assert!(b.terminate().success());
     let _ = std::fs::remove_dir_all(dir);

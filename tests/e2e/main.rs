@@ -11,4 +11,5 @@ mod harness;
 mod ingest_and_query;
 mod oracle;
 mod props;
+mod revenue;
 mod vectors;

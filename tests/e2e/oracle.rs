@@ -65,9 +65,18 @@ const DIMENSIONS: [&str; 13] = [
 const EXIT_DIMENSIONS: [&str; 2] = ["visit:exit_page", "visit:exit_page_hostname"];
 const VISIT_METRICS: [&str; 5] = ["visitors", "visits", "bounce_rate", "visit_duration", "views_per_visit"];
 /// What custom props answer (they are event rows).
-const PROP_METRICS: [&str; 3] = ["visitors", "events", "pageviews"];
-const ALL_METRICS: [&str; 7] =
-    ["visitors", "visits", "pageviews", "events", "bounce_rate", "visit_duration", "views_per_visit"];
+const PROP_METRICS: [&str; 5] = ["visitors", "events", "pageviews", "total_revenue", "average_revenue"];
+const ALL_METRICS: [&str; 9] = [
+    "visitors",
+    "visits",
+    "pageviews",
+    "events",
+    "bounce_rate",
+    "visit_duration",
+    "views_per_visit",
+    "total_revenue",
+    "average_revenue",
+];
 
 /// A small deterministic generator (SplitMix64): the test needs no seed from outside.
 struct Rng(u64);
@@ -101,6 +110,8 @@ struct Raw {
     referrer: usize,
     country: usize,
     agent: usize,
+    /// Revenue of a custom event: an amount in cents and its currency.
+    revenue: Option<(i64, &'static str)>,
 }
 
 /// Visits of people with a fixed agent and country; some start just before a local or a UTC
@@ -126,6 +137,12 @@ fn traffic(rng: &mut Rng, zone: &TimeZone) -> Vec<Raw> {
             let referrer = rng.below(3) as usize;
             for _ in 0..1 + rng.below(5) {
                 let custom = rng.below(4) == 0;
+                let revenue = match rng.below(3) {
+                    _ if !custom => None,
+                    0 => None,
+                    1 => Some((rng.below(100_000) as i64, "EUR")),
+                    _ => Some((rng.below(5_000) as i64, "USD")),
+                };
                 out.push(Raw {
                     person,
                     at_ms: at,
@@ -135,6 +152,7 @@ fn traffic(rng: &mut Rng, zone: &TimeZone) -> Vec<Raw> {
                     referrer,
                     country,
                     agent,
+                    revenue,
                 });
                 at += 1_000 + rng.below(25 * 60_000) as i64;
             }
@@ -154,7 +172,12 @@ fn ndjson(site: &str, events: &[Raw]) -> String {
         });
         if r.name == "Signup" {
             line["p"] = json!({"plan": "pro"});
-            line["$"] = json!({"amount": "9.99", "currency": "EUR"});
+        }
+        if let Some((cents, currency)) = r.revenue {
+            // Sent as a string or as a JSON number, as trackers do.
+            let amount = format!("{}.{:02}", cents / 100, cents % 100);
+            let amount = if i % 2 == 0 { json!(amount) } else { json!(amount.parse::<f64>().unwrap()) };
+            line["$"] = json!({"amount": amount, "currency": currency});
         }
         // Only a visit's first event carries its referrer; later ones come from the site itself.
         line["r"] = json!(REFERRERS[r.referrer].0);
@@ -267,6 +290,30 @@ struct Group {
     bounces: i64,
     duration_ms: i64,
     visit_pageviews: i64,
+    /// Currency → (cents, events).
+    revenue: BTreeMap<&'static str, (i64, i64)>,
+}
+
+/// A revenue metric as the API defines it: `null` without revenue, else the amount per currency
+/// (total, or per event rounded half away from zero to micro-units), with `value` and `currency`
+/// set when there is one currency.
+fn revenue_metric(revenue: &BTreeMap<&'static str, (i64, i64)>, average: bool) -> Value {
+    if revenue.is_empty() {
+        return Value::Null;
+    }
+    let amount = |(cents, n): (i64, i64)| {
+        let micros = i128::from(cents) * 10_000;
+        let micros = if average { (2 * micros + i128::from(n)) / (2 * i128::from(n)) } else { micros };
+        micros as f64 / 1e6
+    };
+    let by: serde_json::Map<String, Value> =
+        revenue.iter().map(|(c, s)| ((*c).to_owned(), json!(amount(*s)))).collect();
+    if revenue.len() == 1 {
+        let (c, s) = revenue.iter().next().unwrap();
+        json!({"value": amount(*s), "currency": c, "by_currency": by})
+    } else {
+        json!({"value": null, "currency": null, "by_currency": by})
+    }
 }
 
 /// The brute-force answer: group values → the seven metrics, as the API defines them.
@@ -319,6 +366,10 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
                 g.ids.insert((e.person, e.at_ms.div_euclid(DAY_MS)));
                 g.events += 1;
                 g.pageviews += i64::from(e.name == "pageview");
+                if let Some((cents, currency)) = e.revenue {
+                    let sum = g.revenue.entry(currency).or_default();
+                    (sum.0, sum.1) = (sum.0 + cents, sum.1 + 1);
+                }
             }
         }
         // Props are on events: their queries ask no visit metrics.
@@ -346,6 +397,8 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
                 json!((per_visit(g.bounces) * 100.0).round() as i64),
                 json!((per_visit(g.duration_ms) / 1000.0).round() as i64),
                 json!((per_visit(g.visit_pageviews) * 100.0).round() / 100.0),
+                revenue_metric(&g.revenue, false),
+                revenue_metric(&g.revenue, true),
             ];
             let metrics = ask.metrics().iter().map(|m| all[ALL_METRICS.iter().position(|a| a == m).unwrap()].clone());
             let metrics = metrics.collect();
@@ -424,6 +477,7 @@ async fn both_tiers_equal_brute_force_across_zones() {
         .collect();
     let mut tiers: BTreeMap<String, usize> = BTreeMap::new();
     let mut rows_compared = 0;
+    let mut revenue_rows = 0;
     for round in 0..300 {
         let (site, zone, events, key, _) = &sites[round % sites.len()];
         let ask = random_ask(&mut rng, &days);
@@ -448,10 +502,12 @@ async fn both_tiers_equal_brute_force_across_zones() {
             .collect();
         let want = brute(site, zone, events, &ask);
         rows_compared += want.len();
+        revenue_rows += want.values().filter(|m| m.iter().any(|v| v.get("by_currency").is_some())).count();
         assert_eq!(got, want, "site {site}, query {ask:?}, tier {}", answer["meta"]["tier"]);
     }
-    eprintln!("oracle: {rows_compared} answer rows compared, by tier {tiers:?}");
+    eprintln!("oracle: {rows_compared} answer rows compared ({revenue_rows} with revenue), by tier {tiers:?}");
     assert!(rows_compared > 1_000, "too few rows to be a test: {rows_compared}");
+    assert!(revenue_rows > 200, "too few rows with revenue: {revenue_rows}");
     assert!(
         tiers.get("rollups").is_some_and(|n| *n > 50) && tiers.get("segments").is_some_and(|n| *n > 50),
         "{tiers:?}"

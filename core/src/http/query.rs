@@ -38,6 +38,10 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
             if query.reads_props() {
                 return Err(ApiError::BadRequest("the DynamoDB store does not keep custom props yet".into()));
             }
+            if let Some(m) = query.metrics.iter().find(|m| m.is_revenue()) {
+                let message = format!("the DynamoDB store does not keep revenue yet (`{}`)", m.name());
+                return Err(ApiError::BadRequest(message));
+            }
             let by_time = query.groupings.iter().all(|g| matches!(g, Grouping::Hour | Grouping::Day));
             if query.metrics.contains(&Metric::Visitors) && !(by_time && query.filters.is_empty()) {
                 let message = "from the DynamoDB store, `visitors` can be grouped by time only, without filters";

@@ -9,7 +9,21 @@ use serde_json::{Value, json};
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::ops::Range;
+use tally_model::money::{MICROS, RevenueSums};
 use tally_model::rollup::{Bucket, CellKey, Counters};
+
+/// What a tier hands to [`finish`] for one group: its labels and what its metrics are made of.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Group {
+    /// The group's values of the query's groupings, in their order.
+    pub labels: Vec<String>,
+    /// Summed counters.
+    pub counters: Counters,
+    /// Distinct visitors.
+    pub visitors: u64,
+    /// Summed revenue, per currency.
+    pub revenue: RevenueSums,
+}
 
 /// One answer row.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,21 +132,25 @@ pub fn execute(store: &dyn CellSource, query: &Query) -> anyhow::Result<Vec<Row>
     } else {
         vec![0; groups.len()]
     };
-    let groups = groups.into_iter().zip(visitors).map(|((dims, counters), v)| (dims, counters, v)).collect();
+    let groups = groups
+        .into_iter()
+        .zip(visitors)
+        .map(|((labels, counters), visitors)| Group { labels, counters, visitors, revenue: RevenueSums::default() })
+        .collect();
     Ok(finish(query, groups))
 }
 
-/// Turns groups (dimension values, counters, distinct visitors) into the answer's rows: metrics,
-/// the query's order, its page. Without groupings there is always one row.
-pub fn finish(query: &Query, mut groups: Vec<(Vec<String>, Counters, u64)>) -> Vec<Row> {
+/// Turns groups into the answer's rows: metrics, the query's order, its page. Without groupings
+/// there is always one row.
+pub fn finish(query: &Query, mut groups: Vec<Group>) -> Vec<Row> {
     if groups.is_empty() && query.groupings.is_empty() {
-        groups.push((Vec::new(), Counters::default(), 0));
+        groups.push(Group::default());
     }
     let mut rows: Vec<Row> = groups
         .into_iter()
-        .map(|(dimensions, counters, distinct)| Row {
-            metrics: query.metrics.iter().map(|m| metric(*m, &counters, distinct)).collect(),
-            dimensions,
+        .map(|group| Row {
+            metrics: query.metrics.iter().map(|m| metric(*m, &group)).collect(),
+            dimensions: group.labels,
         })
         .collect();
     rows.sort_by(|a, b| compare(query, a, b));
@@ -161,7 +179,8 @@ fn group_values(groupings: &[Grouping], bucket: Bucket, key: &CellKey) -> Vec<St
         .collect()
 }
 
-fn metric(metric: Metric, c: &Counters, visitors: u64) -> Value {
+fn metric(metric: Metric, group: &Group) -> Value {
+    let (c, visitors) = (&group.counters, group.visitors);
     let per_visit = |n: i64| {
         if c.visits > 0 { n as f64 / c.visits as f64 } else { 0.0 }
     };
@@ -173,14 +192,49 @@ fn metric(metric: Metric, c: &Counters, visitors: u64) -> Value {
         Metric::BounceRate => json!((per_visit(c.bounces) * 100.0).round() as i64),
         Metric::VisitDuration => json!((per_visit(c.duration_ms) / 1000.0).round() as i64),
         Metric::ViewsPerVisit => json!((per_visit(c.visit_pageviews) * 100.0).round() / 100.0),
+        Metric::TotalRevenue => revenue(&group.revenue, false),
+        Metric::AverageRevenue => revenue(&group.revenue, true),
     }
+}
+
+/// A revenue metric: `null` without revenue; else `{"value", "currency", "by_currency"}` where
+/// `by_currency` maps each currency to its amount, and `value` and `currency` are that amount and
+/// its code when there is one currency (`null` when several: Tally converts no currency).
+/// Averages are per event that carried revenue, rounded to micro-units.
+fn revenue(sums: &RevenueSums, average: bool) -> Value {
+    if sums.is_empty() {
+        return Value::Null;
+    }
+    let amount = |micros: i128, events: i64| -> f64 {
+        let micros = if average && events != 0 {
+            let e = i128::from(events);
+            // Rounded half away from zero.
+            (2 * micros + micros.signum() * e) / (2 * e)
+        } else {
+            micros
+        };
+        micros as f64 / MICROS as f64
+    };
+    let by_currency: serde_json::Map<String, Value> =
+        sums.0.iter().map(|(c, s)| (c.as_str().to_owned(), json!(amount(s.micros, s.events)))).collect();
+    match sums.0.as_slice() {
+        [(currency, s)] => {
+            json!({ "value": amount(s.micros, s.events), "currency": currency.as_str(), "by_currency": by_currency })
+        }
+        _ => json!({ "value": null, "currency": null, "by_currency": by_currency }),
+    }
+}
+
+/// The number a metric value sorts by: itself, or a revenue metric's `value` (0 when none).
+fn sort_value(value: &Value) -> f64 {
+    value.as_f64().or_else(|| value.get("value").and_then(Value::as_f64)).unwrap_or(0.0)
 }
 
 fn compare(query: &Query, a: &Row, b: &Row) -> Ordering {
     for &(key, descending) in &query.order {
         let ordering = match key {
             SortKey::Metric(i) => {
-                let (x, y) = (a.metrics[i].as_f64().unwrap_or(0.0), b.metrics[i].as_f64().unwrap_or(0.0));
+                let (x, y) = (sort_value(&a.metrics[i]), sort_value(&b.metrics[i]));
                 x.partial_cmp(&y).unwrap_or(Ordering::Equal)
             }
             SortKey::Group(i) => a.dimensions[i].cmp(&b.dimensions[i]),

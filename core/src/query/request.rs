@@ -73,10 +73,14 @@ pub enum Metric {
     VisitDuration,
     /// Mean page views per visit, two decimals.
     ViewsPerVisit,
+    /// Summed revenue of the events, per currency.
+    TotalRevenue,
+    /// Revenue per event that carried revenue, per currency.
+    AverageRevenue,
 }
 
 impl Metric {
-    const ALL: [(Metric, &'static str); 7] = [
+    const ALL: [(Metric, &'static str); 9] = [
         (Metric::Visitors, "visitors"),
         (Metric::Visits, "visits"),
         (Metric::Pageviews, "pageviews"),
@@ -84,6 +88,8 @@ impl Metric {
         (Metric::BounceRate, "bounce_rate"),
         (Metric::VisitDuration, "visit_duration"),
         (Metric::ViewsPerVisit, "views_per_visit"),
+        (Metric::TotalRevenue, "total_revenue"),
+        (Metric::AverageRevenue, "average_revenue"),
     ];
 
     fn parse(name: &str) -> Option<Metric> {
@@ -93,6 +99,11 @@ impl Metric {
     /// Its API name.
     pub fn name(self) -> &'static str {
         Self::ALL.iter().find(|(m, _)| *m == self).map_or("", |(_, n)| n)
+    }
+
+    /// Whether it is a revenue metric.
+    pub fn is_revenue(self) -> bool {
+        matches!(self, Metric::TotalRevenue | Metric::AverageRevenue)
     }
 }
 
@@ -290,7 +301,7 @@ fn check_exit_dimensions(metrics: &[Metric], groupings: &[Grouping], filters: &[
     if !filters.is_empty() {
         return invalid(format!("`{name}` answers unfiltered queries only, for now"));
     }
-    if let Some(m) = metrics.iter().find(|m| matches!(m, Metric::Pageviews | Metric::Events)) {
+    if let Some(m) = metrics.iter().find(|m| matches!(m, Metric::Pageviews | Metric::Events) || m.is_revenue()) {
         let m = m.name();
         return invalid(format!(
             "`{name}` answers visit metrics (visitors, visits, bounce_rate, visit_duration, views_per_visit), not `{m}`"
@@ -299,15 +310,17 @@ fn check_exit_dimensions(metrics: &[Metric], groupings: &[Grouping], filters: &[
     Ok(())
 }
 
-/// Custom props are event rows: they answer event metrics (visitors, events, pageviews).
+/// Custom props are event rows: they answer event metrics (visitors, events, pageviews, revenue).
 fn check_props(metrics: &[Metric], groupings: &[Grouping], filters: &[Filter]) -> Result<(), QueryError> {
     let grouped = groupings.iter().find_map(|g| if let Grouping::Prop(n) = g { Some(n) } else { None });
     let filtered = filters.iter().find_map(|f| if let Field::Prop(n) = &f.field { Some(n) } else { None });
     let Some(name) = grouped.or(filtered) else { return Ok(()) };
-    if let Some(m) = metrics.iter().find(|m| !matches!(m, Metric::Visitors | Metric::Events | Metric::Pageviews)) {
+    let event_metric =
+        |m: &Metric| matches!(m, Metric::Visitors | Metric::Events | Metric::Pageviews) || m.is_revenue();
+    if let Some(m) = metrics.iter().find(|m| !event_metric(m)) {
         let m = m.name();
         return invalid(format!(
-            "`{PROP_PREFIX}{name}` answers visitors, events and pageviews; `{m}` by custom prop is not kept yet"
+            "`{PROP_PREFIX}{name}` answers visitors, events, pageviews, total_revenue and average_revenue; `{m}` by custom prop is not kept yet"
         ));
     }
     Ok(())

@@ -2,13 +2,12 @@
 //! or the totals) at one grain over the range, with exact distinct visitors from the rows'
 //! first-sight counters (`tally_model::breakdown::Tallies::visitors_until`).
 
-use super::exec::{Row, day_label, finish, hour_label};
+use super::exec::{Group, Row, day_label, finish, hour_label};
 use super::request::{Grouping, Query};
 use crate::store::RollupRead;
 use std::collections::HashMap;
 use tally_model::breakdown::{Grain, Slot, Tallies};
 use tally_model::props::row_prefix;
-use tally_model::rollup::Counters;
 
 /// Runs a query that [`super::plan::plan`] gave to the rollups.
 pub fn execute_rollups(store: &dyn RollupRead, query: &Query) -> anyhow::Result<Vec<Row>> {
@@ -28,7 +27,7 @@ pub fn execute_rollups(store: &dyn RollupRead, query: &Query) -> anyhow::Result<
         Grain::Day => (query.buckets.start.div_euclid(24), (query.buckets.end - 1).div_euclid(24)),
     };
     let mut index: HashMap<Vec<String>, usize> = HashMap::new();
-    let mut groups: Vec<(Vec<String>, Counters, i64)> = Vec::new();
+    let mut groups: Vec<(Group, i64)> = Vec::new();
     store.rollup_rows(&query.site, grain, slot, first, last, &mut |at, value, t: &Tallies| {
         let value = match &prefix {
             Some(prefix) => match value.strip_prefix(prefix.as_str()) {
@@ -49,17 +48,18 @@ pub fn execute_rollups(store: &dyn RollupRead, query: &Query) -> anyhow::Result<
         let next = groups.len();
         let at_group = *index.entry(key.clone()).or_insert(next);
         if at_group == next {
-            groups.push((key, Counters::default(), 0));
+            groups.push((Group { labels: key, ..Group::default() }, 0));
         }
-        let group = &mut groups[at_group];
-        group.1.add(&t.counters);
-        group.2 += t.visitors_until(at, if by_time { at } else { last });
+        let (group, visitors) = &mut groups[at_group];
+        group.counters.add(&t.counters);
+        group.revenue.merge(&t.revenue);
+        *visitors += t.visitors_until(at, if by_time { at } else { last });
     })?;
     // A group whose rows net to nothing (exit rows whose visits all moved on) is no answer row.
     let groups = groups
         .into_iter()
-        .filter(|(_, c, v)| !(c.is_zero() && *v == 0))
-        .map(|(k, c, v)| (k, c, u64::try_from(v).unwrap_or(0)))
+        .filter(|(g, v)| !(g.counters.is_zero() && *v == 0 && g.revenue.is_empty()))
+        .map(|(g, v)| Group { visitors: u64::try_from(v).unwrap_or(0), ..g })
         .collect();
     Ok(finish(query, groups))
 }

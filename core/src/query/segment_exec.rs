@@ -5,16 +5,17 @@
 //! rows that carry events, sorted and deduplicated at the end. Segments are shared out over the
 //! cores. [`finish`] (metrics, order, page) is shared with the other tiers.
 
-use super::exec::{Row, day_label, finish, hour_label};
+use super::exec::{Group, Row, day_label, finish, hour_label};
 use super::request::{Field, Grouping, Metric, NO_PROP, Query};
 use crate::store::Store;
 use crate::store::segments::{COUNTERS, Segment};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use tally_model::money::{Currency, RevenueSums};
 use tally_model::props::value_in;
 use tally_model::rollup::{Bucket, Counters};
-use tally_model::segment::{PROPS, column_of};
+use tally_model::segment::{CURRENCY, PROPS, column_of};
 
 /// Group combinations up to this many (or up to the segment's rows, if more) use a dense array
 /// instead of a hash map.
@@ -38,12 +39,12 @@ impl hashbrown::Equivalent<Vec<String>> for LabelsRef<'_> {
     }
 }
 
-/// Answers accumulated over segments: per group its labels, counters and the visitor ids of its
-/// rows (with repeats; [`Groups::finish`] counts the distinct ones).
+/// Answers accumulated over segments: per group its labels, counters, revenue and the visitor
+/// ids of its rows (with repeats; [`Groups::finish`] counts the distinct ones).
 #[derive(Default)]
 struct Groups {
     index: hashbrown::HashMap<Vec<String>, usize, Fast>,
-    groups: Vec<(Vec<String>, Counters, Vec<u64>)>,
+    groups: Vec<(Vec<String>, Counters, Vec<u64>, RevenueSums)>,
 }
 
 impl Groups {
@@ -54,28 +55,29 @@ impl Groups {
         let at = self.groups.len();
         let owned: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
         self.index.insert(owned.clone(), at);
-        self.groups.push((owned, Counters::default(), Vec::new()));
+        self.groups.push((owned, Counters::default(), Vec::new(), RevenueSums::default()));
         at
     }
 
     fn merge(&mut self, other: Groups) {
-        for (labels, counters, visitors) in other.groups {
+        for (labels, counters, visitors, revenue) in other.groups {
             let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
             let at = self.at(&refs);
             let group = &mut self.groups[at];
             group.1.add(&counters);
             group.2.extend(visitors);
+            group.3.merge(&revenue);
         }
     }
 
-    /// Labels, counters and distinct visitors per group.
-    fn finish(self) -> Vec<(Vec<String>, Counters, u64)> {
+    /// Each group with its distinct visitors.
+    fn finish(self) -> Vec<Group> {
         self.groups
             .into_iter()
-            .map(|(labels, counters, mut visitors)| {
-                visitors.sort_unstable();
-                visitors.dedup();
-                (labels, counters, visitors.len() as u64)
+            .map(|(labels, counters, mut ids, revenue)| {
+                ids.sort_unstable();
+                ids.dedup();
+                Group { labels, counters, visitors: ids.len() as u64, revenue }
             })
             .collect()
     }
@@ -113,7 +115,7 @@ pub fn execute_segments(store: &Store, query: &Query) -> anyhow::Result<Vec<Row>
     // Props are on events: a group that only visit rows reached (they have no props) is no row
     // of a prop query, which asks event metrics only.
     if query.reads_props() {
-        groups.retain(|(_, counters, _)| counters.events > 0);
+        groups.retain(|g| g.counters.events > 0);
     }
     Ok(finish(query, groups))
 }
@@ -123,7 +125,7 @@ fn needed_counters(metrics: &[Metric]) -> [bool; COUNTERS.len()] {
     let mut needed = [false; COUNTERS.len()];
     for metric in metrics {
         let uses: &[usize] = match metric {
-            Metric::Visitors | Metric::Events => &[0],
+            Metric::Visitors | Metric::Events | Metric::TotalRevenue | Metric::AverageRevenue => &[0],
             Metric::Pageviews => &[1],
             Metric::Visits => &[2],
             Metric::BounceRate => &[2, 3],
@@ -221,13 +223,21 @@ fn scan(segment: &Segment, lo: Bucket, hi: Bucket, query: &Query, out: &mut Grou
     // loads events whenever visitors are asked for.
     let visitors =
         if query.metrics.contains(&Metric::Visitors) { Some((segment.visitors()?, segment.counter(0)?)) } else { None };
+    // Revenue: each row's currency code (`None` where it has none), amount and events.
+    let revenue = if query.metrics.iter().any(|m| m.is_revenue()) {
+        let (currencies, codes) = segment.dimension(CURRENCY)?;
+        let known: Vec<Option<Currency>> = currencies.iter().map(|c| Currency::parse(c)).collect();
+        Some((known, codes, segment.revenue()?, segment.counter(0)?))
+    } else {
+        None
+    };
 
     // Local groups of this segment: their global index, counters and last visitor added.
     let dense_up_to = DENSE_GROUPS.max(segment.rows as u128);
     let is_dense = combinations <= dense_up_to;
     let mut dense: Vec<u32> = if is_dense { vec![u32::MAX; combinations as usize] } else { Vec::new() };
     let mut sparse: HashMap<u128, u32> = HashMap::new();
-    let mut local: Vec<(usize, [i64; COUNTERS.len()], Option<u64>)> = Vec::new();
+    let mut local: Vec<(usize, [i64; COUNTERS.len()], Option<u64>, RevenueSums)> = Vec::new();
     'rows: for row in 0..segment.rows {
         let bucket = match buckets {
             Some(b) => {
@@ -272,7 +282,7 @@ fn scan(segment: &Segment, lo: Bucket, hi: Bucket, query: &Query, out: &mut Grou
                 }
             };
             *slot = u32::try_from(local.len())?;
-            local.push((global, [0; COUNTERS.len()], None));
+            local.push((global, [0; COUNTERS.len()], None, RevenueSums::default()));
         }
         let group = &mut local[*slot as usize];
         for (i, values) in &counters {
@@ -285,9 +295,16 @@ fn scan(segment: &Segment, lo: Bucket, hi: Bucket, query: &Query, out: &mut Grou
             group.2 = Some(ids[row]);
             out.groups[group.0].2.push(ids[row]);
         }
+        if let Some((known, codes, amounts, events)) = &revenue
+            && let Some(currency) = known[codes[row] as usize]
+        {
+            group.3.add(currency, amounts[row], events[row]);
+        }
     }
-    for (global, sums, _) in local {
-        out.groups[global].1.add(&Counters::from_array(sums));
+    for (global, sums, _, revenue) in local {
+        let group = &mut out.groups[global];
+        group.1.add(&Counters::from_array(sums));
+        group.3.merge(&revenue);
     }
     Ok(())
 }

@@ -79,6 +79,17 @@ fn props_of(r: &Raw) -> Vec<(String, String)> {
     if r.pageview { vec![] } else { vec![("plan".into(), ["free", "pro", "pro"][r.page].into())] }
 }
 
+/// A custom event's revenue: none on the first page, euros (by person) on the second, dollars on
+/// the third.
+fn revenue_of(r: &Raw) -> Option<crate::wire::Revenue> {
+    let (amount, currency) = match (r.pageview, r.page) {
+        (true, _) | (false, 0) => return None,
+        (false, 1) => (format!("{}.5", r.person + 1), "EUR"),
+        _ => ("2.2".to_owned(), "USD"),
+    };
+    Some(crate::wire::Revenue { amount, currency: currency.into() })
+}
+
 fn event(r: &Raw, n: usize) -> Event {
     let day = r.at_ms.div_euclid(DAY_MS);
     Event {
@@ -89,7 +100,7 @@ fn event(r: &Raw, n: usize) -> Event {
         url: format!("https://a.com{}", PAGES[r.page]),
         referrer: None,
         props: props_of(r),
-        revenue: None,
+        revenue: revenue_of(r),
         interactive: r.interactive,
         user_agent: UA.into(),
         country: Some(COUNTRIES[r.country].into()),
@@ -118,6 +129,19 @@ fn add(b: &mut Breakdown, c: &Contribution, r: &Raw, seen: &mut HashMap<u64, Sig
     b.add(c, seen.entry(c.visitor).or_default());
     b.add_props(c, &props_of(r), seen.entry(c.visitor).or_default());
     b.add_exit(c, seen.entry(c.start_visitor).or_default());
+    if let Some(money) = revenue_of(r).as_ref().and_then(crate::money::Money::of) {
+        b.add_revenue(c, &props_of(r), money);
+    }
+}
+
+/// Revenue sums as four numbers: euro micro-units and events, dollar micro-units and events.
+fn revenue_numbers(sums: &RevenueSums) -> [i64; 4] {
+    let of = |code: &str| {
+        let found = sums.0.iter().find(|(c, _)| c.as_str() == code);
+        found.map_or([0, 0], |(_, s)| [i64::try_from(s.micros).expect("fits"), s.events])
+    };
+    let ([eur, eur_n], [usd, usd_n]) = (of("EUR"), of("USD"));
+    [eur, eur_n, usd, usd_n]
 }
 
 /// All contributions in one breakdown.
@@ -173,8 +197,9 @@ fn visits(raws: &[Raw]) -> Vec<Visit> {
     out
 }
 
-/// The brute-force answer: (visitors, events, pageviews, visits, bounces, duration ms).
-fn brute(raws: &[Raw], clock: Clock, ask: Ask) -> [i64; 6] {
+/// The brute-force answer: (visitors, events, pageviews, visits, bounces, duration ms), then
+/// the revenue ([`revenue_numbers`]).
+fn brute(raws: &[Raw], clock: Clock, ask: Ask) -> [i64; 10] {
     let period = |ms: i64| match ask.grain {
         Grain::Hour => clock.bucket(ms),
         Grain::Day => day_of(clock.bucket(ms)),
@@ -183,6 +208,7 @@ fn brute(raws: &[Raw], clock: Clock, ask: Ask) -> [i64; 6] {
     let want = slot_value(ask.slot, ask.value_at);
     let mut ids = BTreeSet::new();
     let (mut events, mut pageviews, mut n_visits, mut bounces, mut duration) = (0, 0, 0, 0, 0);
+    let mut revenue = RevenueSums::default();
     for v in visits(raws) {
         let entry = &v.events[0];
         if let Slot::Of(d) = ask.slot
@@ -216,6 +242,11 @@ fn brute(raws: &[Raw], clock: Clock, ask: Ask) -> [i64; 6] {
                 ids.insert(id(r.person, r.at_ms.div_euclid(DAY_MS)));
                 events += 1;
                 pageviews += i64::from(r.pageview);
+                if let Some(money) = revenue_of(r) {
+                    // Amounts have one decimal here.
+                    let micros: i128 = money.amount.replace('.', "").parse::<i128>().expect("digits") * 100_000;
+                    revenue.add(crate::money::Currency::parse(&money.currency).expect("code"), micros, 1);
+                }
             }
         }
         if in_range(entry.at_ms) && value(entry) == want && ask.slot != Slot::Props {
@@ -225,23 +256,25 @@ fn brute(raws: &[Raw], clock: Clock, ask: Ask) -> [i64; 6] {
             duration += v.events.last().map_or(0, |l| l.at_ms) - entry.at_ms;
         }
     }
-    [ids.len() as i64, events, pageviews, n_visits, bounces, duration]
+    let [a, b, c, d] = revenue_numbers(&revenue);
+    [ids.len() as i64, events, pageviews, n_visits, bounces, duration, a, b, c, d]
 }
 
 /// The rollups' answer to the same question.
-fn answer(b: &Breakdown, ask: Ask) -> [i64; 6] {
+fn answer(b: &Breakdown, ask: Ask) -> [i64; 10] {
     let want = slot_value(ask.slot, ask.value_at);
     let rows: BTreeMap<i64, Tallies> = b
         .rows()
         .filter(|(k, _)| k.grain == ask.grain && k.slot == ask.slot && k.value == want)
-        .map(|(k, t)| (k.at, *t))
+        .map(|(k, t)| (k.at, t.clone()))
         .collect();
     let mut sum = Tallies::default();
     rows.range(ask.first..=ask.last).for_each(|(_, t)| sum.add(t));
     // Hour asks are one hour; day asks sum each day row's share up to the last day.
     let visitors: i64 = rows.range(ask.first..=ask.last).map(|(at, t)| t.visitors_until(*at, ask.last)).sum();
     let c = sum.counters;
-    [visitors, c.events, c.pageviews, c.visits, c.bounces, c.duration_ms]
+    let [a, b, e, d] = revenue_numbers(&sum.revenue);
+    [visitors, c.events, c.pageviews, c.visits, c.bounces, c.duration_ms, a, b, e, d]
 }
 
 fn asks() -> impl Strategy<Value = Ask> {
@@ -298,7 +331,7 @@ proptest! {
         let [mut a, b] = parts;
         a.merge(b);
         let nonzero = |b: Breakdown| -> BTreeMap<String, Tallies> {
-            b.rows().filter(|(_, t)| !t.is_zero()).map(|(k, t)| (format!("{k:?}"), *t)).collect()
+            b.rows().filter(|(_, t)| !t.is_zero()).map(|(k, t)| (format!("{k:?}"), t.clone())).collect()
         };
         prop_assert_eq!(nonzero(a), nonzero(whole));
     }

@@ -2,11 +2,12 @@
 //! Snappy-compressed, dimension columns as Arrow dictionaries of strings so that any Parquet
 //! reader (DuckDB, ClickHouse, pandas) sees plain text columns.
 
-use super::segment::{BUCKET, COLUMNS, COUNTERS, Column, Segment, VISITOR};
+use super::segment::{BUCKET, COLUMNS, COUNTERS, Column, REVENUE, Segment, VISITOR};
 use anyhow::Context;
 use arrow_array::types::UInt32Type;
 use arrow_array::{
-    Array, ArrayRef, DictionaryArray, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array, UInt64Array,
+    Array, ArrayRef, Decimal128Array, DictionaryArray, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
+    UInt64Array,
 };
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
@@ -21,12 +22,18 @@ use std::sync::Arc;
 use tally_model::dimension::Dimension;
 use tally_model::segment::DIMENSIONS;
 
+/// Revenue is a decimal of this many digits…
+const MONEY_PRECISION: u8 = 38;
+/// …six of them after the point (micro-units).
+const MONEY_SCALE: i8 = 6;
+
 /// The file's column names, in column order.
 fn column_names() -> Vec<&'static str> {
     let mut names = vec!["local_hour", "visitor_id"];
     names.extend(Dimension::CELL.iter().map(|(_, name)| name.split_once(':').map_or(*name, |(_, n)| n)));
-    names.push("props");
+    names.extend(["props", "revenue_currency"]);
     names.extend(COUNTERS);
+    names.push("revenue");
     names
 }
 
@@ -38,6 +45,7 @@ fn schema() -> Schema {
                 BUCKET => DataType::Int32,
                 VISITOR => DataType::UInt64,
                 i if i < 2 + DIMENSIONS => DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8)),
+                REVENUE => DataType::Decimal128(MONEY_PRECISION, MONEY_SCALE),
                 _ => DataType::Int64,
             };
             Field::new(names[i], kind, false)
@@ -60,6 +68,9 @@ pub fn write(segment: &Segment, path: &Path) -> anyhow::Result<u64> {
                 Arc::new(DictionaryArray::<UInt32Type>::try_new(keys, values)?)
             }
             Column::Counter(v) => Arc::new(Int64Array::from(v.clone())),
+            Column::Money(v) => {
+                Arc::new(Decimal128Array::from(v.clone()).with_precision_and_scale(MONEY_PRECISION, MONEY_SCALE)?)
+            }
         };
         arrays.push(array);
     }
@@ -95,6 +106,7 @@ pub fn read_column(path: &Path, i: usize) -> anyhow::Result<Column> {
         BUCKET => Column::Buckets(Vec::new()),
         VISITOR => Column::Visitors(Vec::new()),
         i if i < 2 + DIMENSIONS => Column::Dimension { values: Vec::new(), codes: Vec::new() },
+        REVENUE => Column::Money(Vec::new()),
         _ => Column::Counter(Vec::new()),
     };
     let mut interned: HashMap<String, u32> = HashMap::new();
@@ -107,6 +119,7 @@ pub fn read_column(path: &Path, i: usize) -> anyhow::Result<Column> {
             Column::Buckets(v) => v.extend(downcast::<Int32Array>(any, path)?.values().iter()),
             Column::Visitors(v) => v.extend(downcast::<UInt64Array>(any, path)?.values().iter()),
             Column::Counter(v) => v.extend(downcast::<Int64Array>(any, path)?.values().iter()),
+            Column::Money(v) => v.extend(downcast::<Decimal128Array>(any, path)?.values().iter()),
             Column::Dimension { values, codes } => {
                 let mut intern = |text: &str| -> u32 {
                     if let Some(&code) = interned.get(text) {

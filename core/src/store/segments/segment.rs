@@ -7,12 +7,14 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use tally_model::rollup::{Bucket, Counters};
-use tally_model::segment::{DIMENSIONS, RowId, SegmentRows};
+use tally_model::segment::{DIMENSIONS, RowId, RowSums, SegmentRows};
 
 /// The counters a row carries, in column order.
 pub const COUNTERS: [&str; 6] = Counters::NAMES;
-/// Columns of a segment: bucket, visitor, the dimensions, the counters.
-pub const COLUMNS: usize = 2 + DIMENSIONS + COUNTERS.len();
+/// Columns of a segment: bucket, visitor, the dimensions, the counters, the revenue.
+pub const COLUMNS: usize = 2 + DIMENSIONS + COUNTERS.len() + 1;
+/// The column of revenue in micro-units (of the row's currency column).
+pub const REVENUE: usize = COLUMNS - 1;
 /// The column of local-hour buckets.
 pub const BUCKET: usize = 0;
 /// The column of visitor ids.
@@ -44,6 +46,8 @@ pub enum Column {
     },
     /// A counter.
     Counter(Vec<i64>),
+    /// Amounts in micro-units (a Parquet decimal with six places).
+    Money(Vec<i128>),
 }
 
 impl Column {
@@ -59,6 +63,7 @@ impl Column {
             Column::Visitors(v) => v.len(),
             Column::Dimension { codes, .. } => codes.len(),
             Column::Counter(v) => v.len(),
+            Column::Money(v) => v.len(),
         }
     }
 }
@@ -123,7 +128,7 @@ impl Segment {
         sorted: bool,
         origin: Origin,
     ) -> Option<Segment> {
-        let mut picked: Vec<(&RowId, &Counters)> = rows.rows.iter().filter(|((b, _, _), _)| keep(*b)).collect();
+        let mut picked: Vec<(&RowId, &RowSums)> = rows.rows.iter().filter(|((b, _, _), _)| keep(*b)).collect();
         if picked.is_empty() {
             return None;
         }
@@ -138,10 +143,11 @@ impl Segment {
             let codes = picked.iter().map(|((_, _, codes), _)| codes[i]).collect();
             columns.push(Column::Dimension { values: dictionary.values.clone(), codes });
         }
-        let values: Vec<[i64; COUNTERS.len()]> = picked.iter().map(|(_, c)| c.to_array()).collect();
+        let values: Vec<[i64; COUNTERS.len()]> = picked.iter().map(|(_, s)| s.counters.to_array()).collect();
         for i in 0..COUNTERS.len() {
             columns.push(Column::Counter(values.iter().map(|v| v[i]).collect()));
         }
+        columns.push(Column::Money(picked.iter().map(|(_, s)| s.revenue_micros).collect()));
         Some(Segment::loaded(site, generation, columns, origin))
     }
 
@@ -232,6 +238,14 @@ impl Segment {
         }
     }
 
+    /// The revenue of each row, in micro-units of its currency (`tally_model::segment::CURRENCY`).
+    pub fn revenue(&self) -> anyhow::Result<&[i128]> {
+        match self.column(REVENUE)? {
+            Column::Money(v) => Ok(v),
+            _ => anyhow::bail!("the revenue column has the wrong type"),
+        }
+    }
+
     /// The blob the pending table keeps for this (in-memory) segment.
     pub fn pending_blob(&self) -> anyhow::Result<Vec<u8>> {
         let blob = PendingBlobRef { site: &self.site, generation: self.generation, columns: self.all_columns()? };
@@ -248,6 +262,7 @@ impl Segment {
             dims.push((values, codes, vec![u32::MAX; values.len()]));
         }
         let counters: Vec<&[i64]> = (0..COUNTERS.len()).map(|i| self.counter(i)).collect::<anyhow::Result<_>>()?;
+        let revenue = self.revenue()?;
         for row in 0..self.rows {
             let bucket = Bucket::from(buckets[row]);
             if bucket < lo || bucket > hi {
@@ -261,7 +276,10 @@ impl Segment {
                 }
                 codes[i] = remap[code];
             }
-            let delta = Counters::from_array(std::array::from_fn(|i| counters[i][row]));
+            let delta = RowSums {
+                counters: Counters::from_array(std::array::from_fn(|i| counters[i][row])),
+                revenue_micros: revenue[row],
+            };
             out.add_codes((bucket, visitors[row], codes), &delta);
         }
         Ok(())
