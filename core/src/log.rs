@@ -141,6 +141,9 @@ fn write_loop(db: &Database, mut requests: mpsc::Receiver<Append>, head: &watch:
         }
         match commit(db, &batch, last) {
             Ok((new_last, written)) => {
+                // The head moves before anyone hears back, so a caller that reads it after its
+                // append returned sees its own entries.
+                head.send_replace(new_last);
                 let mut start = last + 1;
                 for (request, (n, duplicates)) in batch.into_iter().zip(written) {
                     let end = start + n as u64;
@@ -149,7 +152,6 @@ fn write_loop(db: &Database, mut requests: mpsc::Receiver<Append>, head: &watch:
                     start = end;
                 }
                 last = new_last;
-                head.send_replace(last);
             }
             Err(error) => {
                 tracing::error!(%error, entries = count, "event log commit failed");

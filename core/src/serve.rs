@@ -3,6 +3,7 @@
 
 use crate::aggregate::Aggregator;
 use crate::http::{AppState, Backend, IngestState, query_cache, router};
+use crate::import::{self, Importer};
 use crate::log::EventLog;
 use crate::registry::Registry;
 use crate::salts::SaltBook;
@@ -45,6 +46,8 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         tracing::warn!(from, "the store had an older format: rebuilding it from the event log");
     }
     let store = Arc::new(store);
+    // `tally import` while the server runs: through this socket, into the same log.
+    let import_socket = import::socket::listen(dir, Importer::new(log.clone(), registry.clone())?, store.clone());
     let state = AppState {
         registry: registry.clone(),
         backend: Backend::Embedded { store: store.clone(), log: log.clone() },
@@ -67,6 +70,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    drop(import_socket);
     tracing::info!("stopped taking requests; applying what the log holds");
     stop.send_replace(true);
     match tokio::time::timeout(DRAIN_DEADLINE, aggregating).await {

@@ -1,5 +1,6 @@
 //! The CLI while `tally serve` runs on the same data directory: a site added and keys created
-//! then take effect within about 2 s, without a restart.
+//! then take effect within about 2 s, without a restart; `tally import` goes through the server
+//! (its import socket) and counts exactly.
 
 use crate::harness::{POLL_DEADLINE, TestServer, Visitor, eventually, key_create, pageview, query_body, site_add};
 use serde_json::json;
@@ -81,4 +82,49 @@ async fn sites_and_keys_added_while_serving() {
     // The first key still works.
     let (status, text) = server.query_raw(server.key(FIRST), &body).await;
     assert_eq!(status, 200, "query {FIRST} with its first key after a second was made: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_while_serving_goes_through_the_server() {
+    let mut server = TestServer::start("import-live", &[FIRST]);
+    let visitor = Visitor::new(3);
+    // Live traffic before and during the import.
+    let answer = server.post_event(pageview(FIRST, "/live").to_string(), &visitor.headers()).await;
+    assert_eq!(answer.accepted, Some(1));
+    let today = jiff::Timestamp::now().as_millisecond();
+    let mut lines = String::new();
+    for i in 0..2_000 {
+        let line = json!({"n": "pageview", "u": format!("https://{FIRST}/imported/{}", i % 7), "d": FIRST,
+            "timestamp": today - 60_000 + i, "user_agent": crate::harness::chrome_ua(i as u32), "visitor": format!("v{}", i % 300)});
+        lines += &format!("{line}\n");
+    }
+    lines += "not json\n";
+    let file = server.data_dir().join("import.ndjson");
+    std::fs::write(&file, lines).unwrap();
+    let data = server.data_dir().to_str().unwrap().to_owned();
+    let out = crate::harness::tally_ok(&["import", file.to_str().unwrap(), "--data-dir", &data, "--no-progress"]);
+    assert!(out.contains("imported 2000 events from 2001 lines"), "{out}");
+    assert!(out.contains("not_a_json_object: 1"), "{out}");
+    let answer = server.post_event(pageview(FIRST, "/live").to_string(), &visitor.headers()).await;
+    assert_eq!(answer.accepted, Some(1), "the server still takes live events");
+    // The command returns once the server has aggregated the import: visible at once.
+    let body = query_body(FIRST, &["pageviews"], json!({"filters": [["contains", "event:page", ["/imported/"]]]}));
+    assert_eq!(server.totals(&body).await.unwrap(), [2000.0]);
+    // Again: nothing counted twice.
+    let again = crate::harness::tally_ok(&["import", file.to_str().unwrap(), "--data-dir", &data, "--no-progress"]);
+    assert!(again.contains("already imported (skipped): 2000"), "{again}");
+    assert_eq!(server.totals(&body).await.unwrap(), [2000.0]);
+    // Only the owner may use the socket, and it goes away with the server.
+    let socket = server.data_dir().join("import.sock");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    // A client that stalls mid-import holds neither the server's shutdown nor the files.
+    let mut stalled = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    std::io::Write::write_all(&mut stalled, b"tally-import 1\n{\"n\": \"pagev").unwrap();
+    let (status, _) = server.stop_with("TERM");
+    assert!(status.success());
+    assert!(!socket.exists(), "the import socket is removed on shutdown");
+    // With the server stopped, the import runs in the command itself, as before.
+    let offline = crate::harness::tally_ok(&["import", file.to_str().unwrap(), "--data-dir", &data, "--no-progress"]);
+    assert!(offline.contains("already imported (skipped): 2000"), "{offline}");
 }

@@ -1,31 +1,18 @@
-//! `tally import`: NDJSON events with explicit timestamps into the embedded backend, through the
-//! same checks as `POST /api/event` (`model::ingest`), into the event log, then aggregated into
-//! both tiers like live events.
-//!
-//! Each line is one event: the ingest fields (long or short keys) plus `timestamp` (RFC 3339 or
-//! ms since the epoch), `user_agent`, `ip` or `visitor` (what the visitor id is made of),
-//! optional `country` and optional `id`. An event's id is its `id` field or, without one, a hash
-//! of the line's bytes, and the log keeps the ids it imported: running the same file again, or
-//! resuming after a crash, counts nothing twice. Visitor ids of imported events use import salts,
-//! one per UTC day, derived from a random key kept in the log's file (so re-runs make the same ids);
-//! they never match live visitors' ids.
+//! The lines of an import: each NDJSON line through the same checks as `POST /api/event`
+//! (`model::ingest`) into a log entry with its id, and batches of them appended to the event log
+//! (ids the log already holds are skipped), counting what happened to every line.
 
-use crate::aggregate::Aggregator;
 use crate::log::EventLog;
 use crate::registry::Registry;
-use crate::store::Store;
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use redb::{Database, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use siphasher::sip128::{Hasher128, SipHasher13};
 use std::collections::BTreeMap;
 use std::hash::Hasher;
 use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tally_model::codec;
 use tally_model::event::LogEntry;
 use tally_model::ingest::{RequestContext, ingest};
@@ -41,28 +28,8 @@ const DAY_MS: i64 = 86_400_000;
 /// Fields of an import line that are not ingest fields.
 const IMPORT_FIELDS: [&str; 6] = ["timestamp", "user_agent", "ip", "visitor", "country", "id"];
 
-/// Where the events come from.
-#[derive(Debug, Clone)]
-pub enum Input {
-    /// A file.
-    File(PathBuf),
-    /// Standard input.
-    Stdin,
-}
-
-/// Settings of `tally import`.
-#[derive(Debug, Clone)]
-pub struct ImportSettings {
-    /// The data directory (of a `tally serve` that is not running).
-    pub data_dir: PathBuf,
-    /// The NDJSON input.
-    pub input: Input,
-    /// Draw a progress bar on standard error.
-    pub progress: bool,
-}
-
 /// What an import did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     /// Lines read (blank lines not counted).
     pub lines: u64,
@@ -76,108 +43,85 @@ pub struct Summary {
     pub rejected: BTreeMap<String, u64>,
 }
 
-/// Imports the input, then applies the log to the store, and returns what it did.
-pub async fn import(settings: ImportSettings) -> anyhow::Result<Summary> {
-    let dir = &settings.data_dir;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
-    let registry = Registry::open(dir)?;
-    let busy = || {
-        format!(
-            "cannot open the data directory {}: is `tally serve` running on it? Stop it for the import, then start it again",
-            dir.display()
-        )
-    };
-    let log = EventLog::open(&dir.join("log.redb")).with_context(busy)?;
-    let (store, _) = Store::open(&dir.join("store.redb")).with_context(busy)?;
-    let key = import_key(&log.database())?;
-    let (reader, size): (Box<dyn BufRead>, Option<u64>) = match &settings.input {
-        Input::File(path) => {
-            let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            let size = file.metadata().ok().map(|m| m.len());
-            (Box::new(std::io::BufReader::with_capacity(1 << 20, file)), size)
-        }
-        Input::Stdin => (Box::new(std::io::BufReader::new(std::io::stdin())), None),
-    };
-    // The aggregator runs beside the reader (the two share the cores) and stops once the stop
-    // signal is sent and the log is applied.
-    let store = Arc::new(store);
-    let aggregator = Aggregator {
-        log: log.clone(),
-        store: store.clone(),
-        registry: registry.clone(),
-        flush_interval: Duration::ZERO,
-    };
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let aggregating = tokio::spawn(aggregator.run(stopped));
-    let bar = progress_bar(settings.progress, size);
-    let started = Instant::now();
-    let mut summary = Summary::default();
-    let snapshot = registry.snapshot();
-    let is_site = |domain: &str| snapshot.site(domain).is_some();
-    let mut batch: (Vec<Vec<u8>>, Vec<u128>) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
-    for line in reader.split(b'\n') {
-        let line = line.context("reading the input")?;
-        bar.inc(line.len() as u64 + 1);
-        let line = line.trim_ascii();
-        if line.is_empty() {
-            continue;
-        }
-        summary.lines += 1;
-        match parse_line(line, &key, &is_site) {
-            Ok((LogEntry::Drop(drop), _)) => *summary.dropped.entry(drop.reason.as_str().to_owned()).or_default() += 1,
-            Ok((entry, id)) => {
-                batch.0.push(codec::encode(&entry));
-                batch.1.push(id);
+/// Turns import lines into log entries of one event log (with its import salts).
+#[derive(Clone)]
+pub struct Importer {
+    log: EventLog,
+    registry: Registry,
+    key: [u8; 16],
+}
+
+impl Importer {
+    /// An importer into `log`, for the sites of `registry`; makes the import key on first use.
+    pub fn new(log: EventLog, registry: Registry) -> anyhow::Result<Importer> {
+        let key = import_key(&log.database())?;
+        Ok(Importer { log, registry, key })
+    }
+
+    /// The log it appends to.
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    /// Reads every line of `reader` and appends its events to the log in batches (blocking: run
+    /// it on a blocking thread; `runtime` runs the appends). `progress` hears the bytes read so
+    /// far and the events accepted after each batch.
+    pub fn read_all(
+        &self,
+        reader: &mut dyn BufRead,
+        runtime: &tokio::runtime::Handle,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> anyhow::Result<Summary> {
+        let mut summary = Summary::default();
+        let snapshot = self.registry.snapshot();
+        let is_site = |domain: &str| snapshot.site(domain).is_some();
+        let mut batch: (Vec<Vec<u8>>, Vec<u128>) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
+        let mut read = 0u64;
+        for line in reader.split(b'\n') {
+            let line = line.context("reading the input")?;
+            read += line.len() as u64 + 1;
+            let line = line.trim_ascii();
+            if line.is_empty() {
+                continue;
             }
-            Err(reason) => *summary.rejected.entry(reason.to_owned()).or_default() += 1,
+            summary.lines += 1;
+            match parse_line(line, &self.key, &is_site) {
+                Ok((LogEntry::Drop(drop), _)) => {
+                    *summary.dropped.entry(drop.reason.as_str().to_owned()).or_default() += 1;
+                }
+                Ok((entry, id)) => {
+                    batch.0.push(codec::encode(&entry));
+                    batch.1.push(id);
+                }
+                Err(reason) => *summary.rejected.entry(reason.to_owned()).or_default() += 1,
+            }
+            if batch.0.len() >= BATCH {
+                self.append(&mut batch, &mut summary, runtime)?;
+                progress(read, summary.accepted);
+            }
         }
-        if batch.0.len() >= BATCH {
-            append(&log, &mut batch, &mut summary).await?;
-            bar.set_message(format!("{} events", summary.accepted));
+        self.append(&mut batch, &mut summary, runtime)?;
+        progress(read, summary.accepted);
+        Ok(summary)
+    }
+
+    fn append(
+        &self,
+        batch: &mut (Vec<Vec<u8>>, Vec<u128>),
+        summary: &mut Summary,
+        runtime: &tokio::runtime::Handle,
+    ) -> anyhow::Result<()> {
+        if batch.0.is_empty() {
+            return Ok(());
         }
+        let n = batch.0.len() as u64;
+        let appended = runtime
+            .block_on(self.log.append_unique(std::mem::take(&mut batch.0), std::mem::take(&mut batch.1)))
+            .context("writing the event log")?;
+        summary.duplicates += appended.duplicates as u64;
+        summary.accepted += n - appended.duplicates as u64;
+        Ok(())
     }
-    append(&log, &mut batch, &mut summary).await?;
-    bar.finish_and_clear();
-    let read_took = started.elapsed();
-    tracing::info!(
-        events = summary.accepted,
-        took_ms = read_took.as_millis() as u64,
-        "import logged; finishing aggregation"
-    );
-    stop.send_replace(true);
-    aggregating.await??;
-    // What is still pending goes to Parquet now, so the data directory holds the import as files.
-    tokio::task::spawn_blocking(move || store.persist_segments(true)).await??;
-    Ok(summary)
-}
-
-async fn append(log: &EventLog, batch: &mut (Vec<Vec<u8>>, Vec<u128>), summary: &mut Summary) -> anyhow::Result<()> {
-    if batch.0.is_empty() {
-        return Ok(());
-    }
-    let n = batch.0.len() as u64;
-    let appended = log
-        .append_unique(std::mem::take(&mut batch.0), std::mem::take(&mut batch.1))
-        .await
-        .context("writing the event log")?;
-    summary.duplicates += appended.duplicates as u64;
-    summary.accepted += n - appended.duplicates as u64;
-    Ok(())
-}
-
-fn progress_bar(visible: bool, size: Option<u64>) -> ProgressBar {
-    if !visible {
-        return ProgressBar::hidden();
-    }
-    let bar = size.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
-    let template = if size.is_some() {
-        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}"
-    } else {
-        "{spinner} {bytes} read, {bytes_per_sec} {msg}"
-    };
-    bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
-    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
-    bar
 }
 
 /// The key the import salts are derived from: made once, kept in the log's file.
@@ -293,29 +237,6 @@ fn hash128(bytes: &[u8], domain: u8) -> u128 {
     hasher.write_u8(domain);
     hasher.write(bytes);
     hasher.finish128().as_u128()
-}
-
-/// The summary as the command prints it.
-pub fn render(summary: &Summary, took: Duration) -> String {
-    let mut out = format!(
-        "imported {} events from {} lines in {:.1} s ({:.0} lines/s)\n",
-        summary.accepted,
-        summary.lines,
-        took.as_secs_f64(),
-        summary.lines as f64 / took.as_secs_f64().max(1e-9)
-    );
-    out += &format!("already imported (skipped): {}\n", summary.duplicates);
-    let dropped: u64 = summary.dropped.values().sum();
-    out += &format!("dropped: {dropped}\n");
-    for (reason, n) in &summary.dropped {
-        out += &format!("  {reason}: {n}\n");
-    }
-    let rejected: u64 = summary.rejected.values().sum();
-    out += &format!("rejected lines: {rejected}\n");
-    for (reason, n) in &summary.rejected {
-        out += &format!("  {reason}: {n}\n");
-    }
-    out
 }
 
 #[cfg(test)]

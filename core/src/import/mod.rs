@@ -1,0 +1,161 @@
+//! `tally import`: NDJSON events with explicit timestamps into the embedded backend, through the
+//! same checks as `POST /api/event` (`model::ingest`), into the event log, then aggregated into
+//! both tiers like live events. With `tally serve` running on the data directory, the lines go
+//! to the server through its import socket (`socket.rs`) and the server's own aggregator counts
+//! them; otherwise this process opens the data directory and aggregates them itself.
+//!
+//! Each line is one event: the ingest fields (long or short keys) plus `timestamp` (RFC 3339 or
+//! ms since the epoch), `user_agent`, `ip` or `visitor` (what the visitor id is made of),
+//! optional `country` and optional `id`. An event's id is its `id` field or, without one, a hash
+//! of the line's bytes, and the log keeps the ids it imported: running the same file again, or
+//! resuming after a crash, counts nothing twice. Visitor ids of imported events use import salts,
+//! one per UTC day, derived from a random key kept in the log's file (so re-runs make the same ids);
+//! they never match live visitors' ids.
+
+mod lines;
+pub mod socket;
+
+pub use lines::{Importer, Summary};
+
+use crate::aggregate::Aggregator;
+use crate::log::EventLog;
+use crate::registry::Registry;
+use crate::store::Store;
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Where the events come from.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A file.
+    File(PathBuf),
+    /// Standard input.
+    Stdin,
+}
+
+/// Settings of `tally import`.
+#[derive(Debug, Clone)]
+pub struct ImportSettings {
+    /// The data directory (of a running `tally serve`, or of none).
+    pub data_dir: PathBuf,
+    /// The NDJSON input.
+    pub input: Input,
+    /// Draw a progress bar on standard error.
+    pub progress: bool,
+}
+
+/// Imports the input and returns what it did once every imported event is aggregated: through
+/// a running `tally serve`, or else in this process.
+pub async fn import(settings: ImportSettings) -> anyhow::Result<Summary> {
+    let dir = &settings.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    let (reader, size) = open_input(&settings.input)?;
+    let bar = progress_bar(settings.progress, size);
+    if let Some(server) = socket::connect(dir)? {
+        tracing::info!(socket = %socket::path(dir).display(), "tally serve is running: importing through it");
+        return tokio::task::spawn_blocking(move || socket::send(server, reader, &bar)).await?;
+    }
+    import_here(dir, reader, bar).await
+}
+
+/// Imports with this process's own log writer and aggregator (no `tally serve` running).
+async fn import_here(
+    dir: &std::path::Path,
+    mut reader: Box<dyn BufRead + Send>,
+    bar: ProgressBar,
+) -> anyhow::Result<Summary> {
+    let registry = Registry::open(dir)?;
+    let busy = || {
+        format!(
+            "cannot open the data directory {}: is `tally serve` running on it? Its import socket {} does not answer \
+             (a server older than this tally, or a data directory path too long for a socket): stop it for the \
+             import, then start it again",
+            dir.display(),
+            socket::path(dir).display()
+        )
+    };
+    let log = EventLog::open(&dir.join("log.redb")).with_context(busy)?;
+    let (store, _) = Store::open(&dir.join("store.redb")).with_context(busy)?;
+    let importer = Importer::new(log.clone(), registry.clone())?;
+    // The aggregator runs beside the reader (the two share the cores) and stops once the stop
+    // signal is sent and the log is applied.
+    let store = Arc::new(store);
+    let aggregator = Aggregator { log, store: store.clone(), registry, flush_interval: Duration::ZERO };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let aggregating = tokio::spawn(aggregator.run(stopped));
+    let started = Instant::now();
+    let runtime = tokio::runtime::Handle::current();
+    let summary = tokio::task::spawn_blocking(move || {
+        let summary = importer.read_all(&mut reader, &runtime, &mut |read, accepted| {
+            bar.set_position(read);
+            bar.set_message(format!("{accepted} events"));
+        });
+        bar.finish_and_clear();
+        summary
+    })
+    .await??;
+    tracing::info!(
+        events = summary.accepted,
+        took_ms = started.elapsed().as_millis() as u64,
+        "import logged; finishing aggregation"
+    );
+    stop.send_replace(true);
+    aggregating.await??;
+    // What is still pending goes to Parquet now, so the data directory holds the import as files.
+    tokio::task::spawn_blocking(move || store.persist_segments(true)).await??;
+    Ok(summary)
+}
+
+/// The input as a buffered reader, with its size when it is a file.
+fn open_input(input: &Input) -> anyhow::Result<(Box<dyn BufRead + Send>, Option<u64>)> {
+    Ok(match input {
+        Input::File(path) => {
+            let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            let size = file.metadata().ok().map(|m| m.len());
+            (Box::new(std::io::BufReader::with_capacity(1 << 20, file)), size)
+        }
+        Input::Stdin => (Box::new(std::io::BufReader::new(std::io::stdin())), None),
+    })
+}
+
+fn progress_bar(visible: bool, size: Option<u64>) -> ProgressBar {
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    let bar = size.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
+    let template = if size.is_some() {
+        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}"
+    } else {
+        "{spinner} {bytes} read, {bytes_per_sec} {msg}"
+    };
+    bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+    bar
+}
+
+/// The summary as the command prints it.
+pub fn render(summary: &Summary, took: Duration) -> String {
+    let mut out = format!(
+        "imported {} events from {} lines in {:.1} s ({:.0} lines/s)\n",
+        summary.accepted,
+        summary.lines,
+        took.as_secs_f64(),
+        summary.lines as f64 / took.as_secs_f64().max(1e-9)
+    );
+    out += &format!("already imported (skipped): {}\n", summary.duplicates);
+    let dropped: u64 = summary.dropped.values().sum();
+    out += &format!("dropped: {dropped}\n");
+    for (reason, n) in &summary.dropped {
+        out += &format!("  {reason}: {n}\n");
+    }
+    let rejected: u64 = summary.rejected.values().sum();
+    out += &format!("rejected lines: {rejected}\n");
+    for (reason, n) in &summary.rejected {
+        out += &format!("  {reason}: {n}\n");
+    }
+    out
+}
