@@ -172,30 +172,83 @@ pub struct RowKey<'a> {
 
 /// Row deltas of one site (or lineage), as one flush produces them. Merging adds them, so it is
 /// associative and commutative with the empty breakdown neutral.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Values are interned: a row is keyed by (grain, period, slot, value code), so adding to a row
+/// hashes a few integers, and each distinct value is hashed and kept once per flush.
+#[derive(Debug, Clone, Default)]
 pub struct Breakdown {
-    /// Delta per (grain, period, slot), then per value.
-    periods: HashMap<(Grain, i64, Slot), HashMap<String, Tallies>>,
+    /// The distinct values, by code.
+    values: Vec<String>,
+    /// The code of each value in `values` (a table of codes hashed by their value).
+    codes: hashbrown::HashTable<u32>,
+    /// Delta per (grain, period, slot, value code).
+    rows: HashMap<(Grain, i64, Slot, u32), Tallies>,
+}
+
+/// Two breakdowns are equal when they hold the same row deltas (whatever their value codes).
+impl PartialEq for Breakdown {
+    fn eq(&self, other: &Breakdown) -> bool {
+        self.rows.len() == other.rows.len()
+            && self.rows().all(|(key, t)| {
+                let code = other.code_of(key.value);
+                code.and_then(|c| other.rows.get(&(key.grain, key.at, key.slot, c))) == Some(t)
+            })
+    }
+}
+
+impl Eq for Breakdown {}
+
+/// The in-memory hash of a value (never stored).
+fn value_hash(value: &str) -> u64 {
+    use std::hash::BuildHasher;
+    Fast::default().hash_one(value)
 }
 
 impl Breakdown {
     /// Every row delta.
     pub fn rows(&self) -> impl Iterator<Item = (RowKey<'_>, &Tallies)> {
-        self.periods.iter().flat_map(|(&(grain, at, slot), values)| {
-            values.iter().map(move |(value, t)| (RowKey { grain, at, slot, value }, t))
+        self.rows.iter().map(|(&(grain, at, slot, code), t)| {
+            (RowKey { grain, at, slot, value: self.values[code as usize].as_str() }, t)
         })
     }
 
+    /// The code of `value`, if this breakdown holds it.
+    fn code_of(&self, value: &str) -> Option<u32> {
+        self.codes.find(value_hash(value), |&c| self.values[c as usize] == value).copied()
+    }
+
+    /// The code of `value`, added if new.
+    fn intern(&mut self, value: &str) -> u32 {
+        let values = &mut self.values;
+        let entry = self.codes.entry(
+            value_hash(value),
+            |&c| values[c as usize] == value,
+            |&c| value_hash(&values[c as usize]),
+        );
+        *entry
+            .or_insert_with(|| {
+                values.push(value.to_owned());
+                u32::try_from(values.len() - 1).unwrap_or(u32::MAX)
+            })
+            .get()
+    }
+
     fn row(&mut self, grain: Grain, at: i64, slot: Slot, value: &str) -> &mut Tallies {
-        self.periods.entry((grain, at, slot)).or_default().entry_ref(value).or_default()
+        let code = self.intern(value);
+        self.row_of(grain, at, slot, code)
+    }
+
+    fn row_of(&mut self, grain: Grain, at: i64, slot: Slot, code: u32) -> &mut Tallies {
+        self.rows.entry((grain, at, slot, code)).or_default()
     }
 
     /// Adds to a row at both grains: the bucket's hour (if the slot keeps hours) and its day.
     fn add_both(&mut self, bucket: Bucket, slot: Slot, value: &str, counters: &Counters) {
+        let code = self.intern(value);
         if slot.keeps_hours() {
-            self.row(Grain::Hour, bucket, slot, value).counters.add(counters);
+            self.row_of(Grain::Hour, bucket, slot, code).counters.add(counters);
         }
-        self.row(Grain::Day, day_of(bucket), slot, value).counters.add(counters);
+        self.row_of(Grain::Day, day_of(bucket), slot, code).counters.add(counters);
     }
 
     /// Adds what one event contributes to the total and the cell dimensions; `seen` is the state
@@ -266,10 +319,10 @@ impl Breakdown {
     /// Adds `delta` (±1) visits of the id that start in `bucket` and exit with `value`: the id is
     /// seen there while at least one is.
     fn see_exit(&mut self, seen: &mut Sightings, slot: Slot, value: &str, bucket: Bucket, delta: i32) {
-        let code = slot.code();
-        let found = seen.exits.iter().position(|(c, v, b, _)| *c == code && *b == bucket && v == value);
+        let (code, hash) = (slot.code(), sighting_hash(value));
+        let found = seen.exits.iter().position(|(c, h, b, _)| *c == code && *b == bucket && *h == hash);
         let at = found.unwrap_or_else(|| {
-            seen.exits.push((code, value.to_owned(), bucket, 0));
+            seen.exits.push((code, hash, bucket, 0));
             seen.exits.len() - 1
         });
         let before = seen.exits[at].3;
@@ -288,18 +341,14 @@ impl Breakdown {
 
     /// Takes back a sight of the visitor with `value` in `bucket` (exit rows only).
     fn unsee(&mut self, seen: &mut Sightings, slot: Slot, value: &str, bucket: Bucket) {
-        let code = slot.code();
-        let Some(at) = seen.hours.iter().position(|(c, v, _)| *c == code && v == value) else { return };
-        let hours = &mut seen.hours[at].2;
-        let Ok(i) = hours.binary_search(&bucket) else { return };
-        let before = days(hours);
-        hours.remove(i);
-        let after = days(hours);
-        if hours.is_empty() {
-            seen.hours.swap_remove(at);
-        }
+        let (code, hash) = (slot.code(), sighting_hash(value));
+        let Some(at) = seen.hours.iter().position(|e| *e == (code, hash, bucket)) else { return };
+        let before = days(seen, code, hash);
+        seen.hours.swap_remove(at);
+        let after = days(seen, code, hash);
+        let value = self.intern(value);
         if slot.keeps_hours() {
-            self.row(Grain::Hour, bucket, slot, value).visitors -= 1;
+            self.row_of(Grain::Hour, bucket, slot, value).visitors -= 1;
         }
         if before != after {
             self.add_day_terms(&before, slot, value, -1);
@@ -309,21 +358,20 @@ impl Breakdown {
 
     /// Records that the visitor was seen with `value` in `bucket`, counting first sights.
     fn see(&mut self, seen: &mut Sightings, slot: Slot, value: &str, bucket: Bucket) {
-        let code = slot.code();
-        let found = seen.hours.iter().position(|(c, v, _)| *c == code && v == value);
-        let at = found.unwrap_or_else(|| {
-            seen.hours.push((code, value.to_owned(), Vec::new()));
-            seen.hours.len() - 1
-        });
-        let hours = &mut seen.hours[at].2;
-        let Err(at) = hours.binary_search(&bucket) else { return };
-        let before = days(hours);
-        hours.insert(at, bucket);
-        let after = days(hours);
-        if slot.keeps_hours() {
-            self.row(Grain::Hour, bucket, slot, value).visitors += 1;
+        let (code, hash) = (slot.code(), sighting_hash(value));
+        if seen.hours.iter().any(|e| *e == (code, hash, bucket)) {
+            return;
         }
-        if before != after {
+        let before = days(seen, code, hash);
+        seen.hours.push((code, hash, bucket));
+        let value = self.intern(value);
+        if slot.keeps_hours() {
+            self.row_of(Grain::Hour, bucket, slot, value).visitors += 1;
+        }
+        let day = day_of(bucket);
+        if !before.contains(&day) {
+            let mut after = before.clone();
+            after.insert(after.partition_point(|d| *d < day), day);
             self.add_day_terms(&before, slot, value, -1);
             self.add_day_terms(&after, slot, value, 1);
         }
@@ -331,9 +379,9 @@ impl Breakdown {
 
     /// Adds `sign` × an id's day terms: 1 visitor on each of its days, 1 link from each day to
     /// the next.
-    fn add_day_terms(&mut self, days: &[Day], slot: Slot, value: &str, sign: i64) {
+    fn add_day_terms(&mut self, days: &[Day], slot: Slot, value: u32, sign: i64) {
         for (i, &day) in days.iter().enumerate() {
-            let row = self.row(Grain::Day, day, slot, value);
+            let row = self.row_of(Grain::Day, day, slot, value);
             row.visitors += sign;
             match days.get(i + 1).map(|next| next - day) {
                 Some(1) => row.links_1 += sign,
@@ -345,31 +393,42 @@ impl Breakdown {
 
     /// Merges `other` into `self`.
     pub fn merge(&mut self, other: Breakdown) {
-        for (period, values) in other.periods {
-            let mine = self.periods.entry(period).or_default();
-            for (value, tallies) in values {
-                mine.entry(value).or_default().add(&tallies);
-            }
+        for ((grain, at, slot, code), tallies) in &other.rows {
+            self.row(*grain, *at, *slot, &other.values[*code as usize]).add(tallies);
         }
     }
 }
 
-/// The distinct local days of sorted buckets.
-fn days(hours: &[Bucket]) -> Vec<Day> {
-    let mut days: Vec<Day> = hours.iter().map(|b| day_of(*b)).collect();
+/// The distinct local days (sorted) on which `seen` holds a sight of (slot `code`, value `hash`).
+fn days(seen: &Sightings, code: u8, hash: u64) -> smallvec::SmallVec<[Day; 4]> {
+    let mut days: smallvec::SmallVec<[Day; 4]> =
+        seen.hours.iter().filter(|(c, h, _)| *c == code && *h == hash).map(|(_, _, b)| day_of(*b)).collect();
+    days.sort_unstable();
     days.dedup();
     days
 }
 
-/// Where one visitor id has been seen: per (slot code, value), the sorted local hours. Kept while
-/// the id's UTC day can still receive events, then dropped.
+/// How [`Sightings`] remember a value: SipHash-1-3 of its bytes with a fixed key, stable across
+/// processes and releases (sightings are stored). Two values of one slot that one visitor id
+/// was seen with on one day would have to collide in 64 bits (about 2⁻⁶⁴ per pair) for the id's
+/// second value to go uncounted.
+pub fn sighting_hash(value: &str) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = siphasher::sip::SipHasher13::new_with_keys(0, 0);
+    hasher.write(value.as_bytes());
+    hasher.finish()
+}
+
+/// Where one visitor id has been seen: per (slot code, value), the local hours. Kept while the
+/// id's UTC day can still receive events, then dropped. Values are kept as their
+/// [`sighting_hash`], so the state of an id is a few fixed-size entries per slot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sightings {
-    /// (slot code, value, sorted buckets), in order of first sight.
-    pub hours: Vec<(u8, String, Vec<Bucket>)>,
-    /// Exit slots: (slot code, exit value, start bucket, how many of the id's visits that started
-    /// in that bucket exit there now); only nonzero counts are kept.
-    pub exits: Vec<(u8, String, Bucket, u32)>,
+    /// (slot code, value hash, bucket): one entry per hour the id was seen in with the value.
+    pub hours: Vec<(u8, u64, Bucket)>,
+    /// Exit slots: (slot code, exit value hash, start bucket, how many of the id's visits that
+    /// started in that bucket exit there now); only nonzero counts are kept.
+    pub exits: Vec<(u8, u64, Bucket, u32)>,
 }
 
 #[cfg(test)]

@@ -73,6 +73,13 @@ impl Parsed {
     /// Enriches every event into a log entry: an accepted event or a counted drop.
     pub fn enrich(self, ctx: &RequestContext<'_>, is_site: impl Fn(&str) -> bool) -> Vec<LogEntry> {
         let bot = agent::classify(ctx.user_agent).bot;
+        self.enrich_as(bot, ctx, is_site)
+    }
+
+    /// [`Parsed::enrich`] with the user agent already classified (`bot`: whether
+    /// [`agent::classify`] calls `ctx.user_agent` a bot), for a host that caches the verdicts
+    /// (`tally import`, where a file repeats a few thousand user agents).
+    pub fn enrich_as(self, bot: bool, ctx: &RequestContext<'_>, is_site: impl Fn(&str) -> bool) -> Vec<LogEntry> {
         let entries = self.0.into_iter().enumerate().map(|(index, parsed)| {
             let id = EventId(ctx.first_event_id.wrapping_add(index as u128));
             match enrich(parsed, bot, ctx, &is_site, id) {

@@ -15,13 +15,16 @@ use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr};
 use tally_model::codec;
 use tally_model::event::LogEntry;
-use tally_model::ingest::{RequestContext, ingest};
+use tally_model::agent;
+use tally_model::ingest::{RequestContext, parse};
 use tally_model::visitor::{Salt, Salts, visitor_id_of_key};
 
 /// The import salts' key: (name) → 16 random bytes, made on the first import.
 const IMPORT_KEY: TableDefinition<&str, [u8; 16]> = TableDefinition::new("import_key");
 /// Entries sent to the log in one append.
 const BATCH: usize = 10_000;
+/// Most user agents whose bot verdict one import remembers (more start the memory afresh).
+const BOTS_KEPT: usize = 20_000;
 /// Longest accepted line; longer ones are rejected (an event body is at most 64 KiB).
 const MAX_LINE_BYTES: usize = 70_000;
 const DAY_MS: i64 = 86_400_000;
@@ -77,6 +80,7 @@ impl Importer {
         let is_site = |domain: &str| snapshot.site(domain).is_some();
         let mut batch: (Vec<Vec<u8>>, Vec<u128>) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
         let mut read = 0u64;
+        let mut bots = Bots::default();
         for line in reader.split(b'\n') {
             let line = line.context("reading the input")?;
             read += line.len() as u64 + 1;
@@ -85,7 +89,7 @@ impl Importer {
                 continue;
             }
             summary.lines += 1;
-            match parse_line(line, &self.key, &is_site) {
+            match parse_line(line, &self.key, &is_site, &mut bots) {
                 Ok((LogEntry::Drop(drop), _)) => {
                     *summary.dropped.entry(drop.reason.as_str().to_owned()).or_default() += 1;
                 }
@@ -152,7 +156,31 @@ fn salt_of_day(key: &[u8; 16], day: i64) -> Salt {
 }
 
 /// One line → its log entry (event or drop) and its id, or what is wrong with the line.
-fn parse_line(line: &[u8], key: &[u8; 16], is_site: &dyn Fn(&str) -> bool) -> Result<(LogEntry, u128), &'static str> {
+/// The bot verdicts of the user agents seen so far ([`agent::classify`] is most of a line's cost,
+/// and an import repeats a few thousand user agents).
+#[derive(Default)]
+struct Bots(std::collections::HashMap<String, bool>);
+
+impl Bots {
+    fn is_bot(&mut self, user_agent: &str) -> bool {
+        if let Some(&bot) = self.0.get(user_agent) {
+            return bot;
+        }
+        if self.0.len() >= BOTS_KEPT {
+            self.0.clear();
+        }
+        let bot = agent::classify(user_agent).bot;
+        self.0.insert(user_agent.to_owned(), bot);
+        bot
+    }
+}
+
+fn parse_line(
+    line: &[u8],
+    key: &[u8; 16],
+    is_site: &dyn Fn(&str) -> bool,
+    bots: &mut Bots,
+) -> Result<(LogEntry, u128), &'static str> {
     if line.len() > MAX_LINE_BYTES {
         return Err("line_too_long");
     }
@@ -201,7 +229,8 @@ fn parse_line(line: &[u8], key: &[u8; 16], is_site: &dyn Fn(&str) -> bool) -> Re
         salts: &salts,
         first_event_id: id,
     };
-    let mut entries = ingest(&body, &ctx, is_site).map_err(|rejection| rejection.code())?;
+    let parsed = parse(ctx.content_type, &body).map_err(|rejection| rejection.code())?;
+    let mut entries = parsed.enrich_as(bots.is_bot(&user_agent), &ctx, is_site);
     let (Some(mut entry), true) = (entries.pop(), entries.is_empty()) else {
         return Err("not_one_event");
     };
@@ -252,7 +281,7 @@ mod tests {
     }
 
     fn parse(text: &str) -> Result<(LogEntry, u128), &'static str> {
-        parse_line(text.as_bytes(), &[7; 16], &|d| d == "a.com")
+        parse_line(text.as_bytes(), &[7; 16], &|d| d == "a.com", &mut Bots::default())
     }
 
     #[test]

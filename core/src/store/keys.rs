@@ -12,8 +12,9 @@ use tally_model::breakdown::{Grain, RowKey, Slot};
 /// 15 dimensions; version 4 added the visit's entry page, entry page hostname and referrer;
 /// version 5 adds exit-page rows (visits and sightings track their exit page) and custom props
 /// (prop rows with their cap, a props column in segments); version 6 adds revenue (per-currency
-/// sums in rollup rows, a currency and a revenue column in segments).
-pub const FORMAT_VERSION: i64 = 6;
+/// sums in rollup rows, a currency and a revenue column in segments); version 7 keeps the values in
+/// sightings as their hashes.
+pub const FORMAT_VERSION: i64 = 7;
 /// The [`META`] key of the format version.
 pub const VERSION_KEY: &str = "store_version";
 

@@ -55,7 +55,7 @@ pub enum Opened {
     /// A store of the current format (or a new one).
     Current,
     /// A store of an older format (1: cells only; 2: rollups and cells; 3 and 4: fewer
-    /// dimensions; 5: no revenue), emptied: the
+    /// dimensions; 5: no revenue; 6: sightings by value text), emptied: the
     /// aggregator rebuilds it from the event log, which holds every accepted event since the
     /// data directory was made.
     Rebuilt {
@@ -348,7 +348,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!("tally-store-old-{}.redb", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let cells: redb::TableDefinition<(&str, i64, u64), &[u8]> = redb::TableDefinition::new("cells");
-        for (version, from) in [(None, 1), (Some(2), 2), (Some(3), 3), (Some(4), 4), (Some(5), 5)] {
+        for (version, from) in [(None, 1), (Some(2), 2), (Some(3), 3), (Some(4), 4), (Some(5), 5), (Some(6), 6)] {
             {
                 // What older formats left: progress (format 1 without a version), and tables
                 // this format no longer has.
