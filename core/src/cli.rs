@@ -1,13 +1,13 @@
 //! The `tally` command line: `serve`, `import`, `ingest`, `query`, `site add|list`, `key create`.
 
-use crate::aws::{AwsSettings, Endpoints};
-use crate::import::{ImportSettings, Input, import, render};
-use crate::ingest::{IngestSettings, ingest};
-use crate::log::EventLog;
-use crate::query_serve::{QuerySettings, serve_queries};
+use crate::aws::clients::{AwsSettings, Endpoints};
+use crate::aws::ingest::{IngestSettings, ingest};
+use crate::aws::query_serve::{QuerySettings, serve_queries};
+use crate::embedded::import::{ImportSettings, Input, import, render};
+use crate::embedded::log::EventLog;
+use crate::embedded::serve::{ServeSettings, serve};
+use crate::embedded::store::{PersistPolicy, Store};
 use crate::registry;
-use crate::serve::{ServeSettings, serve};
-use crate::store::{PersistPolicy, Store};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;

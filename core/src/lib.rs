@@ -1,23 +1,14 @@
-//! Tally's core: the `tally` binary's ingest, embedded event log and aggregate store,
-//! aggregator, query API and command line.
+//! Tally's core: the `tally` binary. Its folders mirror the architecture (ARCHITECTURE.md):
+//! `pipeline/` is shared by both backends (flushes, visits into rollups, time buckets, salts),
+//! `embedded/` is `tally serve` and `tally import` on the event log and embedded store, `aws/` is
+//! `tally ingest` and `tally query` on Kinesis and DynamoDB, `query/` resolves, plans and
+//! executes Stats API queries behind one read trait (`query/source.rs`), and `http/` is the API.
 
-pub mod aggregate;
 pub mod aws;
 pub mod cli;
-pub mod consumer;
-pub mod dynamo;
-pub mod flush;
+pub mod embedded;
 pub mod http;
-pub mod import;
-pub mod ingest;
-pub mod kinesis;
-pub mod lease;
-pub mod log;
+pub mod pipeline;
 pub mod query;
-pub mod query_serve;
 pub mod registry;
-pub mod salts;
-pub mod serve;
-pub mod store;
 pub mod telemetry;
-pub mod timebucket;

@@ -220,11 +220,8 @@ impl Breakdown {
     /// The code of `value`, added if new.
     fn intern(&mut self, value: &str) -> u32 {
         let values = &mut self.values;
-        let entry = self.codes.entry(
-            value_hash(value),
-            |&c| values[c as usize] == value,
-            |&c| value_hash(&values[c as usize]),
-        );
+        let entry =
+            self.codes.entry(value_hash(value), |&c| values[c as usize] == value, |&c| value_hash(&values[c as usize]));
         *entry
             .or_insert_with(|| {
                 values.push(value.to_owned());
@@ -359,7 +356,7 @@ impl Breakdown {
     /// Records that the visitor was seen with `value` in `bucket`, counting first sights.
     fn see(&mut self, seen: &mut Sightings, slot: Slot, value: &str, bucket: Bucket) {
         let (code, hash) = (slot.code(), sighting_hash(value));
-        if seen.hours.iter().any(|e| *e == (code, hash, bucket)) {
+        if seen.hours.contains(&(code, hash, bucket)) {
             return;
         }
         let before = days(seen, code, hash);

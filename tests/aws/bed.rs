@@ -8,9 +8,9 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tally_core::dynamo::Tables;
-use tally_core::flush::{Flush, SessionLookup};
-use tally_core::kinesis::api;
+use tally_core::aws::dynamo::Tables;
+use tally_core::aws::kinesis::api;
+use tally_core::pipeline::flush::{Flush, SessionLookup};
 use tally_model::event::LogEntry;
 use tally_model::rollup::Counters;
 use tally_model::session::Session;
@@ -50,8 +50,8 @@ impl Bed {
     pub async fn start(shards: i32) -> Bed {
         let (kinesalite, dynamo) = (Kinesalite::start(), Dynoxide::start());
         let aws = settings(Some(&kinesalite.url), Some(&dynamo.url));
-        let kinesis = tally_core::aws::kinesis(&aws).await;
-        let dynamodb = tally_core::aws::dynamodb(&aws).await;
+        let kinesis = tally_core::aws::clients::kinesis(&aws).await;
+        let dynamodb = tally_core::aws::clients::dynamodb(&aws).await;
         if shards > 0 {
             api::create_stream(&kinesis, "events", shards).await.unwrap();
         }
@@ -69,7 +69,7 @@ pub async fn stored_totals(client: &aws_sdk_dynamodb::Client, table: &str) -> BT
             let pk = item["pk"].as_s().unwrap();
             let Some(rest) = pk.strip_prefix("c|") else { continue };
             let site = rest.split('|').next().unwrap().to_owned();
-            totals.entry(site).or_default().add(&tally_core::dynamo::items::counters_of(item));
+            totals.entry(site).or_default().add(&tally_core::aws::dynamo::items::counters_of(item));
         }
         match page.last_evaluated_key() {
             Some(key) if !key.is_empty() => start = Some(key.clone()),

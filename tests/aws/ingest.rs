@@ -6,8 +6,8 @@ use crate::bed::{Bed, Consumer, QueryServer, data_dir, expected_metrics, free_ad
 use crate::proxy::Proxy;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use tally_core::dynamo::Tables;
-use tally_core::kinesis::api;
+use tally_core::aws::dynamo::Tables;
+use tally_core::aws::kinesis::api;
 use tally_model::event::{Drop as DropEntry, Event, EventId, LogEntry, VisitorIds};
 use tally_model::record::pack;
 use tally_model::reject::DropReason;

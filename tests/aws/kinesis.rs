@@ -6,8 +6,8 @@ use crate::stand_ins::{Kinesalite, settings};
 use aws_sdk_kinesis::Client;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
-use tally_core::kinesis::api::{self, KinesisError, KinesisRecord, StartAt};
-use tally_core::kinesis::shard_reader::{ReaderSettings, ShardBatch, read_shard};
+use tally_core::aws::kinesis::api::{self, KinesisError, KinesisRecord, StartAt};
+use tally_core::aws::kinesis::shard_reader::{ReaderSettings, ShardBatch, read_shard};
 use tally_model::event::{Event, EventId, LogEntry, VisitorIds};
 use tally_model::record::{Record, pack, unpack};
 use tokio::sync::{mpsc, watch};
@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 const STREAM: &str = "tally-events";
 
 async fn client(kinesalite: &Kinesalite) -> Client {
-    tally_core::aws::kinesis(&settings(Some(&kinesalite.url), None)).await
+    tally_core::aws::clients::kinesis(&settings(Some(&kinesalite.url), None)).await
 }
 
 /// Events with ids in `ids`, two per site, so that every record holds two entries.

@@ -2,11 +2,11 @@
 //! holder whose lease was taken over.
 
 use crate::stand_ins::{Dynoxide, settings};
-use tally_core::lease::{Lease, LeaseError, LeaseTable, plan_takes};
+use tally_core::aws::lease::{Lease, LeaseError, LeaseTable, plan_takes};
 
 async fn table_with_shards(shards: &[&str]) -> LeaseTable {
     let dynamo = Dynoxide::start();
-    let client = tally_core::aws::dynamodb(&settings(None, Some(&dynamo.url))).await;
+    let client = tally_core::aws::clients::dynamodb(&settings(None, Some(&dynamo.url))).await;
     let table = LeaseTable::new(client, "tally-leases");
     table.create_if_missing().await.unwrap();
     table.create_if_missing().await.unwrap();

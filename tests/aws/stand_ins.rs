@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use tally_core::aws::{AwsSettings, Endpoints};
+use tally_core::aws::clients::{AwsSettings, Endpoints};
 
 /// A running kinesalite, killed on drop.
 pub struct Kinesalite {

@@ -11,7 +11,7 @@ use crate::stream::{self, STREAM};
 use crate::worker::Worker;
 use std::collections::BTreeSet;
 use std::time::Duration;
-use tally_core::kinesis::api;
+use tally_core::aws::kinesis::api;
 use tally_model::event::LogEntry;
 
 const SITE: &str = "site0.example";

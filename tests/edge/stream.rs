@@ -4,7 +4,7 @@ use crate::poll::poll;
 use aws_sdk_kinesis::Client;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use tally_core::kinesis::api::{self, StartAt};
+use tally_core::aws::kinesis::api::{self, StartAt};
 use tally_model::event::{EventId, LogEntry};
 use tally_model::record::unpack;
 
@@ -13,7 +13,7 @@ pub const STREAM: &str = "tally-events";
 
 /// A Kinesis client for kinesalite (or a proxy in front of it), with a 2-shard stream made.
 pub async fn create(url: &str) -> Client {
-    let client = tally_core::aws::kinesis(&crate::stand_ins::settings(Some(url), None)).await;
+    let client = tally_core::aws::clients::kinesis(&crate::stand_ins::settings(Some(url), None)).await;
     api::create_stream(&client, STREAM, 2).await.unwrap();
     client
 }

@@ -3,13 +3,13 @@
 pub mod auth;
 pub mod error;
 pub mod ingest;
+pub mod listen;
 pub mod query;
 
-use crate::log::EventLog;
-use crate::query::Query;
+use crate::embedded::log::EventLog;
+use crate::pipeline::salts::SaltBook;
+use crate::query::{Query, StatsSource};
 use crate::registry::Registry;
-use crate::salts::SaltBook;
-use crate::store::Store;
 use axum::Router;
 use axum::http::Method;
 use axum::routing::{get, post};
@@ -17,34 +17,10 @@ use serde_json::Value;
 use std::sync::Arc;
 use tower_http::cors::{Any, CorsLayer};
 
-/// Query answers cached per (query, data generation): for the embedded store the generation is
-/// the applied log offset, so the cache never serves stale numbers; for DynamoDB it is a 5-second
-/// time window.
+/// Query answers cached per (query, data version, [`crate::query::Freshness::version`]): for the
+/// embedded store the version is the applied log offset, so the cache never serves stale
+/// numbers; for DynamoDB it is a 5-second time window.
 pub type QueryCache = moka::future::Cache<(Query, u64), Arc<Value>>;
-
-/// Where queries read aggregates.
-#[derive(Clone)]
-pub enum Backend {
-    /// The embedded store of `tally serve`, fed by its event log.
-    Embedded {
-        /// The aggregate store.
-        store: Arc<Store>,
-        /// The event log (for its head, in health answers).
-        log: EventLog,
-    },
-    /// DynamoDB, as `tally ingest` writes it.
-    Dynamo(Arc<DynamoReader>),
-}
-
-/// What reading DynamoDB aggregates needs.
-pub struct DynamoReader {
-    /// The client.
-    pub client: aws_sdk_dynamodb::Client,
-    /// The aggregate table.
-    pub table: String,
-    /// The writer lineages to merge: every (region, sub-partition).
-    pub lineages: Vec<(String, u16)>,
-}
 
 /// What the public ingest endpoint needs.
 #[derive(Clone)]
@@ -62,8 +38,8 @@ pub struct IngestState {
 pub struct AppState {
     /// Sites and keys.
     pub registry: Registry,
-    /// Where queries read.
-    pub backend: Backend,
+    /// Where queries read: the embedded store or DynamoDB, behind one trait.
+    pub stats: Arc<dyn StatsSource>,
     /// The ingest endpoint's state; `None` where this process takes no events (`tally query`).
     pub ingest: Option<IngestState>,
     /// Hot query answers.

@@ -1,12 +1,9 @@
 //! `POST /api/v2/query`, `GET /api/v2/drops` and `GET /api/health`.
 
+use super::AppState;
 use super::auth::{authenticate, authorize};
 use super::error::ApiError;
-use super::{AppState, Backend};
-use crate::dynamo::read::{load_cells, load_drops};
-use crate::query::request::{Grouping, Metric};
-use crate::query::{Query, QueryRequest, Tier, execute, execute_rollups, execute_segments, plan};
-use crate::store::RollupRead;
+use crate::query::{Query, QueryRequest};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Query as UrlQuery, State};
@@ -25,84 +22,22 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
     let mut query = Query::resolve(&request, &site.timezone, jiff::Timestamp::now())
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     query.site = site.domain.clone();
-    let (generation, until_ms, offset) = match &app.backend {
-        Backend::Embedded { store, .. } => {
-            let progress = store.progress()?;
-            (progress.offset, Some(progress.until_ms), Some(progress.offset))
-        }
-        Backend::Dynamo(_) => {
-            if let Some(d) = query.exit_grouping() {
-                let message = format!("the DynamoDB store does not keep `{}` yet", d.name());
-                return Err(ApiError::BadRequest(message));
-            }
-            if query.reads_props() {
-                return Err(ApiError::BadRequest("the DynamoDB store does not keep custom props yet".into()));
-            }
-            if let Some(m) = query.metrics.iter().find(|m| m.is_revenue()) {
-                let message = format!("the DynamoDB store does not keep revenue yet (`{}`)", m.name());
-                return Err(ApiError::BadRequest(message));
-            }
-            let by_time = query.groupings.iter().all(|g| matches!(g, Grouping::Hour | Grouping::Day));
-            if query.metrics.contains(&Metric::Visitors) && !(by_time && query.filters.is_empty()) {
-                let message = "from the DynamoDB store, `visitors` can be grouped by time only, without filters";
-                return Err(ApiError::BadRequest(message.into()));
-            }
-            (jiff::Timestamp::now().as_second().unsigned_abs() / 5, None, None)
-        }
-    };
-    let key = (query.clone(), generation);
+    if let Some(refusal) = app.stats.refuse(&query) {
+        return Err(ApiError::BadRequest(refusal));
+    }
+    let fresh = app.stats.freshness()?;
+    let key = (query.clone(), fresh.version);
     if let Some(hit) = app.cache.get(&key).await {
         return Ok(Json(hit));
     }
-    let tier = match &app.backend {
-        Backend::Embedded { store, .. } => {
-            let tier = plan(&query);
-            // A prop past the rollups' cap on a day of the range: the segments hold all of it.
-            let prop = query.prop_grouping();
-            let (first_day, last_day) = (query.buckets.start.div_euclid(24), (query.buckets.end - 1).div_euclid(24));
-            match prop {
-                Some(name)
-                    if tier == Tier::Rollups && store.props_overflowed(&query.site, name, first_day, last_day)? =>
-                {
-                    Tier::Segments
-                }
-                _ => tier,
-            }
-        }
-        Backend::Dynamo(_) => Tier::Cells,
-    };
-    let rows = match &app.backend {
-        Backend::Embedded { store, .. } => {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || match tier {
-                Tier::Rollups => execute_rollups(store.as_ref(), &query),
-                Tier::Segments | Tier::Cells => execute_segments(store.as_ref(), &query),
-            })
-            .await
-            .map_err(anyhow::Error::from)??
-        }
-        Backend::Dynamo(reader) => {
-            let visitors = query.metrics.contains(&Metric::Visitors);
-            let loaded = load_cells(
-                &reader.client,
-                &reader.table,
-                &query.site,
-                query.buckets.clone(),
-                &reader.lineages,
-                visitors,
-            )
-            .await
-            .map_err(anyhow::Error::from)?;
-            execute(&loaded, &query)?
-        }
-    };
+    let (tier, rows) = app.stats.answer(query).await?;
     let (first, last) = key.0.dates();
     let answer = Arc::new(json!({
         "results": rows.iter().map(|r| json!({ "metrics": r.metrics, "dimensions": r.dimensions })).collect::<Vec<_>>(),
         "meta": {
             "time_zone": site.timezone_name,
-            "data_complete_until": until_ms.map_or(Value::Null, complete_until),
-            "log_offset_applied": offset,
+            "data_complete_until": fresh.until_ms.map_or(Value::Null, complete_until),
+            "log_offset_applied": fresh.offset,
             "tier": tier,
         },
         "query": {
@@ -119,7 +54,8 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
     Ok(Json(answer))
 }
 
-fn complete_until(ms: i64) -> Value {
+/// An arrival time as the `data_complete_until` of an answer (null before the first event).
+pub fn complete_until(ms: i64) -> Value {
     jiff::Timestamp::from_millisecond(ms).ok().filter(|_| ms > 0).map_or(Value::Null, |t| json!(t.to_string()))
 }
 
@@ -145,29 +81,11 @@ pub async fn drops(
             String::new()
         }
     };
-    let counts = match &app.backend {
-        Backend::Embedded { store, .. } => store.drops(&site)?,
-        Backend::Dynamo(reader) => {
-            let regions: std::collections::BTreeSet<&str> = reader.lineages.iter().map(|(r, _)| r.as_str()).collect();
-            let regions: Vec<&str> = regions.into_iter().collect();
-            load_drops(&reader.client, &reader.table, &site, &regions).await.map_err(anyhow::Error::from)?
-        }
-    };
+    let counts = app.stats.drops(&site).await?;
     Ok(Json(json!({ "site_id": params.site_id.map(|_| site), "drops": counts })))
 }
 
-/// Liveness and how far aggregation has come.
+/// Liveness and, for the embedded store, how far aggregation has come.
 pub async fn health(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let Backend::Embedded { store, log } = &app.backend else {
-        return Ok(Json(json!({ "status": "ok", "store": "dynamodb" })));
-    };
-    let progress = store.progress()?;
-    let head = *log.head().borrow();
-    Ok(Json(json!({
-        "status": "ok",
-        "log_head": head,
-        "log_offset_applied": progress.offset,
-        "lag_entries": head.saturating_sub(progress.offset),
-        "data_complete_until": complete_until(progress.until_ms),
-    })))
+    Ok(Json(app.stats.health()?))
 }

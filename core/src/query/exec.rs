@@ -4,7 +4,7 @@
 //! shared by every tier.
 
 use super::request::{Field, Grouping, Metric, NO_PROP, Query, SortKey};
-use crate::timebucket::bucket_start;
+use crate::pipeline::timebucket::bucket_start;
 use serde_json::{Value, json};
 use std::cmp::Ordering;
 use std::collections::HashMap;

@@ -8,9 +8,11 @@ pub mod plan;
 pub mod request;
 pub mod rollup_exec;
 pub mod segment_exec;
+pub mod source;
 
 pub use exec::{CellSource, LoadedCells, execute};
 pub use plan::{Tier, plan};
 pub use request::{Query, QueryError, QueryRequest};
 pub use rollup_exec::execute_rollups;
 pub use segment_exec::execute_segments;
+pub use source::{Freshness, StatsSource};

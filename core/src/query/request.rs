@@ -1,6 +1,6 @@
 //! A Stats API v2 request, checked and resolved into a [`Query`] over local-hour buckets.
 
-use crate::timebucket::{bucket_start, day_start, today};
+use crate::pipeline::timebucket::{bucket_start, day_start, today};
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};

@@ -4,7 +4,7 @@
 
 use super::exec::{Group, Row, day_label, finish, hour_label};
 use super::request::{Grouping, Query};
-use crate::store::RollupRead;
+use crate::embedded::store::RollupRead;
 use std::collections::HashMap;
 use tally_model::breakdown::{Grain, Slot, Tallies};
 use tally_model::props::row_prefix;

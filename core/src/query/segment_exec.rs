@@ -7,8 +7,8 @@
 
 use super::exec::{Group, Row, day_label, finish, hour_label};
 use super::request::{Field, Grouping, Metric, NO_PROP, Query};
-use crate::store::Store;
-use crate::store::segments::{COUNTERS, Segment};
+use crate::embedded::store::Store;
+use crate::embedded::store::segments::{COUNTERS, Segment};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -312,9 +312,9 @@ fn scan(segment: &Segment, lo: Bucket, hi: Bucket, query: &Query, out: &mut Grou
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flush::Flush;
+    use crate::embedded::store::Progress;
+    use crate::pipeline::flush::Flush;
     use crate::query::{Query, QueryRequest};
-    use crate::store::Progress;
     use jiff::Timestamp;
     use jiff::tz::TimeZone;
     use serde_json::json;

@@ -11,7 +11,7 @@
 //! last-writer-wins never meets two concurrent writers. A day's cells of one lineage share a
 //! partition, so a query reads one partition per (day, region, sub-partition).
 
-use crate::flush::Flush;
+use crate::pipeline::flush::Flush;
 use serde::{Deserialize, Serialize};
 use tally_model::reject::DropReason;
 use tally_model::rollup::{Bucket, CellKey, Counters};

@@ -327,7 +327,7 @@ impl Segments {
 fn file_path(dir: &Path, site: &str, generation: u32, day: i64, seq: u64) -> PathBuf {
     let safe: String =
         site.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect();
-    let date = crate::timebucket::bucket_start(day * 24).date();
+    let date = crate::pipeline::timebucket::bucket_start(day * 24).date();
     dir.join(safe).join(format!("g{generation}")).join(format!("{date}.{seq}.parquet"))
 }
 
@@ -362,8 +362,8 @@ fn sync_dirs(written: &[Segment]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flush::Flush;
-    use crate::store::{Progress, Store};
+    use crate::embedded::store::{Progress, Store};
+    use crate::pipeline::flush::Flush;
     use tally_model::event::{Event, EventId, LogEntry, VisitorIds};
 
     fn event(at_ms: i64, visitor: u64, path: &str) -> LogEntry {

@@ -1,15 +1,16 @@
 //! `tally serve`: the whole pipeline in one process on embedded storage — ingest, event log,
 //! aggregator, store and query API — with a clean shutdown on SIGINT or SIGTERM.
 
-use crate::aggregate::Aggregator;
-use crate::http::{AppState, Backend, IngestState, query_cache, router};
-use crate::import::{self, Importer};
-use crate::log::EventLog;
+use crate::embedded::aggregate::Aggregator;
+use crate::embedded::import::{self, Importer};
+use crate::embedded::log::EventLog;
+use crate::embedded::stats::EmbeddedStats;
+use crate::embedded::store::{Opened, PersistPolicy, Store};
+use crate::http::listen::{announce, shutdown_signal};
+use crate::http::{AppState, IngestState, query_cache, router};
+use crate::pipeline::salts::SaltBook;
 use crate::registry::Registry;
-use crate::salts::SaltBook;
-use crate::store::{Opened, PersistPolicy, Store};
 use anyhow::Context;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,7 +51,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     let import_socket = import::socket::listen(dir, Importer::new(log.clone(), registry.clone())?, store.clone());
     let state = AppState {
         registry: registry.clone(),
-        backend: Backend::Embedded { store: store.clone(), log: log.clone() },
+        stats: Arc::new(EmbeddedStats { store: store.clone(), log: log.clone() }),
         ingest: Some(IngestState {
             log: log.clone(),
             salts: Arc::new(SaltBook::new(log.database())),
@@ -79,33 +80,4 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     }
     tracing::info!("tally serve stopped");
     Ok(())
-}
-
-/// Tells scripts where the server listens: the first line on standard output.
-pub fn announce(address: SocketAddr) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on http://{address}")?;
-    out.flush()?;
-    Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! { _ = interrupt => {}, _ = terminate => {} }
-    tracing::info!("shutdown signal received");
 }

@@ -4,10 +4,10 @@
 //!
 //! The same code path will read Kinesis; here the source is the embedded log.
 
-use crate::flush::Flush;
-use crate::log::EventLog;
+use crate::embedded::log::EventLog;
+use crate::embedded::store::{Progress, Store};
+use crate::pipeline::flush::Flush;
 use crate::registry::Registry;
-use crate::store::{Progress, Store};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tally_model::codec;

@@ -17,10 +17,10 @@ pub mod socket;
 
 pub use lines::{Importer, Summary};
 
-use crate::aggregate::Aggregator;
-use crate::log::EventLog;
+use crate::embedded::aggregate::Aggregator;
+use crate::embedded::log::EventLog;
+use crate::embedded::store::Store;
 use crate::registry::Registry;
-use crate::store::Store;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::BufRead;

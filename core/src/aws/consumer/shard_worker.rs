@@ -8,12 +8,12 @@
 //! of the records between that snapshot and the checkpoint.
 
 use super::recent_ids::RecentIds;
-use crate::dynamo::snapshots::{self, Snapshot};
-use crate::dynamo::{self, FlushRecord, StoreError, Tables};
-use crate::flush::{Flush, SessionLookup};
-use crate::kinesis::api::{self, KinesisError, KinesisRecord, StartAt};
-use crate::kinesis::shard_reader::{ReaderSettings, ShardBatch, read_shard};
-use crate::lease::{Lease, LeaseError, LeaseTable};
+use crate::aws::dynamo::snapshots::{self, Snapshot};
+use crate::aws::dynamo::{self, FlushRecord, StoreError, Tables};
+use crate::aws::kinesis::api::{self, KinesisError, KinesisRecord, StartAt};
+use crate::aws::kinesis::shard_reader::{ReaderSettings, ShardBatch, read_shard};
+use crate::aws::lease::{Lease, LeaseError, LeaseTable};
+use crate::pipeline::flush::{Flush, SessionLookup};
 use crate::registry::Registry;
 use crate::telemetry;
 use std::collections::HashMap;
@@ -73,7 +73,7 @@ pub enum WorkerError {
     Lease(LeaseError),
     /// Kinesis failed.
     #[error(transparent)]
-    Kinesis(#[from] crate::kinesis::api::KinesisError),
+    Kinesis(#[from] crate::aws::kinesis::api::KinesisError),
 }
 
 /// Runs one shard under `lease` until it ends, is lost, or `stop` turns true.

@@ -3,7 +3,7 @@
 //! store), visit states, visitor sightings, drop counts — built the same way whatever the source
 //! (embedded log or Kinesis) and applied atomically or idempotently by a store.
 
-use crate::timebucket::local_hour;
+use crate::pipeline::timebucket::local_hour;
 use jiff::tz::TimeZone;
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};

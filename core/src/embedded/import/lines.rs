@@ -2,7 +2,7 @@
 //! (`model::ingest`) into a log entry with its id, and batches of them appended to the event log
 //! (ids the log already holds are skipped), counting what happened to every line.
 
-use crate::log::EventLog;
+use crate::embedded::log::EventLog;
 use crate::registry::Registry;
 use anyhow::Context;
 use redb::{Database, ReadableTable, TableDefinition};
@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use std::hash::Hasher;
 use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr};
+use tally_model::agent;
 use tally_model::codec;
 use tally_model::event::LogEntry;
-use tally_model::agent;
 use tally_model::ingest::{RequestContext, parse};
 use tally_model::visitor::{Salt, Salts, visitor_id_of_key};
 

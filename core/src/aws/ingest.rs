@@ -1,11 +1,11 @@
 //! `tally ingest`: the Kinesis consumer process, writing aggregates to DynamoDB.
 
-use crate::aws::{self, AwsSettings};
-use crate::consumer::shard_worker::ShardContext;
-use crate::consumer::{ConsumerSettings, run_consumer};
-use crate::dynamo::Tables;
-use crate::kinesis::shard_reader::ReaderSettings;
-use crate::lease::LeaseTable;
+use crate::aws::clients::{self, AwsSettings};
+use crate::aws::consumer::shard_worker::ShardContext;
+use crate::aws::consumer::{ConsumerSettings, run_consumer};
+use crate::aws::dynamo::Tables;
+use crate::aws::kinesis::shard_reader::ReaderSettings;
+use crate::aws::lease::LeaseTable;
 use crate::registry::Registry;
 use crate::telemetry;
 use std::io::Write;
@@ -44,8 +44,8 @@ pub struct IngestSettings {
 
 /// Runs the consumer until SIGINT or SIGTERM.
 pub async fn ingest(settings: IngestSettings) -> anyhow::Result<()> {
-    let kinesis = aws::kinesis(&settings.aws).await;
-    let dynamo = aws::dynamodb(&settings.aws).await;
+    let kinesis = clients::kinesis(&settings.aws).await;
+    let dynamo = clients::dynamodb(&settings.aws).await;
     let tables = Tables::named(&settings.app, &settings.aws.region);
     if settings.create_tables {
         tables.create_if_missing(&dynamo).await?;
@@ -79,7 +79,7 @@ pub async fn ingest(settings: IngestSettings) -> anyhow::Result<()> {
     writeln!(out, "consuming {} as {}", settings.stream, settings.worker_id)?;
     out.flush()?;
     drop(out);
-    crate::serve::shutdown_signal().await;
+    crate::http::listen::shutdown_signal().await;
     // Readiness fails first (the watch turns `/ready` to 503), then the consumer stops.
     stop.send_replace(true);
     match tokio::time::timeout(DRAIN_DEADLINE, running).await {

@@ -7,7 +7,7 @@ use super::chunks;
 use super::error::{StoreError, classify};
 use super::items::Update;
 use super::tables::Tables;
-use crate::lease::Lease;
+use crate::aws::lease::Lease;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;

@@ -14,7 +14,7 @@ pub use keys::FIRST_GENERATION;
 pub use rollups::RollupRead;
 pub use segments::{PersistPolicy, Persisted, Segment};
 
-use crate::flush::{Flush, SessionLookup};
+use crate::pipeline::flush::{Flush, SessionLookup};
 use anyhow::Context;
 use keys::{
     DROPS, FORMAT_VERSION, GENERATIONS, META, PROP_OVERFLOW, PROP_ROWS, ROLLUPS, SEGMENT_FILES, SEGMENT_PENDING,

@@ -1,10 +1,11 @@
 //! `tally query`: the query API over the DynamoDB aggregates that `tally ingest` writes.
 
-use crate::aws::{self, AwsSettings};
-use crate::dynamo::Tables;
-use crate::http::{AppState, Backend, DynamoReader, query_cache, router};
+use crate::aws::clients::{self, AwsSettings};
+use crate::aws::dynamo::Tables;
+use crate::aws::stats::DynamoStats;
+use crate::http::listen::{announce, shutdown_signal};
+use crate::http::{AppState, query_cache, router};
 use crate::registry::Registry;
-use crate::serve::{announce, shutdown_signal};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,13 +36,12 @@ pub async fn serve_queries(settings: QuerySettings) -> anyhow::Result<()> {
         .iter()
         .flat_map(|r| (0..settings.sub_partitions.max(1)).map(move |s| (r.clone(), s)))
         .collect();
-    let reader = DynamoReader {
-        client: aws::dynamodb(&settings.aws).await,
+    let stats = DynamoStats {
+        client: clients::dynamodb(&settings.aws).await,
         table: Tables::named(&settings.app, &settings.aws.region).aggregates,
         lineages,
     };
-    let state =
-        AppState { registry, backend: Backend::Dynamo(Arc::new(reader)), ingest: None, cache: query_cache(10_000) };
+    let state = AppState { registry, stats: Arc::new(stats), ingest: None, cache: query_cache(10_000) };
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;

@@ -4,8 +4,8 @@
 //! checkpoint, and the leases are released for the other workers.
 
 use super::shard_worker::{Outcome, ShardContext, run_shard};
-use crate::kinesis::api;
-use crate::lease::{Lease, LeaseError, plan_takes, readable};
+use crate::aws::kinesis::api;
+use crate::aws::lease::{Lease, LeaseError, plan_takes, readable};
 use crate::telemetry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 
 use super::keys::{FIRST_GENERATION, GENERATIONS, PROP_OVERFLOW, PROP_ROWS, ROLLUPS, rollup_key, rollup_range};
 use super::{Store, decode_tallies};
-use crate::flush::Flush;
+use crate::pipeline::flush::Flush;
 use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
 use std::collections::HashMap;
 use tally_model::breakdown::{Grain, RowKey, Slot, Tallies, day_of};

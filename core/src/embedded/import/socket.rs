@@ -7,7 +7,7 @@
 //! or `{"error": "…"}`.
 
 use super::lines::{Importer, Summary};
-use crate::store::Store;
+use crate::embedded::store::Store;
 use anyhow::Context;
 use indicatif::ProgressBar;
 use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};

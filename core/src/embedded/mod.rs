@@ -1,0 +1,11 @@
+//! The embedded backend: `tally serve` (`serve.rs`) runs ingest, the event log (`log.rs`), the
+//! aggregator (`aggregate.rs`), the store (`store/`) and the query API in one process;
+//! `tally import` (`import/`) feeds the same log; `stats.rs` is the store's side of the read
+//! trait.
+
+pub mod aggregate;
+pub mod import;
+pub mod log;
+pub mod serve;
+pub mod stats;
+pub mod store;

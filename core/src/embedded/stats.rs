@@ -1,0 +1,74 @@
+//! The read seam's embedded side: answers from the store of `tally serve`, always as of the
+//! applied log offset (which keys the answer cache, so a cached answer is never stale).
+
+use crate::embedded::log::EventLog;
+use crate::embedded::store::{RollupRead, Store};
+use crate::query::source::{Freshness, Pending, StatsSource};
+use crate::query::{Query, Tier, execute_rollups, execute_segments, plan};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The embedded store and its log.
+pub struct EmbeddedStats {
+    /// The aggregate store.
+    pub store: Arc<Store>,
+    /// The event log (for its head, in health answers).
+    pub log: EventLog,
+}
+
+impl EmbeddedStats {
+    /// The tier that answers `query`: the planner's, except that a prop past the rollups' cap
+    /// on a day of the range goes to the segments, which hold all of it.
+    fn tier(&self, query: &Query) -> anyhow::Result<Tier> {
+        let tier = plan(query);
+        let (first_day, last_day) = (query.buckets.start.div_euclid(24), (query.buckets.end - 1).div_euclid(24));
+        Ok(match query.prop_grouping() {
+            Some(name)
+                if tier == Tier::Rollups && self.store.props_overflowed(&query.site, name, first_day, last_day)? =>
+            {
+                Tier::Segments
+            }
+            _ => tier,
+        })
+    }
+}
+
+impl StatsSource for EmbeddedStats {
+    fn refuse(&self, _query: &Query) -> Option<String> {
+        None
+    }
+
+    fn freshness(&self) -> anyhow::Result<Freshness> {
+        let progress = self.store.progress()?;
+        Ok(Freshness { version: progress.offset, until_ms: Some(progress.until_ms), offset: Some(progress.offset) })
+    }
+
+    fn answer(&self, query: Query) -> Pending<'_, (Tier, Vec<crate::query::exec::Row>)> {
+        Box::pin(async move {
+            let tier = self.tier(&query)?;
+            let store = self.store.clone();
+            let rows = tokio::task::spawn_blocking(move || match tier {
+                Tier::Rollups => execute_rollups(store.as_ref(), &query),
+                Tier::Segments | Tier::Cells => execute_segments(store.as_ref(), &query),
+            })
+            .await??;
+            Ok((tier, rows))
+        })
+    }
+
+    fn drops<'a>(&'a self, site: &'a str) -> Pending<'a, std::collections::BTreeMap<String, u64>> {
+        Box::pin(async move { self.store.drops(site) })
+    }
+
+    fn health(&self) -> anyhow::Result<Value> {
+        let progress = self.store.progress()?;
+        let head = *self.log.head().borrow();
+        Ok(json!({
+            "status": "ok",
+            "log_head": head,
+            "log_offset_applied": progress.offset,
+            "lag_entries": head.saturating_sub(progress.offset),
+            "data_complete_until": crate::http::query::complete_until(progress.until_ms),
+        }))
+    }
+}

@@ -1,0 +1,7 @@
+//! The pipeline both backends share: a flush built from log entries or stream records
+//! (`flush.rs`), the local-hour buckets events fall into (`timebucket.rs`), and the daily
+//! visitor-id salts (`salts.rs`).
+
+pub mod flush;
+pub mod salts;
+pub mod timebucket;

@@ -1,0 +1,43 @@
+//! The read seam between the HTTP API and the stores (design decision 16): what a store must
+//! answer for the query, drops and health endpoints. The embedded store (`embedded/stats.rs`) and
+//! DynamoDB (`aws/stats.rs`) implement it; handlers never ask which one they have.
+
+use super::exec::Row;
+use super::plan::Tier;
+use super::request::Query;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A store's answer, computed asynchronously.
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = anyhow::Result<T>> + Send + 'a>>;
+
+/// How current a store's data is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// What cached answers are keyed by: answers cached under another version are not served.
+    pub version: u64,
+    /// Arrival time of the last applied event, ms since the epoch, where the store knows it.
+    pub until_ms: Option<i64>,
+    /// The last applied log offset, where the store has a log.
+    pub offset: Option<u64>,
+}
+
+/// What the query API reads.
+pub trait StatsSource: Send + Sync {
+    /// Why this store cannot answer `query` (answered as a 400), or `None`.
+    fn refuse(&self, query: &Query) -> Option<String>;
+
+    /// How current the data is now.
+    fn freshness(&self) -> anyhow::Result<Freshness>;
+
+    /// The query's rows, and the tier that computed them.
+    fn answer(&self, query: Query) -> Pending<'_, (Tier, Vec<Row>)>;
+
+    /// Drop counts of `site` ("" for drops that named no site), by reason.
+    fn drops<'a>(&'a self, site: &'a str) -> Pending<'a, BTreeMap<String, u64>>;
+
+    /// The body of `GET /api/health`.
+    fn health(&self) -> anyhow::Result<Value>;
+}
