@@ -3,8 +3,8 @@
 //! intervals. A measurement, not a check: run it with
 //! `cargo test -p tally-core --test aws writes_per_event -- --ignored --nocapture`.
 
-use crate::ingest::put_all;
 use crate::bed::{Bed, Consumer, data_dir};
+use crate::ingest::put_all;
 use crate::proxy::Proxy;
 use std::time::{Duration, Instant};
 use tally_model::event::{Event, EventId, LogEntry, VisitorIds};
