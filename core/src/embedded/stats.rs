@@ -3,7 +3,7 @@
 
 use crate::embedded::log::EventLog;
 use crate::embedded::store::{RollupRead, Store};
-use crate::query::source::{Freshness, Pending, StatsSource};
+use crate::query::source::{Freshness, Pending, StatsSource, complete_until};
 use crate::query::{Query, Tier, execute_rollups, execute_segments, plan};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -68,7 +68,7 @@ impl StatsSource for EmbeddedStats {
             "log_head": head,
             "log_offset_applied": progress.offset,
             "lag_entries": head.saturating_sub(progress.offset),
-            "data_complete_until": crate::http::query::complete_until(progress.until_ms),
+            "data_complete_until": complete_until(progress.until_ms),
         }))
     }
 }

@@ -3,6 +3,7 @@
 use super::AppState;
 use super::auth::{authenticate, authorize};
 use super::error::ApiError;
+use crate::query::source::complete_until;
 use crate::query::{Query, QueryRequest};
 use axum::Json;
 use axum::body::Bytes;
@@ -52,11 +53,6 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
     }));
     app.cache.insert(key, answer.clone()).await;
     Ok(Json(answer))
-}
-
-/// An arrival time as the `data_complete_until` of an answer (null before the first event).
-pub fn complete_until(ms: i64) -> Value {
-    jiff::Timestamp::from_millisecond(ms).ok().filter(|_| ms > 0).map_or(Value::Null, |t| json!(t.to_string()))
 }
 
 /// `?site_id=…` of the drops endpoint.

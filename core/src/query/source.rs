@@ -5,7 +5,7 @@
 use super::exec::Row;
 use super::plan::Tier;
 use super::request::Query;
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -40,4 +40,9 @@ pub trait StatsSource: Send + Sync {
 
     /// The body of `GET /api/health`.
     fn health(&self) -> anyhow::Result<Value>;
+}
+
+/// An arrival time as the `data_complete_until` of an answer (null before the first event).
+pub fn complete_until(ms: i64) -> Value {
+    jiff::Timestamp::from_millisecond(ms).ok().filter(|_| ms > 0).map_or(Value::Null, |t| json!(t.to_string()))
 }
