@@ -3,6 +3,7 @@
 use crate::aws::clients::{AwsSettings, Endpoints};
 use crate::aws::ingest::{IngestSettings, ingest};
 use crate::aws::query_serve::{QuerySettings, serve_queries};
+use crate::embedded::aggregate::MAX_ENTRIES_PER_FLUSH;
 use crate::embedded::import::{ImportSettings, Input, import, render};
 use crate::embedded::log::EventLog;
 use crate::embedded::serve::{ServeSettings, serve};
@@ -63,6 +64,9 @@ struct ServeArgs {
     /// Shortest time between two aggregator flushes, in milliseconds.
     #[arg(long, env = "TALLY_FLUSH_INTERVAL_MS", default_value_t = 1000)]
     flush_interval_ms: u64,
+    /// Most log entries one aggregator flush applies (a flush also ends at the end of the log).
+    #[arg(long, env = "TALLY_FLUSH_MAX_ENTRIES", default_value_t = MAX_ENTRIES_PER_FLUSH, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    flush_max_entries: usize,
     /// Persist pending segment rows to Parquet once this many are pending.
     #[arg(long, env = "TALLY_SEGMENT_PERSIST_ROWS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     segment_persist_rows: u64,
@@ -80,6 +84,9 @@ struct ImportArgs {
     /// Do not draw a progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Most log entries one aggregator flush applies (a flush also ends at the end of the log).
+    #[arg(long, env = "TALLY_FLUSH_MAX_ENTRIES", default_value_t = MAX_ENTRIES_PER_FLUSH, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    flush_max_entries: usize,
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +199,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 data_dir: args.data.data_dir,
                 trust_proxy: args.trust_proxy,
                 flush_interval,
+                flush_max_entries: args.flush_max_entries,
                 persist: PersistPolicy {
                     rows: usize::try_from(args.segment_persist_rows).unwrap_or(usize::MAX),
                     every: Duration::from_secs(args.segment_persist_secs),
@@ -204,7 +212,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let input = if args.input == "-" { Input::Stdin } else { Input::File(args.input.into()) };
             let progress = !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
             let started = std::time::Instant::now();
-            let summary = import(ImportSettings { data_dir: args.data.data_dir, input, progress }).await?;
+            let summary = import(ImportSettings {
+                data_dir: args.data.data_dir,
+                input,
+                progress,
+                flush_max_entries: args.flush_max_entries,
+            })
+            .await?;
             write!(std::io::stdout().lock(), "{}", render(&summary, started.elapsed()))?;
             Ok(())
         }

@@ -179,6 +179,8 @@ pub struct RowKey<'a> {
 pub struct Breakdown {
     /// The distinct values, by code.
     values: Vec<String>,
+    /// The [`sighting_hash`] of each value, by code (computed once per value).
+    sights: Vec<u64>,
     /// The code of each value in `values` (a table of codes hashed by their value).
     codes: hashbrown::HashTable<u32>,
     /// Delta per (grain, period, slot, value code).
@@ -219,12 +221,13 @@ impl Breakdown {
 
     /// The code of `value`, added if new.
     fn intern(&mut self, value: &str) -> u32 {
-        let values = &mut self.values;
+        let (values, sights) = (&mut self.values, &mut self.sights);
         let entry =
             self.codes.entry(value_hash(value), |&c| values[c as usize] == value, |&c| value_hash(&values[c as usize]));
         *entry
             .or_insert_with(|| {
                 values.push(value.to_owned());
+                sights.push(sighting_hash(value));
                 u32::try_from(values.len() - 1).unwrap_or(u32::MAX)
             })
             .get()
@@ -242,6 +245,11 @@ impl Breakdown {
     /// Adds to a row at both grains: the bucket's hour (if the slot keeps hours) and its day.
     fn add_both(&mut self, bucket: Bucket, slot: Slot, value: &str, counters: &Counters) {
         let code = self.intern(value);
+        self.add_both_code(bucket, slot, code, counters);
+    }
+
+    /// [`Breakdown::add_both`] of an interned value.
+    fn add_both_code(&mut self, bucket: Bucket, slot: Slot, code: u32, counters: &Counters) {
         if slot.keeps_hours() {
             self.row_of(Grain::Hour, bucket, slot, code).counters.add(counters);
         }
@@ -252,12 +260,12 @@ impl Breakdown {
     /// of its visitor id (see [`Sightings`]), updated here. [`Breakdown::add_exit`] adds the rest.
     pub fn add(&mut self, c: &Contribution, seen: &mut Sightings) {
         for slot in Slot::all().filter(|s| !matches!(s, Slot::Of(d) if d.is_exit())) {
-            let value = slot.value(&c.key);
-            self.add_both(c.bucket, slot, value, &c.counters);
+            let code = self.intern(slot.value(&c.key));
+            self.add_both_code(c.bucket, slot, code, &c.counters);
             if !c.visit.is_zero() {
                 self.add_both(c.visit_bucket, slot, slot.value(&c.entry), &c.visit);
             }
-            self.see(seen, slot, value, c.bucket);
+            self.see(seen, slot, code, c.bucket);
         }
     }
 
@@ -283,9 +291,9 @@ impl Breakdown {
     /// its day: props keep no hour rows); `seen` is the state of its visitor id.
     pub fn add_props(&mut self, c: &Contribution, props: &[(String, String)], seen: &mut Sightings) {
         for (name, value) in props {
-            let row = crate::props::row_value(name, value);
-            self.add_both(c.bucket, Slot::Props, &row, &c.counters);
-            self.see(seen, Slot::Props, &row, c.bucket);
+            let code = self.intern(&crate::props::row_value(name, value));
+            self.add_both_code(c.bucket, Slot::Props, code, &c.counters);
+            self.see(seen, Slot::Props, code, c.bucket);
         }
     }
 
@@ -294,18 +302,18 @@ impl Breakdown {
     pub fn add_exit(&mut self, c: &Contribution, start_seen: &mut Sightings) {
         for d in [Dimension::ExitPage, Dimension::ExitPageHostname] {
             let slot = Slot::Of(d);
-            let to = d.exit_value(&c.exit);
+            let to = self.intern(d.exit_value(&c.exit));
             if let Some((from, before)) = &c.exit_moved {
-                let from = d.exit_value(from);
+                let from = self.intern(d.exit_value(from));
                 if from != to {
-                    self.add_both(c.visit_bucket, slot, from, &before.negated());
-                    self.add_both(c.visit_bucket, slot, to, before);
+                    self.add_both_code(c.visit_bucket, slot, from, &before.negated());
+                    self.add_both_code(c.visit_bucket, slot, to, before);
                     self.see_exit(start_seen, slot, from, c.visit_bucket, -1);
                     self.see_exit(start_seen, slot, to, c.visit_bucket, 1);
                 }
             }
             if !c.visit.is_zero() {
-                self.add_both(c.visit_bucket, slot, to, &c.visit);
+                self.add_both_code(c.visit_bucket, slot, to, &c.visit);
             }
             if c.starts_visit() {
                 self.see_exit(start_seen, slot, to, c.visit_bucket, 1);
@@ -313,10 +321,10 @@ impl Breakdown {
         }
     }
 
-    /// Adds `delta` (±1) visits of the id that start in `bucket` and exit with `value`: the id is
+    /// Adds `delta` (±1) visits of the id that start in `bucket` and exit with the interned `value`: the id is
     /// seen there while at least one is.
-    fn see_exit(&mut self, seen: &mut Sightings, slot: Slot, value: &str, bucket: Bucket, delta: i32) {
-        let (code, hash) = (slot.code(), sighting_hash(value));
+    fn see_exit(&mut self, seen: &mut Sightings, slot: Slot, value: u32, bucket: Bucket, delta: i32) {
+        let (code, hash) = (slot.code(), self.sights[value as usize]);
         let found = seen.exits.iter().position(|(c, h, b, _)| *c == code && *b == bucket && *h == hash);
         let at = found.unwrap_or_else(|| {
             seen.exits.push((code, hash, bucket, 0));
@@ -337,13 +345,12 @@ impl Breakdown {
     }
 
     /// Takes back a sight of the visitor with `value` in `bucket` (exit rows only).
-    fn unsee(&mut self, seen: &mut Sightings, slot: Slot, value: &str, bucket: Bucket) {
-        let (code, hash) = (slot.code(), sighting_hash(value));
+    fn unsee(&mut self, seen: &mut Sightings, slot: Slot, value: u32, bucket: Bucket) {
+        let (code, hash) = (slot.code(), self.sights[value as usize]);
         let Some(at) = seen.hours.iter().position(|e| *e == (code, hash, bucket)) else { return };
         let before = days(seen, code, hash);
         seen.hours.swap_remove(at);
         let after = days(seen, code, hash);
-        let value = self.intern(value);
         if slot.keeps_hours() {
             self.row_of(Grain::Hour, bucket, slot, value).visitors -= 1;
         }
@@ -353,15 +360,15 @@ impl Breakdown {
         }
     }
 
-    /// Records that the visitor was seen with `value` in `bucket`, counting first sights.
-    fn see(&mut self, seen: &mut Sightings, slot: Slot, value: &str, bucket: Bucket) {
-        let (code, hash) = (slot.code(), sighting_hash(value));
+    /// Records that the visitor was seen with the interned `value` in `bucket`, counting first
+    /// sights.
+    fn see(&mut self, seen: &mut Sightings, slot: Slot, value: u32, bucket: Bucket) {
+        let (code, hash) = (slot.code(), self.sights[value as usize]);
         if seen.hours.contains(&(code, hash, bucket)) {
             return;
         }
         let before = days(seen, code, hash);
         seen.hours.push((code, hash, bucket));
-        let value = self.intern(value);
         if slot.keeps_hours() {
             self.row_of(Grain::Hour, bucket, slot, value).visitors += 1;
         }

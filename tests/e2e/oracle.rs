@@ -461,8 +461,11 @@ async fn both_tiers_equal_brute_force_across_zones() {
         sites.push((site, zone, events, key, file));
     }
     let data = dir.path().to_str().unwrap();
-    for (_, _, events, _, file) in &sites {
-        let out = tally_ok(&["import", file.to_str().unwrap(), "--data-dir", data, "--no-progress"]);
+    // Flushes of a few entries each, for most sites: visits and sightings then cross many flushes,
+    // each built while the one before it commits.
+    for ((_, _, events, _, file), flush) in sites.iter().zip(["50000", "7", "64", "3", "500"].iter().cycle()) {
+        let file = file.to_str().unwrap();
+        let out = tally_ok(&["import", file, "--data-dir", data, "--no-progress", "--flush-max-entries", flush]);
         assert!(out.contains(&format!("imported {} events", events.len())), "{out}");
     }
     // Importing the same file again counts nothing twice.

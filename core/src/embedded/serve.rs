@@ -31,6 +31,8 @@ pub struct ServeSettings {
     pub trust_proxy: bool,
     /// Shortest time between two aggregator flushes.
     pub flush_interval: Duration,
+    /// Most log entries one flush applies.
+    pub flush_max_entries: usize,
     /// When pending segment rows are persisted to Parquet.
     pub persist: PersistPolicy,
 }
@@ -60,7 +62,13 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         cache: query_cache(10_000),
     };
     let (stop, stopped) = watch::channel(false);
-    let aggregator = Aggregator { log, store, registry, flush_interval: settings.flush_interval };
+    let aggregator = Aggregator {
+        log,
+        store,
+        registry,
+        flush_interval: settings.flush_interval,
+        max_entries: settings.flush_max_entries,
+    };
     let aggregating = tokio::spawn(aggregator.run(stopped));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
