@@ -34,7 +34,7 @@ rollups='{"site_id":"bench.example","metrics":["pageviews"],"date_range":"day"}'
 segments='{"site_id":"bench.example","metrics":["pageviews"],"date_range":"day","filters":[["is_not","visit:country",["ZZ"]]]}'
 count() {
   curl -s -X POST "$addr/api/v2/query" -H "Authorization: Bearer $key" -d "$1" |
-    python3 -c 'import json,sys; a=json.load(sys.stdin); print(a["results"][0]["metrics"][0], a["meta"]["tier"])'
+    python3 -c 'import json,sys; a=json.load(sys.stdin); print(a["results"][0]["metrics"][0], a.get("meta",{}).get("tier","-"))'
 }
 rollups_at=""; segments_at=""
 while [ -z "$rollups_at" ] || [ -z "$segments_at" ]; do
