@@ -58,23 +58,40 @@ pub fn column_of(dimension: Dimension) -> usize {
 }
 
 /// The distinct values of one column, each with its code (its index).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Dictionary {
     /// Values by code.
     pub values: Vec<String>,
-    codes: HashMap<String, u32>,
+    /// The code of each value (a table of codes hashed by their value: each value is kept once).
+    codes: hashbrown::HashTable<u32>,
+}
+
+/// Two dictionaries are equal when they hold the same values under the same codes.
+impl PartialEq for Dictionary {
+    fn eq(&self, other: &Dictionary) -> bool {
+        self.values == other.values
+    }
+}
+
+impl Eq for Dictionary {}
+
+fn value_hash(value: &str) -> u64 {
+    use std::hash::BuildHasher;
+    Fast::default().hash_one(value)
 }
 
 impl Dictionary {
     /// The code of `value`, adding it if new.
     pub fn code(&mut self, value: &str) -> u32 {
-        if let Some(&code) = self.codes.get(value) {
-            return code;
-        }
-        let code = u32::try_from(self.values.len()).unwrap_or(u32::MAX);
-        self.values.push(value.to_owned());
-        self.codes.insert(value.to_owned(), code);
-        code
+        let values = &mut self.values;
+        let entry =
+            self.codes.entry(value_hash(value), |&c| values[c as usize] == value, |&c| value_hash(&values[c as usize]));
+        *entry
+            .or_insert_with(|| {
+                values.push(value.to_owned());
+                u32::try_from(values.len() - 1).unwrap_or(u32::MAX)
+            })
+            .get()
     }
 }
 

@@ -72,9 +72,7 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<Result<WireEvent, WireDrop>>, Rejec
     if text.trim().is_empty() {
         return Err(Rejection::EmptyBody);
     }
-    if json_depth(text.as_bytes()) > MAX_JSON_DEPTH {
-        return Err(Rejection::NestingTooDeep);
-    }
+    check_depth(text.as_bytes())?;
     let value: Value = serde_json::from_str(text).map_err(|_| Rejection::InvalidJson)?;
     match value {
         Value::Object(event) => Ok(vec![parse_event(&event)]),
@@ -88,6 +86,17 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<Result<WireEvent, WireDrop>>, Rejec
         Value::Array(_) => Err(Rejection::BadBatchSize),
         _ => Err(Rejection::NotAnEvent),
     }
+}
+
+/// Refuses a JSON text nested deeper than [`MAX_JSON_DEPTH`] (checked before it is parsed).
+pub fn check_depth(text: &[u8]) -> Result<(), Rejection> {
+    if json_depth(text) > MAX_JSON_DEPTH { Err(Rejection::NestingTooDeep) } else { Ok(()) }
+}
+
+/// One event given as a parsed JSON object (a host that parsed the body itself: `tally import`,
+/// whose lines carry fields of their own beside the event's), checked or dropped with a reason.
+pub fn parse_object(event: &Map<String, Value>) -> Result<WireEvent, WireDrop> {
+    parse_event(event)
 }
 
 /// The deepest nesting of arrays and objects in a JSON text, without parsing it.

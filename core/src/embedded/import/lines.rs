@@ -7,7 +7,7 @@ use crate::registry::Registry;
 use anyhow::Context;
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use siphasher::sip128::{Hasher128, SipHasher13};
 use std::collections::BTreeMap;
 use std::hash::Hasher;
@@ -16,8 +16,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use tally_model::agent;
 use tally_model::codec;
 use tally_model::event::LogEntry;
-use tally_model::ingest::{RequestContext, parse};
+use tally_model::ingest::{Parsed, RequestContext};
 use tally_model::visitor::{Salt, Salts, visitor_id_of_key};
+use tally_model::wire;
 
 /// The import salts' key: (name) → 16 random bytes, made on the first import.
 const IMPORT_KEY: TableDefinition<&str, [u8; 16]> = TableDefinition::new("import_key");
@@ -184,6 +185,7 @@ fn parse_line(
     if line.len() > MAX_LINE_BYTES {
         return Err("line_too_long");
     }
+    wire::check_depth(line).map_err(|rejection| rejection.code())?;
     let Ok(Value::Object(mut fields)) = serde_json::from_slice::<Value>(line) else {
         return Err("not_a_json_object");
     };
@@ -213,7 +215,6 @@ fn parse_line(
     for field in IMPORT_FIELDS {
         fields.remove(field);
     }
-    let body = serde_json::to_vec(&Value::Object(Map::from_iter(fields))).map_err(|_| "not_a_json_object")?;
     let day = received_ms.div_euclid(DAY_MS);
     let salts = Salts { current: salt_of_day(key, day), previous: salt_of_day(key, day - 1) };
     let ip = match &visitor {
@@ -229,8 +230,7 @@ fn parse_line(
         salts: &salts,
         first_event_id: id,
     };
-    let parsed = parse(ctx.content_type, &body).map_err(|rejection| rejection.code())?;
-    let mut entries = parsed.enrich_as(bots.is_bot(&user_agent), &ctx, is_site);
+    let mut entries = Parsed::one(&fields).enrich_as(bots.is_bot(&user_agent), &ctx, is_site);
     let (Some(mut entry), true) = (entries.pop(), entries.is_empty()) else {
         return Err("not_one_event");
     };
@@ -309,5 +309,7 @@ mod tests {
         assert_eq!(parse(&no_time).err(), Some("missing_timestamp"));
         let other_site = line(r#","ip":"1.2.3.4""#).replace(r#""domain":"a.com""#, r#""domain":"b.com""#);
         assert!(matches!(parse(&other_site), Ok((LogEntry::Drop(_), _))));
+        let deep = line(&format!(r#","ip":"1.2.3.4","p":{}1{}"#, "[".repeat(9), "]".repeat(9)));
+        assert_eq!(parse(&deep).err(), Some("nesting_too_deep"), "the body's nesting bound holds for lines");
     }
 }
