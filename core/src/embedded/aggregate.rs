@@ -12,7 +12,7 @@
 
 use crate::embedded::log::EventLog;
 use crate::embedded::store::{Progress, StateReader, Store};
-use crate::pipeline::flush::{Flush, SessionLookup};
+use crate::pipeline::flush::{Flush, SessionLookup, SiteVisitor};
 use crate::registry::Registry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -77,14 +77,14 @@ struct Overlay<'a> {
 
 impl SessionLookup for Overlay<'_> {
     fn session(&self, site: &str, visitor: u64) -> anyhow::Result<Option<Session>> {
-        if let Some(held) = self.applying.and_then(|f| f.sessions.get(&(site.to_owned(), visitor))) {
+        if let Some(held) = self.applying.and_then(|f| f.sessions.get(&SiteVisitor(site, visitor))) {
             return Ok(held.clone());
         }
         self.stored.session(site, visitor)
     }
 
     fn sightings(&self, site: &str, visitor: u64) -> anyhow::Result<Option<Sightings>> {
-        if let Some(held) = self.applying.and_then(|f| f.sightings.get(&(site.to_owned(), visitor))) {
+        if let Some(held) = self.applying.and_then(|f| f.sightings.get(&SiteVisitor(site, visitor))) {
             return Ok(Some(held.clone()));
         }
         self.stored.sightings(site, visitor)

@@ -5,7 +5,6 @@
 
 use crate::pipeline::timebucket::local_hour;
 use jiff::tz::TimeZone;
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use tally_model::agent::{self, Agent};
 use tally_model::breakdown::{Breakdown, Sightings};
@@ -24,6 +23,26 @@ pub type Lineage = (String, u16);
 /// Most classified user agents handed from one flush to the next (more start afresh).
 pub const AGENTS_KEPT: usize = 20_000;
 
+/// Per (site, visitor id) state of a flush: hashed with a fixed seed (never stored), and looked
+/// up by a borrowed [`SiteVisitor`], so a lookup allocates nothing.
+pub type VisitorMap<V> = hashbrown::HashMap<(String, u64), V, foldhash::fast::FixedState>;
+
+/// A borrowed key of a [`VisitorMap`]: it hashes as the owned `(String, u64)` does.
+#[derive(Debug, Clone, Copy, Hash)]
+pub struct SiteVisitor<'a>(pub &'a str, pub u64);
+
+impl hashbrown::Equivalent<(String, u64)> for SiteVisitor<'_> {
+    fn equivalent(&self, key: &(String, u64)) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
+impl From<&SiteVisitor<'_>> for (String, u64) {
+    fn from(key: &SiteVisitor<'_>) -> (String, u64) {
+        (key.0.to_owned(), key.1)
+    }
+}
+
 /// Where a flush finds open visits (and visitor sightings) it does not hold yet.
 pub trait SessionLookup {
     /// The stored open visit of `visitor` on `site`, if any.
@@ -37,14 +56,16 @@ pub trait SessionLookup {
 
 /// The sightings of a visitor id in `held`, loaded from `stored` on first use.
 fn sightings_of<'a>(
-    held: &'a mut HashMap<(String, u64), Sightings>,
+    held: &'a mut VisitorMap<Sightings>,
     site: &str,
     visitor: u64,
     stored: &dyn SessionLookup,
 ) -> anyhow::Result<&'a mut Sightings> {
-    Ok(match held.entry((site.to_owned(), visitor)) {
-        Entry::Occupied(known) => known.into_mut(),
-        Entry::Vacant(slot) => slot.insert(stored.sightings(site, visitor)?.unwrap_or_default()),
+    Ok(match held.entry_ref(&SiteVisitor(site, visitor)) {
+        hashbrown::hash_map::EntryRef::Occupied(known) => known.into_mut(),
+        hashbrown::hash_map::EntryRef::Vacant(slot) => {
+            slot.insert(stored.sightings(site, visitor)?.unwrap_or_default())
+        }
     })
 }
 
@@ -58,14 +79,14 @@ pub struct Flush {
     /// Segment rows per site (only in a flush made by [`Flush::with_breakdowns`]).
     pub segments: HashMap<String, SegmentRows>,
     /// The new sightings state of every visitor id this flush saw, per (site, visitor id).
-    pub sightings: HashMap<(String, u64), Sightings>,
+    pub sightings: VisitorMap<Sightings>,
     /// Whether to build per-dimension rollups and segment rows instead of cells.
     breakdowns_on: bool,
     /// User agents classified so far (they repeat heavily); [`Flush::take_agents`] hands them
     /// to the next flush.
     agents: HashMap<String, Agent>,
     /// Visits to write (Some) or delete (None), per (site, visitor id).
-    pub sessions: HashMap<(String, u64), Option<Session>>,
+    pub sessions: VisitorMap<Option<Session>>,
     /// Drop counts per (site or "", reason).
     pub drops: BTreeMap<(String, DropReason), u64>,
     /// The latest arrival time among the entries, ms since the epoch (0: none).
@@ -161,7 +182,12 @@ impl Flush {
                 None => self.segments.entry(event.site.clone()).or_default().add(&contribution, &props, money),
             }
         }
-        self.sessions.insert((event.site.clone(), event.visitor.current), Some(next));
+        match self.sessions.get_mut(&SiteVisitor(&event.site, event.visitor.current)) {
+            Some(held) => *held = Some(next),
+            None => {
+                self.sessions.insert((event.site.clone(), event.visitor.current), Some(next));
+            }
+        }
         Ok(())
     }
 
@@ -181,9 +207,9 @@ impl Flush {
     /// The visit of `visitor`: taken out of this flush if it holds it (the caller writes it back
     /// or deletes it, as `add_event` and `open_session` do), else read from `stored`.
     fn lookup(&mut self, site: &str, visitor: u64, stored: &dyn SessionLookup) -> anyhow::Result<Option<Session>> {
-        match self.sessions.entry((site.to_owned(), visitor)) {
-            Entry::Occupied(mut known) => Ok(known.get_mut().take()),
-            Entry::Vacant(_) => stored.session(site, visitor),
+        match self.sessions.get_mut(&SiteVisitor(site, visitor)) {
+            Some(known) => Ok(known.take()),
+            None => stored.session(site, visitor),
         }
     }
 }
