@@ -120,7 +120,8 @@ impl Aggregator {
                 Ok(_) if *shutdown.borrow() => continue,
                 // Let the next batch gather for the rest of the interval.
                 Ok(_) => this.flush_interval.saturating_sub(started.elapsed()),
-                // Nothing was applied; the next attempt starts again from the checkpoint.
+                // This flush was not applied; the next attempt starts again from the checkpoint
+                // (or after a flush still committing, if this one failed before waiting for it).
                 Err(error) if *shutdown.borrow() => return Err(error),
                 Err(error) => {
                     tracing::error!(error = format!("{error:#}"), "flush failed; retrying in 1 s");
