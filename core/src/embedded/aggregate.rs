@@ -99,6 +99,10 @@ impl Aggregator {
         let mut carry = Carry::default();
         loop {
             let started = Instant::now();
+            // Whether stopping was asked before this flush looked at the log: only then does an
+            // empty log mean everything asked for is applied (entries may be appended, and stopping
+            // asked, while a flush waits for the one before it to commit).
+            let stopping = *shutdown.borrow();
             let worker = this.clone();
             let (flushed, carried) = tokio::task::spawn_blocking(move || {
                 let flushed = worker.flush_once(&mut carry);
@@ -107,7 +111,8 @@ impl Aggregator {
             .await?;
             carry = carried;
             let pause = match flushed {
-                Ok(0) if *shutdown.borrow() => return Ok(()),
+                Ok(0) if stopping => return Ok(()),
+                Ok(0) if *shutdown.borrow() => continue,
                 Ok(0) => {
                     tokio::select! {
                         _ = head.changed() => {}
