@@ -364,11 +364,14 @@ impl Breakdown {
     /// sights.
     fn see(&mut self, seen: &mut Sightings, slot: Slot, value: u32, bucket: Bucket) {
         let (code, hash) = (slot.code(), self.sights[value as usize]);
-        if seen.hours.contains(&(code, hash, bucket)) {
+        // A slot without hour rows needs only the days: one entry per day (at its first hour),
+        // however many hours of it the id was seen in.
+        let at = if slot.keeps_hours() { bucket } else { day_of(bucket) * 24 };
+        if seen.hours.contains(&(code, hash, at)) {
             return;
         }
         let before = days(seen, code, hash);
-        seen.hours.push((code, hash, bucket));
+        seen.hours.push((code, hash, at));
         if slot.keeps_hours() {
             self.row_of(Grain::Hour, bucket, slot, value).visitors += 1;
         }
@@ -428,7 +431,10 @@ pub fn sighting_hash(value: &str) -> u64 {
 /// [`sighting_hash`], so the state of an id is a few fixed-size entries per slot.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sightings {
-    /// (slot code, value hash, bucket): one entry per hour the id was seen in with the value.
+    /// (slot code, value hash, bucket): one entry per hour the id was seen in with the value,
+    /// for the slots with hour rows ([`Slot::keeps_hours`]); for the others one per day, at the
+    /// day's first hour (entries at other hours, which stores before this rule hold, count the
+    /// same day).
     pub hours: Vec<(u8, u64, Bucket)>,
     /// Exit slots: (slot code, exit value hash, start bucket, how many of the id's visits that
     /// started in that bucket exit there now); only nonzero counts are kept.
