@@ -15,6 +15,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 /// Ids of entries appended with [`EventLog::append_unique`] (imports), so a re-run adds nothing.
 const UNIQUE_IDS: TableDefinition<u128, ()> = TableDefinition::new("unique_ids");
+/// What kind of ids [`UNIQUE_IDS`] holds: `"id_kind"` → [`TIME_ORDERED_IDS`] in a log whose ids
+/// were all written by an importer that passes [`ImportId::before`]; absent in a log that may
+/// hold ids of older releases, which are then looked up as well.
+const ID_KIND: TableDefinition<&str, u8> = TableDefinition::new("unique_id_kind");
+const TIME_ORDERED_IDS: u8 = 2;
 /// Most waiting entries one commit takes.
 const MAX_ENTRIES_PER_COMMIT: usize = 20_000;
 /// Append requests that may wait for the writer before callers are slowed down.
@@ -42,10 +47,21 @@ pub struct Appended {
     pub duplicates: usize,
 }
 
+/// The id an import gives an entry ([`EventLog::append_unique`]), and the id an older release
+/// gave the same line, if different: a log that may hold ids of older releases looks that one up
+/// too, so a file imported before an upgrade still counts nothing twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportId {
+    /// The id recorded now.
+    pub id: u128,
+    /// The id older releases recorded for the same line.
+    pub before: Option<u128>,
+}
+
 /// One append request: entries, and for [`EventLog::append_unique`] their ids.
 struct Append {
     entries: Vec<Vec<u8>>,
-    ids: Option<Vec<u128>>,
+    ids: Option<Vec<ImportId>>,
     reply: Reply,
 }
 
@@ -63,7 +79,15 @@ impl EventLog {
         let db = Database::create(path).with_context(|| format!("opening event log {}", path.display()))?;
         let txn = db.begin_write()?;
         txn.open_table(ENTRIES)?;
-        txn.open_table(UNIQUE_IDS)?;
+        let no_ids = txn.open_table(UNIQUE_IDS)?.is_empty()?;
+        let legacy = {
+            let mut kind = txn.open_table(ID_KIND)?;
+            let known = kind.get("id_kind")?.map(|v| v.value());
+            if known.is_none() && no_ids {
+                kind.insert("id_kind", TIME_ORDERED_IDS)?;
+            }
+            known.is_none() && !no_ids
+        };
         txn.commit()?;
         let db = Arc::new(db);
         let last = last_offset(&db)?;
@@ -72,7 +96,7 @@ impl EventLog {
         let writer_db = db.clone();
         std::thread::Builder::new()
             .name("tally-log-writer".into())
-            .spawn(move || write_loop(&writer_db, requests, &head_tx, last))?;
+            .spawn(move || write_loop(&writer_db, requests, &head_tx, last, legacy))?;
         Ok(EventLog { db, appends, head })
     }
 
@@ -84,11 +108,11 @@ impl EventLog {
     /// Appends the entries whose id (`ids[i]` for `entries[i]`) was never appended this way
     /// before, in the same transaction that records the ids: an import that runs again, or
     /// resumes after a crash, adds nothing twice.
-    pub async fn append_unique(&self, entries: Vec<Vec<u8>>, ids: Vec<u128>) -> Result<Appended, LogError> {
+    pub async fn append_unique(&self, entries: Vec<Vec<u8>>, ids: Vec<ImportId>) -> Result<Appended, LogError> {
         self.send(entries, Some(ids)).await
     }
 
-    async fn send(&self, entries: Vec<Vec<u8>>, ids: Option<Vec<u128>>) -> Result<Appended, LogError> {
+    async fn send(&self, entries: Vec<Vec<u8>>, ids: Option<Vec<ImportId>>) -> Result<Appended, LogError> {
         let (reply, answer) = oneshot::channel();
         self.appends.send(Append { entries, ids, reply }).await.map_err(|_| LogError::Closed)?;
         answer.await.map_err(|_| LogError::Closed)?
@@ -130,7 +154,14 @@ fn last_offset(db: &Database) -> anyhow::Result<u64> {
     Ok(table.last()?.map_or(0, |(offset, _)| offset.value()))
 }
 
-fn write_loop(db: &Database, mut requests: mpsc::Receiver<Append>, head: &watch::Sender<u64>, mut last: u64) {
+/// The writer: group-commits what is waiting. `legacy`: the log may hold ids of older releases.
+fn write_loop(
+    db: &Database,
+    mut requests: mpsc::Receiver<Append>,
+    head: &watch::Sender<u64>,
+    mut last: u64,
+    legacy: bool,
+) {
     while let Some(first) = requests.blocking_recv() {
         let mut count = first.entries.len();
         let mut batch = vec![first];
@@ -139,7 +170,7 @@ fn write_loop(db: &Database, mut requests: mpsc::Receiver<Append>, head: &watch:
             count += next.entries.len();
             batch.push(next);
         }
-        match commit(db, &batch, last) {
+        match commit(db, &batch, last, legacy) {
             Ok((new_last, written)) => {
                 // The head moves before anyone hears back, so a caller that reads it after its
                 // append returned sees its own entries.
@@ -165,7 +196,7 @@ fn write_loop(db: &Database, mut requests: mpsc::Receiver<Append>, head: &watch:
 
 /// Commits a batch of requests in one transaction; returns the new last offset and, per
 /// request, the entries written and the duplicates skipped.
-fn commit(db: &Database, batch: &[Append], last: u64) -> anyhow::Result<(u64, Vec<(usize, usize)>)> {
+fn commit(db: &Database, batch: &[Append], last: u64, legacy: bool) -> anyhow::Result<(u64, Vec<(usize, usize)>)> {
     let txn = db.begin_write()?;
     let mut offset = last;
     let mut written = Vec::with_capacity(batch.len());
@@ -175,11 +206,15 @@ fn commit(db: &Database, batch: &[Append], last: u64) -> anyhow::Result<(u64, Ve
         for request in batch {
             let (mut n, mut duplicates) = (0, 0);
             for (i, entry) in request.entries.iter().enumerate() {
-                if let Some(id) = request.ids.as_ref().and_then(|ids| ids.get(i))
-                    && unique.insert(*id, ())?.is_some()
-                {
-                    duplicates += 1;
-                    continue;
+                if let Some(id) = request.ids.as_ref().and_then(|ids| ids.get(i)) {
+                    let imported_before = match id.before {
+                        Some(before) if legacy => unique.get(before)?.is_some(),
+                        _ => false,
+                    };
+                    if imported_before || unique.insert(id.id, ())?.is_some() {
+                        duplicates += 1;
+                        continue;
+                    }
                 }
                 offset += 1;
                 n += 1;
@@ -190,4 +225,66 @@ fn commit(db: &Database, batch: &[Append], last: u64) -> anyhow::Result<(u64, Ve
     }
     txn.commit()?;
     Ok((offset, written))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh(name: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("tally-log-{name}-{}.redb", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        path
+    }
+
+    fn import_id(id: u128, before: u128) -> Vec<ImportId> {
+        vec![ImportId { id, before: Some(before) }]
+    }
+
+    #[tokio::test]
+    async fn lines_imported_by_an_older_release_still_count_as_imported() {
+        let path = fresh("legacy");
+        {
+            // What an older release left: ids as whole hashes, no id kind.
+            let db = Database::create(&path).expect("test setup");
+            let txn = db.begin_write().expect("test setup");
+            txn.open_table(UNIQUE_IDS).expect("test setup").insert(7u128, ()).expect("test setup");
+            txn.commit().expect("test setup");
+        }
+        let log = EventLog::open(&path).expect("test setup");
+        let again = log.append_unique(vec![vec![1]], import_id(1 << 64 | 7, 7)).await.expect("appends");
+        assert_eq!(again.duplicates, 1, "the line an older release imported is skipped");
+        let new = log.append_unique(vec![vec![2]], import_id(2 << 64 | 8, 8)).await.expect("appends");
+        assert_eq!((new.duplicates, new.offsets), (0, 1..=1));
+        let twice = log.append_unique(vec![vec![2]], import_id(2 << 64 | 8, 8)).await.expect("appends");
+        assert_eq!(twice.duplicates, 1, "and a line imported now is skipped the next time");
+        drop(log);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn a_new_log_looks_up_only_the_ids_it_records() {
+        let path = fresh("new");
+        let log = EventLog::open(&path).expect("test setup");
+        let first = log.append_unique(vec![vec![1]], import_id(5, 9)).await.expect("appends");
+        assert_eq!(first.duplicates, 0);
+        drop(log);
+        // Reopened (once its writer thread has let go of the file), the log still knows it holds
+        // no older ids: an id that equals another line's former id is not taken for that line.
+        let log = (0..100)
+            .find_map(|_| {
+                let opened = EventLog::open(&path).ok();
+                if opened.is_none() {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                opened
+            })
+            .expect("the log opens again");
+        let other = log.append_unique(vec![vec![2]], import_id(6, 5)).await.expect("appends");
+        assert_eq!(other.duplicates, 0);
+        let same = log.append_unique(vec![vec![1]], import_id(5, 9)).await.expect("appends");
+        assert_eq!(same.duplicates, 1);
+        drop(log);
+        let _ = std::fs::remove_file(&path);
+    }
 }

@@ -2,7 +2,7 @@
 //! (`model::ingest`) into a log entry with its id, and batches of them appended to the event log
 //! (ids the log already holds are skipped), counting what happened to every line.
 
-use crate::embedded::log::EventLog;
+use crate::embedded::log::{EventLog, ImportId};
 use crate::registry::Registry;
 use anyhow::Context;
 use redb::{Database, ReadableTable, TableDefinition};
@@ -79,7 +79,7 @@ impl Importer {
         let mut summary = Summary::default();
         let snapshot = self.registry.snapshot();
         let is_site = |domain: &str| snapshot.site(domain).is_some();
-        let mut batch: (Vec<Vec<u8>>, Vec<u128>) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
+        let mut batch: (Vec<Vec<u8>>, Vec<ImportId>) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
         let mut read = 0u64;
         let mut bots = Bots::default();
         for line in reader.split(b'\n') {
@@ -112,7 +112,7 @@ impl Importer {
 
     fn append(
         &self,
-        batch: &mut (Vec<Vec<u8>>, Vec<u128>),
+        batch: &mut (Vec<Vec<u8>>, Vec<ImportId>),
         summary: &mut Summary,
         runtime: &tokio::runtime::Handle,
     ) -> anyhow::Result<()> {
@@ -181,7 +181,7 @@ fn parse_line(
     key: &[u8; 16],
     is_site: &dyn Fn(&str) -> bool,
     bots: &mut Bots,
-) -> Result<(LogEntry, u128), &'static str> {
+) -> Result<(LogEntry, ImportId), &'static str> {
     if line.len() > MAX_LINE_BYTES {
         return Err("line_too_long");
     }
@@ -207,9 +207,9 @@ fn parse_line(
         Some(_) => return Err("bad_country"),
     };
     let id = match fields.get("id") {
-        Some(Value::String(s)) => hash128(s.as_bytes(), 1),
-        Some(Value::Number(n)) => hash128(n.to_string().as_bytes(), 1),
-        None | Some(Value::Null) => hash128(line, 0),
+        Some(Value::String(s)) => ImportId { id: hash128(s.as_bytes(), 1), before: None },
+        Some(Value::Number(n)) => ImportId { id: hash128(n.to_string().as_bytes(), 1), before: None },
+        None | Some(Value::Null) => line_id(received_ms, line),
         Some(_) => return Err("bad_id"),
     };
     for field in IMPORT_FIELDS {
@@ -228,7 +228,7 @@ fn parse_line(
         country: country.as_deref(),
         received_ms,
         salts: &salts,
-        first_event_id: id,
+        first_event_id: id.id,
     };
     let mut entries = Parsed::one(&fields).enrich_as(bots.is_bot(&user_agent), &ctx, is_site);
     let (Some(mut entry), true) = (entries.pop(), entries.is_empty()) else {
@@ -261,6 +261,19 @@ fn timestamp(value: Option<&Value>) -> Result<i64, &'static str> {
     if (0..=MAX_MS).contains(&ms) { Ok(ms) } else { Err("bad_timestamp") }
 }
 
+/// The id of a line without an `id` field: its timestamp (ms) in the high 64 bits and a hash of
+/// its bytes in the low 64, so that a time-ordered file adds its ids at the end of their B-tree
+/// (random 128-bit ids made each append rewrite thousands of its pages). Two different lines of
+/// one millisecond are taken for one only if their hashes collide in 64 bits (about 2⁻⁶⁴ per
+/// pair). `before` is what releases before this one recorded: the whole hash.
+fn line_id(received_ms: i64, line: &[u8]) -> ImportId {
+    let hash = hash128(line, 0);
+    ImportId {
+        id: (u128::from(received_ms.max(0).cast_unsigned()) << 64) | (hash & u128::from(u64::MAX)),
+        before: Some(hash),
+    }
+}
+
 fn hash128(bytes: &[u8], domain: u8) -> u128 {
     let mut hasher = SipHasher13::new_with_keys(0x7461_6c6c_795f_696d, 0x706f_7274_5f69_6431);
     hasher.write_u8(domain);
@@ -280,7 +293,7 @@ mod tests {
         )
     }
 
-    fn parse(text: &str) -> Result<(LogEntry, u128), &'static str> {
+    fn parse(text: &str) -> Result<(LogEntry, ImportId), &'static str> {
         parse_line(text.as_bytes(), &[7; 16], &|d| d == "a.com", &mut Bots::default())
     }
 
