@@ -45,6 +45,13 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
+struct FlushSize {
+    /// Most log entries one aggregator flush applies (a flush also ends at the end of the log).
+    #[arg(long, env = "TALLY_FLUSH_MAX_ENTRIES", default_value_t = MAX_ENTRIES_PER_FLUSH, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
+    flush_max_entries: usize,
+}
+
+#[derive(Debug, Args)]
 struct DataDir {
     /// Directory holding all of Tally's state.
     #[arg(long, env = "TALLY_DATA_DIR", default_value = "./tally-data")]
@@ -64,9 +71,8 @@ struct ServeArgs {
     /// Shortest time between two aggregator flushes, in milliseconds.
     #[arg(long, env = "TALLY_FLUSH_INTERVAL_MS", default_value_t = 1000)]
     flush_interval_ms: u64,
-    /// Most log entries one aggregator flush applies (a flush also ends at the end of the log).
-    #[arg(long, env = "TALLY_FLUSH_MAX_ENTRIES", default_value_t = MAX_ENTRIES_PER_FLUSH, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
-    flush_max_entries: usize,
+    #[command(flatten)]
+    flush_size: FlushSize,
     /// Persist pending segment rows to Parquet once this many are pending.
     #[arg(long, env = "TALLY_SEGMENT_PERSIST_ROWS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     segment_persist_rows: u64,
@@ -84,9 +90,8 @@ struct ImportArgs {
     /// Do not draw a progress bar.
     #[arg(long)]
     no_progress: bool,
-    /// Most log entries one aggregator flush applies (a flush also ends at the end of the log).
-    #[arg(long, env = "TALLY_FLUSH_MAX_ENTRIES", default_value_t = MAX_ENTRIES_PER_FLUSH, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
-    flush_max_entries: usize,
+    #[command(flatten)]
+    flush_size: FlushSize,
 }
 
 #[derive(Debug, Args)]
@@ -199,7 +204,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 data_dir: args.data.data_dir,
                 trust_proxy: args.trust_proxy,
                 flush_interval,
-                flush_max_entries: args.flush_max_entries,
+                flush_max_entries: args.flush_size.flush_max_entries,
                 persist: PersistPolicy {
                     rows: usize::try_from(args.segment_persist_rows).unwrap_or(usize::MAX),
                     every: Duration::from_secs(args.segment_persist_secs),
@@ -216,7 +221,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 data_dir: args.data.data_dir,
                 input,
                 progress,
-                flush_max_entries: args.flush_max_entries,
+                flush_max_entries: args.flush_size.flush_max_entries,
             })
             .await?;
             write!(std::io::stdout().lock(), "{}", render(&summary, started.elapsed()))?;

@@ -182,12 +182,7 @@ impl Flush {
                 None => self.segments.entry(event.site.clone()).or_default().add(&contribution, &props, money),
             }
         }
-        match self.sessions.get_mut(&SiteVisitor(&event.site, event.visitor.current)) {
-            Some(held) => *held = Some(next),
-            None => {
-                self.sessions.insert((event.site.clone(), event.visitor.current), Some(next));
-            }
-        }
+        *self.sessions.entry_ref(&SiteVisitor(&event.site, event.visitor.current)).or_default() = Some(next);
         Ok(())
     }
 
