@@ -3,7 +3,7 @@
 use crate::aws::clients::{AwsSettings, Endpoints};
 use crate::aws::ingest::{IngestSettings, ingest};
 use crate::aws::query_serve::{QuerySettings, serve_queries};
-use crate::embedded::aggregate::MAX_ENTRIES_PER_FLUSH;
+use crate::embedded::aggregate::{Batching, MAX_ENTRIES_PER_FLUSH, STATE_SNAPSHOT_ENTRIES};
 use crate::embedded::import::{ImportSettings, Input, import, render};
 use crate::embedded::log::EventLog;
 use crate::embedded::serve::{ServeSettings, serve};
@@ -49,6 +49,16 @@ struct FlushSize {
     /// Most log entries one aggregator flush applies (a flush also ends at the end of the log).
     #[arg(long, env = "TALLY_FLUSH_MAX_ENTRIES", default_value_t = MAX_ENTRIES_PER_FLUSH, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     flush_max_entries: usize,
+    /// Log entries applied between two writes of the open visits and sightings to the store (a
+    /// restart after a crash replays at most this many; a clean stop writes them all).
+    #[arg(long, env = "TALLY_STATE_SNAPSHOT_ENTRIES", default_value_t = STATE_SNAPSHOT_ENTRIES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
+    state_snapshot_entries: usize,
+}
+
+impl FlushSize {
+    fn batching(&self) -> Batching {
+        Batching { max_entries: self.flush_max_entries, snapshot_entries: self.state_snapshot_entries }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -204,7 +214,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 data_dir: args.data.data_dir,
                 trust_proxy: args.trust_proxy,
                 flush_interval,
-                flush_max_entries: args.flush_size.flush_max_entries,
+                batching: args.flush_size.batching(),
                 persist: PersistPolicy {
                     rows: usize::try_from(args.segment_persist_rows).unwrap_or(usize::MAX),
                     every: Duration::from_secs(args.segment_persist_secs),
@@ -221,7 +231,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 data_dir: args.data.data_dir,
                 input,
                 progress,
-                flush_max_entries: args.flush_size.flush_max_entries,
+                batching: args.flush_size.batching(),
             })
             .await?;
             write!(std::io::stdout().lock(), "{}", render(&summary, started.elapsed()))?;

@@ -8,27 +8,45 @@
 //! the other, each with its log offset; if N fails, N+1 is dropped and the next attempt starts
 //! again from the store's checkpoint.
 //!
+//! Open visits and sightings are not written with every flush: the changes of committed flushes
+//! stay in memory and go to the store in one flush's transaction every so often (a state
+//! snapshot, `state.rs`); on start, the entries between the last snapshot and the applied offset
+//! are replayed to rebuild them.
+//!
 //! The same code path will read Kinesis; here the source is the embedded log.
 
 use crate::embedded::log::EventLog;
-use crate::embedded::store::{Progress, StateReader, Store};
-use crate::pipeline::flush::{Flush, SessionLookup, SiteVisitor};
+use crate::embedded::state::{Layers, StateDelta};
+use crate::embedded::store::{Progress, Store};
+use crate::pipeline::flush::{Flush, SessionLookup};
 use crate::registry::Registry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tally_model::breakdown::Sightings;
 use tally_model::codec;
-use tally_model::limits::SESSION_TIMEOUT_MS;
-use tally_model::session::Session;
 use tokio::sync::watch;
 
 /// Most log entries one flush applies, unless set otherwise (`--flush-max-entries`).
 pub const MAX_ENTRIES_PER_FLUSH: usize = 50_000;
-/// How often (in event time) ended visits and old sightings are deleted from the store…
-const EXPIRE_EVERY_MS: i64 = 60_000;
-/// …and at most this often in wall time (an import moves event time by hours per flush; each
-/// expiry scans both tables).
-const EXPIRE_AT_MOST_EVERY: Duration = Duration::from_secs(10);
+/// Log entries applied between two state snapshots, unless set otherwise
+/// (`--state-snapshot-entries`): at most this many are replayed after a crash.
+pub const STATE_SNAPSHOT_ENTRIES: usize = 500_000;
+/// Longest time between two state snapshots while entries are applied.
+const STATE_SNAPSHOT_EVERY: Duration = Duration::from_secs(60);
+
+/// How the aggregator batches its work (`--flush-max-entries`, `--state-snapshot-entries`).
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// Most log entries one flush applies.
+    pub max_entries: usize,
+    /// Log entries applied between two state snapshots.
+    pub snapshot_entries: usize,
+}
+
+impl Default for Batching {
+    fn default() -> Batching {
+        Batching { max_entries: MAX_ENTRIES_PER_FLUSH, snapshot_entries: STATE_SNAPSHOT_ENTRIES }
+    }
+}
 
 /// The aggregator's inputs.
 pub struct Aggregator {
@@ -40,54 +58,46 @@ pub struct Aggregator {
     pub registry: Registry,
     /// Shortest time between two flushes.
     pub flush_interval: Duration,
-    /// Most log entries one flush applies.
-    pub max_entries: usize,
+    /// Flush and snapshot sizes.
+    pub batching: Batching,
 }
 
-/// What one flush hands to the next: when it last expired state, the user agents classified so
-/// far, and the flush being applied (with the log position it reaches).
+/// What one flush hands to the next: the user agents classified so far, the visit state
+/// committed since the last snapshot, and the flush being applied (with the log position it
+/// reaches).
 #[derive(Default)]
 struct Carry {
-    expired_at_ms: i64,
-    expired_at: Option<Instant>,
     agents: std::collections::HashMap<String, tally_model::agent::Agent>,
+    delta: Arc<StateDelta>,
     applying: Option<Applying>,
 }
 
 /// A flush committing on its own thread.
 struct Applying {
     flush: Arc<Flush>,
+    entries: usize,
     progress: Progress,
+    /// Whether its transaction also writes the state delta (a snapshot).
+    snapshot: bool,
     done: std::thread::JoinHandle<anyhow::Result<()>>,
 }
 
-impl Applying {
-    /// Waits until it is committed (or failed).
-    fn finish(self) -> anyhow::Result<()> {
-        self.done.join().map_err(|_| anyhow::anyhow!("the store writer panicked"))?
-    }
-}
-
-/// Visits and sightings as they will be once the flush being applied commits: that flush's
-/// where it holds them, the store's otherwise.
-struct Overlay<'a> {
-    applying: Option<&'a Flush>,
-    stored: &'a StateReader,
-}
-
-impl SessionLookup for Overlay<'_> {
-    fn session(&self, site: &str, visitor: u64) -> anyhow::Result<Option<Session>> {
-        if let Some(held) = self.applying.and_then(|f| f.sessions.get(&SiteVisitor(site, visitor))) {
-            return Ok(held.clone());
+impl Carry {
+    /// Waits until the flush being applied is committed (or failed); once committed, its visit
+    /// state joins the delta, or, if it wrote a snapshot, the delta starts afresh.
+    fn finish_applying(&mut self) -> anyhow::Result<()> {
+        let Some(applying) = self.applying.take() else { return Ok(()) };
+        applying.done.join().map_err(|_| anyhow::anyhow!("the store writer panicked"))??;
+        if applying.snapshot {
+            self.delta = Arc::new(StateDelta::sized_like(&self.delta));
+        } else {
+            let (sessions, sightings) = match Arc::try_unwrap(applying.flush) {
+                Ok(flush) => (flush.sessions, flush.sightings),
+                Err(shared) => (shared.sessions.clone(), shared.sightings.clone()),
+            };
+            Arc::make_mut(&mut self.delta).absorb(sessions, sightings, applying.entries, applying.progress.until_ms);
         }
-        self.stored.session(site, visitor)
-    }
-
-    fn sightings(&self, site: &str, visitor: u64) -> anyhow::Result<Option<Sightings>> {
-        if let Some(held) = self.applying.and_then(|f| f.sightings.get(&SiteVisitor(site, visitor))) {
-            return Ok(Some(held.clone()));
-        }
-        self.stored.sightings(site, visitor)
+        Ok(())
     }
 }
 
@@ -96,7 +106,9 @@ impl Aggregator {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let this = Arc::new(self);
         let mut head = this.log.head();
-        let mut carry = Carry::default();
+        let worker = this.clone();
+        let delta = tokio::task::spawn_blocking(move || worker.restore_state()).await??;
+        let mut carry = Carry { delta: Arc::new(delta), ..Carry::default() };
         loop {
             let started = Instant::now();
             // Whether stopping was asked before this flush looked at the log: only then does an
@@ -111,7 +123,11 @@ impl Aggregator {
             .await?;
             carry = carried;
             let pause = match flushed {
-                Ok(0) if stopping => return Ok(()),
+                Ok(0) if stopping => {
+                    // A clean stop leaves the whole visit state in the store: nothing to replay.
+                    let store = this.store.clone();
+                    return tokio::task::spawn_blocking(move || store.write_state(&carry.delta)).await?;
+                }
                 Ok(0) if *shutdown.borrow() => continue,
                 Ok(0) => {
                     tokio::select! {
@@ -145,51 +161,42 @@ impl Aggregator {
             Some(applying) => applying.progress,
             None => self.store.progress()?,
         };
-        let entries = self.log.read_after(progress.offset, self.max_entries.max(1))?;
+        let started = Instant::now();
+        let entries = self.log.read_after(progress.offset, self.batching.max_entries.max(1))?;
         let Some(&(last_offset, _)) = entries.last() else {
             // Nothing new: wait for the flush in flight, so that 0 means "all applied".
-            return match carry.applying.take() {
-                Some(applying) => applying.finish().map(|()| 0),
-                None => Ok(0),
-            };
+            return carry.finish_applying().map(|()| 0);
         };
-        let started = Instant::now();
+        let read = started.elapsed();
         let mut flush = Flush::with_breakdowns().with_agents(std::mem::take(&mut carry.agents));
-        let registry = self.registry.snapshot();
-        let zone_of = |site: &str| registry.site(site).map(|s| s.timezone.clone());
-        let stored = self.store.state_reader()?;
-        let state = Overlay { applying: carry.applying.as_ref().map(|a| &*a.flush), stored: &stored };
-        for (offset, bytes) in &entries {
-            match codec::decode(bytes) {
-                Ok(entry) => flush.add(&entry, 0, &zone_of, &state)?,
-                Err(error) => tracing::error!(offset, %error, "skipping an undecodable log entry"),
-            }
+        {
+            let stored = self.store.state_reader()?;
+            let state =
+                Layers { applying: carry.applying.as_ref().map(|a| &*a.flush), delta: &carry.delta, stored: &stored };
+            self.build(&mut flush, &entries, &state)?;
         }
-        drop(stored);
-        let built = started.elapsed();
+        let built = started.elapsed() - read;
         carry.agents = flush.take_agents();
         // The flush this one was built on must commit before this one may.
-        if let Some(applying) = carry.applying.take() {
-            applying.finish()?;
-        }
+        let waiting = Instant::now();
+        carry.finish_applying()?;
+        let waited = waiting.elapsed();
         let until_ms = progress.until_ms.max(flush.latest_ms);
-        let due = until_ms - carry.expired_at_ms >= EXPIRE_EVERY_MS
-            && carry.expired_at.is_none_or(|at| at.elapsed() >= EXPIRE_AT_MOST_EVERY);
-        let expire_before = due.then_some(until_ms - SESSION_TIMEOUT_MS);
-        if due {
-            (carry.expired_at_ms, carry.expired_at) = (until_ms, Some(Instant::now()));
-        }
         let applied = entries.len();
+        let snapshot = carry.delta.entries + applied >= self.batching.snapshot_entries.max(1)
+            || carry.delta.since.elapsed() >= STATE_SNAPSHOT_EVERY;
         let progress = Progress { offset: last_offset, until_ms };
         let flush = Arc::new(flush);
-        let (store, committing) = (self.store.clone(), flush.clone());
+        let (store, committing, delta) = (self.store.clone(), flush.clone(), snapshot.then(|| carry.delta.clone()));
         let done = std::thread::Builder::new().name("store-apply".into()).spawn(move || {
             let started = Instant::now();
-            store.apply(&committing, progress, expire_before)?;
+            store.apply(&committing, progress, delta.as_deref())?;
             tracing::debug!(
                 entries = applied,
                 offset = last_offset,
+                read_ms = read.as_millis() as u64,
                 build_ms = built.as_millis() as u64,
+                wait_ms = waited.as_millis() as u64,
                 apply_ms = started.elapsed().as_millis() as u64,
                 "flushed"
             );
@@ -207,7 +214,53 @@ impl Aggregator {
             }
             Ok(())
         })?;
-        carry.applying = Some(Applying { flush, progress, done });
+        carry.applying = Some(Applying { flush, entries: applied, progress, snapshot, done });
         Ok(applied)
+    }
+
+    /// Adds `entries` to `flush`, finding the visit state it does not hold in `state`.
+    fn build(&self, flush: &mut Flush, entries: &[(u64, Vec<u8>)], state: &dyn SessionLookup) -> anyhow::Result<()> {
+        let registry = self.registry.snapshot();
+        let zone_of = |site: &str| registry.site(site).map(|s| s.timezone.clone());
+        for (offset, bytes) in entries {
+            match codec::decode(bytes) {
+                Ok(entry) => flush.add(&entry, 0, &zone_of, state)?,
+                Err(error) => tracing::error!(offset, %error, "skipping an undecodable log entry"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The visit state that flushes applied after the store's last state snapshot made: their
+    /// log entries replayed through the same flush code, keeping only the visits and sightings
+    /// (their rollups and segment rows are in the store already).
+    fn restore_state(&self) -> anyhow::Result<StateDelta> {
+        let (mut at, applied) = (self.store.state_offset()?, self.store.progress()?);
+        let mut delta = StateDelta::default();
+        let started = Instant::now();
+        // Their own log times are not kept; the applied one is later, so the replayed state is
+        // kept at least as long as it would have been.
+        let until_ms = applied.until_ms;
+        while at < applied.offset {
+            let mut entries = self.log.read_after(at, self.batching.max_entries.max(1))?;
+            entries.retain(|(offset, _)| *offset <= applied.offset);
+            let Some(&(last, _)) = entries.last() else { break };
+            let mut flush = Flush::with_breakdowns();
+            {
+                let stored = self.store.state_reader()?;
+                self.build(&mut flush, &entries, &Layers { applying: None, delta: &delta, stored: &stored })?;
+            }
+            delta.absorb(flush.sessions, flush.sightings, entries.len(), until_ms);
+            at = last;
+        }
+        if delta.entries > 0 {
+            tracing::warn!(
+                entries = delta.entries,
+                took_ms = started.elapsed().as_millis() as u64,
+                "the last run stopped without writing its visit state (a crash?): restored it by replaying the log \
+                 entries applied after the last state snapshot"
+            );
+        }
+        Ok(delta)
     }
 }

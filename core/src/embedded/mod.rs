@@ -7,5 +7,6 @@ pub mod aggregate;
 pub mod import;
 pub mod log;
 pub mod serve;
+pub mod state;
 pub mod stats;
 pub mod store;

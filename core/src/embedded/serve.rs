@@ -1,7 +1,7 @@
 //! `tally serve`: the whole pipeline in one process on embedded storage — ingest, event log,
 //! aggregator, store and query API — with a clean shutdown on SIGINT or SIGTERM.
 
-use crate::embedded::aggregate::Aggregator;
+use crate::embedded::aggregate::{Aggregator, Batching};
 use crate::embedded::import::{self, Importer};
 use crate::embedded::log::EventLog;
 use crate::embedded::stats::EmbeddedStats;
@@ -31,8 +31,8 @@ pub struct ServeSettings {
     pub trust_proxy: bool,
     /// Shortest time between two aggregator flushes.
     pub flush_interval: Duration,
-    /// Most log entries one flush applies.
-    pub flush_max_entries: usize,
+    /// Flush and state snapshot sizes.
+    pub batching: Batching,
     /// When pending segment rows are persisted to Parquet.
     pub persist: PersistPolicy,
 }
@@ -62,13 +62,8 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         cache: query_cache(10_000),
     };
     let (stop, stopped) = watch::channel(false);
-    let aggregator = Aggregator {
-        log,
-        store,
-        registry,
-        flush_interval: settings.flush_interval,
-        max_entries: settings.flush_max_entries,
-    };
+    let aggregator =
+        Aggregator { log, store, registry, flush_interval: settings.flush_interval, batching: settings.batching };
     let aggregating = tokio::spawn(aggregator.run(stopped));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

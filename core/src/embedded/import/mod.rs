@@ -17,7 +17,7 @@ pub mod socket;
 
 pub use lines::{Importer, Summary};
 
-use crate::embedded::aggregate::Aggregator;
+use crate::embedded::aggregate::{Aggregator, Batching};
 use crate::embedded::log::EventLog;
 use crate::embedded::store::Store;
 use crate::registry::Registry;
@@ -46,8 +46,8 @@ pub struct ImportSettings {
     pub input: Input,
     /// Draw a progress bar on standard error.
     pub progress: bool,
-    /// Most log entries one flush applies (when this process aggregates).
-    pub flush_max_entries: usize,
+    /// Flush and state snapshot sizes (when this process aggregates).
+    pub batching: Batching,
 }
 
 /// Imports the input and returns what it did once every imported event is aggregated: through
@@ -61,7 +61,7 @@ pub async fn import(settings: ImportSettings) -> anyhow::Result<Summary> {
         tracing::info!(socket = %socket::path(dir).display(), "tally serve is running: importing through it");
         return tokio::task::spawn_blocking(move || socket::send(server, reader, &bar)).await?;
     }
-    import_here(dir, reader, bar, settings.flush_max_entries).await
+    import_here(dir, reader, bar, settings.batching).await
 }
 
 /// Imports with this process's own log writer and aggregator (no `tally serve` running).
@@ -69,7 +69,7 @@ async fn import_here(
     dir: &std::path::Path,
     mut reader: Box<dyn BufRead + Send>,
     bar: ProgressBar,
-    max_entries: usize,
+    batching: Batching,
 ) -> anyhow::Result<Summary> {
     let registry = Registry::open(dir)?;
     let busy = || {
@@ -87,7 +87,7 @@ async fn import_here(
     // The aggregator runs beside the reader (the two share the cores) and stops once the stop
     // signal is sent and the log is applied.
     let store = Arc::new(store);
-    let aggregator = Aggregator { log, store: store.clone(), registry, flush_interval: Duration::ZERO, max_entries };
+    let aggregator = Aggregator { log, store: store.clone(), registry, flush_interval: Duration::ZERO, batching };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let aggregating = tokio::spawn(aggregator.run(stopped));
     let started = Instant::now();

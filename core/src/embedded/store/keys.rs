@@ -13,8 +13,12 @@ use tally_model::breakdown::{Grain, RowKey, Slot};
 /// version 5 adds exit-page rows (visits and sightings track their exit page) and custom props
 /// (prop rows with their cap, a props column in segments); version 6 adds revenue (per-currency
 /// sums in rollup rows, a currency and a revenue column in segments); version 7 keeps the values in
-/// sightings as their hashes.
-pub const FORMAT_VERSION: i64 = 7;
+/// sightings as their hashes; version 8 writes the visit state in snapshots, up to
+/// [`STATE_OFFSET_KEY`] (a version 7 store opens as version 8, its state as of its applied
+/// offset).
+pub const FORMAT_VERSION: i64 = 8;
+/// The [`META`] key of the log offset the stored visit state (sessions, sightings) reaches.
+pub const STATE_OFFSET_KEY: &str = "state_offset";
 /// The [`META`] key of the format version.
 pub const VERSION_KEY: &str = "store_version";
 
@@ -46,7 +50,7 @@ pub const SIGHTINGS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new(
 pub const SESSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("sessions");
 /// (site or "", reason) → count.
 pub const DROPS: TableDefinition<(&str, &str), u64> = TableDefinition::new("drops");
-/// Progress ("applied_offset", "applied_until_ms") and [`VERSION_KEY`].
+/// Progress ("applied_offset", "applied_until_ms"), [`STATE_OFFSET_KEY`] and [`VERSION_KEY`].
 pub const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
 
 /// A rollup row's key: (site, generation, grain code, slot code, hour bucket or day, value).

@@ -14,11 +14,12 @@ pub use keys::FIRST_GENERATION;
 pub use rollups::RollupRead;
 pub use segments::{PersistPolicy, Persisted, Segment};
 
+use crate::embedded::state::StateDelta;
 use crate::pipeline::flush::{Flush, SessionLookup};
 use anyhow::Context;
 use keys::{
     DROPS, FORMAT_VERSION, GENERATIONS, META, PROP_OVERFLOW, PROP_ROWS, ROLLUPS, SEGMENT_FILES, SEGMENT_PENDING,
-    SESSIONS, SIGHTINGS, VERSION_KEY,
+    SESSIONS, SIGHTINGS, STATE_OFFSET_KEY, VERSION_KEY,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use segments::Segments;
@@ -26,6 +27,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use tally_model::breakdown::{Sightings, Tallies};
+use tally_model::limits::SESSION_TIMEOUT_MS;
 use tally_model::rollup::Bucket;
 use tally_model::session::Session;
 
@@ -83,6 +85,9 @@ impl Store {
             let applied = meta.get("applied_offset")?.map_or(0, |v| v.value());
             match version {
                 Some(FORMAT_VERSION) => Opened::Current,
+                // Format 7 wrote the visit state with every flush: its state is as of its
+                // applied offset.
+                Some(7) => Opened::Current,
                 Some(other) if other > FORMAT_VERSION => anyhow::bail!(
                     "store {} has format {other}, newer than this tally (format {FORMAT_VERSION}); use a newer release",
                     path.display()
@@ -110,7 +115,16 @@ impl Store {
         txn.open_table(SEGMENT_PENDING)?;
         txn.open_table(SESSIONS)?;
         txn.open_table(DROPS)?;
-        txn.open_table(META)?.insert(VERSION_KEY, FORMAT_VERSION)?;
+        {
+            let mut meta = txn.open_table(META)?;
+            if meta.get(STATE_OFFSET_KEY)?.is_none() {
+                // A new store, or one whose visit state went with every flush (format 7): its
+                // state reaches its applied offset.
+                let applied = meta.get("applied_offset")?.map_or(0, |v| v.value());
+                meta.insert(STATE_OFFSET_KEY, applied)?;
+            }
+            meta.insert(VERSION_KEY, FORMAT_VERSION)?;
+        }
         txn.commit()?;
         let segments = Segments::open(&db, segment_dir, policy)?;
         Ok((Store { db, segments }, opened))
@@ -124,14 +138,18 @@ impl Store {
         Ok(Progress { offset: u64::try_from(get("applied_offset")?).unwrap_or(0), until_ms: get("applied_until_ms")? })
     }
 
-    /// Applies one flush atomically, with the log position it reaches; deletes visits that
-    /// ended before `expire_sessions_before_ms`.
-    pub fn apply(
-        &self,
-        flush: &Flush,
-        progress: Progress,
-        expire_sessions_before_ms: Option<i64>,
-    ) -> anyhow::Result<()> {
+    /// The log offset up to which the stored visit state (open visits, sightings) is written: the
+    /// applied offset of the last flush that wrote a state snapshot (0: none).
+    pub fn state_offset(&self) -> anyhow::Result<u64> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get(STATE_OFFSET_KEY)?.map_or(0, |v| u64::try_from(v.value()).unwrap_or(0)))
+    }
+
+    /// Applies one flush atomically, with the log position it reaches; with a `snapshot` (what
+    /// committed flushes changed since the last one), also writes the visit state: the
+    /// snapshot's changes and the flush's own (see [`crate::embedded::state`]).
+    pub fn apply(&self, flush: &Flush, progress: Progress, snapshot: Option<&StateDelta>) -> anyhow::Result<()> {
         let txn = self.db.begin_write()?;
         let pending = {
             let generations = txn.open_table(GENERATIONS)?;
@@ -141,9 +159,9 @@ impl Store {
         };
         {
             rollups::add(&txn, flush)?;
-            let touched = progress.until_ms;
-            write_sightings(&mut txn.open_table(SIGHTINGS)?, flush, touched, expire_sessions_before_ms.is_some())?;
-            write_sessions(&mut txn.open_table(SESSIONS)?, flush, touched, expire_sessions_before_ms)?;
+            if let Some(snapshot) = snapshot {
+                write_snapshot(&txn, flush, progress, snapshot)?;
+            }
             let mut drops = txn.open_table(DROPS)?;
             for ((site, reason), n) in &flush.drops {
                 let key = (site.as_str(), reason.as_str());
@@ -155,6 +173,19 @@ impl Store {
             meta.insert("applied_until_ms", progress.until_ms)?;
         }
         self.segments.commit_with(txn, pending)
+    }
+
+    /// Writes a state snapshot of its own: `delta` is everything committed flushes changed since
+    /// the last one (on a clean stop, so that a restart has nothing to replay).
+    pub fn write_state(&self, delta: &StateDelta) -> anyhow::Result<()> {
+        let progress = self.progress()?;
+        if delta.is_empty() && self.state_offset()? == progress.offset {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        write_snapshot(&txn, &Flush::default(), progress, delta)?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// Persists pending segments to Parquet if the persist policy says it is time, or now with
@@ -224,50 +255,56 @@ impl Store {
     }
 }
 
-/// Writes visits with the log time that touched them (`touched_ms`); deletes visits whose last
-/// event and last touch are both before `expire_before_ms` (imported visits have old events but
-/// a recent touch, so an import in progress keeps its open visits).
-fn write_sessions(
-    table: &mut redb::Table<'_, (&str, u64), &[u8]>,
+/// Writes a state snapshot: the delta's visits and sightings, then the flush's (made at
+/// `progress.until_ms`), and the offset they reach. It also expires state, by log time: visits
+/// whose last event and last touch are both older than the session timeout (imported visits
+/// have old events but a recent touch, so an import in progress keeps its open visits), and
+/// sightings untouched for [`SIGHTINGS_KEPT_MS`]. State that is already expired is not written,
+/// and an older copy of it in the store is deleted.
+fn write_snapshot(
+    txn: &redb::WriteTransaction,
     flush: &Flush,
-    touched_ms: i64,
-    expire_before_ms: Option<i64>,
+    progress: Progress,
+    delta: &StateDelta,
 ) -> anyhow::Result<()> {
-    for ((site, visitor), session) in &flush.sessions {
-        match session {
-            Some(s) => {
-                table.insert((site.as_str(), *visitor), postcard::to_allocvec(&(touched_ms, s))?.as_slice())?;
+    let touched = progress.until_ms;
+    let sessions_from = touched - SESSION_TIMEOUT_MS;
+    let sightings_from = touched - SIGHTINGS_KEPT_MS;
+    // In key order: each B-tree page is then visited once, not once per key on it.
+    let mut sessions = txn.open_table(SESSIONS)?;
+    let flush_sessions = flush.sessions.iter().map(|(id, visit)| (id, touched, visit.as_ref()));
+    let delta_sessions = delta.sessions.iter().filter(|(id, _)| !flush.sessions.contains_key(*id));
+    let mut writes: Vec<_> = flush_sessions.chain(delta_sessions.map(|(id, (t, v))| (id, *t, v.as_ref()))).collect();
+    writes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for ((site, visitor), touched, visit) in writes {
+        match visit.filter(|v| touched.max(v.last_ms) >= sessions_from) {
+            Some(visit) => {
+                sessions.insert((site.as_str(), *visitor), postcard::to_allocvec(&(touched, visit))?.as_slice())?;
             }
             None => {
-                table.remove((site.as_str(), *visitor))?;
+                sessions.remove((site.as_str(), *visitor))?;
             }
         }
     }
-    if let Some(before) = expire_before_ms {
-        // Only the prefix is decoded: (touched, started_ms, last_ms, …).
-        table.retain(|_, bytes| {
-            postcard::take_from_bytes::<(i64, i64, i64)>(bytes)
-                .is_ok_and(|((touched, _, last_ms), _)| touched.max(last_ms) >= before)
-        })?;
+    let mut sightings = txn.open_table(SIGHTINGS)?;
+    let flush_sightings = flush.sightings.iter().map(|(id, seen)| (id, touched, seen));
+    let delta_sightings = delta.sightings.iter().filter(|(id, _)| !flush.sightings.contains_key(*id));
+    let mut writes: Vec<_> = flush_sightings.chain(delta_sightings.map(|(id, (t, s))| (id, *t, s))).collect();
+    writes.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for ((site, visitor), touched, seen) in writes {
+        if touched >= sightings_from {
+            sightings.insert((site.as_str(), *visitor), postcard::to_allocvec(&(touched, seen))?.as_slice())?;
+        } else {
+            sightings.remove((site.as_str(), *visitor))?;
+        }
     }
-    Ok(())
-}
-
-/// Writes the sightings this flush changed; with `expire`, deletes those untouched for
-/// [`SIGHTINGS_KEPT_MS`] of log time.
-fn write_sightings(
-    table: &mut redb::Table<'_, (&str, u64), &[u8]>,
-    flush: &Flush,
-    touched_ms: i64,
-    expire: bool,
-) -> anyhow::Result<()> {
-    for ((site, visitor), seen) in &flush.sightings {
-        table.insert((site.as_str(), *visitor), postcard::to_allocvec(&(touched_ms, seen))?.as_slice())?;
-    }
-    if expire {
-        let before = touched_ms - SIGHTINGS_KEPT_MS;
-        table.retain(|_, bytes| postcard::take_from_bytes::<i64>(bytes).is_ok_and(|(t, _)| t >= before))?;
-    }
+    // Only the prefix is decoded: (touched, started_ms, last_ms, …).
+    sessions.retain(|_, bytes| {
+        postcard::take_from_bytes::<(i64, i64, i64)>(bytes)
+            .is_ok_and(|((touched, _, last_ms), _)| touched.max(last_ms) >= sessions_from)
+    })?;
+    sightings.retain(|_, bytes| postcard::take_from_bytes::<i64>(bytes).is_ok_and(|(t, _)| t >= sightings_from))?;
+    txn.open_table(META)?.insert(STATE_OFFSET_KEY, i64::try_from(progress.offset)?)?;
     Ok(())
 }
 
