@@ -414,6 +414,23 @@ mod tests {
         let (_, again) = Store::open(&path).expect("opens");
         assert_eq!(again, Opened::Current, "the current format is kept as it is");
         {
+            // Format 7 wrote its visit state with every flush: it is kept, its state as of its
+            // applied offset.
+            let db = Database::create(&path).expect("db");
+            let txn = db.begin_write().expect("txn");
+            let mut meta = txn.open_table(META).expect("meta");
+            meta.insert(VERSION_KEY, 7).expect("insert");
+            meta.insert("applied_offset", 42).expect("insert");
+            meta.remove(STATE_OFFSET_KEY).expect("remove");
+            drop(meta);
+            txn.commit().expect("commit");
+        }
+        let (store, seven) = Store::open(&path).expect("opens");
+        assert_eq!(seven, Opened::Current, "a format 7 store is kept");
+        assert_eq!(store.state_offset().expect("state offset"), 42, "its visit state reaches its applied offset");
+        assert_eq!(store.progress().expect("progress").offset, 42);
+        drop(store);
+        {
             let db = Database::create(&path).expect("db");
             let txn = db.begin_write().expect("txn");
             txn.open_table(META).expect("meta").insert(VERSION_KEY, FORMAT_VERSION + 1).expect("insert");
