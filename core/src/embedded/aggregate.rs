@@ -77,9 +77,8 @@ struct Applying {
     flush: Arc<Flush>,
     entries: usize,
     progress: Progress,
-    /// Whether its transaction also writes the state delta (a snapshot).
-    snapshot: bool,
-    done: std::thread::JoinHandle<anyhow::Result<()>>,
+    /// Committed, with whether a state snapshot was written after it; or not committed.
+    done: std::thread::JoinHandle<anyhow::Result<bool>>,
 }
 
 impl Carry {
@@ -87,8 +86,8 @@ impl Carry {
     /// state joins the delta, or, if it wrote a snapshot, the delta starts afresh.
     fn finish_applying(&mut self) -> anyhow::Result<()> {
         let Some(applying) = self.applying.take() else { return Ok(()) };
-        applying.done.join().map_err(|_| anyhow::anyhow!("the store writer panicked"))??;
-        if applying.snapshot {
+        let snapshot = applying.done.join().map_err(|_| anyhow::anyhow!("the store writer panicked"))??;
+        if snapshot {
             self.delta = Arc::new(StateDelta::sized_like(&self.delta));
         } else {
             let (sessions, sightings) = match Arc::try_unwrap(applying.flush) {
@@ -126,7 +125,8 @@ impl Aggregator {
                 Ok(0) if stopping => {
                     // A clean stop leaves the whole visit state in the store: nothing to replay.
                     let store = this.store.clone();
-                    return tokio::task::spawn_blocking(move || store.write_state(&carry.delta)).await?;
+                    return tokio::task::spawn_blocking(move || store.write_state(&carry.delta, &Flush::default()))
+                        .await?;
                 }
                 Ok(0) if *shutdown.borrow() => continue,
                 Ok(0) => {
@@ -190,14 +190,28 @@ impl Aggregator {
         let (store, committing, delta) = (self.store.clone(), flush.clone(), snapshot.then(|| carry.delta.clone()));
         let done = std::thread::Builder::new().name("store-apply".into()).spawn(move || {
             let started = Instant::now();
-            store.apply(&committing, progress, delta.as_deref())?;
+            store.apply(&committing, progress)?;
+            // Committed: nothing below may fail the flush (its visit state must join the delta).
+            let applied_ms = started.elapsed().as_millis() as u64;
+            let snapshot = delta.is_some_and(|delta| match store.write_state(&delta, &committing) {
+                Ok(()) => true,
+                Err(error) => {
+                    let error = format!("{error:#}");
+                    tracing::error!(
+                        error,
+                        "writing the visit state failed; it stays in memory until the next snapshot"
+                    );
+                    false
+                }
+            });
             tracing::debug!(
                 entries = applied,
                 offset = last_offset,
                 read_ms = read.as_millis() as u64,
                 build_ms = built.as_millis() as u64,
                 wait_ms = waited.as_millis() as u64,
-                apply_ms = started.elapsed().as_millis() as u64,
+                apply_ms = applied_ms,
+                snapshot_ms = started.elapsed().as_millis() as u64 - applied_ms,
                 "flushed"
             );
             if store.persist_due() {
@@ -206,15 +220,18 @@ impl Aggregator {
                 // tries again. A process that stops meanwhile leaves a file no commit lists,
                 // deleted on open.
                 let store = store.clone();
-                std::thread::Builder::new().name("segment-persist".into()).spawn(move || {
+                let persisting = std::thread::Builder::new().name("segment-persist".into()).spawn(move || {
                     if let Err(error) = store.persist_segments(false) {
                         tracing::error!(error = format!("{error:#}"), "persisting segments failed; they stay pending");
                     }
-                })?;
+                });
+                if let Err(error) = persisting {
+                    tracing::error!(%error, "cannot start persisting segments; they stay pending");
+                }
             }
-            Ok(())
+            Ok(snapshot)
         })?;
-        carry.applying = Some(Applying { flush, entries: applied, progress, snapshot, done });
+        carry.applying = Some(Applying { flush, entries: applied, progress, done });
         Ok(applied)
     }
 

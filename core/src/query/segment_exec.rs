@@ -349,9 +349,9 @@ mod tests {
         for (i, e) in events.iter().enumerate() {
             let mut flush = Flush::with_breakdowns();
             flush.add(&LogEntry::Event(Box::new(e.clone())), 0, &|_| None, &store).expect("adds");
+            store.apply(&flush, Progress { offset: i as u64 + 1, until_ms: 0 }).expect("apply");
             // Each flush writes its visit state (a snapshot), so the next one finds it in the store.
-            let snapshot = crate::embedded::state::StateDelta::default();
-            store.apply(&flush, Progress { offset: i as u64 + 1, until_ms: 0 }, Some(&snapshot)).expect("apply");
+            store.write_state(&crate::embedded::state::StateDelta::default(), &flush).expect("state");
             if i + 1 == events.len() / 2 {
                 store.persist_segments(true).expect("persists");
             }

@@ -146,10 +146,9 @@ impl Store {
         Ok(meta.get(STATE_OFFSET_KEY)?.map_or(0, |v| u64::try_from(v.value()).unwrap_or(0)))
     }
 
-    /// Applies one flush atomically, with the log position it reaches; with a `snapshot` (what
-    /// committed flushes changed since the last one), also writes the visit state: the
-    /// snapshot's changes and the flush's own (see [`crate::embedded::state`]).
-    pub fn apply(&self, flush: &Flush, progress: Progress, snapshot: Option<&StateDelta>) -> anyhow::Result<()> {
+    /// Applies one flush atomically, with the log position it reaches. Its visit state is not
+    /// written: [`Store::write_state`] does that every so often (see [`crate::embedded::state`]).
+    pub fn apply(&self, flush: &Flush, progress: Progress) -> anyhow::Result<()> {
         let txn = self.db.begin_write()?;
         let pending = {
             let generations = txn.open_table(GENERATIONS)?;
@@ -159,9 +158,6 @@ impl Store {
         };
         {
             rollups::add(&txn, flush)?;
-            if let Some(snapshot) = snapshot {
-                write_snapshot(&txn, flush, progress, snapshot)?;
-            }
             let mut drops = txn.open_table(DROPS)?;
             for ((site, reason), n) in &flush.drops {
                 let key = (site.as_str(), reason.as_str());
@@ -175,15 +171,26 @@ impl Store {
         self.segments.commit_with(txn, pending)
     }
 
-    /// Writes a state snapshot of its own: `delta` is everything committed flushes changed since
-    /// the last one (on a clean stop, so that a restart has nothing to replay).
-    pub fn write_state(&self, delta: &StateDelta) -> anyhow::Result<()> {
-        let progress = self.progress()?;
-        if delta.is_empty() && self.state_offset()? == progress.offset {
-            return Ok(());
-        }
+    /// Writes a state snapshot in a transaction of its own, right after the last flush
+    /// committed (so that flush's events are visible without waiting for it): `delta` is what
+    /// the flushes committed before it changed since the last snapshot, `last` that flush (or
+    /// an empty one). The snapshot reaches the applied offset.
+    pub fn write_state(&self, delta: &StateDelta, last: &Flush) -> anyhow::Result<()> {
         let txn = self.db.begin_write()?;
-        write_snapshot(&txn, &Flush::default(), progress, delta)?;
+        let progress = {
+            let meta = txn.open_table(META)?;
+            let get = |k| -> anyhow::Result<i64> { Ok(meta.get(k)?.map_or(0, |v| v.value())) };
+            let progress = Progress {
+                offset: u64::try_from(get("applied_offset")?).unwrap_or(0),
+                until_ms: get("applied_until_ms")?,
+            };
+            let nothing_new = last.sessions.is_empty() && last.sightings.is_empty() && delta.is_empty();
+            if nothing_new && get(STATE_OFFSET_KEY)? == i64::try_from(progress.offset)? {
+                return Ok(());
+            }
+            progress
+        };
+        write_snapshot(&txn, last, progress, delta)?;
         txn.commit()?;
         Ok(())
     }

@@ -407,7 +407,7 @@ mod tests {
             for (i, at) in [1_000, day + 1_000, day + 2_000].into_iter().enumerate() {
                 flush.add(&event(at, round * 10 + i as u64, "/"), 0, &|_| None, &store).expect("adds");
             }
-            store.apply(&flush, Progress { offset: round + 1, until_ms: 0 }, None).expect("apply");
+            store.apply(&flush, Progress { offset: round + 1, until_ms: 0 }).expect("apply");
             assert_eq!(rows_and_files(&store).0, 3 * (round as i64 + 1), "pending rows count at once");
             let persisted = store.persist_segments(true).expect("persists");
             assert_eq!(persisted.files_written, 2, "one file per day");
