@@ -1,17 +1,18 @@
 //! The aggregator: reads the log after the store's checkpoint, turns entries into rollup deltas,
-//! segment rows and visit updates, and applies them with the new checkpoint in one store
-//! transaction; between flushes it lets the store persist pending segments when they are due.
+//! segment rows and visit updates, and applies the rollups and segment rows with the new
+//! checkpoint in one store transaction; between flushes it lets the store persist pending
+//! segments when they are due.
 //!
 //! Building a flush and applying the one before it overlap (on two threads): flush N+1 is built
-//! while flush N commits, reading visits and sightings from N where N holds them (N is what the
-//! store will hold once it commits) and from the store otherwise. Flushes still commit one after
-//! the other, each with its log offset; if N fails, N+1 is dropped and the next attempt starts
-//! again from the store's checkpoint.
+//! while flush N commits, reading visits and sightings from N where N holds them, then from the
+//! changes committed since the last state snapshot, then from the store. Flushes still commit one
+//! after the other, each with its log offset; if N fails, N+1 is dropped and the next attempt
+//! starts again from the store's checkpoint.
 //!
 //! Open visits and sightings are not written with every flush: the changes of committed flushes
-//! stay in memory and go to the store in one flush's transaction every so often (a state
-//! snapshot, `state.rs`); on start, the entries between the last snapshot and the applied offset
-//! are replayed to rebuild them.
+//! stay in memory and go to the store every so often, in a transaction of its own right after a
+//! flush's (a state snapshot, `state.rs`); on start, the entries between the last snapshot and
+//! the applied offset are replayed to rebuild them.
 //!
 //! The same code path will read Kinesis; here the source is the embedded log.
 
@@ -67,7 +68,7 @@ pub struct Aggregator {
 /// reaches).
 #[derive(Default)]
 struct Carry {
-    agents: std::collections::HashMap<String, tally_model::agent::Agent>,
+    agents: crate::pipeline::flush::Agents,
     delta: Arc<StateDelta>,
     applying: Option<Applying>,
 }

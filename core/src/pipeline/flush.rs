@@ -27,6 +27,31 @@ pub const AGENTS_KEPT: usize = 20_000;
 /// up by a borrowed [`SiteVisitor`], so a lookup allocates nothing.
 pub type VisitorMap<V> = hashbrown::HashMap<(String, u64), V, foldhash::fast::FixedState>;
 
+/// User agents classified so far, by user agent (hashed with a fixed seed, never stored).
+pub type Agents = hashbrown::HashMap<String, Agent, foldhash::fast::FixedState>;
+
+/// Per site rows of a flush (hashed with a fixed seed).
+pub type SiteMap<V> = hashbrown::HashMap<String, V, foldhash::fast::FixedState>;
+
+/// Per lineage deltas of a flush, looked up by a borrowed [`SiteSub`] (no allocation per event).
+pub type LineageMap<V> = hashbrown::HashMap<Lineage, V, foldhash::fast::FixedState>;
+
+/// A borrowed key of a [`LineageMap`]: it hashes as the owned [`Lineage`] does.
+#[derive(Debug, Clone, Copy, Hash)]
+pub struct SiteSub<'a>(pub &'a str, pub u16);
+
+impl hashbrown::Equivalent<Lineage> for SiteSub<'_> {
+    fn equivalent(&self, key: &Lineage) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
+impl From<&SiteSub<'_>> for Lineage {
+    fn from(key: &SiteSub<'_>) -> Lineage {
+        (key.0.to_owned(), key.1)
+    }
+}
+
 /// A borrowed key of a [`VisitorMap`]: it hashes as the owned `(String, u64)` does.
 #[derive(Debug, Clone, Copy, Hash)]
 pub struct SiteVisitor<'a>(pub &'a str, pub u64);
@@ -75,16 +100,16 @@ pub struct Flush {
     /// Cell deltas per lineage (only in a flush made by [`Flush::default`]).
     pub rollups: HashMap<Lineage, Rollup>,
     /// Per-dimension rollup deltas per lineage (only in a flush made by [`Flush::with_breakdowns`]).
-    pub breakdowns: HashMap<Lineage, Breakdown>,
+    pub breakdowns: LineageMap<Breakdown>,
     /// Segment rows per site (only in a flush made by [`Flush::with_breakdowns`]).
-    pub segments: HashMap<String, SegmentRows>,
+    pub segments: SiteMap<SegmentRows>,
     /// The new sightings state of every visitor id this flush saw, per (site, visitor id).
     pub sightings: VisitorMap<Sightings>,
     /// Whether to build per-dimension rollups and segment rows instead of cells.
     breakdowns_on: bool,
     /// User agents classified so far (they repeat heavily); [`Flush::take_agents`] hands them
     /// to the next flush.
-    agents: HashMap<String, Agent>,
+    agents: Agents,
     /// Visits to write (Some) or delete (None), per (site, visitor id).
     pub sessions: VisitorMap<Option<Session>>,
     /// Drop counts per (site or "", reason).
@@ -101,7 +126,7 @@ impl Flush {
     }
 
     /// Starts with the user agents an earlier flush classified (at most [`AGENTS_KEPT`]).
-    pub fn with_agents(mut self, agents: HashMap<String, Agent>) -> Flush {
+    pub fn with_agents(mut self, agents: Agents) -> Flush {
         if agents.len() <= AGENTS_KEPT {
             self.agents = agents;
         }
@@ -109,7 +134,7 @@ impl Flush {
     }
 
     /// The user agents this flush classified, for the next one.
-    pub fn take_agents(&mut self) -> HashMap<String, Agent> {
+    pub fn take_agents(&mut self) -> Agents {
         std::mem::take(&mut self.agents)
     }
 
@@ -156,11 +181,10 @@ impl Flush {
         let bucket = local_hour(zone_of(&event.site).as_ref(), event.received_ms);
         let open = self.open_session(event, stored)?;
         let (next, contribution) = session::apply(open, event, &facts, bucket);
-        let lineage = (event.site.clone(), sub);
         if !self.breakdowns_on {
-            self.rollups.entry(lineage).or_default().add_contribution(&contribution);
+            self.rollups.entry((event.site.clone(), sub)).or_default().add_contribution(&contribution);
         } else {
-            let breakdown = self.breakdowns.entry(lineage).or_default();
+            let breakdown = self.breakdowns.entry_ref(&SiteSub(&event.site, sub)).or_default();
             let seen = sightings_of(&mut self.sightings, &event.site, event.visitor.current, stored)?;
             breakdown.add(&contribution, seen);
             breakdown.add_props(&contribution, &event.props, seen);
