@@ -446,12 +446,13 @@ fn random_ask(rng: &mut Rng, days: &[String]) -> Ask {
     Ask { first: days[a].clone(), last: days[b].clone(), groupings, filters }
 }
 
-/// Runs `tally import FILE` with flushes of 3 entries and no state snapshot before the end, and
-/// SIGKILLs it once a flush has committed.
+/// Runs `tally import FILE` with flushes of one entry (each commit waits for an fsync, so a few
+/// hundred of them leave time to kill it) and no state snapshot before the end, and SIGKILLs it
+/// once a flush has committed.
 fn import_killed_after_a_flush(file: &std::path::Path, data: &str) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(TALLY)
-        .args(["import", file.to_str().unwrap(), "--data-dir", data, "--no-progress", "--flush-max-entries", "3"])
+        .args(["import", file.to_str().unwrap(), "--data-dir", data, "--no-progress", "--flush-max-entries", "1"])
         .args(["--state-snapshot-entries", "1000000"])
         .env("TALLY_LOG", "warn,tally_core::embedded::aggregate=debug")
         .stdin(std::process::Stdio::null())
