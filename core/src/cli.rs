@@ -45,7 +45,7 @@ enum Command {
 }
 
 #[derive(Debug, Args)]
-struct FlushSize {
+struct BatchingArgs {
     /// Most log entries one aggregator flush applies (a flush also ends at the end of the log).
     #[arg(long, env = "TALLY_FLUSH_MAX_ENTRIES", default_value_t = MAX_ENTRIES_PER_FLUSH, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     flush_max_entries: usize,
@@ -55,8 +55,8 @@ struct FlushSize {
     state_snapshot_entries: usize,
 }
 
-impl FlushSize {
-    fn batching(&self) -> Batching {
+impl BatchingArgs {
+    fn settings(&self) -> Batching {
         Batching { max_entries: self.flush_max_entries, snapshot_entries: self.state_snapshot_entries }
     }
 }
@@ -82,7 +82,7 @@ struct ServeArgs {
     #[arg(long, env = "TALLY_FLUSH_INTERVAL_MS", default_value_t = 1000)]
     flush_interval_ms: u64,
     #[command(flatten)]
-    flush_size: FlushSize,
+    batching: BatchingArgs,
     /// Persist pending segment rows to Parquet once this many are pending.
     #[arg(long, env = "TALLY_SEGMENT_PERSIST_ROWS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     segment_persist_rows: u64,
@@ -101,7 +101,7 @@ struct ImportArgs {
     #[arg(long)]
     no_progress: bool,
     #[command(flatten)]
-    flush_size: FlushSize,
+    batching: BatchingArgs,
 }
 
 #[derive(Debug, Args)]
@@ -214,7 +214,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 data_dir: args.data.data_dir,
                 trust_proxy: args.trust_proxy,
                 flush_interval,
-                batching: args.flush_size.batching(),
+                batching: args.batching.settings(),
                 persist: PersistPolicy {
                     rows: usize::try_from(args.segment_persist_rows).unwrap_or(usize::MAX),
                     every: Duration::from_secs(args.segment_persist_secs),
@@ -231,7 +231,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 data_dir: args.data.data_dir,
                 input,
                 progress,
-                batching: args.flush_size.batching(),
+                batching: args.batching.settings(),
             })
             .await?;
             write!(std::io::stdout().lock(), "{}", render(&summary, started.elapsed()))?;

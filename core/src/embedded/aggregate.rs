@@ -68,7 +68,7 @@ pub struct Aggregator {
 /// reaches).
 #[derive(Default)]
 struct Carry {
-    agents: crate::pipeline::flush::Agents,
+    agents: crate::pipeline::flush::FastMap<String, tally_model::agent::Agent>,
     delta: Arc<StateDelta>,
     applying: Option<Applying>,
 }

@@ -4,16 +4,16 @@
 //! Writing every touched visit and sighting in every flush's transaction rewrote, flush after
 //! flush, B-tree pages spread over both tables (their keys are hashed visitor ids): on a
 //! 1,000,000-event import that cost a third of the CPU. Instead the aggregator keeps the changes
-//! of committed flushes in memory ([`StateDelta`]) and writes them to the store in one flush's
-//! transaction every so often (a *state snapshot*), together with `state_offset`, the log
-//! offset they reach. Rollups, segment rows and `applied_offset` still commit with every flush.
+//! of committed flushes in memory ([`StateDelta`]) and writes them to the store every so often,
+//! in a transaction of its own right after a flush's (a *state snapshot*), together with
+//! `state_offset`, the log offset they reach. Rollups, segment rows and `applied_offset` still commit with every flush.
 //! After a restart the store's state is as of `state_offset`, and the aggregator replays the log
 //! entries from there to `applied_offset` through the same flush code, keeping only the visit
 //! state they produce ([`crate::embedded::aggregate`]); building a flush depends on nothing but
 //! the entries, the state before them and the sites' time zones, so the replay rebuilds exactly
 //! the state that the lost snapshot would have held.
 
-use crate::pipeline::flush::{Flush, SessionLookup, SiteVisitor, VisitorMap};
+use crate::pipeline::flush::{Flush, SessionLookup, SiteKey, VisitorMap};
 use std::time::Instant;
 use tally_model::breakdown::Sightings;
 use tally_model::session::Session;
@@ -86,7 +86,7 @@ pub struct Layers<'a> {
 
 impl SessionLookup for Layers<'_> {
     fn session(&self, site: &str, visitor: u64) -> anyhow::Result<Option<Session>> {
-        let id = SiteVisitor(site, visitor);
+        let id = SiteKey(site, visitor);
         if let Some(held) = self.applying.and_then(|f| f.sessions.get(&id)) {
             return Ok(held.clone());
         }
@@ -97,7 +97,7 @@ impl SessionLookup for Layers<'_> {
     }
 
     fn sightings(&self, site: &str, visitor: u64) -> anyhow::Result<Option<Sightings>> {
-        let id = SiteVisitor(site, visitor);
+        let id = SiteKey(site, visitor);
         if let Some(held) = self.applying.and_then(|f| f.sightings.get(&id)) {
             return Ok(Some(held.clone()));
         }

@@ -23,47 +23,26 @@ pub type Lineage = (String, u16);
 /// Most classified user agents handed from one flush to the next (more start afresh).
 pub const AGENTS_KEPT: usize = 20_000;
 
-/// Per (site, visitor id) state of a flush: hashed with a fixed seed (never stored), and looked
-/// up by a borrowed [`SiteVisitor`], so a lookup allocates nothing.
-pub type VisitorMap<V> = hashbrown::HashMap<(String, u64), V, foldhash::fast::FixedState>;
+/// A map of a flush's in-memory state, hashed with a fixed seed (never stored).
+pub type FastMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
 
-/// User agents classified so far, by user agent (hashed with a fixed seed, never stored).
-pub type Agents = hashbrown::HashMap<String, Agent, foldhash::fast::FixedState>;
+/// Per (site, visitor id) state of a flush, looked up by a borrowed [`SiteKey`], so a lookup
+/// allocates nothing.
+pub type VisitorMap<V> = FastMap<(String, u64), V>;
 
-/// Per site rows of a flush (hashed with a fixed seed).
-pub type SiteMap<V> = hashbrown::HashMap<String, V, foldhash::fast::FixedState>;
-
-/// Per lineage deltas of a flush, looked up by a borrowed [`SiteSub`] (no allocation per event).
-pub type LineageMap<V> = hashbrown::HashMap<Lineage, V, foldhash::fast::FixedState>;
-
-/// A borrowed key of a [`LineageMap`]: it hashes as the owned [`Lineage`] does.
+/// A borrowed `(String, T)` key (site and visitor id, or site and sub-partition): it hashes as
+/// the owned key does, so maps keyed by the owned tuple are looked up without an allocation.
 #[derive(Debug, Clone, Copy, Hash)]
-pub struct SiteSub<'a>(pub &'a str, pub u16);
+pub struct SiteKey<'a, T>(pub &'a str, pub T);
 
-impl hashbrown::Equivalent<Lineage> for SiteSub<'_> {
-    fn equivalent(&self, key: &Lineage) -> bool {
+impl<T: PartialEq> hashbrown::Equivalent<(String, T)> for SiteKey<'_, T> {
+    fn equivalent(&self, key: &(String, T)) -> bool {
         self.0 == key.0 && self.1 == key.1
     }
 }
 
-impl From<&SiteSub<'_>> for Lineage {
-    fn from(key: &SiteSub<'_>) -> Lineage {
-        (key.0.to_owned(), key.1)
-    }
-}
-
-/// A borrowed key of a [`VisitorMap`]: it hashes as the owned `(String, u64)` does.
-#[derive(Debug, Clone, Copy, Hash)]
-pub struct SiteVisitor<'a>(pub &'a str, pub u64);
-
-impl hashbrown::Equivalent<(String, u64)> for SiteVisitor<'_> {
-    fn equivalent(&self, key: &(String, u64)) -> bool {
-        self.0 == key.0 && self.1 == key.1
-    }
-}
-
-impl From<&SiteVisitor<'_>> for (String, u64) {
-    fn from(key: &SiteVisitor<'_>) -> (String, u64) {
+impl<T: Copy> From<&SiteKey<'_, T>> for (String, T) {
+    fn from(key: &SiteKey<'_, T>) -> (String, T) {
         (key.0.to_owned(), key.1)
     }
 }
@@ -86,7 +65,7 @@ fn sightings_of<'a>(
     visitor: u64,
     stored: &dyn SessionLookup,
 ) -> anyhow::Result<&'a mut Sightings> {
-    Ok(match held.entry_ref(&SiteVisitor(site, visitor)) {
+    Ok(match held.entry_ref(&SiteKey(site, visitor)) {
         hashbrown::hash_map::EntryRef::Occupied(known) => known.into_mut(),
         hashbrown::hash_map::EntryRef::Vacant(slot) => {
             slot.insert(stored.sightings(site, visitor)?.unwrap_or_default())
@@ -100,16 +79,16 @@ pub struct Flush {
     /// Cell deltas per lineage (only in a flush made by [`Flush::default`]).
     pub rollups: HashMap<Lineage, Rollup>,
     /// Per-dimension rollup deltas per lineage (only in a flush made by [`Flush::with_breakdowns`]).
-    pub breakdowns: LineageMap<Breakdown>,
+    pub breakdowns: FastMap<Lineage, Breakdown>,
     /// Segment rows per site (only in a flush made by [`Flush::with_breakdowns`]).
-    pub segments: SiteMap<SegmentRows>,
+    pub segments: FastMap<String, SegmentRows>,
     /// The new sightings state of every visitor id this flush saw, per (site, visitor id).
     pub sightings: VisitorMap<Sightings>,
     /// Whether to build per-dimension rollups and segment rows instead of cells.
     breakdowns_on: bool,
     /// User agents classified so far (they repeat heavily); [`Flush::take_agents`] hands them
     /// to the next flush.
-    agents: Agents,
+    agents: FastMap<String, Agent>,
     /// Visits to write (Some) or delete (None), per (site, visitor id).
     pub sessions: VisitorMap<Option<Session>>,
     /// Drop counts per (site or "", reason).
@@ -126,7 +105,7 @@ impl Flush {
     }
 
     /// Starts with the user agents an earlier flush classified (at most [`AGENTS_KEPT`]).
-    pub fn with_agents(mut self, agents: Agents) -> Flush {
+    pub fn with_agents(mut self, agents: FastMap<String, Agent>) -> Flush {
         if agents.len() <= AGENTS_KEPT {
             self.agents = agents;
         }
@@ -134,7 +113,7 @@ impl Flush {
     }
 
     /// The user agents this flush classified, for the next one.
-    pub fn take_agents(&mut self) -> Agents {
+    pub fn take_agents(&mut self) -> FastMap<String, Agent> {
         std::mem::take(&mut self.agents)
     }
 
@@ -184,7 +163,7 @@ impl Flush {
         if !self.breakdowns_on {
             self.rollups.entry((event.site.clone(), sub)).or_default().add_contribution(&contribution);
         } else {
-            let breakdown = self.breakdowns.entry_ref(&SiteSub(&event.site, sub)).or_default();
+            let breakdown = self.breakdowns.entry_ref(&SiteKey(&event.site, sub)).or_default();
             let seen = sightings_of(&mut self.sightings, &event.site, event.visitor.current, stored)?;
             breakdown.add(&contribution, seen);
             breakdown.add_props(&contribution, &event.props, seen);
@@ -206,7 +185,7 @@ impl Flush {
                 None => self.segments.entry(event.site.clone()).or_default().add(&contribution, &props, money),
             }
         }
-        *self.sessions.entry_ref(&SiteVisitor(&event.site, event.visitor.current)).or_default() = Some(next);
+        *self.sessions.entry_ref(&SiteKey(&event.site, event.visitor.current)).or_default() = Some(next);
         Ok(())
     }
 
@@ -226,7 +205,7 @@ impl Flush {
     /// The visit of `visitor`: taken out of this flush if it holds it (the caller writes it back
     /// or deletes it, as `add_event` and `open_session` do), else read from `stored`.
     fn lookup(&mut self, site: &str, visitor: u64, stored: &dyn SessionLookup) -> anyhow::Result<Option<Session>> {
-        match self.sessions.get_mut(&SiteVisitor(site, visitor)) {
+        match self.sessions.get_mut(&SiteKey(site, visitor)) {
             Some(known) => Ok(known.take()),
             None => stored.session(site, visitor),
         }

@@ -160,7 +160,7 @@ fn salt_of_day(key: &[u8; 16], day: i64) -> Salt {
 /// The bot verdicts of the user agents seen so far ([`agent::classify`] is most of a line's cost,
 /// and an import repeats a few thousand user agents).
 #[derive(Default)]
-struct Bots(hashbrown::HashMap<String, bool, foldhash::fast::FixedState>);
+struct Bots(crate::pipeline::flush::FastMap<String, bool>);
 
 impl Bots {
     fn is_bot(&mut self, user_agent: &str) -> bool {

@@ -132,10 +132,7 @@ impl Store {
 
     /// How far the log is applied.
     pub fn progress(&self) -> anyhow::Result<Progress> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        let get = |k| -> anyhow::Result<i64> { Ok(meta.get(k)?.map_or(0, |v| v.value())) };
-        Ok(Progress { offset: u64::try_from(get("applied_offset")?).unwrap_or(0), until_ms: get("applied_until_ms")? })
+        progress_in(&self.db.begin_read()?.open_table(META)?)
     }
 
     /// The log offset up to which the stored visit state (open visits, sightings) is written: the
@@ -179,13 +176,10 @@ impl Store {
         let txn = self.db.begin_write()?;
         let progress = {
             let meta = txn.open_table(META)?;
-            let get = |k| -> anyhow::Result<i64> { Ok(meta.get(k)?.map_or(0, |v| v.value())) };
-            let progress = Progress {
-                offset: u64::try_from(get("applied_offset")?).unwrap_or(0),
-                until_ms: get("applied_until_ms")?,
-            };
+            let progress = progress_in(&meta)?;
+            let stored_until = meta.get(STATE_OFFSET_KEY)?.map_or(0, |v| v.value());
             let nothing_new = last.sessions.is_empty() && last.sightings.is_empty() && delta.is_empty();
-            if nothing_new && get(STATE_OFFSET_KEY)? == i64::try_from(progress.offset)? {
+            if nothing_new && stored_until == i64::try_from(progress.offset)? {
                 return Ok(());
             }
             progress
@@ -260,6 +254,12 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// The progress kept in the `meta` table.
+fn progress_in(meta: &impl ReadableTable<&'static str, i64>) -> anyhow::Result<Progress> {
+    let get = |k| -> anyhow::Result<i64> { Ok(meta.get(k)?.map_or(0, |v| v.value())) };
+    Ok(Progress { offset: u64::try_from(get("applied_offset")?).unwrap_or(0), until_ms: get("applied_until_ms")? })
 }
 
 /// Writes a state snapshot: the delta's visits and sightings, then the flush's (made at

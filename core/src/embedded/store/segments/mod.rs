@@ -118,7 +118,7 @@ impl Segments {
     /// generation (`generation_of(site, day)`).
     pub fn prepare(
         &self,
-        rows: &crate::pipeline::flush::SiteMap<SegmentRows>,
+        rows: &crate::pipeline::flush::FastMap<String, SegmentRows>,
         mut generation_of: impl FnMut(&str, i64) -> anyhow::Result<u32>,
     ) -> anyhow::Result<Vec<Segment>> {
         let mut out = Vec::new();
