@@ -75,7 +75,8 @@ struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     data: DataDir,
-    /// Trust X-Forwarded-For (client IP) and CF-IPCountry (country) from a proxy in front.
+    /// Trust X-Forwarded-For (client IP) and CF-IPCountry, CF-Region-Code and CF-IPCity (geo) from a
+    /// proxy in front.
     #[arg(long, env = "TALLY_TRUST_PROXY")]
     trust_proxy: bool,
     /// Shortest time between two aggregator flushes, in milliseconds.

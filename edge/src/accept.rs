@@ -26,7 +26,9 @@ pub async fn event(mut req: Request, env: &Env) -> Result<Response> {
     let user_agent = headers.get("user-agent")?.unwrap_or_default();
     // Cloudflare sets CF-Connecting-IP; the IP feeds the visitor id and rate-limit key only.
     let ip = headers.get("cf-connecting-ip")?.and_then(|v| v.parse().ok()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let country = req.cf().and_then(|cf| cf.country());
+    let cf = req.cf();
+    let geo = |field: fn(&worker::Cf) -> Option<String>| cf.and_then(field);
+    let (country, region, city) = (geo(worker::Cf::country), geo(worker::Cf::region_code), geo(worker::Cf::city));
     let now_ms = Date::now().as_millis();
 
     let parsed = match ingest::parse(content_type.as_deref(), &body) {
@@ -49,6 +51,8 @@ pub async fn event(mut req: Request, env: &Env) -> Result<Response> {
         user_agent: &user_agent,
         ip,
         country: country.as_deref(),
+        region: region.as_deref(),
+        city: city.as_deref(),
         received_ms: now_ms as i64,
         salts: &salts,
         first_event_id: random_id()?,

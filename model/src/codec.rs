@@ -1,15 +1,17 @@
 //! The one codec for log entries: a version byte, then postcard.
 //!
-//! Version 2 (written) is `[0x02] ++ postcard(LogEntry)`. Version 1 (still read) had no id on
-//! drops; its drops decode with `id: None`. Postcard's format is stable and documented, so
+//! Version 3 (written) is `[0x03] ++ postcard(LogEntry)`. Version 2 (still read) had no region
+//! or city on events; they decode with both `None`. Version 1 (still read) had no id on drops
+//! either; its drops decode with `id: None`. Postcard's format is stable and documented, so
 //! records written today decode tomorrow; a change to [`crate::event`] needs a new version.
 
-use crate::event::{Drop, Event, LogEntry};
+use crate::event::{Drop, Event, EventId, LogEntry, VisitorIds};
 use crate::reject::DropReason;
+use crate::wire::Revenue;
 use serde::Deserialize;
 
 /// The version byte written in front of every entry.
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 
 /// Why bytes could not be decoded.
 #[non_exhaustive]
@@ -40,22 +42,77 @@ pub fn decode(bytes: &[u8]) -> Result<LogEntry, CodecError> {
     match bytes.split_first() {
         None => Err(CodecError::Empty),
         Some((&VERSION, rest)) => postcard::from_bytes(rest).map_err(malformed),
+        Some((&2, rest)) => postcard::from_bytes::<LogEntryV2>(rest).map(LogEntry::from).map_err(malformed),
         Some((&1, rest)) => postcard::from_bytes::<LogEntryV1>(rest).map(LogEntry::from).map_err(malformed),
         Some((&other, _)) => Err(CodecError::UnknownVersion(other)),
+    }
+}
+
+/// An event as versions 1 and 2 wrote it: the current fields but for the region and city.
+#[derive(Deserialize)]
+struct EventV2 {
+    id: EventId,
+    received_ms: i64,
+    site: String,
+    name: String,
+    url: String,
+    referrer: Option<String>,
+    props: Vec<(String, String)>,
+    revenue: Option<Revenue>,
+    interactive: bool,
+    user_agent: String,
+    country: Option<String>,
+    visitor: VisitorIds,
+}
+
+impl From<EventV2> for Event {
+    fn from(e: EventV2) -> Event {
+        Event {
+            id: e.id,
+            received_ms: e.received_ms,
+            site: e.site,
+            name: e.name,
+            url: e.url,
+            referrer: e.referrer,
+            props: e.props,
+            revenue: e.revenue,
+            interactive: e.interactive,
+            user_agent: e.user_agent,
+            country: e.country,
+            visitor: e.visitor,
+            region: None,
+            city: None,
+        }
+    }
+}
+
+/// A version 2 entry: events without region and city.
+#[derive(Deserialize)]
+enum LogEntryV2 {
+    Event(Box<EventV2>),
+    Drop(Drop),
+}
+
+impl From<LogEntryV2> for LogEntry {
+    fn from(entry: LogEntryV2) -> LogEntry {
+        match entry {
+            LogEntryV2::Event(event) => LogEntry::Event(Box::new(Event::from(*event))),
+            LogEntryV2::Drop(drop) => LogEntry::Drop(drop),
+        }
     }
 }
 
 /// A version 1 entry: the same as version 2 but for the drop's missing id.
 #[derive(Deserialize)]
 enum LogEntryV1 {
-    Event(Box<Event>),
+    Event(Box<EventV2>),
     Drop { site: Option<String>, reason: DropReason, received_ms: i64 },
 }
 
 impl From<LogEntryV1> for LogEntry {
     fn from(entry: LogEntryV1) -> LogEntry {
         match entry {
-            LogEntryV1::Event(event) => LogEntry::Event(event),
+            LogEntryV1::Event(event) => LogEntry::Event(Box::new(Event::from(*event))),
             LogEntryV1::Drop { site, reason, received_ms } => {
                 LogEntry::Drop(Drop { id: None, site, reason, received_ms })
             }
@@ -66,9 +123,6 @@ impl From<LogEntryV1> for LogEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Drop, Event, EventId, VisitorIds};
-    use crate::reject::DropReason;
-    use crate::wire::Revenue;
 
     fn sample() -> Event {
         Event {
@@ -84,7 +138,14 @@ mod tests {
             user_agent: "UA".into(),
             country: Some("DE".into()),
             visitor: VisitorIds { current: 1, previous: 2 },
+            region: None,
+            city: None,
         }
+    }
+
+    /// The sample as version 3 has it: with a region and a city.
+    fn sample_v3() -> Event {
+        Event { region: Some("DE-BE".into()), city: Some("Berlin".into()), ..sample() }
     }
 
     fn hex(bytes: &[u8]) -> String {
@@ -99,11 +160,20 @@ mod tests {
     }
 
     #[test]
-    fn version_2_snapshot() {
+    fn version_3_snapshot() {
         // A change here breaks every stored log and every record in flight: bump VERSION instead.
-        assert_eq!(hex(&encode(&LogEntry::Event(Box::new(sample())))), format!("02{}", &V1_EVENT[2..]));
+        let region_city = "010544452d424501064265726c696e";
+        assert_eq!(hex(&encode(&LogEntry::Event(Box::new(sample_v3())))), format!("03{}{region_city}", &V1_EVENT[2..]));
         let drop = Drop { id: Some(EventId(7)), site: None, reason: DropReason::Bot, received_ms: 1 };
-        assert_eq!(hex(&encode(&LogEntry::Drop(drop))), "02010107000002");
+        assert_eq!(hex(&encode(&LogEntry::Drop(drop))), "03010107000002");
+    }
+
+    #[test]
+    fn version_2_is_still_read() {
+        let v2_event = format!("02{}", &V1_EVENT[2..]);
+        assert_eq!(decode(&unhex(&v2_event)), Ok(LogEntry::Event(Box::new(sample()))));
+        let drop = Drop { id: Some(EventId(7)), site: None, reason: DropReason::Bot, received_ms: 1 };
+        assert_eq!(decode(&unhex("02010107000002")), Ok(LogEntry::Drop(drop)));
     }
 
     #[test]
@@ -115,7 +185,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let entry = LogEntry::Event(Box::new(sample()));
+        let entry = LogEntry::Event(Box::new(sample_v3()));
         assert_eq!(decode(&encode(&entry)), Ok(entry));
         let drop = LogEntry::Drop(Drop {
             id: Some(EventId(u128::MAX)),

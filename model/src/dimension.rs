@@ -48,6 +48,10 @@ pub enum Dimension {
     Referrer,
     /// `visit:channel`: the visit's acquisition channel (see [`crate::channel`]).
     Channel,
+    /// `visit:region`: ISO 3166-2 subdivision code (`US-TX`).
+    Region,
+    /// `visit:city`: city name, as the edge's geo data gives it.
+    City,
     /// `visit:exit_page`: the path of the visit's latest page view.
     ExitPage,
     /// `visit:exit_page_hostname`: the hostname of the visit's latest page view.
@@ -56,7 +60,7 @@ pub enum Dimension {
 
 impl Dimension {
     /// Every dimension with its API name: those of a cell, then the exit page and its hostname.
-    pub const ALL: [(Dimension, &'static str); 21] = [
+    pub const ALL: [(Dimension, &'static str); 23] = [
         (Dimension::Name, "event:name"),
         (Dimension::Hostname, "event:hostname"),
         (Dimension::Page, "event:page"),
@@ -76,13 +80,15 @@ impl Dimension {
         (Dimension::EntryPageHostname, "visit:entry_page_hostname"),
         (Dimension::Referrer, "visit:referrer"),
         (Dimension::Channel, "visit:channel"),
+        (Dimension::Region, "visit:region"),
+        (Dimension::City, "visit:city"),
         (Dimension::ExitPage, "visit:exit_page"),
         (Dimension::ExitPageHostname, "visit:exit_page_hostname"),
     ];
 
     /// The dimensions a cell (and a segment row) holds, in [`Dimension::ALL`] order.
-    pub const CELL: [(Dimension, &'static str); 19] = {
-        let mut cell = [(Dimension::Name, ""); 19];
+    pub const CELL: [(Dimension, &'static str); 21] = {
+        let mut cell = [(Dimension::Name, ""); 21];
         let mut i = 0;
         while i < cell.len() {
             cell[i] = Self::ALL[i];
@@ -135,6 +141,8 @@ impl Dimension {
             Dimension::ExitPage => 19,
             Dimension::ExitPageHostname => 20,
             Dimension::Channel => 21,
+            Dimension::Region => 22,
+            Dimension::City => 23,
         }
     }
 
@@ -170,6 +178,8 @@ impl Dimension {
             Dimension::EntryPageHostname => &key.entry_page_hostname,
             Dimension::Referrer => &key.referrer,
             Dimension::Channel => &key.channel,
+            Dimension::Region => &key.region,
+            Dimension::City => &key.city,
             Dimension::ExitPage | Dimension::ExitPageHostname => "",
         }
     }
@@ -191,7 +201,7 @@ mod tests {
     #[test]
     fn storage_codes_are_pinned() {
         let codes: Vec<u8> = Dimension::ALL.iter().map(|(d, _)| d.code()).collect();
-        let expected: Vec<u8> = (1..=18).chain([21, 19, 20]).collect();
+        let expected: Vec<u8> = (1..=18).chain([21, 22, 23, 19, 20]).collect();
         assert_eq!(codes, expected, "storage codes are part of the on-disk key format");
     }
 }

@@ -1,7 +1,7 @@
 //! The event record: what the edge hands on and the log keeps, one per accepted event or drop.
 //!
 //! It holds the checked raw fields (so history can be recomputed with fixed normalisation) and
-//! what only the edge knows (country, visitor ids, arrival time). It never holds an IP address.
+//! what only the edge knows (country, region, city, visitor ids, arrival time). It never holds an IP address.
 
 use crate::reject::DropReason;
 use crate::wire::Revenue;
@@ -47,6 +47,11 @@ pub struct Event {
     pub country: Option<String>,
     /// The visitor's keyed-hash ids; see [`crate::visitor`].
     pub visitor: VisitorIds,
+    /// ISO 3166-2 subdivision code (`US-TX`) from the edge's geo data, if known (never without a
+    /// country).
+    pub region: Option<String>,
+    /// City name from the edge's geo data, if known (never without a country).
+    pub city: Option<String>,
 }
 
 impl Event {

@@ -4,7 +4,7 @@
 
 use crate::agent;
 use crate::event::{Drop, Event, EventId, LogEntry, VisitorIds};
-use crate::limits::{MAX_BODY_BYTES, MAX_USER_AGENT_CHARS};
+use crate::limits::{MAX_BODY_BYTES, MAX_CITY_CHARS, MAX_USER_AGENT_CHARS};
 use crate::page;
 use crate::reject::{DropReason, Rejection};
 use crate::visitor::{Salts, visitor_id};
@@ -24,6 +24,11 @@ pub struct RequestContext<'a> {
     pub ip: IpAddr,
     /// The edge's geo header, if any (e.g. Cloudflare's `CF-IPCountry`).
     pub country: Option<&'a str>,
+    /// The edge's region (subdivision) code, if any: `TX` or `US-TX` (Cloudflare's
+    /// `request.cf.regionCode`). Kept only with a country.
+    pub region: Option<&'a str>,
+    /// The edge's city name, if any (Cloudflare's `request.cf.city`). Kept only with a country.
+    pub city: Option<&'a str>,
     /// Arrival time, ms since the epoch.
     pub received_ms: i64,
     /// The salts in force.
@@ -147,6 +152,9 @@ fn build_event(event: WireEvent, ctx: &RequestContext<'_>, id: EventId) -> Event
         current: visitor_id(&ctx.salts.current, &event.domain, ctx.ip, &user_agent),
         previous: visitor_id(&ctx.salts.previous, &event.domain, ctx.ip, &user_agent),
     };
+    let country = ctx.country.and_then(country_code);
+    let region = country.as_deref().and_then(|c| region_code(c, ctx.region?));
+    let city = country.as_ref().and_then(|_| city_name(ctx.city?));
     Event {
         id,
         received_ms: ctx.received_ms,
@@ -158,8 +166,10 @@ fn build_event(event: WireEvent, ctx: &RequestContext<'_>, id: EventId) -> Event
         revenue: event.revenue,
         interactive: event.interactive,
         user_agent,
-        country: ctx.country.and_then(country_code),
+        country,
         visitor,
+        region,
+        city,
     }
 }
 
@@ -170,9 +180,49 @@ fn country_code(raw: &str) -> Option<String> {
     (valid && code != "XX").then_some(code)
 }
 
+/// An ISO 3166-2 subdivision code of `country`: `raw` is its part after the hyphen (`TX`) or the
+/// whole code (`US-TX`), of one to three letters or digits; anything else is no region.
+fn region_code(country: &str, raw: &str) -> Option<String> {
+    let raw = raw.trim().to_ascii_uppercase();
+    let part = match raw.split_once('-') {
+        Some((prefix, part)) if prefix == country => part,
+        Some(_) => return None,
+        None => raw.as_str(),
+    };
+    let valid = (1..=3).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_alphanumeric());
+    valid.then(|| format!("{country}-{part}"))
+}
+
+/// A city name, trimmed and cut to [`MAX_CITY_CHARS`]; empty or with control characters is none.
+fn city_name(raw: &str) -> Option<String> {
+    let name: String = raw.trim().chars().take(MAX_CITY_CHARS).collect();
+    let name = name.trim_end();
+    (!name.is_empty() && !name.chars().any(char::is_control)).then(|| name.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regions_are_iso_3166_2_codes_of_the_country() {
+        assert_eq!(region_code("US", "tx").as_deref(), Some("US-TX"));
+        assert_eq!(region_code("US", " US-TX ").as_deref(), Some("US-TX"));
+        assert_eq!(region_code("GB", "ENG").as_deref(), Some("GB-ENG"));
+        assert_eq!(region_code("FR", "75").as_deref(), Some("FR-75"));
+        assert_eq!(region_code("US", "DE-BE"), None, "another country's code");
+        assert_eq!(region_code("US", ""), None);
+        assert_eq!(region_code("US", "TEXAS"), None);
+        assert_eq!(region_code("US", "T X"), None);
+    }
+
+    #[test]
+    fn cities_are_trimmed_bounded_names() {
+        assert_eq!(city_name("  São Paulo ").as_deref(), Some("São Paulo"));
+        assert_eq!(city_name("   "), None);
+        assert_eq!(city_name("Ber\nlin"), None);
+        assert_eq!(city_name(&"x".repeat(500)).map(|c| c.chars().count()), Some(MAX_CITY_CHARS));
+    }
 
     #[test]
     fn whole_body_checks_come_in_order_and_name_the_domains() {

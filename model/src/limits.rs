@@ -25,3 +25,5 @@ pub const MAX_PROP_VALUE_CHARS: usize = 2_000;
 pub const MAX_USER_AGENT_CHARS: usize = 1_000;
 /// A visit ends after this long without an event from the visitor (30 minutes).
 pub const SESSION_TIMEOUT_MS: i64 = 30 * 60 * 1000;
+/// Longest city name kept, in characters; longer ones are cut, not refused.
+pub const MAX_CITY_CHARS: usize = 100;

@@ -196,6 +196,8 @@ mod tests {
             user_agent: "UA".into(),
             country: None,
             visitor: VisitorIds { current: visitor, previous: visitor },
+            region: None,
+            city: None,
         }))
     }
 
@@ -206,15 +208,15 @@ mod tests {
     #[test]
     fn version_1_snapshot() {
         // A change here breaks every record in flight: bump RECORD_VERSION instead.
-        // Record version 1 holding entries of codec version 2.
+        // Record version 1 holding entries of codec version 3.
         let drop = LogEntry::Drop(Drop { id: Some(EventId(7)), site: None, reason: DropReason::Bot, received_ms: 1 });
         let records = pack(&[drop], |_| 1);
-        assert_eq!(records, vec![Record { partition_key: "#0".into(), data: vec![1, 1, 7, 2, 1, 1, 7, 0, 0, 2] }]);
+        assert_eq!(records, vec![Record { partition_key: "#0".into(), data: vec![1, 1, 7, 3, 1, 1, 7, 0, 0, 2] }]);
         let records = pack(&[event("a.com", 7, 1)], |_| 4);
         assert_eq!(records[0].partition_key, "a.com#3");
         assert_eq!(
             hex(&records[0].data),
-            "01012d020001d00f05612e636f6d0870616765766965770e68747470733a2f2f612e636f6d2f00000001025541000707"
+            "01012f030001d00f05612e636f6d0870616765766965770e68747470733a2f2f612e636f6d2f000000010255410007070000"
         );
     }
 

@@ -53,6 +53,10 @@ pub struct CellKey {
     pub referrer: String,
     /// `visit:channel`: the visit's acquisition channel.
     pub channel: String,
+    /// `visit:region`: ISO 3166-2 subdivision code.
+    pub region: String,
+    /// `visit:city`: city name.
+    pub city: String,
 }
 
 /// Additive counters of one cell.

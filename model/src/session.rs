@@ -91,6 +91,8 @@ pub fn entry_key(event: &Event, facts: &Facts) -> CellKey {
         entry_page_hostname: facts.page.hostname.clone(),
         referrer: facts.referrer.clone(),
         channel: facts.channel.to_owned(),
+        region: text(&event.region),
+        city: text(&event.city),
     }
 }
 
@@ -223,6 +225,8 @@ mod tests {
             user_agent: CHROME.into(),
             country: Some("DE".into()),
             visitor: VisitorIds { current: 1, previous: 2 },
+            region: None,
+            city: None,
         }
     }
 

@@ -34,6 +34,8 @@ pub fn trace(n: usize, sites: usize, start_ms: i64) -> Vec<LogEntry> {
                 user_agent: UA.into(),
                 country: Some("DE".into()),
                 visitor: VisitorIds { current: visitor, previous: visitor },
+                region: None,
+                city: None,
             }))
         })
         .collect()

@@ -36,6 +36,8 @@ fn entries(ids: std::ops::Range<u128>) -> Vec<LogEntry> {
             user_agent: "UA".into(),
             country: None,
             visitor: VisitorIds { current: 7, previous: 7 },
+            region: None,
+            city: None,
         }))
     })
     .collect()

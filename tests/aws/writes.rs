@@ -62,6 +62,8 @@ fn event(id: u64, sites: &Zipf, pages: &Zipf, random: &mut Uniform, now_ms: i64)
         user_agent: "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36".into(),
         country: Some(["US", "DE", "FR", "IN", "BR"][(random.next() * 5.0) as usize].into()),
         visitor: VisitorIds { current: visitor, previous: visitor },
+        region: None,
+        city: None,
     }))
 }
 

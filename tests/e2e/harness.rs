@@ -485,12 +485,14 @@ pub async fn post_event(
 // ---------------------------------------------------------------------------------------------
 
 /// A simulated browser: its own IP (through `X-Forwarded-For`), Chrome user agent and, optionally,
-/// a country (through `CF-IPCountry`).
+/// a country, region and city (through `CF-IPCountry`, `CF-Region-Code` and `CF-IPCity`).
 #[derive(Debug, Clone)]
 pub struct Visitor {
     pub ip: String,
     pub user_agent: String,
     pub country: Option<String>,
+    /// (region code, city).
+    pub place: Option<(String, String)>,
 }
 
 impl Visitor {
@@ -498,11 +500,18 @@ impl Visitor {
     pub fn new(n: u32) -> Visitor {
         assert!(n < 65_000);
         let host = n + 1;
-        Visitor { ip: format!("198.18.{}.{}", host / 256, host % 256), user_agent: chrome_ua(n), country: None }
+        let ip = format!("198.18.{}.{}", host / 256, host % 256);
+        Visitor { ip, user_agent: chrome_ua(n), country: None, place: None }
     }
 
     pub fn in_country(mut self, country: &str) -> Visitor {
         self.country = Some(country.to_owned());
+        self
+    }
+
+    /// In `region` (its code, as Cloudflare's `CF-Region-Code` sends it) and `city`.
+    pub fn in_place(mut self, region: &str, city: &str) -> Visitor {
+        self.place = Some((region.to_owned(), city.to_owned()));
         self
     }
 
@@ -515,6 +524,10 @@ impl Visitor {
         ];
         if let Some(country) = &self.country {
             headers.push(("CF-IPCountry".to_owned(), country.clone()));
+        }
+        if let Some((region, city)) = &self.place {
+            headers.push(("CF-Region-Code".to_owned(), region.clone()));
+            headers.push(("CF-IPCity".to_owned(), city.clone()));
         }
         headers
     }

@@ -128,11 +128,13 @@ async fn visits_and_bounce_rate() {
     let server = TestServer::start("bounce", &[BOUNCY]);
     // 10 visitors from the Netherlands see one page; 10 from Sweden see two.
     for n in 0..10 {
-        let one = Visitor::new(1000 + n).in_country("NL");
+        let one = Visitor::new(1000 + n).in_country("NL").in_place("NH", "Amsterdam");
         let answer = server.post_event(pageview(BOUNCY, "/landing").to_string(), &one.headers()).await;
         assert_eq!((answer.status, answer.accepted), (202, Some(1)), "{answer:?}");
-        let two = Visitor::new(2000 + n).in_country("SE");
+        let two = Visitor::new(2000 + n).in_country("SE").in_place("AB", "Stockholm");
         for page in ["/landing", "/signup"] {
+            // The visit's place is its first event's: the second one's city changes nothing.
+            let two = if page == "/signup" { two.clone().in_place("AB", "Solna") } else { two.clone() };
             let answer = server.post_event(pageview(BOUNCY, page).to_string(), &two.headers()).await;
             assert_eq!((answer.status, answer.accepted), (202, Some(1)), "{answer:?}");
         }
@@ -153,6 +155,24 @@ async fn visits_and_bounce_rate() {
         let answer = server.query(&body).await.unwrap();
         assert_eq!(totals(&answer), want, "{metrics:?} for visitors from {country}; answer {answer}");
     }
+    // Regions come as ISO 3166-2 codes, cities by name; both filter and group like the country.
+    for (dimension, want) in [
+        ("visit:region", [("NL-NH", 10.0), ("SE-AB", 20.0)]),
+        ("visit:city", [("Amsterdam", 10.0), ("Stockholm", 20.0)]),
+    ] {
+        let body = query_body(BOUNCY, &["pageviews"], json!({"dimensions": [dimension]}));
+        let answer = server.query(&body).await.unwrap();
+        let got: Vec<(String, f64)> =
+            rows(&answer).into_iter().map(|(dims, metrics)| (dims.join("|"), metrics[0])).collect();
+        let mut got = got;
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        let want: Vec<(String, f64)> = want.iter().map(|(v, n)| ((*v).to_owned(), *n)).collect();
+        assert_eq!(got, want, "pageviews by {dimension}; answer {answer}");
+    }
+    let body = query_body(BOUNCY, &metrics, json!({"filters": [["is", "visit:city", ["Stockholm"]]]}));
+    let answer = server.query(&body).await.unwrap();
+    assert_eq!(totals(&answer), [10.0, 10.0, 20.0, 20.0, 0.0, 2.0], "{metrics:?} in Stockholm; answer {answer}");
+
     // One-page visits last no time.
     let body = query_body(BOUNCY, &["visit_duration"], json!({"filters": [["is", "visit:country", ["NL"]]]}));
     let answer = server.query(&body).await.unwrap();

@@ -24,6 +24,13 @@ const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 const PAGES: [&str; 4] = ["/", "/pricing", "/docs/start", "/docs/api"];
 const COUNTRIES: [&str; 3] = ["DE", "IN", "CA"];
+/// Per country, the places its people are in: (region as the import line sends it, as
+/// `visit:region` reports it, city). Empty: the edge did not know it.
+const PLACES: [[(&str, &str, &str); 3]; 3] = [
+    [("BE", "DE-BE", "Berlin"), ("de-by", "DE-BY", "München"), ("", "", "")],
+    [("MH", "IN-MH", "Mumbai"), ("IN-KA", "IN-KA", "Bengaluru"), ("", "", "")],
+    [("NL", "CA-NL", "St. John's"), ("ON", "CA-ON", "Toronto"), ("QC", "CA-QC", "")],
+];
 /// (user agent, browser, OS, device) as Tally classifies them.
 const AGENTS: [(&str, &str, &str, &str); 3] = [
     (
@@ -46,8 +53,10 @@ const REFERRERS: [(&str, &str, &str, &str); 3] = [
     ("https://www.google.com/", "Google", "google.com", "Organic Search"),
     ("https://news.ycombinator.com/item?id=1", "Hacker News", "news.ycombinator.com/item", "Organic Social"),
 ];
-const DIMENSIONS: [&str; 13] = [
+const DIMENSIONS: [&str; 15] = [
     "visit:channel",
+    "visit:region",
+    "visit:city",
     "event:props:plan",
     "event:page",
     "event:name",
@@ -109,6 +118,8 @@ struct Raw {
     interactive: bool,
     referrer: usize,
     country: usize,
+    /// The person's place in [`PLACES`] of their country.
+    place: usize,
     agent: usize,
     /// Revenue of a custom event: an amount in cents and its currency.
     revenue: Option<(i64, &'static str)>,
@@ -119,7 +130,7 @@ struct Raw {
 fn traffic(rng: &mut Rng, zone: &TimeZone) -> Vec<Raw> {
     let mut out = Vec::new();
     for person in 0..30 {
-        let (agent, country) = (rng.below(3) as usize, rng.below(3) as usize);
+        let (agent, country, place) = (rng.below(3) as usize, rng.below(3) as usize, rng.below(3) as usize);
         for _ in 0..1 + rng.below(4) {
             let day = START_MS + rng.below(DAYS as u64) as i64 * DAY_MS;
             let mut at = match rng.below(3) {
@@ -151,6 +162,7 @@ fn traffic(rng: &mut Rng, zone: &TimeZone) -> Vec<Raw> {
                     interactive: !custom || rng.below(2) == 0,
                     referrer,
                     country,
+                    place,
                     agent,
                     revenue,
                 });
@@ -172,6 +184,13 @@ fn ndjson(site: &str, events: &[Raw]) -> String {
         });
         if r.name == "Signup" {
             line["p"] = json!({"plan": "pro"});
+        }
+        let (region, _, city) = PLACES[r.country][r.place];
+        if !region.is_empty() {
+            line["region"] = json!(region);
+        }
+        if !city.is_empty() {
+            line["city"] = json!(city);
         }
         if let Some((cents, currency)) = r.revenue {
             // Sent as a string or as a JSON number, as trackers do.
@@ -214,6 +233,8 @@ fn value(dimension: &str, site: &str, event: &Raw, entry: &Raw) -> String {
         "event:name" => event.name.into(),
         "event:hostname" => site.into(),
         "visit:country" => COUNTRIES[entry.country].into(),
+        "visit:region" => PLACES[entry.country][entry.place].1.into(),
+        "visit:city" => PLACES[entry.country][entry.place].2.into(),
         "visit:source" => REFERRERS[entry.referrer].1.into(),
         "visit:browser" => AGENTS[entry.agent].1.into(),
         "visit:os" => AGENTS[entry.agent].2.into(),
@@ -433,9 +454,10 @@ fn random_ask(rng: &mut Rng, days: &[String]) -> Ask {
     };
     let mut filters = Vec::new();
     for _ in 0..[0, 0, 1, 2][rng.below(4) as usize] {
-        let (d, candidates): (&str, Vec<&str>) = match rng.below(4) {
+        let (d, candidates): (&str, Vec<&str>) = match rng.below(5) {
             0 => ("event:page", PAGES.to_vec()),
             1 => ("visit:country", COUNTRIES.to_vec()),
+            4 => ("visit:city", PLACES.iter().flatten().map(|p| p.2).filter(|c| !c.is_empty()).collect()),
             2 => ("event:props:plan", vec!["pro", "(none)"]),
             _ => ("visit:source", REFERRERS.iter().map(|r| r.1).collect()),
         };

@@ -32,6 +32,8 @@ struct EventView<'a> {
     user_agent: &'a str,
     country: Option<&'a str>,
     visitor: VisitorView,
+    region: Option<&'a str>,
+    city: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -78,6 +80,8 @@ fn event_view(event: &Event) -> EventView<'_> {
         user_agent: &event.user_agent,
         country: event.country.as_deref(),
         visitor: VisitorView { current: event.visitor.current, previous: event.visitor.previous },
+        region: event.region.as_deref(),
+        city: event.city.as_deref(),
     }
 }
 

@@ -17,6 +17,12 @@ export interface IngestContext {
   ip: string;
   /** The edge's two-letter country header, if any. */
   country?: string | null;
+  /** The edge's region (subdivision) code, if any: `TX` or `US-TX` (CloudFront's
+   * `CloudFront-Viewer-Country-Region`, Cloudflare's `cf.regionCode`). Kept only with a country. */
+  region?: string | null;
+  /** The edge's city name, if any (CloudFront's `CloudFront-Viewer-City`, Cloudflare's `cf.city`).
+   * Kept only with a country. */
+  city?: string | null;
   /** Arrival time in ms since the Unix epoch (Date.now()). */
   receivedMs: number;
   /** The daily salts in force, 16 bytes each. */
@@ -81,6 +87,9 @@ export interface EventEntry {
   userAgent: string;
   country: string | null;
   visitor: { current: bigint; previous: bigint };
+  /** ISO 3166-2 subdivision code, e.g. `US-TX`. */
+  region: string | null;
+  city: string | null;
 }
 
 /** A dropped event, counted per site and reason. */

@@ -133,6 +133,18 @@ describe('ingest', () => {
     assert.equal(country(null), null);
   });
 
+  test('keeps a region as an ISO 3166-2 code and a city, both only with a country', () => {
+    const geo = (ctx) => {
+      const [e] = entriesOf(tally.ingest(body(event), context(ctx), ['a.example'], 1));
+      return [e.region, e.city];
+    };
+    assert.deepEqual(geo({ country: 'us', region: 'tx', city: ' Austin ' }), ['US-TX', 'Austin']);
+    assert.deepEqual(geo({ country: 'US', region: 'US-TX' }), ['US-TX', null]);
+    assert.deepEqual(geo({ country: 'US', region: 'DE-BE' }), [null, null]);
+    assert.deepEqual(geo({ country: 'US', region: 'Texas' }), [null, null]);
+    assert.deepEqual(geo({ country: null, region: 'TX', city: 'Austin' }), [null, null]);
+  });
+
   test('routes each visitor to its sub-partition of the site', () => {
     const subPartitions = 4;
     const keys = new Set();

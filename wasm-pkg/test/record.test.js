@@ -16,6 +16,8 @@ function ingest(events, overrides = {}) {
     userAgent: UA,
     ip: IP,
     country: 'NL',
+    region: 'NH',
+    city: 'Amsterdam',
     receivedMs: 1_764_370_123_456,
     salts: SALTS,
     firstEventId: 7n,
@@ -59,6 +61,8 @@ test('a batch of 25 round-trips through pack and unpack with every field', () =>
     userAgent: UA,
     country: 'NL',
     visitor: { current, previous },
+    region: 'NL-NH',
+    city: 'Amsterdam',
   }));
   assert.deepEqual(got, want);
 });
@@ -81,8 +85,12 @@ test('event ids are consecutive from firstEventId in body order, drops included'
   assert.deepEqual(ids, [top, top + 1n, 0n]);
 });
 
-test('the record bytes are version 1 with entries of codec version 2, as the Rust snapshots fix them', () => {
+test('the record bytes are version 1 with entries of codec version 3, as the Rust snapshots fix them', () => {
   // model/src/record.rs version_1_snapshot: a bot drop with id 7 naming no site, at 1 ms.
+  assert.deepEqual(tally.unpackRecord(Uint8Array.of(1, 1, 7, 3, 1, 1, 7, 0, 0, 2)), [
+    { kind: 'drop', id: 7n, site: null, reason: 'bot', receivedMs: 1 },
+  ]);
+  // Entries of codec version 2 (no region or city) are still read.
   assert.deepEqual(tally.unpackRecord(Uint8Array.of(1, 1, 7, 2, 1, 1, 7, 0, 0, 2)), [
     { kind: 'drop', id: 7n, site: null, reason: 'bot', receivedMs: 1 },
   ]);
@@ -91,7 +99,7 @@ test('the record bytes are version 1 with entries of codec version 2, as the Rus
     { kind: 'drop', id: null, site: null, reason: 'bot', receivedMs: 1 },
   ]);
   const result = ingest({ name: 'pageview', url: 'https://x.example/', domain: 'x.example' }, { receivedMs: 1 });
-  assert.deepEqual(result.records.map((r) => [r.partitionKey, [...r.data]]), [['#0', [1, 1, 7, 2, 1, 1, 7, 0, 1, 2]]]);
+  assert.deepEqual(result.records.map((r) => [r.partitionKey, [...r.data]]), [['#0', [1, 1, 7, 3, 1, 1, 7, 0, 1, 2]]]);
   assert.ok(result.records[0].data instanceof Uint8Array);
 });
 
@@ -105,7 +113,7 @@ test('unpackRecord refuses what is not a record', () => {
 test('formatInfo names the versions and limits of this build', () => {
   assert.deepEqual(tally.formatInfo(), {
     recordVersion: 1,
-    entryVersion: 2,
+    entryVersion: 3,
     maxRecordBytes: 1_000_000,
     maxBodyBytes: 65_536,
     maxBatchEvents: 25,

@@ -27,7 +27,7 @@ pub struct ServeSettings {
     pub listen: SocketAddr,
     /// Directory holding all state.
     pub data_dir: PathBuf,
-    /// Trust `X-Forwarded-For` and `CF-IPCountry`.
+    /// Trust `X-Forwarded-For` and the geo headers (`CF-IPCountry`, `CF-Region-Code`, `CF-IPCity`).
     pub trust_proxy: bool,
     /// Shortest time between two aggregator flushes.
     pub flush_interval: Duration,

@@ -35,11 +35,16 @@ pub async fn event(
     let received_ms = jiff::Timestamp::now().as_millisecond();
     let salts = ingest_state.salts.salts_at(received_ms)?;
     let registry = app.registry.snapshot();
+    // Cloudflare's geo headers (CF-IPCountry, and with its visitor location headers on,
+    // CF-Region-Code and CF-IPCity), believed only from a trusted proxy.
+    let proxy_header = |name| if ingest_state.trust_proxy { header_str(&headers, name) } else { None };
     let ctx = RequestContext {
         content_type: header_str(&headers, header::CONTENT_TYPE.as_str()),
         user_agent: header_str(&headers, header::USER_AGENT.as_str()).unwrap_or(""),
         ip: client_ip(&headers, peer.ip(), ingest_state.trust_proxy),
-        country: if ingest_state.trust_proxy { header_str(&headers, "cf-ipcountry") } else { None },
+        country: proxy_header("cf-ipcountry"),
+        region: proxy_header("cf-region-code"),
+        city: proxy_header("cf-ipcity"),
         received_ms,
         salts: &salts,
         first_event_id: random_id()?,

@@ -29,7 +29,7 @@ pub struct IngestState {
     pub log: EventLog,
     /// Daily visitor-id salts.
     pub salts: Arc<SaltBook>,
-    /// Whether `X-Forwarded-For` and `CF-IPCountry` are trusted.
+    /// Whether `X-Forwarded-For` and the geo headers (`CF-IPCountry`, `CF-Region-Code`, `CF-IPCity`) are trusted.
     pub trust_proxy: bool,
 }
 

@@ -337,6 +337,8 @@ mod tests {
             user_agent: UA.into(),
             country: Some(country.into()),
             visitor: VisitorIds { current: visitor, previous: visitor },
+            region: None,
+            city: None,
         }
     }
 

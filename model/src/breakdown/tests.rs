@@ -105,6 +105,8 @@ fn event(r: &Raw, n: usize) -> Event {
         user_agent: UA.into(),
         country: Some(COUNTRIES[r.country].into()),
         visitor: VisitorIds { current: id(r.person, day), previous: id(r.person, day - 1) },
+        region: None,
+        city: None,
     }
 }
 
@@ -353,7 +355,7 @@ fn slot_and_grain_codes_are_pinned() {
     let codes: Vec<u8> = Slot::all().map(Slot::code).collect();
     assert_eq!(
         codes,
-        (0..=18).chain([21, 19, 20]).collect::<Vec<u8>>(),
+        (0..=18).chain([21, 22, 23, 19, 20]).collect::<Vec<u8>>(),
         "storage codes are part of the on-disk key format"
     );
     assert_eq!((Grain::Hour.code(), Grain::Day.code(), Slot::Props.code()), (0, 1, 100));

@@ -44,6 +44,8 @@ function createHandler(config, deps = {}) {
       userAgent: header(request, 'user-agent') || '',
       ip: request.clientIp,
       country: header(request, 'cloudfront-viewer-country'),
+      region: header(request, 'cloudfront-viewer-country-region'),
+      city: header(request, 'cloudfront-viewer-city'),
       receivedMs,
       salts: inForce,
       firstEventId: randomId(),

@@ -68,9 +68,11 @@ function countingIds() {
   };
 }
 
-function post(body, { ip = '203.0.113.10', ua = BROWSER, type = 'application/json', country } = {}) {
+function post(body, { ip = '203.0.113.10', ua = BROWSER, type = 'application/json', country, region, city } = {}) {
   const headers = { 'Content-Type': type, 'User-Agent': ua };
   if (country) headers['CloudFront-Viewer-Country'] = country;
+  if (region) headers['CloudFront-Viewer-Country-Region'] = region;
+  if (city) headers['CloudFront-Viewer-City'] = city;
   return viewerRequest({ clientIp: ip, headers, body: typeof body === 'string' ? body : JSON.stringify(body) });
 }
 
@@ -100,7 +102,7 @@ describe('POST /api/event', () => {
     // Each request: its body, who sends it, and which body positions are accepted.
     const requests = [];
     const add = (body, options, acceptedAt, dropped) => requests.push({ body, options, acceptedAt, dropped });
-    add(page('shop.example', '/'), { ip: '198.51.100.1', country: 'de' }, [0], []);
+    add(page('shop.example', '/'), { ip: '198.51.100.1', country: 'de', region: 'by', city: 'Munich' }, [0], []);
     add(Array.from({ length: 25 }, (_, i) => page('shop.example', `/p/${i}`)), { ip: '198.51.100.2' }, [...Array(25).keys()], []);
     const mixed = Array.from({ length: 25 }, (_, i) => {
       if (i % 5 === 1) return { name: 'pageview', domain: 'blog.example' };
@@ -153,7 +155,7 @@ describe('POST /api/event', () => {
     const today = dayOf(Date.now());
     const [current, previous] = [await saltOf(today), await saltOf(today - 1)];
     const first = events.find((e) => e.id === firsts[0]);
-    assert.equal(first.country, 'DE');
+    assert.deepEqual([first.country, first.region, first.city], ['DE', 'DE-BY', 'Munich']);
     assert.equal(first.visitor.current, tally.visitorId(current, 'shop.example', '198.51.100.1', BROWSER));
     assert.equal(first.visitor.previous, tally.visitorId(previous, 'shop.example', '198.51.100.1', BROWSER));
   });

@@ -1,7 +1,8 @@
 //! Reading what an older `tally ingest` wrote: cell keys and visit snapshots of store format 3,
-//! whose cell keys had 15 dimensions (no entry page, entry page hostname or referrer), and of
-//! format 4, whose cell keys had 18 (no channel) and whose visits did not track their exit page. Cells and visits of those
-//! formats read as having the missing values empty; new ones are written in the current format.
+//! whose cell keys had 15 dimensions (no entry page, entry page hostname or referrer), of
+//! format 4, whose cell keys had 18 (no channel) and whose visits did not track their exit page,
+//! and of format 5, whose cell keys had 19 (no region or city). Cells and visits of those formats
+//! read as having the missing values empty; new ones are written in the current format.
 
 use super::snapshots::Snapshot;
 use serde::Deserialize;
@@ -72,11 +73,27 @@ impl From<CellKeyV4> for CellKey {
     }
 }
 
-/// A cell key blob of any format. A format-3 blob is 15 strings and a format-4 one 18, so
-/// decoding either as the current 19 fails for want of bytes, and the older layouts are tried.
+/// A cell key as format 5 encoded it (postcard: 19 strings, no region or city): format 4's 18,
+/// then the channel.
+#[derive(Deserialize)]
+struct CellKeyV5 {
+    v4: CellKeyV4,
+    channel: String,
+}
+
+impl From<CellKeyV5> for CellKey {
+    fn from(k: CellKeyV5) -> CellKey {
+        CellKey { channel: k.channel, ..CellKey::from(k.v4) }
+    }
+}
+
+/// A cell key blob of any format. A format-3 blob is 15 strings, a format-4 one 18 and a format-5
+/// one 19, so decoding any of them as the current 21 fails for want of bytes, and the older
+/// layouts are tried, newest first.
 pub fn decode_cell_key(bytes: &[u8]) -> Option<CellKey> {
     postcard::from_bytes::<CellKey>(bytes)
         .ok()
+        .or_else(|| postcard::from_bytes::<CellKeyV5>(bytes).ok().map(CellKey::from))
         .or_else(|| postcard::from_bytes::<CellKeyV4>(bytes).ok().map(CellKey::from))
         .or_else(|| postcard::from_bytes::<CellKeyV3>(bytes).ok().map(CellKey::from))
 }
@@ -121,6 +138,49 @@ fn upgrade<K: Into<CellKey>>(old: OldSnapshot<K>) -> Snapshot {
         })
         .collect();
     Snapshot { flush_seq: old.flush_seq, end_sequence: old.end_sequence, sessions }
+}
+
+/// A visit as format 5 kept it: the current shape but for its entry cell's key.
+#[derive(Deserialize)]
+struct SessionV5 {
+    started_ms: i64,
+    last_ms: i64,
+    start_bucket: Bucket,
+    entry: CellKeyV5,
+    bounce: bool,
+    exit: Exit,
+    pageviews: i64,
+    start_visitor: u64,
+}
+
+#[derive(Deserialize)]
+struct SnapshotV5 {
+    flush_seq: u64,
+    end_sequence: String,
+    sessions: Vec<((String, u64), SessionV5)>,
+}
+
+/// A snapshot payload written by format 5 (cell keys without the region and city).
+pub fn decode_snapshot_v5(payload: &[u8]) -> Result<Snapshot, postcard::Error> {
+    let old: SnapshotV5 = postcard::from_bytes(payload)?;
+    let sessions = old
+        .sessions
+        .into_iter()
+        .map(|(id, s)| {
+            let session = Session {
+                started_ms: s.started_ms,
+                last_ms: s.last_ms,
+                start_bucket: s.start_bucket,
+                entry: s.entry.into(),
+                bounce: s.bounce,
+                exit: s.exit,
+                pageviews: s.pageviews,
+                start_visitor: s.start_visitor,
+            };
+            (id, session)
+        })
+        .collect();
+    Ok(Snapshot { flush_seq: old.flush_seq, end_sequence: old.end_sequence, sessions })
 }
 
 /// A snapshot payload written by format 3 (its header has no `format` attribute).
@@ -198,5 +258,36 @@ mod tests {
         let ((_, visitor), s) = &snapshot.sessions[0];
         assert_eq!((*visitor, s.started_ms, s.last_ms, s.bounce), (3, 10, 12, false));
         assert_eq!((s.exit.page.as_str(), s.start_visitor, s.entry.entry_page_hostname.as_str()), ("/in", 3, "a.com"));
+    }
+
+    /// The 19 strings of a format-5 cell key: format 4's, then the channel.
+    fn v5_key() -> [&'static str; 19] {
+        let mut key = V4_KEY.to_vec();
+        key.push("Direct");
+        key.try_into().expect("19 strings")
+    }
+
+    #[test]
+    fn a_format_5_cell_key_reads_with_no_region_or_city() {
+        let key = decode_cell_key(&postcard::to_allocvec(&v5_key()).expect("encodes")).expect("decodes");
+        assert_eq!((key.entry_page.as_str(), key.channel.as_str()), ("/in", "Direct"));
+        assert_eq!((key.region.as_str(), key.city.as_str()), ("", ""));
+        let now = CellKey { region: "DE-BE".into(), city: "Berlin".into(), ..key.clone() };
+        assert_eq!(decode_cell_key(&postcard::to_allocvec(&now).expect("encodes")), Some(now));
+    }
+
+    #[test]
+    fn a_format_5_snapshot_reads() {
+        /// A format-5 visit: started, last, start bucket, entry cell, bounce, exit, page views,
+        /// start visitor.
+        type VisitV5<'a> = (i64, i64, i64, [&'a str; 19], bool, (&'a str, &'a str), i64, u64);
+        #[derive(serde::Serialize)]
+        struct V5<'a>(u64, &'a str, Vec<((&'a str, u64), VisitV5<'a>)>);
+        let visit = (10, 12, 1, v5_key(), true, ("/out", "a.com"), 2, 4);
+        let payload = postcard::to_allocvec(&V5(7, "9", vec![(("a.com", 3), visit)])).expect("encodes");
+        let snapshot = decode_snapshot_v5(&payload).expect("decodes");
+        let ((_, visitor), s) = &snapshot.sessions[0];
+        assert_eq!((*visitor, s.started_ms, s.pageviews, s.start_visitor), (3, 10, 2, 4));
+        assert_eq!((s.exit.page.as_str(), s.entry.channel.as_str(), s.entry.city.as_str()), ("/out", "Direct", ""));
     }
 }

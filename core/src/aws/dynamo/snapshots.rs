@@ -14,10 +14,11 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 use tally_model::session::Session;
 
-/// The snapshot format, in the header's `format` attribute: 5 since visits track their exit
-/// page; 4 when cell keys gained the entry page, entry page hostname and referrer; a header
-/// without one is format 3 ([`super::legacy`] reads both older ones).
-const FORMAT: &str = "5";
+/// The snapshot format, in the header's `format` attribute: 6 since cell keys hold the region
+/// and city; 5 when visits tracked their exit page; 4 when cell keys gained the entry page,
+/// entry page hostname and referrer; a header without one is format 3 ([`super::legacy`] reads
+/// the older ones).
+const FORMAT: &str = "6";
 
 /// How long snapshots are kept (DynamoDB TTL), in seconds.
 const KEEP_SECONDS: i64 = 2 * 24 * 3600;
@@ -93,6 +94,7 @@ pub async fn latest(
     let payload = chunks::read(client, &tables.flushes, shard_id, prefix, chunks).await?;
     let decoded = match header.get("format").and_then(|v| v.as_n().ok()).map(String::as_str) {
         Some(format) if format == FORMAT => postcard::from_bytes(&payload),
+        Some("5") => super::legacy::decode_snapshot_v5(&payload),
         Some("4") => super::legacy::decode_snapshot_v4(&payload),
         Some(other) => return Err(StoreError::Corrupt(format!("snapshot format {other} is newer than this tally"))),
         None => super::legacy::decode_snapshot_v3(&payload),

@@ -30,7 +30,7 @@ const BOTS_KEPT: usize = 20_000;
 const MAX_LINE_BYTES: usize = 70_000;
 const DAY_MS: i64 = 86_400_000;
 /// Fields of an import line that are not ingest fields.
-const IMPORT_FIELDS: [&str; 6] = ["timestamp", "user_agent", "ip", "visitor", "country", "id"];
+const IMPORT_FIELDS: [&str; 8] = ["timestamp", "user_agent", "ip", "visitor", "country", "region", "city", "id"];
 
 /// What an import did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,11 +201,14 @@ fn parse_line(
         (_, Some(Value::Number(n))) => Who::Key(n.to_string()),
         _ => return Err("missing_ip_or_visitor"),
     };
-    let country = match fields.get("country") {
-        Some(Value::String(c)) => Some(c.clone()),
-        None | Some(Value::Null) => None,
-        Some(_) => return Err("bad_country"),
+    let text = |name: &str, bad: &'static str| match fields.get(name) {
+        Some(Value::String(c)) => Ok(Some(c.clone())),
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => Err(bad),
     };
+    let country = text("country", "bad_country")?;
+    let region = text("region", "bad_region")?;
+    let city = text("city", "bad_city")?;
     let id = match fields.get("id") {
         Some(Value::String(s)) => ImportId { id: hash128(s.as_bytes(), 1), before: None },
         Some(Value::Number(n)) => ImportId { id: hash128(n.to_string().as_bytes(), 1), before: None },
@@ -226,6 +229,8 @@ fn parse_line(
         user_agent: &user_agent,
         ip,
         country: country.as_deref(),
+        region: region.as_deref(),
+        city: city.as_deref(),
         received_ms,
         salts: &salts,
         first_event_id: id.id,
@@ -299,11 +304,17 @@ mod tests {
 
     #[test]
     fn a_line_becomes_an_event_with_its_time_and_a_stable_id() {
-        let text = line(r#","ip":"203.0.113.9","country":"de""#);
+        let text = line(r#","ip":"203.0.113.9","country":"de","region":"BE","city":"Berlin""#);
         let (entry, id) = parse(&text).expect("valid line");
         let LogEntry::Event(event) = entry else { panic!("an event") };
         assert_eq!(event.received_ms, 1_793_527_200_000);
         assert_eq!(event.country.as_deref(), Some("DE"));
+        assert_eq!((event.region.as_deref(), event.city.as_deref()), (Some("DE-BE"), Some("Berlin")));
+        let Ok((LogEntry::Event(no_country), _)) = parse(&line(r#","ip":"203.0.113.9","region":"BE","city":"Berlin""#))
+        else {
+            panic!("an event")
+        };
+        assert_eq!((no_country.region, no_country.city), (None, None), "no region or city without a country");
         assert_eq!(parse(&text).expect("valid").1, id, "the same line gets the same id");
         let visitor = |v: &str| match parse(&line(&format!(r#","visitor":"{v}""#))) {
             Ok((LogEntry::Event(e), _)) => e.visitor.current,
@@ -318,6 +329,8 @@ mod tests {
         assert_eq!(parse("[1]").err(), Some("not_a_json_object"));
         assert_eq!(parse(&line("")).err(), Some("missing_ip_or_visitor"));
         assert_eq!(parse(&line(r#","ip":"300.1.1.1""#)).err(), Some("bad_ip"));
+        assert_eq!(parse(&line(r#","ip":"203.0.113.9","region":7"#)).err(), Some("bad_region"));
+        assert_eq!(parse(&line(r#","ip":"203.0.113.9","city":[]"#)).err(), Some("bad_city"));
         let no_time = line(r#","ip":"1.2.3.4""#).replace(r#""timestamp":"2026-11-01T10:00:00Z","#, "");
         assert_eq!(parse(&no_time).err(), Some("missing_timestamp"));
         let other_site = line(r#","ip":"1.2.3.4""#).replace(r#""domain":"a.com""#, r#""domain":"b.com""#);

@@ -14,9 +14,9 @@ use tally_model::breakdown::{Grain, RowKey, Slot};
 /// (prop rows with their cap, a props column in segments); version 6 adds revenue (per-currency
 /// sums in rollup rows, a currency and a revenue column in segments); version 7 keeps the values in
 /// sightings as their hashes; version 8 writes the visit state in snapshots, up to
-/// [`STATE_OFFSET_KEY`] (a version 7 store opens as version 8, its state as of its applied
-/// offset).
-pub const FORMAT_VERSION: i64 = 8;
+/// [`STATE_OFFSET_KEY`]; version 9 adds the region and city (two more segment columns, two more
+/// values in each stored visit's entry cell).
+pub const FORMAT_VERSION: i64 = 9;
 /// The [`META`] key of the log offset the stored visit state (sessions, sightings) reaches.
 pub const STATE_OFFSET_KEY: &str = "state_offset";
 /// The [`META`] key of the format version.

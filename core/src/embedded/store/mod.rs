@@ -57,7 +57,8 @@ pub enum Opened {
     /// A store of the current format (or a new one).
     Current,
     /// A store of an older format (1: cells only; 2: rollups and cells; 3 and 4: fewer
-    /// dimensions; 5: no revenue; 6: sightings by value text), emptied: the
+    /// dimensions; 5: no revenue; 6: sightings by value text; 7 and 8: no region or city),
+    /// emptied: the
     /// aggregator rebuilds it from the event log, which holds every accepted event since the
     /// data directory was made.
     Rebuilt {
@@ -85,9 +86,6 @@ impl Store {
             let applied = meta.get("applied_offset")?.map_or(0, |v| v.value());
             match version {
                 Some(FORMAT_VERSION) => Opened::Current,
-                // Format 7 wrote the visit state with every flush: its state is as of its
-                // applied offset.
-                Some(7) => Opened::Current,
                 Some(other) if other > FORMAT_VERSION => anyhow::bail!(
                     "store {} has format {other}, newer than this tally (format {FORMAT_VERSION}); use a newer release",
                     path.display()
@@ -118,10 +116,8 @@ impl Store {
         {
             let mut meta = txn.open_table(META)?;
             if meta.get(STATE_OFFSET_KEY)?.is_none() {
-                // A new store, or one whose visit state went with every flush (format 7): its
-                // state reaches its applied offset.
-                let applied = meta.get("applied_offset")?.map_or(0, |v| v.value());
-                meta.insert(STATE_OFFSET_KEY, applied)?;
+                // A new (or emptied) store: no visit state, nothing applied.
+                meta.insert(STATE_OFFSET_KEY, 0)?;
             }
             meta.insert(VERSION_KEY, FORMAT_VERSION)?;
         }
@@ -392,7 +388,17 @@ mod tests {
         let path = std::env::temp_dir().join(format!("tally-store-old-{}.redb", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let cells: redb::TableDefinition<(&str, i64, u64), &[u8]> = redb::TableDefinition::new("cells");
-        for (version, from) in [(None, 1), (Some(2), 2), (Some(3), 3), (Some(4), 4), (Some(5), 5), (Some(6), 6)] {
+        let formats = [
+            (None, 1),
+            (Some(2), 2),
+            (Some(3), 3),
+            (Some(4), 4),
+            (Some(5), 5),
+            (Some(6), 6),
+            (Some(7), 7),
+            (Some(8), 8),
+        ];
+        for (version, from) in formats {
             {
                 // What older formats left: progress (format 1 without a version), and tables
                 // this format no longer has.
@@ -418,24 +424,9 @@ mod tests {
             let names: Vec<String> = txn.list_tables().expect("tables").map(|t| t.name().to_owned()).collect();
             assert!(!names.iter().any(|n| keys::RETIRED_TABLES.contains(&n.as_str())), "{names:?}");
         }
-        let (_, again) = Store::open(&path).expect("opens");
+        let (store, again) = Store::open(&path).expect("opens");
         assert_eq!(again, Opened::Current, "the current format is kept as it is");
-        {
-            // Format 7 wrote its visit state with every flush: it is kept, its state as of its
-            // applied offset.
-            let db = Database::create(&path).expect("db");
-            let txn = db.begin_write().expect("txn");
-            let mut meta = txn.open_table(META).expect("meta");
-            meta.insert(VERSION_KEY, 7).expect("insert");
-            meta.insert("applied_offset", 42).expect("insert");
-            meta.remove(STATE_OFFSET_KEY).expect("remove");
-            drop(meta);
-            txn.commit().expect("commit");
-        }
-        let (store, seven) = Store::open(&path).expect("opens");
-        assert_eq!(seven, Opened::Current, "a format 7 store is kept");
-        assert_eq!(store.state_offset().expect("state offset"), 42, "its visit state reaches its applied offset");
-        assert_eq!(store.progress().expect("progress").offset, 42);
+        assert_eq!(store.state_offset().expect("state offset"), 0, "an emptied store has no visit state");
         drop(store);
         {
             let db = Database::create(&path).expect("db");

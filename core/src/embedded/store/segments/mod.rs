@@ -380,6 +380,8 @@ mod tests {
             user_agent: "curl/8".into(),
             country: Some("DE".into()),
             visitor: VisitorIds { current: visitor, previous: visitor },
+            region: None,
+            city: None,
         }))
     }
 
