@@ -72,6 +72,8 @@ struct Input<'a> {
     content_type: Option<&'a str>,
     user_agent: &'a str,
     country: Option<&'a str>,
+    region: Option<&'a str>,
+    city: Option<&'a str>,
     body: &'a [u8],
 }
 
@@ -85,7 +87,9 @@ impl std::fmt::Debug for Input<'_> {
             .field("sites", &self.sites)
             .field("content_type", &self.content_type)
             .field("user_agent", &self.user_agent)
-            .field("country", &self.country);
+            .field("country", &self.country)
+            .field("region", &self.region)
+            .field("city", &self.city);
         match std::str::from_utf8(self.body) {
             Ok(text) => s.field("body", &text),
             Err(_) => s.field("body", &self.body),
@@ -118,6 +122,8 @@ fuzz_target!(|input: Input<'_>| {
         user_agent: input.user_agent,
         ip: input.ip.addr(),
         country: input.country,
+        region: input.region,
+        city: input.city,
         received_ms: input.received_ms,
         salts: &salts,
         first_event_id: input.first_event_id,
@@ -152,8 +158,10 @@ fuzz_target!(|input: Input<'_>| {
     // same text also comes out for a different IP (so it came from the body, e.g. via escapes).
     let ip_text = ctx.ip.to_string();
     let other_text = format!("{other:?}");
-    let ip_may_appear =
-        ip_text.len() < 7 || body_text.contains(&ip_text) || input.user_agent.contains(&ip_text) || other_text.contains(&ip_text);
+    let ip_may_appear = ip_text.len() < 7
+        || body_text.contains(&ip_text)
+        || input.user_agent.contains(&ip_text)
+        || other_text.contains(&ip_text);
 
     for (index, entry) in entries.iter().enumerate() {
         assert_eq!(codec::decode(&codec::encode(entry)), Ok(entry.clone()), "codec round trip");
@@ -178,6 +186,24 @@ fuzz_target!(|input: Input<'_>| {
                 assert!(input.user_agent.starts_with(event.user_agent.as_str()));
                 if let Some(country) = &event.country {
                     assert!(country.len() == 2 && country.bytes().all(|b| b.is_ascii_uppercase()), "{country:?}");
+                }
+                // A region is an ISO 3166-2 code of the event's country; a city a bounded name;
+                // neither without a country.
+                if let Some(region) = &event.region {
+                    let country = event.country.as_deref().expect("a region only with a country");
+                    let part = region.strip_prefix(country).and_then(|r| r.strip_prefix('-')).expect("CC-…");
+                    assert!(
+                        (1..=3).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_alphanumeric()),
+                        "{region:?}"
+                    );
+                }
+                if let Some(city) = &event.city {
+                    assert!(event.country.is_some(), "a city only with a country");
+                    assert!(
+                        !city.is_empty() && city.chars().count() <= tally_model::limits::MAX_CITY_CHARS,
+                        "{city:?}"
+                    );
+                    assert!(!city.chars().any(char::is_control), "{city:?}");
                 }
                 // Accepted events were checked to have a valid page URL, so they normalise.
                 let facts = Facts::of(event).expect("an accepted event's URL parses");

@@ -106,6 +106,14 @@ impl Slot {
             Slot::Of(d) => d.value(key),
         }
     }
+
+    /// This slot's value in an event's cell ([`Contribution::value`]).
+    pub fn value_in<'a>(self, c: &Contribution<'a>) -> &'a str {
+        match self {
+            Slot::Total | Slot::Props => "",
+            Slot::Of(d) => c.value(d),
+        }
+    }
 }
 
 /// The additive counters of one row.
@@ -258,12 +266,12 @@ impl Breakdown {
 
     /// Adds what one event contributes to the total and the cell dimensions; `seen` is the state
     /// of its visitor id (see [`Sightings`]), updated here. [`Breakdown::add_exit`] adds the rest.
-    pub fn add(&mut self, c: &Contribution, seen: &mut Sightings) {
+    pub fn add(&mut self, c: &Contribution<'_>, seen: &mut Sightings) {
         for slot in Slot::all().filter(|s| !matches!(s, Slot::Of(d) if d.is_exit())) {
-            let code = self.intern(slot.value(&c.key));
+            let code = self.intern(slot.value_in(c));
             self.add_both_code(c.bucket, slot, code, &c.counters);
             if !c.visit.is_zero() {
-                self.add_both(c.visit_bucket, slot, slot.value(&c.entry), &c.visit);
+                self.add_both(c.visit_bucket, slot, slot.value(c.entry), &c.visit);
             }
             self.see(seen, slot, code, c.bucket);
         }
@@ -272,7 +280,7 @@ impl Breakdown {
     /// Adds one event's revenue to the rows its event counters went to ([`Breakdown::add`] and
     /// [`Breakdown::add_props`]): the total and each cell dimension's value, and each of its
     /// props' rows.
-    pub fn add_revenue(&mut self, c: &Contribution, props: &[(String, String)], money: Money) {
+    pub fn add_revenue(&mut self, c: &Contribution<'_>, props: &[(String, String)], money: Money) {
         let add = |this: &mut Breakdown, slot: Slot, value: &str| {
             if slot.keeps_hours() {
                 this.row(Grain::Hour, c.bucket, slot, value).revenue.add(money.currency, money.micros.into(), 1);
@@ -280,7 +288,7 @@ impl Breakdown {
             this.row(Grain::Day, day_of(c.bucket), slot, value).revenue.add(money.currency, money.micros.into(), 1);
         };
         for slot in Slot::all().filter(|s| !matches!(s, Slot::Of(d) if d.is_exit())) {
-            add(self, slot, slot.value(&c.key));
+            add(self, slot, slot.value_in(c));
         }
         for (name, value) in props {
             add(self, Slot::Props, &crate::props::row_value(name, value));
@@ -289,7 +297,7 @@ impl Breakdown {
 
     /// Adds what one event contributes to its props' rows (its event counters and visitor, in
     /// its day: props keep no hour rows); `seen` is the state of its visitor id.
-    pub fn add_props(&mut self, c: &Contribution, props: &[(String, String)], seen: &mut Sightings) {
+    pub fn add_props(&mut self, c: &Contribution<'_>, props: &[(String, String)], seen: &mut Sightings) {
         for (name, value) in props {
             let code = self.intern(&crate::props::row_value(name, value));
             self.add_both_code(c.bucket, Slot::Props, code, &c.counters);
@@ -299,11 +307,11 @@ impl Breakdown {
 
     /// Adds what one event changes in its visit's exit-page rows; `start_seen` is the state of
     /// the id its visit started under ([`Contribution::start_visitor`]), updated here.
-    pub fn add_exit(&mut self, c: &Contribution, start_seen: &mut Sightings) {
+    pub fn add_exit(&mut self, c: &Contribution<'_>, start_seen: &mut Sightings) {
         for d in [Dimension::ExitPage, Dimension::ExitPageHostname] {
             let slot = Slot::Of(d);
-            let to = self.intern(d.exit_value(&c.exit));
-            if let Some((from, before)) = &c.exit_moved {
+            let to = self.intern(d.exit_value(c.exit));
+            if let Some((from, before)) = c.exit_moved {
                 let from = self.intern(d.exit_value(from));
                 if from != to {
                     self.add_both_code(c.visit_bucket, slot, from, &before.negated());

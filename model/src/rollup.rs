@@ -133,11 +133,12 @@ impl Rollup {
 
     /// Adds what one event contributes: its counters and visitor to its cell, its visit's change
     /// to the entry cell.
-    pub fn add_contribution(&mut self, c: &crate::session::Contribution) {
-        self.add(c.bucket, &c.key, c.counters);
-        self.add_visitor(c.bucket, &c.key, c.visitor);
+    pub fn add_contribution(&mut self, c: &crate::session::Contribution<'_>) {
+        let key = c.key();
+        self.add(c.bucket, &key, c.counters);
+        self.add_visitor(c.bucket, &key, c.visitor);
         if !c.visit.is_zero() {
-            self.add(c.visit_bucket, &c.entry, c.visit);
+            self.add(c.visit_bucket, c.entry, c.visit);
         }
     }
 

@@ -14,7 +14,7 @@
 
 use crate::dimension::Dimension;
 use crate::money::Money;
-use crate::rollup::{Bucket, CellKey, Counters};
+use crate::rollup::{Bucket, Counters};
 use crate::session::Contribution;
 
 type Fast = foldhash::fast::FixedState;
@@ -107,42 +107,31 @@ pub struct SegmentRows {
 impl SegmentRows {
     /// Adds what one event with the prop set `props` ([`crate::props::set_text`]) and revenue
     /// `money` contributes.
-    pub fn add(&mut self, c: &Contribution, props: &str, money: Option<Money>) {
+    pub fn add(&mut self, c: &Contribution<'_>, props: &str, money: Option<Money>) {
         let revenue = money.map_or(0, |m| i128::from(m.micros));
         let currency = money.as_ref().map_or("", |m| m.currency.as_str());
-        self.add_row(
-            c.bucket,
-            c.visitor,
-            &c.key,
-            props,
-            currency,
-            &RowSums { counters: c.counters, revenue_micros: revenue },
-        );
+        let sums = RowSums { counters: c.counters, revenue_micros: revenue };
+        self.add_row(c.bucket, c.visitor, |d| c.value(d), props, currency, &sums);
         if !c.visit.is_zero() {
-            self.add_row(
-                c.visit_bucket,
-                c.visitor,
-                &c.entry,
-                "",
-                "",
-                &RowSums { counters: c.visit, revenue_micros: 0 },
-            );
+            let sums = RowSums { counters: c.visit, revenue_micros: 0 };
+            self.add_row(c.visit_bucket, c.visitor, |d| d.value(c.entry), "", "", &sums);
         }
     }
 
-    /// Adds sums to the row of (bucket, visitor, key, prop set, currency).
-    pub fn add_row(
+    /// Adds sums to the row of (bucket, visitor, the cell dimensions' values, prop set,
+    /// currency).
+    fn add_row<'v>(
         &mut self,
         bucket: Bucket,
         visitor: u64,
-        key: &CellKey,
+        value: impl Fn(Dimension) -> &'v str,
         props: &str,
         currency: &str,
         sums: &RowSums,
     ) {
         let mut codes = [0u32; DIMENSIONS];
         for (i, (dimension, _)) in Dimension::CELL.iter().enumerate() {
-            codes[i] = self.dictionaries[i].code(dimension.value(key));
+            codes[i] = self.dictionaries[i].code(value(*dimension));
         }
         codes[PROPS] = self.dictionaries[PROPS].code(props);
         codes[CURRENCY] = self.dictionaries[CURRENCY].code(currency);
@@ -158,7 +147,7 @@ impl SegmentRows {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollup::Rollup;
+    use crate::rollup::{CellKey, Rollup};
     use proptest::prelude::*;
     use std::collections::{BTreeMap, BTreeSet};
 
@@ -169,7 +158,11 @@ mod tests {
         values
     }
 
-    fn arb_contribution() -> impl Strategy<Value = Contribution> {
+    /// What a contribution borrows, owned: bucket, visitor, event cell, page views, visit
+    /// bucket, entry cell, visit change.
+    type Owned = (Bucket, u64, CellKey, i64, Bucket, CellKey, Counters);
+
+    fn arb_contribution() -> impl Strategy<Value = Owned> {
         let key = ("[ab]", "[xy]", "[DF]").prop_map(|(page, source, country)| CellKey {
             page,
             source,
@@ -180,20 +173,27 @@ mod tests {
             (0i64..2, -1i64..2, 0i64..50, 0i64..2).prop_map(|(visits, bounces, duration_ms, visit_pageviews)| {
                 Counters { visits, bounces, duration_ms, visit_pageviews, ..Counters::default() }
             });
-        (0i64..3, 0u64..3, key.clone(), 0i64..2, 0i64..3, key, visit).prop_map(
-            |(bucket, visitor, key, pageviews, visit_bucket, entry, visit)| Contribution {
-                bucket,
-                key,
-                counters: Counters { events: 1, pageviews, ..Counters::default() },
-                visitor,
-                visit_bucket,
-                entry,
-                visit,
-                exit: crate::session::Exit::default(),
-                exit_moved: None,
-                start_visitor: visitor,
-            },
-        )
+        (0i64..3, 0u64..3, key.clone(), 0i64..2, 0i64..3, key, visit)
+    }
+
+    /// The contribution of an event with the name, hostname and page of its cell `owned.2` in a
+    /// visit whose entry cell is `entry`.
+    fn contribution<'a>(owned: &'a Owned, entry: &'a CellKey, exit: &'a crate::session::Exit) -> Contribution<'a> {
+        let (bucket, visitor, key, pageviews, visit_bucket, _, visit) = owned;
+        Contribution {
+            bucket: *bucket,
+            name: &key.name,
+            hostname: &key.hostname,
+            page: &key.page,
+            counters: Counters { events: 1, pageviews: *pageviews, ..Counters::default() },
+            visitor: *visitor,
+            visit_bucket: *visit_bucket,
+            entry,
+            visit: *visit,
+            exit,
+            exit_moved: None,
+            start_visitor: *visitor,
+        }
     }
 
     proptest! {
@@ -203,9 +203,11 @@ mod tests {
         fn rows_sum_to_the_cells(contributions in proptest::collection::vec(arb_contribution(), 0..30)) {
             let mut rows = SegmentRows::default();
             let mut cells = Rollup::default();
-            for c in &contributions {
-                rows.add(c, "", None);
-                cells.add_contribution(c);
+            let exit = crate::session::Exit::default();
+            for owned in &contributions {
+                let c = contribution(owned, &owned.5, &exit);
+                rows.add(&c, "", None);
+                cells.add_contribution(&c);
             }
             let mut counters: BTreeMap<(Bucket, Vec<String>), Counters> = BTreeMap::new();
             let mut visitors: BTreeSet<(Bucket, Vec<String>, u64)> = BTreeSet::new();

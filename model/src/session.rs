@@ -12,6 +12,7 @@
 //! reports the move ([`Contribution::exit_moved`]): the per-dimension rollups then take the
 //! visit's counters so far off the old exit's row and put them on the new one.
 
+use crate::dimension::Dimension;
 use crate::event::Event;
 use crate::facts::Facts;
 use crate::limits::SESSION_TIMEOUT_MS;
@@ -27,8 +28,9 @@ pub struct Session {
     pub last_ms: i64,
     /// The bucket it started in.
     pub start_bucket: Bucket,
-    /// Its entry cell: the first event's dimensions.
-    pub entry: CellKey,
+    /// Its entry cell: the first event's dimensions (boxed: the maps of open visits then move
+    /// small entries when they grow).
+    pub entry: Box<CellKey>,
     /// Whether it is (so far) a bounce.
     pub bounce: bool,
     /// Its exit page so far: the page of its latest page view (of its first event before any).
@@ -96,13 +98,18 @@ pub fn entry_key(event: &Event, facts: &Facts) -> CellKey {
     }
 }
 
-/// What one event adds to the aggregates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Contribution {
+/// What one event adds to the aggregates. It borrows the event's own values and its visit's
+/// state after the event (entry cell, exit page), so making one copies no strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Contribution<'a> {
     /// The event's bucket.
     pub bucket: Bucket,
-    /// The event's cell: its own name, hostname and page, its visit's other dimensions.
-    pub key: CellKey,
+    /// The event's own `event:name`.
+    pub name: &'a str,
+    /// The event's own `event:hostname`.
+    pub hostname: &'a str,
+    /// The event's own `event:page`.
+    pub page: &'a str,
     /// The event's own counters (events, page views), added to its cell.
     pub counters: Counters,
     /// The visitor id it counts under (today's id).
@@ -110,29 +117,60 @@ pub struct Contribution {
     /// The bucket its visit started in.
     pub visit_bucket: Bucket,
     /// Its visit's entry cell.
-    pub entry: CellKey,
+    pub entry: &'a CellKey,
     /// What it changes in its visit's counters (a new visit, an ended bounce, duration), added to
     /// the entry cell.
     pub visit: Counters,
     /// Its visit's exit page after this event.
-    pub exit: Exit,
+    pub exit: &'a Exit,
     /// If this event moved the exit page: the exit before, and the visit's counters before this
     /// event (what the old exit's rows held for the visit).
-    pub exit_moved: Option<(Exit, Counters)>,
+    pub exit_moved: Option<&'a (Exit, Counters)>,
     /// The visitor id its visit started under.
     pub start_visitor: u64,
 }
 
-impl Contribution {
+impl<'a> Contribution<'a> {
     /// Whether this event started its visit.
     pub fn starts_visit(&self) -> bool {
         self.visit.visits == 1
     }
+
+    /// The value of a dimension in the event's cell: its own name, hostname and page, its visit's
+    /// other values (`""` for the exit page and its hostname, which cells do not hold).
+    pub fn value(&self, dimension: Dimension) -> &'a str {
+        match dimension {
+            Dimension::Name => self.name,
+            Dimension::Hostname => self.hostname,
+            Dimension::Page => self.page,
+            other => other.value(self.entry),
+        }
+    }
+
+    /// The event's cell, owned.
+    pub fn key(&self) -> CellKey {
+        CellKey {
+            name: self.name.to_owned(),
+            hostname: self.hostname.to_owned(),
+            page: self.page.to_owned(),
+            ..self.entry.clone()
+        }
+    }
+}
+
+/// What one event changed in its visit, besides the visit's new state: see [`Contribution`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The change to the visit's counters.
+    pub visit: Counters,
+    /// If the event moved the exit page: the exit before and the visit's counters before.
+    pub exit_moved: Option<(Exit, Counters)>,
 }
 
 /// Applies one event to its visitor's visit (`None` if there is none, or it has ended) and
-/// returns the visit's new state and what the event contributes. `bucket` is the event's bucket.
-pub fn apply(session: Option<Session>, event: &Event, facts: &Facts, bucket: Bucket) -> (Session, Contribution) {
+/// returns the visit's new state and what the event changed in it; [`contribution`] then says
+/// what the event contributes. `bucket` is the event's bucket.
+pub fn apply(session: Option<Session>, event: &Event, facts: &Facts, bucket: Bucket) -> (Session, Change) {
     let pageview = i64::from(event.is_pageview());
     let (next, visit, exit_moved) = match session.filter(|s| s.continues_at(event.received_ms)) {
         None => {
@@ -141,29 +179,36 @@ pub fn apply(session: Option<Session>, event: &Event, facts: &Facts, bucket: Buc
         }
         Some(s) => continue_visit(s, event, facts, pageview),
     };
-    let key = CellKey {
-        name: event.name.clone(),
-        hostname: facts.page.hostname.clone(),
-        page: facts.page.path.clone(),
-        ..next.entry.clone()
-    };
-    let contribution = Contribution {
+    (next, Change { visit, exit_moved })
+}
+
+/// What an event contributes, given its visit after it (`visit`) and what it changed there
+/// (`change`), as [`apply`] returned them.
+pub fn contribution<'a>(
+    visit: &'a Session,
+    change: &'a Change,
+    event: &'a Event,
+    facts: &'a Facts,
+    bucket: Bucket,
+) -> Contribution<'a> {
+    Contribution {
         bucket,
-        key,
-        counters: Counters { events: 1, pageviews: pageview, ..Counters::default() },
+        name: &event.name,
+        hostname: &facts.page.hostname,
+        page: &facts.page.path,
+        counters: Counters { events: 1, pageviews: i64::from(event.is_pageview()), ..Counters::default() },
         visitor: event.visitor.current,
-        visit_bucket: next.start_bucket,
-        entry: next.entry.clone(),
-        visit,
-        exit: next.exit.clone(),
-        exit_moved,
-        start_visitor: next.start_visitor,
-    };
-    (next, contribution)
+        visit_bucket: visit.start_bucket,
+        entry: &visit.entry,
+        visit: change.visit,
+        exit: &visit.exit,
+        exit_moved: change.exit_moved.as_ref(),
+        start_visitor: visit.start_visitor,
+    }
 }
 
 fn start(event: &Event, facts: &Facts, bucket: Bucket, pageview: i64) -> (Session, Counters) {
-    let entry = entry_key(event, facts);
+    let entry = Box::new(entry_key(event, facts));
     let visit = Counters { visits: 1, bounces: 1, visit_pageviews: pageview, ..Counters::default() };
     let session = Session {
         started_ms: event.received_ms,
@@ -235,8 +280,9 @@ mod tests {
         let mut session = None;
         for e in events {
             let facts = Facts::of(e).expect("valid url");
-            let (next, contribution) = apply(session, e, &facts, e.received_ms / 3_600_000);
-            rollup.add_contribution(&contribution);
+            let bucket = e.received_ms / 3_600_000;
+            let (next, change) = apply(session, e, &facts, bucket);
+            rollup.add_contribution(&contribution(&next, &change, e, &facts, bucket));
             session = Some(next);
         }
         rollup

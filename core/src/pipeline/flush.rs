@@ -159,7 +159,8 @@ impl Flush {
         };
         let bucket = local_hour(zone_of(&event.site).as_ref(), event.received_ms);
         let open = self.open_session(event, stored)?;
-        let (next, contribution) = session::apply(open, event, &facts, bucket);
+        let (next, change) = session::apply(open, event, &facts, bucket);
+        let contribution = session::contribution(&next, &change, event, &facts, bucket);
         if !self.breakdowns_on {
             self.rollups.entry((event.site.clone(), sub)).or_default().add_contribution(&contribution);
         } else {

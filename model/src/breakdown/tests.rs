@@ -113,21 +113,22 @@ fn event(r: &Raw, n: usize) -> Event {
 /// The production path: visits per visitor id (yesterday's visit moved to today's id), one
 /// sightings state per id; `sink` gets each event's index, contribution and the sightings of
 /// every id.
-fn replay(raws: &[Raw], clock: Clock, mut sink: impl FnMut(usize, &Contribution, &mut HashMap<u64, Sightings>)) {
+fn replay(raws: &[Raw], clock: Clock, mut sink: impl FnMut(usize, &Contribution<'_>, &mut HashMap<u64, Sightings>)) {
     let mut sessions: HashMap<u64, Session> = HashMap::new();
     let mut seen: HashMap<u64, Sightings> = HashMap::new();
     for (n, r) in raws.iter().enumerate() {
         let e = event(r, n);
         let facts = Facts::of(&e).expect("valid event");
         let open = sessions.remove(&e.visitor.current).or_else(|| sessions.remove(&e.visitor.previous));
-        let (next, contribution) = session::apply(open, &e, &facts, clock.bucket(e.received_ms));
+        let bucket = clock.bucket(e.received_ms);
+        let (next, change) = session::apply(open, &e, &facts, bucket);
+        sink(n, &session::contribution(&next, &change, &e, &facts, bucket), &mut seen);
         sessions.insert(e.visitor.current, next);
-        sink(n, &contribution, &mut seen);
     }
 }
 
 /// Adds one contribution as a flush does: its id's sightings, then its visit's start id's.
-fn add(b: &mut Breakdown, c: &Contribution, r: &Raw, seen: &mut HashMap<u64, Sightings>) {
+fn add(b: &mut Breakdown, c: &Contribution<'_>, r: &Raw, seen: &mut HashMap<u64, Sightings>) {
     b.add(c, seen.entry(c.visitor).or_default());
     b.add_props(c, &props_of(r), seen.entry(c.visitor).or_default());
     b.add_exit(c, seen.entry(c.start_visitor).or_default());
