@@ -19,7 +19,7 @@ pub use lines::{Importer, Summary};
 
 use crate::embedded::aggregate::{Aggregator, Batching};
 use crate::embedded::log::EventLog;
-use crate::embedded::store::Store;
+use crate::embedded::store::{Opened, Store};
 use crate::registry::Registry;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -82,7 +82,13 @@ async fn import_here(
         )
     };
     let log = EventLog::open(&dir.join("log.redb")).with_context(busy)?;
-    let (store, _) = Store::open(&dir.join("store.redb")).with_context(busy)?;
+    let (store, opened) = Store::open(&dir.join("store.redb")).with_context(busy)?;
+    if let Opened::Rebuilt { from } = opened {
+        tracing::warn!(
+            from,
+            "the store had an older format: rebuilding it from the event log before this import counts"
+        );
+    }
     let importer = Importer::new(log.clone(), registry.clone())?;
     // The aggregator runs beside the reader (the two share the cores) and stops once the stop
     // signal is sent and the log is applied.
