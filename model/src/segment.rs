@@ -158,12 +158,12 @@ mod tests {
         values
     }
 
-    /// What a contribution borrows, owned: bucket, visitor, event cell, page views, visit
-    /// bucket, entry cell, visit change.
-    type Owned = (Bucket, u64, CellKey, i64, Bucket, CellKey, Counters);
+    /// What a contribution borrows, owned: bucket, visitor, the event's own page, page views,
+    /// visit bucket, entry cell (the event's other values), visit change.
+    type Owned = (Bucket, u64, String, i64, Bucket, CellKey, Counters);
 
     fn arb_contribution() -> impl Strategy<Value = Owned> {
-        let key = ("[ab]", "[xy]", "[DF]").prop_map(|(page, source, country)| CellKey {
+        let entry = ("[ab]", "[xy]", "[DF]").prop_map(|(page, source, country)| CellKey {
             page,
             source,
             country,
@@ -173,18 +173,17 @@ mod tests {
             (0i64..2, -1i64..2, 0i64..50, 0i64..2).prop_map(|(visits, bounces, duration_ms, visit_pageviews)| {
                 Counters { visits, bounces, duration_ms, visit_pageviews, ..Counters::default() }
             });
-        (0i64..3, 0u64..3, key.clone(), 0i64..2, 0i64..3, key, visit)
+        (0i64..3, 0u64..3, "[ab]", 0i64..2, 0i64..3, entry, visit)
     }
 
-    /// The contribution of an event with the name, hostname and page of its cell `owned.2` in a
-    /// visit whose entry cell is `entry`.
-    fn contribution<'a>(owned: &'a Owned, entry: &'a CellKey, exit: &'a crate::session::Exit) -> Contribution<'a> {
-        let (bucket, visitor, key, pageviews, visit_bucket, _, visit) = owned;
+    /// The contribution of an owned one.
+    fn contribution<'a>(owned: &'a Owned, exit: &'a crate::session::Exit) -> Contribution<'a> {
+        let (bucket, visitor, page, pageviews, visit_bucket, entry, visit) = owned;
         Contribution {
             bucket: *bucket,
-            name: &key.name,
-            hostname: &key.hostname,
-            page: &key.page,
+            name: &entry.name,
+            hostname: &entry.hostname,
+            page,
             counters: Counters { events: 1, pageviews: *pageviews, ..Counters::default() },
             visitor: *visitor,
             visit_bucket: *visit_bucket,
@@ -205,7 +204,7 @@ mod tests {
             let mut cells = Rollup::default();
             let exit = crate::session::Exit::default();
             for owned in &contributions {
-                let c = contribution(owned, &owned.5, &exit);
+                let c = contribution(owned, &exit);
                 rows.add(&c, "", None);
                 cells.add_contribution(&c);
             }

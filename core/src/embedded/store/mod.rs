@@ -58,9 +58,8 @@ pub enum Opened {
     Current,
     /// A store of an older format (1: cells only; 2: rollups and cells; 3 and 4: fewer
     /// dimensions; 5: no revenue; 6: sightings by value text; 7 and 8: no region or city),
-    /// emptied: the
-    /// aggregator rebuilds it from the event log, which holds every accepted event since the
-    /// data directory was made.
+    /// emptied: the aggregator rebuilds it from the event log, which holds every accepted event
+    /// since the data directory was made.
     Rebuilt {
         /// The format it had.
         from: i64,
@@ -252,6 +251,28 @@ impl Store {
     }
 }
 
+/// Writes visit state rows (each with the log time that touched it) in key order, so that each
+/// B-tree page is visited once, not once per key on it; a row that is `None` or no longer `live`
+/// is deleted.
+fn write_in_key_order<V: serde::Serialize>(
+    table: &mut redb::Table<'_, (&str, u64), &[u8]>,
+    mut rows: Vec<(&(String, u64), i64, Option<&V>)>,
+    live: impl Fn(i64, &V) -> bool,
+) -> anyhow::Result<()> {
+    rows.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    for ((site, visitor), touched, value) in rows {
+        match value.filter(|v| live(touched, v)) {
+            Some(value) => {
+                table.insert((site.as_str(), *visitor), postcard::to_allocvec(&(touched, value))?.as_slice())?;
+            }
+            None => {
+                table.remove((site.as_str(), *visitor))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The progress kept in the `meta` table.
 fn progress_in(meta: &impl ReadableTable<&'static str, i64>) -> anyhow::Result<Progress> {
     let get = |k| -> anyhow::Result<i64> { Ok(meta.get(k)?.map_or(0, |v| v.value())) };
@@ -273,34 +294,22 @@ fn write_snapshot(
     let touched = progress.until_ms;
     let sessions_from = touched - SESSION_TIMEOUT_MS;
     let sightings_from = touched - SIGHTINGS_KEPT_MS;
-    // In key order: each B-tree page is then visited once, not once per key on it.
-    let mut sessions = txn.open_table(SESSIONS)?;
     let flush_sessions = flush.sessions.iter().map(|(id, visit)| (id, touched, visit.as_ref()));
     let delta_sessions = delta.sessions.iter().filter(|(id, _)| !flush.sessions.contains_key(*id));
-    let mut writes: Vec<_> = flush_sessions.chain(delta_sessions.map(|(id, (t, v))| (id, *t, v.as_ref()))).collect();
-    writes.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    for ((site, visitor), touched, visit) in writes {
-        match visit.filter(|v| touched.max(v.last_ms) >= sessions_from) {
-            Some(visit) => {
-                sessions.insert((site.as_str(), *visitor), postcard::to_allocvec(&(touched, visit))?.as_slice())?;
-            }
-            None => {
-                sessions.remove((site.as_str(), *visitor))?;
-            }
-        }
-    }
-    let mut sightings = txn.open_table(SIGHTINGS)?;
-    let flush_sightings = flush.sightings.iter().map(|(id, seen)| (id, touched, seen));
+    let mut sessions = txn.open_table(SESSIONS)?;
+    write_in_key_order(
+        &mut sessions,
+        flush_sessions.chain(delta_sessions.map(|(id, (t, v))| (id, *t, v.as_ref()))).collect(),
+        |touched, visit| touched.max(visit.last_ms) >= sessions_from,
+    )?;
+    let flush_sightings = flush.sightings.iter().map(|(id, seen)| (id, touched, Some(seen)));
     let delta_sightings = delta.sightings.iter().filter(|(id, _)| !flush.sightings.contains_key(*id));
-    let mut writes: Vec<_> = flush_sightings.chain(delta_sightings.map(|(id, (t, s))| (id, *t, s))).collect();
-    writes.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    for ((site, visitor), touched, seen) in writes {
-        if touched >= sightings_from {
-            sightings.insert((site.as_str(), *visitor), postcard::to_allocvec(&(touched, seen))?.as_slice())?;
-        } else {
-            sightings.remove((site.as_str(), *visitor))?;
-        }
-    }
+    let mut sightings = txn.open_table(SIGHTINGS)?;
+    write_in_key_order(
+        &mut sightings,
+        flush_sightings.chain(delta_sightings.map(|(id, (t, s))| (id, *t, Some(s)))).collect(),
+        |touched, _| touched >= sightings_from,
+    )?;
     // Only the prefix is decoded: (touched, started_ms, last_ms, …).
     sessions.retain(|_, bytes| {
         postcard::take_from_bytes::<(i64, i64, i64)>(bytes)
