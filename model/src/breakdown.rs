@@ -193,6 +193,25 @@ pub struct Breakdown {
     codes: hashbrown::HashTable<u32>,
     /// Delta per (grain, period, slot, value code).
     rows: HashMap<(Grain, i64, Slot, u32), Tallies>,
+    /// What [`Breakdown::add`] remembers of each visit it has seen ([`Contribution::visit_key`]).
+    visits: HashMap<(u64, i64), VisitCodes>,
+}
+
+/// How many slots [`Breakdown::add`] adds an event to: the total and each cell dimension.
+const CELL_SLOTS: usize = Dimension::CELL.len() + 1;
+
+/// The slots of [`Breakdown::add`], in order: the total, then each cell dimension.
+fn cell_slots() -> impl Iterator<Item = Slot> {
+    std::iter::once(Slot::Total).chain(Dimension::CELL.iter().map(|(d, _)| Slot::Of(*d)))
+}
+
+/// What a breakdown remembers of one visit while it adds the visit's events: the value code of
+/// its entry cell in each of [`cell_slots`] (a visit's events share all but their own name,
+/// hostname and page), and the (visitor id, local day) its events were last seen with them.
+#[derive(Debug, Clone, Copy)]
+struct VisitCodes {
+    entry: [u32; CELL_SLOTS],
+    seen: Option<(u64, Day)>,
 }
 
 /// Two breakdowns are equal when they hold the same row deltas (whatever their value codes).
@@ -250,13 +269,8 @@ impl Breakdown {
         self.rows.entry((grain, at, slot, code)).or_default()
     }
 
-    /// Adds to a row at both grains: the bucket's hour (if the slot keeps hours) and its day.
-    fn add_both(&mut self, bucket: Bucket, slot: Slot, value: &str, counters: &Counters) {
-        let code = self.intern(value);
-        self.add_both_code(bucket, slot, code, counters);
-    }
-
-    /// [`Breakdown::add_both`] of an interned value.
+    /// Adds to the row of an interned value at both grains: the bucket's hour (if the slot keeps
+    /// hours) and its day.
     fn add_both_code(&mut self, bucket: Bucket, slot: Slot, code: u32, counters: &Counters) {
         if slot.keeps_hours() {
             self.row_of(Grain::Hour, bucket, slot, code).counters.add(counters);
@@ -266,15 +280,42 @@ impl Breakdown {
 
     /// Adds what one event contributes to the total and the cell dimensions; `seen` is the state
     /// of its visitor id (see [`Sightings`]), updated here. [`Breakdown::add_exit`] adds the rest.
+    ///
+    /// A visit's values are interned once per breakdown, and an event of a visit whose visitor
+    /// id was already seen with them on the same local day skips looking again for the slots
+    /// without hour rows: that look would find them.
     pub fn add(&mut self, c: &Contribution<'_>, seen: &mut Sightings) {
-        for slot in Slot::all().filter(|s| !matches!(s, Slot::Of(d) if d.is_exit())) {
-            let code = self.intern(slot.value_in(c));
+        let visit = self.visit_codes(c);
+        let day = day_of(c.bucket);
+        let seen_today = visit.seen == Some((c.visitor, day));
+        for (i, slot) in cell_slots().enumerate() {
+            let own = matches!(slot, Slot::Of(d) if d.is_event_own());
+            let code = if own { self.intern(slot.value_in(c)) } else { visit.entry[i] };
             self.add_both_code(c.bucket, slot, code, &c.counters);
             if !c.visit.is_zero() {
-                self.add_both(c.visit_bucket, slot, slot.value(c.entry), &c.visit);
+                self.add_both_code(c.visit_bucket, slot, visit.entry[i], &c.visit);
             }
-            self.see(seen, slot, code, c.bucket);
+            if own || slot.keeps_hours() || !seen_today {
+                self.see(seen, slot, code, c.bucket);
+            }
         }
+        if let Some(known) = self.visits.get_mut(&c.visit_key()) {
+            known.seen = Some((c.visitor, day));
+        }
+    }
+
+    /// The codes of the visit of `c`, interned on its first event here.
+    fn visit_codes(&mut self, c: &Contribution<'_>) -> VisitCodes {
+        if let Some(known) = self.visits.get(&c.visit_key()) {
+            return *known;
+        }
+        let mut entry = [0u32; CELL_SLOTS];
+        for (code, slot) in entry.iter_mut().zip(cell_slots()) {
+            *code = self.intern(slot.value(c.entry));
+        }
+        let codes = VisitCodes { entry, seen: None };
+        self.visits.insert(c.visit_key(), codes);
+        codes
     }
 
     /// Adds one event's revenue to the rows its event counters went to ([`Breakdown::add`] and

@@ -102,6 +102,12 @@ impl Dimension {
         !self.is_exit()
     }
 
+    /// Whether an event's cell holds the event's own value of this dimension (its name, hostname
+    /// and page) rather than its visit's ([`crate::session::Contribution::value`]).
+    pub fn is_event_own(self) -> bool {
+        matches!(self, Dimension::Name | Dimension::Hostname | Dimension::Page)
+    }
+
     /// Whether this is `visit:exit_page` or `visit:exit_page_hostname`.
     pub fn is_exit(self) -> bool {
         matches!(self, Dimension::ExitPage | Dimension::ExitPageHostname)

@@ -96,46 +96,60 @@ impl Dictionary {
 }
 
 /// The segment rows of one site, as one flush produces them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct SegmentRows {
     /// One dictionary per dimension column.
     pub dictionaries: [Dictionary; DIMENSIONS],
     /// Sums per row.
     pub rows: HashMap<RowId, RowSums>,
+    /// The codes of each visit's entry cell, per [`Contribution::visit_key`]: a visit's rows
+    /// share all but their own name, hostname and page, so its values are looked up once.
+    visits: HashMap<(u64, i64), [u32; Dimension::CELL.len()]>,
 }
+
+/// Two sets of rows are equal when their dictionaries and rows are.
+impl PartialEq for SegmentRows {
+    fn eq(&self, other: &SegmentRows) -> bool {
+        self.dictionaries == other.dictionaries && self.rows == other.rows
+    }
+}
+
+impl Eq for SegmentRows {}
 
 impl SegmentRows {
     /// Adds what one event with the prop set `props` ([`crate::props::set_text`]) and revenue
-    /// `money` contributes.
+    /// `money` contributes: its event row (bucket, visitor, its cell's values, prop set,
+    /// currency) and, if it changed its visit, the visit's row.
     pub fn add(&mut self, c: &Contribution<'_>, props: &str, money: Option<Money>) {
         let revenue = money.map_or(0, |m| i128::from(m.micros));
         let currency = money.as_ref().map_or("", |m| m.currency.as_str());
-        let sums = RowSums { counters: c.counters, revenue_micros: revenue };
-        self.add_row(c.bucket, c.visitor, |d| c.value(d), props, currency, &sums);
-        if !c.visit.is_zero() {
-            let sums = RowSums { counters: c.visit, revenue_micros: 0 };
-            self.add_row(c.visit_bucket, c.visitor, |d| d.value(c.entry), "", "", &sums);
-        }
-    }
-
-    /// Adds sums to the row of (bucket, visitor, the cell dimensions' values, prop set,
-    /// currency).
-    fn add_row<'v>(
-        &mut self,
-        bucket: Bucket,
-        visitor: u64,
-        value: impl Fn(Dimension) -> &'v str,
-        props: &str,
-        currency: &str,
-        sums: &RowSums,
-    ) {
+        let entry = self.entry_codes(c);
         let mut codes = [0u32; DIMENSIONS];
         for (i, (dimension, _)) in Dimension::CELL.iter().enumerate() {
-            codes[i] = self.dictionaries[i].code(value(*dimension));
+            codes[i] = if dimension.is_event_own() { self.dictionaries[i].code(c.value(*dimension)) } else { entry[i] };
         }
         codes[PROPS] = self.dictionaries[PROPS].code(props);
         codes[CURRENCY] = self.dictionaries[CURRENCY].code(currency);
-        self.add_codes((bucket, visitor, codes), sums);
+        self.add_codes((c.bucket, c.visitor, codes), &RowSums { counters: c.counters, revenue_micros: revenue });
+        if !c.visit.is_zero() {
+            codes[..entry.len()].copy_from_slice(&entry);
+            codes[PROPS] = self.dictionaries[PROPS].code("");
+            codes[CURRENCY] = self.dictionaries[CURRENCY].code("");
+            self.add_codes((c.visit_bucket, c.visitor, codes), &RowSums { counters: c.visit, revenue_micros: 0 });
+        }
+    }
+
+    /// The codes of the entry cell of the visit of `c`, looked up on its first event here.
+    fn entry_codes(&mut self, c: &Contribution<'_>) -> [u32; Dimension::CELL.len()] {
+        if let Some(known) = self.visits.get(&c.visit_key()) {
+            return *known;
+        }
+        let mut codes = [0u32; Dimension::CELL.len()];
+        for (i, (dimension, _)) in Dimension::CELL.iter().enumerate() {
+            codes[i] = self.dictionaries[i].code(dimension.value(c.entry));
+        }
+        self.visits.insert(c.visit_key(), codes);
+        codes
     }
 
     /// Adds sums to a row given by its codes into [`SegmentRows::dictionaries`].
@@ -176,6 +190,13 @@ mod tests {
         (0i64..3, 0u64..3, "[ab]", 0i64..2, 0i64..3, entry, visit)
     }
 
+    /// When the visit of an entry cell and start bucket started: one visit per (visitor, entry,
+    /// start bucket), as a visit's events share its entry cell.
+    fn started_ms(entry: &CellKey, visit_bucket: Bucket) -> i64 {
+        let bit = |on: bool| i64::from(on);
+        visit_bucket * 8 + bit(entry.page == "b") * 4 + bit(entry.source == "y") * 2 + bit(entry.country == "F")
+    }
+
     /// The contribution of an owned one.
     fn contribution<'a>(owned: &'a Owned, exit: &'a crate::session::Exit) -> Contribution<'a> {
         let (bucket, visitor, page, pageviews, visit_bucket, entry, visit) = owned;
@@ -192,6 +213,7 @@ mod tests {
             exit,
             exit_moved: None,
             start_visitor: *visitor,
+            visit_started_ms: started_ms(entry, *visit_bucket),
         }
     }
 

@@ -128,6 +128,9 @@ pub struct Contribution<'a> {
     pub exit_moved: Option<&'a (Exit, Counters)>,
     /// The visitor id its visit started under.
     pub start_visitor: u64,
+    /// When its visit started, ms since the epoch: with [`Contribution::start_visitor`], which
+    /// visit it belongs to (one id starts at most one visit in a millisecond).
+    pub visit_started_ms: i64,
 }
 
 impl<'a> Contribution<'a> {
@@ -145,6 +148,13 @@ impl<'a> Contribution<'a> {
             Dimension::Page => self.page,
             other => other.value(self.entry),
         }
+    }
+
+    /// Which visit it belongs to within its site: the id the visit started under and when. Its
+    /// entry cell is the same for every event of the visit, so aggregates may remember what they
+    /// derived from it under this key.
+    pub fn visit_key(&self) -> (u64, i64) {
+        (self.start_visitor, self.visit_started_ms)
     }
 
     /// The event's cell, owned.
@@ -204,6 +214,7 @@ pub fn contribution<'a>(
         exit: &visit.exit,
         exit_moved: change.exit_moved.as_ref(),
         start_visitor: visit.start_visitor,
+        visit_started_ms: visit.started_ms,
     }
 }
 

@@ -352,6 +352,26 @@ fn an_id_across_a_local_midnight_counts_once_over_both_days() {
 }
 
 #[test]
+fn a_visit_across_a_local_midnight_is_seen_on_both_days_in_every_slot() {
+    // Kolkata (+05:30): local midnight is 18:30Z, in the middle of this one visit.
+    let clock = Clock { offset_min: 330, switch_ms: i64::MAX, after_min: 330 };
+    let r = |at_ms| Raw { person: 1, at_ms, page: 0, country: 0, pageview: true, interactive: true };
+    let raws = [r(18 * 3_600_000 + 1_500_000), r(18 * 3_600_000 + 1_700_000), r(18 * 3_600_000 + 1_900_000)];
+    let b = rollup(&raws, clock);
+    for slot in [Slot::Total, Slot::Of(Dimension::Country), Slot::Of(Dimension::Page)] {
+        let ask = |first, last| Ask { slot, value_at: 0, grain: Grain::Day, first, last };
+        for (first, last) in [(0, 0), (1, 1), (0, 1)] {
+            assert_eq!(
+                answer(&b, ask(first, last)),
+                brute(&raws, clock, ask(first, last)),
+                "{slot:?} {first}..={last}"
+            );
+        }
+        assert_eq!(answer(&b, ask(1, 1))[0], 1, "{slot:?}: the visitor is seen on the second day too");
+    }
+}
+
+#[test]
 fn slot_and_grain_codes_are_pinned() {
     let codes: Vec<u8> = Slot::all().map(Slot::code).collect();
     assert_eq!(
