@@ -207,7 +207,7 @@ fuzz_target!(|input: Input<'_>| {
                 }
                 // Accepted events were checked to have a valid page URL, so they normalise.
                 let facts = Facts::of(event).expect("an accepted event's URL parses");
-                let _ = source::referrer_source(event.referrer.as_deref(), &facts.page.hostname);
+                let _ = source::referrer_source(event.referrer.as_deref(), &facts.landing.page.hostname);
                 if let Some(referrer) = &event.referrer {
                     let _ = page::parse_page(referrer);
                 }

@@ -5,13 +5,25 @@ use crate::agent::{self, Agent};
 use crate::event::Event;
 use crate::page::{self, Page, PageError};
 use crate::source::referral;
+use std::sync::Arc;
 
 /// The source shown for visits without one, as Plausible names it.
 pub const DIRECT: &str = "Direct / None";
 
-/// What an event says once normalised.
+/// What an event says once normalised: what its page URL and referrer say, and its user agent.
+/// Both parts are shared: callers that see the same pages and user agents again and again
+/// derive each once ([`Landing::of`], [`agent::classify`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Facts {
+    /// Page, source, referrer and channel.
+    pub landing: Arc<Landing>,
+    /// Browser, OS, device and bot verdict.
+    pub agent: Arc<Agent>,
+}
+
+/// What an event's page URL and referrer say once normalised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Landing {
     /// Host, path, UTM parameters and `ref` of the page.
     pub page: Page,
     /// The visit's source: `utm_source`, else `ref`, else the referrer's source, else [`DIRECT`].
@@ -20,21 +32,13 @@ pub struct Facts {
     pub referrer: String,
     /// The acquisition channel ([`crate::channel::channel`]).
     pub channel: &'static str,
-    /// Browser, OS, device and bot verdict.
-    pub agent: Agent,
 }
 
-impl Facts {
-    /// Normalises an event. Fails only if its URL is not a valid page URL.
-    pub fn of(event: &Event) -> Result<Facts, PageError> {
-        Facts::with_agent(event, agent::classify(&event.user_agent))
-    }
-
-    /// Normalises an event whose user agent was already classified (callers that see the same
-    /// user agents again and again cache [`agent::classify`]).
-    pub fn with_agent(event: &Event, agent: Agent) -> Result<Facts, PageError> {
-        let page = page::parse_page(&event.url)?;
-        let referral = referral(event.referrer.as_deref(), &page.hostname);
+impl Landing {
+    /// Normalises a page URL and its referrer. Fails only if the URL is not a valid page URL.
+    pub fn of(url: &str, referrer: Option<&str>) -> Result<Landing, PageError> {
+        let page = page::parse_page(url)?;
+        let referral = referral(referrer, &page.hostname);
         let source = page
             .utm
             .source
@@ -44,6 +48,16 @@ impl Facts {
             .unwrap_or_else(|| DIRECT.to_owned());
         let referrer = referral.map_or_else(|| DIRECT.to_owned(), |r| r.url());
         let channel = crate::channel::channel(&source, &page.utm, page.click);
-        Ok(Facts { source, referrer, channel, agent, page })
+        Ok(Landing { page, source, referrer, channel })
+    }
+}
+
+impl Facts {
+    /// Normalises an event. Fails only if its URL is not a valid page URL.
+    pub fn of(event: &Event) -> Result<Facts, PageError> {
+        Ok(Facts {
+            landing: Arc::new(Landing::of(&event.url, event.referrer.as_deref())?),
+            agent: Arc::new(agent::classify(&event.user_agent)),
+        })
     }
 }

@@ -71,13 +71,13 @@ impl Session {
 
 /// The cell of an event that starts a visit: all dimensions from the event itself.
 pub fn entry_key(event: &Event, facts: &Facts) -> CellKey {
-    let utm = &facts.page.utm;
+    let utm = &facts.landing.page.utm;
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     CellKey {
         name: event.name.clone(),
-        hostname: facts.page.hostname.clone(),
-        page: facts.page.path.clone(),
-        source: facts.source.clone(),
+        hostname: facts.landing.page.hostname.clone(),
+        page: facts.landing.page.path.clone(),
+        source: facts.landing.source.clone(),
         utm_source: text(&utm.source),
         utm_medium: text(&utm.medium),
         utm_campaign: text(&utm.campaign),
@@ -89,10 +89,10 @@ pub fn entry_key(event: &Event, facts: &Facts) -> CellKey {
         browser_version: facts.agent.browser_version.clone(),
         os: facts.agent.os.clone(),
         os_version: facts.agent.os_version.clone(),
-        entry_page: facts.page.path.clone(),
-        entry_page_hostname: facts.page.hostname.clone(),
-        referrer: facts.referrer.clone(),
-        channel: facts.channel.to_owned(),
+        entry_page: facts.landing.page.path.clone(),
+        entry_page_hostname: facts.landing.page.hostname.clone(),
+        referrer: facts.landing.referrer.clone(),
+        channel: facts.landing.channel.to_owned(),
         region: text(&event.region),
         city: text(&event.city),
     }
@@ -204,8 +204,8 @@ pub fn contribution<'a>(
     Contribution {
         bucket,
         name: &event.name,
-        hostname: &facts.page.hostname,
-        page: &facts.page.path,
+        hostname: &facts.landing.page.hostname,
+        page: &facts.landing.page.path,
         counters: Counters { events: 1, pageviews: i64::from(event.is_pageview()), ..Counters::default() },
         visitor: event.visitor.current,
         visit_bucket: visit.start_bucket,
@@ -225,7 +225,7 @@ fn start(event: &Event, facts: &Facts, bucket: Bucket, pageview: i64) -> (Sessio
         started_ms: event.received_ms,
         last_ms: event.received_ms,
         start_bucket: bucket,
-        exit: Exit { page: facts.page.path.clone(), hostname: facts.page.hostname.clone() },
+        exit: Exit { page: facts.landing.page.path.clone(), hostname: facts.landing.page.hostname.clone() },
         entry,
         bounce: true,
         pageviews: pageview,
@@ -251,9 +251,10 @@ fn continue_visit(
     s.last_ms = s.last_ms.max(event.received_ms);
     s.bounce &= !ends_bounce;
     s.pageviews += pageview;
-    let moves = pageview == 1 && (s.exit.page != facts.page.path || s.exit.hostname != facts.page.hostname);
+    let moves =
+        pageview == 1 && (s.exit.page != facts.landing.page.path || s.exit.hostname != facts.landing.page.hostname);
     let exit_moved = moves.then(|| {
-        let to = Exit { page: facts.page.path.clone(), hostname: facts.page.hostname.clone() };
+        let to = Exit { page: facts.landing.page.path.clone(), hostname: facts.landing.page.hostname.clone() };
         (std::mem::replace(&mut s.exit, to), before)
     });
     (s, delta, exit_moved)

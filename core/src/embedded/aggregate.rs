@@ -63,12 +63,12 @@ pub struct Aggregator {
     pub batching: Batching,
 }
 
-/// What one flush hands to the next: the user agents classified so far, the visit state
+/// What one flush hands to the next: the user agents and pages normalised so far, the visit state
 /// committed since the last snapshot, and the flush being applied (with the log position it
 /// reaches).
 #[derive(Default)]
 struct Carry {
-    agents: crate::pipeline::flush::FastMap<String, tally_model::agent::Agent>,
+    facts: crate::pipeline::fact_cache::FactCache,
     delta: Arc<StateDelta>,
     applying: Option<Applying>,
 }
@@ -169,7 +169,7 @@ impl Aggregator {
             return carry.finish_applying().map(|()| 0);
         };
         let read = started.elapsed();
-        let mut flush = Flush::with_breakdowns().with_agents(std::mem::take(&mut carry.agents));
+        let mut flush = Flush::with_breakdowns().with_facts(std::mem::take(&mut carry.facts));
         {
             let stored = self.store.state_reader()?;
             let state =
@@ -177,7 +177,7 @@ impl Aggregator {
             self.build(&mut flush, &entries, &state)?;
         }
         let built = started.elapsed() - read;
-        carry.agents = flush.take_agents();
+        carry.facts = flush.take_facts();
         // The flush this one was built on must commit before this one may.
         let waiting = Instant::now();
         carry.finish_applying()?;

@@ -3,13 +3,12 @@
 //! store), visit states, visitor sightings, drop counts — built the same way whatever the source
 //! (embedded log or Kinesis) and applied atomically or idempotently by a store.
 
+use crate::pipeline::fact_cache::FactCache;
 use crate::pipeline::timebucket::local_hour;
 use jiff::tz::TimeZone;
 use std::collections::{BTreeMap, HashMap};
-use tally_model::agent::{self, Agent};
 use tally_model::breakdown::{Breakdown, Sightings};
 use tally_model::event::{Event, LogEntry};
-use tally_model::facts::Facts;
 use tally_model::money::Money;
 use tally_model::reject::DropReason;
 use tally_model::rollup::Rollup;
@@ -19,9 +18,6 @@ use tally_model::session::{self, Session};
 /// A site's writer lineage within a region: the site and its sub-partition (design decision 6).
 /// The embedded store has one lineage per site, sub-partition 0.
 pub type Lineage = (String, u16);
-
-/// Most classified user agents handed from one flush to the next (more start afresh).
-pub const AGENTS_KEPT: usize = 20_000;
 
 /// A map of a flush's in-memory state, hashed with a fixed seed (never stored).
 pub type FastMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
@@ -86,9 +82,9 @@ pub struct Flush {
     pub sightings: VisitorMap<Sightings>,
     /// Whether to build per-dimension rollups and segment rows instead of cells.
     breakdowns_on: bool,
-    /// User agents classified so far (they repeat heavily); [`Flush::take_agents`] hands them
-    /// to the next flush.
-    agents: FastMap<String, Agent>,
+    /// User agents and pages normalised so far (they repeat heavily); [`Flush::take_facts`]
+    /// hands them to the next flush.
+    facts: FactCache,
     /// Visits to write (Some) or delete (None), per (site, visitor id).
     pub sessions: VisitorMap<Option<Session>>,
     /// Drop counts per (site or "", reason).
@@ -104,17 +100,15 @@ impl Flush {
         Flush { breakdowns_on: true, ..Flush::default() }
     }
 
-    /// Starts with the user agents an earlier flush classified (at most [`AGENTS_KEPT`]).
-    pub fn with_agents(mut self, agents: FastMap<String, Agent>) -> Flush {
-        if agents.len() <= AGENTS_KEPT {
-            self.agents = agents;
-        }
+    /// Starts with the user agents and pages an earlier flush normalised.
+    pub fn with_facts(mut self, facts: FactCache) -> Flush {
+        self.facts = facts;
         self
     }
 
-    /// The user agents this flush classified, for the next one.
-    pub fn take_agents(&mut self) -> FastMap<String, Agent> {
-        std::mem::take(&mut self.agents)
+    /// The user agents and pages this flush normalised, for the next one.
+    pub fn take_facts(&mut self) -> FactCache {
+        std::mem::take(&mut self.facts)
     }
 
     /// Adds one log entry of lineage sub-partition `sub`. `zone_of` gives a site's time zone
@@ -144,15 +138,7 @@ impl Flush {
         stored: &dyn SessionLookup,
     ) -> anyhow::Result<()> {
         self.latest_ms = self.latest_ms.max(event.received_ms);
-        let agent = match self.agents.get(&event.user_agent) {
-            Some(known) => known.clone(),
-            None => {
-                let agent = agent::classify(&event.user_agent);
-                self.agents.insert(event.user_agent.clone(), agent.clone());
-                agent
-            }
-        };
-        let Ok(facts) = Facts::with_agent(event, agent) else {
+        let Some(facts) = self.facts.facts(event) else {
             // The edge checked the URL; an entry that fails now was written by other code.
             *self.drops.entry((event.site.clone(), DropReason::InvalidUrl)).or_default() += 1;
             return Ok(());
