@@ -61,6 +61,8 @@ pub struct Aggregator {
     pub flush_interval: Duration,
     /// Flush and snapshot sizes.
     pub batching: Batching,
+    /// On a clean stop, also persist every pending segment (while the visit state is written).
+    pub persist_on_stop: bool,
 }
 
 /// What one flush hands to the next: the user agents and pages normalised so far, the visit state
@@ -124,10 +126,20 @@ impl Aggregator {
             carry = carried;
             let pause = match flushed {
                 Ok(0) if stopping => {
-                    // A clean stop leaves the whole visit state in the store: nothing to replay.
-                    let store = this.store.clone();
-                    return tokio::task::spawn_blocking(move || store.write_state(&carry.delta, &Flush::default()))
-                        .await?;
+                    // A clean stop leaves the whole visit state in the store: nothing to replay;
+                    // and, if asked, the pending segments in files, written meanwhile.
+                    let (store, persist) = (this.store.clone(), this.persist_on_stop);
+                    return tokio::task::spawn_blocking(move || {
+                        std::thread::scope(|scope| {
+                            let persisting = persist.then(|| scope.spawn(|| store.persist_segments(true)));
+                            let state = store.write_state(&carry.delta, &Flush::default());
+                            if let Some(persisting) = persisting {
+                                persisting.join().map_err(|_| anyhow::anyhow!("persisting segments panicked"))??;
+                            }
+                            state
+                        })
+                    })
+                    .await?;
                 }
                 Ok(0) if *shutdown.borrow() => continue,
                 Ok(0) => {

@@ -62,8 +62,14 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         cache: query_cache(10_000),
     };
     let (stop, stopped) = watch::channel(false);
-    let aggregator =
-        Aggregator { log, store, registry, flush_interval: settings.flush_interval, batching: settings.batching };
+    let aggregator = Aggregator {
+        log,
+        store,
+        registry,
+        flush_interval: settings.flush_interval,
+        batching: settings.batching,
+        persist_on_stop: false,
+    };
     let aggregating = tokio::spawn(aggregator.run(stopped));
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

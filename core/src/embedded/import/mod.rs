@@ -93,7 +93,10 @@ async fn import_here(
     // The aggregator runs beside the reader (the two share the cores) and stops once the stop
     // signal is sent and the log is applied.
     let store = Arc::new(store);
-    let aggregator = Aggregator { log, store: store.clone(), registry, flush_interval: Duration::ZERO, batching };
+    // On stop it also writes what is still pending to Parquet, so the data directory holds the
+    // import as files.
+    let aggregator =
+        Aggregator { log, store, registry, flush_interval: Duration::ZERO, batching, persist_on_stop: true };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let aggregating = tokio::spawn(aggregator.run(stopped));
     let started = Instant::now();
@@ -114,8 +117,6 @@ async fn import_here(
     );
     stop.send_replace(true);
     aggregating.await??;
-    // What is still pending goes to Parquet now, so the data directory holds the import as files.
-    tokio::task::spawn_blocking(move || store.persist_segments(true)).await??;
     Ok(summary)
 }
 

@@ -224,6 +224,28 @@ impl Segments {
         self.persist(db, pending)
     }
 
+    /// Writes one day's file from the rows of `inputs` in that day (none if they hold none).
+    fn write_day(
+        &self,
+        site: &str,
+        generation: u32,
+        day: i64,
+        inputs: &[Arc<Segment>],
+    ) -> anyhow::Result<Option<Segment>> {
+        let mut merged = SegmentRows::default();
+        for input in inputs {
+            input.add_rows_to(&mut merged, day * 24, day * 24 + 23)?;
+        }
+        let seq = self.take_seq();
+        let path = file_path(&self.dir, site, generation, day, seq);
+        let origin = Origin::File { day, seq, path: path.clone() };
+        let Some(segment) = Segment::from_rows(site, generation, &merged, |_| true, true, origin) else {
+            return Ok(None);
+        };
+        parquet_file::write(&segment, &path)?;
+        Ok(Some(segment))
+    }
+
     fn persist(&self, db: &Database, pending: Vec<Arc<Segment>>) -> anyhow::Result<Persisted> {
         let started = Instant::now();
         // What each (site, generation, day) gets: the pending segments that reach into it.
@@ -235,35 +257,43 @@ impl Segments {
                 days.entry((segment.site.clone(), segment.generation, day)).or_default().push(segment.clone());
             }
         }
-        let mut written: Vec<Segment> = Vec::new();
         let mut replaced: Vec<Arc<Segment>> = Vec::new();
         let mut report = Persisted { pending: pending.len(), ..Persisted::default() };
-        for ((site, generation, day), mut inputs) in days {
-            let existing = self.of(&site, generation, day * 24, day * 24 + 23);
-            let files: Vec<Arc<Segment>> = existing
-                .into_iter()
-                .filter(|s| matches!(&s.origin, Origin::File { day: d, .. } if *d == day))
-                .collect();
+        for ((site, generation, day), inputs) in &mut days {
+            let existing = self.of(site, *generation, *day * 24, *day * 24 + 23);
+            let files: Vec<Arc<Segment>> =
+                existing.into_iter().filter(|s| matches!(&s.origin, Origin::File { day: d, .. } if d == day)).collect();
             if files.len() + 1 >= self.policy.compact_at {
                 report.files_compacted += files.len();
                 replaced.extend(files.iter().cloned());
                 inputs.extend(files);
             }
-            let mut merged = SegmentRows::default();
-            for input in &inputs {
-                input.add_rows_to(&mut merged, day * 24, day * 24 + 23)?;
-            }
-            let seq = self.take_seq();
-            let path = file_path(&self.dir, &site, generation, day, seq);
-            let origin = Origin::File { day, seq, path: path.clone() };
-            let Some(segment) = Segment::from_rows(&site, generation, &merged, |_| true, true, origin) else {
-                continue;
-            };
-            parquet_file::write(&segment, &path)?;
-            report.files_written += 1;
-            report.rows += segment.rows;
-            written.push(segment);
         }
+        let work: Vec<_> = days.into_iter().collect();
+        // Days are independent files: written on every core.
+        let threads = std::thread::available_parallelism().map_or(1, usize::from).min(work.len()).max(1);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let written: Vec<Segment> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| -> anyhow::Result<Vec<Segment>> {
+                        let mut out = Vec::new();
+                        loop {
+                            let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(((site, generation, day), inputs)) = work.get(at) else { return Ok(out) };
+                            out.extend(self.write_day(site, *generation, *day, inputs)?);
+                        }
+                    })
+                })
+                .collect();
+            let mut written = Vec::new();
+            for worker in workers {
+                written.extend(worker.join().map_err(|_| anyhow::anyhow!("a segment writer panicked"))??);
+            }
+            anyhow::Ok(written)
+        })?;
+        report.files_written = written.len();
+        report.rows = written.iter().map(|s| s.rows).sum();
         sync_dirs(&written);
         let txn = db.begin_write()?;
         {
