@@ -290,7 +290,7 @@ const EMAIL_TAGS: &[&str] = &["email", "e-mail", "e_mail", "e mail", "newsletter
 /// Media that mean a referral.
 const REFERRAL_MEDIUMS: &[&str] = &["referral", "app", "link"];
 
-/// The channel of a visit, from its source as Tally names it ([`crate::facts::Facts::source`],
+/// The channel of a visit, from its source as Tally names it ([`crate::facts::Landing::source`],
 /// e.g. "Google", "Facebook", "Direct / None", a raw `utm_source`, or a bare referring host such
 /// as "example.org"), its UTM parameters, and the ad click ids its landing URL carried.
 ///
