@@ -328,7 +328,7 @@ impl Breakdown {
             }
             this.row(Grain::Day, day_of(c.bucket), slot, value).revenue.add(money.currency, money.micros.into(), 1);
         };
-        for slot in Slot::all().filter(|s| !matches!(s, Slot::Of(d) if d.is_exit())) {
+        for slot in cell_slots() {
             add(self, slot, slot.value_in(c));
         }
         for (name, value) in props {

@@ -1,6 +1,7 @@
 //! The pipeline both backends share: a flush built from log entries or stream records
-//! (`flush.rs`) with the normalised user agents and pages it remembers (`fact_cache.rs`), the local-hour buckets events fall into (`timebucket.rs`), and the daily
-//! visitor-id salts (`salts.rs`).
+//! (`flush.rs`) with the normalised user agents and pages it remembers (`fact_cache.rs`), the
+//! local-hour buckets events fall into (`timebucket.rs`), and the daily visitor-id salts
+//! (`salts.rs`).
 
 pub mod fact_cache;
 pub mod flush;
