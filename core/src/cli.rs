@@ -1,13 +1,15 @@
 //! The `tally` command line: `serve`, `import`, `ingest`, `query`, `site add|list`, `key create`.
 
 use crate::aws::clients::{AwsSettings, Endpoints};
+use crate::aws::import::{KinesisImport, import_to_stream};
 use crate::aws::ingest::{IngestSettings, ingest};
 use crate::aws::query_serve::{QuerySettings, serve_queries};
 use crate::embedded::aggregate::{Batching, MAX_ENTRIES_PER_FLUSH, STATE_SNAPSHOT_ENTRIES};
-use crate::embedded::import::{ImportSettings, Input, import, render};
+use crate::embedded::import::{ImportSettings, import};
 use crate::embedded::log::EventLog;
 use crate::embedded::serve::{ServeSettings, serve};
 use crate::embedded::store::{PersistPolicy, Store};
+use crate::pipeline::import_lines::{Input, render};
 use crate::registry;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -103,6 +105,23 @@ struct ImportArgs {
     no_progress: bool,
     #[command(flatten)]
     batching: BatchingArgs,
+    /// Put the events on this Kinesis stream, for `tally ingest` to count, instead of importing
+    /// them into the embedded backend.
+    #[arg(long)]
+    kinesis_stream: Option<String>,
+    /// The stream's AWS region (with `--kinesis-stream`).
+    #[arg(long, env = "TALLY_REGION")]
+    region: Option<String>,
+    /// Kinesis endpoint URL, to use a stand-in such as kinesalite (with `--kinesis-stream`).
+    #[arg(long, env = "TALLY_KINESIS_ENDPOINT")]
+    kinesis_endpoint: Option<String>,
+    /// Use fixed dummy credentials (stand-ins accept any) instead of the AWS credential chain.
+    #[arg(long, env = "TALLY_STAND_IN_CREDENTIALS")]
+    stand_in_credentials: bool,
+    /// Sub-partitions per site (with `--kinesis-stream`): the edge's `SUB_PARTITIONS`, as
+    /// `tally query --sub-partitions` knows it.
+    #[arg(long, env = "TALLY_SUB_PARTITIONS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    sub_partitions: u16,
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +247,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let input = if args.input == "-" { Input::Stdin } else { Input::File(args.input.into()) };
             let progress = !args.no_progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
             let started = std::time::Instant::now();
+            if let Some(stream) = args.kinesis_stream {
+                let region = args.region.context("--kinesis-stream needs --region (or TALLY_REGION)")?;
+                let settings = KinesisImport {
+                    aws: AwsSettings {
+                        region,
+                        endpoints: Endpoints { kinesis: args.kinesis_endpoint, dynamodb: None },
+                        static_credentials: args.stand_in_credentials,
+                    },
+                    stream: stream.clone(),
+                    sub_partitions: args.sub_partitions,
+                    data_dir: args.data.data_dir,
+                };
+                let sent = import_to_stream(settings, input, progress).await?;
+                let mut out = std::io::stdout().lock();
+                write!(out, "{}", render(&sent.summary, started.elapsed()))?;
+                writeln!(
+                    out,
+                    "put on Kinesis stream {stream} in {} records; `tally ingest` counts them (the stream does not skip \
+                     events put before: import a file once)",
+                    sent.records
+                )?;
+                return Ok(());
+            }
             let summary = import(ImportSettings {
                 data_dir: args.data.data_dir,
                 input,

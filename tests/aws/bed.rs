@@ -190,20 +190,7 @@ impl QueryServer {
 
     /// The totals of one site on one day, through the Stats API.
     pub async fn totals(&self, key: &str, site: &str, day: &str) -> serde_json::Value {
-        let body = serde_json::json!({
-            "site_id": site,
-            "metrics": ["events", "pageviews", "visits", "bounce_rate", "views_per_visit"],
-            "date_range": [day, day],
-        });
-        let response = reqwest::Client::new()
-            .post(format!("{}/api/v2/query", self.url))
-            .bearer_auth(key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        response.json::<serde_json::Value>().await.unwrap()["results"][0]["metrics"].clone()
+        totals_at(&self.url, key, site, day).await
     }
 
     /// A site's drop counts by reason (`GET /api/v2/drops`).
@@ -224,6 +211,19 @@ impl Drop for QueryServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The totals of one site on one day from the Stats API at `url` (`tally query` or `tally serve`).
+pub async fn totals_at(url: &str, key: &str, site: &str, day: &str) -> serde_json::Value {
+    let body = serde_json::json!({
+        "site_id": site,
+        "metrics": ["events", "pageviews", "visits", "bounce_rate", "views_per_visit"],
+        "date_range": [day, day],
+    });
+    let response =
+        reqwest::Client::new().post(format!("{url}/api/v2/query")).bearer_auth(key).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json::<serde_json::Value>().await.unwrap()["results"][0]["metrics"].clone()
 }
 
 /// The metrics `QueryServer::totals` asks for, computed from counters.

@@ -6,6 +6,7 @@ mod stand_ins;
 
 mod bed;
 
+mod import;
 mod ingest;
 mod kinesis;
 mod lease;

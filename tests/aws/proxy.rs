@@ -1,7 +1,11 @@
 //! A loopback proxy in front of a stand-in that counts requests by operation (`X-Amz-Target`)
 //! and answers a share of chosen operations with the real throttling error instead of
 //! forwarding them, or forwards them and then loses the answer (a 500 to the caller although
-//! the stand-in did the work): the faults the stand-ins cannot produce themselves.
+//! the stand-in did the work): the faults the stand-ins cannot produce themselves. It also asks
+//! DynamoDB for the capacity every request consumes (`ReturnConsumedCapacity: TOTAL`, added to
+//! requests that do not ask already) and sums it per operation: dynoxide sizes it as AWS bills
+//! it (a write unit per KB of the larger of the item before and after, a read unit per 4 KB,
+//! eventually consistent reads at half, transactions at double).
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -20,6 +24,64 @@ pub struct Counts {
     pub throttled: BTreeMap<String, u64>,
     /// Forwarded requests per operation whose answer was replaced by a 500.
     pub lost: BTreeMap<String, u64>,
+    /// Capacity units the stand-in reported per operation (write units for writes, read units
+    /// for reads).
+    pub units: BTreeMap<String, f64>,
+    /// Writes refused by their condition, per operation: AWS bills them too (at least a unit
+    /// each), but the error carries no consumed capacity, so they are not in `units`.
+    pub failed_conditions: BTreeMap<String, u64>,
+}
+
+impl Counts {
+    /// Write requests forwarded.
+    #[allow(dead_code, reason = "not every test binary that includes the proxy measures")]
+    pub fn write_requests(&self) -> u64 {
+        WRITES.iter().map(|op| self.forwarded.get(*op).copied().unwrap_or(0)).sum()
+    }
+
+    /// Write units billed: the stand-in's figures plus one per write refused by its condition.
+    #[allow(dead_code, reason = "not every test binary that includes the proxy measures")]
+    pub fn write_units(&self) -> f64 {
+        WRITES.iter().map(|op| self.units.get(*op).copied().unwrap_or(0.0)).sum::<f64>()
+            + self.failed_conditions.values().sum::<u64>() as f64
+    }
+
+    /// Read units billed.
+    #[allow(dead_code, reason = "not every test binary that includes the proxy measures")]
+    pub fn read_units(&self) -> f64 {
+        READS.iter().map(|op| self.units.get(*op).copied().unwrap_or(0.0)).sum()
+    }
+}
+
+/// DynamoDB's write operations.
+const WRITES: [&str; 5] = ["UpdateItem", "PutItem", "TransactWriteItems", "BatchWriteItem", "DeleteItem"];
+/// DynamoDB's read operations.
+const READS: [&str; 6] = ["GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems", "ExecuteStatement"];
+
+/// The request body with `ReturnConsumedCapacity: TOTAL` added (DynamoDB reads and writes that
+/// do not ask for it already); other bodies unchanged.
+fn asking_for_capacity(operation: &str, body: Bytes) -> Bytes {
+    if !WRITES.contains(&operation) && !READS.contains(&operation) {
+        return body;
+    }
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(mut fields)) if !fields.contains_key("ReturnConsumedCapacity") => {
+            fields.insert("ReturnConsumedCapacity".into(), "TOTAL".into());
+            Bytes::from(serde_json::to_vec(&fields).unwrap())
+        }
+        _ => body,
+    }
+}
+
+/// The capacity units a DynamoDB answer reports (one `ConsumedCapacity` or a list of them).
+fn consumed_units(answer: &[u8]) -> f64 {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(answer) else { return 0.0 };
+    let units = |c: &serde_json::Value| c.get("CapacityUnits").and_then(serde_json::Value::as_f64).unwrap_or(0.0);
+    match value.get("ConsumedCapacity") {
+        Some(serde_json::Value::Array(all)) => all.iter().map(units).sum(),
+        Some(one) => units(one),
+        None => 0.0,
+    }
 }
 
 struct Inner {
@@ -118,7 +180,7 @@ async fn forward(
         let counts = if throttle { &mut counts.throttled } else { &mut counts.forwarded };
         *counts.entry(operation.clone()).or_default() += 1;
         if lose {
-            *seen.2.lost.entry(operation).or_default() += 1;
+            *seen.2.lost.entry(operation.clone()).or_default() += 1;
         }
         (throttle, lose)
     };
@@ -128,6 +190,7 @@ async fn forward(
         return (StatusCode::BAD_REQUEST, [("content-type", "application/x-amz-json-1.0")], body).into_response();
     }
     let url = format!("{}{}", inner.upstream, uri.path_and_query().map_or("/", |p| p.as_str()));
+    let body = if target.starts_with("DynamoDB_") { asking_for_capacity(&operation, body) } else { body };
     let mut request = inner.client.request(method, url).body(body);
     for (name, value) in &headers {
         if name != "host" && name != "content-length" {
@@ -147,7 +210,16 @@ async fn forward(
                     response = response.header(name, value);
                 }
             }
+            let status = answer.status();
             let bytes = answer.bytes().await.unwrap_or_default();
+            if target.starts_with("DynamoDB_") {
+                let mut seen = inner.seen.lock().unwrap();
+                if status.is_success() {
+                    *seen.2.units.entry(operation).or_default() += consumed_units(&bytes);
+                } else if String::from_utf8_lossy(&bytes).contains("ConditionalCheckFailed") {
+                    *seen.2.failed_conditions.entry(operation).or_default() += 1;
+                }
+            }
             response.body(Body::from(bytes)).unwrap()
         }
         Err(error) => (StatusCode::BAD_GATEWAY, error.to_string()).into_response(),

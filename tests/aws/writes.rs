@@ -1,17 +1,21 @@
 //! How many DynamoDB writes `tally ingest` makes per event, on a realistic trace (thousands of
 //! sites of Zipf-distributed size, Zipf-distributed pages, steady arrival), for several flush
-//! intervals. A measurement, not a check: run it with
-//! `cargo test -p tally-core --test aws writes_per_event -- --ignored --nocapture`.
+//! intervals: write requests, and write units as DynamoDB bills them (the stand-in's consumed
+//! capacity, through the proxy). A measurement, not a check: run it with
+//! `cargo test -p tally-core --test aws writes_per_event -- --ignored --nocapture`
+//! (`TALLY_WRITES_INTERVALS_MS=1000,10000` picks the flush intervals; each is measured over a
+//! load of three intervals, at least 20 s).
 
 use crate::bed::{Bed, Consumer, data_dir};
 use crate::ingest::put_all;
-use crate::proxy::Proxy;
+use crate::proxy::{Counts, Proxy};
 use std::time::{Duration, Instant};
 use tally_model::event::{Event, EventId, LogEntry, VisitorIds};
 
 const SITES: usize = 2_000;
 const RATE_PER_SECOND: usize = 2_000;
-const SECONDS: u64 = 20;
+/// Shortest load per flush interval.
+const MIN_SECONDS: u64 = 20;
 
 /// Samples 0..n with probability proportional to 1/(k+1)^s.
 struct Zipf {
@@ -67,7 +71,7 @@ fn event(id: u64, sites: &Zipf, pages: &Zipf, random: &mut Uniform, now_ms: i64)
     }))
 }
 
-async fn measure(flush_interval_ms: u64) -> (usize, u64, std::collections::BTreeMap<String, u64>) {
+async fn measure(flush_interval_ms: u64) -> (usize, Counts) {
     let Bed { kinesalite, dynamo, kinesis, .. } = Bed::start(2).await;
     let proxy = Proxy::start(&dynamo.url, 0, &[], "").await;
     let dir = data_dir(&format!("writes-{flush_interval_ms}"), SITES);
@@ -76,7 +80,8 @@ async fn measure(flush_interval_ms: u64) -> (usize, u64, std::collections::BTree
     let mut random = Uniform(0x9e37_79b9_7f4a_7c15);
     let started = Instant::now();
     let mut sent = 0usize;
-    while started.elapsed() < Duration::from_secs(SECONDS) {
+    let seconds = MIN_SECONDS.max(3 * flush_interval_ms / 1_000);
+    while started.elapsed() < Duration::from_secs(seconds) {
         let tick = Instant::now();
         let now_ms = jiff::Timestamp::now().as_millisecond();
         let batch: Vec<LogEntry> = (0..RATE_PER_SECOND / 10)
@@ -94,22 +99,32 @@ async fn measure(flush_interval_ms: u64) -> (usize, u64, std::collections::BTree
         peak.trim_start_matches("VmHWM:").trim()
     );
     assert!(consumer.terminate().success());
-    let counts = proxy.counts().forwarded;
-    let writes = ["UpdateItem", "PutItem", "TransactWriteItems", "BatchWriteItem", "DeleteItem"]
-        .iter()
-        .map(|op| counts.get(*op).copied().unwrap_or(0))
-        .sum();
     let _ = std::fs::remove_dir_all(dir);
-    (sent, writes, counts)
+    (sent, proxy.counts())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement that takes about a minute; run it by name"]
+#[ignore = "a measurement that takes minutes; run it by name"]
 async fn writes_per_event() {
-    eprintln!("{SITES} sites (Zipf 1.1), 200 pages (Zipf 1.2), {RATE_PER_SECOND} events/s for {SECONDS} s, 2 shards");
-    eprintln!("flush interval | events | DynamoDB write requests | writes per event | by operation");
-    for interval in [200, 1_000, 5_000] {
-        let (events, writes, counts) = measure(interval).await;
-        eprintln!("{interval:>8} ms | {events} | {writes} | {:.3} | {counts:?}", writes as f64 / events as f64);
+    let intervals: Vec<u64> = std::env::var("TALLY_WRITES_INTERVALS_MS")
+        .unwrap_or_else(|_| "1000,10000,60000".into())
+        .split(',')
+        .map(|ms| ms.trim().parse().expect("flush intervals in ms, comma-separated"))
+        .collect();
+    eprintln!("{SITES} sites (Zipf 1.1), 200 pages (Zipf 1.2), {RATE_PER_SECOND} events/s, 2 shards");
+    eprintln!(
+        "flush interval | events | write requests | requests per event | write units | units per event | by operation (requests; units)"
+    );
+    for interval in intervals {
+        let (events, counts) = measure(interval).await;
+        let (requests, units) = (counts.write_requests(), counts.write_units());
+        eprintln!(
+            "{interval:>8} ms | {events} | {requests} | {:.3} | {units:.0} | {:.3} | {:?}; {:?} (+{:?} refused by their condition)",
+            requests as f64 / events as f64,
+            units / events as f64,
+            counts.forwarded,
+            counts.units,
+            counts.failed_conditions,
+        );
     }
 }

@@ -12,6 +12,8 @@ use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use crate::pipeline::import_lines::ImportId;
+
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 /// Ids of entries appended with [`EventLog::append_unique`] (imports), so a re-run adds nothing.
 const UNIQUE_IDS: TableDefinition<u128, ()> = TableDefinition::new("unique_ids");
@@ -45,17 +47,6 @@ pub struct Appended {
     pub offsets: RangeInclusive<u64>,
     /// Entries not written because their id was already in the log.
     pub duplicates: usize,
-}
-
-/// The id an import gives an entry ([`EventLog::append_unique`]), and the id an older release
-/// gave the same line, if different: a log that may hold ids of older releases looks that one up
-/// too, so a file imported before an upgrade still counts nothing twice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ImportId {
-    /// The id recorded now.
-    pub id: u128,
-    /// The id older releases recorded for the same line.
-    pub before: Option<u128>,
 }
 
 /// One append request: entries, and for [`EventLog::append_unique`] their ids.

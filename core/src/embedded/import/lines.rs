@@ -1,51 +1,17 @@
-//! The lines of an import: each NDJSON line through the same checks as `POST /api/event`
-//! (`model::ingest`) into a log entry with its id, and batches of them appended to the event log
-//! (ids the log already holds are skipped), counting what happened to every line.
+//! The lines of an import into the embedded backend: [`read_lines`] appends each batch to the
+//! event log, which skips the ids it already holds, so re-running a file, or resuming after a
+//! crash, counts nothing twice. The import salts' key is kept in the log's file.
 
-use crate::embedded::log::{EventLog, ImportId};
+use crate::embedded::log::EventLog;
+use crate::pipeline::import_lines::{Batch, Summary, read_lines};
 use crate::registry::Registry;
 use anyhow::Context;
 use redb::{Database, ReadableTable, TableDefinition};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use siphasher::sip128::{Hasher128, SipHasher13};
-use std::collections::BTreeMap;
-use std::hash::Hasher;
 use std::io::BufRead;
-use std::net::{IpAddr, Ipv4Addr};
-use tally_model::agent;
 use tally_model::codec;
-use tally_model::event::LogEntry;
-use tally_model::ingest::{Parsed, RequestContext};
-use tally_model::visitor::{Salt, Salts, visitor_id_of_key};
-use tally_model::wire;
 
 /// The import salts' key: (name) → 16 random bytes, made on the first import.
 const IMPORT_KEY: TableDefinition<&str, [u8; 16]> = TableDefinition::new("import_key");
-/// Entries sent to the log in one append.
-const BATCH: usize = 10_000;
-/// Most user agents whose bot verdict one import remembers (more start the memory afresh).
-const BOTS_KEPT: usize = 20_000;
-/// Longest accepted line; longer ones are rejected (an event body is at most 64 KiB).
-const MAX_LINE_BYTES: usize = 70_000;
-const DAY_MS: i64 = 86_400_000;
-/// Fields of an import line that are not ingest fields.
-const IMPORT_FIELDS: [&str; 8] = ["timestamp", "user_agent", "ip", "visitor", "country", "region", "city", "id"];
-
-/// What an import did.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Summary {
-    /// Lines read (blank lines not counted).
-    pub lines: u64,
-    /// Events accepted into the log.
-    pub accepted: u64,
-    /// Events already imported before (same id): not counted again.
-    pub duplicates: u64,
-    /// Events dropped, by drop reason (as `X-Tally-Dropped` names them).
-    pub dropped: BTreeMap<String, u64>,
-    /// Lines that are not an import event, by what is wrong.
-    pub rejected: BTreeMap<String, u64>,
-}
 
 /// Turns import lines into log entries of one event log (with its import salts).
 #[derive(Clone)]
@@ -76,56 +42,15 @@ impl Importer {
         runtime: &tokio::runtime::Handle,
         progress: &mut dyn FnMut(u64, u64),
     ) -> anyhow::Result<Summary> {
-        let mut summary = Summary::default();
         let snapshot = self.registry.snapshot();
         let is_site = |domain: &str| snapshot.site(domain).is_some();
-        let mut batch: (Vec<Vec<u8>>, Vec<ImportId>) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
-        let mut read = 0u64;
-        let mut bots = Bots::default();
-        for line in reader.split(b'\n') {
-            let line = line.context("reading the input")?;
-            read += line.len() as u64 + 1;
-            let line = line.trim_ascii();
-            if line.is_empty() {
-                continue;
-            }
-            summary.lines += 1;
-            match parse_line(line, &self.key, &is_site, &mut bots) {
-                Ok((LogEntry::Drop(drop), _)) => {
-                    *summary.dropped.entry(drop.reason.as_str().to_owned()).or_default() += 1;
-                }
-                Ok((entry, id)) => {
-                    batch.0.push(codec::encode(&entry));
-                    batch.1.push(id);
-                }
-                Err(reason) => *summary.rejected.entry(reason.to_owned()).or_default() += 1,
-            }
-            if batch.0.len() >= BATCH {
-                self.append(&mut batch, &mut summary, runtime)?;
-                progress(read, summary.accepted);
-            }
-        }
-        self.append(&mut batch, &mut summary, runtime)?;
-        progress(read, summary.accepted);
-        Ok(summary)
-    }
-
-    fn append(
-        &self,
-        batch: &mut (Vec<Vec<u8>>, Vec<ImportId>),
-        summary: &mut Summary,
-        runtime: &tokio::runtime::Handle,
-    ) -> anyhow::Result<()> {
-        if batch.0.is_empty() {
-            return Ok(());
-        }
-        let n = batch.0.len() as u64;
-        let appended = runtime
-            .block_on(self.log.append_unique(std::mem::take(&mut batch.0), std::mem::take(&mut batch.1)))
-            .context("writing the event log")?;
-        summary.duplicates += appended.duplicates as u64;
-        summary.accepted += n - appended.duplicates as u64;
-        Ok(())
+        let mut append = |batch: Batch| -> anyhow::Result<usize> {
+            let encoded = batch.entries.iter().map(codec::encode).collect();
+            let appended =
+                runtime.block_on(self.log.append_unique(encoded, batch.ids)).context("writing the event log")?;
+            Ok(appended.duplicates)
+        };
+        read_lines(reader, &self.key, &is_site, &mut append, progress)
     }
 }
 
@@ -147,195 +72,4 @@ fn import_key(db: &Database) -> anyhow::Result<[u8; 16]> {
     };
     txn.commit()?;
     Ok(key)
-}
-
-/// The import salt of a UTC day.
-fn salt_of_day(key: &[u8; 16], day: i64) -> Salt {
-    let mut hasher = SipHasher13::new_with_key(key);
-    hasher.write_i64(day);
-    Salt(hasher.finish128().as_bytes())
-}
-
-/// One line → its log entry (event or drop) and its id, or what is wrong with the line.
-/// The bot verdicts of the user agents seen so far ([`agent::classify`] is most of a line's cost,
-/// and an import repeats a few thousand user agents).
-#[derive(Default)]
-struct Bots(crate::pipeline::flush::FastMap<String, bool>);
-
-impl Bots {
-    fn is_bot(&mut self, user_agent: &str) -> bool {
-        if let Some(&bot) = self.0.get(user_agent) {
-            return bot;
-        }
-        if self.0.len() >= BOTS_KEPT {
-            self.0.clear();
-        }
-        let bot = agent::classify(user_agent).bot;
-        self.0.insert(user_agent.to_owned(), bot);
-        bot
-    }
-}
-
-fn parse_line(
-    line: &[u8],
-    key: &[u8; 16],
-    is_site: &dyn Fn(&str) -> bool,
-    bots: &mut Bots,
-) -> Result<(LogEntry, ImportId), &'static str> {
-    if line.len() > MAX_LINE_BYTES {
-        return Err("line_too_long");
-    }
-    wire::check_depth(line).map_err(|rejection| rejection.code())?;
-    let Ok(Value::Object(mut fields)) = serde_json::from_slice::<Value>(line) else {
-        return Err("not_a_json_object");
-    };
-    let received_ms = timestamp(fields.get("timestamp"))?;
-    let user_agent = match fields.get("user_agent") {
-        Some(Value::String(ua)) => ua.clone(),
-        None | Some(Value::Null) => return Err("missing_user_agent"),
-        Some(_) => return Err("bad_user_agent"),
-    };
-    let visitor = match (fields.get("ip"), fields.get("visitor")) {
-        (Some(Value::String(ip)), _) => Who::Ip(ip.trim().parse().map_err(|_| "bad_ip")?),
-        (_, Some(Value::String(v))) if !v.is_empty() => Who::Key(v.clone()),
-        (_, Some(Value::Number(n))) => Who::Key(n.to_string()),
-        _ => return Err("missing_ip_or_visitor"),
-    };
-    let text = |name: &str, bad: &'static str| match fields.get(name) {
-        Some(Value::String(c)) => Ok(Some(c.clone())),
-        None | Some(Value::Null) => Ok(None),
-        Some(_) => Err(bad),
-    };
-    let country = text("country", "bad_country")?;
-    let region = text("region", "bad_region")?;
-    let city = text("city", "bad_city")?;
-    let id = match fields.get("id") {
-        Some(Value::String(s)) => ImportId { id: hash128(s.as_bytes(), 1), before: None },
-        Some(Value::Number(n)) => ImportId { id: hash128(n.to_string().as_bytes(), 1), before: None },
-        None | Some(Value::Null) => line_id(received_ms, line),
-        Some(_) => return Err("bad_id"),
-    };
-    for field in IMPORT_FIELDS {
-        fields.remove(field);
-    }
-    let day = received_ms.div_euclid(DAY_MS);
-    let salts = Salts { current: salt_of_day(key, day), previous: salt_of_day(key, day - 1) };
-    let ip = match &visitor {
-        Who::Ip(ip) => *ip,
-        Who::Key(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-    };
-    let ctx = RequestContext {
-        content_type: None,
-        user_agent: &user_agent,
-        ip,
-        country: country.as_deref(),
-        region: region.as_deref(),
-        city: city.as_deref(),
-        received_ms,
-        salts: &salts,
-        first_event_id: id.id,
-    };
-    let mut entries = Parsed::one(&fields).enrich_as(bots.is_bot(&user_agent), &ctx, is_site);
-    let (Some(mut entry), true) = (entries.pop(), entries.is_empty()) else {
-        return Err("not_one_event");
-    };
-    if let (LogEntry::Event(event), Who::Key(visitor)) = (&mut entry, &visitor) {
-        event.visitor.current = visitor_id_of_key(&salts.current, &event.site, visitor);
-        event.visitor.previous = visitor_id_of_key(&salts.previous, &event.site, visitor);
-    }
-    Ok((entry, id))
-}
-
-/// What an imported visitor id is made of.
-enum Who {
-    /// An IP address (with the user agent), as live events.
-    Ip(IpAddr),
-    /// An explicit key.
-    Key(String),
-}
-
-/// `timestamp`: RFC 3339 text or ms since the epoch, between 1970 and 9999.
-fn timestamp(value: Option<&Value>) -> Result<i64, &'static str> {
-    let ms = match value {
-        Some(Value::String(text)) => text.parse::<jiff::Timestamp>().map_err(|_| "bad_timestamp")?.as_millisecond(),
-        Some(Value::Number(n)) => n.as_i64().ok_or("bad_timestamp")?,
-        None | Some(Value::Null) => return Err("missing_timestamp"),
-        Some(_) => return Err("bad_timestamp"),
-    };
-    const MAX_MS: i64 = 253_402_300_799_999;
-    if (0..=MAX_MS).contains(&ms) { Ok(ms) } else { Err("bad_timestamp") }
-}
-
-/// The id of a line without an `id` field: its timestamp (ms) in the high 64 bits and a hash of
-/// its bytes in the low 64, so that a time-ordered file adds its ids at the end of their B-tree
-/// (random 128-bit ids made each append rewrite thousands of its pages). Two different lines of
-/// one millisecond are taken for one only if their hashes collide in 64 bits (about 2⁻⁶⁴ per
-/// pair). `before` is what releases before this one recorded: the whole hash.
-fn line_id(received_ms: i64, line: &[u8]) -> ImportId {
-    let hash = hash128(line, 0);
-    ImportId {
-        id: (u128::from(received_ms.max(0).cast_unsigned()) << 64) | (hash & u128::from(u64::MAX)),
-        before: Some(hash),
-    }
-}
-
-fn hash128(bytes: &[u8], domain: u8) -> u128 {
-    let mut hasher = SipHasher13::new_with_keys(0x7461_6c6c_795f_696d, 0x706f_7274_5f69_6431);
-    hasher.write_u8(domain);
-    hasher.write(bytes);
-    hasher.finish128().as_u128()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
-
-    fn line(extra: &str) -> String {
-        format!(
-            r#"{{"name":"pageview","url":"https://a.com/x","domain":"a.com","timestamp":"2026-11-01T10:00:00Z","user_agent":"{UA}"{extra}}}"#
-        )
-    }
-
-    fn parse(text: &str) -> Result<(LogEntry, ImportId), &'static str> {
-        parse_line(text.as_bytes(), &[7; 16], &|d| d == "a.com", &mut Bots::default())
-    }
-
-    #[test]
-    fn a_line_becomes_an_event_with_its_time_and_a_stable_id() {
-        let text = line(r#","ip":"203.0.113.9","country":"de","region":"BE","city":"Berlin""#);
-        let (entry, id) = parse(&text).expect("valid line");
-        let LogEntry::Event(event) = entry else { panic!("an event") };
-        assert_eq!(event.received_ms, 1_793_527_200_000);
-        assert_eq!(event.country.as_deref(), Some("DE"));
-        assert_eq!((event.region.as_deref(), event.city.as_deref()), (Some("DE-BE"), Some("Berlin")));
-        let Ok((LogEntry::Event(no_country), _)) = parse(&line(r#","ip":"203.0.113.9","region":"BE","city":"Berlin""#))
-        else {
-            panic!("an event")
-        };
-        assert_eq!((no_country.region, no_country.city), (None, None), "no region or city without a country");
-        assert_eq!(parse(&text).expect("valid").1, id, "the same line gets the same id");
-        let visitor = |v: &str| match parse(&line(&format!(r#","visitor":"{v}""#))) {
-            Ok((LogEntry::Event(e), _)) => e.visitor.current,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(visitor("u1"), visitor("u1"));
-        assert_ne!(visitor("u1"), visitor("u2"));
-    }
-
-    #[test]
-    fn bad_lines_say_what_is_wrong() {
-        assert_eq!(parse("[1]").err(), Some("not_a_json_object"));
-        assert_eq!(parse(&line("")).err(), Some("missing_ip_or_visitor"));
-        assert_eq!(parse(&line(r#","ip":"300.1.1.1""#)).err(), Some("bad_ip"));
-        assert_eq!(parse(&line(r#","ip":"203.0.113.9","region":7"#)).err(), Some("bad_region"));
-        assert_eq!(parse(&line(r#","ip":"203.0.113.9","city":[]"#)).err(), Some("bad_city"));
-        let no_time = line(r#","ip":"1.2.3.4""#).replace(r#""timestamp":"2026-11-01T10:00:00Z","#, "");
-        assert_eq!(parse(&no_time).err(), Some("missing_timestamp"));
-        let other_site = line(r#","ip":"1.2.3.4""#).replace(r#""domain":"a.com""#, r#""domain":"b.com""#);
-        assert!(matches!(parse(&other_site), Ok((LogEntry::Drop(_), _))));
-        let deep = line(&format!(r#","ip":"1.2.3.4","p":{}1{}"#, "[".repeat(9), "]".repeat(9)));
-        assert_eq!(parse(&deep).err(), Some("nesting_too_deep"), "the body's nesting bound holds for lines");
-    }
 }

@@ -15,27 +15,20 @@
 mod lines;
 pub mod socket;
 
-pub use lines::{Importer, Summary};
+pub use crate::pipeline::import_lines::{Summary, render};
+pub use lines::Importer;
 
 use crate::embedded::aggregate::{Aggregator, Batching};
 use crate::embedded::log::EventLog;
 use crate::embedded::store::{Opened, Store};
+use crate::pipeline::import_lines::{Input, open_input, progress_bar};
 use crate::registry::Registry;
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Where the events come from.
-#[derive(Debug, Clone)]
-pub enum Input {
-    /// A file.
-    File(PathBuf),
-    /// Standard input.
-    Stdin,
-}
 
 /// Settings of `tally import`.
 #[derive(Debug, Clone)]
@@ -118,54 +111,4 @@ async fn import_here(
     stop.send_replace(true);
     aggregating.await??;
     Ok(summary)
-}
-
-/// The input as a buffered reader, with its size when it is a file.
-fn open_input(input: &Input) -> anyhow::Result<(Box<dyn BufRead + Send>, Option<u64>)> {
-    Ok(match input {
-        Input::File(path) => {
-            let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            let size = file.metadata().ok().map(|m| m.len());
-            (Box::new(std::io::BufReader::with_capacity(1 << 20, file)), size)
-        }
-        Input::Stdin => (Box::new(std::io::BufReader::new(std::io::stdin())), None),
-    })
-}
-
-fn progress_bar(visible: bool, size: Option<u64>) -> ProgressBar {
-    if !visible {
-        return ProgressBar::hidden();
-    }
-    let bar = size.map_or_else(ProgressBar::new_spinner, ProgressBar::new);
-    let template = if size.is_some() {
-        "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}"
-    } else {
-        "{spinner} {bytes} read, {bytes_per_sec} {msg}"
-    };
-    bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
-    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
-    bar
-}
-
-/// The summary as the command prints it.
-pub fn render(summary: &Summary, took: Duration) -> String {
-    let mut out = format!(
-        "imported {} events from {} lines in {:.1} s ({:.0} lines/s)\n",
-        summary.accepted,
-        summary.lines,
-        took.as_secs_f64(),
-        summary.lines as f64 / took.as_secs_f64().max(1e-9)
-    );
-    out += &format!("already imported (skipped): {}\n", summary.duplicates);
-    let dropped: u64 = summary.dropped.values().sum();
-    out += &format!("dropped: {dropped}\n");
-    for (reason, n) in &summary.dropped {
-        out += &format!("  {reason}: {n}\n");
-    }
-    let rejected: u64 = summary.rejected.values().sum();
-    out += &format!("rejected lines: {rejected}\n");
-    for (reason, n) in &summary.rejected {
-        out += &format!("  {reason}: {n}\n");
-    }
-    out
 }

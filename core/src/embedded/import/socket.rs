@@ -6,7 +6,8 @@
 //! aggregator has applied everything logged so far, and answers one JSON line: the [`Summary`],
 //! or `{"error": "…"}`.
 
-use super::lines::{Importer, Summary};
+use super::Summary;
+use super::lines::Importer;
 use crate::embedded::store::Store;
 use anyhow::Context;
 use indicatif::ProgressBar;

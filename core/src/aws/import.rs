@@ -1,0 +1,207 @@
+//! `tally import --kinesis-stream NAME`: the lines of an import (`pipeline::import_lines`, the
+//! same checks as the embedded import) packed into records by partition key, as the edge packs
+//! live events (design decision 4), and put on a Kinesis stream: the way a backfill reaches the
+//! AWS pipeline, where `tally ingest` counts the events like live ones.
+//!
+//! Each event's id comes from the line (its `id` field, or its timestamp and bytes), and the
+//! import salts from a random key kept in `<data dir>/import-key`, so running the same file
+//! again makes the same events. The stream cannot refuse what it already carries: `tally ingest`
+//! drops a repeated id only among the last million ids each shard worker saw, so a file put
+//! twice is mostly counted twice. Put a file once; the summary says how many events went out.
+
+use crate::aws::clients::{self, AwsSettings};
+use crate::aws::kinesis::api::{self, KinesisError};
+use crate::pipeline::import_lines::{Batch, Input, Summary, open_input, progress_bar, read_lines};
+use crate::registry::Registry;
+use anyhow::Context;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tally_model::codec;
+use tally_model::record::{MAX_RECORD_BYTES, Packer, partition_key};
+
+/// The file in the data directory that holds the import salts' key (32 hex digits).
+pub const KEY_FILE: &str = "import-key";
+/// Attempts to put one batch of records (throttles and failed records are retried with backoff)
+/// before the import stops with an error.
+const MAX_PUT_ATTEMPTS: u32 = 12;
+
+/// Settings of an import into a Kinesis stream.
+#[derive(Debug, Clone)]
+pub struct KinesisImport {
+    /// How to reach Kinesis.
+    pub aws: AwsSettings,
+    /// The stream.
+    pub stream: String,
+    /// Sub-partitions per site: must equal the edge's `SUB_PARTITIONS` and `tally query`'s
+    /// `--sub-partitions`.
+    pub sub_partitions: u16,
+    /// The data directory: its `registry.json` gives the sites, its `import-key` the salts.
+    pub data_dir: PathBuf,
+}
+
+/// What an import into Kinesis did: the lines' summary and how many records carried the events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// What happened to every line (`duplicates` is always 0: the stream cannot tell).
+    pub summary: Summary,
+    /// Kinesis records put.
+    pub records: u64,
+}
+
+/// Imports `input` into the stream, with a progress bar on standard error if `progress`.
+pub async fn import_to_stream(settings: KinesisImport, input: Input, progress: bool) -> anyhow::Result<Sent> {
+    let (mut reader, size) = open_input(&input)?;
+    let bar = progress_bar(progress, size);
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let sent = import(&settings, &mut reader, &runtime, &mut |read, put| {
+            bar.set_position(read);
+            bar.set_message(format!("{put} events put"));
+        });
+        bar.finish_and_clear();
+        sent
+    })
+    .await?
+}
+
+/// Reads every line of `reader` and puts its events on the stream (blocking: run it on a
+/// blocking thread; `runtime` runs the Kinesis calls). `progress` hears the bytes read so far and
+/// the events put after each batch.
+pub fn import(
+    settings: &KinesisImport,
+    reader: &mut dyn BufRead,
+    runtime: &tokio::runtime::Handle,
+    progress: &mut dyn FnMut(u64, u64),
+) -> anyhow::Result<Sent> {
+    let registry = Registry::open(&settings.data_dir)?;
+    let key = import_key(&settings.data_dir)?;
+    let client = runtime.block_on(clients::kinesis(&settings.aws));
+    runtime.block_on(api::list_shards(&client, &settings.stream)).map_err(|error| match error {
+        KinesisError::NotFound(_) => {
+            anyhow::anyhow!("there is no Kinesis stream {} in region {}", settings.stream, settings.aws.region)
+        }
+        other => anyhow::Error::new(other).context(format!("reaching Kinesis stream {}", settings.stream)),
+    })?;
+    let snapshot = registry.snapshot();
+    let is_site = |domain: &str| snapshot.site(domain).is_some();
+    let (mut records, mut put) = (0u64, 0u64);
+    let mut send = |batch: Batch| -> anyhow::Result<usize> {
+        let mut packer = Packer::new(MAX_RECORD_BYTES);
+        for entry in &batch.entries {
+            packer.push(&partition_key(entry, |_| settings.sub_partitions), codec::encode(entry));
+        }
+        let packed = packer.finish();
+        for chunk in api::put_batches(&packed) {
+            runtime.block_on(put_all(&client, &settings.stream, chunk)).with_context(|| {
+                format!(
+                    "putting events on Kinesis stream {}: {put} events of this import are on the stream already \
+                     (running the import again would count them twice)",
+                    settings.stream
+                )
+            })?;
+            put += chunk.iter().map(|r| entries_in(&r.data)).sum::<u64>();
+        }
+        records += packed.len() as u64;
+        Ok(0)
+    };
+    let summary = read_lines(reader, &key, &is_site, &mut send, progress)?;
+    Ok(Sent { summary, records })
+}
+
+/// How many entries a record holds (its varint count after the version byte).
+fn entries_in(data: &[u8]) -> u64 {
+    let mut count = 0u64;
+    for (i, byte) in data.iter().skip(1).take(10).enumerate() {
+        count |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            break;
+        }
+    }
+    count
+}
+
+/// Puts one `PutRecords` batch, retrying throttles and the records that failed, with jittered
+/// backoff.
+async fn put_all(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    batch: &[tally_model::record::Record],
+) -> anyhow::Result<()> {
+    let mut pending = batch.to_vec();
+    for attempt in 0..MAX_PUT_ATTEMPTS {
+        if attempt > 0 {
+            let ceiling = 50u64 << attempt.min(7);
+            let jitter = getrandom::u64().unwrap_or(ceiling) % ceiling;
+            tokio::time::sleep(Duration::from_millis(ceiling / 2 + jitter / 2)).await;
+        }
+        match api::put_records(client, stream, &pending).await {
+            Ok(failed) if failed.is_empty() => return Ok(()),
+            Ok(failed) => pending = failed.into_iter().map(|(index, _)| pending[index].clone()).collect(),
+            Err(KinesisError::Throttled(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    anyhow::bail!("{} records still refused after {MAX_PUT_ATTEMPTS} attempts (throttled?)", pending.len())
+}
+
+/// The import salts' key of this data directory, made on first use (mode 0600: the salts decide
+/// the visitor ids).
+fn import_key(dir: &Path) -> anyhow::Result<[u8; 16]> {
+    let path = dir.join(KEY_FILE);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    let mut fresh = [0u8; 16];
+    getrandom::fill(&mut fresh).map_err(|e| anyhow::anyhow!("no randomness for the import key: {e}"))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(&path) {
+        Ok(mut file) => {
+            let hex: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+            file.write_all(hex.as_bytes())
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(fresh)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            parse_key(text.trim()).with_context(|| format!("{} is not 32 hex digits", path.display()))
+        }
+        Err(error) => Err(error).with_context(|| format!("creating {}", path.display())),
+    }
+}
+
+fn parse_key(hex: &str) -> Option<[u8; 16]> {
+    if hex.len() != 32 || !hex.is_ascii() {
+        return None;
+    }
+    let mut key = [0u8; 16];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_is_made_once_and_read_back() {
+        let dir = std::env::temp_dir().join(format!("tally-import-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let made = import_key(&dir).expect("made");
+        assert_eq!(import_key(&dir).expect("read"), made);
+        std::fs::write(dir.join(KEY_FILE), "not hex").expect("written");
+        assert!(import_key(&dir).is_err(), "a damaged key is an error, not a new key");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_record_tells_how_many_entries_it_holds() {
+        let data = tally_model::record::record_data(&vec![vec![1u8]; 300]);
+        assert_eq!(entries_in(&data), 300);
+        assert_eq!(entries_in(&tally_model::record::record_data(&[])), 0);
+    }
+}

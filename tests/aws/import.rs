@@ -1,0 +1,175 @@
+//! `tally import --kinesis-stream`: an NDJSON file put on a stream (kinesalite) and counted by
+//! `tally ingest` (into dynoxide) answers what the same file imported into the embedded backend
+//! answers; every event travels once, under its visitor's partition key.
+
+use crate::bed::{Bed, Consumer, QueryServer, data_dir, ground_truth, settle, totals_at};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tally_core::aws::kinesis::api::{self, StartAt};
+use tally_model::event::LogEntry;
+use tally_model::record::{sub_partition, unpack};
+
+const SITES: [&str; 2] = ["site0.example", "site1.example"];
+const DAYS: [&str; 3] = ["2026-11-01", "2026-11-02", "2026-11-03"];
+
+/// 3 days of pageviews and custom events of 40 visitors on two sites (visits with gaps over
+/// 30 minutes, some across midnight), plus a line of an unknown site and a broken line.
+fn ndjson() -> (String, usize) {
+    let mut lines = Vec::new();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let start_ms = 1_793_491_200_000i64; // 2026-11-01T00:00:00Z
+    for visitor in 0..40u64 {
+        let site = SITES[(visitor % 2) as usize];
+        let mut at = start_ms + (next(3 * 86_400) as i64) * 1_000;
+        for _ in 0..(1 + next(12)) {
+            at += if next(4) == 0 { 3_600_000 } else { (next(600) as i64 + 1) * 1_000 };
+            if at >= start_ms + 3 * 86_400_000 {
+                break;
+            }
+            let name = if next(5) == 0 { "signup" } else { "pageview" };
+            lines.push(format!(
+                r#"{{"name":"{name}","url":"https://{site}/p/{}","domain":"{site}","timestamp":{at},"visitor":"v{visitor}","user_agent":"Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0","country":"DE"}}"#,
+                next(7)
+            ));
+        }
+    }
+    let events = lines.len();
+    lines.push(r#"{"name":"pageview","url":"https://other.example/","domain":"other.example","timestamp":1793491300000,"visitor":"x","user_agent":"Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0"}"#.into());
+    lines.push("not json".into());
+    (lines.join("\n") + "\n", events)
+}
+
+/// Every entry on the stream, with its record's partition key.
+async fn read_stream(client: &aws_sdk_kinesis::Client) -> Vec<(String, LogEntry)> {
+    let mut out = Vec::new();
+    for shard in api::list_shards(client, "events").await.unwrap() {
+        let mut iterator =
+            Some(api::shard_iterator(client, "events", &shard.shard_id, &StartAt::TrimHorizon).await.unwrap());
+        while let Some(at) = iterator.take() {
+            let page = api::get_records(client, &at, 1_000).await.unwrap();
+            for record in &page.records {
+                out.extend(unpack(&record.data).unwrap().into_iter().map(|e| (record.partition_key.clone(), e)));
+            }
+            if !page.records.is_empty() {
+                iterator = page.next_iterator;
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_through_kinesis_counts_what_the_embedded_import_counts() {
+    let bed = Bed::start(2).await;
+    let (text, events) = ndjson();
+    let aws_dir = data_dir("import-kinesis", 2);
+    let file = aws_dir.join("events.ndjson");
+    std::fs::write(&file, &text).unwrap();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["import", "--no-progress", "--kinesis-stream", "events", "--region", "us-east-1"])
+        .args(["--kinesis-endpoint", &bed.kinesalite.url, "--stand-in-credentials", "--sub-partitions", "2"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&aws_dir)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.starts_with(&format!("imported {events} events from {} lines", events + 2)), "{stdout}");
+    assert!(stdout.contains("not_a_json_object: 1") && stdout.contains("unknown_site: 1"), "{stdout}");
+    assert!(stdout.contains("put on Kinesis stream events in"), "{stdout}");
+
+    // Each event once, under `site#sub` of its visitor.
+    let carried = read_stream(&bed.kinesis).await;
+    assert_eq!(carried.len(), events);
+    let ids: BTreeSet<u128> = carried
+        .iter()
+        .map(|(key, entry)| {
+            let LogEntry::Event(event) = entry else { panic!("only events are put: {entry:?}") };
+            assert_eq!(key, &format!("{}#{}", event.site, sub_partition(event.visitor.current, 2)));
+            event.id.0
+        })
+        .collect();
+    assert_eq!(ids.len(), events, "event ids are unique");
+
+    // `tally ingest` counts them exactly.
+    let consumer = Consumer::start(&bed.kinesalite.url, &bed.dynamo.url, "events", &aws_dir, "w1");
+    let entries: Vec<LogEntry> = carried.into_iter().map(|(_, entry)| entry).collect();
+    settle(&bed.dynamodb, &ground_truth(&entries), Duration::from_secs(60)).await;
+    assert!(consumer.terminate().success());
+
+    // The same file into the embedded backend: the same answers, day by day.
+    let embedded_dir = data_dir("import-embedded", 2);
+    let status = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["import", "--no-progress"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&embedded_dir)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let sites: Vec<String> = SITES.iter().map(|s| (*s).to_owned()).collect();
+    let aws_key = tally_core::registry::create_key(&aws_dir, &sites).unwrap();
+    let embedded_key = tally_core::registry::create_key(&embedded_dir, &sites).unwrap();
+    let dynamo_answers = QueryServer::start(&bed.dynamo.url, &aws_dir, "us-east-1", 2);
+    let embedded_answers = Serve::start(&embedded_dir);
+    let mut compared = BTreeMap::new();
+    for site in SITES {
+        for day in DAYS {
+            let want = embedded_answers.totals(&embedded_key, site, day).await;
+            assert_eq!(dynamo_answers.totals(&aws_key, site, day).await, want, "{site} on {day}");
+            compared.insert((site, day), want);
+        }
+    }
+    assert!(
+        compared.values().any(|m| m[1].as_i64().unwrap_or(0) > 0),
+        "the days compared hold pageviews: {compared:?}"
+    );
+    let _ = std::fs::remove_dir_all(aws_dir);
+    let _ = std::fs::remove_dir_all(embedded_dir);
+}
+
+/// A `tally serve` child process over an embedded data directory, killed on drop.
+struct Serve {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Serve {
+    fn start(dir: &std::path::Path) -> Serve {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env("TALLY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected {line:?}")).to_owned();
+        Serve { child, url }
+    }
+
+    /// The same query as [`QueryServer::totals`].
+    async fn totals(&self, key: &str, site: &str, day: &str) -> serde_json::Value {
+        totals_at(&self.url, key, site, day).await
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
