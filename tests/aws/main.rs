@@ -11,4 +11,5 @@ mod ingest;
 mod kinesis;
 mod lease;
 mod proxy;
+mod reads;
 mod writes;
