@@ -10,9 +10,9 @@
 //! starts again from the store's checkpoint.
 //!
 //! Open visits and sightings are not written with every flush: the changes of committed flushes
-//! stay in memory and go to the store every so often, in a transaction of its own right after a
-//! flush's (a state snapshot, `state.rs`); on start, the entries between the last snapshot and
-//! the applied offset are replayed to rebuild them.
+//! stay in memory and go to the store's state database every so often, on a thread of their own
+//! while the next flushes build and commit (a state snapshot, `state.rs`); on start, the entries
+//! between the last snapshot and the applied offset are replayed to rebuild them.
 //!
 //! The same code path will read Kinesis; here the source is the embedded log.
 
@@ -66,12 +66,13 @@ pub struct Aggregator {
 }
 
 /// What one flush hands to the next: the user agents and pages normalised so far, the visit state
-/// committed since the last snapshot, and the flush being applied (with the log position it
-/// reaches).
+/// committed since the last snapshot, the snapshot being written (if any), and the flush being
+/// applied (with the log position it reaches).
 #[derive(Default)]
 struct Carry {
     facts: crate::pipeline::fact_cache::FactCache,
     delta: Arc<StateDelta>,
+    snapshotting: Option<Snapshotting>,
     applying: Option<Applying>,
 }
 
@@ -80,26 +81,42 @@ struct Applying {
     flush: Arc<Flush>,
     entries: usize,
     progress: Progress,
-    /// Committed, with whether a state snapshot was written after it; or not committed.
-    done: std::thread::JoinHandle<anyhow::Result<bool>>,
+    done: std::thread::JoinHandle<anyhow::Result<()>>,
+}
+
+/// A state snapshot being written on its own thread: the changes it writes, and the log time it
+/// writes them at.
+struct Snapshotting {
+    state: Arc<StateDelta>,
+    until_ms: i64,
+    done: std::thread::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Carry {
     /// Waits until the flush being applied is committed (or failed); once committed, its visit
-    /// state joins the delta, or, if it wrote a snapshot, the delta starts afresh.
-    fn finish_applying(&mut self) -> anyhow::Result<()> {
-        let Some(applying) = self.applying.take() else { return Ok(()) };
-        let snapshot = applying.done.join().map_err(|_| anyhow::anyhow!("the store writer panicked"))??;
-        if snapshot {
-            self.delta = Arc::new(StateDelta::sized_like(&self.delta));
-        } else {
-            let (sessions, sightings) = match Arc::try_unwrap(applying.flush) {
-                Ok(flush) => (flush.sessions, flush.sightings),
-                Err(shared) => (shared.sessions.clone(), shared.sightings.clone()),
-            };
-            Arc::make_mut(&mut self.delta).absorb(sessions, sightings, applying.entries, applying.progress.until_ms);
-        }
-        Ok(())
+    /// state joins the delta. Returns the progress it committed, if any.
+    fn finish_applying(&mut self) -> anyhow::Result<Option<Progress>> {
+        let Some(applying) = self.applying.take() else { return Ok(None) };
+        applying.done.join().map_err(|_| anyhow::anyhow!("the store writer panicked"))??;
+        let (sessions, sightings) = match Arc::try_unwrap(applying.flush) {
+            Ok(flush) => (flush.sessions, flush.sightings),
+            Err(shared) => (shared.sessions.clone(), shared.sightings.clone()),
+        };
+        Arc::make_mut(&mut self.delta).absorb(sessions, sightings, applying.entries, applying.progress.until_ms);
+        Ok(Some(applying.progress))
+    }
+
+    /// Takes in the snapshot being written once it is done (or, with `wait`, waits for it): its
+    /// layer goes, and if it failed its changes go back into the delta, for the next snapshot.
+    fn collect_snapshot(&mut self, wait: bool) {
+        let Some(snapshot) = self.snapshotting.take_if(|s| wait || s.done.is_finished()) else { return };
+        let failed = match snapshot.done.join() {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) => format!("{error:#}"),
+            Err(_) => "the state snapshot writer panicked".to_owned(),
+        };
+        tracing::error!(error = failed, "writing the visit state failed; it stays in memory until the next snapshot");
+        Arc::make_mut(&mut self.delta).absorb_older(&snapshot.state);
     }
 }
 
@@ -130,9 +147,11 @@ impl Aggregator {
                     // and, if asked, the pending segments in files, written meanwhile.
                     let (store, persist) = (this.store.clone(), this.persist_on_stop);
                     return tokio::task::spawn_blocking(move || {
+                        carry.collect_snapshot(true);
+                        let progress = store.progress()?;
                         std::thread::scope(|scope| {
                             let persisting = persist.then(|| scope.spawn(|| store.persist_segments(true)));
-                            let state = store.write_state(&carry.delta, &Flush::default());
+                            let state = store.write_state(&carry.delta, &Flush::default(), progress);
                             if let Some(persisting) = persisting {
                                 persisting.join().map_err(|_| anyhow::anyhow!("persisting segments panicked"))??;
                             }
@@ -178,53 +197,43 @@ impl Aggregator {
         let entries = self.log.read_after(progress.offset, self.batching.max_entries.max(1))?;
         let Some(&(last_offset, _)) = entries.last() else {
             // Nothing new: wait for the flush in flight, so that 0 means "all applied".
-            return carry.finish_applying().map(|()| 0);
+            return self.finish_applying(carry).map(|()| 0);
         };
         let read = started.elapsed();
         let mut flush = Flush::with_breakdowns().with_facts(std::mem::take(&mut carry.facts));
+        // A snapshot that is done is in the store now: the reader opened below sees it.
+        carry.collect_snapshot(false);
         {
             let stored = self.store.state_reader()?;
-            let state =
-                Layers { applying: carry.applying.as_ref().map(|a| &*a.flush), delta: &carry.delta, stored: &stored };
+            let state = Layers {
+                applying: carry.applying.as_ref().map(|a| &*a.flush),
+                delta: &carry.delta,
+                snapshotting: carry.snapshotting.as_ref().map(|s| (&*s.state, s.until_ms)),
+                stored: &stored,
+            };
             self.build(&mut flush, &entries, &state)?;
         }
         let built = started.elapsed() - read;
         carry.facts = flush.take_facts();
         // The flush this one was built on must commit before this one may.
         let waiting = Instant::now();
-        carry.finish_applying()?;
+        self.finish_applying(carry)?;
         let waited = waiting.elapsed();
         let until_ms = progress.until_ms.max(flush.latest_ms);
         let applied = entries.len();
-        let snapshot = carry.delta.entries + applied >= self.batching.snapshot_entries.max(1)
-            || carry.delta.since.elapsed() >= STATE_SNAPSHOT_EVERY;
         let progress = Progress { offset: last_offset, until_ms };
         let flush = Arc::new(flush);
-        let (store, committing, delta) = (self.store.clone(), flush.clone(), snapshot.then(|| carry.delta.clone()));
+        let (store, committing) = (self.store.clone(), flush.clone());
         let done = std::thread::Builder::new().name("store-apply".into()).spawn(move || {
             let started = Instant::now();
             store.apply(&committing, progress)?;
-            // Committed: nothing below may fail the flush (its visit state must join the delta).
-            let applied_ms = started.elapsed().as_millis() as u64;
-            let snapshot = delta.is_some_and(|delta| match store.write_state(&delta, &committing) {
-                Ok(()) => true,
-                Err(error) => {
-                    let error = format!("{error:#}");
-                    tracing::error!(
-                        error,
-                        "writing the visit state failed; it stays in memory until the next snapshot"
-                    );
-                    false
-                }
-            });
             tracing::debug!(
                 entries = applied,
                 offset = last_offset,
                 read_ms = read.as_millis() as u64,
                 build_ms = built.as_millis() as u64,
                 wait_ms = waited.as_millis() as u64,
-                apply_ms = applied_ms,
-                snapshot_ms = started.elapsed().as_millis() as u64 - applied_ms,
+                apply_ms = started.elapsed().as_millis() as u64,
                 "flushed"
             );
             if store.persist_due() {
@@ -242,10 +251,44 @@ impl Aggregator {
                     tracing::error!(%error, "cannot start persisting segments; they stay pending");
                 }
             }
-            Ok(snapshot)
+            Ok(())
         })?;
         carry.applying = Some(Applying { flush, entries: applied, progress, done });
         Ok(applied)
+    }
+
+    /// Waits for the flush being applied; once it is committed, starts a state snapshot on a
+    /// thread of its own if one is due and none is being written.
+    fn finish_applying(&self, carry: &mut Carry) -> anyhow::Result<()> {
+        let Some(committed) = carry.finish_applying()? else { return Ok(()) };
+        carry.collect_snapshot(false);
+        let due = carry.delta.entries >= self.batching.snapshot_entries.max(1)
+            || carry.delta.since.elapsed() >= STATE_SNAPSHOT_EVERY;
+        if carry.snapshotting.is_some() || !due {
+            return Ok(());
+        }
+        let fresh = Arc::new(StateDelta::sized_like(&carry.delta));
+        let state = std::mem::replace(&mut carry.delta, fresh);
+        let (store, writing) = (self.store.clone(), state.clone());
+        let spawned = std::thread::Builder::new().name("state-snapshot".into()).spawn(move || {
+            let started = Instant::now();
+            store.write_state(&writing, &Flush::default(), committed)?;
+            tracing::debug!(
+                entries = writing.entries,
+                offset = committed.offset,
+                took_ms = started.elapsed().as_millis() as u64,
+                "state snapshot written"
+            );
+            Ok(())
+        });
+        match spawned {
+            Ok(done) => carry.snapshotting = Some(Snapshotting { state, until_ms: committed.until_ms, done }),
+            Err(error) => {
+                tracing::error!(%error, "cannot start a state snapshot; the visit state stays in memory");
+                carry.delta = state;
+            }
+        }
+        Ok(())
     }
 
     /// Adds `entries` to `flush`, finding the visit state it does not hold in `state`.
@@ -278,7 +321,8 @@ impl Aggregator {
             let mut flush = Flush::with_breakdowns();
             {
                 let stored = self.store.state_reader()?;
-                self.build(&mut flush, &entries, &Layers { applying: None, delta: &delta, stored: &stored })?;
+                let layers = Layers { applying: None, delta: &delta, snapshotting: None, stored: &stored };
+                self.build(&mut flush, &entries, &layers)?;
             }
             delta.absorb(flush.sessions, flush.sightings, entries.len(), until_ms);
             at = last;

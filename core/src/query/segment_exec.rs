@@ -351,9 +351,10 @@ mod tests {
         for (i, e) in events.iter().enumerate() {
             let mut flush = Flush::with_breakdowns();
             flush.add(&LogEntry::Event(Box::new(e.clone())), 0, &|_| None, &store).expect("adds");
-            store.apply(&flush, Progress { offset: i as u64 + 1, until_ms: 0 }).expect("apply");
+            let progress = Progress { offset: i as u64 + 1, until_ms: 0 };
+            store.apply(&flush, progress).expect("apply");
             // Each flush writes its visit state (a snapshot), so the next one finds it in the store.
-            store.write_state(&crate::embedded::state::StateDelta::default(), &flush).expect("state");
+            store.write_state(&crate::embedded::state::StateDelta::default(), &flush, progress).expect("state");
             if i + 1 == events.len() / 2 {
                 store.persist_segments(true).expect("persists");
             }
@@ -363,6 +364,7 @@ mod tests {
 
     fn remove(path: &std::path::Path) {
         let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_file(path.with_extension("state.redb"));
         let _ = std::fs::remove_dir_all(path.with_extension("segments"));
     }
 

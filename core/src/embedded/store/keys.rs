@@ -15,9 +15,11 @@ use tally_model::breakdown::{Grain, RowKey, Slot};
 /// sums in rollup rows, a currency and a revenue column in segments); version 7 keeps the values in
 /// sightings as their hashes; version 8 writes the visit state in snapshots, up to
 /// [`STATE_OFFSET_KEY`]; version 9 adds the region and city (two more segment columns, two more
-/// values in each stored visit's entry cell).
-pub const FORMAT_VERSION: i64 = 9;
-/// The [`META`] key of the log offset the stored visit state (sessions, sightings) reaches.
+/// values in each stored visit's entry cell); version 10 keeps the visit state (sessions,
+/// sightings, the offset they reach) in a database of its own beside the store's, so that a state
+/// snapshot is written while flushes commit.
+pub const FORMAT_VERSION: i64 = 10;
+/// The [`STATE_META`] key of the log offset the stored visit state (sessions, sightings) reaches.
 pub const STATE_OFFSET_KEY: &str = "state_offset";
 /// The [`META`] key of the format version.
 pub const VERSION_KEY: &str = "store_version";
@@ -44,14 +46,16 @@ pub const PROP_ROWS: TableDefinition<(&str, u32, i64), u32> = TableDefinition::n
 pub const PROP_OVERFLOW: TableDefinition<(&str, u32, i64, &str), ()> = TableDefinition::new("prop_overflow");
 /// (site, local day) → the active generation of that day's rollups (absent: [`FIRST_GENERATION`]).
 pub const GENERATIONS: TableDefinition<(&str, i64), u32> = TableDefinition::new("generations");
-/// (site, visitor id) → postcard((touched_ms, Sightings)).
+/// In the state database: (site, visitor id) → postcard((touched_ms, Sightings)).
 pub const SIGHTINGS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("sightings");
-/// (site, visitor id) → postcard((touched_ms, Session)).
+/// In the state database: (site, visitor id) → postcard((touched_ms, Session)).
 pub const SESSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("sessions");
 /// (site or "", reason) → count.
 pub const DROPS: TableDefinition<(&str, &str), u64> = TableDefinition::new("drops");
-/// Progress ("applied_offset", "applied_until_ms"), [`STATE_OFFSET_KEY`] and [`VERSION_KEY`].
+/// Progress ("applied_offset", "applied_until_ms") and [`VERSION_KEY`].
 pub const META: TableDefinition<&str, i64> = TableDefinition::new("meta");
+/// In the state database: [`STATE_OFFSET_KEY`].
+pub const STATE_META: TableDefinition<&str, i64> = TableDefinition::new("state_meta");
 
 /// A rollup row's key: (site, generation, grain code, slot code, hour bucket or day, value).
 /// Ordered so that one breakdown of one site over a period range is one contiguous scan.

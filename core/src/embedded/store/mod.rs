@@ -5,6 +5,9 @@
 //!
 //! One [`Flush`] is applied in one transaction together with the log offset it reaches, so a
 //! restart resumes exactly after the last applied entry: nothing lost, nothing counted twice.
+//! The visit state (open visits, visitor sightings) lives in a database of its own,
+//! `<store>.state.redb`, written by state snapshots ([`crate::embedded::state`]) while flushes
+//! commit to the store's.
 
 mod keys;
 mod rollups;
@@ -14,12 +17,12 @@ pub use keys::FIRST_GENERATION;
 pub use rollups::RollupRead;
 pub use segments::{PersistPolicy, Persisted, Segment};
 
-use crate::embedded::state::StateDelta;
+use crate::embedded::state::{StateDelta, sightings_kept, visit_kept};
 use crate::pipeline::flush::{Flush, SessionLookup};
 use anyhow::Context;
 use keys::{
     DROPS, FORMAT_VERSION, GENERATIONS, META, PROP_OVERFLOW, PROP_ROWS, ROLLUPS, SEGMENT_FILES, SEGMENT_PENDING,
-    SESSIONS, SIGHTINGS, STATE_OFFSET_KEY, VERSION_KEY,
+    SESSIONS, SIGHTINGS, STATE_META, STATE_OFFSET_KEY, VERSION_KEY,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use segments::Segments;
@@ -27,14 +30,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use tally_model::breakdown::{Sightings, Tallies};
-use tally_model::limits::SESSION_TIMEOUT_MS;
 use tally_model::rollup::Bucket;
 use tally_model::session::Session;
-
-/// How long (in log time) a visitor id's sightings are kept after they last changed. An id lives
-/// one UTC day, so live ids are dropped at most this long after their day ends; imported ids
-/// stay this long after their import touched them.
-const SIGHTINGS_KEPT_MS: i64 = 2 * 86_400_000;
 
 /// How far the store has applied the log.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -45,9 +42,11 @@ pub struct Progress {
     pub until_ms: i64,
 }
 
-/// The store. Reads may run concurrently with the single writer.
+/// The store. Reads may run concurrently with the single writer (of each database).
 pub struct Store {
     db: Database,
+    /// The visit state as of the last state snapshot.
+    state: Database,
     segments: Segments,
 }
 
@@ -73,10 +72,14 @@ impl Store {
         Store::open_with(path, PersistPolicy::default())
     }
 
-    /// Opens (or creates) the store at `path`. A store of an older format is emptied so that
-    /// the aggregator rebuilds it from the log (the one-time migration to this format).
+    /// Opens (or creates) the store at `path`, its visit state at `<path>.state.redb`. A store of
+    /// an older format is emptied so that the aggregator rebuilds it from the log (the one-time
+    /// migration to this format).
     pub fn open_with(path: &Path, policy: PersistPolicy) -> anyhow::Result<(Store, Opened)> {
         let db = Database::create(path).with_context(|| format!("opening store {}", path.display()))?;
+        let state_path = path.with_extension("state.redb");
+        let state =
+            Database::create(&state_path).with_context(|| format!("opening visit state {}", state_path.display()))?;
         let segment_dir = path.with_extension("segments");
         let txn = db.begin_write()?;
         let opened = {
@@ -107,22 +110,18 @@ impl Store {
         txn.open_table(PROP_ROWS)?;
         txn.open_table(PROP_OVERFLOW)?;
         txn.open_table(GENERATIONS)?;
-        txn.open_table(SIGHTINGS)?;
         txn.open_table(SEGMENT_FILES)?;
         txn.open_table(SEGMENT_PENDING)?;
-        txn.open_table(SESSIONS)?;
         txn.open_table(DROPS)?;
-        {
+        let applied = {
             let mut meta = txn.open_table(META)?;
-            if meta.get(STATE_OFFSET_KEY)?.is_none() {
-                // A new (or emptied) store: no visit state, nothing applied.
-                meta.insert(STATE_OFFSET_KEY, 0)?;
-            }
             meta.insert(VERSION_KEY, FORMAT_VERSION)?;
-        }
+            progress_in(&meta)?.offset
+        };
         txn.commit()?;
+        open_state(&state, matches!(opened, Opened::Rebuilt { .. }), applied)?;
         let segments = Segments::open(&db, segment_dir, policy)?;
-        Ok((Store { db, segments }, opened))
+        Ok((Store { db, state, segments }, opened))
     }
 
     /// How far the log is applied.
@@ -133,8 +132,8 @@ impl Store {
     /// The log offset up to which the stored visit state (open visits, sightings) is written: the
     /// applied offset of the last flush that wrote a state snapshot (0: none).
     pub fn state_offset(&self) -> anyhow::Result<u64> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
+        let txn = self.state.begin_read()?;
+        let meta = txn.open_table(STATE_META)?;
         Ok(meta.get(STATE_OFFSET_KEY)?.map_or(0, |v| u64::try_from(v.value()).unwrap_or(0)))
     }
 
@@ -163,22 +162,19 @@ impl Store {
         self.segments.commit_with(txn, pending)
     }
 
-    /// Writes a state snapshot in a transaction of its own, right after the last flush
-    /// committed (so that flush's events are visible without waiting for it): `delta` is what
-    /// the flushes committed before it changed since the last snapshot, `last` that flush (or
-    /// an empty one). The snapshot reaches the applied offset.
-    pub fn write_state(&self, delta: &StateDelta, last: &Flush) -> anyhow::Result<()> {
-        let txn = self.db.begin_write()?;
-        let progress = {
-            let meta = txn.open_table(META)?;
-            let progress = progress_in(&meta)?;
+    /// Writes a state snapshot to the state database (beside the flushes, which commit to the
+    /// store's): `delta` is what committed flushes changed since the last snapshot, `last` one
+    /// more committed flush (or an empty one), and `progress` where the last of them reaches.
+    pub fn write_state(&self, delta: &StateDelta, last: &Flush, progress: Progress) -> anyhow::Result<()> {
+        let txn = self.state.begin_write()?;
+        {
+            let meta = txn.open_table(STATE_META)?;
             let stored_until = meta.get(STATE_OFFSET_KEY)?.map_or(0, |v| v.value());
             let nothing_new = last.sessions.is_empty() && last.sightings.is_empty() && delta.is_empty();
             if nothing_new && stored_until == i64::try_from(progress.offset)? {
                 return Ok(());
             }
-            progress
-        };
+        }
         write_snapshot(&txn, last, progress, delta)?;
         txn.commit()?;
         Ok(())
@@ -283,7 +279,7 @@ fn progress_in(meta: &impl ReadableTable<&'static str, i64>) -> anyhow::Result<P
 /// `progress.until_ms`), and the offset they reach. It also expires state, by log time: visits
 /// whose last event and last touch are both older than the session timeout (imported visits
 /// have old events but a recent touch, so an import in progress keeps its open visits), and
-/// sightings untouched for [`SIGHTINGS_KEPT_MS`]. State that is already expired is not written,
+/// sightings untouched for two days ([`visit_kept`] and [`sightings_kept`]). State that is already expired is not written,
 /// and an older copy of it in the store is deleted.
 fn write_snapshot(
     txn: &redb::WriteTransaction,
@@ -292,15 +288,13 @@ fn write_snapshot(
     delta: &StateDelta,
 ) -> anyhow::Result<()> {
     let touched = progress.until_ms;
-    let sessions_from = touched - SESSION_TIMEOUT_MS;
-    let sightings_from = touched - SIGHTINGS_KEPT_MS;
     let flush_sessions = flush.sessions.iter().map(|(id, visit)| (id, touched, visit.as_ref()));
     let delta_sessions = delta.sessions.iter().filter(|(id, _)| !flush.sessions.contains_key(*id));
     let mut sessions = txn.open_table(SESSIONS)?;
     write_in_key_order(
         &mut sessions,
         flush_sessions.chain(delta_sessions.map(|(id, (t, v))| (id, *t, v.as_ref()))).collect(),
-        |touched, visit| touched.max(visit.last_ms) >= sessions_from,
+        |t, visit| visit_kept(t, visit.last_ms, touched),
     )?;
     let flush_sightings = flush.sightings.iter().map(|(id, seen)| (id, touched, Some(seen)));
     let delta_sightings = delta.sightings.iter().filter(|(id, _)| !flush.sightings.contains_key(*id));
@@ -308,15 +302,40 @@ fn write_snapshot(
     write_in_key_order(
         &mut sightings,
         flush_sightings.chain(delta_sightings.map(|(id, (t, s))| (id, *t, Some(s)))).collect(),
-        |touched, _| touched >= sightings_from,
+        |t, _| sightings_kept(t, touched),
     )?;
     // Only the prefix is decoded: (touched, started_ms, last_ms, …).
     sessions.retain(|_, bytes| {
         postcard::take_from_bytes::<(i64, i64, i64)>(bytes)
-            .is_ok_and(|((touched, _, last_ms), _)| touched.max(last_ms) >= sessions_from)
+            .is_ok_and(|((t, _, last_ms), _)| visit_kept(t, last_ms, touched))
     })?;
-    sightings.retain(|_, bytes| postcard::take_from_bytes::<i64>(bytes).is_ok_and(|(t, _)| t >= sightings_from))?;
-    txn.open_table(META)?.insert(STATE_OFFSET_KEY, i64::try_from(progress.offset)?)?;
+    sightings
+        .retain(|_, bytes| postcard::take_from_bytes::<i64>(bytes).is_ok_and(|(t, _)| sightings_kept(t, touched)))?;
+    txn.open_table(STATE_META)?.insert(STATE_OFFSET_KEY, i64::try_from(progress.offset)?)?;
+    Ok(())
+}
+
+/// Makes the visit-state database's tables. It is emptied when the store was (a rebuild), or
+/// when it reaches further than the store has applied (a store file replaced or deleted): the
+/// aggregator then replays the log from the start into the visit state.
+fn open_state(state: &Database, store_rebuilt: bool, applied: u64) -> anyhow::Result<()> {
+    let txn = state.begin_write()?;
+    let offset = txn.open_table(STATE_META)?.get(STATE_OFFSET_KEY)?.map_or(0, |v| v.value());
+    if store_rebuilt || u64::try_from(offset).unwrap_or(0) > applied {
+        let tables: Vec<redb::UntypedTableHandle> = txn.list_tables()?.collect();
+        for table in tables {
+            txn.delete_table(table)?;
+        }
+    }
+    txn.open_table(SESSIONS)?;
+    txn.open_table(SIGHTINGS)?;
+    let mut meta = txn.open_table(STATE_META)?;
+    if meta.get(STATE_OFFSET_KEY)?.is_none() {
+        // No visit state yet.
+        meta.insert(STATE_OFFSET_KEY, 0)?;
+    }
+    drop(meta);
+    txn.commit()?;
     Ok(())
 }
 
@@ -324,6 +343,7 @@ impl Store {
     /// The bytes each table occupies (stored, metadata and fragmented bytes of its pages).
     pub fn table_bytes(&self) -> anyhow::Result<BTreeMap<&'static str, u64>> {
         let txn = self.db.begin_read()?;
+        let state = self.state.begin_read()?;
         let size = |s: redb::TableStats| s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes();
         let segment_file_bytes = self.segments.file_bytes();
         Ok(BTreeMap::from([
@@ -334,10 +354,10 @@ impl Store {
                     + size(txn.open_table(PROP_OVERFLOW)?.stats()?),
             ),
             ("generations", size(txn.open_table(GENERATIONS)?.stats()?)),
-            ("sightings", size(txn.open_table(SIGHTINGS)?.stats()?)),
+            ("sightings", size(state.open_table(SIGHTINGS)?.stats()?)),
             ("segment_files", segment_file_bytes + size(txn.open_table(SEGMENT_FILES)?.stats()?)),
             ("segment_pending", size(txn.open_table(SEGMENT_PENDING)?.stats()?)),
-            ("sessions", size(txn.open_table(SESSIONS)?.stats()?)),
+            ("sessions", size(state.open_table(SESSIONS)?.stats()?)),
             ("drops", size(txn.open_table(DROPS)?.stats()?)),
         ]))
     }
@@ -353,7 +373,7 @@ pub struct StateReader {
 impl Store {
     /// A reader of the state committed so far.
     pub fn state_reader(&self) -> anyhow::Result<StateReader> {
-        let txn = self.db.begin_read()?;
+        let txn = self.state.begin_read()?;
         Ok(StateReader { sessions: txn.open_table(SESSIONS)?, sightings: txn.open_table(SIGHTINGS)? })
     }
 }
@@ -406,6 +426,7 @@ mod tests {
             (Some(6), 6),
             (Some(7), 7),
             (Some(8), 8),
+            (Some(9), 9),
         ];
         for (version, from) in formats {
             {
@@ -446,6 +467,7 @@ mod tests {
         let newer = Store::open(&path).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(newer.contains("newer than this tally"), "{newer}");
         let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(path.with_extension("state.redb"));
         let _ = std::fs::remove_dir_all(path.with_extension("segments"));
     }
 }

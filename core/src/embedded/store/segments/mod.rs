@@ -430,6 +430,7 @@ mod tests {
     fn persists_merge_per_day_compact_and_survive_a_half_done_persist() {
         let path = std::env::temp_dir().join(format!("tally-segments-{}.redb", std::process::id()));
         let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(path.with_extension("state.redb"));
         let _ = std::fs::remove_dir_all(path.with_extension("segments"));
         let policy = PersistPolicy { rows: usize::MAX, every: Duration::from_secs(3600), compact_at: 3 };
         let (store, _) = Store::open_with(&path, policy).expect("store");
