@@ -75,7 +75,6 @@ pub fn import(
     progress: &mut dyn FnMut(u64, u64),
 ) -> anyhow::Result<Sent> {
     let registry = Registry::open(&settings.data_dir)?;
-    let key = import_key(&settings.data_dir)?;
     let client = runtime.block_on(clients::kinesis(&settings.aws));
     runtime.block_on(api::list_shards(&client, &settings.stream)).map_err(|error| match error {
         KinesisError::NotFound(_) => {
@@ -83,6 +82,7 @@ pub fn import(
         }
         other => anyhow::Error::new(other).context(format!("reaching Kinesis stream {}", settings.stream)),
     })?;
+    let key = import_key(&settings.data_dir)?;
     let snapshot = registry.snapshot();
     let is_site = |domain: &str| snapshot.site(domain).is_some();
     let (mut records, mut put) = (0u64, 0u64);
