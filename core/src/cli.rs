@@ -264,8 +264,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 write!(out, "{}", render(&sent.summary, started.elapsed()))?;
                 writeln!(
                     out,
-                    "put on Kinesis stream {stream} in {} records; `tally ingest` counts them (the stream does not skip \
-                     events put before: import a file once)",
+                    "put on Kinesis stream {stream} in {} records, for `tally ingest` to count (events this data \
+                     directory put on it before are skipped)",
                     sent.records
                 )?;
                 return Ok(());

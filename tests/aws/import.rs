@@ -47,6 +47,22 @@ fn ndjson() -> (String, usize) {
     (lines.join("\n") + "\n", events)
 }
 
+/// Runs `tally import --kinesis-stream events` (2 sub-partitions) and returns its output.
+fn import_to_stream(kinesalite: &str, file: &std::path::Path, dir: &std::path::Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["import", "--no-progress", "--kinesis-stream", "events", "--region", "us-east-1"])
+        .args(["--kinesis-endpoint", kinesalite, "--stand-in-credentials", "--sub-partitions", "2"])
+        .arg(file)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
 /// Every entry on the stream, with its record's partition key.
 async fn read_stream(client: &aws_sdk_kinesis::Client) -> Vec<(String, LogEntry)> {
     let mut out = Vec::new();
@@ -74,20 +90,14 @@ async fn an_import_through_kinesis_counts_what_the_embedded_import_counts() {
     let file = aws_dir.join("events.ndjson");
     std::fs::write(&file, &text).unwrap();
 
-    let output = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["import", "--no-progress", "--kinesis-stream", "events", "--region", "us-east-1"])
-        .args(["--kinesis-endpoint", &bed.kinesalite.url, "--stand-in-credentials", "--sub-partitions", "2"])
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(&aws_dir)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = import_to_stream(&bed.kinesalite.url, &file, &aws_dir);
     assert!(stdout.starts_with(&format!("imported {events} events from {} lines", events + 2)), "{stdout}");
     assert!(stdout.contains("not_a_json_object: 1") && stdout.contains("unknown_site: 1"), "{stdout}");
     assert!(stdout.contains("put on Kinesis stream events in"), "{stdout}");
+
+    // Running it again puts nothing more: the data directory knows what it put.
+    let again = import_to_stream(&bed.kinesalite.url, &file, &aws_dir);
+    assert!(again.contains(&format!("already imported (skipped): {events}")), "{again}");
 
     // Each event once, under `site#sub` of its visitor.
     let carried = read_stream(&bed.kinesis).await;

@@ -5,11 +5,13 @@
 //!
 //! Each event's id comes from the line (its `id` field, or its timestamp and bytes), and the
 //! import salts from a random key kept in `<data dir>/import-key`, so running the same file
-//! again makes the same events. The stream cannot refuse what it already carries: `tally ingest`
-//! drops a repeated id only among the last million ids each shard worker saw, so a file put
-//! twice is mostly counted twice. Put a file once; the summary says how many events went out.
+//! again makes the same events. The stream cannot refuse what it already carries, so the data
+//! directory keeps the ids it put on each stream (`import_ledger.rs`): a re-run, or a run after
+//! a failed put, sends only the rest. Records of a failed call that did reach the stream go
+//! again; `tally ingest` drops those repeated ids among the last million each shard worker saw.
 
 use crate::aws::clients::{self, AwsSettings};
+use crate::aws::import_ledger::Ledger;
 use crate::aws::kinesis::api::{self, KinesisError};
 use crate::pipeline::import_lines::{Batch, Input, Summary, open_input, progress_bar, read_lines};
 use crate::registry::Registry;
@@ -18,7 +20,7 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tally_model::codec;
-use tally_model::record::{MAX_RECORD_BYTES, Packer, partition_key};
+use tally_model::record::{MAX_RECORD_BYTES, Packer, Record, partition_key};
 
 /// The file in the data directory that holds the import salts' key (32 hex digits).
 pub const KEY_FILE: &str = "import-key";
@@ -43,7 +45,8 @@ pub struct KinesisImport {
 /// What an import into Kinesis did: the lines' summary and how many records carried the events.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sent {
-    /// What happened to every line (`duplicates` is always 0: the stream cannot tell).
+    /// What happened to every line (`duplicates`: events this data directory put on the stream
+    /// before, not sent again).
     pub summary: Summary,
     /// Kinesis records put.
     pub records: u64,
@@ -83,42 +86,44 @@ pub fn import(
         other => anyhow::Error::new(other).context(format!("reaching Kinesis stream {}", settings.stream)),
     })?;
     let key = import_key(&settings.data_dir)?;
+    let ledger = Ledger::open(&settings.data_dir, &settings.stream)?;
     let snapshot = registry.snapshot();
     let is_site = |domain: &str| snapshot.site(domain).is_some();
     let (mut records, mut put) = (0u64, 0u64);
     let mut send = |batch: Batch| -> anyhow::Result<usize> {
+        let ids: Vec<u128> = batch.ids.iter().map(|id| id.id).collect();
+        let before = ledger.put_before(&ids)?;
+        let mut this_batch = std::collections::HashSet::new();
         let mut packer = Packer::new(MAX_RECORD_BYTES);
-        for entry in &batch.entries {
-            packer.push(&partition_key(entry, |_| settings.sub_partitions), codec::encode(entry));
+        let mut skipped = 0;
+        for (index, entry) in batch.entries.iter().enumerate() {
+            // Put before, or a repeat of a line earlier in this batch.
+            if before[index] || !this_batch.insert(ids[index]) {
+                skipped += 1;
+                continue;
+            }
+            packer.push_from(&partition_key(entry, |_| settings.sub_partitions), codec::encode(entry), index);
         }
-        let packed = packer.finish();
+        let (packed, origins): (Vec<Record>, Vec<Vec<usize>>) = packer.finish_with_origins().into_iter().unzip();
+        let mut at = 0;
         for chunk in api::put_batches(&packed) {
             runtime.block_on(put_all(&client, &settings.stream, chunk)).with_context(|| {
                 format!(
-                    "putting events on Kinesis stream {}: {put} events of this import are on the stream already \
-                     (running the import again would count them twice)",
+                    "putting events on Kinesis stream {}: {put} events of this run are on the stream and recorded as \
+                     put; running the import again sends only the rest",
                     settings.stream
                 )
             })?;
-            put += chunk.iter().map(|r| entries_in(&r.data)).sum::<u64>();
+            let sent = &origins[at..at + chunk.len()];
+            at += chunk.len();
+            ledger.record(sent.iter().flatten().map(|&index| ids[index]))?;
+            put += sent.iter().map(|o| o.len() as u64).sum::<u64>();
         }
         records += packed.len() as u64;
-        Ok(0)
+        Ok(skipped)
     };
     let summary = read_lines(reader, &key, &is_site, &mut send, progress)?;
     Ok(Sent { summary, records })
-}
-
-/// How many entries a record holds (its varint count after the version byte).
-fn entries_in(data: &[u8]) -> u64 {
-    let mut count = 0u64;
-    for (i, byte) in data.iter().skip(1).take(10).enumerate() {
-        count |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            break;
-        }
-    }
-    count
 }
 
 /// Puts one `PutRecords` batch, retrying throttles and the records that failed, with jittered
@@ -196,12 +201,5 @@ mod tests {
         std::fs::write(dir.join(KEY_FILE), "not hex").expect("written");
         assert!(import_key(&dir).is_err(), "a damaged key is an error, not a new key");
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn a_record_tells_how_many_entries_it_holds() {
-        let data = tally_model::record::record_data(&vec![vec![1u8]; 300]);
-        assert_eq!(entries_in(&data), 300);
-        assert_eq!(entries_in(&tally_model::record::record_data(&[])), 0);
     }
 }

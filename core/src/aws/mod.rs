@@ -8,6 +8,7 @@ pub mod clients;
 pub mod consumer;
 pub mod dynamo;
 pub mod import;
+pub mod import_ledger;
 pub mod ingest;
 pub mod kinesis;
 pub mod lease;
