@@ -213,6 +213,11 @@ impl Drop for QueryServer {
     }
 }
 
+/// `POST /api/v2/query` with `body` to the Stats API at `url`.
+pub async fn ask(url: &str, key: &str, body: &serde_json::Value) -> reqwest::Response {
+    reqwest::Client::new().post(format!("{url}/api/v2/query")).bearer_auth(key).json(body).send().await.unwrap()
+}
+
 /// The totals of one site on one day from the Stats API at `url` (`tally query` or `tally serve`).
 pub async fn totals_at(url: &str, key: &str, site: &str, day: &str) -> serde_json::Value {
     let body = serde_json::json!({
@@ -220,8 +225,7 @@ pub async fn totals_at(url: &str, key: &str, site: &str, day: &str) -> serde_jso
         "metrics": ["events", "pageviews", "visits", "bounce_rate", "views_per_visit"],
         "date_range": [day, day],
     });
-    let response =
-        reqwest::Client::new().post(format!("{url}/api/v2/query")).bearer_auth(key).json(&body).send().await.unwrap();
+    let response = ask(url, key, &body).await;
     assert_eq!(response.status(), 200);
     response.json::<serde_json::Value>().await.unwrap()["results"][0]["metrics"].clone()
 }

@@ -2,7 +2,7 @@
 //! with several shards, consumed by several `tally ingest` processes into dynoxide, counted
 //! exactly once — also when consumers are killed and restarted.
 
-use crate::bed::{Bed, Consumer, QueryServer, data_dir, expected_metrics, free_address, ground_truth, settle};
+use crate::bed::{Bed, Consumer, QueryServer, ask, data_dir, expected_metrics, free_address, ground_truth, settle};
 use crate::proxy::Proxy;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -95,16 +95,7 @@ async fn two_consumers_count_a_four_shard_stream_exactly() {
     // Unique visitors come from hourly HyperLogLog sketches, merged over lineages and hours.
     let truth = distinct_visitors(&entries, "site7.example") as f64;
     let body = serde_json::json!({"site_id": "site7.example", "metrics": ["visitors"], "date_range": [day, day]});
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/api/v2/query", query.url))
-        .bearer_auth(&key)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer: serde_json::Value = ask(&query.url, &key, &body).await.json().await.unwrap();
     let estimate = answer["results"][0]["metrics"][0].as_f64().unwrap();
     eprintln!("site7.example: {truth} distinct visitors, estimated {estimate}");
     assert!((estimate - truth).abs() <= (truth * 0.03).max(2.0), "estimate {estimate} vs {truth}");
@@ -119,13 +110,7 @@ async fn two_consumers_count_a_four_shard_stream_exactly() {
     for (mut body, says) in refused {
         body["site_id"] = "site7.example".into();
         body["date_range"] = serde_json::json!([day, day]);
-        let response = reqwest::Client::new()
-            .post(format!("{}/api/v2/query", query.url))
-            .bearer_auth(&key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = ask(&query.url, &key, &body).await;
         assert_eq!(response.status(), 400, "{body}");
         let text = response.text().await.unwrap();
         assert!(text.contains("DynamoDB store does not keep") && text.contains(says), "{body}: {text}");

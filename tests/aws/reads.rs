@@ -6,7 +6,7 @@
 //! `cargo test -p tally-core --test aws read_units_per_dashboard_load -- --ignored --nocapture`
 //! (`TALLY_READS_EVENTS` sets the events, default 100,000; needs `python3`).
 
-use crate::bed::{Bed, Consumer, QueryServer, data_dir, stored_totals};
+use crate::bed::{Bed, Consumer, QueryServer, ask, data_dir, stored_totals};
 use crate::proxy::Proxy;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -87,13 +87,7 @@ async fn read_units_per_dashboard_load() {
         let before = proxy.counts().read_units();
         let body =
             serde_json::json!({ "site_id": SITE, "metrics": metrics, "dimensions": dimensions, "date_range": RANGE });
-        let response = reqwest::Client::new()
-            .post(format!("{}/api/v2/query", server.url))
-            .bearer_auth(&key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response = ask(&server.url, &key, &body).await;
         assert_eq!(response.status(), 200, "{name}");
         let rows = response.json::<serde_json::Value>().await.unwrap()["results"].as_array().map_or(0, Vec::len);
         let units = proxy.counts().read_units() - before;

@@ -4,26 +4,24 @@
 //! AWS pipeline, where `tally ingest` counts the events like live ones.
 //!
 //! Each event's id comes from the line (its `id` field, or its timestamp and bytes), and the
-//! import salts from a random key kept in `<data dir>/import-key`, so running the same file
-//! again makes the same events. The stream cannot refuse what it already carries, so the data
-//! directory keeps the ids it put on each stream (`import_ledger.rs`): a re-run, or a run after
-//! a failed put, sends only the rest. Records of a failed call that did reach the stream go
+//! import salts from a random key kept in the import ledger's file (`import_ledger.rs`), so
+//! running the same file again makes the same events. The stream cannot refuse what it already
+//! carries, so the ledger also keeps the ids put on each stream: a re-run, or a run after a
+//! failed put, sends only the rest. Records of a failed call that did reach the stream go
 //! again; `tally ingest` drops those repeated ids among the last million each shard worker saw.
 
 use crate::aws::clients::{self, AwsSettings};
 use crate::aws::import_ledger::Ledger;
 use crate::aws::kinesis::api::{self, KinesisError};
-use crate::pipeline::import_lines::{Batch, Input, Summary, open_input, progress_bar, read_lines};
+use crate::pipeline::import_lines::{Batch, Input, Summary, import_key, open_input, progress_bar, read_lines};
 use crate::registry::Registry;
 use anyhow::Context;
-use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::io::BufRead;
+use std::path::PathBuf;
 use std::time::Duration;
 use tally_model::codec;
 use tally_model::record::{MAX_RECORD_BYTES, Packer, Record, partition_key};
 
-/// The file in the data directory that holds the import salts' key (32 hex digits).
-pub const KEY_FILE: &str = "import-key";
 /// Attempts to put one batch of records (throttles and failed records are retried with backoff)
 /// before the import stops with an error.
 const MAX_PUT_ATTEMPTS: u32 = 12;
@@ -38,7 +36,8 @@ pub struct KinesisImport {
     /// Sub-partitions per site: must equal the edge's `SUB_PARTITIONS` and `tally query`'s
     /// `--sub-partitions`.
     pub sub_partitions: u16,
-    /// The data directory: its `registry.json` gives the sites, its `import-key` the salts.
+    /// The data directory: its `registry.json` gives the sites, its `kinesis-imports.redb` the
+    /// salts' key and the ids put before.
     pub data_dir: PathBuf,
 }
 
@@ -85,8 +84,8 @@ pub fn import(
         }
         other => anyhow::Error::new(other).context(format!("reaching Kinesis stream {}", settings.stream)),
     })?;
-    let key = import_key(&settings.data_dir)?;
     let ledger = Ledger::open(&settings.data_dir, &settings.stream)?;
+    let key = import_key(ledger.database())?;
     let snapshot = registry.snapshot();
     let is_site = |domain: &str| snapshot.site(domain).is_some();
     let (mut records, mut put) = (0u64, 0u64);
@@ -148,58 +147,4 @@ async fn put_all(
         }
     }
     anyhow::bail!("{} records still refused after {MAX_PUT_ATTEMPTS} attempts (throttled?)", pending.len())
-}
-
-/// The import salts' key of this data directory, made on first use (mode 0600: the salts decide
-/// the visitor ids).
-fn import_key(dir: &Path) -> anyhow::Result<[u8; 16]> {
-    let path = dir.join(KEY_FILE);
-    std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
-    let mut fresh = [0u8; 16];
-    getrandom::fill(&mut fresh).map_err(|e| anyhow::anyhow!("no randomness for the import key: {e}"))?;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(&path) {
-        Ok(mut file) => {
-            let hex: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
-            file.write_all(hex.as_bytes())
-                .and_then(|()| file.sync_all())
-                .with_context(|| format!("writing {}", path.display()))?;
-            Ok(fresh)
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            parse_key(text.trim()).with_context(|| format!("{} is not 32 hex digits", path.display()))
-        }
-        Err(error) => Err(error).with_context(|| format!("creating {}", path.display())),
-    }
-}
-
-fn parse_key(hex: &str) -> Option<[u8; 16]> {
-    if hex.len() != 32 || !hex.is_ascii() {
-        return None;
-    }
-    let mut key = [0u8; 16];
-    for (i, byte) in key.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(key)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_key_is_made_once_and_read_back() {
-        let dir = std::env::temp_dir().join(format!("tally-import-key-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let made = import_key(&dir).expect("made");
-        assert_eq!(import_key(&dir).expect("read"), made);
-        std::fs::write(dir.join(KEY_FILE), "not hex").expect("written");
-        assert!(import_key(&dir).is_err(), "a damaged key is an error, not a new key");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 }

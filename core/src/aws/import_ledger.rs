@@ -1,7 +1,8 @@
 //! The event ids that `tally import --kinesis-stream` put on each stream from this data
 //! directory (`<data dir>/kinesis-imports.redb`), so that running a file again, or again after a
 //! failed put, sends only what is not on the stream yet. Ids are recorded once `PutRecords`
-//! accepted their records, in one durable commit per call.
+//! accepted their records, in one durable commit per call. The same file keeps the import salts'
+//! key (`pipeline::import_lines::import_key`).
 
 use anyhow::Context;
 use redb::{Database, ReadableDatabase, TableDefinition};
@@ -30,6 +31,11 @@ impl Ledger {
         txn.open_table(PUT_IDS)?;
         txn.commit()?;
         Ok(Ledger { db, stream: stream.to_owned() })
+    }
+
+    /// The ledger's database (it also holds the import salts' key).
+    pub fn database(&self) -> &Database {
+        &self.db
     }
 
     /// For each of `ids`, whether it was put on the stream before.

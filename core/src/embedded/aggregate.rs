@@ -151,7 +151,7 @@ impl Aggregator {
                         let progress = store.progress()?;
                         std::thread::scope(|scope| {
                             let persisting = persist.then(|| scope.spawn(|| store.persist_segments(true)));
-                            let state = store.write_state(&carry.delta, &Flush::default(), progress);
+                            let state = store.write_state(&carry.delta, progress);
                             if let Some(persisting) = persisting {
                                 persisting.join().map_err(|_| anyhow::anyhow!("persisting segments panicked"))??;
                             }
@@ -272,7 +272,7 @@ impl Aggregator {
         let (store, writing) = (self.store.clone(), state.clone());
         let spawned = std::thread::Builder::new().name("state-snapshot".into()).spawn(move || {
             let started = Instant::now();
-            store.write_state(&writing, &Flush::default(), committed)?;
+            store.write_state(&writing, committed)?;
             tracing::debug!(
                 entries = writing.entries,
                 offset = committed.offset,

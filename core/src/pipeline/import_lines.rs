@@ -3,10 +3,12 @@
 //! sink (the embedded event log, or a Kinesis stream), counting what happened to every line.
 //!
 //! Visitor ids of imported events use import salts, one per UTC day, derived from a random key
-//! that the backend keeps (so re-runs make the same ids); they never match live visitors' ids.
+//! kept in the backend's redb file ([`import_key`]; so re-runs make the same ids); they never
+//! match live visitors' ids.
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
+use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use siphasher::sip128::{Hasher128, SipHasher13};
@@ -31,6 +33,8 @@ const MAX_LINE_BYTES: usize = 70_000;
 const DAY_MS: i64 = 86_400_000;
 /// Fields of an import line that are not ingest fields.
 const IMPORT_FIELDS: [&str; 8] = ["timestamp", "user_agent", "ip", "visitor", "country", "region", "city", "id"];
+/// The import salts' key: (name) → 16 random bytes, made on the first import.
+const IMPORT_KEY: TableDefinition<&str, [u8; 16]> = TableDefinition::new("import_key");
 
 /// What an import did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +182,28 @@ pub fn render(summary: &Summary, took: Duration) -> String {
         out += &format!("  {reason}: {n}\n");
     }
     out
+}
+
+/// The key the import salts are derived from: made on the first import and kept in the backend's
+/// redb file (the embedded event log's, or the Kinesis import ledger's), so re-runs make the same
+/// visitor ids.
+pub fn import_key(db: &Database) -> anyhow::Result<[u8; 16]> {
+    let txn = db.begin_write()?;
+    let key = {
+        let mut table = txn.open_table(IMPORT_KEY)?;
+        let existing = table.get("salt_key")?.map(|v| v.value());
+        match existing {
+            Some(key) => key,
+            None => {
+                let mut key = [0u8; 16];
+                getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness for the import key: {e}"))?;
+                table.insert("salt_key", key)?;
+                key
+            }
+        }
+    };
+    txn.commit()?;
+    Ok(key)
 }
 
 /// The import salt of a UTC day.
@@ -353,6 +379,18 @@ mod tests {
         };
         assert_eq!(visitor("u1"), visitor("u1"));
         assert_ne!(visitor("u1"), visitor("u2"));
+    }
+
+    #[test]
+    fn the_salts_key_is_made_once_per_file() {
+        let path = std::env::temp_dir().join(format!("tally-import-key-{}.redb", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let made = import_key(&Database::create(&path).expect("db")).expect("made");
+        assert_eq!(import_key(&Database::create(&path).expect("db")).expect("read"), made, "kept across opens");
+        let _ = std::fs::remove_file(&path);
+        let other = import_key(&Database::create(&path).expect("db")).expect("made");
+        assert_ne!(other, made, "a new file makes a new random key");
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

@@ -354,7 +354,9 @@ mod tests {
             let progress = Progress { offset: i as u64 + 1, until_ms: 0 };
             store.apply(&flush, progress).expect("apply");
             // Each flush writes its visit state (a snapshot), so the next one finds it in the store.
-            store.write_state(&crate::embedded::state::StateDelta::default(), &flush, progress).expect("state");
+            let mut state = crate::embedded::state::StateDelta::default();
+            state.absorb(flush.sessions, flush.sightings, 1, progress.until_ms);
+            store.write_state(&state, progress).expect("state");
             if i + 1 == events.len() / 2 {
                 store.persist_segments(true).expect("persists");
             }

@@ -3,15 +3,11 @@
 //! crash, counts nothing twice. The import salts' key is kept in the log's file.
 
 use crate::embedded::log::EventLog;
-use crate::pipeline::import_lines::{Batch, Summary, read_lines};
+use crate::pipeline::import_lines::{Batch, Summary, import_key, read_lines};
 use crate::registry::Registry;
 use anyhow::Context;
-use redb::{Database, ReadableTable, TableDefinition};
 use std::io::BufRead;
 use tally_model::codec;
-
-/// The import salts' key: (name) → 16 random bytes, made on the first import.
-const IMPORT_KEY: TableDefinition<&str, [u8; 16]> = TableDefinition::new("import_key");
 
 /// Turns import lines into log entries of one event log (with its import salts).
 #[derive(Clone)]
@@ -52,24 +48,4 @@ impl Importer {
         };
         read_lines(reader, &self.key, &is_site, &mut append, progress)
     }
-}
-
-/// The key the import salts are derived from: made once, kept in the log's file.
-fn import_key(db: &Database) -> anyhow::Result<[u8; 16]> {
-    let txn = db.begin_write()?;
-    let key = {
-        let mut table = txn.open_table(IMPORT_KEY)?;
-        let existing = table.get("salt_key")?.map(|v| v.value());
-        match existing {
-            Some(key) => key,
-            None => {
-                let mut key = [0u8; 16];
-                getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness for the import key: {e}"))?;
-                table.insert("salt_key", key)?;
-                key
-            }
-        }
-    };
-    txn.commit()?;
-    Ok(key)
 }

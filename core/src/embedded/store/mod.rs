@@ -163,19 +163,18 @@ impl Store {
     }
 
     /// Writes a state snapshot to the state database (beside the flushes, which commit to the
-    /// store's): `delta` is what committed flushes changed since the last snapshot, `last` one
-    /// more committed flush (or an empty one), and `progress` where the last of them reaches.
-    pub fn write_state(&self, delta: &StateDelta, last: &Flush, progress: Progress) -> anyhow::Result<()> {
+    /// store's): `delta` is what committed flushes changed since the last snapshot, and
+    /// `progress` where the last of them reaches.
+    pub fn write_state(&self, delta: &StateDelta, progress: Progress) -> anyhow::Result<()> {
         let txn = self.state.begin_write()?;
         {
             let meta = txn.open_table(STATE_META)?;
             let stored_until = meta.get(STATE_OFFSET_KEY)?.map_or(0, |v| v.value());
-            let nothing_new = last.sessions.is_empty() && last.sightings.is_empty() && delta.is_empty();
-            if nothing_new && stored_until == i64::try_from(progress.offset)? {
+            if delta.is_empty() && stored_until == i64::try_from(progress.offset)? {
                 return Ok(());
             }
         }
-        write_snapshot(&txn, last, progress, delta)?;
+        write_snapshot(&txn, progress, delta)?;
         txn.commit()?;
         Ok(())
     }
@@ -275,33 +274,24 @@ fn progress_in(meta: &impl ReadableTable<&'static str, i64>) -> anyhow::Result<P
     Ok(Progress { offset: u64::try_from(get("applied_offset")?).unwrap_or(0), until_ms: get("applied_until_ms")? })
 }
 
-/// Writes a state snapshot: the delta's visits and sightings, then the flush's (made at
-/// `progress.until_ms`), and the offset they reach. It also expires state, by log time: visits
-/// whose last event and last touch are both older than the session timeout (imported visits
-/// have old events but a recent touch, so an import in progress keeps its open visits), and
-/// sightings untouched for two days ([`visit_kept`] and [`sightings_kept`]). State that is already expired is not written,
-/// and an older copy of it in the store is deleted.
-fn write_snapshot(
-    txn: &redb::WriteTransaction,
-    flush: &Flush,
-    progress: Progress,
-    delta: &StateDelta,
-) -> anyhow::Result<()> {
+/// Writes a state snapshot: the delta's visits and sightings, and the offset they reach. It also
+/// expires state at log time `progress.until_ms`: visits whose last event and last touch are both
+/// older than the session timeout (imported visits have old events but a recent touch, so an
+/// import in progress keeps its open visits), and sightings untouched for two days
+/// ([`visit_kept`] and [`sightings_kept`]). State that is already expired is not written, and an
+/// older copy of it in the store is deleted.
+fn write_snapshot(txn: &redb::WriteTransaction, progress: Progress, delta: &StateDelta) -> anyhow::Result<()> {
     let touched = progress.until_ms;
-    let flush_sessions = flush.sessions.iter().map(|(id, visit)| (id, touched, visit.as_ref()));
-    let delta_sessions = delta.sessions.iter().filter(|(id, _)| !flush.sessions.contains_key(*id));
     let mut sessions = txn.open_table(SESSIONS)?;
     write_in_key_order(
         &mut sessions,
-        flush_sessions.chain(delta_sessions.map(|(id, (t, v))| (id, *t, v.as_ref()))).collect(),
+        delta.sessions.iter().map(|(id, (t, v))| (id, *t, v.as_ref())).collect(),
         |t, visit| visit_kept(t, visit.last_ms, touched),
     )?;
-    let flush_sightings = flush.sightings.iter().map(|(id, seen)| (id, touched, Some(seen)));
-    let delta_sightings = delta.sightings.iter().filter(|(id, _)| !flush.sightings.contains_key(*id));
     let mut sightings = txn.open_table(SIGHTINGS)?;
     write_in_key_order(
         &mut sightings,
-        flush_sightings.chain(delta_sightings.map(|(id, (t, s))| (id, *t, Some(s)))).collect(),
+        delta.sightings.iter().map(|(id, (t, s))| (id, *t, Some(s))).collect(),
         |t, _| sightings_kept(t, touched),
     )?;
     // Only the prefix is decoded: (touched, started_ms, last_ms, …).
