@@ -164,6 +164,10 @@ struct IngestArgs {
     /// Most Kinesis records in one flush; a flush also ends at the flush interval.
     #[arg(long, env = "TALLY_MAX_RECORDS_PER_FLUSH", default_value_t = 10_000)]
     max_records_per_flush: usize,
+    /// How old a day's oldest unfolded rollup delta gets before the day is folded into one item
+    /// per breakdown, in seconds (at least 1).
+    #[arg(long, env = "TALLY_FOLD_INTERVAL_S", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    fold_interval_s: u64,
 }
 
 #[derive(Debug, Args)]
@@ -349,5 +353,6 @@ fn ingest_settings(args: IngestArgs) -> IngestSettings {
         create_tables: args.create_tables,
         metrics_listen: args.metrics_listen,
         max_records_per_flush: args.max_records_per_flush,
+        fold_interval: Duration::from_secs(args.fold_interval_s),
     }
 }

@@ -3,14 +3,15 @@
 //! `tests/edge` (the whole pipeline behind the Worker).
 
 use crate::stand_ins::{Dynoxide, Kinesalite, settings};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tally_core::aws::dynamo::Tables;
+use tally_core::aws::dynamo::{Tables, items, read};
 use tally_core::aws::kinesis::api;
 use tally_core::pipeline::flush::{Flush, SessionLookup};
+use tally_model::breakdown::{Grain, Slot};
 use tally_model::event::LogEntry;
 use tally_model::rollup::Counters;
 use tally_model::session::Session;
@@ -30,9 +31,11 @@ pub fn ground_truth(entries: &[LogEntry]) -> BTreeMap<String, Counters> {
         flush.add(entry, 0, &|_| None, &NoStoredVisits).unwrap();
     }
     let mut totals: BTreeMap<String, Counters> = BTreeMap::new();
-    for ((site, _), rollup) in &flush.rollups {
-        for counters in rollup.cells.values() {
-            totals.entry(site.clone()).or_default().add(counters);
+    for ((site, _), breakdown) in &flush.breakdowns {
+        for (row, tallies) in breakdown.rows() {
+            if row.slot == Slot::Total && row.grain == Grain::Day {
+                totals.entry(site.clone()).or_default().add(&tallies.counters);
+            }
         }
     }
     totals
@@ -59,23 +62,44 @@ impl Bed {
     }
 }
 
-/// Sums the counters of every cell item per site (a scan: tests only).
+/// The totals per site as `tally query` reads them: the day rows of the totals, from the fold
+/// items and the deltas after them, over every lineage and day that a scan finds (tests only).
 pub async fn stored_totals(client: &aws_sdk_dynamodb::Client, table: &str) -> BTreeMap<String, Counters> {
-    let mut totals: BTreeMap<String, Counters> = BTreeMap::new();
+    // site → lineages (region, sub) and the range of days with rollup items.
+    let mut found: BTreeMap<String, (BTreeSet<(String, u16)>, i64, i64)> = BTreeMap::new();
     let mut start = None;
     loop {
         let page = client.scan().table_name(table).set_exclusive_start_key(start.take()).send().await.unwrap();
         for item in page.items() {
             let pk = item["pk"].as_s().unwrap();
-            let Some(rest) = pk.strip_prefix("c|") else { continue };
-            let site = rest.split('|').next().unwrap().to_owned();
-            totals.entry(site).or_default().add(&tally_core::aws::dynamo::items::counters_of(item));
+            let parts: Vec<&str> = pk.split('|').collect();
+            let ["r", site, _generation, region, sub, kind, rest] = parts[..] else { continue };
+            let day = match kind {
+                "d" => rest.parse().unwrap(),
+                _ => items::fold_day_of(item["sk"].as_s().unwrap()).unwrap(),
+            };
+            let entry = found.entry(site.to_owned()).or_insert((BTreeSet::new(), day, day));
+            entry.0.insert((region.to_owned(), sub.parse().unwrap()));
+            (entry.1, entry.2) = (entry.1.min(day), entry.2.max(day));
         }
         match page.last_evaluated_key() {
             Some(key) if !key.is_empty() => start = Some(key.clone()),
-            _ => return totals,
+            _ => break,
         }
     }
+    let mut totals = BTreeMap::new();
+    for (site, (lineages, first, last)) in found {
+        let lineages: Vec<(String, u16)> = lineages.into_iter().collect();
+        let rows = read::load_slot(client, table, &site, &lineages, Slot::Total.code(), (first, last)).await.unwrap();
+        let mut sum = Counters::default();
+        for ((_, grain, _, _), tallies) in &rows.0 {
+            if *grain == Grain::Day.code() {
+                sum.add(&tallies.counters);
+            }
+        }
+        totals.insert(site, sum);
+    }
+    totals
 }
 
 /// A `tally ingest` child process, killed on drop.
@@ -119,6 +143,9 @@ impl Consumer {
         extra: &[&str],
     ) -> Consumer {
         let interval = ms.to_string();
+        // Folds every second unless the caller picks its own interval, so tests exercise them.
+        let fold: &[&str] =
+            if extra.contains(&"--fold-interval-s") { &[] } else { &["--fold-interval-s", "1"] };
         let (child, line) = start_tally(
             Command::new(env!("CARGO_BIN_EXE_tally"))
                 .args(["ingest", "--stream", stream, "--region", region, "--app", "t", "--stand-in-credentials"])
@@ -126,6 +153,7 @@ impl Consumer {
                 .args(["--worker-id", worker, "--flush-interval-ms", &interval, "--lease-duration-ms", "3000"])
                 .arg("--data-dir")
                 .arg(data_dir)
+                .args(fold)
                 .args(extra)
                 .env("TALLY_LOG", std::env::var("TALLY_E2E_LOG").unwrap_or_else(|_| "warn".into())),
         );
@@ -216,6 +244,49 @@ impl Drop for QueryServer {
 /// `POST /api/v2/query` with `body` to the Stats API at `url`.
 pub async fn ask(url: &str, key: &str, body: &serde_json::Value) -> reqwest::Response {
     reqwest::Client::new().post(format!("{url}/api/v2/query")).bearer_auth(key).json(body).send().await.unwrap()
+}
+
+/// A dashboard's unfiltered questions: the query benchmark's (`benches/query/bench.py`), which
+/// a 30-day load of the dashboard asks, then what else the rollups answer (by hour of the exit
+/// pages, props, revenue). Name, metrics, dimensions, limit.
+pub const DASHBOARD: [(&str, &[&str], &[&str], Option<u32>); 15] = [
+    ("totals", &["visitors", "pageviews"], &[], None),
+    ("by day", &["visitors", "pageviews"], &["time:day"], None),
+    ("by hour", &["visitors", "pageviews"], &["time:hour"], None),
+    ("top pages", &["visitors", "pageviews"], &["event:page"], Some(10)),
+    ("top entry pages", &["visitors", "pageviews"], &["visit:entry_page"], Some(10)),
+    ("top sources", &["visitors", "pageviews"], &["visit:source"], Some(10)),
+    ("top countries", &["visitors", "pageviews"], &["visit:country"], Some(10)),
+    ("top devices", &["visitors", "pageviews"], &["visit:device"], Some(10)),
+    ("top browsers", &["visitors", "pageviews"], &["visit:browser"], Some(10)),
+    ("top OS", &["visitors", "pageviews"], &["visit:os"], Some(10)),
+    ("top exit pages", &["visitors", "visits"], &["visit:exit_page"], Some(10)),
+    // Not in a dashboard load: the rest of what the rollups hold.
+    ("exit pages by hour", &["visitors", "visits", "bounce_rate"], &["visit:exit_page", "time:hour"], None),
+    ("visit metrics by day", &["visits", "bounce_rate", "visit_duration", "views_per_visit"], &["time:day"], None),
+    ("a prop", &["visitors", "events"], &["event:props:plan"], None),
+    ("revenue by page", &["total_revenue", "average_revenue", "events"], &["event:page"], None),
+];
+
+/// How many of [`DASHBOARD`]'s questions a dashboard load asks (the first ones).
+pub const DASHBOARD_LOAD: usize = 11;
+
+/// The answer rows of one of [`DASHBOARD`]'s questions about `site` over `range` from the Stats
+/// API at `url`.
+pub async fn dashboard_answer(
+    url: &str,
+    key: &str,
+    site: &str,
+    range: [&str; 2],
+    (metrics, dimensions, limit): (&[&str], &[&str], Option<u32>),
+) -> serde_json::Value {
+    let mut body = serde_json::json!({ "site_id": site, "metrics": metrics, "dimensions": dimensions, "date_range": range });
+    if let Some(limit) = limit {
+        body["pagination"] = serde_json::json!({ "limit": limit });
+    }
+    let response = ask(url, key, &body).await;
+    assert_eq!(response.status(), 200, "{body}");
+    response.json::<serde_json::Value>().await.unwrap()["results"].clone()
 }
 
 /// The totals of one site on one day from the Stats API at `url` (`tally query` or `tally serve`).

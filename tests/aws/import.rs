@@ -2,7 +2,9 @@
 //! `tally ingest` (into dynoxide) answers what the same file imported into the embedded backend
 //! answers; every event travels once, under its visitor's partition key.
 
-use crate::bed::{Bed, Consumer, QueryServer, data_dir, ground_truth, settle, totals_at};
+use crate::bed::{
+    Bed, Consumer, DASHBOARD, QueryServer, dashboard_answer, data_dir, ground_truth, settle, totals_at,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -34,9 +36,18 @@ fn ndjson() -> (String, usize) {
             if at >= start_ms + 3 * 86_400_000 {
                 break;
             }
-            let name = if next(5) == 0 { "signup" } else { "pageview" };
+            let extra = match next(5) {
+                0 => format!(
+                    r#""name":"signup","props":{{"plan":"{}"}},"revenue":{{"amount":"{}.50","currency":"EUR"}}"#,
+                    ["pro", "free"][next(2) as usize],
+                    next(90)
+                ),
+                _ => r#""name":"pageview""#.to_owned(),
+            };
+            let referrer = ["", "https://www.google.com/", "https://news.ycombinator.com/"][next(3) as usize];
+            let country = ["DE", "FR", "US"][next(3) as usize];
             lines.push(format!(
-                r#"{{"name":"{name}","url":"https://{site}/p/{}","domain":"{site}","timestamp":{at},"visitor":"v{visitor}","user_agent":"Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0","country":"DE"}}"#,
+                r#"{{{extra},"url":"https://{site}/p/{}","domain":"{site}","referrer":"{referrer}","timestamp":{at},"visitor":"v{visitor}","user_agent":"Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0","country":"{country}"}}"#,
                 next(7)
             ));
         }
@@ -116,9 +127,9 @@ async fn an_import_through_kinesis_counts_what_the_embedded_import_counts() {
     let consumer = Consumer::start(&bed.kinesalite.url, &bed.dynamo.url, "events", &aws_dir, "w1");
     let entries: Vec<LogEntry> = carried.into_iter().map(|(_, entry)| entry).collect();
     settle(&bed.dynamodb, &ground_truth(&entries), Duration::from_secs(60)).await;
-    assert!(consumer.terminate().success());
 
-    // The same file into the embedded backend: the same answers, day by day.
+    // The same file into the embedded backend: the same answers, from the deltas alone (the
+    // consumer folds a day's deltas once they are a second old), then once every day is folded.
     let embedded_dir = data_dir("import-embedded", 2);
     let status = Command::new(env!("CARGO_BIN_EXE_tally"))
         .args(["import", "--no-progress"])
@@ -134,20 +145,82 @@ async fn an_import_through_kinesis_counts_what_the_embedded_import_counts() {
     let embedded_key = tally_core::registry::create_key(&embedded_dir, &sites).unwrap();
     let dynamo_answers = QueryServer::start(&bed.dynamo.url, &aws_dir, "us-east-1", 2);
     let embedded_answers = Serve::start(&embedded_dir);
-    let mut compared = BTreeMap::new();
-    for site in SITES {
-        for day in DAYS {
-            let want = embedded_answers.totals(&embedded_key, site, day).await;
-            assert_eq!(dynamo_answers.totals(&aws_key, site, day).await, want, "{site} on {day}");
-            compared.insert((site, day), want);
+    let compare = async |when: &str| {
+        let mut compared = BTreeMap::new();
+        for site in SITES {
+            for day in DAYS {
+                let want = embedded_answers.totals(&embedded_key, site, day).await;
+                assert_eq!(dynamo_answers.totals(&aws_key, site, day).await, want, "{site} on {day}, {when}");
+                compared.insert((site, day), want);
+            }
+            // Every question the rollups answer, over the three days and the day after (visits
+            // reach into it): visitors by every dimension, exit pages, props, revenue.
+            let range = [DAYS[0], "2026-11-04"];
+            for (name, metrics, dimensions, limit) in DASHBOARD {
+                let question = (metrics, dimensions, limit);
+                let want = dashboard_answer(&embedded_answers.url, &embedded_key, site, range, question).await;
+                let got = dashboard_answer(&dynamo_answers.url, &aws_key, site, range, question).await;
+                assert_eq!(got, want, "{site}: {name}, {when}");
+                assert!(!want.as_array().is_none_or(Vec::is_empty), "{site}: {name} has rows");
+            }
         }
+        assert!(
+            compared.values().any(|m| m[1].as_i64().unwrap_or(0) > 0),
+            "the days compared hold pageviews: {compared:?}"
+        );
+    };
+    compare("before folding").await;
+    let table = tally_core::aws::dynamo::Tables::named("t", "any").aggregates;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while unfolded_days(&bed.dynamodb, &table).await > 0 {
+        assert!(std::time::Instant::now() < deadline, "days still unfolded after 30 s");
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert!(
-        compared.values().any(|m| m[1].as_i64().unwrap_or(0) > 0),
-        "the days compared hold pageviews: {compared:?}"
-    );
+    assert!(consumer.terminate().success());
+    // A new query server: no cached answers.
+    let dynamo_answers = QueryServer::start(&bed.dynamo.url, &aws_dir, "us-east-1", 2);
+    let compare_after = async || {
+        for site in SITES {
+            let range = [DAYS[0], "2026-11-04"];
+            for (name, metrics, dimensions, limit) in DASHBOARD {
+                let question = (metrics, dimensions, limit);
+                let want = dashboard_answer(&embedded_answers.url, &embedded_key, site, range, question).await;
+                let got = dashboard_answer(&dynamo_answers.url, &aws_key, site, range, question).await;
+                assert_eq!(got, want, "{site}: {name}, folded");
+            }
+        }
+    };
+    compare_after().await;
     let _ = std::fs::remove_dir_all(aws_dir);
     let _ = std::fs::remove_dir_all(embedded_dir);
+}
+
+/// How many delta partitions hold deltas that no fold marker covers yet (a scan: tests only).
+async fn unfolded_days(client: &aws_sdk_dynamodb::Client, table: &str) -> usize {
+    let mut newest: BTreeMap<String, i64> = BTreeMap::new();
+    let mut folded: BTreeMap<String, i64> = BTreeMap::new();
+    let mut start = None;
+    loop {
+        let page = client.scan().table_name(table).set_exclusive_start_key(start.take()).send().await.unwrap();
+        for item in page.items() {
+            let (pk, sk) = (item["pk"].as_s().unwrap(), item["sk"].as_s().unwrap());
+            if !pk.contains("|d|") {
+                continue;
+            }
+            if sk == "~fold" {
+                folded.insert(pk.clone(), item["upto"].as_n().unwrap().parse().unwrap());
+            } else {
+                let time: i64 = sk[..12].parse().unwrap();
+                let at = newest.entry(pk.clone()).or_insert(time);
+                *at = (*at).max(time);
+            }
+        }
+        match page.last_evaluated_key() {
+            Some(key) if !key.is_empty() => start = Some(key.clone()),
+            _ => break,
+        }
+    }
+    newest.iter().filter(|(pk, time)| folded.get(*pk).is_none_or(|upto| upto < *time)).count()
 }
 
 /// A `tally serve` child process over an embedded data directory, killed on drop.

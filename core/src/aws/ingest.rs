@@ -38,6 +38,8 @@ pub struct IngestSettings {
     pub create_tables: bool,
     /// Most Kinesis records in one flush (a flush also ends at the flush interval).
     pub max_records_per_flush: usize,
+    /// How old a day's oldest unfolded delta gets before the day is folded.
+    pub fold_interval: Duration,
     /// Where to serve `/metrics` and `/ready`, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
@@ -61,6 +63,7 @@ pub async fn ingest(settings: IngestSettings) -> anyhow::Result<()> {
         flush_interval: settings.flush_interval,
         max_records_per_flush: settings.max_records_per_flush,
         snapshot_interval: Duration::from_secs(30),
+        fold_interval: settings.fold_interval,
         reader: ReaderSettings::default(),
     });
     let (stop, stopped) = watch::channel(false);

@@ -1,13 +1,19 @@
-//! The read seam's DynamoDB side: answers from the cells that `tally ingest` writes, for what
-//! cells hold (no exit pages, props or revenue yet; `visitors` by time only, unfiltered).
-//! Cached answers are keyed by a 5-second window, so an answer can be up to 5 s stale.
+//! The read seam's DynamoDB side: answers from the rollup items that `tally ingest` writes —
+//! every query the planner gives to the rollups (no filters; at most one dimension or prop and
+//! one time grouping; by hour only for the totals and exit pages), exactly as `tally serve`
+//! answers it. Other queries need the segments, which the DynamoDB store does not have yet: a
+//! clear refusal. Cached answers are keyed by a 5-second window, so an answer can be up to 5 s
+//! stale.
 
-use crate::aws::dynamo::read::{load_cells, load_drops};
-use crate::query::request::{Grouping, Metric};
+use crate::aws::dynamo::read::{load_drops, load_slot};
+use crate::aws::dynamo::rows::MergedRows;
+use crate::embedded::store::RollupRead;
+use crate::query::request::Grouping;
 use crate::query::source::{Freshness, Pending, StatsSource};
-use crate::query::{Query, Tier, execute};
+use crate::query::{Query, Tier, execute_rollups, plan};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
+use tally_model::breakdown::{Grain, Slot, Tallies};
 
 /// How long a cached DynamoDB answer may be served, in seconds.
 const CACHE_WINDOW_S: u64 = 5;
@@ -22,22 +28,51 @@ pub struct DynamoStats {
     pub lineages: Vec<(String, u16)>,
 }
 
+/// One slot's rows, loaded for a query's days.
+struct LoadedSlot(MergedRows);
+
+impl RollupRead for LoadedSlot {
+    fn props_overflowed(&self, _site: &str, _name: &str, _first_day: i64, _last_day: i64) -> anyhow::Result<bool> {
+        Ok(false)
+    }
+
+    fn rollup_rows(
+        &self,
+        _site: &str,
+        grain: Grain,
+        slot: Slot,
+        first: i64,
+        last: i64,
+        visit: &mut dyn FnMut(i64, &str, &Tallies),
+    ) -> anyhow::Result<()> {
+        let (slot, grain) = (slot.code(), grain.code());
+        for ((s, g, at, value), tallies) in &self.0.0 {
+            if *s == slot && *g == grain && (first..=last).contains(at) {
+                visit(*at, value, tallies);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The slot a rollup query reads (as `execute_rollups` picks it).
+fn slot_of(query: &Query) -> Slot {
+    let slot = query.groupings.iter().find_map(|g| match g {
+        Grouping::Dim(d) => Some(Slot::Of(*d)),
+        Grouping::Prop(_) => Some(Slot::Props),
+        _ => None,
+    });
+    slot.unwrap_or(Slot::Total)
+}
+
 impl StatsSource for DynamoStats {
     fn refuse(&self, query: &Query) -> Option<String> {
-        if let Some(d) = query.exit_grouping() {
-            return Some(format!("the DynamoDB store does not keep `{}` yet", d.name()));
-        }
-        if query.reads_props() {
-            return Some("the DynamoDB store does not keep custom props yet".into());
-        }
-        if let Some(m) = query.metrics.iter().find(|m| m.is_revenue()) {
-            return Some(format!("the DynamoDB store does not keep revenue yet (`{}`)", m.name()));
-        }
-        let by_time = query.groupings.iter().all(|g| matches!(g, Grouping::Hour | Grouping::Day));
-        if query.metrics.contains(&Metric::Visitors) && !(by_time && query.filters.is_empty()) {
-            return Some("from the DynamoDB store, `visitors` can be grouped by time only, without filters".into());
-        }
-        None
+        (plan(query) != Tier::Rollups).then(|| {
+            "the DynamoDB store answers unfiltered queries with at most one dimension (or prop) and one time \
+             grouping, by hour only for the totals and exit pages; filters and other groupings need the segments, \
+             which it does not have yet"
+                .to_owned()
+        })
     }
 
     fn freshness(&self) -> anyhow::Result<Freshness> {
@@ -47,11 +82,10 @@ impl StatsSource for DynamoStats {
 
     fn answer(&self, query: Query) -> Pending<'_, (Tier, Vec<crate::query::exec::Row>)> {
         Box::pin(async move {
-            let visitors = query.metrics.contains(&Metric::Visitors);
-            let loaded =
-                load_cells(&self.client, &self.table, &query.site, query.buckets.clone(), &self.lineages, visitors)
-                    .await?;
-            Ok((Tier::Cells, execute(&loaded, &query)?))
+            let days = (query.buckets.start.div_euclid(24), (query.buckets.end - 1).div_euclid(24));
+            let slot = slot_of(&query).code();
+            let rows = load_slot(&self.client, &self.table, &query.site, &self.lineages, slot, days).await?;
+            Ok((Tier::Rollups, execute_rollups(&LoadedSlot(rows), &query)?))
         })
     }
 

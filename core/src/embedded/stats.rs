@@ -49,7 +49,7 @@ impl StatsSource for EmbeddedStats {
             let store = self.store.clone();
             let rows = tokio::task::spawn_blocking(move || match tier {
                 Tier::Rollups => execute_rollups(store.as_ref(), &query),
-                Tier::Segments | Tier::Cells => execute_segments(store.as_ref(), &query),
+                Tier::Segments => execute_segments(store.as_ref(), &query),
             })
             .await??;
             Ok((tier, rows))

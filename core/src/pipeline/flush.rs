@@ -1,17 +1,16 @@
-//! A flush: everything that applying a batch of log entries changes — per site lineage either
-//! cell deltas (the DynamoDB store) or per-dimension rollup deltas and segment rows (the embedded
-//! store), visit states, visitor sightings, drop counts — built the same way whatever the source
-//! (embedded log or Kinesis) and applied atomically or idempotently by a store.
+//! A flush: everything that applying a batch of log entries changes — per site lineage the
+//! per-dimension rollup deltas, segment rows (the embedded store only), visit states, visitor
+//! sightings, drop counts — built the same way whatever the source (embedded log or Kinesis)
+//! and applied atomically (embedded) or idempotently (DynamoDB) by a store.
 
 use crate::pipeline::fact_cache::FactCache;
 use crate::pipeline::timebucket::local_hour;
 use jiff::tz::TimeZone;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use tally_model::breakdown::{Breakdown, Sightings};
 use tally_model::event::{Event, LogEntry};
 use tally_model::money::Money;
 use tally_model::reject::DropReason;
-use tally_model::rollup::Rollup;
 use tally_model::segment::SegmentRows;
 use tally_model::session::{self, Session};
 
@@ -72,16 +71,14 @@ fn sightings_of<'a>(
 /// Everything one flush changes.
 #[derive(Debug, Default)]
 pub struct Flush {
-    /// Cell deltas per lineage (only in a flush made by [`Flush::default`]).
-    pub rollups: HashMap<Lineage, Rollup>,
-    /// Per-dimension rollup deltas per lineage (only in a flush made by [`Flush::with_breakdowns`]).
+    /// Per-dimension rollup deltas per lineage.
     pub breakdowns: FastMap<Lineage, Breakdown>,
-    /// Segment rows per site (only in a flush made by [`Flush::with_breakdowns`]).
+    /// Segment rows per site (only in a flush made by [`Flush::with_segments`]).
     pub segments: FastMap<String, SegmentRows>,
     /// The new sightings state of every visitor id this flush saw, per (site, visitor id).
     pub sightings: VisitorMap<Sightings>,
-    /// Whether to build per-dimension rollups and segment rows instead of cells.
-    breakdowns_on: bool,
+    /// Whether to build segment rows too.
+    segments_on: bool,
     /// User agents and pages normalised so far (they repeat heavily); [`Flush::take_facts`]
     /// hands them to the next flush.
     facts: FactCache,
@@ -94,10 +91,11 @@ pub struct Flush {
 }
 
 impl Flush {
-    /// A flush that builds per-dimension rollups, visitor sightings and segment rows (the
-    /// embedded store's tiers) instead of cells.
-    pub fn with_breakdowns() -> Flush {
-        Flush { breakdowns_on: true, ..Flush::default() }
+    /// A flush that builds segment rows as well as the per-dimension rollups (the embedded
+    /// store's two tiers; [`Flush::default`] builds the rollups only, as the DynamoDB store
+    /// keeps them).
+    pub fn with_segments() -> Flush {
+        Flush { segments_on: true, ..Flush::default() }
     }
 
     /// Starts with the user agents and pages an earlier flush normalised.
@@ -147,25 +145,23 @@ impl Flush {
         let open = self.open_session(event, stored)?;
         let (next, change) = session::apply(open, event, &facts, bucket);
         let contribution = session::contribution(&next, &change, event, &facts, bucket);
-        if !self.breakdowns_on {
-            self.rollups.entry((event.site.clone(), sub)).or_default().add_contribution(&contribution);
+        let breakdown = self.breakdowns.entry_ref(&SiteKey(&event.site, sub)).or_default();
+        let seen = sightings_of(&mut self.sightings, &event.site, event.visitor.current, stored)?;
+        breakdown.add(&contribution, seen);
+        breakdown.add_props(&contribution, &event.props, seen);
+        let money = event.revenue.as_ref().and_then(Money::of);
+        if let Some(money) = money {
+            breakdown.add_revenue(&contribution, &event.props, money);
+        }
+        // Exit rows count under the id the visit started with (the same one but for visits
+        // across a UTC midnight); touching its sightings keeps them while the visit goes on.
+        if contribution.start_visitor == event.visitor.current {
+            breakdown.add_exit(&contribution, seen);
         } else {
-            let breakdown = self.breakdowns.entry_ref(&SiteKey(&event.site, sub)).or_default();
-            let seen = sightings_of(&mut self.sightings, &event.site, event.visitor.current, stored)?;
-            breakdown.add(&contribution, seen);
-            breakdown.add_props(&contribution, &event.props, seen);
-            let money = event.revenue.as_ref().and_then(Money::of);
-            if let Some(money) = money {
-                breakdown.add_revenue(&contribution, &event.props, money);
-            }
-            // Exit rows count under the id the visit started with (the same one but for visits
-            // across a UTC midnight); touching its sightings keeps them while the visit goes on.
-            if contribution.start_visitor == event.visitor.current {
-                breakdown.add_exit(&contribution, seen);
-            } else {
-                let start_seen = sightings_of(&mut self.sightings, &event.site, contribution.start_visitor, stored)?;
-                breakdown.add_exit(&contribution, start_seen);
-            }
+            let start_seen = sightings_of(&mut self.sightings, &event.site, contribution.start_visitor, stored)?;
+            breakdown.add_exit(&contribution, start_seen);
+        }
+        if self.segments_on {
             let props = tally_model::props::set_text(&event.props);
             match self.segments.get_mut(event.site.as_str()) {
                 Some(rows) => rows.add(&contribution, &props, money),

@@ -1,16 +1,12 @@
-//! Executes a [`Query`] over cells loaded from the DynamoDB store (which keeps cells until its
-//! own rollups replace them): one pass over the cells of the range, grouped and filtered, then,
-//! if `visitors` is asked for, their visitor sketches. [`finish`] (metrics, order, page) is
-//! shared by every tier.
+//! What every tier shares once it has its groups: [`finish`] (metrics, order, page) and the
+//! time labels.
 
-use super::request::{Field, Grouping, Metric, NO_PROP, Query, SortKey};
+use super::request::{Metric, Query, SortKey};
 use crate::pipeline::timebucket::bucket_start;
 use serde_json::{Value, json};
 use std::cmp::Ordering;
-use std::collections::HashMap;
-use std::ops::Range;
 use tally_model::money::{MICROS, RevenueSums};
-use tally_model::rollup::{Bucket, CellKey, Counters};
+use tally_model::rollup::{Bucket, Counters};
 
 /// What a tier hands to [`finish`] for one group: its labels and what its metrics are made of.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -32,112 +28,6 @@ pub struct Row {
     pub metrics: Vec<Value>,
     /// Dimension values, in the query's order.
     pub dimensions: Vec<String>,
-}
-
-/// Where a query reads cells from (cells loaded from DynamoDB).
-pub trait CellSource {
-    /// Calls `visit` for every cell of `site` in `buckets` (bucket, cell id, key, counters).
-    fn cells(
-        &self,
-        site: &str,
-        buckets: Range<Bucket>,
-        visit: &mut dyn FnMut(Bucket, u64, &CellKey, &Counters),
-    ) -> anyhow::Result<()>;
-    /// The distinct visitors of each of `groups` groups, where `cell_group` maps every matching
-    /// (bucket, cell id) to its group.
-    fn distinct_visitors(
-        &self,
-        site: &str,
-        buckets: Range<Bucket>,
-        cell_group: &HashMap<(Bucket, u64), usize>,
-        groups: usize,
-    ) -> anyhow::Result<Vec<u64>>;
-}
-
-/// Cells already loaded (from DynamoDB), merged over lineages, with a distinct-visitor sketch
-/// per bucket (not per cell: visitors can be grouped by time only).
-#[derive(Debug, Default)]
-pub struct LoadedCells {
-    /// (bucket, cell id) → (key, counters).
-    pub cells: std::collections::BTreeMap<(Bucket, u64), (CellKey, Counters)>,
-    /// Bucket → the union of its visitor sketches over lineages.
-    pub visitors: std::collections::BTreeMap<Bucket, datasketches::hll::HllUnion>,
-}
-
-impl CellSource for LoadedCells {
-    fn cells(
-        &self,
-        _site: &str,
-        buckets: Range<Bucket>,
-        visit: &mut dyn FnMut(Bucket, u64, &CellKey, &Counters),
-    ) -> anyhow::Result<()> {
-        for ((bucket, id), (key, counters)) in self.cells.range((buckets.start, 0)..(buckets.end, 0)) {
-            visit(*bucket, *id, key, counters);
-        }
-        Ok(())
-    }
-
-    fn distinct_visitors(
-        &self,
-        _site: &str,
-        _buckets: Range<Bucket>,
-        cell_group: &HashMap<(Bucket, u64), usize>,
-        groups: usize,
-    ) -> anyhow::Result<Vec<u64>> {
-        let mut bucket_group: HashMap<Bucket, usize> = HashMap::new();
-        for (&(bucket, _), &group) in cell_group {
-            if *bucket_group.entry(bucket).or_insert(group) != group {
-                anyhow::bail!("visitors are stored per hour: they can be grouped by time only");
-            }
-        }
-        let mut unions: Vec<Option<datasketches::hll::HllUnion>> = (0..groups).map(|_| None).collect();
-        for (bucket, group) in bucket_group {
-            let Some(sketch) = self.visitors.get(&bucket) else { continue };
-            let union = unions[group]
-                .get_or_insert_with(|| datasketches::hll::HllUnion::new(sketch.lg_max_k()).expect("valid lg_k"));
-            union.update(&sketch.to_sketch(datasketches::hll::HllType::Hll8));
-        }
-        Ok(unions.iter().map(|u| u.as_ref().map_or(0, |u| u.estimate().round() as u64)).collect())
-    }
-}
-
-/// Runs a query against a cell source.
-pub fn execute(store: &dyn CellSource, query: &Query) -> anyhow::Result<Vec<Row>> {
-    let wants_visitors = query.metrics.contains(&Metric::Visitors);
-    let mut index: HashMap<Vec<String>, usize> = HashMap::new();
-    let mut groups: Vec<(Vec<String>, Counters)> = Vec::new();
-    let mut cell_group: HashMap<(Bucket, u64), usize> = HashMap::new();
-    store.cells(&query.site, query.buckets.clone(), &mut |bucket, id, key, counters| {
-        // Cells hold no props: `tally query` refuses prop queries before they get here.
-        let value = |f: &Field| match f {
-            Field::Dim(d) => d.value(key),
-            Field::Prop(_) => NO_PROP,
-        };
-        if !query.filters.iter().all(|f| f.passes(value(&f.field))) {
-            return;
-        }
-        let group_key = group_values(&query.groupings, bucket, key);
-        let next = groups.len();
-        let at = *index.entry(group_key.clone()).or_insert(next);
-        if at == next {
-            groups.push((group_key, Counters::default()));
-        }
-        groups[at].1.add(counters);
-        if wants_visitors {
-            cell_group.insert((bucket, id), at);
-        }
-    })?;
-    let visitors = if wants_visitors && !cell_group.is_empty() {
-        store.distinct_visitors(&query.site, query.buckets.clone(), &cell_group, groups.len())?
-    } else {
-        vec![0; groups.len()]
-    };
-    let groups = groups
-        .into_iter()
-        .zip(visitors)
-        .map(|((labels, counters), visitors)| Group { labels, counters, visitors, revenue: RevenueSums::default() })
-        .collect();
-    Ok(finish(query, groups))
 }
 
 /// Turns groups into the answer's rows: metrics, the query's order, its page. Without groupings
@@ -165,18 +55,6 @@ pub fn hour_label(bucket: Bucket) -> String {
 /// The label of the day a bucket is in, as `time:day` shows it.
 pub fn day_label(bucket: Bucket) -> String {
     bucket_start(bucket).date().to_string()
-}
-
-fn group_values(groupings: &[Grouping], bucket: Bucket, key: &CellKey) -> Vec<String> {
-    groupings
-        .iter()
-        .map(|g| match g {
-            Grouping::Hour => hour_label(bucket),
-            Grouping::Day => day_label(bucket),
-            Grouping::Dim(d) => d.value(key).to_owned(),
-            Grouping::Prop(_) => String::new(),
-        })
-        .collect()
 }
 
 fn metric(metric: Metric, group: &Group) -> Value {

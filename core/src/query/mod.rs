@@ -1,7 +1,7 @@
 //! The query API's engine: Plausible Stats API v2 requests, resolved against a site
 //! (`request.rs`), given a tier by the planner (`plan.rs`), and executed over the per-dimension
-//! rollups (`rollup_exec.rs`), the columnar segments (`segment_exec.rs`), or, from the DynamoDB
-//! store, its cells (`exec.rs`).
+//! rollups (`rollup_exec.rs`, on both stores) or the columnar segments (`segment_exec.rs`,
+//! embedded only), and finished alike (`exec.rs`).
 
 pub mod exec;
 pub mod plan;
@@ -10,7 +10,6 @@ pub mod rollup_exec;
 pub mod segment_exec;
 pub mod source;
 
-pub use exec::{CellSource, LoadedCells, execute};
 pub use plan::{Tier, plan};
 pub use request::{Query, QueryError, QueryRequest};
 pub use rollup_exec::execute_rollups;

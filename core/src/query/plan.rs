@@ -1,7 +1,7 @@
 //! The query planner: which tier answers a query. Tier 1, the per-dimension rollups, answers
 //! what it holds exactly (no filters, at most one dimension or prop and one time grouping, by hour
 //! only for the totals and the exit pages); everything
-//! else goes to tier 2, the columnar segments (the DynamoDB store answers from its cells).
+//! else goes to tier 2, the columnar segments (which the DynamoDB store does not have yet).
 
 use super::request::{Grouping, Query};
 use serde::Serialize;
@@ -15,11 +15,9 @@ pub enum Tier {
     Rollups,
     /// Columnar segments of the events and visits: any filter and grouping (embedded store).
     Segments,
-    /// Full-combination cells (the DynamoDB store, until its rollups replace them).
-    Cells,
 }
 
-/// The tier of the embedded store that answers `query`.
+/// The tier that answers `query`.
 pub fn plan(query: &Query) -> Tier {
     let fields: Vec<&Grouping> = query.groupings.iter().filter(|g| g.is_field()).collect();
     let times = query.groupings.len() - fields.len();

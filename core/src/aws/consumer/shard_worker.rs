@@ -1,11 +1,14 @@
 //! One held shard: recover the last logged flush, then read, aggregate and flush until the
 //! shard ends, the lease is lost, or the worker is told to stop.
 //!
-//! Each flush: (1) log it, fenced by the lease; (2) apply it, idempotently; (3) commit the
-//! checkpoint and flush number, fenced. A crash between any two steps is completed by the next
-//! holder's recovery, which re-applies the logged flush before reading on. The worker's state
-//! (open visits) is rebuilt from the latest snapshot and a replay, without applying anything,
-//! of the records between that snapshot and the checkpoint.
+//! Each flush: (1) log which records it covers, fenced by the lease; (2) apply it: its rollup
+//! deltas as immutable items, idempotently; (3) commit the checkpoint and flush number, fenced.
+//! A crash between any two steps is completed by the next holder's recovery, which rebuilds the
+//! logged flush from the same records on the same state and applies it before reading on. The
+//! worker's state (open visits, visitor sightings, days with unfolded deltas) is rebuilt from
+//! the latest snapshot and a replay, without applying anything, of the records between that
+//! snapshot and the checkpoint. Between flushes, the worker folds the deltas of its lineages'
+//! days once they are a fold interval old (see `dynamo::folds`).
 
 use super::recent_ids::RecentIds;
 use crate::aws::dynamo::snapshots::{self, Snapshot};
@@ -13,17 +16,23 @@ use crate::aws::dynamo::{self, FlushRecord, StoreError, Tables};
 use crate::aws::kinesis::api::{self, KinesisError, KinesisRecord, StartAt};
 use crate::aws::kinesis::shard_reader::{ReaderSettings, ShardBatch, read_shard};
 use crate::aws::lease::{Lease, LeaseError, LeaseTable};
+use crate::embedded::state::sightings_kept;
+use crate::pipeline::fact_cache::FactCache;
 use crate::pipeline::flush::{Flush, SessionLookup};
 use crate::registry::Registry;
 use crate::telemetry;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tally_model::breakdown::{Day, Sightings};
 use tally_model::event::LogEntry;
 use tally_model::limits::SESSION_TIMEOUT_MS;
 use tally_model::record::unpack;
 use tally_model::session::Session;
 use tokio::sync::{mpsc, watch};
+
+/// Days folded at once.
+const FOLD_CONCURRENCY: usize = 16;
 
 /// What every shard worker of a consumer shares.
 pub struct ShardContext {
@@ -47,6 +56,8 @@ pub struct ShardContext {
     pub max_records_per_flush: usize,
     /// Shortest time between two snapshots of the worker's state.
     pub snapshot_interval: Duration,
+    /// How old a lineage's oldest unfolded delta of a day gets before the day is folded.
+    pub fold_interval: Duration,
     /// How the shard is read.
     pub reader: ReaderSettings,
 }
@@ -86,9 +97,13 @@ pub async fn run_shard(
         ctx,
         lease,
         sessions: HashMap::new(),
+        sightings: HashMap::new(),
+        unfolded: HashMap::new(),
+        last_time_s: 0,
         recent: RecentIds::new(1_000_000),
         latest_ms: 0,
         last_snapshot: Instant::now(),
+        facts: FactCache::default(),
     };
     match worker.run(stop).await {
         Err(WorkerError::Store(StoreError::LeaseLost)) | Err(WorkerError::Lease(LeaseError::Lost(_))) => {
@@ -105,16 +120,25 @@ struct Worker {
     lease: Lease,
     /// The open visits of the shard's visitors.
     sessions: HashMap<(String, u64), Session>,
+    /// Where each visitor id was seen, with the arrival time (ms) that last changed it.
+    sightings: HashMap<(String, u64), (i64, Sightings)>,
+    /// Per (site, sub-partition, local day) with deltas not folded yet: the flush times (s) of
+    /// the oldest and the newest of them.
+    unfolded: HashMap<(String, u16, Day), (i64, i64)>,
+    /// The latest flush time logged or seen (s): flush times never go back.
+    last_time_s: i64,
     recent: RecentIds,
     /// The latest arrival time seen, ms since the epoch.
     latest_ms: i64,
     last_snapshot: Instant,
+    /// User agents and pages normalised by earlier flushes.
+    facts: FactCache,
 }
 
 impl Worker {
     async fn run(&mut self, stop: watch::Receiver<bool>) -> Result<Outcome, WorkerError> {
-        let finished = self.recover().await?;
         self.restore().await?;
+        let finished = self.recover().await?;
         if finished {
             // The last flush of the shard was completed here: leave its children the final state.
             self.snapshot().await?;
@@ -160,8 +184,9 @@ impl Worker {
         let snapshot = older.or(newest);
         let from = match snapshot {
             Some(snapshot) => {
-                self.sessions.extend(snapshot.sessions);
-                StartAt::AfterSequenceNumber(snapshot.end_sequence)
+                let end_sequence = snapshot.end_sequence.clone();
+                self.take_snapshot(snapshot);
+                StartAt::AfterSequenceNumber(end_sequence)
             }
             None => {
                 for parent in self.lease.parents.clone() {
@@ -195,12 +220,13 @@ impl Worker {
         let ctx = self.ctx.clone();
         let from = match snapshots::latest(&ctx.dynamo, &ctx.tables, parent, u64::MAX).await? {
             Some(last) if last.end_sequence == Lease::SHARD_END => {
-                self.sessions.extend(last.sessions);
+                self.take_snapshot(last);
                 return Ok(());
             }
             Some(last) => {
-                self.sessions.extend(last.sessions);
-                StartAt::AfterSequenceNumber(last.end_sequence)
+                let end_sequence = last.end_sequence.clone();
+                self.take_snapshot(last);
+                StartAt::AfterSequenceNumber(end_sequence)
             }
             None => StartAt::TrimHorizon,
         };
@@ -210,9 +236,37 @@ impl Worker {
     }
 
     async fn replay_shard(&mut self, shard: &str, from: StartAt, until: Option<&str>) -> Result<usize, WorkerError> {
+        let mut replayed = 0;
+        let now_s = jiff::Timestamp::now().as_second();
+        self.read_records(shard, from, until, &mut |worker, records| {
+            let entries = worker.decode(&records);
+            replayed += entries.len();
+            let flush = worker.build(&entries)?;
+            // The holder that applied these records wrote their deltas at some time before now:
+            // they are folded once a fold interval has passed from now.
+            for ((site, sub), breakdown) in &flush.breakdowns {
+                for (day, _) in crate::aws::dynamo::rows::rows_by_day(breakdown) {
+                    worker.note_unfolded((site.clone(), *sub, day), now_s);
+                }
+            }
+            worker.keep_state(flush);
+            Ok(())
+        })
+        .await?;
+        Ok(replayed)
+    }
+
+    /// Reads `shard` from `from` up to and including the record `until` (`None`: to the
+    /// shard's end), handing each page of records to `page`.
+    async fn read_records(
+        &mut self,
+        shard: &str,
+        from: StartAt,
+        until: Option<&str>,
+        page_of: &mut (dyn FnMut(&mut Worker, Vec<KinesisRecord>) -> Result<(), WorkerError> + Send),
+    ) -> Result<(), WorkerError> {
         let ctx = self.ctx.clone();
         let mut iterator = Some(api::shard_iterator(&ctx.kinesis, &ctx.stream, shard, &from).await?);
-        let mut replayed = 0;
         while let Some(current) = iterator.take() {
             let page = match api::get_records(&ctx.kinesis, &current, 1000).await {
                 Err(KinesisError::Throttled(_)) => {
@@ -226,19 +280,16 @@ impl Worker {
             let wanted: Vec<KinesisRecord> = page.records.iter().take_while(before_end).cloned().collect();
             let reached = wanted.len() < page.records.len()
                 || until.is_some_and(|u| wanted.last().is_some_and(|r| r.sequence_number == u));
-            let entries = self.decode(&wanted);
-            replayed += entries.len();
-            let flush = self.build(&entries)?;
-            self.keep_sessions(flush);
+            page_of(self, wanted)?;
             // An empty page before `until` means the reader caught up with the shard (kinesalite
-            // ends closed shards with one); past the end there is nothing more to replay.
+            // ends closed shards with one); past the end there is nothing more to read.
             let caught_up = page.records.is_empty() && page.millis_behind_latest.unwrap_or(0) == 0;
             if reached || (caught_up && until.is_some()) {
                 break;
             }
             iterator = page.next_iterator;
         }
-        Ok(replayed)
+        Ok(())
     }
 
     /// Writes a snapshot of the state, if the interval has passed (or `force`).
@@ -246,10 +297,14 @@ impl Worker {
         let ctx = self.ctx.clone();
         let cutoff = self.latest_ms - SESSION_TIMEOUT_MS;
         self.sessions.retain(|_, s| s.last_ms >= cutoff);
+        let latest = self.latest_ms;
+        self.sightings.retain(|_, (touched, _)| sightings_kept(*touched, latest));
         let snapshot = Snapshot {
             flush_seq: self.lease.flush_seq,
             end_sequence: self.lease.checkpoint.clone(),
             sessions: self.sessions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            sightings: self.sightings.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            unfolded: self.unfolded.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         };
         let now_s = jiff::Timestamp::now().as_second();
         snapshots::write(&ctx.dynamo, &ctx.tables, &self.lease.shard_id, self.lease.epoch, &snapshot, now_s).await?;
@@ -257,16 +312,46 @@ impl Worker {
         Ok(())
     }
 
-    /// Completes a flush that was logged but not committed. Returns whether the shard is done.
+    /// Takes in the state of a snapshot.
+    fn take_snapshot(&mut self, snapshot: Snapshot) {
+        self.sessions.extend(snapshot.sessions);
+        self.sightings.extend(snapshot.sightings);
+        for (key, (oldest, newest)) in snapshot.unfolded {
+            self.note_unfolded(key.clone(), oldest);
+            self.note_unfolded(key, newest);
+        }
+    }
+
+    /// Completes a flush that was logged but not committed: rebuilds it from the records it
+    /// covers, on the state as of the checkpoint, and applies it. Returns whether the shard is
+    /// done.
     async fn recover(&mut self) -> Result<bool, WorkerError> {
-        let ctx = &self.ctx;
+        let ctx = self.ctx.clone();
         let next = self.lease.flush_seq + 1;
+        if let Some(previous) = dynamo::flush_log::read(&ctx.dynamo, &ctx.tables, &self.lease.shard_id, next - 1).await? {
+            self.last_time_s = self.last_time_s.max(previous.time_s);
+        }
         let Some(record) = dynamo::flush_log::read(&ctx.dynamo, &ctx.tables, &self.lease.shard_id, next).await? else {
             return Ok(false);
         };
-        let applied = dynamo::apply::apply(&ctx.dynamo, &ctx.tables, &ctx.region, &record).await?;
-        tracing::info!(shard_id = self.lease.shard_id, seq = next, ?applied, "re-applied a logged flush");
+        let from = match self.lease.checkpoint.as_str() {
+            Lease::TRIM_HORIZON => StartAt::TrimHorizon,
+            sequence => StartAt::AfterSequenceNumber(sequence.to_owned()),
+        };
+        let until = (!record.shard_end).then(|| record.end_sequence.clone());
+        let mut records = Vec::new();
+        let shard = self.lease.shard_id.clone();
+        self.read_records(&shard, from, until.as_deref(), &mut |_, page| {
+            records.extend(page);
+            Ok(())
+        })
+        .await?;
+        let entries = self.decode(&records);
+        let flush = self.build(&entries)?;
+        let applied = dynamo::apply::apply(&ctx.dynamo, &ctx.tables, &ctx.region, &record, &flush).await?;
+        tracing::info!(shard_id = self.lease.shard_id, seq = next, entries = entries.len(), written = applied.written, "re-applied a logged flush");
         self.commit(&record).await?;
+        self.after_apply(&record, &applied, flush);
         Ok(record.shard_end)
     }
 
@@ -277,8 +362,13 @@ impl Worker {
     ) -> Result<Outcome, WorkerError> {
         loop {
             let first = tokio::select! {
-                batch = batches.recv() => batch,
-                _ = stop.wait_for(|s| *s) => None,
+                batch = batches.recv() => Some(batch),
+                _ = stop.wait_for(|s| *s) => Some(None),
+                () = tokio::time::sleep(self.fold_tick()) => None,
+            };
+            let Some(first) = first else {
+                self.fold_due().await;
+                continue;
             };
             let Some(first) = first else { return Ok(Outcome::Stopped) };
             let mut gathered = vec![first];
@@ -314,28 +404,114 @@ impl Worker {
             (_, true) => Lease::SHARD_END.to_owned(),
             (None, false) => return Ok(()),
         };
+        let now_s = jiff::Timestamp::now().as_second();
         let record = FlushRecord {
             shard_id: self.lease.shard_id.clone(),
             seq: self.lease.flush_seq + 1,
             end_sequence,
             shard_end,
-            updates: dynamo::items::updates(&flush),
+            time_s: now_s.max(self.last_time_s),
         };
         let ctx = self.ctx.clone();
-        let now_s = jiff::Timestamp::now().as_second();
         dynamo::flush_log::write(&ctx.dynamo, &ctx.tables, &self.lease, &record, now_s).await?;
-        let applied = dynamo::apply::apply(&ctx.dynamo, &ctx.tables, &ctx.region, &record).await?;
+        let applied = dynamo::apply::apply(&ctx.dynamo, &ctx.tables, &ctx.region, &record, &flush).await?;
         self.commit(&record).await?;
         tracing::debug!(shard_id = record.shard_id, seq = record.seq, entries = entries.len(), ?applied, "flushed");
         telemetry::flushed(started.elapsed().as_secs_f64(), applied.written + applied.already, applied.throttled);
         for ((_, reason), count) in &flush.drops {
             metrics::counter!(telemetry::DROPPED, "reason" => reason.as_str()).increment(*count);
         }
-        self.keep_sessions(flush);
+        self.after_apply(&record, &applied, flush);
         if self.last_snapshot.elapsed() >= ctx.snapshot_interval {
             self.snapshot().await?;
         }
+        self.fold_due().await;
         Ok(())
+    }
+
+    /// Takes an applied flush into the state: its visits and sightings, its unfolded days.
+    fn after_apply(&mut self, record: &FlushRecord, applied: &dynamo::apply::Applied, flush: Flush) {
+        self.last_time_s = self.last_time_s.max(record.time_s);
+        for (site, sub, day) in &applied.days {
+            self.note_unfolded((site.clone(), *sub, *day), record.time_s);
+        }
+        self.keep_state(flush);
+    }
+
+    /// Notes a delta written at `time_s` for a lineage's day.
+    fn note_unfolded(&mut self, key: (String, u16, Day), time_s: i64) {
+        let span = self.unfolded.entry(key).or_insert((time_s, time_s));
+        span.0 = span.0.min(time_s);
+        span.1 = span.1.max(time_s);
+    }
+
+    /// How long the fold margin is: deltas are folded up to this long before now, so that a
+    /// later holder whose clock is behind by less still writes after the fold.
+    fn fold_margin_s(&self) -> i64 {
+        i64::try_from((self.ctx.fold_interval / 4).as_secs()).unwrap_or(60).clamp(1, 60)
+    }
+
+    /// How often an idle worker looks for days to fold.
+    fn fold_tick(&self) -> Duration {
+        (self.ctx.fold_interval / 4).clamp(Duration::from_millis(200), Duration::from_secs(60))
+    }
+
+    /// Folds every day whose oldest unfolded delta is a fold interval old. A failed fold is
+    /// logged and tried again later (its deltas stay readable meanwhile).
+    async fn fold_due(&mut self) {
+        let now_s = jiff::Timestamp::now().as_second();
+        let interval = i64::try_from(self.ctx.fold_interval.as_secs()).unwrap_or(i64::MAX);
+        let upto = now_s - self.fold_margin_s();
+        let due: Vec<(String, u16, Day)> = self
+            .unfolded
+            .iter()
+            .filter(|(_, (oldest, _))| *oldest <= now_s.saturating_sub(interval) && *oldest <= upto)
+            .map(|(key, _)| key.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let ctx = self.ctx.clone();
+        let mut running = tokio::task::JoinSet::new();
+        let mut done = Vec::new();
+        for key in due {
+            if running.len() >= FOLD_CONCURRENCY
+                && let Some(Ok(result)) = running.join_next().await
+            {
+                done.push(result);
+            }
+            let ctx = ctx.clone();
+            running.spawn(async move {
+                let (site, sub, day) = &key;
+                let lineage = (site.as_str(), ctx.region.as_str(), *sub);
+                let result = dynamo::folds::fold(&ctx.dynamo, &ctx.tables.aggregates, lineage, *day, upto).await;
+                (key, result)
+            });
+        }
+        while let Some(joined) = running.join_next().await {
+            if let Ok(result) = joined {
+                done.push(result);
+            }
+        }
+        let (mut days, mut deltas) = (0, 0);
+        for (key, result) in done {
+            match result {
+                Ok(folded) => {
+                    days += 1;
+                    deltas += folded.deltas;
+                    match self.unfolded.get_mut(&key) {
+                        Some((_, newest)) if *newest <= upto => {
+                            self.unfolded.remove(&key);
+                        }
+                        Some((oldest, _)) => *oldest = upto + 1,
+                        None => {}
+                    }
+                }
+                Err(error) => tracing::warn!(site = key.0, sub = key.1, day = key.2, %error, "fold failed; retried later"),
+            }
+        }
+        tracing::debug!(shard_id = self.lease.shard_id, days, deltas, ms = started.elapsed().as_millis() as u64, "folded");
     }
 
     /// The entries of records, with their lineage sub-partition, duplicates dropped.
@@ -365,22 +541,25 @@ impl Worker {
     fn build(&mut self, entries: &[(LogEntry, u16)]) -> Result<Flush, WorkerError> {
         let registry = self.ctx.registry.snapshot();
         let zone_of = |site: &str| registry.site(site).map(|s| s.timezone.clone());
-        let mut flush = Flush::default();
+        let mut flush = Flush::default().with_facts(std::mem::take(&mut self.facts));
         for (entry, sub) in entries {
             flush.add(entry, *sub, &zone_of, &*self).map_err(|e| StoreError::Other(format!("{e:#}")))?;
         }
         self.latest_ms = self.latest_ms.max(flush.latest_ms);
+        self.facts = flush.take_facts();
         Ok(flush)
     }
 
-    /// Takes a flush's visit changes into the state.
-    fn keep_sessions(&mut self, flush: Flush) {
+    /// Takes a flush's visit and sighting changes into the state.
+    fn keep_state(&mut self, flush: Flush) {
         for (key, session) in flush.sessions {
             match session {
                 Some(session) => self.sessions.insert(key, session),
                 None => self.sessions.remove(&key),
             };
         }
+        let touched = self.latest_ms;
+        self.sightings.extend(flush.sightings.into_iter().map(|(key, seen)| (key, (touched, seen))));
     }
 
     async fn commit(&mut self, record: &FlushRecord) -> Result<(), WorkerError> {
@@ -398,6 +577,10 @@ fn records(gathered: &[ShardBatch]) -> usize {
 impl SessionLookup for Worker {
     fn session(&self, site: &str, visitor: u64) -> anyhow::Result<Option<Session>> {
         Ok(self.sessions.get(&(site.to_owned(), visitor)).cloned())
+    }
+
+    fn sightings(&self, site: &str, visitor: u64) -> anyhow::Result<Option<Sightings>> {
+        Ok(self.sightings.get(&(site.to_owned(), visitor)).map(|(_, seen)| seen.clone()))
     }
 }
 

@@ -1,55 +1,94 @@
-//! Applies a logged flush idempotently: every item update carries the flush number as a
-//! watermark attribute of the writing shard (`w_{shard}`) and is conditional on that watermark
-//! being lower. Re-applying a flush, from a retry, a restart, or a paused former holder that
-//! wakes up, therefore changes nothing that was already changed.
+//! Applies a logged flush idempotently. Its rollup rows become immutable delta items, one per
+//! site lineage and local day, whose keys name the flush: writing one again writes the same
+//! item. Drop counts are additive counters; each update carries the flush number as a watermark
+//! attribute of the writing shard (`w_{shard}`) and is conditional on that watermark being
+//! lower. Re-applying a flush, from a retry, a restart, or a paused former holder that wakes up,
+//! therefore changes nothing that was already changed.
 
 use super::error::{StoreError, classify, is_condition_failure};
 use super::flush_log::FlushRecord;
-use super::items::Update;
+use super::items::{delta_pk, delta_sk, drop_pk};
+use super::rows::{encode, rows_by_day};
 use super::tables::Tables;
+use crate::pipeline::flush::Flush;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::time::Duration;
+use tally_model::breakdown::Day;
 use tokio::task::JoinSet;
 
-/// Item updates in flight at once.
+/// Item writes in flight at once.
 const CONCURRENCY: usize = 32;
-/// Retries of one throttled update before the flush fails (and is retried whole, idempotently).
+/// Retries of one throttled write before the flush fails (and is retried whole, idempotently).
 const MAX_THROTTLE_RETRIES: u32 = 10;
+/// Most bytes of encoded rows in one item (DynamoDB items hold at most 400 KB).
+pub const PART_BYTES: usize = 350_000;
+/// How long a delta is kept after it is written (DynamoDB TTL), in seconds: far longer than the
+/// fold interval, so that a delta expires only long after it was folded.
+pub const DELTA_KEEP_SECONDS: i64 = 30 * 24 * 3600;
 
 /// What applying a flush did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
-    /// Updates written now.
+    /// Items written.
     pub written: usize,
-    /// Updates found already applied (their watermark was there).
+    /// Drop updates found already applied (their watermark was there).
     pub already: usize,
     /// Throttled attempts that were retried.
     pub throttled: usize,
+    /// The (site, sub-partition, local day) of every delta written.
+    pub days: Vec<(String, u16, Day)>,
 }
 
-/// Applies every update of `record` in `region`.
+/// One write of a flush.
+enum Write {
+    /// A part of a delta item.
+    Delta { pk: String, sk: String, rows: Vec<u8>, parts: usize },
+    /// A drop count delta.
+    Drop { site: String, reason: &'static str, count: u64 },
+}
+
+/// Writes the delta items and drop counts of `flush`, logged as `record`, in `region`.
 pub async fn apply(
     client: &Client,
     tables: &Tables,
     region: &str,
     record: &FlushRecord,
+    flush: &Flush,
 ) -> Result<Applied, StoreError> {
-    let context =
-        Arc::new((client.clone(), tables.aggregates.clone(), region.to_owned(), record.shard_id.clone(), record.seq));
     let mut applied = Applied::default();
+    let mut writes = Vec::new();
+    let mut lineages: Vec<_> = flush.breakdowns.iter().collect();
+    lineages.sort_by(|a, b| a.0.cmp(b.0));
+    for ((site, sub), breakdown) in lineages {
+        for (day, rows) in rows_by_day(breakdown) {
+            let encoded = encode(&rows)?;
+            let parts: Vec<&[u8]> = encoded.chunks(PART_BYTES).collect();
+            for (part, bytes) in parts.iter().enumerate() {
+                writes.push(Write::Delta {
+                    pk: delta_pk(site, region, *sub, day),
+                    sk: delta_sk(record.time_s, &record.shard_id, record.seq, part),
+                    rows: bytes.to_vec(),
+                    parts: parts.len(),
+                });
+            }
+            applied.days.push((site.clone(), *sub, day));
+        }
+    }
+    for ((site, reason), count) in &flush.drops {
+        writes.push(Write::Drop { site: site.clone(), reason: reason.as_str(), count: *count });
+    }
+    let ttl = record.time_s + DELTA_KEEP_SECONDS;
     let mut running = JoinSet::new();
-    for update in record.updates.clone() {
+    for write in writes {
         if running.len() >= CONCURRENCY {
             collect(&mut running, &mut applied).await?;
         }
-        let context = context.clone();
-        running.spawn(async move {
-            let (client, table, region, shard, seq) = context.as_ref();
-            apply_one(client, table, region, shard, *seq, &update).await
-        });
+        let (client, table, region, shard, seq) =
+            (client.clone(), tables.aggregates.clone(), region.to_owned(), record.shard_id.clone(), record.seq);
+        running.spawn(async move { write_retrying(&client, &table, &region, &shard, seq, ttl, &write).await });
     }
     while !running.is_empty() {
         collect(&mut running, &mut applied).await?;
@@ -73,130 +112,74 @@ async fn collect(
     Ok(())
 }
 
-/// Applies one update, retrying throttles with jittered backoff. Returns whether it wrote
-/// (false: already applied) and how many throttles it met.
-async fn apply_one(
+/// Writes one item, retrying throttles with jittered backoff. Returns whether it wrote (false:
+/// a drop update already applied) and how many throttles it met.
+async fn write_retrying(
     client: &Client,
     table: &str,
     region: &str,
     shard: &str,
     seq: u64,
-    update: &Update,
+    ttl: i64,
+    write: &Write,
 ) -> Result<(bool, usize), StoreError> {
     let mut throttled = 0;
     loop {
-        match write(client, table, region, shard, seq, update).await {
+        match write_once(client, table, region, shard, seq, ttl, write).await {
             Ok(written) => return Ok((written, throttled)),
             Err(StoreError::Throttled(_)) if (throttled as u32) < MAX_THROTTLE_RETRIES => {
                 throttled += 1;
-                let ceiling = 20u64 << throttled.min(8);
-                let jitter = getrandom::u64().unwrap_or(ceiling) % ceiling.max(1);
-                tokio::time::sleep(Duration::from_millis(jitter)).await;
+                backoff(throttled).await;
             }
             Err(error) => return Err(error),
         }
     }
 }
 
-async fn write(
+/// Sleeps a jittered, exponentially growing time before retry number `attempt`.
+pub async fn backoff(attempt: usize) {
+    let ceiling = 20u64 << attempt.min(8);
+    let jitter = getrandom::u64().unwrap_or(ceiling) % ceiling.max(1);
+    tokio::time::sleep(Duration::from_millis(jitter)).await;
+}
+
+async fn write_once(
     client: &Client,
     table: &str,
     region: &str,
     shard: &str,
     seq: u64,
-    update: &Update,
+    ttl: i64,
+    write: &Write,
 ) -> Result<bool, StoreError> {
-    if let Update::Visitors { ids, .. } = update {
-        return add_to_sketch(client, table, update.key(region), ids).await;
-    }
-    let (pk, sk) = update.key(region);
-    let n = |v: i64| AttributeValue::N(v.to_string());
-    let request = client
-        .update_item()
-        .table_name(table)
-        .key("pk", AttributeValue::S(pk))
-        .key("sk", AttributeValue::S(sk))
-        .condition_expression("attribute_not_exists(#w) OR #w < :seq")
-        .expression_attribute_names("#w", format!("w_{shard}"))
-        .expression_attribute_values(":seq", AttributeValue::N(seq.to_string()));
-    let request = match update {
-        Update::Cell { key, counters: c, .. } => request
-            .update_expression("SET #w = :seq, k = :k ADD ev :ev, pv :pv, vi :vi, bo :bo, du :du, vp :vp")
-            .expression_attribute_values(
-                ":k",
-                AttributeValue::B(Blob::new(postcard::to_allocvec(key).unwrap_or_default())),
-            )
-            .expression_attribute_values(":ev", n(c.events))
-            .expression_attribute_values(":pv", n(c.pageviews))
-            .expression_attribute_values(":vi", n(c.visits))
-            .expression_attribute_values(":bo", n(c.bounces))
-            .expression_attribute_values(":du", n(c.duration_ms))
-            .expression_attribute_values(":vp", n(c.visit_pageviews)),
-        Update::Visitors { .. } => return Ok(false),
-        Update::Drop { count, .. } => request
-            .update_expression("SET #w = :seq ADD dropped :n")
-            .expression_attribute_values(":n", AttributeValue::N(count.to_string())),
-    };
-    match request.send().await {
-        Ok(_) => Ok(true),
-        Err(error) if is_condition_failure(&error) => Ok(false),
-        Err(error) => Err(classify(error)),
-    }
-}
-
-/// Sketch parameters: 2^12 registers of 4 bits, about 1.6 % standard error, at most ~2 KB.
-const SKETCH_LG_K: u8 = 12;
-/// Conflicting writers before giving up (only a stale former holder can conflict).
-const MAX_SKETCH_CONFLICTS: u32 = 20;
-
-/// Adds visitor ids to a sketch item: read, merge, write back on condition that the item's
-/// version is unchanged. Adding the same ids again changes nothing (a sketch keeps maxima), so
-/// a re-applied flush needs no watermark here.
-async fn add_to_sketch(
-    client: &Client,
-    table: &str,
-    (pk, sk): (String, String),
-    ids: &[u64],
-) -> Result<bool, StoreError> {
-    use datasketches::hll::{HllSketch, HllType};
-    for _ in 0..MAX_SKETCH_CONFLICTS {
-        let found = client
-            .get_item()
-            .table_name(table)
-            .consistent_read(true)
-            .key("pk", AttributeValue::S(pk.clone()))
-            .key("sk", AttributeValue::S(sk.clone()))
-            .send()
-            .await
-            .map_err(classify)?;
-        let item = found.item();
-        let version = item.and_then(|i| i.get("ver")).and_then(|v| v.as_n().ok()).and_then(|v| v.parse::<u64>().ok());
-        let stored = item.and_then(|i| i.get("hll")).and_then(|v| v.as_b().ok());
-        let mut sketch = match stored {
-            Some(bytes) => HllSketch::deserialize(bytes.as_ref()).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            None => HllSketch::new(SKETCH_LG_K, HllType::Hll4).map_err(|e| StoreError::Other(e.to_string()))?,
-        };
-        for id in ids {
-            sketch.update(id);
+    match write {
+        Write::Delta { pk, sk, rows, parts } => {
+            let item = HashMap::from([
+                ("pk".to_owned(), AttributeValue::S(pk.clone())),
+                ("sk".to_owned(), AttributeValue::S(sk.clone())),
+                ("rows".to_owned(), AttributeValue::B(Blob::new(rows.clone()))),
+                ("parts".to_owned(), AttributeValue::N(parts.to_string())),
+                ("ttl".to_owned(), AttributeValue::N(ttl.to_string())),
+            ]);
+            client.put_item().table_name(table).set_item(Some(item)).send().await.map_err(classify)?;
+            Ok(true)
         }
-        let mut put = client
-            .put_item()
-            .table_name(table)
-            .item("pk", AttributeValue::S(pk.clone()))
-            .item("sk", AttributeValue::S(sk.clone()))
-            .item("hll", AttributeValue::B(Blob::new(sketch.serialize())))
-            .item("ver", AttributeValue::N((version.unwrap_or(0) + 1).to_string()));
-        put = match version {
-            Some(v) => put
-                .condition_expression("ver = :ver")
-                .expression_attribute_values(":ver", AttributeValue::N(v.to_string())),
-            None => put.condition_expression("attribute_not_exists(pk)"),
-        };
-        match put.send().await {
-            Ok(_) => return Ok(true),
-            Err(error) if is_condition_failure(&error) => continue,
-            Err(error) => return Err(classify(error)),
+        Write::Drop { site, reason, count } => {
+            let request = client
+                .update_item()
+                .table_name(table)
+                .key("pk", AttributeValue::S(drop_pk(site, region)))
+                .key("sk", AttributeValue::S((*reason).to_owned()))
+                .condition_expression("attribute_not_exists(#w) OR #w < :seq")
+                .update_expression("SET #w = :seq ADD dropped :n")
+                .expression_attribute_names("#w", format!("w_{shard}"))
+                .expression_attribute_values(":seq", AttributeValue::N(seq.to_string()))
+                .expression_attribute_values(":n", AttributeValue::N(count.to_string()));
+            match request.send().await {
+                Ok(_) => Ok(true),
+                Err(error) if is_condition_failure(&error) => Ok(false),
+                Err(error) => Err(classify(error)),
+            }
         }
     }
-    Err(StoreError::Other(format!("sketch {pk} {sk}: too many conflicting writers")))
 }

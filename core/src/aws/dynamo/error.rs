@@ -12,6 +12,10 @@ pub enum StoreError {
     /// DynamoDB throttled the request; retry it after a backoff.
     #[error("throttled: {0}")]
     Throttled(String),
+    /// Another writer changed an item first (a fold that a former holder of the shard raced);
+    /// the work is done again later.
+    #[error("changed by another writer: {0}")]
+    Conflict(String),
     /// A stored item cannot be decoded.
     #[error("corrupt item: {0}")]
     Corrupt(String),

@@ -1,11 +1,12 @@
-//! The write-ahead flush log: before a consumer applies a flush, it stores the flush's updates
-//! under (shard, flush number), in one transaction with a check that it still holds the shard's
-//! lease at its epoch. Whoever holds the shard next re-applies the last logged flush, so a flush
-//! interrupted half way is completed with exactly the same deltas.
+//! The write-ahead flush log: before a consumer applies a flush, it logs which records the
+//! flush covers and when it was made, under (shard, flush number), in one transaction with a
+//! check that it still holds the shard's lease at its epoch. The log holds no updates: whoever
+//! holds the shard next rebuilds the last logged flush from the same Kinesis records on top of
+//! the same state (the snapshot and replay up to the checkpoint) and applies it again, so a flush
+//! interrupted half way is completed with exactly the same deltas, and a flush's rows are
+//! written once.
 
-use super::chunks;
 use super::error::{StoreError, classify};
-use super::items::Update;
 use super::tables::Tables;
 use crate::aws::lease::Lease;
 use aws_sdk_dynamodb::Client;
@@ -28,23 +29,17 @@ pub struct FlushRecord {
     pub end_sequence: String,
     /// Whether the shard was read to its end.
     pub shard_end: bool,
-    /// The updates to apply.
-    pub updates: Vec<Update>,
+    /// When the flush was made (seconds since the epoch): the time in its deltas' keys.
+    pub time_s: i64,
 }
 
 fn header_key(seq: u64) -> String {
     format!("{seq:020}|h")
 }
 
-fn chunk_prefix(seq: u64, epoch: i64) -> String {
-    format!("{seq:020}|c|{epoch:010}|")
-}
-
-/// Logs `record`, fenced by `lease`. The payload goes into chunk items first (keyed by the
-/// writer's epoch, so two writers never mix chunks); then one transaction checks the lease and
-/// writes the header that makes the flush exist. Fails with [`StoreError::LeaseLost`] if the
-/// lease moved on or a flush with this number is already logged. Chunks of a flush whose header
-/// was refused are garbage that expires with the table's TTL.
+/// Logs `record`, fenced by `lease`: one transaction checks the lease and writes the item that
+/// makes the flush exist. Fails with [`StoreError::LeaseLost`] if the lease moved on or a flush
+/// with this number is already logged.
 pub async fn write(
     client: &Client,
     tables: &Tables,
@@ -54,8 +49,6 @@ pub async fn write(
 ) -> Result<(), StoreError> {
     let payload = postcard::to_allocvec(record).map_err(|e| StoreError::Other(e.to_string()))?;
     let ttl = AttributeValue::N((now_s + KEEP_SECONDS).to_string());
-    let prefix = chunk_prefix(record.seq, lease.epoch);
-    let chunks = chunks::write(client, &tables.flushes, &record.shard_id, &prefix, &payload, &ttl).await?;
     let pk = AttributeValue::S(record.shard_id.clone());
     let owner = lease.owner.clone().unwrap_or_default();
     let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Other(e.to_string());
@@ -74,7 +67,7 @@ pub async fn write(
         .item("pk", pk)
         .item("sk", AttributeValue::S(header_key(record.seq)))
         .item("epoch", AttributeValue::N(lease.epoch.to_string()))
-        .item("chunks", AttributeValue::N(chunks.to_string()))
+        .item("record", AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(payload)))
         .item("ttl", ttl)
         .condition_expression("attribute_not_exists(pk)")
         .build()
@@ -92,7 +85,8 @@ pub async fn write(
     }
 }
 
-fn is_cancelled_by_condition<R>(error: &SdkError<TransactWriteItemsError, R>) -> bool {
+/// Whether a transaction was cancelled by a failed condition.
+pub fn is_cancelled_by_condition<R>(error: &SdkError<TransactWriteItemsError, R>) -> bool {
     let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = error.as_service_error() else {
         return false;
     };
@@ -116,11 +110,10 @@ pub async fn read(
         .await
         .map_err(classify)?;
     let Some(header) = header.item() else { return Ok(None) };
-    let number = |key: &str| header.get(key).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
-    let (Some(epoch), Some(expected)) = (number("epoch"), number("chunks")) else {
-        return Err(StoreError::Corrupt(format!("flush {seq} of {shard_id}: header without epoch or chunks")));
+    let Some(payload) = header.get("record").and_then(|v| v.as_b().ok()) else {
+        return Err(StoreError::Corrupt(format!(
+            "flush {seq} of {shard_id} was logged by an older tally (README: Upgrading)"
+        )));
     };
-    let expected = usize::try_from(expected).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let payload = chunks::read(client, &tables.flushes, shard_id, &chunk_prefix(seq, epoch), expected).await?;
-    postcard::from_bytes(&payload).map(Some).map_err(|e| StoreError::Corrupt(e.to_string()))
+    postcard::from_bytes(payload.as_ref()).map(Some).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

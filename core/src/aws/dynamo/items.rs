@@ -1,128 +1,81 @@
-//! The key design of the aggregate table and the updates a flush makes to it.
+//! The key design of the aggregate table.
 //!
-//! | item | `pk` | `sk` |
-//! |---|---|---|
-//! | cell counters | `c|{site}|{local day}|{region}|{sub}` | `{bucket:012}|{cell id:016x}` |
-//! | drop count | `d|{site}|{region}|{sub}` | reason |
-//! | visitor sketch | `v|{site}|{local day}|{region}|{sub}` | `{bucket:012}` |
+//! | item | `pk` | `sk` | attributes |
+//! |---|---|---|---|
+//! | rollup delta | `r\|{site}\|{gen}\|{region}\|{sub}\|d\|{local day}` | `{flush time s:012}\|{shard}\|{flush:020}\|{part:03}` | `rows`, `parts`, `ttl` |
+//! | folded rollup | `r\|{site}\|{gen}\|{region}\|{sub}\|s\|{slot}` | `{local day + 10⁶:07}\|{part:03}` | `rows`, `parts`, `upto` |
+//! | drop count | `d\|{site}\|{region}\|0` | reason | `dropped`, `w_{shard}` |
 //!
-//! Region and sub-partition are the item's writer lineage: at any moment one consumer (the
-//! holder of the shard that carries `site#sub` in that region) writes it, so Global Tables'
-//! last-writer-wins never meets two concurrent writers. A day's cells of one lineage share a
-//! partition, so a query reads one partition per (day, region, sub-partition).
+//! Region and sub-partition are the item's writer lineage (decision 6): at any moment one
+//! consumer, the holder of the shard that carries `site#sub` in that region, writes it, so
+//! Global Tables' last-writer-wins never meets two concurrent writers. `gen` is the generation of
+//! the rows (decision 7; only the first exists until reprocessing comes).
+//!
+//! A flush writes one immutable **delta** per lineage and local day it touched: every row it
+//! changed there, all breakdowns together, so a flush costs about one small item per site
+//! instead of one per cell. Deltas expire (TTL) long after they are folded. A **fold** adds a
+//! day's deltas into one item per breakdown (slot) and day, which records the flush time it
+//! holds deltas up to (`upto`): a reader takes the fold items of its slot for the days of its
+//! range in one Query per lineage, and per day the deltas written after that day's `upto`.
+//! Reading an older fold item (eventual consistency, replication) only means reading more
+//! deltas, never counting one twice.
 
-use crate::pipeline::flush::Flush;
-use serde::{Deserialize, Serialize};
-use tally_model::reject::DropReason;
-use tally_model::rollup::{Bucket, CellKey, Counters};
+use std::fmt::Write;
 
-/// A stable 64-bit id of a cell key (SipHash-1-3 with a fixed key of postcard bytes).
-pub fn cell_id(key: &CellKey) -> u64 {
-    use std::hash::Hasher;
-    let mut hasher = siphasher::sip::SipHasher13::new_with_keys(0x7461_6c6c_795f_6365, 0x6c6c_5f69_645f_7631);
-    hasher.write(&postcard::to_allocvec(key).unwrap_or_default());
-    hasher.finish()
+/// The generation of every row written (reprocessing, decision 7, will add others).
+pub const GENERATION: u32 = 1;
+
+/// The key prefix of a lineage's rollup items.
+pub fn lineage_prefix(site: &str, region: &str, sub: u16) -> String {
+    format!("r|{site}|{GENERATION}|{region}|{sub}")
 }
 
-/// One change a flush makes to the aggregate table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Update {
-    /// Counter deltas of one cell.
-    Cell {
-        /// The site.
-        site: String,
-        /// The site's sub-partition (lineage).
-        sub: u16,
-        /// The local hour.
-        bucket: Bucket,
-        /// The cell's dimension values.
-        key: Box<CellKey>,
-        /// The deltas.
-        counters: Counters,
-    },
-    /// Visitor ids seen in one hour of one lineage, to add to its distinct-count sketch.
-    Visitors {
-        /// The site.
-        site: String,
-        /// The site's sub-partition (lineage).
-        sub: u16,
-        /// The local hour.
-        bucket: Bucket,
-        /// The visitor ids, sorted, each once.
-        ids: Vec<u64>,
-    },
-    /// Drop count deltas.
-    Drop {
-        /// The site, or "" for drops that name none.
-        site: String,
-        /// Why.
-        reason: DropReason,
-        /// How many.
-        count: u64,
-    },
+/// The partition of a lineage's deltas of one local day.
+pub fn delta_pk(site: &str, region: &str, sub: u16, day: i64) -> String {
+    format!("{}|d|{day}", lineage_prefix(site, region, sub))
 }
 
-impl Update {
-    /// The item's `pk` and `sk` in `region`.
-    pub fn key(&self, region: &str) -> (String, String) {
-        match self {
-            Update::Cell { site, sub, bucket, key, .. } => (
-                format!("c|{site}|{}|{region}|{sub}", bucket.div_euclid(24)),
-                format!("{bucket:012}|{:016x}", cell_id(key)),
-            ),
-            Update::Visitors { site, sub, bucket, .. } => {
-                (format!("v|{site}|{}|{region}|{sub}", bucket.div_euclid(24)), format!("{bucket:012}"))
-            }
-            Update::Drop { site, reason, .. } => (format!("d|{site}|{region}|0"), reason.as_str().to_owned()),
-        }
-    }
+/// A delta part's sort key: written at `time_s` by flush `seq` of `shard`.
+pub fn delta_sk(time_s: i64, shard: &str, seq: u64, part: usize) -> String {
+    format!("{time_s:012}|{shard}|{seq:020}|{part:03}")
 }
 
-/// The counters stored in a cell item (attributes `ev`, `pv`, `vi`, `bo`, `du`, `vp`, as
-/// `apply` adds them; a missing attribute is zero).
-pub fn counters_of(item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> Counters {
-    let n = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
-    Counters {
-        events: n("ev"),
-        pageviews: n("pv"),
-        visits: n("vi"),
-        bounces: n("bo"),
-        duration_ms: n("du"),
-        visit_pageviews: n("vp"),
-    }
+/// The smallest sort key of a delta written after `time_s`.
+pub fn deltas_after(time_s: i64) -> String {
+    format!("{:012}|", time_s.saturating_add(1).max(0))
 }
 
-/// The updates of a flush, in a stable order. Visits are not among them: they are the shard
-/// worker's state, kept in snapshots (see `snapshots`).
-pub fn updates(flush: &Flush) -> Vec<Update> {
-    let mut out = Vec::new();
-    for ((site, sub), rollup) in &flush.rollups {
-        for ((bucket, key), counters) in &rollup.cells {
-            out.push(Update::Cell {
-                site: site.clone(),
-                sub: *sub,
-                bucket: *bucket,
-                key: Box::new(key.clone()),
-                counters: *counters,
-            });
-        }
-    }
-    for ((site, sub), rollup) in &flush.rollups {
-        let mut by_bucket: std::collections::BTreeMap<Bucket, Vec<u64>> = std::collections::BTreeMap::new();
-        for (bucket, _, visitor) in &rollup.visitors {
-            by_bucket.entry(*bucket).or_default().push(*visitor);
-        }
-        for (bucket, mut ids) in by_bucket {
-            ids.sort_unstable();
-            ids.dedup();
-            out.push(Update::Visitors { site: site.clone(), sub: *sub, bucket, ids });
-        }
-    }
-    for ((site, reason), count) in &flush.drops {
-        out.push(Update::Drop { site: site.clone(), reason: *reason, count: *count });
-    }
-    out.sort_by_cached_key(|u| u.key(""));
-    out
+/// The flush time, shard and flush number of a delta sort key (without its part).
+pub fn delta_flush(sk: &str) -> Option<(i64, &str)> {
+    let (head, _part) = sk.rsplit_once('|')?;
+    Some((head.get(..12)?.parse().ok()?, head))
+}
+
+/// The partition of a lineage's folded rows of one slot.
+pub fn fold_pk(site: &str, region: &str, sub: u16, slot: u8) -> String {
+    format!("{}|s|{slot}", lineage_prefix(site, region, sub))
+}
+
+/// A fold part's sort key.
+pub fn fold_sk(day: i64, part: usize) -> String {
+    let mut sk = fold_day(day);
+    let _ = write!(sk, "|{part:03}");
+    sk
+}
+
+/// The sort-key prefix of a day's fold parts (days offset so that they sort as numbers).
+pub fn fold_day(day: i64) -> String {
+    format!("{:07}", day + 1_000_000)
+}
+
+/// The local day of a fold sort key.
+pub fn fold_day_of(sk: &str) -> Option<i64> {
+    Some(sk.get(..7)?.parse::<i64>().ok()? - 1_000_000)
+}
+
+/// The drop counts item of a site (or `""`) in a region.
+pub fn drop_pk(site: &str, region: &str) -> String {
+    format!("d|{site}|{region}|0")
 }
 
 #[cfg(test)]
@@ -132,18 +85,14 @@ mod tests {
     #[test]
     fn key_snapshots() {
         // Stored items are found by these keys: a change here orphans every stored item.
-        let cell = Update::Cell {
-            site: "a.com".into(),
-            sub: 2,
-            bucket: 490_000,
-            key: Box::default(),
-            counters: Counters::default(),
-        };
-        assert_eq!(
-            cell.key("eu-west-1"),
-            ("c|a.com|20416|eu-west-1|2".into(), format!("000000490000|{:016x}", cell_id(&CellKey::default())))
-        );
-        let drop = Update::Drop { site: String::new(), reason: DropReason::Bot, count: 1 };
-        assert_eq!(drop.key("us-east-1"), ("d||us-east-1|0".into(), "bot".into()));
+        assert_eq!(delta_pk("a.com", "eu-west-1", 2, 20_416), "r|a.com|1|eu-west-1|2|d|20416");
+        let sk = delta_sk(1_764_000_000, "shardId-000000000001", 7, 0);
+        assert_eq!(sk, "001764000000|shardId-000000000001|00000000000000000007|000");
+        assert_eq!(delta_flush(&sk), Some((1_764_000_000, "001764000000|shardId-000000000001|00000000000000000007")));
+        assert!(deltas_after(1_763_999_999).as_str() <= sk.as_str() && sk.as_str() < deltas_after(1_764_000_000).as_str());
+        assert_eq!(fold_pk("a.com", "eu-west-1", 2, 3), "r|a.com|1|eu-west-1|2|s|3");
+        assert_eq!(fold_sk(20_416, 1), "1020416|001");
+        assert_eq!(fold_day_of("1020416|001"), Some(20_416));
+        assert_eq!(drop_pk("", "us-east-1"), "d||us-east-1|0");
     }
 }

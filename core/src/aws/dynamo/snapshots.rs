@@ -1,4 +1,5 @@
-//! Snapshots of a shard worker's state — its open visits — taken now and then after a committed
+//! Snapshots of a shard worker's state — its open visits, the sightings of its visitor ids, and
+//! the days it wrote deltas for that are not folded yet — taken now and then after a committed
 //! flush. A new holder of the shard starts from the latest snapshot at or before its checkpoint
 //! and replays the records between the two to rebuild the state exactly, without applying them
 //! again. So visits need no write per event, only one snapshot per interval.
@@ -12,13 +13,12 @@ use super::tables::Tables;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
+use tally_model::breakdown::Sightings;
 use tally_model::session::Session;
 
-/// The snapshot format, in the header's `format` attribute: 6 since cell keys hold the region
-/// and city; 5 when visits tracked their exit page; 4 when cell keys gained the entry page,
-/// entry page hostname and referrer; a header without one is format 3 ([`super::legacy`] reads
-/// the older ones).
-const FORMAT: &str = "6";
+/// The snapshot format, in the header's `format` attribute: 7 since the state holds visitor
+/// sightings and unfolded days (older formats are refused: README, Upgrading).
+const FORMAT: &str = "7";
 
 /// How long snapshots are kept (DynamoDB TTL), in seconds.
 const KEEP_SECONDS: i64 = 2 * 24 * 3600;
@@ -32,6 +32,12 @@ pub struct Snapshot {
     pub end_sequence: String,
     /// The open visits per (site, visitor id).
     pub sessions: Vec<((String, u64), Session)>,
+    /// Where each visitor id was seen, per (site, visitor id), with the arrival time (ms) of
+    /// the event that last changed it.
+    pub sightings: Vec<((String, u64), (i64, Sightings))>,
+    /// The (site, sub-partition, local day) deltas not folded yet, with the flush times (s) of
+    /// the oldest and newest of them.
+    pub unfolded: Vec<((String, u16, i64), (i64, i64))>,
 }
 
 fn header_key(flush_seq: u64) -> String {
@@ -94,10 +100,12 @@ pub async fn latest(
     let payload = chunks::read(client, &tables.flushes, shard_id, prefix, chunks).await?;
     let decoded = match header.get("format").and_then(|v| v.as_n().ok()).map(String::as_str) {
         Some(format) if format == FORMAT => postcard::from_bytes(&payload),
-        Some("5") => super::legacy::decode_snapshot_v5(&payload),
-        Some("4") => super::legacy::decode_snapshot_v4(&payload),
-        Some(other) => return Err(StoreError::Corrupt(format!("snapshot format {other} is newer than this tally"))),
-        None => super::legacy::decode_snapshot_v3(&payload),
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "snapshot format {} of {shard_id} is not this tally's {FORMAT} (README: Upgrading)",
+                other.unwrap_or("3")
+            )));
+        }
     };
     decoded.map(Some).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
