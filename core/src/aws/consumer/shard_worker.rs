@@ -192,6 +192,7 @@ impl Worker {
                 for parent in self.lease.parents.clone() {
                     self.inherit(&parent).await?;
                 }
+                self.keep_own_unfolded().await?;
                 StartAt::TrimHorizon
             }
         };
@@ -309,6 +310,18 @@ impl Worker {
         let now_s = jiff::Timestamp::now().as_second();
         snapshots::write(&ctx.dynamo, &ctx.tables, &self.lease.shard_id, self.lease.epoch, &snapshot, now_s).await?;
         self.last_snapshot = Instant::now();
+        Ok(())
+    }
+
+    /// Keeps, of the unfolded days inherited from parents, those of the lineages this shard
+    /// carries (whose partition key hashes into its range): only a lineage's writer may fold it,
+    /// between its own flushes, so that no delta of it is in flight during a fold.
+    async fn keep_own_unfolded(&mut self) -> Result<(), WorkerError> {
+        let ctx = self.ctx.clone();
+        let shards = api::list_shards(&ctx.kinesis, &ctx.stream).await?;
+        let Some(own) = shards.iter().find(|s| s.shard_id == self.lease.shard_id) else { return Ok(()) };
+        let range = own.starting_hash_key.parse::<u128>().unwrap_or(0)..=own.ending_hash_key.parse().unwrap_or(u128::MAX);
+        self.unfolded.retain(|(site, sub, _), _| range.contains(&hash_key(&format!("{site}#{sub}"))));
         Ok(())
     }
 
@@ -456,21 +469,28 @@ impl Worker {
         (self.ctx.fold_interval / 4).clamp(Duration::from_millis(200), Duration::from_secs(60))
     }
 
-    /// Folds every day whose oldest unfolded delta is a fold interval old. A failed fold is
-    /// logged and tried again later (its deltas stay readable meanwhile).
+    /// Folds every day whose oldest unfolded delta is a fold interval old, if the worker still
+    /// holds the shard: it folds up to a time before it confirmed that, so every flush of a later
+    /// holder comes after what it folds. A failed fold is logged and tried again later (its
+    /// deltas stay readable meanwhile).
     async fn fold_due(&mut self) {
         let now_s = jiff::Timestamp::now().as_second();
         let interval = i64::try_from(self.ctx.fold_interval.as_secs()).unwrap_or(i64::MAX);
         let upto = now_s - self.fold_margin_s();
+        let is_due = |(oldest, _): &(i64, i64)| *oldest <= now_s.saturating_sub(interval) && *oldest <= upto;
+        if !self.unfolded.values().any(is_due) {
+            return;
+        }
+        if let Err(error) = self.ctx.leases.confirm(&self.lease).await {
+            tracing::info!(shard_id = self.lease.shard_id, %error, "not folding: the lease is not confirmed");
+            return;
+        }
         let due: Vec<(String, u16, Day)> = self
             .unfolded
             .iter()
-            .filter(|(_, (oldest, _))| *oldest <= now_s.saturating_sub(interval) && *oldest <= upto)
+            .filter(|(_, span)| is_due(span))
             .map(|(key, _)| key.clone())
             .collect();
-        if due.is_empty() {
-            return;
-        }
         let started = Instant::now();
         let ctx = self.ctx.clone();
         let mut running = tokio::task::JoinSet::new();
@@ -582,6 +602,11 @@ impl SessionLookup for Worker {
     fn sightings(&self, site: &str, visitor: u64) -> anyhow::Result<Option<Sightings>> {
         Ok(self.sightings.get(&(site.to_owned(), visitor)).map(|(_, seen)| seen.clone()))
     }
+}
+
+/// The hash key Kinesis routes a partition key by: its MD5 as a 128-bit number.
+fn hash_key(partition_key: &str) -> u128 {
+    u128::from_be_bytes(md5::compute(partition_key.as_bytes()).0)
 }
 
 /// Whether sequence number `a` comes after `b` in a shard (decimal strings of any length).

@@ -214,6 +214,26 @@ impl LeaseTable {
         output.attributes().and_then(from_item).ok_or_else(|| LeaseError::Missing(seen.shard_id.clone()))
     }
 
+    /// Confirms that `held` is still held: the stored lease has its owner and epoch (a
+    /// consistent read). Fails with [`LeaseError::Lost`] if not.
+    pub async fn confirm(&self, held: &Lease) -> Result<(), LeaseError> {
+        let found = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("shard_id", s(&held.shard_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(e, &held.shard_id))?;
+        let stored = found.item().and_then(from_item).ok_or_else(|| LeaseError::Missing(held.shard_id.clone()))?;
+        if stored.owner == held.owner && stored.epoch == held.epoch {
+            Ok(())
+        } else {
+            Err(LeaseError::Lost(held.shard_id.clone()))
+        }
+    }
+
     /// Extends a held lease until `expires_ms`.
     pub async fn renew(&self, held: &Lease, expires_ms: i64) -> Result<Lease, LeaseError> {
         self.fenced(held, "SET expires_ms = :value", vec![(":value", n(expires_ms))]).await?;
