@@ -62,9 +62,13 @@ impl Bed {
     }
 }
 
-/// The totals per site as `tally query` reads them: the day rows of the totals, from the fold
-/// items and the deltas after them, over every lineage and day that a scan finds (tests only).
-pub async fn stored_totals(client: &aws_sdk_dynamodb::Client, table: &str) -> BTreeMap<String, Counters> {
+/// The totals and distinct visitors per site as `tally query` reads them: the day rows of the
+/// totals, from the fold items and the deltas after them, over every lineage and day that a
+/// scan finds (tests only).
+pub async fn stored_totals_and_visitors(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> BTreeMap<String, (Counters, i64)> {
     // site → lineages (region, sub) and the range of days with rollup items.
     let mut found: BTreeMap<String, (BTreeSet<(String, u16)>, i64, i64)> = BTreeMap::new();
     let mut start = None;
@@ -91,15 +95,32 @@ pub async fn stored_totals(client: &aws_sdk_dynamodb::Client, table: &str) -> BT
     for (site, (lineages, first, last)) in found {
         let lineages: Vec<(String, u16)> = lineages.into_iter().collect();
         let rows = read::load_slot(client, table, &site, &lineages, Slot::Total.code(), (first, last)).await.unwrap();
-        let mut sum = Counters::default();
-        for ((_, grain, _, _), tallies) in &rows.0 {
+        let mut sum = (Counters::default(), 0);
+        for ((_, grain, at, _), tallies) in &rows.0 {
             if *grain == Grain::Day.code() {
-                sum.add(&tallies.counters);
+                sum.0.add(&tallies.counters);
+                sum.1 += tallies.visitors_until(*at, last);
             }
         }
         totals.insert(site, sum);
     }
     totals
+}
+
+/// The totals per site as `tally query` reads them (see [`stored_totals_and_visitors`]).
+pub async fn stored_totals(client: &aws_sdk_dynamodb::Client, table: &str) -> BTreeMap<String, Counters> {
+    stored_totals_and_visitors(client, table).await.into_iter().map(|(site, (counters, _))| (site, counters)).collect()
+}
+
+/// The distinct visitor ids per site in `entries`, brute force.
+pub fn true_visitors(entries: &[LogEntry]) -> BTreeMap<String, i64> {
+    let mut ids: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    for entry in entries {
+        if let LogEntry::Event(event) = entry {
+            ids.entry(event.site.clone()).or_default().insert(event.visitor.current);
+        }
+    }
+    ids.into_iter().map(|(site, ids)| (site, ids.len() as i64)).collect()
 }
 
 /// A `tally ingest` child process, killed on drop.

@@ -2,7 +2,11 @@
 //! with several shards, consumed by several `tally ingest` processes into dynoxide, counted
 //! exactly once — also when consumers are killed and restarted.
 
-use crate::bed::{Bed, Consumer, QueryServer, ask, data_dir, expected_metrics, free_address, ground_truth, settle};
+use crate::bed::{
+    Bed, Consumer, QueryServer, ask, data_dir, expected_metrics, free_address, ground_truth, settle,
+    stored_totals_and_visitors, true_visitors,
+};
+use std::collections::BTreeMap;
 use crate::proxy::Proxy;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -184,6 +188,15 @@ async fn kills_pauses_and_a_split_change_no_total() {
     assert!(b.terminate().success());
     // Exact after the graceful stops too: nothing was applied twice while leases were handed back.
     settle(&dynamodb, &expected, Duration::from_secs(5)).await;
+    // Distinct visitors too: the sightings survived the kills (snapshots and replays), the
+    // split (the children inherited them) and the folds.
+    let table = Tables::named("t", "any").aggregates;
+    let visitors: BTreeMap<String, i64> = stored_totals_and_visitors(&dynamodb, &table)
+        .await
+        .into_iter()
+        .map(|(site, (_, visitors))| (site, visitors))
+        .collect();
+    assert_eq!(visitors, true_visitors(&entries));
     let _ = std::fs::remove_dir_all(dir);
 }
 
