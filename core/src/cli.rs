@@ -164,6 +164,16 @@ struct IngestArgs {
     /// Most Kinesis records in one flush; a flush also ends at the flush interval.
     #[arg(long, env = "TALLY_MAX_RECORDS_PER_FLUSH", default_value_t = 10_000)]
     max_records_per_flush: usize,
+    /// The S3 bucket for the shard workers' state snapshots (open visits and visitor sightings).
+    #[arg(long, env = "TALLY_SNAPSHOT_BUCKET")]
+    snapshot_bucket: String,
+    /// S3 endpoint URL, to use a stand-in such as a moto server.
+    #[arg(long, env = "TALLY_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// Shortest time between two snapshots of a shard worker's state, in seconds (at least 1);
+    /// a new holder replays the records since the last one.
+    #[arg(long, env = "TALLY_SNAPSHOT_INTERVAL_S", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_interval_s: u64,
     /// How old a day's oldest unfolded rollup delta gets before the day is folded into one item
     /// per breakdown, in seconds (at least 1).
     #[arg(long, env = "TALLY_FOLD_INTERVAL_S", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
@@ -256,7 +266,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 let settings = KinesisImport {
                     aws: AwsSettings {
                         region,
-                        endpoints: Endpoints { kinesis: args.kinesis_endpoint, dynamodb: None },
+                        endpoints: Endpoints { kinesis: args.kinesis_endpoint, ..Endpoints::default() },
                         static_credentials: args.stand_in_credentials,
                     },
                     stream: stream.clone(),
@@ -300,7 +310,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let regions = if args.regions.is_empty() { vec![args.region.clone()] } else { args.regions };
             let aws = AwsSettings {
                 region: args.region,
-                endpoints: Endpoints { kinesis: None, dynamodb: args.dynamodb_endpoint },
+                endpoints: Endpoints { dynamodb: args.dynamodb_endpoint, ..Endpoints::default() },
                 static_credentials: args.stand_in_credentials,
             };
             let (app, listen, data_dir) = (args.app, args.listen, args.data.data_dir);
@@ -341,7 +351,7 @@ fn ingest_settings(args: IngestArgs) -> IngestSettings {
     IngestSettings {
         aws: AwsSettings {
             region: args.region,
-            endpoints: Endpoints { kinesis: args.kinesis_endpoint, dynamodb: args.dynamodb_endpoint },
+            endpoints: Endpoints { kinesis: args.kinesis_endpoint, dynamodb: args.dynamodb_endpoint, s3: args.s3_endpoint },
             static_credentials: args.stand_in_credentials,
         },
         stream: args.stream,
@@ -354,5 +364,7 @@ fn ingest_settings(args: IngestArgs) -> IngestSettings {
         metrics_listen: args.metrics_listen,
         max_records_per_flush: args.max_records_per_flush,
         fold_interval: Duration::from_secs(args.fold_interval_s),
+        snapshot_bucket: args.snapshot_bucket,
+        snapshot_interval: Duration::from_secs(args.snapshot_interval_s),
     }
 }

@@ -137,15 +137,16 @@ impl Consumer {
         Consumer::spawn(kinesis, dynamo, stream, dir, worker, region, 200, &[])
     }
 
-    pub fn with_flush_interval(
+    pub fn with_args_at(
         kinesis: &str,
         dynamo: &str,
         stream: &str,
         dir: &Path,
         worker: &str,
         ms: u64,
+        extra: &[&str],
     ) -> Consumer {
-        Consumer::spawn(kinesis, dynamo, stream, dir, worker, "us-east-1", ms, &[])
+        Consumer::spawn(kinesis, dynamo, stream, dir, worker, "us-east-1", ms, extra)
     }
 
     pub fn with_args(kinesis: &str, dynamo: &str, stream: &str, dir: &Path, worker: &str, extra: &[&str]) -> Consumer {
@@ -167,6 +168,9 @@ impl Consumer {
         // Folds every second unless the caller picks its own interval, so tests exercise them.
         let fold: &[&str] =
             if extra.contains(&"--fold-interval-s") { &[] } else { &["--fold-interval-s", "1"] };
+        // Snapshots into a bucket of the data directory's own, on the shared moto server.
+        let name = data_dir.file_name().unwrap_or_default().to_string_lossy().to_lowercase();
+        let bucket: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(63).collect();
         let (child, line) = start_tally(
             Command::new(env!("CARGO_BIN_EXE_tally"))
                 .args(["ingest", "--stream", stream, "--region", region, "--app", "t", "--stand-in-credentials"])
@@ -175,6 +179,8 @@ impl Consumer {
                 .arg("--data-dir")
                 .arg(data_dir)
                 .args(fold)
+                .args(["--s3-endpoint", crate::stand_ins::moto_s3(), "--snapshot-bucket", &bucket])
+                .args(if extra.contains(&"--snapshot-interval-s") { &[][..] } else { &["--snapshot-interval-s", "2"] })
                 .args(extra)
                 .env("TALLY_LOG", std::env::var("TALLY_E2E_LOG").unwrap_or_else(|_| "warn".into())),
         );

@@ -30,6 +30,9 @@ pub struct Counts {
     /// Writes refused by their condition, per operation: AWS bills them too (at least a unit
     /// each), but the error carries no consumed capacity, so they are not in `units`.
     pub failed_conditions: BTreeMap<String, u64>,
+    /// Capacity units and requests per purpose ([`purpose`]) and kind (`write` or `read`), as
+    /// `"{purpose} {kind}"`.
+    pub by_purpose: BTreeMap<String, (f64, u64)>,
 }
 
 impl Counts {
@@ -70,6 +73,30 @@ fn asking_for_capacity(operation: &str, body: Bytes) -> Bytes {
             Bytes::from(serde_json::to_vec(&fields).unwrap())
         }
         _ => body,
+    }
+}
+
+/// What a DynamoDB request is for, from its table and the first key it names: `lease`, `flush
+/// log`, `snapshot`, `delta`, `fold`, `fold marker`, `drops`, or `other`.
+pub fn purpose(body: &[u8]) -> &'static str {
+    let text = String::from_utf8_lossy(body);
+    let first = |name: &str| {
+        let at = text.find(&format!(r#""{name}":{{"S":""#))?;
+        let rest = &text[at + name.len() + 9..];
+        Some(rest[..rest.find('"')?].to_owned())
+    };
+    if text.contains("-flushes") {
+        return if first("sk").is_some_and(|sk| sk.starts_with("snap|")) { "snapshot" } else { "flush log" };
+    }
+    if text.contains("-leases") {
+        return "lease";
+    }
+    match (first("pk"), first("sk")) {
+        (Some(pk), Some(sk)) if pk.contains("|d|") && sk == "~fold" => "fold marker",
+        (Some(pk), _) if pk.contains("|d|") => "delta",
+        (Some(pk), _) if pk.contains("|s|") => "fold",
+        (Some(pk), _) if pk.starts_with("d|") => "drops",
+        _ => "other",
     }
 }
 
@@ -191,6 +218,7 @@ async fn forward(
     }
     let url = format!("{}{}", inner.upstream, uri.path_and_query().map_or("/", |p| p.as_str()));
     let body = if target.starts_with("DynamoDB_") { asking_for_capacity(&operation, body) } else { body };
+    let purpose = purpose(&body);
     let mut request = inner.client.request(method, url).body(body);
     for (name, value) in &headers {
         if name != "host" && name != "content-length" {
@@ -215,7 +243,11 @@ async fn forward(
             if target.starts_with("DynamoDB_") {
                 let mut seen = inner.seen.lock().unwrap();
                 if status.is_success() {
-                    *seen.2.units.entry(operation).or_default() += consumed_units(&bytes);
+                    let units = consumed_units(&bytes);
+                    *seen.2.units.entry(operation.clone()).or_default() += units;
+                    let kind = if WRITES.contains(&operation.as_str()) { "write" } else { "read" };
+                    let by = seen.2.by_purpose.entry(format!("{purpose} {kind}")).or_default();
+                    (by.0, by.1) = (by.0 + units, by.1 + 1);
                 } else if String::from_utf8_lossy(&bytes).contains("ConditionalCheckFailed") {
                     *seen.2.failed_conditions.entry(operation).or_default() += 1;
                 }

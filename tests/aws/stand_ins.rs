@@ -1,5 +1,6 @@
 //! Starting and stopping the stand-ins: kinesalite as a node child process, dynoxide in-process,
-//! both on 127.0.0.1 and a free port, and SDK clients pointed at them.
+//! a moto server (S3) as a Python child process shared by the whole test binary, all on
+//! 127.0.0.1 and a free port, and SDK clients pointed at them.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -72,7 +73,43 @@ impl Dynoxide {
 pub fn settings(kinesis: Option<&str>, dynamodb: Option<&str>) -> AwsSettings {
     AwsSettings {
         region: "us-east-1".into(),
-        endpoints: Endpoints { kinesis: kinesis.map(str::to_owned), dynamodb: dynamodb.map(str::to_owned) },
+        endpoints: Endpoints {
+            kinesis: kinesis.map(str::to_owned),
+            dynamodb: dynamodb.map(str::to_owned),
+            s3: Some(moto_s3().to_owned()),
+        },
         static_credentials: true,
     }
+}
+
+/// The URL of the moto server (S3) of this test process, started on first use. It exits when
+/// this process does (its standard input closes). Needs the venv that `scripts/test` makes
+/// (`TALLY_MOTO_VENV`, default `~/.cache/tally-moto`).
+pub fn moto_s3() -> &'static str {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        let venv = std::env::var_os("TALLY_MOTO_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/tally-moto"));
+        let python = venv.join("bin/python");
+        assert!(python.exists(), "moto is not installed in {}: run scripts/test (it installs it)", venv.display());
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/stand-ins/moto_s3.py");
+        let child = Command::new(python)
+            .arg(script)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python runs");
+        // Never dropped: its standard input stays open until this process exits.
+        std::mem::forget(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "moto did not start in 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        format!("http://127.0.0.1:{port}")
+    })
 }

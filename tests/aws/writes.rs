@@ -75,7 +75,11 @@ async fn measure(flush_interval_ms: u64) -> (usize, Counts) {
     let Bed { kinesalite, dynamo, kinesis, .. } = Bed::start(2).await;
     let proxy = Proxy::start(&dynamo.url, 0, &[], "").await;
     let dir = data_dir(&format!("writes-{flush_interval_ms}"), SITES);
-    let consumer = Consumer::with_flush_interval(&kinesalite.url, &proxy.url, "events", &dir, "a", flush_interval_ms);
+    let fold = std::env::var("TALLY_WRITES_FOLD_S").unwrap_or_else(|_| "10".into());
+    let consumer = Consumer::with_args_at(&kinesalite.url, &proxy.url, "events", &dir, "a", flush_interval_ms, &[
+        "--fold-interval-s",
+        &fold,
+    ]);
     let (sites, pages) = (Zipf::new(SITES, 1.1), Zipf::new(200, 1.2));
     let mut random = Uniform(0x9e37_79b9_7f4a_7c15);
     let started = Instant::now();
@@ -113,18 +117,39 @@ async fn writes_per_event() {
         .collect();
     eprintln!("{SITES} sites (Zipf 1.1), 200 pages (Zipf 1.2), {RATE_PER_SECOND} events/s, 2 shards");
     eprintln!(
-        "flush interval | events | write requests | requests per event | write units | units per event | by operation (requests; units)"
+        "flush interval | events | write requests | requests per event | write units | units per event | without folds | by purpose (units per event; requests)"
     );
     for interval in intervals {
         let (events, counts) = measure(interval).await;
         let (requests, units) = (counts.write_requests(), counts.write_units());
+        let per_event = |units: f64| units / events as f64;
+        let writes: Vec<String> = counts
+            .by_purpose
+            .iter()
+            .filter(|(purpose, _)| purpose.ends_with(" write"))
+            .map(|(purpose, (units, n))| format!("{} {:.4}; {n}", purpose.trim_end_matches(" write"), per_event(*units)))
+            .collect();
+        let fold_units: f64 =
+            ["fold write", "fold marker write"].iter().map(|p| counts.by_purpose.get(*p).map_or(0.0, |u| u.0)).sum();
         eprintln!(
-            "{interval:>8} ms | {events} | {requests} | {:.3} | {units:.0} | {:.3} | {:?}; {:?} (+{:?} refused by their condition)",
+            "{interval:>8} ms | {events} | {requests} | {:.3} | {units:.0} | {:.4} | {:.4} | {} (+{:?} refused by their condition)",
             requests as f64 / events as f64,
-            units / events as f64,
-            counts.forwarded,
-            counts.units,
+            per_event(units),
+            per_event(units - fold_units),
+            writes.join(", "),
             counts.failed_conditions,
+        );
+        let folds = counts.by_purpose.get("fold marker write").map_or(0, |u| u.1);
+        let reads: Vec<String> = counts
+            .by_purpose
+            .iter()
+            .filter(|(purpose, _)| purpose.ends_with(" read"))
+            .map(|(purpose, (units, n))| format!("{} {units:.0}; {n}", purpose.trim_end_matches(" read")))
+            .collect();
+        eprintln!(
+            "{interval:>8} ms | folds of a lineage's day: {folds}, {:.1} write units each | read units (units; requests): {}",
+            fold_units / folds.max(1) as f64,
+            reads.join(", ")
         );
     }
 }

@@ -10,6 +10,8 @@ pub struct Endpoints {
     pub kinesis: Option<String>,
     /// DynamoDB endpoint URL, e.g. dynoxide's.
     pub dynamodb: Option<String>,
+    /// S3 endpoint URL, e.g. a moto server's (addressed path-style).
+    pub s3: Option<String>,
 }
 
 /// How to reach AWS.
@@ -51,4 +53,14 @@ pub async fn dynamodb(settings: &AwsSettings) -> aws_sdk_dynamodb::Client {
         builder = builder.endpoint_url(url);
     }
     aws_sdk_dynamodb::Client::from_conf(builder.build())
+}
+
+/// An S3 client (path-style addressing when the endpoint is overridden, as stand-ins need).
+pub async fn s3(settings: &AwsSettings) -> aws_sdk_s3::Client {
+    let config = shared_config(settings).await;
+    let mut builder = aws_sdk_s3::config::Builder::from(&config);
+    if let Some(url) = &settings.endpoints.s3 {
+        builder = builder.endpoint_url(url).force_path_style(true);
+    }
+    aws_sdk_s3::Client::from_conf(builder.build())
 }

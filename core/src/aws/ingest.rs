@@ -4,6 +4,7 @@ use crate::aws::clients::{self, AwsSettings};
 use crate::aws::consumer::shard_worker::ShardContext;
 use crate::aws::consumer::{ConsumerSettings, run_consumer};
 use crate::aws::dynamo::Tables;
+use crate::aws::dynamo::snapshots::{Objects, ensure_bucket};
 use crate::aws::kinesis::shard_reader::ReaderSettings;
 use crate::aws::lease::LeaseTable;
 use crate::registry::Registry;
@@ -40,6 +41,10 @@ pub struct IngestSettings {
     pub max_records_per_flush: usize,
     /// How old a day's oldest unfolded delta gets before the day is folded.
     pub fold_interval: Duration,
+    /// The S3 bucket of the shard workers' state snapshots.
+    pub snapshot_bucket: String,
+    /// Shortest time between two snapshots of a shard worker's state.
+    pub snapshot_interval: Duration,
     /// Where to serve `/metrics` and `/ready`, if anywhere.
     pub metrics_listen: Option<std::net::SocketAddr>,
 }
@@ -49,8 +54,10 @@ pub async fn ingest(settings: IngestSettings) -> anyhow::Result<()> {
     let kinesis = clients::kinesis(&settings.aws).await;
     let dynamo = clients::dynamodb(&settings.aws).await;
     let tables = Tables::named(&settings.app, &settings.aws.region);
+    let objects = Objects { client: clients::s3(&settings.aws).await, bucket: settings.snapshot_bucket.clone() };
     if settings.create_tables {
         tables.create_if_missing(&dynamo).await?;
+        ensure_bucket(&objects).await?;
     }
     let ctx = Arc::new(ShardContext {
         kinesis,
@@ -62,8 +69,9 @@ pub async fn ingest(settings: IngestSettings) -> anyhow::Result<()> {
         registry: Registry::open(&settings.data_dir)?,
         flush_interval: settings.flush_interval,
         max_records_per_flush: settings.max_records_per_flush,
-        snapshot_interval: Duration::from_secs(30),
+        snapshot_interval: settings.snapshot_interval,
         fold_interval: settings.fold_interval,
+        objects,
         reader: ReaderSettings::default(),
     });
     let (stop, stopped) = watch::channel(false);

@@ -58,6 +58,8 @@ pub struct ShardContext {
     pub snapshot_interval: Duration,
     /// How old a lineage's oldest unfolded delta of a day gets before the day is folded.
     pub fold_interval: Duration,
+    /// Where snapshots go.
+    pub objects: snapshots::Objects,
     /// How the shard is read.
     pub reader: ReaderSettings,
 }
@@ -173,15 +175,20 @@ impl Worker {
     async fn restore(&mut self) -> Result<(), WorkerError> {
         let ctx = self.ctx.clone();
         let shard = self.lease.shard_id.clone();
-        let newest = snapshots::latest(&ctx.dynamo, &ctx.tables, &shard, self.lease.flush_seq).await?;
+        let store = (&ctx.dynamo, &ctx.objects);
+        let newest = snapshots::latest_flush(&ctx.dynamo, &ctx.tables, &shard, self.lease.flush_seq).await?;
         // Start from the snapshot before the newest: the replay then also refills the window of
         // seen event ids with at least one snapshot interval of events, so that producer
         // duplicates straddling this restart are still dropped.
-        let older = match &newest {
-            Some(s) if s.flush_seq > 0 => snapshots::latest(&ctx.dynamo, &ctx.tables, &shard, s.flush_seq - 1).await?,
+        let older = match newest {
+            Some(seq) if seq > 0 => snapshots::latest(store, &ctx.tables, &shard, seq - 1).await?,
             _ => None,
         };
-        let snapshot = older.or(newest);
+        let snapshot = match (older, newest) {
+            (Some(older), _) => Some(older),
+            (None, Some(seq)) => snapshots::latest(store, &ctx.tables, &shard, seq).await?,
+            (None, None) => None,
+        };
         let from = match snapshot {
             Some(snapshot) => {
                 let end_sequence = snapshot.end_sequence.clone();
@@ -219,7 +226,7 @@ impl Worker {
     /// between the final commit and the snapshot).
     async fn inherit(&mut self, parent: &str) -> Result<(), WorkerError> {
         let ctx = self.ctx.clone();
-        let from = match snapshots::latest(&ctx.dynamo, &ctx.tables, parent, u64::MAX).await? {
+        let from = match snapshots::latest((&ctx.dynamo, &ctx.objects), &ctx.tables, parent, u64::MAX).await? {
             Some(last) if last.end_sequence == Lease::SHARD_END => {
                 self.take_snapshot(last);
                 return Ok(());
@@ -308,7 +315,17 @@ impl Worker {
             unfolded: self.unfolded.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         };
         let now_s = jiff::Timestamp::now().as_second();
-        snapshots::write(&ctx.dynamo, &ctx.tables, &self.lease.shard_id, self.lease.epoch, &snapshot, now_s).await?;
+        let started = Instant::now();
+        let store = (&ctx.dynamo, &ctx.objects);
+        let bytes = snapshots::write(store, &ctx.tables, &self.lease.shard_id, self.lease.epoch, &snapshot, now_s).await?;
+        tracing::debug!(
+            shard_id = self.lease.shard_id,
+            sessions = snapshot.sessions.len(),
+            sightings = snapshot.sightings.len(),
+            bytes,
+            ms = started.elapsed().as_millis() as u64,
+            "snapshot written"
+        );
         self.last_snapshot = Instant::now();
         Ok(())
     }

@@ -5,7 +5,6 @@
 //! "DynamoDB key design" and "Exactly once on Kinesis and DynamoDB".
 
 pub mod apply;
-pub mod chunks;
 pub mod error;
 pub mod flush_log;
 pub mod folds;

@@ -4,10 +4,13 @@
 //! and replays the records between the two to rebuild the state exactly, without applying them
 //! again. So visits need no write per event, only one snapshot per interval.
 //!
+//! The state is as large as a day of the shard's visitor ids, so a snapshot is one object in an
+//! S3 bucket (a request each, whatever its size; DynamoDB would bill every KB, every time),
+//! found through a small header item in the flush table.
+//!
 //! A snapshot needs no fencing: whoever wrote it, it is the state after the flush it names, and
 //! the state after a given flush is the same for every worker that computes it.
 
-use super::chunks;
 use super::error::{StoreError, classify};
 use super::tables::Tables;
 use aws_sdk_dynamodb::Client;
@@ -20,8 +23,51 @@ use tally_model::session::Session;
 /// sightings and unfolded days (older formats are refused: README, Upgrading).
 const FORMAT: &str = "7";
 
-/// How long snapshots are kept (DynamoDB TTL), in seconds.
+/// How long snapshot headers are kept (DynamoDB TTL), in seconds; [`ensure_bucket`] expires
+/// the objects a day later.
 const KEEP_SECONDS: i64 = 2 * 24 * 3600;
+
+/// Where snapshot objects go.
+#[derive(Debug, Clone)]
+pub struct Objects {
+    /// The S3 client.
+    pub client: aws_sdk_s3::Client,
+    /// The bucket.
+    pub bucket: String,
+}
+
+/// Creates the snapshot bucket unless it exists, with a rule that expires its objects after
+/// three days (local use; in AWS it comes from infra/).
+pub async fn ensure_bucket(objects: &Objects) -> Result<(), StoreError> {
+    let other = |e: String| StoreError::Other(format!("snapshot bucket {}: {e}", objects.bucket));
+    if objects.client.head_bucket().bucket(&objects.bucket).send().await.is_err() {
+        let created = objects.client.create_bucket().bucket(&objects.bucket).send().await;
+        if let Err(error) = created {
+            let exists = error.as_service_error().is_some_and(|e| e.is_bucket_already_owned_by_you());
+            if !exists {
+                return Err(other(format!("{error:?}")));
+            }
+        }
+    }
+    use aws_sdk_s3::types::{BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter};
+    let rule = LifecycleRule::builder()
+        .id("expire-snapshots")
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("").build())
+        .expiration(LifecycleExpiration::builder().days(3).build())
+        .build()
+        .map_err(|e| other(e.to_string()))?;
+    let rules = BucketLifecycleConfiguration::builder().rules(rule).build().map_err(|e| other(e.to_string()))?;
+    objects
+        .client
+        .put_bucket_lifecycle_configuration()
+        .bucket(&objects.bucket)
+        .lifecycle_configuration(rules)
+        .send()
+        .await
+        .map_err(|e| other(format!("{e:?}")))?;
+    Ok(())
+}
 
 /// A shard worker's state after a flush.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,41 +90,55 @@ fn header_key(flush_seq: u64) -> String {
     format!("snap|h|{flush_seq:020}")
 }
 
-/// Stores a snapshot of `shard_id` (`writer` distinguishes concurrent writers' chunks).
+/// Stores a snapshot of `shard_id` (`writer` distinguishes concurrent writers' objects).
 pub async fn write(
-    client: &Client,
+    (client, objects): (&Client, &Objects),
     tables: &Tables,
     shard_id: &str,
     writer: i64,
     snapshot: &Snapshot,
     now_s: i64,
-) -> Result<(), StoreError> {
+) -> Result<usize, StoreError> {
     let payload = postcard::to_allocvec(snapshot).map_err(|e| StoreError::Other(e.to_string()))?;
-    let ttl = AttributeValue::N((now_s + KEEP_SECONDS).to_string());
-    let prefix = format!("snap|c|{:020}|{writer}|", snapshot.flush_seq);
-    let chunks = chunks::write(client, &tables.flushes, shard_id, &prefix, &payload, &ttl).await?;
+    let payload = lz4_flex::compress_prepend_size(&payload);
+    let key = format!("{}/{shard_id}/{:020}-{writer}.snapshot", tables.flushes, snapshot.flush_seq);
+    let size = payload.len();
+    objects
+        .client
+        .put_object()
+        .bucket(&objects.bucket)
+        .key(&key)
+        .body(payload.into())
+        .send()
+        .await
+        .map_err(|e| StoreError::Other(format!("snapshot {key}: {e:?}")))?;
     client
         .put_item()
         .table_name(&tables.flushes)
         .item("pk", AttributeValue::S(shard_id.to_owned()))
         .item("sk", AttributeValue::S(header_key(snapshot.flush_seq)))
-        .item("prefix", AttributeValue::S(prefix))
-        .item("chunks", AttributeValue::N(chunks.to_string()))
+        .item("object", AttributeValue::S(key))
         .item("format", AttributeValue::N(FORMAT.to_owned()))
-        .item("ttl", ttl)
+        .item("ttl", AttributeValue::N((now_s + KEEP_SECONDS).to_string()))
         .send()
         .await
         .map_err(classify)?;
-    Ok(())
+    Ok(size)
 }
 
-/// The latest snapshot of `shard_id` taken after a flush numbered at most `at_most`.
-pub async fn latest(
+/// The flush number of the latest snapshot of `shard_id` taken after a flush numbered at most
+/// `at_most` (its header only).
+pub async fn latest_flush(client: &Client, tables: &Tables, shard_id: &str, at_most: u64) -> Result<Option<u64>, StoreError> {
+    let header = latest_header(client, tables, shard_id, at_most).await?;
+    Ok(header.and_then(|h| h.get("sk")?.as_s().ok()?.strip_prefix("snap|h|")?.parse().ok()))
+}
+
+async fn latest_header(
     client: &Client,
     tables: &Tables,
     shard_id: &str,
     at_most: u64,
-) -> Result<Option<Snapshot>, StoreError> {
+) -> Result<Option<std::collections::HashMap<String, AttributeValue>>, StoreError> {
     let page = client
         .query()
         .table_name(&tables.flushes)
@@ -92,20 +152,35 @@ pub async fn latest(
         .send()
         .await
         .map_err(classify)?;
-    let Some(header) = page.items().first() else { return Ok(None) };
-    let prefix =
-        header.get("prefix").and_then(|v| v.as_s().ok()).ok_or_else(|| StoreError::Corrupt("no prefix".into()))?;
-    let chunks = header.get("chunks").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<usize>().ok());
-    let chunks = chunks.ok_or_else(|| StoreError::Corrupt("no chunk count".into()))?;
-    let payload = chunks::read(client, &tables.flushes, shard_id, prefix, chunks).await?;
-    let decoded = match header.get("format").and_then(|v| v.as_n().ok()).map(String::as_str) {
-        Some(format) if format == FORMAT => postcard::from_bytes(&payload),
-        other => {
-            return Err(StoreError::Corrupt(format!(
-                "snapshot format {} of {shard_id} is not this tally's {FORMAT} (README: Upgrading)",
-                other.unwrap_or("3")
-            )));
-        }
+    Ok(page.items().first().cloned())
+}
+
+/// The latest snapshot of `shard_id` taken after a flush numbered at most `at_most`.
+pub async fn latest(
+    (client, objects): (&Client, &Objects),
+    tables: &Tables,
+    shard_id: &str,
+    at_most: u64,
+) -> Result<Option<Snapshot>, StoreError> {
+    let Some(header) = latest_header(client, tables, shard_id, at_most).await? else { return Ok(None) };
+    let format = header.get("format").and_then(|v| v.as_n().ok()).map(String::as_str);
+    let object = header.get("object").and_then(|v| v.as_s().ok());
+    let (Some(FORMAT), Some(key)) = (format, object) else {
+        return Err(StoreError::Corrupt(format!(
+            "snapshot format {} of {shard_id} is not this tally's {FORMAT} (README: Upgrading)",
+            format.unwrap_or("3")
+        )));
     };
-    decoded.map(Some).map_err(|e| StoreError::Corrupt(e.to_string()))
+    let fetched = objects
+        .client
+        .get_object()
+        .bucket(&objects.bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| StoreError::Other(format!("snapshot {key}: {e:?}")))?;
+    let bytes = fetched.body.collect().await.map_err(|e| StoreError::Other(format!("snapshot {key}: {e}")))?;
+    let payload = lz4_flex::decompress_size_prepended(&bytes.into_bytes())
+        .map_err(|e| StoreError::Corrupt(format!("snapshot {key}: {e}")))?;
+    postcard::from_bytes(&payload).map(Some).map_err(|e| StoreError::Corrupt(format!("snapshot {key}: {e}")))
 }
