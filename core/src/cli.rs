@@ -175,8 +175,9 @@ struct IngestArgs {
     #[arg(long, env = "TALLY_SNAPSHOT_INTERVAL_S", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_interval_s: u64,
     /// How old a day's oldest unfolded rollup delta gets before the day is folded into one item
-    /// per breakdown, in seconds (at least 1).
-    #[arg(long, env = "TALLY_FOLD_INTERVAL_S", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    /// per slot group, in seconds (at least 1); a day is folded sooner once it has 64 unfolded
+    /// deltas or 64 KiB of them.
+    #[arg(long, env = "TALLY_FOLD_INTERVAL_S", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
     fold_interval_s: u64,
 }
 

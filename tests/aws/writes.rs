@@ -4,7 +4,8 @@
 //! capacity, through the proxy). A measurement, not a check: run it with
 //! `cargo test -p tally-core --test aws writes_per_event -- --ignored --nocapture`
 //! (`TALLY_WRITES_INTERVALS_MS=1000,10000` picks the flush intervals; each is measured over a
-//! load of three intervals, at least 20 s).
+//! load of three intervals, at least 20 s; `TALLY_WRITES_FOLD_S` the fold interval, default a
+//! day as in production, so that days fold when their deltas are many or large).
 
 use crate::bed::{Bed, Consumer, data_dir};
 use crate::ingest::put_all;
@@ -75,11 +76,10 @@ async fn measure(flush_interval_ms: u64) -> (usize, Counts) {
     let Bed { kinesalite, dynamo, kinesis, .. } = Bed::start(2).await;
     let proxy = Proxy::start(&dynamo.url, 0, &[], "").await;
     let dir = data_dir(&format!("writes-{flush_interval_ms}"), SITES);
-    let fold = std::env::var("TALLY_WRITES_FOLD_S").unwrap_or_else(|_| "10".into());
-    let consumer = Consumer::with_args_at(&kinesalite.url, &proxy.url, "events", &dir, "a", flush_interval_ms, &[
-        "--fold-interval-s",
-        &fold,
-    ]);
+    // The production defaults: days fold once they have 64 deltas or 64 KiB of them (or a day).
+    let fold = std::env::var("TALLY_WRITES_FOLD_S").unwrap_or_else(|_| "86400".into());
+    let args = ["--fold-interval-s", &fold, "--snapshot-interval-s", "60"];
+    let consumer = Consumer::with_args_at(&kinesalite.url, &proxy.url, "events", &dir, "a", flush_interval_ms, &args);
     let (sites, pages) = (Zipf::new(SITES, 1.1), Zipf::new(200, 1.2));
     let mut random = Uniform(0x9e37_79b9_7f4a_7c15);
     let started = Instant::now();

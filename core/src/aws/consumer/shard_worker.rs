@@ -11,7 +11,7 @@
 //! days once they are a fold interval old (see `dynamo::folds`).
 
 use super::recent_ids::RecentIds;
-use crate::aws::dynamo::snapshots::{self, Snapshot};
+use crate::aws::dynamo::snapshots::{self, Snapshot, Unfolded};
 use crate::aws::dynamo::{self, FlushRecord, StoreError, Tables};
 use crate::aws::kinesis::api::{self, KinesisError, KinesisRecord, StartAt};
 use crate::aws::kinesis::shard_reader::{ReaderSettings, ShardBatch, read_shard};
@@ -33,6 +33,22 @@ use tokio::sync::{mpsc, watch};
 
 /// Days folded at once.
 const FOLD_CONCURRENCY: usize = 16;
+/// A lineage's day is folded once it has this many unfolded deltas: a reader of the day reads
+/// at most about this many.
+const FOLD_AFTER_DELTAS: u32 = 64;
+/// A lineage's day is folded once its unfolded deltas hold this many encoded bytes: a reader of
+/// the day reads at most about this much of deltas (16 read units).
+const FOLD_AFTER_BYTES: u64 = 64 * 1024;
+
+/// Two accounts of a day's unfolded deltas, together.
+fn merged_unfolded(a: Unfolded, b: Unfolded) -> Unfolded {
+    Unfolded {
+        oldest_s: a.oldest_s.min(b.oldest_s),
+        newest_s: a.newest_s.max(b.newest_s),
+        deltas: a.deltas.saturating_add(b.deltas),
+        bytes: a.bytes.saturating_add(b.bytes),
+    }
+}
 
 /// What every shard worker of a consumer shares.
 pub struct ShardContext {
@@ -124,9 +140,8 @@ struct Worker {
     sessions: HashMap<(String, u64), Session>,
     /// Where each visitor id was seen, with the arrival time (ms) that last changed it.
     sightings: HashMap<(String, u64), (i64, Sightings)>,
-    /// Per (site, sub-partition, local day) with deltas not folded yet: the flush times (s) of
-    /// the oldest and the newest of them.
-    unfolded: HashMap<(String, u16, Day), (i64, i64)>,
+    /// Per (site, sub-partition, local day) with deltas not folded yet: what is known of them.
+    unfolded: HashMap<(String, u16, Day), Unfolded>,
     /// The latest flush time logged or seen (s): flush times never go back.
     last_time_s: i64,
     recent: RecentIds,
@@ -254,7 +269,7 @@ impl Worker {
             // they are folded once a fold interval has passed from now.
             for ((site, sub), breakdown) in &flush.breakdowns {
                 for (day, _) in crate::aws::dynamo::rows::rows_by_day(breakdown) {
-                    worker.note_unfolded((site.clone(), *sub, day), now_s);
+                    worker.note_unfolded((site.clone(), *sub, day), now_s, 0);
                 }
             }
             worker.keep_state(flush);
@@ -346,9 +361,9 @@ impl Worker {
     fn take_snapshot(&mut self, snapshot: Snapshot) {
         self.sessions.extend(snapshot.sessions);
         self.sightings.extend(snapshot.sightings);
-        for (key, (oldest, newest)) in snapshot.unfolded {
-            self.note_unfolded(key.clone(), oldest);
-            self.note_unfolded(key, newest);
+        for (key, known) in snapshot.unfolded {
+            let held = self.unfolded.entry(key).or_insert(known);
+            *held = merged_unfolded(*held, known);
         }
     }
 
@@ -462,17 +477,17 @@ impl Worker {
     /// Takes an applied flush into the state: its visits and sightings, its unfolded days.
     fn after_apply(&mut self, record: &FlushRecord, applied: &dynamo::apply::Applied, flush: Flush) {
         self.last_time_s = self.last_time_s.max(record.time_s);
-        for (site, sub, day) in &applied.days {
-            self.note_unfolded((site.clone(), *sub, *day), record.time_s);
+        for (site, sub, day, bytes) in &applied.days {
+            self.note_unfolded((site.clone(), *sub, *day), record.time_s, *bytes);
         }
         self.keep_state(flush);
     }
 
-    /// Notes a delta written at `time_s` for a lineage's day.
-    fn note_unfolded(&mut self, key: (String, u16, Day), time_s: i64) {
-        let span = self.unfolded.entry(key).or_insert((time_s, time_s));
-        span.0 = span.0.min(time_s);
-        span.1 = span.1.max(time_s);
+    /// Notes a delta of `bytes` written at `time_s` for a lineage's day.
+    fn note_unfolded(&mut self, key: (String, u16, Day), time_s: i64, bytes: usize) {
+        let one = Unfolded { oldest_s: time_s, newest_s: time_s, deltas: 1, bytes: bytes as u64 };
+        let held = self.unfolded.entry(key).or_insert(Unfolded { deltas: 0, bytes: 0, ..one });
+        *held = merged_unfolded(*held, one);
     }
 
     /// How long the fold margin is: deltas are folded up to this long before now, so that a
@@ -486,15 +501,21 @@ impl Worker {
         (self.ctx.fold_interval / 4).clamp(Duration::from_millis(200), Duration::from_secs(60))
     }
 
-    /// Folds every day whose oldest unfolded delta is a fold interval old, if the worker still
-    /// holds the shard: it folds up to a time before it confirmed that, so every flush of a later
-    /// holder comes after what it folds. A failed fold is logged and tried again later (its
-    /// deltas stay readable meanwhile).
+    /// Folds every day whose unfolded deltas are many ([`FOLD_AFTER_DELTAS`]), large
+    /// ([`FOLD_AFTER_BYTES`]) or a fold interval old, if the worker still holds the shard: it
+    /// folds up to a time before it confirmed that, so every flush of a later holder comes after
+    /// what it folds. A failed fold is logged and tried again later (its deltas stay readable
+    /// meanwhile).
     async fn fold_due(&mut self) {
         let now_s = jiff::Timestamp::now().as_second();
         let interval = i64::try_from(self.ctx.fold_interval.as_secs()).unwrap_or(i64::MAX);
         let upto = now_s - self.fold_margin_s();
-        let is_due = |(oldest, _): &(i64, i64)| *oldest <= now_s.saturating_sub(interval) && *oldest <= upto;
+        let is_due = |u: &Unfolded| {
+            u.oldest_s <= upto
+                && (u.deltas >= FOLD_AFTER_DELTAS
+                    || u.bytes >= FOLD_AFTER_BYTES
+                    || u.oldest_s <= now_s.saturating_sub(interval))
+        };
         if !self.unfolded.values().any(is_due) {
             return;
         }
@@ -502,12 +523,8 @@ impl Worker {
             tracing::info!(shard_id = self.lease.shard_id, %error, "not folding: the lease is not confirmed");
             return;
         }
-        let due: Vec<(String, u16, Day)> = self
-            .unfolded
-            .iter()
-            .filter(|(_, span)| is_due(span))
-            .map(|(key, _)| key.clone())
-            .collect();
+        let due: Vec<(String, u16, Day)> =
+            self.unfolded.iter().filter(|(_, u)| is_due(u)).map(|(key, _)| key.clone()).collect();
         let started = Instant::now();
         let ctx = self.ctx.clone();
         let mut running = tokio::task::JoinSet::new();
@@ -538,10 +555,11 @@ impl Worker {
                     days += 1;
                     deltas += folded.deltas;
                     match self.unfolded.get_mut(&key) {
-                        Some((_, newest)) if *newest <= upto => {
+                        Some(held) if held.newest_s <= upto => {
                             self.unfolded.remove(&key);
                         }
-                        Some((oldest, _)) => *oldest = upto + 1,
+                        // Deltas written after `upto` stay: at least one, of unknown size.
+                        Some(held) => *held = Unfolded { oldest_s: upto + 1, deltas: 1, bytes: 0, ..*held },
                         None => {}
                     }
                 }

@@ -38,8 +38,8 @@ pub struct Applied {
     pub already: usize,
     /// Throttled attempts that were retried.
     pub throttled: usize,
-    /// The (site, sub-partition, local day) of every delta written.
-    pub days: Vec<(String, u16, Day)>,
+    /// The (site, sub-partition, local day) and encoded size of every delta written.
+    pub days: Vec<(String, u16, Day, usize)>,
 }
 
 /// One write of a flush.
@@ -74,7 +74,7 @@ pub async fn apply(
                     parts: parts.len(),
                 });
             }
-            applied.days.push((site.clone(), *sub, day));
+            applied.days.push((site.clone(), *sub, day, encoded.len()));
         }
     }
     for ((site, reason), count) in &flush.drops {

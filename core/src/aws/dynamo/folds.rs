@@ -1,18 +1,18 @@
-//! Folding: adding a lineage's deltas of one local day into one item per slot and day, so that
-//! a reader reads a day of a breakdown as one item (plus the deltas written since), whatever
-//! the number of flushes.
+//! Folding: adding a lineage's deltas of one local day into one item per slot group and day
+//! (`items::slot_group`), so that a reader reads a day of a breakdown as one item (plus the
+//! deltas written since), whatever the number of flushes.
 //!
 //! The lineage's writer (the shard worker) folds a day's deltas written up to `upto`, a time
 //! safely in the past: every delta it or a later holder writes has a later flush time (clocks
-//! may differ by less than the fold margin). Per slot the fold item records its own `upto`, and
+//! may differ by less than the fold margin). Per slot group the fold item records its own `upto`, and
 //! is replaced on condition that it still holds the `upto` it was read with, so two folders (a
 //! paused former holder waking up) never add a delta twice. A marker item in the delta
-//! partition (`~fold`) records the `upto` every slot is folded to, so the next fold reads only
-//! newer deltas; it is written last, and is only a starting point: each slot item's own `upto`
+//! partition (`~fold`) records the `upto` every group is folded to, so the next fold reads only
+//! newer deltas; it is written last, and is only a starting point: each group item's own `upto`
 //! decides which deltas it takes.
 
 use super::error::{StoreError, classify, is_condition_failure};
-use super::items::{delta_pk, fold_pk, fold_sk};
+use super::items::{delta_pk, fold_pk, fold_sk, group_of_code};
 use super::read::{Fold, read_deltas, read_folds};
 use super::rows::{MergedRows, StoredRow, encode};
 use aws_sdk_dynamodb::Client;
@@ -31,8 +31,8 @@ pub const MAX_FOLD_PARTS: usize = 10;
 pub struct Folded {
     /// Deltas read.
     pub deltas: usize,
-    /// Slot items written.
-    pub slots: usize,
+    /// Group items written.
+    pub groups: usize,
 }
 
 /// Folds the deltas of (`site`, `sub`) in `region` on `day` written up to `upto` (seconds).
@@ -58,15 +58,15 @@ pub async fn fold(
         return Ok(Folded::default());
     }
     let deltas = read_deltas(client, table, &partition, folded, Some(upto), true).await?;
-    let mut by_slot: BTreeMap<u8, Vec<(i64, StoredRow)>> = BTreeMap::new();
+    let mut by_group: BTreeMap<u8, Vec<(i64, StoredRow)>> = BTreeMap::new();
     for (time, rows) in &deltas {
         for row in rows {
-            by_slot.entry(row.slot).or_default().push((*time, row.clone()));
+            by_group.entry(group_of_code(row.slot)).or_default().push((*time, row.clone()));
         }
     }
-    let mut done = Folded { deltas: deltas.len(), slots: 0 };
-    for (slot, rows) in by_slot {
-        let pk = fold_pk(site, region, sub, slot);
+    let mut done = Folded { deltas: deltas.len(), groups: 0 };
+    for (group, rows) in by_group {
+        let pk = fold_pk(site, region, sub, group);
         let old = read_folds(client, table, &pk, (day, day), true).await?.remove(&day);
         if old.as_ref().is_some_and(|f| f.upto >= upto) {
             continue;
@@ -79,7 +79,7 @@ pub async fn fold(
         merged.add(rows.into_iter().filter(|(t, _)| since.is_none_or(|s| *t > s)).map(|(_, r)| r));
         let fold = Fold { upto, parts: 0, rows: merged.into_rows() };
         write_fold(client, table, &pk, day, &fold, (had, old.parts)).await?;
-        done.slots += 1;
+        done.groups += 1;
     }
     client
         .put_item()
@@ -93,7 +93,7 @@ pub async fn fold(
     Ok(done)
 }
 
-/// Replaces a day's fold of one slot, on condition that its first part still holds `had_upto`
+/// Replaces a day's fold of one slot group, on condition that its first part still holds `had_upto`
 /// (0 parts: that there is none). One part is one conditional put; more parts are one
 /// transaction, which also deletes the old parts past the new count.
 async fn write_fold(

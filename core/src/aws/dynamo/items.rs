@@ -3,7 +3,7 @@
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
 //! | rollup delta | `r\|{site}\|{gen}\|{region}\|{sub}\|d\|{local day}` | `{flush time s:012}\|{shard}\|{flush:020}\|{part:03}` | `rows`, `parts`, `ttl` |
-//! | folded rollup | `r\|{site}\|{gen}\|{region}\|{sub}\|s\|{slot}` | `{local day + 10⁶:07}\|{part:03}` | `rows`, `parts`, `upto` |
+//! | folded rollup | `r\|{site}\|{gen}\|{region}\|{sub}\|s\|{slot group}` | `{local day + 10⁶:07}\|{part:03}` | `rows`, `parts`, `upto` |
 //! | drop count | `d\|{site}\|{region}\|0` | reason | `dropped`, `w_{shard}` |
 //!
 //! Region and sub-partition are the item's writer lineage (decision 6): at any moment one
@@ -14,13 +14,16 @@
 //! A flush writes one immutable **delta** per lineage and local day it touched: every row it
 //! changed there, all breakdowns together, so a flush costs about one small item per site
 //! instead of one per cell. Deltas expire (TTL) long after they are folded. A **fold** adds a
-//! day's deltas into one item per breakdown (slot) and day, which records the flush time it
-//! holds deltas up to (`upto`): a reader takes the fold items of its slot for the days of its
-//! range in one Query per lineage, and per day the deltas written after that day's `upto`.
+//! day's deltas into one item per slot group ([`slot_group`]) and day, which records the flush
+//! time it holds deltas up to (`upto`): a reader takes the fold items of its slot's group for
+//! the days of its range in one Query per lineage, and per day the deltas written after that
+//! day's `upto`.
 //! Reading an older fold item (eventual consistency, replication) only means reading more
 //! deltas, never counting one twice.
 
 use std::fmt::Write;
+use tally_model::breakdown::Slot;
+use tally_model::dimension::Dimension;
 
 /// The generation of every row written (reprocessing, decision 7, will add others).
 pub const GENERATION: u32 = 1;
@@ -51,9 +54,35 @@ pub fn delta_flush(sk: &str) -> Option<(i64, &str)> {
     Some((head.get(..12)?.parse().ok()?, head))
 }
 
-/// The partition of a lineage's folded rows of one slot.
-pub fn fold_pk(site: &str, region: &str, sub: u16, slot: u8) -> String {
-    format!("{}|s|{slot}", lineage_prefix(site, region, sub))
+/// The group of a slot's folded rows: the slots whose values are many (pages, referrers, props,
+/// places, campaigns) each have items of their own, the rest (few values each) share group 0,
+/// so that folding a small site's day writes a few items, not one per slot, and reading one
+/// breakdown reads little else.
+pub fn slot_group(slot: Slot) -> u8 {
+    match slot {
+        Slot::Total => 0,
+        Slot::Props => 1,
+        Slot::Of(d) => match d {
+            Dimension::Page => 2,
+            Dimension::EntryPage => 3,
+            Dimension::ExitPage | Dimension::ExitPageHostname => 4,
+            Dimension::Referrer => 5,
+            Dimension::UtmCampaign | Dimension::UtmContent | Dimension::UtmTerm => 6,
+            Dimension::Region | Dimension::City => 7,
+            _ => 0,
+        },
+    }
+}
+
+/// The group of the slot with code `code` ([`Slot::code`]); 0 for a code no slot has.
+pub fn group_of_code(code: u8) -> u8 {
+    let slot = Slot::all().chain(std::iter::once(Slot::Props)).find(|s| s.code() == code);
+    slot.map_or(0, slot_group)
+}
+
+/// The partition of a lineage's folded rows of one slot group.
+pub fn fold_pk(site: &str, region: &str, sub: u16, group: u8) -> String {
+    format!("{}|s|{group}", lineage_prefix(site, region, sub))
 }
 
 /// A fold part's sort key.
@@ -91,6 +120,10 @@ mod tests {
         assert_eq!(delta_flush(&sk), Some((1_764_000_000, "001764000000|shardId-000000000001|00000000000000000007")));
         assert!(deltas_after(1_763_999_999).as_str() <= sk.as_str() && sk.as_str() < deltas_after(1_764_000_000).as_str());
         assert_eq!(fold_pk("a.com", "eu-west-1", 2, 3), "r|a.com|1|eu-west-1|2|s|3");
+        assert_eq!(slot_group(Slot::Of(Dimension::Page)), 2);
+        assert_eq!(slot_group(Slot::Of(Dimension::Country)), 0);
+        assert_eq!(group_of_code(Slot::Props.code()), 1);
+        assert_eq!(group_of_code(Slot::Of(Dimension::City).code()), 7);
         assert_eq!(fold_sk(20_416, 1), "1020416|001");
         assert_eq!(fold_day_of("1020416|001"), Some(20_416));
         assert_eq!(drop_pk("", "us-east-1"), "d||us-east-1|0");

@@ -1,9 +1,10 @@
 //! Reading rollups back: one slot's rows of a site over a range of local days, merged over the
-//! site's writer lineages (regions × sub-partitions): per lineage the slot's fold items of the
-//! range (one Query), and per day the deltas written after that day's fold (one Query each).
+//! site's writer lineages (regions × sub-partitions): per lineage the fold items of the slot's
+//! group over the range (one Query), and per day the deltas written after that day's fold (one
+//! Query each).
 
 use super::error::{StoreError, classify};
-use super::items::{delta_flush, delta_pk, deltas_after, fold_day, fold_day_of, fold_pk};
+use super::items::{delta_flush, delta_pk, deltas_after, fold_day, fold_day_of, fold_pk, group_of_code};
 use super::rows::{MergedRows, StoredRow, decode};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -107,7 +108,7 @@ fn joined(items: &[&Item]) -> Result<Vec<u8>, StoreError> {
     Ok(bytes)
 }
 
-/// The folds of partition `pk` (one slot of one lineage) for the days `first..=last`. A day
+/// The folds of partition `pk` (one slot group of one lineage) for the days `first..=last`. A day
 /// whose parts disagree (a fold seen half way) is left out: its deltas answer instead.
 pub async fn read_folds(
     client: &Client,
@@ -154,7 +155,7 @@ pub async fn load_slot(
     }
     let mut folds_of = tokio::task::JoinSet::new();
     for (region, sub) in lineages {
-        let (client, table, pk) = (client.clone(), table.to_owned(), fold_pk(site, region, *sub, slot));
+        let (client, table, pk) = (client.clone(), table.to_owned(), fold_pk(site, region, *sub, group_of_code(slot)));
         let lineage = (region.clone(), *sub);
         folds_of.spawn(async move { (lineage, read_folds(&client, &table, &pk, (first, last), false).await) });
     }
@@ -162,7 +163,7 @@ pub async fn load_slot(
     while let Some(joined) = folds_of.join_next().await {
         let ((region, sub), folds) = joined.map_err(|e| StoreError::Other(e.to_string()))?;
         for (day, fold) in folds? {
-            merged.add(fold.rows);
+            merged.add(fold.rows.into_iter().filter(|r| r.slot == slot));
             upto.insert((region.clone(), sub, day), fold.upto);
         }
     }

@@ -69,6 +69,19 @@ pub async fn ensure_bucket(objects: &Objects) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// What a shard worker knows of a lineage's day's deltas that are not folded yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unfolded {
+    /// The flush time (s) of the oldest.
+    pub oldest_s: i64,
+    /// The flush time (s) of the newest.
+    pub newest_s: i64,
+    /// How many (at least).
+    pub deltas: u32,
+    /// Their encoded bytes (at least).
+    pub bytes: u64,
+}
+
 /// A shard worker's state after a flush.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
@@ -81,9 +94,8 @@ pub struct Snapshot {
     /// Where each visitor id was seen, per (site, visitor id), with the arrival time (ms) of
     /// the event that last changed it.
     pub sightings: Vec<((String, u64), (i64, Sightings))>,
-    /// The (site, sub-partition, local day) deltas not folded yet, with the flush times (s) of
-    /// the oldest and newest of them.
-    pub unfolded: Vec<((String, u16, i64), (i64, i64))>,
+    /// The (site, sub-partition, local day) deltas not folded yet: see [`Unfolded`].
+    pub unfolded: Vec<((String, u16, i64), Unfolded)>,
 }
 
 fn header_key(flush_seq: u64) -> String {
