@@ -123,6 +123,42 @@ pub fn true_visitors(entries: &[LogEntry]) -> BTreeMap<String, i64> {
     ids.into_iter().map(|(site, ids)| (site, ids.len() as i64)).collect()
 }
 
+/// A `tally serve` child process over an embedded data directory, killed on drop.
+pub struct Serve {
+    child: std::process::Child,
+    /// Its base URL.
+    pub url: String,
+}
+
+impl Serve {
+    /// Starts `tally serve` on a free port over `dir`.
+    pub fn start(dir: &std::path::Path) -> Serve {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env("TALLY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected {line:?}")).to_owned();
+        Serve { child, url }
+    }
+
+    /// The same query as [`QueryServer::totals`].
+    pub async fn totals(&self, key: &str, site: &str, day: &str) -> serde_json::Value {
+        totals_at(&self.url, key, site, day).await
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A `tally ingest` child process, killed on drop.
 pub struct Consumer {
     pub child: Child,

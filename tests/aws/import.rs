@@ -2,11 +2,8 @@
 //! `tally ingest` (into dynoxide) answers what the same file imported into the embedded backend
 //! answers; every event travels once, under its visitor's partition key.
 
-use crate::bed::{
-    Bed, Consumer, DASHBOARD, QueryServer, dashboard_answer, data_dir, ground_truth, settle, totals_at,
-};
+use crate::bed::{Bed, Consumer, DASHBOARD, QueryServer, Serve, dashboard_answer, data_dir, ground_truth, settle};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tally_core::aws::kinesis::api::{self, StartAt};
@@ -223,36 +220,3 @@ async fn unfolded_days(client: &aws_sdk_dynamodb::Client, table: &str) -> usize 
     newest.iter().filter(|(pk, time)| folded.get(*pk).is_none_or(|upto| upto < *time)).count()
 }
 
-/// A `tally serve` child process over an embedded data directory, killed on drop.
-struct Serve {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Serve {
-    fn start(dir: &std::path::Path) -> Serve {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
-            .env("TALLY_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected {line:?}")).to_owned();
-        Serve { child, url }
-    }
-
-    /// The same query as [`QueryServer::totals`].
-    async fn totals(&self, key: &str, site: &str, day: &str) -> serde_json::Value {
-        totals_at(&self.url, key, site, day).await
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}

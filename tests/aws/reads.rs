@@ -1,12 +1,15 @@
 //! How many DynamoDB read units one 30-day dashboard load costs on `tally query`: a site made by
 //! the query benchmark's generator (`benches/query/generate.py`) put on the stream with `tally
 //! import --kinesis-stream`, counted by `tally ingest`, then the dashboard's unfiltered
-//! questions asked of `tally query` through the counting proxy (read units as DynamoDB bills
-//! them: the stand-in's consumed capacity). A measurement, not a check: run it with
+//! questions (the query benchmark's) asked of `tally query` through the counting proxy (read
+//! units as DynamoDB bills them: the stand-in's consumed capacity), and every answer compared
+//! with `tally serve`'s after `tally import` of the same file. A measurement, run it with
 //! `cargo test -p tally-core --test aws read_units_per_dashboard_load -- --ignored --nocapture`
 //! (`TALLY_READS_EVENTS` sets the events, default 100,000; needs `python3`).
 
-use crate::bed::{Bed, Consumer, QueryServer, ask, data_dir, stored_totals};
+use crate::bed::{
+    Bed, Consumer, DASHBOARD, DASHBOARD_LOAD, QueryServer, Serve, dashboard_answer, data_dir, stored_totals,
+};
 use crate::proxy::Proxy;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -14,21 +17,6 @@ use tally_core::aws::dynamo::Tables;
 
 const SITE: &str = "shop.example";
 const RANGE: [&str; 2] = ["2026-10-01", "2026-10-31"];
-
-/// The dashboard's unfiltered questions that `tally query` answers today: `visitors` only by
-/// time, no exit pages (the query benchmark asks for visitors by every dimension).
-const QUERIES: [(&str, &[&str], &[&str]); 10] = [
-    ("totals", &["visitors", "pageviews"], &[]),
-    ("by day", &["visitors", "pageviews"], &["time:day"]),
-    ("by hour", &["visitors", "pageviews"], &["time:hour"]),
-    ("top pages", &["pageviews"], &["event:page"]),
-    ("top entry pages", &["visits"], &["visit:entry_page"]),
-    ("top sources", &["visits"], &["visit:source"]),
-    ("top countries", &["visits"], &["visit:country"]),
-    ("top devices", &["visits"], &["visit:device"]),
-    ("top browsers", &["visits"], &["visit:browser"]),
-    ("top OS", &["visits"], &["visit:os"]),
-];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement that takes minutes; run it by name"]
@@ -78,26 +66,45 @@ async fn read_units_per_dashboard_load() {
     eprintln!("counted by tally ingest after {:.1} s", started.elapsed().as_secs_f64());
     assert!(consumer.terminate().success());
 
+    // The same file imported into the embedded backend, for the answers to compare with.
+    let embedded = data_dir("reads-embedded", 0);
+    tally_core::registry::add_site(&embedded, SITE, None).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["import", "--no-progress"])
+        .arg(generated.join("events.ndjson"))
+        .arg("--data-dir")
+        .arg(&embedded)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the embedded import failed");
+    let serve = Serve::start(&embedded);
+    let serve_key = tally_core::registry::create_key(&embedded, &[SITE.to_owned()]).unwrap();
+
     let proxy = Proxy::start(&bed.dynamo.url, 0, &[], "").await;
     let key = tally_core::registry::create_key(&dir, &[SITE.to_owned()]).unwrap();
     let server = QueryServer::start(&proxy.url, &dir, "us-east-1", 1);
-    eprintln!("query | read units | answer rows");
+    eprintln!("query | read units | answer rows | same answer as tally serve");
     let mut total = 0.0;
-    for (name, metrics, dimensions) in QUERIES {
+    for (i, (name, metrics, dimensions, limit)) in DASHBOARD.into_iter().enumerate() {
+        let question = (metrics, dimensions, limit);
         let before = proxy.counts().read_units();
-        let body =
-            serde_json::json!({ "site_id": SITE, "metrics": metrics, "dimensions": dimensions, "date_range": RANGE });
-        let response = ask(&server.url, &key, &body).await;
-        assert_eq!(response.status(), 200, "{name}");
-        let rows = response.json::<serde_json::Value>().await.unwrap()["results"].as_array().map_or(0, Vec::len);
+        let answer = dashboard_answer(&server.url, &key, SITE, RANGE, question).await;
         let units = proxy.counts().read_units() - before;
-        total += units;
-        eprintln!("{name} | {units:.1} | {rows}");
+        let same = answer == dashboard_answer(&serve.url, &serve_key, SITE, RANGE, question).await;
+        let rows = answer.as_array().map_or(0, Vec::len);
+        eprintln!("{name} | {units:.1} | {rows} | {}", if same { "yes" } else { "NO" });
+        assert!(same, "{name}: tally query and tally serve differ");
+        if i < DASHBOARD_LOAD {
+            total += units;
+        }
     }
     eprintln!(
-        "one dashboard load of {accepted} events over 30 days: {total:.1} read units ({:.1} per 1,000 events); requests {:?}",
+        "one dashboard load ({DASHBOARD_LOAD} questions) of {accepted} events over 30 days: {total:.1} read units \
+         ({:.2} per 1,000 events); requests {:?}",
         total * 1_000.0 / accepted as f64,
         proxy.counts().forwarded
     );
+    let _ = std::fs::remove_dir_all(embedded);
     let _ = std::fs::remove_dir_all(dir);
 }

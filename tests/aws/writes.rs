@@ -78,7 +78,9 @@ async fn measure(flush_interval_ms: u64) -> (usize, Counts) {
     let dir = data_dir(&format!("writes-{flush_interval_ms}"), SITES);
     // The production defaults: days fold once they have 64 deltas or 64 KiB of them (or a day).
     let fold = std::env::var("TALLY_WRITES_FOLD_S").unwrap_or_else(|_| "86400".into());
-    let args = ["--fold-interval-s", &fold, "--snapshot-interval-s", "60"];
+    // A flush ends at the interval, not at the record cap (this trace puts one or two events in a
+    // record, so the default cap of 10,000 records would end a 60 s flush after about 13 s).
+    let args = ["--fold-interval-s", &fold, "--snapshot-interval-s", "60", "--max-records-per-flush", "10000000"];
     let consumer = Consumer::with_args_at(&kinesalite.url, &proxy.url, "events", &dir, "a", flush_interval_ms, &args);
     let (sites, pages) = (Zipf::new(SITES, 1.1), Zipf::new(200, 1.2));
     let mut random = Uniform(0x9e37_79b9_7f4a_7c15);

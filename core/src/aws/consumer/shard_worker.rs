@@ -11,7 +11,7 @@
 //! days once they are a fold interval old (see `dynamo::folds`).
 
 use super::recent_ids::RecentIds;
-use crate::aws::dynamo::snapshots::{self, Snapshot, Unfolded};
+use crate::aws::dynamo::snapshots::{self, Snapshot, SnapshotOf, Unfolded};
 use crate::aws::dynamo::{self, FlushRecord, StoreError, Tables};
 use crate::aws::kinesis::api::{self, KinesisError, KinesisRecord, StartAt};
 use crate::aws::kinesis::shard_reader::{ReaderSettings, ShardBatch, read_shard};
@@ -322,21 +322,22 @@ impl Worker {
         self.sessions.retain(|_, s| s.last_ms >= cutoff);
         let latest = self.latest_ms;
         self.sightings.retain(|_, (touched, _)| sightings_kept(*touched, latest));
-        let snapshot = Snapshot {
-            flush_seq: self.lease.flush_seq,
-            end_sequence: self.lease.checkpoint.clone(),
-            sessions: self.sessions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            sightings: self.sightings.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            unfolded: self.unfolded.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-        };
-        let now_s = jiff::Timestamp::now().as_second();
         let started = Instant::now();
+        let payload = snapshots::encode(&SnapshotOf {
+            flush_seq: self.lease.flush_seq,
+            end_sequence: &self.lease.checkpoint,
+            sessions: self.sessions.iter().collect(),
+            sightings: self.sightings.iter().collect(),
+            unfolded: self.unfolded.iter().collect(),
+        })?;
+        let now_s = jiff::Timestamp::now().as_second();
         let store = (&ctx.dynamo, &ctx.objects);
-        let bytes = snapshots::write(store, &ctx.tables, &self.lease.shard_id, self.lease.epoch, &snapshot, now_s).await?;
-        tracing::debug!(
+        let writer = (self.lease.shard_id.as_str(), self.lease.epoch);
+        let bytes = snapshots::write(store, &ctx.tables, writer, self.lease.flush_seq, payload, now_s).await?;
+        tracing::info!(
             shard_id = self.lease.shard_id,
-            sessions = snapshot.sessions.len(),
-            sightings = snapshot.sightings.len(),
+            sessions = self.sessions.len(),
+            sightings = self.sightings.len(),
             bytes,
             ms = started.elapsed().as_millis() as u64,
             "snapshot written"

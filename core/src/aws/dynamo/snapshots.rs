@@ -98,22 +98,42 @@ pub struct Snapshot {
     pub unfolded: Vec<((String, u16, i64), Unfolded)>,
 }
 
+/// A snapshot of state held elsewhere, encoded as [`Snapshot`] decodes, without copying it.
+#[derive(Debug, Serialize)]
+pub struct SnapshotOf<'a> {
+    /// As [`Snapshot::flush_seq`].
+    pub flush_seq: u64,
+    /// As [`Snapshot::end_sequence`].
+    pub end_sequence: &'a str,
+    /// As [`Snapshot::sessions`].
+    pub sessions: Vec<(&'a (String, u64), &'a Session)>,
+    /// As [`Snapshot::sightings`].
+    pub sightings: Vec<(&'a (String, u64), &'a (i64, Sightings))>,
+    /// As [`Snapshot::unfolded`].
+    pub unfolded: Vec<(&'a (String, u16, i64), &'a Unfolded)>,
+}
+
+/// The stored bytes of a snapshot: postcard, LZ4-compressed.
+pub fn encode(snapshot: &SnapshotOf<'_>) -> Result<Vec<u8>, StoreError> {
+    let payload = postcard::to_allocvec(snapshot).map_err(|e| StoreError::Other(e.to_string()))?;
+    Ok(lz4_flex::compress_prepend_size(&payload))
+}
+
 fn header_key(flush_seq: u64) -> String {
     format!("snap|h|{flush_seq:020}")
 }
 
-/// Stores a snapshot of `shard_id` (`writer` distinguishes concurrent writers' objects).
+/// Stores the [`encode`]d snapshot taken after flush `flush_seq` of `shard_id` (`writer`
+/// distinguishes concurrent writers' objects). Returns its size.
 pub async fn write(
     (client, objects): (&Client, &Objects),
     tables: &Tables,
-    shard_id: &str,
-    writer: i64,
-    snapshot: &Snapshot,
+    (shard_id, writer): (&str, i64),
+    flush_seq: u64,
+    payload: Vec<u8>,
     now_s: i64,
 ) -> Result<usize, StoreError> {
-    let payload = postcard::to_allocvec(snapshot).map_err(|e| StoreError::Other(e.to_string()))?;
-    let payload = lz4_flex::compress_prepend_size(&payload);
-    let key = format!("{}/{shard_id}/{:020}-{writer}.snapshot", tables.flushes, snapshot.flush_seq);
+    let key = format!("{}/{shard_id}/{flush_seq:020}-{writer}.snapshot", tables.flushes);
     let size = payload.len();
     objects
         .client
@@ -128,7 +148,7 @@ pub async fn write(
         .put_item()
         .table_name(&tables.flushes)
         .item("pk", AttributeValue::S(shard_id.to_owned()))
-        .item("sk", AttributeValue::S(header_key(snapshot.flush_seq)))
+        .item("sk", AttributeValue::S(header_key(flush_seq)))
         .item("object", AttributeValue::S(key))
         .item("format", AttributeValue::N(FORMAT.to_owned()))
         .item("ttl", AttributeValue::N((now_s + KEEP_SECONDS).to_string()))
@@ -195,4 +215,30 @@ pub async fn latest(
     let payload = lz4_flex::decompress_size_prepended(&bytes.into_bytes())
         .map_err(|e| StoreError::Corrupt(format!("snapshot {key}: {e}")))?;
     postcard::from_bytes(&payload).map(Some).map_err(|e| StoreError::Corrupt(format!("snapshot {key}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn a_borrowed_snapshot_decodes_as_a_snapshot() {
+        let sightings = HashMap::from([(("a.com".to_owned(), 7u64), (5i64, Sightings { hours: vec![(0, 1, 2)], exits: vec![] }))]);
+        let unfolded = HashMap::from([(("a.com".to_owned(), 0u16, 20_000i64), Unfolded { oldest_s: 1, newest_s: 2, deltas: 3, bytes: 4 })]);
+        let of = SnapshotOf {
+            flush_seq: 9,
+            end_sequence: "49",
+            sessions: vec![],
+            sightings: sightings.iter().collect(),
+            unfolded: unfolded.iter().collect(),
+        };
+        let bytes = encode(&of).expect("encodes");
+        let payload = lz4_flex::decompress_size_prepended(&bytes).expect("decompresses");
+        let decoded: Snapshot = postcard::from_bytes(&payload).expect("decodes");
+        assert_eq!(decoded.flush_seq, 9);
+        assert_eq!(decoded.end_sequence, "49");
+        assert_eq!(decoded.sightings, sightings.into_iter().collect::<Vec<_>>());
+        assert_eq!(decoded.unfolded, unfolded.into_iter().collect::<Vec<_>>());
+    }
 }
