@@ -352,7 +352,11 @@ fn ingest_settings(args: IngestArgs) -> IngestSettings {
     IngestSettings {
         aws: AwsSettings {
             region: args.region,
-            endpoints: Endpoints { kinesis: args.kinesis_endpoint, dynamodb: args.dynamodb_endpoint, s3: args.s3_endpoint },
+            endpoints: Endpoints {
+                kinesis: args.kinesis_endpoint,
+                dynamodb: args.dynamodb_endpoint,
+                s3: args.s3_endpoint,
+            },
             static_credentials: args.stand_in_credentials,
         },
         stream: args.stream,

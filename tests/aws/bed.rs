@@ -202,8 +202,7 @@ impl Consumer {
     ) -> Consumer {
         let interval = ms.to_string();
         // Folds every second unless the caller picks its own interval, so tests exercise them.
-        let fold: &[&str] =
-            if extra.contains(&"--fold-interval-s") { &[] } else { &["--fold-interval-s", "1"] };
+        let fold: &[&str] = if extra.contains(&"--fold-interval-s") { &[] } else { &["--fold-interval-s", "1"] };
         // Snapshots into a bucket of the data directory's own, on the shared moto server.
         let name = data_dir.file_name().unwrap_or_default().to_string_lossy().to_lowercase();
         let bucket: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(63).collect();
@@ -343,7 +342,8 @@ pub async fn dashboard_answer(
     range: [&str; 2],
     (metrics, dimensions, limit): (&[&str], &[&str], Option<u32>),
 ) -> serde_json::Value {
-    let mut body = serde_json::json!({ "site_id": site, "metrics": metrics, "dimensions": dimensions, "date_range": range });
+    let mut body =
+        serde_json::json!({ "site_id": site, "metrics": metrics, "dimensions": dimensions, "date_range": range });
     if let Some(limit) = limit {
         body["pagination"] = serde_json::json!({ "limit": limit });
     }

@@ -219,4 +219,3 @@ async fn unfolded_days(client: &aws_sdk_dynamodb::Client, table: &str) -> usize 
     }
     newest.iter().filter(|(pk, time)| folded.get(*pk).is_none_or(|upto| upto < *time)).count()
 }
-

@@ -6,8 +6,8 @@ use crate::bed::{
     Bed, Consumer, QueryServer, ask, data_dir, expected_metrics, free_address, ground_truth, settle,
     stored_totals_and_visitors, true_visitors,
 };
-use std::collections::BTreeMap;
 use crate::proxy::Proxy;
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use tally_core::aws::dynamo::Tables;

@@ -52,7 +52,10 @@ async fn read_units_per_dashboard_load() {
     let accepted: i64 = summary.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("imported N events");
     eprintln!("{accepted} events put on the stream in {:.1} s", started.elapsed().as_secs_f64());
 
-    let consumer = Consumer::start(&bed.kinesalite.url, &bed.dynamo.url, "events", &dir, "w1");
+    // The production fold settings: a day folds once it has 64 deltas or 64 KiB of them (or a
+    // day), so some of the last deltas stay unfolded, as they would in production.
+    let args = ["--fold-interval-s", "86400"];
+    let consumer = Consumer::with_args(&bed.kinesalite.url, &bed.dynamo.url, "events", &dir, "w1", &args);
     let table = Tables::named("t", "any").aggregates;
     let deadline = Instant::now() + Duration::from_secs(1_800);
     loop {

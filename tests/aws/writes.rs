@@ -129,7 +129,9 @@ async fn writes_per_event() {
             .by_purpose
             .iter()
             .filter(|(purpose, _)| purpose.ends_with(" write"))
-            .map(|(purpose, (units, n))| format!("{} {:.4}; {n}", purpose.trim_end_matches(" write"), per_event(*units)))
+            .map(|(purpose, (units, n))| {
+                format!("{} {:.4}; {n}", purpose.trim_end_matches(" write"), per_event(*units))
+            })
             .collect();
         let fold_units: f64 =
             ["fold write", "fold marker write"].iter().map(|p| counts.by_purpose.get(*p).map_or(0.0, |u| u.0)).sum();

@@ -353,7 +353,8 @@ impl Worker {
         let ctx = self.ctx.clone();
         let shards = api::list_shards(&ctx.kinesis, &ctx.stream).await?;
         let Some(own) = shards.iter().find(|s| s.shard_id == self.lease.shard_id) else { return Ok(()) };
-        let range = own.starting_hash_key.parse::<u128>().unwrap_or(0)..=own.ending_hash_key.parse().unwrap_or(u128::MAX);
+        let range =
+            own.starting_hash_key.parse::<u128>().unwrap_or(0)..=own.ending_hash_key.parse().unwrap_or(u128::MAX);
         self.unfolded.retain(|(site, sub, _), _| range.contains(&hash_key(&format!("{site}#{sub}"))));
         Ok(())
     }
@@ -374,7 +375,9 @@ impl Worker {
     async fn recover(&mut self) -> Result<bool, WorkerError> {
         let ctx = self.ctx.clone();
         let next = self.lease.flush_seq + 1;
-        if let Some(previous) = dynamo::flush_log::read(&ctx.dynamo, &ctx.tables, &self.lease.shard_id, next - 1).await? {
+        if let Some(previous) =
+            dynamo::flush_log::read(&ctx.dynamo, &ctx.tables, &self.lease.shard_id, next - 1).await?
+        {
             self.last_time_s = self.last_time_s.max(previous.time_s);
         }
         let Some(record) = dynamo::flush_log::read(&ctx.dynamo, &ctx.tables, &self.lease.shard_id, next).await? else {
@@ -395,7 +398,13 @@ impl Worker {
         let entries = self.decode(&records);
         let flush = self.build(&entries)?;
         let applied = dynamo::apply::apply(&ctx.dynamo, &ctx.tables, &ctx.region, &record, &flush).await?;
-        tracing::info!(shard_id = self.lease.shard_id, seq = next, entries = entries.len(), written = applied.written, "re-applied a logged flush");
+        tracing::info!(
+            shard_id = self.lease.shard_id,
+            seq = next,
+            entries = entries.len(),
+            written = applied.written,
+            "re-applied a logged flush"
+        );
         self.commit(&record).await?;
         self.after_apply(&record, &applied, flush);
         Ok(record.shard_end)
@@ -564,10 +573,18 @@ impl Worker {
                         None => {}
                     }
                 }
-                Err(error) => tracing::warn!(site = key.0, sub = key.1, day = key.2, %error, "fold failed; retried later"),
+                Err(error) => {
+                    tracing::warn!(site = key.0, sub = key.1, day = key.2, %error, "fold failed; retried later")
+                }
             }
         }
-        tracing::debug!(shard_id = self.lease.shard_id, days, deltas, ms = started.elapsed().as_millis() as u64, "folded");
+        tracing::debug!(
+            shard_id = self.lease.shard_id,
+            days,
+            deltas,
+            ms = started.elapsed().as_millis() as u64,
+            "folded"
+        );
     }
 
     /// The entries of records, with their lineage sub-partition, duplicates dropped.

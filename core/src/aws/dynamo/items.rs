@@ -118,7 +118,9 @@ mod tests {
         let sk = delta_sk(1_764_000_000, "shardId-000000000001", 7, 0);
         assert_eq!(sk, "001764000000|shardId-000000000001|00000000000000000007|000");
         assert_eq!(delta_flush(&sk), Some((1_764_000_000, "001764000000|shardId-000000000001|00000000000000000007")));
-        assert!(deltas_after(1_763_999_999).as_str() <= sk.as_str() && sk.as_str() < deltas_after(1_764_000_000).as_str());
+        assert!(
+            deltas_after(1_763_999_999).as_str() <= sk.as_str() && sk.as_str() < deltas_after(1_764_000_000).as_str()
+        );
         assert_eq!(fold_pk("a.com", "eu-west-1", 2, 3), "r|a.com|1|eu-west-1|2|s|3");
         assert_eq!(slot_group(Slot::Of(Dimension::Page)), 2);
         assert_eq!(slot_group(Slot::Of(Dimension::Country)), 0);

@@ -201,7 +201,8 @@ pub async fn load_drops(
         let pk = super::items::drop_pk(site, region);
         for item in query_range(client, table, &pk, ("!", "~"), false).await? {
             let reason = text(&item, "sk").unwrap_or_default().to_owned();
-            *counts.entry(reason).or_insert(0) += number(&item, "dropped").and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+            *counts.entry(reason).or_insert(0) +=
+                number(&item, "dropped").and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
         }
     }
     Ok(counts)

@@ -49,7 +49,9 @@ pub async fn ensure_bucket(objects: &Objects) -> Result<(), StoreError> {
             }
         }
     }
-    use aws_sdk_s3::types::{BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter};
+    use aws_sdk_s3::types::{
+        BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule, LifecycleRuleFilter,
+    };
     let rule = LifecycleRule::builder()
         .id("expire-snapshots")
         .status(ExpirationStatus::Enabled)
@@ -160,7 +162,12 @@ pub async fn write(
 
 /// The flush number of the latest snapshot of `shard_id` taken after a flush numbered at most
 /// `at_most` (its header only).
-pub async fn latest_flush(client: &Client, tables: &Tables, shard_id: &str, at_most: u64) -> Result<Option<u64>, StoreError> {
+pub async fn latest_flush(
+    client: &Client,
+    tables: &Tables,
+    shard_id: &str,
+    at_most: u64,
+) -> Result<Option<u64>, StoreError> {
     let header = latest_header(client, tables, shard_id, at_most).await?;
     Ok(header.and_then(|h| h.get("sk")?.as_s().ok()?.strip_prefix("snap|h|")?.parse().ok()))
 }
@@ -224,8 +231,12 @@ mod tests {
 
     #[test]
     fn a_borrowed_snapshot_decodes_as_a_snapshot() {
-        let sightings = HashMap::from([(("a.com".to_owned(), 7u64), (5i64, Sightings { hours: vec![(0, 1, 2)], exits: vec![] }))]);
-        let unfolded = HashMap::from([(("a.com".to_owned(), 0u16, 20_000i64), Unfolded { oldest_s: 1, newest_s: 2, deltas: 3, bytes: 4 })]);
+        let sightings =
+            HashMap::from([(("a.com".to_owned(), 7u64), (5i64, Sightings { hours: vec![(0, 1, 2)], exits: vec![] }))]);
+        let unfolded = HashMap::from([(
+            ("a.com".to_owned(), 0u16, 20_000i64),
+            Unfolded { oldest_s: 1, newest_s: 2, deltas: 3, bytes: 4 },
+        )]);
         let of = SnapshotOf {
             flush_seq: 9,
             end_sequence: "49",
