@@ -1,12 +1,13 @@
-//! The rollup arithmetic: the counters and distinct visitors that events contribute to cells,
-//! and how two rollups merge.
+//! What an event adds up to: its time bucket, its cell key (the combination of dimension values
+//! it and its visit carry, which a visit keeps as its entry cell) and its counters.
 //!
-//! A cell is one combination of dimension values in one time bucket. Counters are signed so
-//! that a visit can stop being a bounce later (its bounce is taken back). Merging adds counters
-//! and unites visitor sets, so it is associative and commutative, with the empty rollup neutral.
+//! Counters are signed so that a visit can stop being a bounce later (its bounce is taken back).
+//! The per-dimension rollups (`breakdown.rs`) and the segments (`segment.rs`) are built from
+//! these; the full-combination cells themselves are kept only as a test oracle.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+#[cfg(test)]
+use std::collections::BTreeMap;
 
 /// A time bucket: hours since 1970-01-01T00:00 in the site's local time.
 pub type Bucket = i64;
@@ -111,92 +112,27 @@ impl Counters {
     pub const NAMES: [&'static str; 6] = ["events", "pageviews", "visits", "bounces", "duration_ms", "visit_pageviews"];
 }
 
-/// Counters and distinct visitors per (bucket, cell).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rollup {
+/// Counters and distinct visitors per (bucket, cell): the brute-force oracle the projections'
+/// tests (`session.rs`, `segment.rs`) check against. No production path keeps cells any more.
+#[cfg(test)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Rollup {
     /// Counters per cell.
     pub cells: BTreeMap<(Bucket, CellKey), Counters>,
     /// The visitors seen per cell.
-    pub visitors: BTreeSet<(Bucket, CellKey, u64)>,
+    pub visitors: std::collections::BTreeSet<(Bucket, CellKey, u64)>,
 }
 
+#[cfg(test)]
 impl Rollup {
-    /// Adds counters to a cell.
-    pub fn add(&mut self, bucket: Bucket, key: &CellKey, counters: Counters) {
-        self.cells.entry((bucket, key.clone())).or_default().add(&counters);
-    }
-
-    /// Records a visitor in a cell.
-    pub fn add_visitor(&mut self, bucket: Bucket, key: &CellKey, visitor: u64) {
-        self.visitors.insert((bucket, key.clone(), visitor));
-    }
-
     /// Adds what one event contributes: its counters and visitor to its cell, its visit's change
     /// to the entry cell.
     pub fn add_contribution(&mut self, c: &crate::session::Contribution<'_>) {
         let key = c.key();
-        self.add(c.bucket, &key, c.counters);
-        self.add_visitor(c.bucket, &key, c.visitor);
+        self.cells.entry((c.bucket, key.clone())).or_default().add(&c.counters);
+        self.visitors.insert((c.bucket, key, c.visitor));
         if !c.visit.is_zero() {
-            self.add(c.visit_bucket, c.entry, c.visit);
-        }
-    }
-
-    /// Merges `other` into `self`.
-    pub fn merge(&mut self, other: Rollup) {
-        for ((bucket, key), counters) in other.cells {
-            self.cells.entry((bucket, key)).or_default().add(&counters);
-        }
-        self.visitors.extend(other.visitors);
-    }
-
-    /// Whether the rollup holds nothing. Cells whose counters net to zero still count as
-    /// something: they record that the cell exists.
-    pub fn is_empty(&self) -> bool {
-        self.cells.is_empty() && self.visitors.is_empty()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn arb_rollup() -> impl Strategy<Value = Rollup> {
-        let cell = (0i64..3, "[ab]", -3i64..4, -3i64..4);
-        proptest::collection::vec((cell, proptest::option::of(0u64..4)), 0..6).prop_map(|items| {
-            let mut rollup = Rollup::default();
-            for ((bucket, page, events, bounces), visitor) in items {
-                let key = CellKey { page, ..CellKey::default() };
-                rollup.add(bucket, &key, Counters { events, bounces, ..Counters::default() });
-                if let Some(v) = visitor {
-                    rollup.add_visitor(bucket, &key, v);
-                }
-            }
-            rollup
-        })
-    }
-
-    fn merged(mut a: Rollup, b: Rollup) -> Rollup {
-        a.merge(b);
-        a
-    }
-
-    proptest! {
-        #[test]
-        fn merge_is_commutative(a in arb_rollup(), b in arb_rollup()) {
-            prop_assert_eq!(merged(a.clone(), b.clone()), merged(b, a));
-        }
-
-        #[test]
-        fn merge_is_associative(a in arb_rollup(), b in arb_rollup(), c in arb_rollup()) {
-            prop_assert_eq!(merged(merged(a.clone(), b.clone()), c.clone()), merged(a, merged(b, c)));
-        }
-
-        #[test]
-        fn empty_is_neutral(a in arb_rollup()) {
-            prop_assert_eq!(merged(a.clone(), Rollup::default()), a.clone());
-            prop_assert_eq!(merged(Rollup::default(), a.clone()), a);
+            self.cells.entry((c.visit_bucket, c.entry.clone())).or_default().add(&c.visit);
         }
     }
 }

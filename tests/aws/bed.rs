@@ -348,8 +348,10 @@ pub async fn dashboard_answer(
         body["pagination"] = serde_json::json!({ "limit": limit });
     }
     let response = ask(url, key, &body).await;
-    assert_eq!(response.status(), 200, "{body}");
-    response.json::<serde_json::Value>().await.unwrap()["results"].clone()
+    let status = response.status();
+    let answer = response.json::<serde_json::Value>().await.unwrap_or_default();
+    assert_eq!(status, 200, "{url}: {body} answered {answer}");
+    answer["results"].clone()
 }
 
 /// The totals of one site on one day from the Stats API at `url` (`tally query` or `tally serve`).
@@ -407,4 +409,32 @@ pub async fn settle(client: &aws_sdk_dynamodb::Client, expected: &BTreeMap<Strin
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// How many delta partitions hold deltas that no fold marker covers yet (a scan: tests only).
+pub async fn unfolded_days(client: &aws_sdk_dynamodb::Client, table: &str) -> usize {
+    let mut newest: BTreeMap<String, i64> = BTreeMap::new();
+    let mut folded: BTreeMap<String, i64> = BTreeMap::new();
+    let mut start = None;
+    loop {
+        let page = client.scan().table_name(table).set_exclusive_start_key(start.take()).send().await.unwrap();
+        for item in page.items() {
+            let (pk, sk) = (item["pk"].as_s().unwrap(), item["sk"].as_s().unwrap());
+            if !pk.contains("|d|") {
+                continue;
+            }
+            if sk == "~fold" {
+                folded.insert(pk.clone(), item["upto"].as_n().unwrap().parse().unwrap());
+            } else {
+                let time: i64 = sk[..12].parse().unwrap();
+                let at = newest.entry(pk.clone()).or_insert(time);
+                *at = (*at).max(time);
+            }
+        }
+        match page.last_evaluated_key() {
+            Some(key) if !key.is_empty() => start = Some(key.clone()),
+            _ => break,
+        }
+    }
+    newest.iter().filter(|(pk, time)| folded.get(*pk).is_none_or(|upto| upto < *time)).count()
 }

@@ -2,7 +2,9 @@
 //! `tally ingest` (into dynoxide) answers what the same file imported into the embedded backend
 //! answers; every event travels once, under its visitor's partition key.
 
-use crate::bed::{Bed, Consumer, DASHBOARD, QueryServer, Serve, dashboard_answer, data_dir, ground_truth, settle};
+use crate::bed::{
+    Bed, Consumer, DASHBOARD, QueryServer, Serve, dashboard_answer, data_dir, ground_truth, settle, unfolded_days,
+};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -190,32 +192,4 @@ async fn an_import_through_kinesis_counts_what_the_embedded_import_counts() {
     compare_after().await;
     let _ = std::fs::remove_dir_all(aws_dir);
     let _ = std::fs::remove_dir_all(embedded_dir);
-}
-
-/// How many delta partitions hold deltas that no fold marker covers yet (a scan: tests only).
-async fn unfolded_days(client: &aws_sdk_dynamodb::Client, table: &str) -> usize {
-    let mut newest: BTreeMap<String, i64> = BTreeMap::new();
-    let mut folded: BTreeMap<String, i64> = BTreeMap::new();
-    let mut start = None;
-    loop {
-        let page = client.scan().table_name(table).set_exclusive_start_key(start.take()).send().await.unwrap();
-        for item in page.items() {
-            let (pk, sk) = (item["pk"].as_s().unwrap(), item["sk"].as_s().unwrap());
-            if !pk.contains("|d|") {
-                continue;
-            }
-            if sk == "~fold" {
-                folded.insert(pk.clone(), item["upto"].as_n().unwrap().parse().unwrap());
-            } else {
-                let time: i64 = sk[..12].parse().unwrap();
-                let at = newest.entry(pk.clone()).or_insert(time);
-                *at = (*at).max(time);
-            }
-        }
-        match page.last_evaluated_key() {
-            Some(key) if !key.is_empty() => start = Some(key.clone()),
-            _ => break,
-        }
-    }
-    newest.iter().filter(|(pk, time)| folded.get(*pk).is_none_or(|upto| upto < *time)).count()
 }

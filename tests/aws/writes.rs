@@ -5,12 +5,15 @@
 //! `cargo test -p tally-core --test aws writes_per_event -- --ignored --nocapture`
 //! (`TALLY_WRITES_INTERVALS_MS=1000,10000` picks the flush intervals; each is measured over a
 //! load of three intervals, at least 20 s; `TALLY_WRITES_FOLD_S` the fold interval, default a
-//! day as in production, so that days fold when their deltas are many or large).
+//! day as in production, so that days fold when their deltas are many or large). Every run
+//! checks what was stored against the events sent: events and distinct visitors per site.
 
-use crate::bed::{Bed, Consumer, data_dir};
+use crate::bed::{Bed, Consumer, data_dir, stored_totals_and_visitors};
 use crate::ingest::put_all;
 use crate::proxy::{Counts, Proxy};
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
+use tally_core::aws::dynamo::Tables;
 use tally_model::event::{Event, EventId, LogEntry, VisitorIds};
 
 const SITES: usize = 2_000;
@@ -72,41 +75,82 @@ fn event(id: u64, sites: &Zipf, pages: &Zipf, random: &mut Uniform, now_ms: i64)
     }))
 }
 
-async fn measure(flush_interval_ms: u64) -> (usize, Counts) {
-    let Bed { kinesalite, dynamo, kinesis, .. } = Bed::start(2).await;
+/// What one load measured: events sent, the proxy's counts, distinct (site, visitor) pairs and
+/// the consumer's peak resident memory.
+struct Measured {
+    events: usize,
+    counts: Counts,
+    visitors: usize,
+    peak_kib: u64,
+}
+
+/// Puts `seconds` of the trace on a 2-shard stream for a consumer flushing every
+/// `flush_interval_ms` and folding by `fold_s`, waits for it to count every event, and checks
+/// what it stored against the events sent: events per site and distinct visitors per site.
+async fn measure(flush_interval_ms: u64, seconds: u64, fold_s: &str) -> Measured {
+    let Bed { kinesalite, dynamo, kinesis, dynamodb } = Bed::start(2).await;
     let proxy = Proxy::start(&dynamo.url, 0, &[], "").await;
     let dir = data_dir(&format!("writes-{flush_interval_ms}"), SITES);
-    // The production defaults: days fold once they have 64 deltas or 64 KiB of them (or a day).
-    let fold = std::env::var("TALLY_WRITES_FOLD_S").unwrap_or_else(|_| "86400".into());
     // A flush ends at the interval, not at the record cap (this trace puts one or two events in a
     // record, so the default cap of 10,000 records would end a 60 s flush after about 13 s).
-    let args = ["--fold-interval-s", &fold, "--snapshot-interval-s", "60", "--max-records-per-flush", "10000000"];
+    let args = ["--fold-interval-s", fold_s, "--snapshot-interval-s", "60", "--max-records-per-flush", "10000000"];
     let consumer = Consumer::with_args_at(&kinesalite.url, &proxy.url, "events", &dir, "a", flush_interval_ms, &args);
     let (sites, pages) = (Zipf::new(SITES, 1.1), Zipf::new(200, 1.2));
     let mut random = Uniform(0x9e37_79b9_7f4a_7c15);
+    let mut truth: BTreeMap<String, (i64, BTreeSet<u64>)> = BTreeMap::new();
     let started = Instant::now();
     let mut sent = 0usize;
-    let seconds = MIN_SECONDS.max(3 * flush_interval_ms / 1_000);
     while started.elapsed() < Duration::from_secs(seconds) {
         let tick = Instant::now();
         let now_ms = jiff::Timestamp::now().as_millisecond();
         let batch: Vec<LogEntry> = (0..RATE_PER_SECOND / 10)
             .map(|i| event((sent + i) as u64 + 1, &sites, &pages, &mut random, now_ms))
             .collect();
+        for entry in &batch {
+            if let LogEntry::Event(e) = entry {
+                let site = truth.entry(e.site.clone()).or_default();
+                site.0 += 1;
+                site.1.insert(e.visitor.current);
+            }
+        }
         sent += batch.len();
         put_all(&kinesis, "events", &batch, 1).await;
         tokio::time::sleep(Duration::from_millis(100).saturating_sub(tick.elapsed())).await;
     }
-    tokio::time::sleep(Duration::from_millis(flush_interval_ms * 2 + 2_000)).await;
+    let table = Tables::named("t", "any").aggregates;
+    let deadline = Instant::now() + Duration::from_secs(seconds + 600);
+    let stored = loop {
+        let stored = stored_totals_and_visitors(&dynamodb, &table).await;
+        if stored.values().map(|(c, _)| c.events).sum::<i64>() == sent as i64 || Instant::now() > deadline {
+            break stored;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
     let status = std::fs::read_to_string(format!("/proc/{}/status", consumer.child.id())).unwrap_or_default();
-    let peak = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap_or("VmHWM: ?").to_owned();
-    eprintln!(
-        "  consumer peak resident memory at {flush_interval_ms} ms: {}",
-        peak.trim_start_matches("VmHWM:").trim()
-    );
+    let peak_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
     assert!(consumer.terminate().success());
     let _ = std::fs::remove_dir_all(dir);
-    (sent, proxy.counts())
+    for (site, (events, ids)) in &truth {
+        let (counters, visitors) = stored.get(site).cloned().unwrap_or_default();
+        assert_eq!((counters.events, visitors), (*events, ids.len() as i64), "{site}: events and visitors stored");
+    }
+    let visitors = truth.values().map(|(_, ids)| ids.len()).sum();
+    Measured { events: sent, counts: proxy.counts(), visitors, peak_kib }
+}
+
+/// A few seconds of the benchmark with a fold every second, so it cannot rot: every event and
+/// every visitor stored, and writes counted by purpose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_benchmark_smoke() {
+    let measured = measure(500, 3, "1").await;
+    assert!(measured.events >= RATE_PER_SECOND, "{} events", measured.events);
+    for purpose in ["delta write", "flush log write", "fold write", "fold marker write"] {
+        assert!(measured.counts.by_purpose.get(purpose).is_some_and(|(units, _)| *units > 0.0), "no {purpose}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,8 +165,10 @@ async fn writes_per_event() {
     eprintln!(
         "flush interval | events | write requests | requests per event | write units | units per event | without folds | by purpose (units per event; requests)"
     );
+    let fold = std::env::var("TALLY_WRITES_FOLD_S").unwrap_or_else(|_| "86400".into());
     for interval in intervals {
-        let (events, counts) = measure(interval).await;
+        let seconds = MIN_SECONDS.max(3 * interval / 1_000);
+        let Measured { events, counts, visitors, peak_kib } = measure(interval, seconds, &fold).await;
         let (requests, units) = (counts.write_requests(), counts.write_units());
         let per_event = |units: f64| units / events as f64;
         let writes: Vec<String> = counts
@@ -154,6 +200,11 @@ async fn writes_per_event() {
             "{interval:>8} ms | folds of a lineage's day: {folds}, {:.1} write units each | read units (units; requests): {}",
             fold_units / folds.max(1) as f64,
             reads.join(", ")
+        );
+        eprintln!(
+            "{interval:>8} ms | consumer peak resident memory {} MiB for {visitors} distinct site visitors: {:.0} MiB per million",
+            peak_kib / 1024,
+            peak_kib as f64 / 1024.0 / (visitors as f64 / 1e6)
         );
     }
 }
