@@ -7,7 +7,8 @@
 //! counted the events (no day folded yet: a backfill's first minute), and once its folds ran.
 //! A measurement, run it with
 //! `cargo test -p tally-core --test aws read_units_per_dashboard_load -- --ignored --nocapture`
-//! (`TALLY_READS_EVENTS` sets the events, default 100,000; needs `python3`).
+//! (`TALLY_READS_EVENTS` sets the events, default 100,000; `TALLY_READS_INTERVALS_MS=1000,60000`
+//! the consumer's flush intervals, one run each; needs `python3`).
 
 use crate::bed::{
     Bed, Consumer, DASHBOARD, DASHBOARD_LOAD, QueryServer, Serve, dashboard_answer, data_dir, stored_totals,
@@ -25,10 +26,20 @@ const RANGE: [&str; 2] = ["2026-10-01", "2026-10-31"];
 #[ignore = "a measurement that takes minutes; run it by name"]
 async fn read_units_per_dashboard_load() {
     let events: u64 = std::env::var("TALLY_READS_EVENTS").map_or(100_000, |n| n.parse().expect("a number of events"));
-    let (fresh, folded) = measure(events, 86_400).await;
-    if events >= 1_000_000 {
-        assert!(folded <= 1_000.0, "a dashboard load after folds read {folded} units (and {fresh} before)");
+    let intervals: Vec<u64> = std::env::var("TALLY_READS_INTERVALS_MS")
+        .unwrap_or_else(|_| "1000".into())
+        .split(',')
+        .map(|ms| ms.trim().parse().expect("flush intervals in ms, comma-separated"))
+        .collect();
+    let mut curve = Vec::new();
+    for interval in intervals {
+        let (fresh, folded) = measure(events, 86_400, interval).await;
+        curve.push(format!("{interval:>8} ms | {fresh:.1} | {folded:.1}"));
+        if events >= 1_000_000 {
+            assert!(folded <= 1_000.0, "a dashboard load after folds read {folded} units (and {fresh} before)");
+        }
     }
+    eprintln!("flush interval | read units right after ingest | after folds\n{}", curve.join("\n"));
 }
 
 /// The benchmark on 3,000 events with a fold interval of a second, so it cannot rot: every
@@ -36,14 +47,14 @@ async fn read_units_per_dashboard_load() {
 /// dearer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_benchmark_smoke() {
-    let (fresh, folded) = measure(3_000, 1).await;
+    let (fresh, folded) = measure(3_000, 1, 200).await;
     assert!(folded <= fresh, "{folded} read units after folds, {fresh} before");
 }
 
-/// Generates `events`, puts them through the pipeline with the given fold interval, and returns
-/// the read units of a dashboard load right after counting and after folds.
-async fn measure(events: u64, fold_interval_s: u64) -> (f64, f64) {
-    let dir = data_dir(&format!("reads-{events}"), 0);
+/// Generates `events`, puts them through the pipeline with the given fold and flush intervals,
+/// and returns the read units of a dashboard load right after counting and after folds.
+async fn measure(events: u64, fold_interval_s: u64, flush_interval_ms: u64) -> (f64, f64) {
+    let dir = data_dir(&format!("reads-{events}-{flush_interval_ms}"), 0);
     tally_core::registry::add_site(&dir, SITE, None).unwrap();
     let generated = dir.join("generated");
     std::fs::create_dir_all(&generated).unwrap();
@@ -77,7 +88,8 @@ async fn measure(events: u64, fold_interval_s: u64) -> (f64, f64) {
     // day), so some of the last deltas stay unfolded, as they would in production.
     let fold = fold_interval_s.to_string();
     let args = ["--fold-interval-s", fold.as_str()];
-    let consumer = Consumer::with_args(&bed.kinesalite.url, &bed.dynamo.url, "events", &dir, "w1", &args);
+    let consumer =
+        Consumer::with_args_at(&bed.kinesalite.url, &bed.dynamo.url, "events", &dir, "w1", flush_interval_ms, &args);
     let table = Tables::named("t", "any").aggregates;
     let deadline = Instant::now() + Duration::from_secs(1_800);
     loop {
@@ -92,7 +104,7 @@ async fn measure(events: u64, fold_interval_s: u64) -> (f64, f64) {
     assert!(consumer.terminate().success());
 
     // The same file imported into the embedded backend, for the answers to compare with.
-    let embedded = data_dir(&format!("reads-embedded-{events}"), 0);
+    let embedded = data_dir(&format!("reads-embedded-{events}-{flush_interval_ms}"), 0);
     tally_core::registry::add_site(&embedded, SITE, None).unwrap();
     let status = Command::new(env!("CARGO_BIN_EXE_tally"))
         .args(["import", "--no-progress"])
@@ -115,7 +127,8 @@ async fn measure(events: u64, fold_interval_s: u64) -> (f64, f64) {
 
     // Folds run once a day's deltas are older than the fold margin (60 s at the default fold
     // interval): the load a dashboard sees from then on.
-    let consumer = Consumer::with_args(&bed.kinesalite.url, &bed.dynamo.url, "events", &dir, "w1", &args);
+    let consumer =
+        Consumer::with_args_at(&bed.kinesalite.url, &bed.dynamo.url, "events", &dir, "w1", flush_interval_ms, &args);
     // A day whose deltas are fewer than 64 and smaller than 64 KiB stays unfolded until the fold
     // interval: wait past the margin, then until the count holds still.
     let started_folding = Instant::now();
