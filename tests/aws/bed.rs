@@ -62,6 +62,9 @@ impl Bed {
     }
 }
 
+/// A site's writer lineages: (region, sub-partition).
+type Lineages = BTreeSet<(String, u16)>;
+
 /// The totals and distinct visitors per site as `tally query` reads them: the day rows of the
 /// totals, from the fold items and the deltas after them, over every lineage and day that a
 /// scan finds (tests only).
@@ -70,7 +73,7 @@ pub async fn stored_totals_and_visitors(
     table: &str,
 ) -> BTreeMap<String, (Counters, i64)> {
     // site → lineages (region, sub) and the range of days with rollup items.
-    let mut found: BTreeMap<String, (BTreeSet<(String, u16)>, i64, i64)> = BTreeMap::new();
+    let mut found: BTreeMap<String, (Lineages, i64, i64)> = BTreeMap::new();
     let mut start = None;
     loop {
         let page = client.scan().table_name(table).set_exclusive_start_key(start.take()).send().await.unwrap();
@@ -308,10 +311,13 @@ pub async fn ask(url: &str, key: &str, body: &serde_json::Value) -> reqwest::Res
     reqwest::Client::new().post(format!("{url}/api/v2/query")).bearer_auth(key).json(body).send().await.unwrap()
 }
 
+/// A dashboard question: its name, metrics, dimensions and page size.
+pub type Question = (&'static str, &'static [&'static str], &'static [&'static str], Option<u32>);
+
 /// A dashboard's unfiltered questions: the query benchmark's (`benches/query/bench.py`), which
 /// a 30-day load of the dashboard asks, then what else the rollups answer (by hour of the exit
 /// pages, props, revenue). Name, metrics, dimensions, limit.
-pub const DASHBOARD: [(&str, &[&str], &[&str], Option<u32>); 15] = [
+pub const DASHBOARD: [Question; 15] = [
     ("totals", &["visitors", "pageviews"], &[], None),
     ("by day", &["visitors", "pageviews"], &["time:day"], None),
     ("by hour", &["visitors", "pageviews"], &["time:hour"], None),

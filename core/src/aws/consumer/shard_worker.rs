@@ -40,6 +40,9 @@ const FOLD_AFTER_DELTAS: u32 = 64;
 /// the day reads at most about this much of deltas (16 read units).
 const FOLD_AFTER_BYTES: u64 = 64 * 1024;
 
+/// What takes each page of records a worker reads.
+type RecordPages<'a> = dyn FnMut(&mut Worker, Vec<KinesisRecord>) -> Result<(), WorkerError> + Send + 'a;
+
 /// Two accounts of a day's unfolded deltas, together.
 fn merged_unfolded(a: Unfolded, b: Unfolded) -> Unfolded {
     Unfolded {
@@ -286,7 +289,7 @@ impl Worker {
         shard: &str,
         from: StartAt,
         until: Option<&str>,
-        page_of: &mut (dyn FnMut(&mut Worker, Vec<KinesisRecord>) -> Result<(), WorkerError> + Send),
+        page_of: &mut RecordPages<'_>,
     ) -> Result<(), WorkerError> {
         let ctx = self.ctx.clone();
         let mut iterator = Some(api::shard_iterator(&ctx.kinesis, &ctx.stream, shard, &from).await?);

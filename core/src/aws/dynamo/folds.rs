@@ -12,7 +12,7 @@
 //! decides which deltas it takes.
 
 use super::error::{StoreError, classify, is_condition_failure};
-use super::items::{delta_pk, fold_pk, fold_sk, group_of_code};
+use super::items::{SLOT_GROUPS, delta_pk, fold_pk, fold_sk, group_of_code};
 use super::read::{Fold, read_deltas, read_folds};
 use super::rows::{MergedRows, StoredRow, encode};
 use aws_sdk_dynamodb::Client;
@@ -65,10 +65,14 @@ pub async fn fold(
         }
     }
     let mut done = Folded { deltas: deltas.len(), groups: 0 };
-    for (group, rows) in by_group {
+    // Every group gets an item on the day's first fold, an empty one if it has no rows: a reader
+    // of a group with no item reads all of the day's deltas. A group with an item and no new
+    // rows keeps it (and its older `upto`, which only makes readers read more deltas).
+    for group in 0..SLOT_GROUPS {
+        let rows = by_group.remove(&group).unwrap_or_default();
         let pk = fold_pk(site, region, sub, group);
         let old = read_folds(client, table, &pk, (day, day), true).await?.remove(&day);
-        if old.as_ref().is_some_and(|f| f.upto >= upto) {
+        if old.as_ref().is_some_and(|f| f.upto >= upto || rows.is_empty()) {
             continue;
         }
         let since = old.as_ref().map(|f| f.upto);

@@ -74,6 +74,9 @@ pub fn slot_group(slot: Slot) -> u8 {
     }
 }
 
+/// How many slot groups there are ([`slot_group`] gives 0 to this minus one).
+pub const SLOT_GROUPS: u8 = 8;
+
 /// The group of the slot with code `code` ([`Slot::code`]); 0 for a code no slot has.
 pub fn group_of_code(code: u8) -> u8 {
     let slot = Slot::all().chain(std::iter::once(Slot::Props)).find(|s| s.code() == code);

@@ -100,6 +100,12 @@ pub struct Snapshot {
     pub unfolded: Vec<((String, u16, i64), Unfolded)>,
 }
 
+/// A visitor of a site: (site, visitor id).
+pub type VisitorKey = (String, u64);
+
+/// A visitor's sightings and when they last changed (ms).
+pub type TouchedSightings = (i64, Sightings);
+
 /// A snapshot of state held elsewhere, encoded as [`Snapshot`] decodes, without copying it.
 #[derive(Debug, Serialize)]
 pub struct SnapshotOf<'a> {
@@ -110,7 +116,7 @@ pub struct SnapshotOf<'a> {
     /// As [`Snapshot::sessions`].
     pub sessions: Vec<(&'a (String, u64), &'a Session)>,
     /// As [`Snapshot::sightings`].
-    pub sightings: Vec<(&'a (String, u64), &'a (i64, Sightings))>,
+    pub sightings: Vec<(&'a VisitorKey, &'a TouchedSightings)>,
     /// As [`Snapshot::unfolded`].
     pub unfolded: Vec<(&'a (String, u16, i64), &'a Unfolded)>,
 }
