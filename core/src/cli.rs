@@ -9,7 +9,9 @@ use crate::embedded::import::{ImportSettings, import};
 use crate::embedded::log::EventLog;
 use crate::embedded::serve::{ServeSettings, serve};
 use crate::embedded::store::{PersistPolicy, Store};
+use crate::http::query_gate::QueryBudget;
 use crate::pipeline::import_lines::{Input, render};
+use crate::query::limits::{DEFAULT_CACHE_MB, DEFAULT_CONCURRENT_QUERIES, DEFAULT_QUERY_SECONDS};
 use crate::registry;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -71,6 +73,29 @@ struct DataDir {
 }
 
 #[derive(Debug, Args)]
+struct QueryLimitArgs {
+    /// Queries answered at once; more wait up to 5 s for a turn, then get a 503.
+    #[arg(long, env = "TALLY_MAX_CONCURRENT_QUERIES", default_value_t = DEFAULT_CONCURRENT_QUERIES, value_parser = clap::value_parser!(u64).range(1..))]
+    max_concurrent_queries: u64,
+    /// How long a query may run before it is stopped with a 422, in seconds.
+    #[arg(long, env = "TALLY_QUERY_TIMEOUT_S", default_value_t = DEFAULT_QUERY_SECONDS, value_parser = clap::value_parser!(u64).range(1..))]
+    query_timeout_s: u64,
+    /// The answer cache's budget, in megabytes of answer JSON (0: no cache).
+    #[arg(long, env = "TALLY_QUERY_CACHE_MB", default_value_t = DEFAULT_CACHE_MB)]
+    query_cache_mb: u64,
+}
+
+impl QueryLimitArgs {
+    fn budget(&self) -> QueryBudget {
+        QueryBudget {
+            concurrent: usize::try_from(self.max_concurrent_queries).unwrap_or(usize::MAX),
+            timeout: Duration::from_secs(self.query_timeout_s),
+            cache_bytes: self.query_cache_mb.saturating_mul(1024 * 1024),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
 struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "TALLY_LISTEN", default_value = "127.0.0.1:8080")]
@@ -92,6 +117,8 @@ struct ServeArgs {
     /// Persist pending segment rows to Parquet once the oldest is this many seconds old.
     #[arg(long, env = "TALLY_SEGMENT_PERSIST_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     segment_persist_secs: u64,
+    #[command(flatten)]
+    queries: QueryLimitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -206,6 +233,8 @@ struct QueryArgs {
     stand_in_credentials: bool,
     #[command(flatten)]
     data: DataDir,
+    #[command(flatten)]
+    queries: QueryLimitArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -255,6 +284,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     every: Duration::from_secs(args.segment_persist_secs),
                     ..PersistPolicy::default()
                 },
+                queries: args.queries.budget(),
             };
             serve(settings).await
         }
@@ -315,8 +345,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 static_credentials: args.stand_in_credentials,
             };
             let (app, listen, data_dir) = (args.app, args.listen, args.data.data_dir);
-            serve_queries(QuerySettings { aws, app, regions, sub_partitions: args.sub_partitions, listen, data_dir })
-                .await
+            let queries = args.queries.budget();
+            let sub_partitions = args.sub_partitions;
+            serve_queries(QuerySettings { aws, app, regions, sub_partitions, listen, data_dir, queries }).await
         }
         Command::Site(SiteCommand::Add { domain, timezone, data }) => {
             let site = registry::add_site(&data.data_dir, &domain, Some(&timezone))?;

@@ -224,6 +224,11 @@ impl ServerProcess {
         &self.base
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What the server wrote to stderr so far.
     pub fn stderr(&self) -> String {
         text(&self.stderr)
@@ -295,6 +300,19 @@ impl TestServer {
 
     fn process(&self) -> &ServerProcess {
         self.process.as_ref().expect("the server is not running")
+    }
+
+    /// The server's resident memory now and at its peak, in KiB (from `/proc`).
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process().pid())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
     }
 
     pub fn base(&self) -> &str {

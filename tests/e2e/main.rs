@@ -12,5 +12,6 @@ mod import;
 mod ingest_and_query;
 mod oracle;
 mod props;
+mod query_limits;
 mod revenue;
 mod vectors;

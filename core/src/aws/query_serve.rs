@@ -4,7 +4,8 @@ use crate::aws::clients::{self, AwsSettings};
 use crate::aws::dynamo::Tables;
 use crate::aws::stats::DynamoStats;
 use crate::http::listen::{announce, shutdown_signal};
-use crate::http::{AppState, query_cache, router};
+use crate::http::query_gate::QueryBudget;
+use crate::http::{AppState, router};
 use crate::registry::Registry;
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -26,6 +27,8 @@ pub struct QuerySettings {
     pub listen: SocketAddr,
     /// The data directory whose `registry.json` holds sites and API keys.
     pub data_dir: PathBuf,
+    /// Bounds on answering queries.
+    pub queries: QueryBudget,
 }
 
 /// Serves queries until SIGINT or SIGTERM.
@@ -41,7 +44,7 @@ pub async fn serve_queries(settings: QuerySettings) -> anyhow::Result<()> {
         table: Tables::named(&settings.app, &settings.aws.region).aggregates,
         lineages,
     };
-    let state = AppState { registry, stats: Arc::new(stats), ingest: None, cache: query_cache(10_000) };
+    let state = AppState::new(registry, Arc::new(stats), None, &settings.queries);
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;

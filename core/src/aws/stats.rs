@@ -8,6 +8,7 @@
 use crate::aws::dynamo::read::{load_drops, load_slot};
 use crate::aws::dynamo::rows::MergedRows;
 use crate::embedded::store::RollupRead;
+use crate::query::limits::{MAX_RANGE_DAYS_DYNAMODB, range_refusal};
 use crate::query::request::Grouping;
 use crate::query::source::{Freshness, Pending, StatsSource};
 use crate::query::{Query, Tier, execute_rollups, plan};
@@ -67,6 +68,9 @@ fn slot_of(query: &Query) -> Slot {
 
 impl StatsSource for DynamoStats {
     fn refuse(&self, query: &Query) -> Option<String> {
+        if let Some(refusal) = range_refusal(query, MAX_RANGE_DAYS_DYNAMODB) {
+            return Some(refusal);
+        }
         (plan(query) != Tier::Rollups).then(|| {
             "the DynamoDB store answers unfiltered queries with at most one dimension (or prop) and one time \
              grouping, by hour only for the totals and exit pages; filters and other groupings need the segments, \

@@ -7,7 +7,8 @@ use crate::embedded::log::EventLog;
 use crate::embedded::stats::EmbeddedStats;
 use crate::embedded::store::{Opened, PersistPolicy, Store};
 use crate::http::listen::{announce, shutdown_signal};
-use crate::http::{AppState, IngestState, query_cache, router};
+use crate::http::query_gate::QueryBudget;
+use crate::http::{AppState, IngestState, router};
 use crate::pipeline::salts::SaltBook;
 use crate::registry::Registry;
 use anyhow::Context;
@@ -35,6 +36,8 @@ pub struct ServeSettings {
     pub batching: Batching,
     /// When pending segment rows are persisted to Parquet.
     pub persist: PersistPolicy,
+    /// Bounds on answering queries.
+    pub queries: QueryBudget,
 }
 
 /// Runs the server until a shutdown signal.
@@ -51,16 +54,13 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     let store = Arc::new(store);
     // `tally import` while the server runs: through this socket, into the same log.
     let import_socket = import::socket::listen(dir, Importer::new(log.clone(), registry.clone())?, store.clone());
-    let state = AppState {
-        registry: registry.clone(),
-        stats: Arc::new(EmbeddedStats { store: store.clone(), log: log.clone() }),
-        ingest: Some(IngestState {
-            log: log.clone(),
-            salts: Arc::new(SaltBook::new(log.database())),
-            trust_proxy: settings.trust_proxy,
-        }),
-        cache: query_cache(10_000),
+    let ingest = IngestState {
+        log: log.clone(),
+        salts: Arc::new(SaltBook::new(log.database())),
+        trust_proxy: settings.trust_proxy,
     };
+    let stats = Arc::new(EmbeddedStats { store: store.clone(), log: log.clone() });
+    let state = AppState::new(registry.clone(), stats, Some(ingest), &settings.queries);
     let (stop, stopped) = watch::channel(false);
     let aggregator = Aggregator {
         log,

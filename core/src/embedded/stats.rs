@@ -3,6 +3,7 @@
 
 use crate::embedded::log::EventLog;
 use crate::embedded::store::{RollupRead, Store};
+use crate::query::limits::{MAX_RANGE_DAYS_EMBEDDED, range_refusal};
 use crate::query::source::{Freshness, Pending, StatsSource, complete_until};
 use crate::query::{Query, Tier, execute_rollups, execute_segments, plan};
 use serde_json::{Value, json};
@@ -34,8 +35,8 @@ impl EmbeddedStats {
 }
 
 impl StatsSource for EmbeddedStats {
-    fn refuse(&self, _query: &Query) -> Option<String> {
-        None
+    fn refuse(&self, query: &Query) -> Option<String> {
+        range_refusal(query, MAX_RANGE_DAYS_EMBEDDED)
     }
 
     fn freshness(&self) -> anyhow::Result<Freshness> {

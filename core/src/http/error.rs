@@ -1,8 +1,9 @@
 //! API errors and their HTTP statuses, mapped in this one place. Internal details are logged,
 //! never sent.
 
+use crate::query::limits::OverBudget;
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -23,23 +24,55 @@ pub enum ApiError {
     /// The event log cannot take events right now (503).
     #[error("event log unavailable")]
     LogUnavailable,
+    /// The request body is larger than its limit (413).
+    #[error("{0}")]
+    TooLarge(String),
+    /// The query would do more work than a limit allows (422); the message names the limit.
+    #[error("{0}")]
+    OverBudget(String),
+    /// Every query turn is taken (503 with `Retry-After`).
+    #[error("too many queries at once; retry in {retry_after_s} s")]
+    Busy {
+        /// Seconds to wait.
+        retry_after_s: u64,
+    },
     /// Anything else (500); logged with its details.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
 
+impl ApiError {
+    /// A store's error in answering a query: over a budget (422) or internal (500).
+    pub fn from_query(error: anyhow::Error) -> ApiError {
+        match error.downcast_ref::<OverBudget>() {
+            Some(over) => ApiError::OverBudget(over.to_string()),
+            None => ApiError::Internal(error),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = match &self {
+            ApiError::Busy { retry_after_s } => Some(*retry_after_s),
+            _ => None,
+        };
         let status = match &self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::SiteNotFound => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::LogUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::LogUnavailable | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::OverBudget(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        (status, Json(json!({ "error": self.to_string() }))).into_response()
+        let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }

@@ -5,22 +5,24 @@ pub mod error;
 pub mod ingest;
 pub mod listen;
 pub mod query;
+pub mod query_gate;
 
 use crate::embedded::log::EventLog;
 use crate::pipeline::salts::SaltBook;
 use crate::query::{Query, StatsSource};
 use crate::registry::Registry;
 use axum::Router;
+use axum::body::Bytes;
 use axum::http::Method;
 use axum::routing::{get, post};
-use serde_json::Value;
+use query_gate::{QueryBudget, QueryGate};
 use std::sync::Arc;
 use tower_http::cors::{Any, CorsLayer};
 
-/// Query answers cached per (query, data version, [`crate::query::Freshness::version`]): for the
+/// Query answers (their JSON) cached per (query, [`crate::query::Freshness::version`]): for the
 /// embedded store the version is the applied log offset, so the cache never serves stale
-/// numbers; for DynamoDB it is a 5-second time window.
-pub type QueryCache = moka::future::Cache<(Query, u64), Arc<Value>>;
+/// numbers; for DynamoDB it is a 5-second time window. Weighed by bytes.
+pub type QueryCache = moka::future::Cache<(Query, u64), Bytes>;
 
 /// What the public ingest endpoint needs.
 #[derive(Clone)]
@@ -44,11 +46,39 @@ pub struct AppState {
     pub ingest: Option<IngestState>,
     /// Hot query answers.
     pub cache: QueryCache,
+    /// Turns and time for queries.
+    pub queries: Arc<QueryGate>,
 }
 
-/// A query cache holding up to `capacity` answers.
-pub fn query_cache(capacity: u64) -> QueryCache {
-    moka::future::Cache::builder().max_capacity(capacity).time_to_live(std::time::Duration::from_secs(600)).build()
+impl AppState {
+    /// The state of a server with these parts and query bounds.
+    pub fn new(
+        registry: Registry,
+        stats: Arc<dyn StatsSource>,
+        ingest: Option<IngestState>,
+        budget: &QueryBudget,
+    ) -> AppState {
+        AppState {
+            registry,
+            stats,
+            ingest,
+            cache: query_cache(budget.cache_bytes),
+            queries: Arc::new(QueryGate::new(budget)),
+        }
+    }
+}
+
+/// A query cache holding up to `bytes` of answers (each weighed by its JSON and its query).
+pub fn query_cache(bytes: u64) -> QueryCache {
+    moka::future::Cache::builder()
+        .max_capacity(bytes)
+        .weigher(|key: &(Query, u64), answer: &Bytes| {
+            let query =
+                std::mem::size_of_val(key) + key.0.site.len() + 64 * (key.0.filters.len() + key.0.groupings.len());
+            u32::try_from(answer.len() + query).unwrap_or(u32::MAX)
+        })
+        .time_to_live(std::time::Duration::from_secs(600))
+        .build()
 }
 
 /// The router: `POST /api/event` (public, CORS; only with ingest state), `POST /api/v2/query`,

@@ -3,20 +3,23 @@
 use super::AppState;
 use super::auth::{authenticate, authorize};
 use super::error::ApiError;
+use crate::query::limits::{MAX_BODY_BYTES, MAX_DRAINED_BYTES};
 use crate::query::source::complete_until;
 use crate::query::{Query, QueryRequest};
 use axum::Json;
 use axum::body::Bytes;
+use axum::body::{Body, HttpBody};
 use axum::extract::{Query as UrlQuery, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::Arc;
 
 /// Answers a Stats API v2 query for a site the caller's key may read.
-pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Json<Arc<Value>>, ApiError> {
+pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let registry = app.registry.snapshot();
     authenticate(&registry, &headers)?;
+    let body = read_bounded(body).await?;
     let request: QueryRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
     let site = authorize(&registry, &headers, &request.site_id)?;
@@ -29,11 +32,11 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
     let fresh = app.stats.freshness()?;
     let key = (query.clone(), fresh.version);
     if let Some(hit) = app.cache.get(&key).await {
-        return Ok(Json(hit));
+        return Ok(json_response(hit));
     }
-    let (tier, rows) = app.stats.answer(query).await?;
+    let (tier, rows) = app.queries.answer(&app.stats, query).await?;
     let (first, last) = key.0.dates();
-    let answer = Arc::new(json!({
+    let answer = json!({
         "results": rows.iter().map(|r| json!({ "metrics": r.metrics, "dimensions": r.dimensions })).collect::<Vec<_>>(),
         "meta": {
             "time_zone": site.timezone_name,
@@ -50,9 +53,36 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Bytes)
             "order_by": request.order_by,
             "pagination": { "limit": key.0.limit, "offset": key.0.offset },
         },
-    }));
+    });
+    let answer = Bytes::from(serde_json::to_vec(&answer).map_err(|e| ApiError::Internal(e.into()))?);
     app.cache.insert(key, answer.clone()).await;
-    Ok(Json(answer))
+    Ok(json_response(answer))
+}
+
+/// The body, if it is at most [`MAX_BODY_BYTES`]; a larger one is read on (and dropped) up to
+/// [`MAX_DRAINED_BYTES`], so that the client, still sending, gets its 413 rather than a reset.
+async fn read_bounded(mut body: Body) -> Result<Bytes, ApiError> {
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| ApiError::BadRequest(format!("reading the query body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen = seen.saturating_add(data.len());
+        if seen <= MAX_BODY_BYTES {
+            kept.extend_from_slice(&data);
+        } else if seen > MAX_DRAINED_BYTES {
+            break;
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(ApiError::TooLarge(format!("a query body is at most {MAX_BODY_BYTES} bytes")));
+    }
+    Ok(Bytes::from(kept))
+}
+
+/// An answer's JSON as a response.
+fn json_response(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
 /// `?site_id=…` of the drops endpoint.

@@ -1,9 +1,10 @@
 //! The query API's engine: Plausible Stats API v2 requests, resolved against a site
 //! (`request.rs`), given a tier by the planner (`plan.rs`), and executed over the per-dimension
 //! rollups (`rollup_exec.rs`, on both stores) or the columnar segments (`segment_exec.rs`,
-//! embedded only), and finished alike (`exec.rs`).
+//! embedded only), and finished alike (`exec.rs`), within the bounds of `limits.rs`.
 
 pub mod exec;
+pub mod limits;
 pub mod plan;
 pub mod request;
 pub mod rollup_exec;

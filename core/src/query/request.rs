@@ -1,5 +1,6 @@
 //! A Stats API v2 request, checked and resolved into a [`Query`] over local-hour buckets.
 
+use super::limits::{MAX_DIMENSIONS, MAX_FILTER_VALUE_CHARS, MAX_FILTER_VALUES, MAX_FILTERS, MAX_METRICS, MAX_OFFSET};
 use crate::pipeline::timebucket::{bucket_start, day_start, today};
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -231,8 +232,12 @@ impl Query {
         if metrics.is_empty() {
             return invalid("metrics must name at least one metric");
         }
+        check_counts(request)?;
         let groupings = request.dimensions.iter().map(|d| parse_grouping(d)).collect::<Result<Vec<_>, _>>()?;
         let filters = request.filters.iter().map(parse_filter).collect::<Result<Vec<_>, _>>()?;
+        if let Some(twice) = filters.iter().enumerate().find(|(i, f)| filters[..*i].contains(f)) {
+            return invalid(format!("filter {} is given twice", twice.0 + 1));
+        }
         check_exit_dimensions(&metrics, &groupings, &filters)?;
         check_props(&metrics, &groupings, &filters)?;
         let (from, to) = date_range(&request.date_range, zone, now)?;
@@ -240,6 +245,9 @@ impl Query {
         let page = request.pagination.unwrap_or(Pagination { limit: MAX_LIMIT, offset: 0 });
         if page.limit == 0 || page.limit > MAX_LIMIT {
             return invalid(format!("pagination.limit must be between 1 and {MAX_LIMIT}"));
+        }
+        if page.offset > MAX_OFFSET {
+            return invalid(format!("pagination.offset must be at most {MAX_OFFSET}"));
         }
         Ok(Query {
             site: request.site_id.clone(),
@@ -335,6 +343,33 @@ fn prop_name(name: &str) -> Result<Option<String>, QueryError> {
     Ok(Some(prop.to_owned()))
 }
 
+/// The limits on how much a request asks ([`super::limits`]), before anything is parsed.
+fn check_counts(request: &QueryRequest) -> Result<(), QueryError> {
+    let twice =
+        |names: &[String]| names.iter().enumerate().find(|(i, n)| names[..*i].contains(n)).map(|(_, n)| n.clone());
+    if request.metrics.len() > MAX_METRICS {
+        return invalid(format!("at most {MAX_METRICS} metrics; got {}", request.metrics.len()));
+    }
+    if let Some(metric) = twice(&request.metrics) {
+        return invalid(format!("metric `{metric}` is given twice"));
+    }
+    if request.dimensions.len() > MAX_DIMENSIONS {
+        return invalid(format!("at most {MAX_DIMENSIONS} dimensions; got {}", request.dimensions.len()));
+    }
+    if let Some(dimension) = twice(&request.dimensions) {
+        return invalid(format!("dimension `{dimension}` is given twice"));
+    }
+    if request.filters.len() > MAX_FILTERS {
+        return invalid(format!("at most {MAX_FILTERS} filters; got {}", request.filters.len()));
+    }
+    if let Some(order) = &request.order_by
+        && order.len() > request.metrics.len() + request.dimensions.len()
+    {
+        return invalid("order_by names more keys than the query has metrics and dimensions");
+    }
+    Ok(())
+}
+
 fn parse_grouping(name: &str) -> Result<Grouping, QueryError> {
     match name {
         "time:hour" => Ok(Grouping::Hour),
@@ -367,7 +402,14 @@ fn parse_filter(filter: &Value) -> Result<Filter, QueryError> {
         None => Field::Dim(Dimension::parse(name).ok_or_else(|| QueryError(format!("cannot filter by `{name}`")))?),
     };
     let values = values.as_array().ok_or_else(shape)?;
-    let values = values.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(shape)).collect::<Result<_, _>>()?;
+    if values.len() > MAX_FILTER_VALUES {
+        return invalid(format!("a filter has at most {MAX_FILTER_VALUES} values; got {}", values.len()));
+    }
+    let values: Vec<String> =
+        values.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(shape)).collect::<Result<_, _>>()?;
+    if values.iter().any(|v| v.chars().count() > MAX_FILTER_VALUE_CHARS) {
+        return invalid(format!("a filter value has at most {MAX_FILTER_VALUE_CHARS} characters"));
+    }
     Ok(Filter { op, field, values })
 }
 

@@ -3,6 +3,7 @@
 //! first-sight counters (`tally_model::breakdown::Tallies::visitors_until`).
 
 use super::exec::{Group, Row, day_label, finish, hour_label};
+use super::limits::{MAX_GROUPS, OverBudget};
 use super::request::{Grouping, Query};
 use crate::embedded::store::RollupRead;
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ pub fn execute_rollups(store: &dyn RollupRead, query: &Query) -> anyhow::Result<
     };
     let mut index: HashMap<Vec<String>, usize> = HashMap::new();
     let mut groups: Vec<(Group, i64)> = Vec::new();
+    let mut over = false;
     store.rollup_rows(&query.site, grain, slot, first, last, &mut |at, value, t: &Tallies| {
         let value = match &prefix {
             Some(prefix) => match value.strip_prefix(prefix.as_str()) {
@@ -46,6 +48,10 @@ pub fn execute_rollups(store: &dyn RollupRead, query: &Query) -> anyhow::Result<
             })
             .collect();
         let next = groups.len();
+        if next >= MAX_GROUPS && !index.contains_key(&key) {
+            over = true;
+            return;
+        }
         let at_group = *index.entry(key.clone()).or_insert(next);
         if at_group == next {
             groups.push((Group { labels: key, ..Group::default() }, 0));
@@ -55,6 +61,9 @@ pub fn execute_rollups(store: &dyn RollupRead, query: &Query) -> anyhow::Result<
         group.revenue.merge(&t.revenue);
         *visitors += t.visitors_until(at, if by_time { at } else { last });
     })?;
+    if over {
+        return Err(OverBudget::groups().into());
+    }
     // A group whose rows net to nothing (exit rows whose visits all moved on) is no answer row.
     let groups = groups
         .into_iter()

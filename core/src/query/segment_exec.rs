@@ -6,6 +6,7 @@
 //! cores. [`finish`] (metrics, order, page) is shared with the other tiers.
 
 use super::exec::{Group, Row, day_label, finish, hour_label};
+use super::limits::{MAX_GROUPS, OverBudget};
 use super::request::{Field, Grouping, Metric, NO_PROP, Query};
 use crate::embedded::store::Store;
 use crate::embedded::store::segments::{COUNTERS, Segment};
@@ -41,16 +42,30 @@ impl hashbrown::Equivalent<Vec<String>> for LabelsRef<'_> {
 
 /// Answers accumulated over segments: per group its labels, counters, revenue and the visitor
 /// ids of its rows (with repeats; [`Groups::finish`] counts the distinct ones).
+/// Past [`MAX_GROUPS`] groups, rows of new groups go to one overflow group, and the query is
+/// refused when the scan ends.
 #[derive(Default)]
 struct Groups {
     index: hashbrown::HashMap<Vec<String>, usize, Fast>,
     groups: Vec<(Vec<String>, Counters, Vec<u64>, RevenueSums)>,
+    /// The overflow group's index, once rows went to it.
+    overflow: Option<usize>,
+    /// Whether this or a merged share went over the budget.
+    over: bool,
 }
 
 impl Groups {
     fn at(&mut self, labels: &[&str]) -> usize {
         if let Some(&at) = self.index.get(&LabelsRef(labels)) {
             return at;
+        }
+        if self.index.len() >= MAX_GROUPS {
+            self.over = true;
+            let next = self.groups.len();
+            return *self.overflow.get_or_insert_with(|| {
+                self.groups.push((Vec::new(), Counters::default(), Vec::new(), RevenueSums::default()));
+                next
+            });
         }
         let at = self.groups.len();
         let owned: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
@@ -60,7 +75,11 @@ impl Groups {
     }
 
     fn merge(&mut self, other: Groups) {
-        for (labels, counters, visitors, revenue) in other.groups {
+        self.over |= other.over;
+        for (at, (labels, counters, visitors, revenue)) in other.groups.into_iter().enumerate() {
+            if Some(at) == other.overflow {
+                continue;
+            }
             let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
             let at = self.at(&refs);
             let group = &mut self.groups[at];
@@ -111,6 +130,9 @@ pub fn execute_segments(store: &Store, query: &Query) -> anyhow::Result<Vec<Row>
         }
         merged
     };
+    if groups.over {
+        return Err(OverBudget::groups().into());
+    }
     let mut groups = groups.finish();
     // Props are on events: a group that only visit rows reached (they have no props) is no row
     // of a prop query, which asks event metrics only.
@@ -322,6 +344,23 @@ mod tests {
 
     const UA: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
     const DAY_MS: i64 = 86_400_000;
+
+    #[test]
+    fn groups_past_the_budget_go_over_and_merging_keeps_it() {
+        let mut groups = Groups::default();
+        let labels: Vec<String> = (0..=MAX_GROUPS).map(|i| i.to_string()).collect();
+        for label in &labels[..MAX_GROUPS] {
+            groups.at(&[label.as_str()]);
+        }
+        assert!(!groups.over, "exactly the budget is within it");
+        assert_eq!(groups.at(&["0"]), 0, "a known group is found past the budget");
+        let overflow = groups.at(&[labels[MAX_GROUPS].as_str()]);
+        assert!(groups.over);
+        assert_eq!(groups.at(&["another"]), overflow, "every new group shares the overflow group");
+        let mut merged = Groups::default();
+        merged.merge(groups);
+        assert!(merged.over, "a share over the budget makes the whole over it");
+    }
 
     fn event(at_ms: i64, visitor: u64, path: &str, country: &str) -> Event {
         Event {
