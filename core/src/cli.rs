@@ -102,10 +102,14 @@ struct ServeArgs {
     listen: SocketAddr,
     #[command(flatten)]
     data: DataDir,
-    /// Trust X-Forwarded-For (client IP) and CF-IPCountry, CF-Region-Code and CF-IPCity (geo) from a
-    /// proxy in front.
+    /// One trusted proxy in front: the same as `--trusted-proxy-hops 1`.
     #[arg(long, env = "TALLY_TRUST_PROXY")]
     trust_proxy: bool,
+    /// How many proxies in front are trusted: the client IP is the X-Forwarded-For address that
+    /// many from the right (each proxy appends the address it got the request from), and
+    /// CF-IPCountry, CF-Region-Code and CF-IPCity (geo) are believed only with at least one.
+    #[arg(long, env = "TALLY_TRUSTED_PROXY_HOPS", conflicts_with = "trust_proxy")]
+    trusted_proxy_hops: Option<u8>,
     /// Shortest time between two aggregator flushes, in milliseconds.
     #[arg(long, env = "TALLY_FLUSH_INTERVAL_MS", default_value_t = 1000)]
     flush_interval_ms: u64,
@@ -276,7 +280,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = ServeSettings {
                 listen: args.listen,
                 data_dir: args.data.data_dir,
-                trust_proxy: args.trust_proxy,
+                trusted_proxy_hops: args.trusted_proxy_hops.unwrap_or(u8::from(args.trust_proxy)),
                 flush_interval,
                 batching: args.batching.settings(),
                 persist: PersistPolicy {

@@ -14,4 +14,5 @@ mod oracle;
 mod props;
 mod query_limits;
 mod revenue;
+mod trusted_proxies;
 mod vectors;

@@ -28,8 +28,9 @@ pub struct ServeSettings {
     pub listen: SocketAddr,
     /// Directory holding all state.
     pub data_dir: PathBuf,
-    /// Trust `X-Forwarded-For` and the geo headers (`CF-IPCountry`, `CF-Region-Code`, `CF-IPCity`).
-    pub trust_proxy: bool,
+    /// How many proxies in front are trusted: the client IP is the `X-Forwarded-For` address that
+    /// many from the right, and the geo headers are believed only with at least one.
+    pub trusted_proxy_hops: u8,
     /// Shortest time between two aggregator flushes.
     pub flush_interval: Duration,
     /// Flush and state snapshot sizes.
@@ -57,7 +58,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     let ingest = IngestState {
         log: log.clone(),
         salts: Arc::new(SaltBook::new(log.database())),
-        trust_proxy: settings.trust_proxy,
+        trusted_proxy_hops: settings.trusted_proxy_hops,
     };
     let stats = Arc::new(EmbeddedStats { store: store.clone(), log: log.clone() });
     let state = AppState::new(registry.clone(), stats, Some(ingest), &settings.queries);
@@ -76,7 +77,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", settings.listen))?;
     let address = listener.local_addr()?;
     announce(address)?;
-    tracing::info!(%address, data_dir = %dir.display(), trust_proxy = settings.trust_proxy, "tally serve started");
+    tracing::info!(%address, data_dir = %dir.display(), trusted_proxy_hops = settings.trusted_proxy_hops, "tally serve started");
     axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await?;

@@ -37,11 +37,12 @@ pub async fn event(
     let registry = app.registry.snapshot();
     // Cloudflare's geo headers (CF-IPCountry, and with its visitor location headers on,
     // CF-Region-Code and CF-IPCity), believed only from a trusted proxy.
-    let proxy_header = |name| if ingest_state.trust_proxy { header_str(&headers, name) } else { None };
+    let trusted = ingest_state.trusted_proxy_hops;
+    let proxy_header = |name| if trusted > 0 { header_str(&headers, name) } else { None };
     let ctx = RequestContext {
         content_type: header_str(&headers, header::CONTENT_TYPE.as_str()),
         user_agent: header_str(&headers, header::USER_AGENT.as_str()).unwrap_or(""),
-        ip: client_ip(&headers, peer.ip(), ingest_state.trust_proxy),
+        ip: client_ip(&headers, peer.ip(), trusted),
         country: proxy_header("cf-ipcountry"),
         region: proxy_header("cf-region-code"),
         city: proxy_header("cf-ipcity"),
@@ -83,11 +84,53 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The client's IP: the first address of `X-Forwarded-For` behind a trusted proxy, else the
-/// peer's address. The IP feeds the visitor id and is never stored or logged.
-fn client_ip(headers: &HeaderMap, peer: IpAddr, trust_proxy: bool) -> IpAddr {
-    let forwarded = || header_str(headers, "x-forwarded-for")?.split(',').next()?.trim().parse().ok();
-    if trust_proxy { forwarded().unwrap_or(peer) } else { peer }
+/// The client's IP behind `hops` trusted proxies: each appends to `X-Forwarded-For` the address
+/// it got the request from, so the client's is the `hops`-th from the right, and whatever the
+/// client wrote itself stands left of it. With fewer addresses than hops, the leftmost; with no
+/// trusted proxy, or no usable header, the peer's address. The IP feeds the visitor id and is
+/// never stored or logged.
+fn client_ip(headers: &HeaderMap, peer: IpAddr, hops: u8) -> IpAddr {
+    if hops == 0 {
+        return peer;
+    }
+    let all: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let at = all.len().saturating_sub(usize::from(hops));
+    all.get(at).and_then(|a| a.parse().ok()).unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip_of(forwarded: &[&str], hops: u8) -> String {
+        let mut headers = HeaderMap::new();
+        for value in forwarded {
+            headers.append("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+        }
+        client_ip(&headers, "10.9.9.9".parse().unwrap(), hops).to_string()
+    }
+
+    #[test]
+    fn the_client_is_the_address_the_trusted_hops_appended() {
+        // Without a trusted proxy the header is the client's own word: ignored.
+        assert_eq!(ip_of(&["1.1.1.1"], 0), "10.9.9.9");
+        // One proxy appended the client's address after what the client forged.
+        assert_eq!(ip_of(&["6.6.6.6, 1.1.1.1"], 1), "1.1.1.1");
+        // Two proxies: the client's address, then the first proxy's.
+        assert_eq!(ip_of(&["6.6.6.6, 1.1.1.1, 172.16.0.1"], 2), "1.1.1.1");
+        // Several header lines count as one list.
+        assert_eq!(ip_of(&["6.6.6.6", "1.1.1.1"], 1), "1.1.1.1");
+        // Fewer addresses than hops: the leftmost; garbage: the peer.
+        assert_eq!(ip_of(&["1.1.1.1"], 3), "1.1.1.1");
+        assert_eq!(ip_of(&["not an ip"], 1), "10.9.9.9");
+        assert_eq!(ip_of(&[], 1), "10.9.9.9");
+    }
 }
 
 fn random_id() -> Result<u128, ApiError> {

@@ -31,8 +31,11 @@ pub struct IngestState {
     pub log: EventLog,
     /// Daily visitor-id salts.
     pub salts: Arc<SaltBook>,
-    /// Whether `X-Forwarded-For` and the geo headers (`CF-IPCountry`, `CF-Region-Code`, `CF-IPCity`) are trusted.
-    pub trust_proxy: bool,
+    /// How many proxies in front are trusted (0: none): the client IP is the `X-Forwarded-For`
+    /// address that many from the right (proxies append the address they got the request from),
+    /// and the geo headers (`CF-IPCountry`, `CF-Region-Code`, `CF-IPCity`) are believed only
+    /// with at least one.
+    pub trusted_proxy_hops: u8,
 }
 
 /// What every handler shares.
