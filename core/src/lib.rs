@@ -9,6 +9,7 @@ pub mod cli;
 pub mod embedded;
 pub mod http;
 pub mod pipeline;
+pub mod privacy;
 pub mod query;
 pub mod registry;
 pub mod telemetry;

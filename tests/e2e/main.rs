@@ -11,6 +11,7 @@ mod harness;
 mod import;
 mod ingest_and_query;
 mod oracle;
+mod privacy;
 mod props;
 mod query_limits;
 mod revenue;

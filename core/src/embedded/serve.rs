@@ -45,6 +45,7 @@ pub struct ServeSettings {
 pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     let dir = &settings.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+    crate::privacy::check_data_dir(dir).with_context(|| format!("making {} private", dir.display()))?;
     let registry = Registry::open(dir)?;
     let busy = || format!("is another `tally serve` running on {}?", dir.display());
     let log = EventLog::open(&dir.join("log.redb")).with_context(busy)?;

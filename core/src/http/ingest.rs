@@ -104,6 +104,12 @@ fn client_ip(headers: &HeaderMap, peer: IpAddr, hops: u8) -> IpAddr {
     all.get(at).and_then(|a| a.parse().ok()).unwrap_or(peer)
 }
 
+fn random_id() -> Result<u128, ApiError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for an event id: {e}"))?;
+    Ok(u128::from_le_bytes(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,9 +117,9 @@ mod tests {
     fn ip_of(forwarded: &[&str], hops: u8) -> String {
         let mut headers = HeaderMap::new();
         for value in forwarded {
-            headers.append("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+            headers.append("x-forwarded-for", HeaderValue::from_str(value).expect("a header value"));
         }
-        client_ip(&headers, "10.9.9.9".parse().unwrap(), hops).to_string()
+        client_ip(&headers, "10.9.9.9".parse().expect("an address"), hops).to_string()
     }
 
     #[test]
@@ -131,10 +137,4 @@ mod tests {
         assert_eq!(ip_of(&["not an ip"], 1), "10.9.9.9");
         assert_eq!(ip_of(&[], 1), "10.9.9.9");
     }
-}
-
-fn random_id() -> Result<u128, ApiError> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for an event id: {e}"))?;
-    Ok(u128::from_le_bytes(bytes))
 }
