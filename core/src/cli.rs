@@ -10,6 +10,7 @@ use crate::embedded::log::EventLog;
 use crate::embedded::serve::{ServeSettings, serve};
 use crate::embedded::store::{PersistPolicy, Store};
 use crate::http::query_gate::QueryBudget;
+use crate::http::rate_limit::DEFAULT_QUERY_RATE_PER_HOUR;
 use crate::pipeline::import_lines::{Input, render};
 use crate::query::limits::{DEFAULT_CACHE_MB, DEFAULT_CONCURRENT_QUERIES, DEFAULT_QUERY_SECONDS};
 use crate::registry;
@@ -83,6 +84,10 @@ struct QueryLimitArgs {
     /// The answer cache's budget, in megabytes of answer JSON (0: no cache).
     #[arg(long, env = "TALLY_QUERY_CACHE_MB", default_value_t = DEFAULT_CACHE_MB)]
     query_cache_mb: u64,
+    /// Requests per hour per API key to the query API (0: no limit); over it, a 429 with
+    /// Retry-After.
+    #[arg(long, env = "TALLY_QUERY_RATE_PER_HOUR", default_value_t = DEFAULT_QUERY_RATE_PER_HOUR)]
+    query_rate_per_hour: u32,
 }
 
 impl QueryLimitArgs {
@@ -91,6 +96,7 @@ impl QueryLimitArgs {
             concurrent: usize::try_from(self.max_concurrent_queries).unwrap_or(usize::MAX),
             timeout: Duration::from_secs(self.query_timeout_s),
             cache_bytes: self.query_cache_mb.saturating_mul(1024 * 1024),
+            rate_per_hour: self.query_rate_per_hour,
         }
     }
 }

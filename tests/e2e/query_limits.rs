@@ -163,3 +163,29 @@ fn random_query_shapes_never_get_a_5xx() {
         })
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_key_over_its_rate_gets_429_with_retry_after_and_another_key_does_not() {
+    let mut server = TestServer::start_with("query-rate", &[SITE, "other.example"], &["--query-rate-per-hour", "3"]);
+    let body = query_body(SITE, &["events"], json!({}));
+    for _ in 0..3 {
+        assert_eq!(server.query_raw(server.key(SITE), &body).await.0, 200);
+    }
+    let response = server
+        .client()
+        .post(server.url("/api/v2/query"))
+        .bearer_auth(server.key(SITE))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=1_200).contains(&retry), "Retry-After {retry}");
+    // Another key, even of the same site, has its own rate.
+    let other = crate::harness::key_create(server.data_dir(), SITE);
+    server.set_key(SITE, other);
+    assert!(settle(POLL_DEADLINE, || server.query(&body), |a| a.is_ok()).await.is_ok(), "a fresh key is not limited");
+    let other_site = query_body("other.example", &["events"], json!({}));
+    assert_eq!(server.query_raw(server.key("other.example"), &other_site).await.0, 200);
+}

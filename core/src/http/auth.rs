@@ -1,7 +1,7 @@
 //! Bearer-key authentication and per-site scoping of reads.
 
 use super::error::ApiError;
-use crate::registry::{Site, Snapshot};
+use crate::registry::{KeyScope, Site, Snapshot};
 use axum::http::{HeaderMap, header};
 use tally_model::site::normalize_domain;
 
@@ -16,9 +16,9 @@ pub fn authorize<'a>(registry: &'a Snapshot, headers: &HeaderMap, site_id: &str)
     registry.site(&domain).ok_or(ApiError::SiteNotFound)
 }
 
-/// Whether the request carries any valid key.
-pub fn authenticate(registry: &Snapshot, headers: &HeaderMap) -> Result<(), ApiError> {
-    bearer(headers).and_then(|token| registry.key_scope(token)).map(|_| ()).ok_or(ApiError::Unauthorized)
+/// The valid key the request carries.
+pub fn authenticate<'a>(registry: &'a Snapshot, headers: &HeaderMap) -> Result<&'a KeyScope, ApiError> {
+    bearer(headers).and_then(|token| registry.key_scope(token)).ok_or(ApiError::Unauthorized)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

@@ -30,6 +30,12 @@ pub enum ApiError {
     /// The query would do more work than a limit allows (422); the message names the limit.
     #[error("{0}")]
     OverBudget(String),
+    /// The key made more requests than its rate limit allows (429 with `Retry-After`).
+    #[error("this API key is over its rate limit; retry in {retry_after_s} s")]
+    RateLimited {
+        /// Seconds to wait.
+        retry_after_s: u64,
+    },
     /// Every query turn is taken (503 with `Retry-After`).
     #[error("too many queries at once; retry in {retry_after_s} s")]
     Busy {
@@ -54,7 +60,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry_after = match &self {
-            ApiError::Busy { retry_after_s } => Some(*retry_after_s),
+            ApiError::Busy { retry_after_s } | ApiError::RateLimited { retry_after_s } => Some(*retry_after_s),
             _ => None,
         };
         let status = match &self {
@@ -64,6 +70,7 @@ impl IntoResponse for ApiError {
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::LogUnavailable | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::OverBudget(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR

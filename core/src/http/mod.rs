@@ -6,6 +6,7 @@ pub mod ingest;
 pub mod listen;
 pub mod query;
 pub mod query_gate;
+pub mod rate_limit;
 
 use crate::embedded::log::EventLog;
 use crate::pipeline::salts::SaltBook;
@@ -16,6 +17,7 @@ use axum::body::Bytes;
 use axum::http::Method;
 use axum::routing::{get, post};
 use query_gate::{QueryBudget, QueryGate};
+use rate_limit::KeyRateLimit;
 use std::sync::Arc;
 use tower_http::cors::{Any, CorsLayer};
 
@@ -51,6 +53,8 @@ pub struct AppState {
     pub cache: QueryCache,
     /// Turns and time for queries.
     pub queries: Arc<QueryGate>,
+    /// Requests per key, if limited.
+    pub key_rate: Option<Arc<KeyRateLimit>>,
 }
 
 impl AppState {
@@ -67,6 +71,7 @@ impl AppState {
             ingest,
             cache: query_cache(budget.cache_bytes),
             queries: Arc::new(QueryGate::new(budget)),
+            key_rate: KeyRateLimit::per_hour(budget.rate_per_hour).map(Arc::new),
         }
     }
 }

@@ -18,7 +18,10 @@ use serde_json::{Value, json};
 /// Answers a Stats API v2 query for a site the caller's key may read.
 pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let registry = app.registry.snapshot();
-    authenticate(&registry, &headers)?;
+    let key = authenticate(&registry, &headers)?;
+    if let Some(limit) = &app.key_rate {
+        limit.check(&key.id)?;
+    }
     let body = read_bounded(body).await?;
     let request: QueryRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
@@ -100,12 +103,13 @@ pub async fn drops(
     UrlQuery(params): UrlQuery<DropsParams>,
 ) -> Result<Json<Value>, ApiError> {
     let registry = app.registry.snapshot();
+    let key = authenticate(&registry, &headers)?;
+    if let Some(limit) = &app.key_rate {
+        limit.check(&key.id)?;
+    }
     let site = match &params.site_id {
         Some(site_id) => authorize(&registry, &headers, site_id)?.domain.clone(),
-        None => {
-            authenticate(&registry, &headers)?;
-            String::new()
-        }
+        None => String::new(),
     };
     let counts = app.stats.drops(&site).await?;
     Ok(Json(json!({ "site_id": params.site_id.map(|_| site), "drops": counts })))

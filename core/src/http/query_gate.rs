@@ -19,6 +19,8 @@ pub struct QueryBudget {
     pub timeout: Duration,
     /// The answer cache's budget, in bytes of answer JSON.
     pub cache_bytes: u64,
+    /// Requests per hour per API key (0: no limit).
+    pub rate_per_hour: u32,
 }
 
 impl Default for QueryBudget {
@@ -28,6 +30,7 @@ impl Default for QueryBudget {
             concurrent: usize::try_from(DEFAULT_CONCURRENT_QUERIES).unwrap_or(1),
             timeout: Duration::from_secs(DEFAULT_QUERY_SECONDS),
             cache_bytes: DEFAULT_CACHE_MB * 1024 * 1024,
+            rate_per_hour: super::rate_limit::DEFAULT_QUERY_RATE_PER_HOUR,
         }
     }
 }
