@@ -81,6 +81,16 @@ pub enum RegistryError {
     /// A key was requested for no sites at all.
     #[error("a key needs at least one site")]
     NoSites,
+    /// A server that only reads the registry found none.
+    #[error(
+        "there is no {} (no sites or keys): create them with `tally site add DOMAIN --data-dir {}` and `tally key create`, or point --data-dir at the registry",
+        path.display(),
+        path.parent().map_or_else(String::new, |p| p.display().to_string())
+    )]
+    Missing {
+        /// Where the registry file was looked for.
+        path: PathBuf,
+    },
     /// Reading or writing a file in the data directory failed.
     #[error("cannot access {}: {source}", path.display())]
     Io {
@@ -300,6 +310,21 @@ impl Registry {
         if !path.exists() {
             create_if_missing(data_dir)?;
         }
+        Registry::open_file(path)
+    }
+
+    /// Opens the registry of `data_dir`, which must exist: for the servers that only read it
+    /// (`tally query`, `tally ingest`), where an empty one would only answer 401 and drop every
+    /// event as from an unknown site.
+    pub fn open_existing(data_dir: &Path) -> Result<Registry, RegistryError> {
+        let path = data_dir.join(FILE_NAME);
+        if !path.exists() {
+            return Err(RegistryError::Missing { path });
+        }
+        Registry::open_file(path)
+    }
+
+    fn open_file(path: PathBuf) -> Result<Registry, RegistryError> {
         let (stamp, snapshot) = read_snapshot(&path)?;
         let epoch = Instant::now();
         Ok(Registry {

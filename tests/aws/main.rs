@@ -11,5 +11,6 @@ mod ingest;
 mod kinesis;
 mod lease;
 mod proxy;
+mod query_server;
 mod reads;
 mod writes;

@@ -51,6 +51,8 @@ pub struct IngestSettings {
 
 /// Runs the consumer until SIGINT or SIGTERM.
 pub async fn ingest(settings: IngestSettings) -> anyhow::Result<()> {
+    // Before anything reaches AWS: without a registry every event would be dropped.
+    let registry = Registry::open_existing(&settings.data_dir)?;
     let kinesis = clients::kinesis(&settings.aws).await;
     let dynamo = clients::dynamodb(&settings.aws).await;
     let tables = Tables::named(&settings.app, &settings.aws.region);
@@ -66,7 +68,7 @@ pub async fn ingest(settings: IngestSettings) -> anyhow::Result<()> {
         stream: settings.stream.clone(),
         region: settings.aws.region.clone(),
         tables,
-        registry: Registry::open(&settings.data_dir)?,
+        registry,
         flush_interval: settings.flush_interval,
         max_records_per_flush: settings.max_records_per_flush,
         snapshot_interval: settings.snapshot_interval,

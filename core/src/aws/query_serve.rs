@@ -35,7 +35,7 @@ pub struct QuerySettings {
 pub async fn serve_queries(settings: QuerySettings) -> anyhow::Result<()> {
     crate::privacy::check_data_dir(&settings.data_dir)
         .with_context(|| format!("making {} private", settings.data_dir.display()))?;
-    let registry = Registry::open(&settings.data_dir)?;
+    let registry = Registry::open_existing(&settings.data_dir)?;
     let lineages = settings
         .regions
         .iter()

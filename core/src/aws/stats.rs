@@ -101,7 +101,23 @@ impl StatsSource for DynamoStats {
         })
     }
 
-    fn health(&self) -> anyhow::Result<Value> {
-        Ok(json!({ "status": "ok", "store": "dynamodb" }))
+    /// DynamoDB answers if the aggregate table can be described within 3 seconds.
+    fn health(&self) -> Pending<'_, Value> {
+        Box::pin(async move {
+            let describe = self.client.describe_table().table_name(&self.table).send();
+            let failing = match tokio::time::timeout(std::time::Duration::from_secs(3), describe).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(error)) => {
+                    let error = aws_sdk_dynamodb::error::DisplayErrorContext(error);
+                    tracing::warn!(table = self.table, error = %error, "health: DynamoDB does not answer");
+                    Some("DynamoDB does not answer (the log says why)".to_owned())
+                }
+                Err(_) => Some("DynamoDB did not answer within 3 s".to_owned()),
+            };
+            Ok(match failing {
+                None => json!({ "status": "ok", "store": "dynamodb", "table": self.table }),
+                Some(error) => json!({ "status": "failing", "store": "dynamodb", "table": self.table, "error": error }),
+            })
+        })
     }
 }

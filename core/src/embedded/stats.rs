@@ -61,15 +61,17 @@ impl StatsSource for EmbeddedStats {
         Box::pin(async move { self.store.drops(site) })
     }
 
-    fn health(&self) -> anyhow::Result<Value> {
-        let progress = self.store.progress()?;
-        let head = *self.log.head().borrow();
-        Ok(json!({
-            "status": "ok",
-            "log_head": head,
-            "log_offset_applied": progress.offset,
-            "lag_entries": head.saturating_sub(progress.offset),
-            "data_complete_until": complete_until(progress.until_ms),
-        }))
+    fn health(&self) -> Pending<'_, Value> {
+        Box::pin(async move {
+            let progress = self.store.progress()?;
+            let head = *self.log.head().borrow();
+            Ok(json!({
+                "status": "ok",
+                "log_head": head,
+                "log_offset_applied": progress.offset,
+                "lag_entries": head.saturating_sub(progress.offset),
+                "data_complete_until": complete_until(progress.until_ms),
+            }))
+        })
     }
 }

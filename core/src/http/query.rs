@@ -10,7 +10,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::body::{Body, HttpBody};
 use axum::extract::{Query as UrlQuery, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -115,7 +115,10 @@ pub async fn drops(
     Ok(Json(json!({ "site_id": params.site_id.map(|_| site), "drops": counts })))
 }
 
-/// Liveness and, for the embedded store, how far aggregation has come.
-pub async fn health(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(app.stats.health()?))
+/// Whether the store answers (503 when it does not) and, for the embedded store, how far
+/// aggregation has come.
+pub async fn health(State(app): State<AppState>) -> Result<Response, ApiError> {
+    let body = app.stats.health().await?;
+    let status = if body["status"] == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    Ok((status, Json(body)).into_response())
 }

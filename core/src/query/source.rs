@@ -38,8 +38,9 @@ pub trait StatsSource: Send + Sync {
     /// Drop counts of `site` ("" for drops that named no site), by reason.
     fn drops<'a>(&'a self, site: &'a str) -> Pending<'a, BTreeMap<String, u64>>;
 
-    /// The body of `GET /api/health`.
-    fn health(&self) -> anyhow::Result<Value>;
+    /// The body of `GET /api/health`: `"status": "ok"` when the store answers, else
+    /// `"failing"` with what failed (the endpoint then answers 503).
+    fn health(&self) -> Pending<'_, Value>;
 }
 
 /// An arrival time as the `data_complete_until` of an answer (null before the first event).

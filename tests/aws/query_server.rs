@@ -1,0 +1,58 @@
+//! `tally query` and `tally ingest` as an operator meets them: neither starts on a data
+//! directory without a registry (an empty one would answer every key 401 and drop every event),
+//! and `tally query`'s health says whether DynamoDB answers.
+
+use crate::bed::{QueryServer, data_dir};
+use crate::stand_ins::{Dynoxide, settings};
+use std::process::Command;
+use tally_core::aws::dynamo::Tables;
+
+#[test]
+fn query_and_ingest_refuse_a_data_directory_without_a_registry() {
+    let dir = data_dir("no-registry", 0);
+    std::fs::create_dir_all(&dir).unwrap();
+    for args in [
+        vec!["query", "--region", "us-east-1", "--listen", "127.0.0.1:0"],
+        vec!["ingest", "--stream", "events", "--region", "us-east-1", "--snapshot-bucket", "b"],
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args(&args)
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--dynamodb-endpoint", "http://127.0.0.1:9", "--stand-in-credentials"])
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "tally {} started without a registry", args[0]);
+        assert!(stderr.contains("registry.json") && stderr.contains("tally site add"), "tally {}: {stderr}", args[0]);
+    }
+    assert!(!dir.join("registry.json").exists(), "no empty registry was created");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_health_says_whether_dynamodb_answers() {
+    let dynamo = Dynoxide::start();
+    let dir = data_dir("query-health", 1);
+    let health = |url: String| async move {
+        let response = reqwest::get(format!("{url}/api/health")).await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<serde_json::Value>().await.unwrap())
+    };
+
+    // Before the tables exist, and with DynamoDB unreachable: failing.
+    let server = QueryServer::start(&dynamo.url, &dir, "us-east-1", 1);
+    let (status, body) = health(server.url.clone()).await;
+    assert_eq!((status, body["status"].as_str()), (503, Some("failing")), "{body}");
+    let unreachable = QueryServer::start("http://127.0.0.1:9", &dir, "us-east-1", 1);
+    let (status, body) = health(unreachable.url.clone()).await;
+    assert_eq!((status, body["status"].as_str()), (503, Some("failing")), "{body}");
+
+    // Once the tables exist: ok.
+    let client = tally_core::aws::clients::dynamodb(&settings(None, Some(&dynamo.url))).await;
+    Tables::named("t", "us-east-1").create_if_missing(&client).await.unwrap();
+    let (status, body) = health(server.url.clone()).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")), "{body}");
+    let _ = std::fs::remove_dir_all(dir);
+}
