@@ -33,7 +33,12 @@ pub async fn event(
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
     let received_ms = jiff::Timestamp::now().as_millisecond();
-    let salts = ingest_state.salts.salts_at(received_ms)?;
+    // The day's salt is written to the log's database on its first use: if that fails (disk
+    // full, I/O error), nothing was accepted and the client may retry: a 503, as for the log.
+    let salts = ingest_state.salts.salts_at(received_ms).map_err(|error| {
+        tracing::error!(error = format!("{error:#}"), "ingest could not read or write the day's salt");
+        ApiError::LogUnavailable
+    })?;
     let registry = app.registry.snapshot();
     // Cloudflare's geo headers (CF-IPCountry, and with its visitor location headers on,
     // CF-Region-Code and CF-IPCity), believed only from a trusted proxy.
