@@ -11,6 +11,7 @@ use crate::embedded::serve::{ServeSettings, serve};
 use crate::embedded::store::{PersistPolicy, Store};
 use crate::http::query_gate::QueryBudget;
 use crate::http::rate_limit::DEFAULT_QUERY_RATE_PER_HOUR;
+use crate::http::server::HttpLimits;
 use crate::pipeline::import_lines::{Input, render};
 use crate::query::limits::{DEFAULT_CACHE_MB, DEFAULT_CONCURRENT_QUERIES, DEFAULT_QUERY_SECONDS};
 use crate::registry;
@@ -74,6 +75,34 @@ struct DataDir {
 }
 
 #[derive(Debug, Args)]
+struct HttpLimitArgs {
+    /// Seconds a connection may take to send a request's head, counted from when it starts
+    /// waiting for one: also the idle keep-alive timeout.
+    #[arg(long, env = "TALLY_HTTP_HEADER_TIMEOUT_S", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    http_header_timeout_s: u64,
+    /// Seconds a request's body may take to arrive.
+    #[arg(long, env = "TALLY_HTTP_BODY_TIMEOUT_S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    http_body_timeout_s: u64,
+    /// Most connections open at once; at the cap the server accepts no more until one closes.
+    #[arg(long, env = "TALLY_MAX_CONNECTIONS", default_value_t = 1_024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_connections: u64,
+    /// Seconds shutdown waits for open requests before it drops their connections.
+    #[arg(long, env = "TALLY_DRAIN_TIMEOUT_S", default_value_t = 10)]
+    drain_timeout_s: u64,
+}
+
+impl HttpLimitArgs {
+    fn limits(&self) -> HttpLimits {
+        HttpLimits {
+            header_timeout: Duration::from_secs(self.http_header_timeout_s),
+            body_timeout: Duration::from_secs(self.http_body_timeout_s),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            drain: Duration::from_secs(self.drain_timeout_s),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
 struct QueryLimitArgs {
     /// Queries answered at once; more wait up to 5 s for a turn, then get a 503.
     #[arg(long, env = "TALLY_MAX_CONCURRENT_QUERIES", default_value_t = DEFAULT_CONCURRENT_QUERIES, value_parser = clap::value_parser!(u64).range(1..))]
@@ -129,6 +158,8 @@ struct ServeArgs {
     segment_persist_secs: u64,
     #[command(flatten)]
     queries: QueryLimitArgs,
+    #[command(flatten)]
+    http: HttpLimitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -245,6 +276,8 @@ struct QueryArgs {
     data: DataDir,
     #[command(flatten)]
     queries: QueryLimitArgs,
+    #[command(flatten)]
+    http: HttpLimitArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -295,6 +328,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     ..PersistPolicy::default()
                 },
                 queries: args.queries.budget(),
+                http: args.http.limits(),
             };
             serve(settings).await
         }
@@ -355,9 +389,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 static_credentials: args.stand_in_credentials,
             };
             let (app, listen, data_dir) = (args.app, args.listen, args.data.data_dir);
-            let queries = args.queries.budget();
+            let (queries, http) = (args.queries.budget(), args.http.limits());
             let sub_partitions = args.sub_partitions;
-            serve_queries(QuerySettings { aws, app, regions, sub_partitions, listen, data_dir, queries }).await
+            serve_queries(QuerySettings { aws, app, regions, sub_partitions, listen, data_dir, queries, http }).await
         }
         Command::Site(SiteCommand::Add { domain, timezone, data }) => {
             let site = registry::add_site(&data.data_dir, &domain, Some(&timezone))?;

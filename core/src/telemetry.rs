@@ -89,6 +89,7 @@ pub async fn serve(
             }),
         )
         .with_state((handle, stopping));
-    axum::serve(listener, app).await?;
+    crate::http::server::serve(listener, app, crate::http::server::HttpLimits::default(), std::future::pending())
+        .await?;
     Ok(())
 }

@@ -8,6 +8,7 @@ mod bad_input;
 mod cli_while_serving;
 mod crash_recovery;
 mod harness;
+mod http_limits;
 mod import;
 mod ingest_and_query;
 mod oracle;

@@ -29,6 +29,8 @@ pub struct QuerySettings {
     pub data_dir: PathBuf,
     /// Bounds on answering queries.
     pub queries: QueryBudget,
+    /// Timeouts and the connection cap of the HTTP server.
+    pub http: crate::http::server::HttpLimits,
 }
 
 /// Serves queries until SIGINT or SIGTERM.
@@ -51,8 +53,6 @@ pub async fn serve_queries(settings: QuerySettings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
     announce(listener.local_addr()?)?;
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    crate::http::server::serve(listener, router(state), settings.http, shutdown_signal()).await?;
     Ok(())
 }

@@ -39,6 +39,8 @@ pub struct ServeSettings {
     pub persist: PersistPolicy,
     /// Bounds on answering queries.
     pub queries: QueryBudget,
+    /// Timeouts and the connection cap of the HTTP server.
+    pub http: crate::http::server::HttpLimits,
 }
 
 /// Runs the server until a shutdown signal.
@@ -79,9 +81,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     announce(address)?;
     tracing::info!(%address, data_dir = %dir.display(), trusted_proxy_hops = settings.trusted_proxy_hops, "tally serve started");
-    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    crate::http::server::serve(listener, router(state), settings.http, shutdown_signal()).await?;
     drop(import_socket);
     tracing::info!("stopped taking requests; applying what the log holds");
     stop.send_replace(true);

@@ -27,6 +27,9 @@ pub enum ApiError {
     /// The request body is larger than its limit (413).
     #[error("{0}")]
     TooLarge(String),
+    /// The request's body did not arrive within the body timeout (408; the connection closes).
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     /// The query would do more work than a limit allows (422); the message names the limit.
     #[error("{0}")]
     OverBudget(String),
@@ -45,6 +48,18 @@ pub enum ApiError {
     /// Anything else (500); logged with its details.
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
+}
+
+/// Whether reading a body failed because its time ran out (the server's body timeout).
+pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 impl ApiError {
@@ -68,6 +83,7 @@ impl IntoResponse for ApiError {
             ApiError::SiteNotFound => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::LogUnavailable | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::OverBudget(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -77,6 +93,9 @@ impl IntoResponse for ApiError {
             }
         };
         let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        if matches!(self, ApiError::BodyTimeout) {
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(seconds) = retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }

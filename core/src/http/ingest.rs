@@ -2,7 +2,7 @@
 //! (and drops) are durably in the event log.
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, is_body_timeout};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
@@ -26,8 +26,10 @@ pub async fn event(
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Ok(rejected(Rejection::BodyTooLarge));
     }
-    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-        return Ok(rejected(Rejection::BodyTooLarge));
+    let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(body) => body,
+        Err(error) if is_body_timeout(&error) => return Err(ApiError::BodyTimeout),
+        Err(_) => return Ok(rejected(Rejection::BodyTooLarge)),
     };
     let Some(ingest_state) = &app.ingest else {
         return Ok(StatusCode::NOT_FOUND.into_response());

@@ -7,6 +7,7 @@ pub mod listen;
 pub mod query;
 pub mod query_gate;
 pub mod rate_limit;
+pub mod server;
 
 use crate::embedded::log::EventLog;
 use crate::pipeline::salts::SaltBook;

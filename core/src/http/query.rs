@@ -2,7 +2,7 @@
 
 use super::AppState;
 use super::auth::{authenticate, authorize};
-use super::error::ApiError;
+use super::error::{ApiError, is_body_timeout};
 use crate::query::limits::{MAX_BODY_BYTES, MAX_DRAINED_BYTES};
 use crate::query::source::complete_until;
 use crate::query::{Query, QueryRequest};
@@ -68,7 +68,13 @@ async fn read_bounded(mut body: Body) -> Result<Bytes, ApiError> {
     let mut kept = Vec::new();
     let mut seen = 0usize;
     while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
-        let frame = frame.map_err(|e| ApiError::BadRequest(format!("reading the query body: {e}")))?;
+        let frame = frame.map_err(|e| {
+            if is_body_timeout(&e) {
+                ApiError::BodyTimeout
+            } else {
+                ApiError::BadRequest(format!("reading the query body: {e}"))
+            }
+        })?;
         let Ok(data) = frame.into_data() else { continue };
         seen = seen.saturating_add(data.len());
         if seen <= MAX_BODY_BYTES {
