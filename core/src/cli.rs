@@ -309,6 +309,18 @@ enum KeyCommand {
         #[command(flatten)]
         data: DataDir,
     },
+    /// List the keys: id, creation time and sites (never the key itself).
+    List {
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Revoke a key by its id (`k_…`); a running server refuses it within a second.
+    Revoke {
+        /// The key's id, as `tally key list` shows it.
+        id: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
 }
 
 /// Runs the command line.
@@ -415,6 +427,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut err = std::io::stderr().lock();
             writeln!(err, "key {} created for {}; it is shown only once.", registry::key_id(&key), sites.join(", "))?;
             writeln!(err, "use it as `Authorization: Bearer <key>` on POST /api/v2/query")?;
+            Ok(())
+        }
+        Command::Key(KeyCommand::List { data }) => {
+            let registry = registry::Registry::open_existing(&data.data_dir)?;
+            let mut out = std::io::stdout().lock();
+            for key in registry.snapshot().keys() {
+                let sites: Vec<&str> = key.sites.iter().map(String::as_str).collect();
+                writeln!(out, "{}\t{}\t{}", key.id, key.created, sites.join(","))?;
+            }
+            Ok(())
+        }
+        Command::Key(KeyCommand::Revoke { id, data }) => {
+            registry::revoke_key(&data.data_dir, &id)?;
+            writeln!(std::io::stderr().lock(), "key {id} revoked; a running server refuses it within a second")?;
             Ok(())
         }
     }

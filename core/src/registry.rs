@@ -78,6 +78,9 @@ pub enum RegistryError {
     /// No site with this domain exists.
     #[error("there is no site {0}: add it first with `tally site add {0}`")]
     UnknownSite(String),
+    /// No key has this id.
+    #[error("there is no key {0}: `tally key list` shows the keys")]
+    UnknownKey(String),
     /// A key was requested for no sites at all.
     #[error("a key needs at least one site")]
     NoSites,
@@ -146,6 +149,22 @@ pub fn add_site(data_dir: &Path, domain: &str, timezone: Option<&str>) -> Result
         Ok(())
     })?;
     Ok(Site { domain, timezone_name, timezone: tz, created })
+}
+
+/// Revokes the key with public id `id`: its hash leaves the registry, and a running server
+/// refuses the key (401) once it reloads the file, within a second.
+///
+/// # Errors
+/// [`RegistryError::UnknownKey`], or a failure to read or write the registry file.
+pub fn revoke_key(data_dir: &Path, id: &str) -> Result<(), RegistryError> {
+    update(data_dir, |file, _| {
+        let before = file.keys.len();
+        file.keys.retain(|key| key.id != id);
+        if file.keys.len() == before {
+            return Err(RegistryError::UnknownKey(id.to_owned()));
+        }
+        Ok(())
+    })
 }
 
 /// Creates a key scoped to the given existing sites and returns its plain text, which is shown

@@ -102,3 +102,35 @@ async fn health_answers_ok() {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET /api/health is not JSON ({e}): {body}"));
     assert_eq!(answer["status"], "ok", "GET /api/health: {body}");
 }
+
+/// `tally key list` shows ids, never keys; `tally key revoke` makes a key answer 401 within a
+/// second while the server runs, and leaves other keys alone.
+#[tokio::test]
+async fn a_revoked_key_is_refused_within_a_second() {
+    let mut server = TestServer::start("revoke", &[A]);
+    let body = query_body(A, &["visitors"], json!({}));
+    let key = server.key(A).to_owned();
+    let (status, _) = server.query_raw(&key, &body).await;
+    assert_eq!(status, 200);
+    let dir = server.data_dir().to_str().unwrap().to_owned();
+    let listed = crate::harness::tally_ok(&["key", "list", "--data-dir", &dir]);
+    let id = tally_core::registry::key_id(&key);
+    assert!(listed.contains(&id) && listed.contains(A), "{listed}");
+    assert!(!listed.contains(&key), "the list shows a key itself: {listed}");
+    let other = crate::harness::key_create(server.data_dir(), A);
+
+    crate::harness::tally_ok(&["key", "revoke", &id, "--data-dir", &dir]);
+    let revoked = std::time::Instant::now();
+    loop {
+        let (status, _) = server.query_raw(&key, &body).await;
+        if status == 401 {
+            break;
+        }
+        assert!(revoked.elapsed() < std::time::Duration::from_secs(1), "still {status} a second after revoking");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    server.set_key(A, other);
+    assert!(server.query(&body).await.is_ok(), "another key of the site still reads it");
+    let unknown = crate::harness::run_cli(&["key", "revoke", &id, "--data-dir", &dir]);
+    assert!(!unknown.status.success() && unknown.stderr.contains("no key"), "{}", unknown.stderr);
+}
