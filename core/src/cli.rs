@@ -11,7 +11,9 @@ use crate::embedded::serve::{ServeSettings, serve};
 use crate::embedded::store::{PersistPolicy, Store};
 use crate::http::query_gate::QueryBudget;
 use crate::http::rate_limit::DEFAULT_QUERY_RATE_PER_HOUR;
-use crate::http::server::HttpLimits;
+use crate::http::server::{
+    DEFAULT_BODY_TIMEOUT_S, DEFAULT_DRAIN_S, DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, HttpLimits,
+};
 use crate::pipeline::import_lines::{Input, render};
 use crate::query::limits::{DEFAULT_CACHE_MB, DEFAULT_CONCURRENT_QUERIES, DEFAULT_QUERY_SECONDS};
 use crate::registry;
@@ -78,16 +80,16 @@ struct DataDir {
 struct HttpLimitArgs {
     /// Seconds a connection may take to send a request's head, counted from when it starts
     /// waiting for one: also the idle keep-alive timeout.
-    #[arg(long, env = "TALLY_HTTP_HEADER_TIMEOUT_S", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "TALLY_HTTP_HEADER_TIMEOUT_S", default_value_t = DEFAULT_HEADER_TIMEOUT_S, value_parser = clap::value_parser!(u64).range(1..))]
     http_header_timeout_s: u64,
     /// Seconds a request's body may take to arrive.
-    #[arg(long, env = "TALLY_HTTP_BODY_TIMEOUT_S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "TALLY_HTTP_BODY_TIMEOUT_S", default_value_t = DEFAULT_BODY_TIMEOUT_S, value_parser = clap::value_parser!(u64).range(1..))]
     http_body_timeout_s: u64,
     /// Most connections open at once; at the cap the server accepts no more until one closes.
-    #[arg(long, env = "TALLY_MAX_CONNECTIONS", default_value_t = 1_024, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "TALLY_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u64).range(1..))]
     max_connections: u64,
     /// Seconds shutdown waits for open requests before it drops their connections.
-    #[arg(long, env = "TALLY_DRAIN_TIMEOUT_S", default_value_t = 10)]
+    #[arg(long, env = "TALLY_DRAIN_TIMEOUT_S", default_value_t = DEFAULT_DRAIN_S)]
     drain_timeout_s: u64,
 }
 

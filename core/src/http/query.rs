@@ -25,7 +25,7 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Body) 
     let body = read_bounded(body).await?;
     let request: QueryRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
-    let site = authorize(&registry, &headers, &request.site_id)?;
+    let site = authorize(&registry, key, &request.site_id)?;
     let mut query = Query::resolve(&request, &site.timezone, jiff::Timestamp::now())
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     query.site = site.domain.clone();
@@ -114,7 +114,7 @@ pub async fn drops(
         limit.check(&key.id)?;
     }
     let site = match &params.site_id {
-        Some(site_id) => authorize(&registry, &headers, site_id)?.domain.clone(),
+        Some(site_id) => authorize(&registry, key, site_id)?.domain.clone(),
         None => String::new(),
     };
     let counts = app.stats.drops(&site).await?;

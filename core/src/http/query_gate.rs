@@ -23,18 +23,6 @@ pub struct QueryBudget {
     pub rate_per_hour: u32,
 }
 
-impl Default for QueryBudget {
-    fn default() -> QueryBudget {
-        use crate::query::limits::{DEFAULT_CACHE_MB, DEFAULT_CONCURRENT_QUERIES, DEFAULT_QUERY_SECONDS};
-        QueryBudget {
-            concurrent: usize::try_from(DEFAULT_CONCURRENT_QUERIES).unwrap_or(1),
-            timeout: Duration::from_secs(DEFAULT_QUERY_SECONDS),
-            cache_bytes: DEFAULT_CACHE_MB * 1024 * 1024,
-            rate_per_hour: super::rate_limit::DEFAULT_QUERY_RATE_PER_HOUR,
-        }
-    }
-}
-
 /// Turns for queries.
 pub struct QueryGate {
     turns: Arc<Semaphore>,

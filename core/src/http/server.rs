@@ -33,13 +33,22 @@ pub struct HttpLimits {
     pub drain: Duration,
 }
 
+/// Default header (and idle) timeout, seconds.
+pub const DEFAULT_HEADER_TIMEOUT_S: u64 = 10;
+/// Default body timeout, seconds.
+pub const DEFAULT_BODY_TIMEOUT_S: u64 = 30;
+/// Default connection cap.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 1_024;
+/// Default drain deadline, seconds.
+pub const DEFAULT_DRAIN_S: u64 = 10;
+
 impl Default for HttpLimits {
     fn default() -> HttpLimits {
         HttpLimits {
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(30),
-            max_connections: 1_024,
-            drain: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(DEFAULT_HEADER_TIMEOUT_S),
+            body_timeout: Duration::from_secs(DEFAULT_BODY_TIMEOUT_S),
+            max_connections: usize::try_from(DEFAULT_MAX_CONNECTIONS).unwrap_or(usize::MAX),
+            drain: Duration::from_secs(DEFAULT_DRAIN_S),
         }
     }
 }
