@@ -170,6 +170,7 @@ fuzz_target!(|input: Input<'_>| {
             assert!(!debug.contains(&ip_text), "entry {index} contains the IP {ip_text}: {debug}");
         }
         match entry {
+            LogEntry::Drops(_) => panic!("ingest never counts drops together; only rate limits do"),
             LogEntry::Drop(drop) => {
                 assert_eq!(drop.received_ms, input.received_ms);
                 // Drops of unregistered domains must not record the domain.

@@ -1,6 +1,9 @@
 //! The one codec for log entries: a version byte, then postcard.
 //!
-//! Version 3 (written) is `[0x03] ++ postcard(LogEntry)`. Version 2 (still read) had no region
+//! Version 3 (written) is `[0x03] ++ postcard(LogEntry)`. Version 4 is the same layout with one
+//! more kind of entry, counted drops ([`LogEntry::Drops`]): only those are written as version 4,
+//! so everything a version-3 reader (an older tally, an edge in flight) could read before, it
+//! still reads. Version 2 (still read) had no region
 //! or city on events; they decode with both `None`. Version 1 (still read) had no id on drops
 //! either; its drops decode with `id: None`. Postcard's format is stable and documented, so
 //! records written today decode tomorrow; a change to [`crate::event`] needs a new version.
@@ -10,8 +13,10 @@ use crate::reject::DropReason;
 use crate::wire::Revenue;
 use serde::Deserialize;
 
-/// The version byte written in front of every entry.
+/// The version byte written in front of events and single drops.
 pub const VERSION: u8 = 3;
+/// The version byte written in front of counted drops, the one kind of entry version 3 lacks.
+pub const VERSION_WITH_COUNTS: u8 = 4;
 
 /// Why bytes could not be decoded.
 #[non_exhaustive]
@@ -30,7 +35,8 @@ pub enum CodecError {
 
 /// Encodes one entry.
 pub fn encode(entry: &LogEntry) -> Vec<u8> {
-    let mut out = vec![VERSION];
+    let version = if matches!(entry, LogEntry::Drops(_)) { VERSION_WITH_COUNTS } else { VERSION };
+    let mut out = vec![version];
     // Serialising into a Vec cannot fail for these plain types.
     out.extend(postcard::to_allocvec(entry).unwrap_or_default());
     out
@@ -41,7 +47,7 @@ pub fn decode(bytes: &[u8]) -> Result<LogEntry, CodecError> {
     let malformed = |e: postcard::Error| CodecError::Malformed(e.to_string());
     match bytes.split_first() {
         None => Err(CodecError::Empty),
-        Some((&VERSION, rest)) => postcard::from_bytes(rest).map_err(malformed),
+        Some((&(VERSION | VERSION_WITH_COUNTS), rest)) => postcard::from_bytes(rest).map_err(malformed),
         Some((&2, rest)) => postcard::from_bytes::<LogEntryV2>(rest).map(LogEntry::from).map_err(malformed),
         Some((&1, rest)) => postcard::from_bytes::<LogEntryV1>(rest).map(LogEntry::from).map_err(malformed),
         Some((&other, _)) => Err(CodecError::UnknownVersion(other)),
@@ -123,6 +129,7 @@ impl From<LogEntryV1> for LogEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::DropCount;
 
     fn sample() -> Event {
         Event {
@@ -166,6 +173,21 @@ mod tests {
         assert_eq!(hex(&encode(&LogEntry::Event(Box::new(sample_v3())))), format!("03{}{region_city}", &V1_EVENT[2..]));
         let drop = Drop { id: Some(EventId(7)), site: None, reason: DropReason::Bot, received_ms: 1 };
         assert_eq!(hex(&encode(&LogEntry::Drop(drop))), "03010107000002");
+    }
+
+    #[test]
+    fn version_4_snapshot_holds_counted_drops_only() {
+        let counted = DropCount {
+            id: EventId(7),
+            site: Some("a.com".into()),
+            reason: DropReason::RateLimited,
+            received_ms: 1,
+            count: 300,
+        };
+        let bytes = encode(&LogEntry::Drops(counted.clone()));
+        // Variant 2, id 7, Some("a.com"), reason 14, time 1 (zigzag 2), count 300 (varint ac 02).
+        assert_eq!(hex(&bytes), "0402070105612e636f6d0e02ac02");
+        assert_eq!(decode(&bytes), Ok(LogEntry::Drops(counted)));
     }
 
     #[test]

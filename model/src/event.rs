@@ -75,6 +75,23 @@ pub struct Drop {
     pub received_ms: i64,
 }
 
+/// Dropped events counted together: what a server refused without writing each one to the log
+/// (rate limits), so that a flood of refusals costs one entry per site and second, not one per
+/// request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropCount {
+    /// Unique id, so that consumers count it once however often it is delivered.
+    pub id: EventId,
+    /// The registered site the refused events named, or `None`.
+    pub site: Option<String>,
+    /// Why they were dropped.
+    pub reason: DropReason,
+    /// When the last of them was received, in milliseconds since the Unix epoch.
+    pub received_ms: i64,
+    /// How many events were dropped.
+    pub count: u64,
+}
+
 /// One entry of the event log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LogEntry {
@@ -82,4 +99,6 @@ pub enum LogEntry {
     Event(Box<Event>),
     /// A dropped event.
     Drop(Drop),
+    /// Dropped events counted together (codec version 4).
+    Drops(DropCount),
 }

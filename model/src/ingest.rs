@@ -111,7 +111,7 @@ pub fn answer_counts(entries: &[LogEntry]) -> (usize, Vec<&'static str>) {
         .iter()
         .filter_map(|e| match e {
             LogEntry::Drop(drop) => Some(drop.reason.as_str()),
-            LogEntry::Event(_) => None,
+            LogEntry::Event(_) | LogEntry::Drops(_) => None,
         })
         .collect();
     (accepted, dropped)

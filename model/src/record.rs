@@ -64,6 +64,7 @@ pub fn partition_key(entry: &LogEntry, sub_partitions: impl Fn(&str) -> u16) -> 
             format!("{}#{}", event.site, sub_partition(event.visitor.current, sub_partitions(&event.site)))
         }
         LogEntry::Drop(drop) => format!("{}#0", drop.site.as_deref().unwrap_or("")),
+        LogEntry::Drops(drops) => format!("{}#0", drops.site.as_deref().unwrap_or("")),
     }
 }
 
@@ -238,7 +239,7 @@ mod tests {
         let mut back: Vec<LogEntry> = records.iter().flat_map(|r| unpack(&r.data).expect("unpacks")).collect();
         back.sort_by_key(|e| match e {
             LogEntry::Event(e) => e.id,
-            LogEntry::Drop(_) => EventId(u128::MAX),
+            LogEntry::Drop(_) | LogEntry::Drops(_) => EventId(u128::MAX),
         });
         assert_eq!(back, entries);
     }

@@ -94,11 +94,14 @@ pub enum DropReason {
     InvalidDomain,
     /// The page's host is not one the site allows (edge site settings).
     HostnameNotAllowed,
+    /// The client or the site sent more than its rate limit (`tally serve`); such refusals are
+    /// logged as counts ([`crate::event::DropCount`]), never one entry each.
+    RateLimited,
 }
 
 impl DropReason {
     /// Every reason, in a stable order.
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::Bot,
         DropReason::UnknownSite,
         DropReason::MissingField,
@@ -113,6 +116,7 @@ impl DropReason {
         DropReason::InvalidRevenue,
         DropReason::InvalidDomain,
         DropReason::HostnameNotAllowed,
+        DropReason::RateLimited,
     ];
 
     /// The stable snake_case name of the reason.
@@ -132,6 +136,7 @@ impl DropReason {
             DropReason::InvalidRevenue => "invalid_revenue",
             DropReason::InvalidDomain => "invalid_domain",
             DropReason::HostnameNotAllowed => "hostname_not_allowed",
+            DropReason::RateLimited => "rate_limited",
         }
     }
 }

@@ -58,7 +58,7 @@ async fn put(client: &Client, records: &[Record]) {
 fn ids(records: &[KinesisRecord]) -> Vec<u128> {
     let id = |entry: LogEntry| match entry {
         LogEntry::Event(event) => event.id.0,
-        LogEntry::Drop(_) => panic!("only events were put"),
+        LogEntry::Drop(_) | LogEntry::Drops(_) => panic!("only events were put"),
     };
     records.iter().flat_map(|r| unpack(&r.data).unwrap()).map(id).collect()
 }

@@ -69,7 +69,7 @@ async fn nothing_accepted_is_lost_while_kinesis_is_down() {
         .iter()
         .filter_map(|(_, e)| match e {
             LogEntry::Event(event) => Some(path_of(&event.url)),
-            LogEntry::Drop(_) => None,
+            LogEntry::Drop(_) | LogEntry::Drops(_) => None,
         })
         .collect();
     assert_eq!(arrived, first.union(&second).cloned().collect(), "both rounds, and nothing else");

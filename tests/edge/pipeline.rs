@@ -53,7 +53,7 @@ async fn worker_to_dynamodb_counts_every_event_once_despite_duplicates() {
         .into_iter()
         .filter_map(|(_, entry)| match &entry {
             LogEntry::Event(event) => seen.insert(event.id).then_some(entry),
-            LogEntry::Drop(_) => Some(entry),
+            LogEntry::Drop(_) | LogEntry::Drops(_) => Some(entry),
         })
         .collect();
     let expected = ground_truth(&distinct);
@@ -68,7 +68,7 @@ async fn worker_to_dynamodb_counts_every_event_once_despite_duplicates() {
         .iter()
         .find_map(|entry| match entry {
             LogEntry::Event(event) => Some(event.received_ms),
-            LogEntry::Drop(_) => None,
+            LogEntry::Drop(_) | LogEntry::Drops(_) => None,
         })
         .unwrap();
     let day = jiff::Timestamp::from_millisecond(received_ms).unwrap().to_string()[..10].to_owned();

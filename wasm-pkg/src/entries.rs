@@ -4,7 +4,7 @@
 use crate::js::to_js;
 use crate::types::LogEntries;
 use serde::Serialize;
-use tally_model::event::{Drop, Event, LogEntry};
+use tally_model::event::{Drop, DropCount, Event, LogEntry};
 use tally_model::record;
 use tally_model::wire::Revenue;
 use wasm_bindgen::prelude::*;
@@ -15,6 +15,7 @@ use wasm_bindgen::prelude::*;
 enum EntryView<'a> {
     Event(EventView<'a>),
     Drop(DropView<'a>),
+    Drops(DropsView<'a>),
 }
 
 #[derive(Debug, Serialize)]
@@ -51,6 +52,16 @@ struct DropView<'a> {
     received_ms: f64,
 }
 
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DropsView<'a> {
+    id: u128,
+    site: Option<&'a str>,
+    reason: &'static str,
+    received_ms: f64,
+    count: f64,
+}
+
 fn view(entry: &LogEntry) -> EntryView<'_> {
     match entry {
         LogEntry::Event(event) => EntryView::Event(event_view(event)),
@@ -63,6 +74,14 @@ fn view(entry: &LogEntry) -> EntryView<'_> {
                 received_ms: *received_ms as f64,
             })
         }
+        // Counts of refused requests stay far below 2^53 as well.
+        LogEntry::Drops(DropCount { id, site, reason, received_ms, count }) => EntryView::Drops(DropsView {
+            id: id.0,
+            site: site.as_deref(),
+            reason: reason.as_str(),
+            received_ms: *received_ms as f64,
+            count: *count as f64,
+        }),
     }
 }
 

@@ -69,7 +69,7 @@ export type IngestResult =
     };
 
 /** One decoded log entry of a record. */
-export type LogEntry = EventEntry | DropEntry;
+export type LogEntry = EventEntry | DropEntry | DropsEntry;
 
 /** An accepted event. */
 export interface EventEntry {
@@ -102,6 +102,18 @@ export interface DropEntry {
   site: string | null;
   reason: string;
   receivedMs: number;
+}
+
+/** Dropped events counted together (entry codec version 4): what `tally serve` refused
+ * without logging each one (reason "rate_limited"). Edges never write these. */
+export interface DropsEntry {
+  kind: "drops";
+  id: bigint;
+  site: string | null;
+  reason: string;
+  /** When the last of them was received. */
+  receivedMs: number;
+  count: number;
 }
 
 /** Versions and limits of the formats this build reads and writes. */

@@ -125,6 +125,11 @@ impl Flush {
                 self.latest_ms = self.latest_ms.max(drop.received_ms);
                 Ok(())
             }
+            LogEntry::Drops(drops) => {
+                *self.drops.entry((drops.site.clone().unwrap_or_default(), drops.reason)).or_default() += drops.count;
+                self.latest_ms = self.latest_ms.max(drops.received_ms);
+                Ok(())
+            }
         }
     }
 

@@ -607,6 +607,7 @@ impl Worker {
             LogEntry::Event(event) => self.recent.first_time(event.id),
             // Drops of codec version 1 have no id and cannot be told apart: each counts.
             LogEntry::Drop(drop) => drop.id.is_none_or(|id| self.recent.first_time(id)),
+            LogEntry::Drops(drops) => self.recent.first_time(drops.id),
         });
         metrics::counter!(telemetry::ENTRIES).increment(decoded as u64);
         metrics::counter!(telemetry::DUPLICATES).increment((decoded - entries.len()) as u64);
