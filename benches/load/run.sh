@@ -18,10 +18,14 @@ dir="$(mktemp -d)"; out="$dir/serve.out"
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
 "$bin" site add bench.example --data-dir "$dir/data" >/dev/null
 key="$("$bin" key create --site bench.example --data-dir "$dir/data" 2>/dev/null)"
-# The probe polls two queries every 50 ms with one key: lift the per-key query rate limit where
-# the build has one (older builds, measured side by side, do not).
+# The probe polls two queries every 50 ms with one key, and wrk sends every pageview from one
+# client to one site: lift the rate limits where the build has them (older builds, measured side
+# by side, do not).
 limits=()
 if "$bin" serve --help | grep -q -- --query-rate-per-hour; then limits=(--query-rate-per-hour 0); fi
+if "$bin" serve --help | grep -q -- --ingest-rate-per-client; then
+  limits+=(--ingest-rate-per-client 0 --ingest-rate-per-site 0)
+fi
 TALLY_LOG=warn "$bin" serve --listen 127.0.0.1:0 --data-dir "$dir/data" --trust-proxy "${limits[@]}" >"$out" &
 pid=$!
 for _ in $(seq 50); do grep -q listening "$out" 2>/dev/null && break; sleep 0.1; done

@@ -11,6 +11,7 @@ use crate::embedded::serve::{ServeSettings, serve};
 use crate::embedded::store::{PersistPolicy, Store};
 use crate::http::query_gate::QueryBudget;
 use crate::http::rate_limit::DEFAULT_QUERY_RATE_PER_HOUR;
+use crate::http::ingest_limit::{DEFAULT_PER_CLIENT_PER_MINUTE, DEFAULT_PER_SITE_PER_MINUTE, IngestRates};
 use crate::http::server::{
     DEFAULT_BODY_TIMEOUT_S, DEFAULT_DRAIN_S, DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, HttpLimits,
 };
@@ -162,6 +163,15 @@ struct ServeArgs {
     queries: QueryLimitArgs,
     #[command(flatten)]
     http: HttpLimitArgs,
+    /// Requests per minute one client (a salted hash of its IP and user agent) may send to
+    /// /api/event, all of which may come at once (0: no limit); over it, a 429 with Retry-After,
+    /// its events counted as `rate_limited` drops.
+    #[arg(long, env = "TALLY_INGEST_RATE_PER_CLIENT", default_value_t = DEFAULT_PER_CLIENT_PER_MINUTE)]
+    ingest_rate_per_client: u32,
+    /// Events per minute one site may take, all of which may come at once (0: no limit); over
+    /// it, a 429 with Retry-After, counted as `rate_limited` drops.
+    #[arg(long, env = "TALLY_INGEST_RATE_PER_SITE", default_value_t = DEFAULT_PER_SITE_PER_MINUTE)]
+    ingest_rate_per_site: u32,
 }
 
 #[derive(Debug, Args)]
@@ -343,6 +353,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 queries: args.queries.budget(),
                 http: args.http.limits(),
+                ingest_rates: IngestRates {
+                    per_client_per_minute: args.ingest_rate_per_client,
+                    per_site_per_minute: args.ingest_rate_per_site,
+                },
             };
             serve(settings).await
         }

@@ -10,6 +10,7 @@ mod crash_recovery;
 mod harness;
 mod http_limits;
 mod import;
+mod ingest_limits;
 mod ingest_and_query;
 mod oracle;
 mod privacy;

@@ -8,6 +8,7 @@ use crate::embedded::stats::EmbeddedStats;
 use crate::embedded::store::{Opened, PersistPolicy, Store};
 use crate::http::listen::{announce, shutdown_signal};
 use crate::http::query_gate::QueryBudget;
+use crate::http::ingest_limit::{IngestLimits, IngestRates, log_refusals};
 use crate::http::{AppState, IngestState, router};
 use crate::pipeline::salts::SaltBook;
 use crate::registry::Registry;
@@ -41,6 +42,8 @@ pub struct ServeSettings {
     pub queries: QueryBudget,
     /// Timeouts and the connection cap of the HTTP server.
     pub http: crate::http::server::HttpLimits,
+    /// Ingest rate limits per client and per site.
+    pub ingest_rates: IngestRates,
 }
 
 /// Runs the server until a shutdown signal.
@@ -58,14 +61,18 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     let store = Arc::new(store);
     // `tally import` while the server runs: through this socket, into the same log.
     let import_socket = import::socket::listen(dir, Importer::new(log.clone(), registry.clone())?, store.clone());
+    let limits = Arc::new(IngestLimits::new(settings.ingest_rates));
     let ingest = IngestState {
         log: log.clone(),
         salts: Arc::new(SaltBook::new(log.database())),
         trusted_proxy_hops: settings.trusted_proxy_hops,
+        limits: limits.clone(),
     };
     let stats = Arc::new(EmbeddedStats { store: store.clone(), log: log.clone() });
     let state = AppState::new(registry.clone(), stats, Some(ingest), &settings.queries);
     let (stop, stopped) = watch::channel(false);
+    let (stop_refusals, refusals_stopped) = watch::channel(false);
+    let logging_refusals = tokio::spawn(log_refusals(limits, log.clone(), refusals_stopped));
     let aggregator = Aggregator {
         log,
         store,
@@ -83,6 +90,9 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     tracing::info!(%address, data_dir = %dir.display(), trusted_proxy_hops = settings.trusted_proxy_hops, "tally serve started");
     crate::http::server::serve(listener, router(state), settings.http, shutdown_signal()).await?;
     drop(import_socket);
+    // The last refusals go into the log before the aggregator's last flush reads it.
+    stop_refusals.send_replace(true);
+    logging_refusals.await?;
     tracing::info!("stopped taking requests; applying what the log holds");
     stop.send_replace(true);
     match tokio::time::timeout(DRAIN_DEADLINE, aggregating).await {

@@ -39,6 +39,13 @@ pub enum ApiError {
         /// Seconds to wait.
         retry_after_s: u64,
     },
+    /// The client or the site sent more events than its rate limit allows (429 with
+    /// `Retry-After`).
+    #[error("too many events from this client or for this site; retry in {retry_after_s} s")]
+    IngestRateLimited {
+        /// Seconds to wait.
+        retry_after_s: u64,
+    },
     /// Every query turn is taken (503 with `Retry-After`).
     #[error("too many queries at once; retry in {retry_after_s} s")]
     Busy {
@@ -75,7 +82,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry_after = match &self {
-            ApiError::Busy { retry_after_s } | ApiError::RateLimited { retry_after_s } => Some(*retry_after_s),
+            ApiError::Busy { retry_after_s }
+            | ApiError::RateLimited { retry_after_s }
+            | ApiError::IngestRateLimited { retry_after_s } => Some(*retry_after_s),
             _ => None,
         };
         let status = match &self {
@@ -86,7 +95,7 @@ impl IntoResponse for ApiError {
             ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::LogUnavailable | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::OverBudget(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::IngestRateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(error) => {
                 tracing::error!(error = format!("{error:#}"), "request failed");
                 StatusCode::INTERNAL_SERVER_ERROR

@@ -1,5 +1,5 @@
 //! `POST /api/event`: Plausible-compatible ingest. Answers 202 only after the request's events
-//! (and drops) are durably in the event log.
+//! (and drops) are durably in the event log; 429 with `Retry-After` over a rate limit.
 
 use super::AppState;
 use super::error::{ApiError, is_body_timeout};
@@ -13,7 +13,9 @@ use std::net::{IpAddr, SocketAddr};
 use tally_model::codec;
 use tally_model::ingest::{RequestContext, answer_counts, ingest};
 use tally_model::limits::MAX_BODY_BYTES;
+use tally_model::event::LogEntry;
 use tally_model::reject::Rejection;
+use tally_model::visitor::visitor_id;
 
 /// Handles one ingest request.
 pub async fn event(
@@ -61,6 +63,13 @@ pub async fn event(
         Ok(entries) => entries,
         Err(rejection) => return Ok(rejected(rejection)),
     };
+    // The client is known by a salted hash of its IP and user agent (a visitor id of no site),
+    // like a visitor: the limiter never holds an address.
+    let client = visitor_id(&salts.current, "", ctx.ip, ctx.user_agent);
+    if let Err(retry_after_s) = ingest_state.limits.check(client, &per_site(&entries)) {
+        ingest_state.limits.refuse(&entries, received_ms);
+        return Err(ApiError::IngestRateLimited { retry_after_s });
+    }
     let (accepted, dropped) = answer_counts(&entries);
     ingest_state.log.append(entries.iter().map(codec::encode).collect()).await.map_err(|error| {
         tracing::error!(%error, "ingest could not append to the event log");
@@ -75,6 +84,23 @@ pub async fn event(
         out.insert("x-tally-dropped", value);
     }
     Ok(response)
+}
+
+/// Entries per registered site (`None`: no registered site) of one request.
+fn per_site(entries: &[LogEntry]) -> Vec<(Option<&str>, u32)> {
+    let mut out: Vec<(Option<&str>, u32)> = Vec::new();
+    for entry in entries {
+        let site = match entry {
+            LogEntry::Event(event) => Some(event.site.as_str()),
+            LogEntry::Drop(drop) => drop.site.as_deref(),
+            LogEntry::Drops(drops) => drops.site.as_deref(),
+        };
+        match out.iter_mut().find(|(s, _)| *s == site) {
+            Some((_, n)) => *n += 1,
+            None => out.push((site, 1)),
+        }
+    }
+    out
 }
 
 fn rejected(rejection: Rejection) -> Response {
@@ -111,7 +137,8 @@ fn client_ip(headers: &HeaderMap, peer: IpAddr, hops: u8) -> IpAddr {
     all.get(at).and_then(|a| a.parse().ok()).unwrap_or(peer)
 }
 
-fn random_id() -> Result<u128, ApiError> {
+/// A random 128-bit id (for the first event of a request, or a counted drop).
+pub(crate) fn random_id() -> Result<u128, ApiError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for an event id: {e}"))?;
     Ok(u128::from_le_bytes(bytes))

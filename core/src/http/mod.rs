@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod error;
 pub mod ingest;
+pub mod ingest_limit;
 pub mod listen;
 pub mod query;
 pub mod query_gate;
@@ -39,6 +40,8 @@ pub struct IngestState {
     /// and the geo headers (`CF-IPCountry`, `CF-Region-Code`, `CF-IPCity`) are believed only
     /// with at least one.
     pub trusted_proxy_hops: u8,
+    /// Rate limits per client and per site, and the refusals waiting to be logged.
+    pub limits: Arc<ingest_limit::IngestLimits>,
 }
 
 /// What every handler shares.
