@@ -3,10 +3,13 @@
 //! Appends are group-committed by one writer thread: every request waiting at that moment goes
 //! into one transaction and one fsync, and each caller is answered only after the commit. Entry
 //! offsets start at 1; offset 0 means "before the first entry". This log stands where Kinesis
-//! stands in the cloud deployment, and is kept for reprocessing.
+//! stands in the cloud deployment, and is kept for reprocessing. A failed commit (disk full, I/O
+//! error) answers its callers with an error, and the next commit opens the file again
+//! ([`SharedDatabase`]), so the log recovers once the fault clears.
 
+use crate::embedded::database::SharedDatabase;
 use anyhow::Context;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::Arc;
@@ -59,7 +62,7 @@ struct Append {
 /// A handle to the log; clones share one writer.
 #[derive(Clone)]
 pub struct EventLog {
-    db: Arc<Database>,
+    db: Arc<SharedDatabase>,
     appends: mpsc::Sender<Append>,
     head: watch::Receiver<u64>,
 }
@@ -80,14 +83,14 @@ impl EventLog {
             known.is_none() && !no_ids
         };
         txn.commit()?;
-        let db = Arc::new(db);
         let last = last_offset(&db)?;
+        let db = Arc::new(SharedDatabase::from_open(path, db));
         let (head_tx, head) = watch::channel(last);
         let (appends, requests) = mpsc::channel(QUEUE_DEPTH);
         let writer_db = db.clone();
         std::thread::Builder::new()
             .name("tally-log-writer".into())
-            .spawn(move || write_loop(&writer_db, requests, &head_tx, last, legacy))?;
+            .spawn(move || write_loop(&writer_db, requests, &head_tx, legacy))?;
         Ok(EventLog { db, appends, head })
     }
 
@@ -111,14 +114,16 @@ impl EventLog {
 
     /// Up to `max` entries after offset `after`, in order.
     pub fn read_after(&self, after: u64, max: usize) -> anyhow::Result<Vec<(u64, Vec<u8>)>> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(ENTRIES)?;
-        let mut out = Vec::new();
-        for item in table.range(after.saturating_add(1)..)?.take(max) {
-            let (offset, bytes) = item?;
-            out.push((offset.value(), bytes.value().to_vec()));
-        }
-        Ok(out)
+        self.db.with(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(ENTRIES)?;
+            let mut out = Vec::new();
+            for item in table.range(after.saturating_add(1)..)?.take(max) {
+                let (offset, bytes) = item?;
+                out.push((offset.value(), bytes.value().to_vec()));
+            }
+            Ok(out)
+        })
     }
 
     /// The offset of the last committed entry, updated after every commit.
@@ -128,14 +133,23 @@ impl EventLog {
 
     /// The bytes the entries and the imported ids occupy.
     pub fn table_bytes(&self) -> anyhow::Result<(u64, u64)> {
-        let txn = self.db.begin_read()?;
-        let size = |s: redb::TableStats| s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes();
-        Ok((size(txn.open_table(ENTRIES)?.stats()?), size(txn.open_table(UNIQUE_IDS)?.stats()?)))
+        self.db.with(|db| {
+            let txn = db.begin_read()?;
+            let size = |s: redb::TableStats| s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes();
+            Ok((size(txn.open_table(ENTRIES)?.stats()?), size(txn.open_table(UNIQUE_IDS)?.stats()?)))
+        })
     }
 
     /// The database the log lives in, for small tables that share its file (salts).
-    pub fn database(&self) -> Arc<Database> {
+    pub fn database(&self) -> Arc<SharedDatabase> {
         self.db.clone()
+    }
+
+    /// `Err` with the last I/O fault until a commit succeeds again; while failing, tries an
+    /// empty commit (at most every 200 ms) to see whether the fault has cleared.
+    pub fn health(&self) -> Result<(), String> {
+        self.db.probe();
+        self.db.health()
     }
 }
 
@@ -146,13 +160,7 @@ fn last_offset(db: &Database) -> anyhow::Result<u64> {
 }
 
 /// The writer: group-commits what is waiting. `legacy`: the log may hold ids of older releases.
-fn write_loop(
-    db: &Database,
-    mut requests: mpsc::Receiver<Append>,
-    head: &watch::Sender<u64>,
-    mut last: u64,
-    legacy: bool,
-) {
+fn write_loop(db: &SharedDatabase, mut requests: mpsc::Receiver<Append>, head: &watch::Sender<u64>, legacy: bool) {
     while let Some(first) = requests.blocking_recv() {
         let mut count = first.entries.len();
         let mut batch = vec![first];
@@ -161,8 +169,8 @@ fn write_loop(
             count += next.entries.len();
             batch.push(next);
         }
-        match commit(db, &batch, last, legacy) {
-            Ok((new_last, written)) => {
+        match db.write(|txn| commit(txn, &batch, legacy)) {
+            Ok((last, new_last, written)) => {
                 // The head moves before anyone hears back, so a caller that reads it after its
                 // append returned sees its own entries.
                 head.send_replace(new_last);
@@ -173,7 +181,6 @@ fn write_loop(
                     let _ = request.reply.send(Ok(Appended { offsets: start..=end.saturating_sub(1), duplicates }));
                     start = end;
                 }
-                last = new_last;
             }
             Err(error) => {
                 tracing::error!(%error, entries = count, "event log commit failed");
@@ -185,14 +192,18 @@ fn write_loop(
     }
 }
 
-/// Commits a batch of requests in one transaction; returns the new last offset and, per
-/// request, the entries written and the duplicates skipped.
-fn commit(db: &Database, batch: &[Append], last: u64, legacy: bool) -> anyhow::Result<(u64, Vec<(usize, usize)>)> {
-    let txn = db.begin_write()?;
-    let mut offset = last;
+/// Writes a batch of requests in one transaction; returns the last offset before and after it
+/// and, per request, the entries written and the duplicates skipped. The last offset is read
+/// from the table, so that a commit after a failed one starts where the file really ends.
+type Written = (u64, u64, Vec<(usize, usize)>);
+fn commit(txn: &WriteTransaction, batch: &[Append], legacy: bool) -> anyhow::Result<Written> {
     let mut written = Vec::with_capacity(batch.len());
+    let last;
+    let mut offset;
     {
         let mut table = txn.open_table(ENTRIES)?;
+        last = table.last()?.map_or(0, |(offset, _)| offset.value());
+        offset = last;
         let mut unique = txn.open_table(UNIQUE_IDS)?;
         for request in batch {
             let (mut n, mut duplicates) = (0, 0);
@@ -214,8 +225,7 @@ fn commit(db: &Database, batch: &[Append], last: u64, legacy: bool) -> anyhow::R
             written.push((n, duplicates));
         }
     }
-    txn.commit()?;
-    Ok((offset, written))
+    Ok((last, offset, written))
 }
 
 #[cfg(test)]

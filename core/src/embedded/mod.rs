@@ -1,9 +1,10 @@
 //! The embedded backend: `tally serve` (`serve.rs`) runs ingest, the event log (`log.rs`), the
 //! aggregator (`aggregate.rs`), the store (`store/`) and the query API in one process;
 //! `tally import` (`import/`) feeds the same log; `stats.rs` is the store's side of the read
-//! trait.
+//! trait; `database.rs` reopens a redb file after an I/O fault.
 
 pub mod aggregate;
+pub mod database;
 pub mod import;
 pub mod log;
 pub mod serve;

@@ -63,15 +63,29 @@ impl StatsSource for EmbeddedStats {
 
     fn health(&self) -> Pending<'_, Value> {
         Box::pin(async move {
-            let progress = self.store.progress()?;
+            let (store, log) = (self.store.clone(), self.log.clone());
+            // Probing a failing database may wait for a commit in flight: off the async threads.
+            let (store_health, log_health) =
+                tokio::task::spawn_blocking(move || (store.health(), log.health())).await?;
             let head = *self.log.head().borrow();
-            Ok(json!({
-                "status": "ok",
+            let progress = self.store.progress().ok();
+            let state = |h: &Result<(), String>| if h.is_ok() { "ok" } else { "failing" };
+            let errors: Vec<String> = [&log_health, &store_health].into_iter().filter_map(|h| h.clone().err()).collect();
+            let mut body = json!({
+                "status": if errors.is_empty() { "ok" } else { "failing" },
+                "log": state(&log_health),
+                "store": state(&store_health),
                 "log_head": head,
-                "log_offset_applied": progress.offset,
-                "lag_entries": head.saturating_sub(progress.offset),
-                "data_complete_until": complete_until(progress.until_ms),
-            }))
+            });
+            if let Some(progress) = progress {
+                body["log_offset_applied"] = json!(progress.offset);
+                body["lag_entries"] = json!(head.saturating_sub(progress.offset));
+                body["data_complete_until"] = json!(complete_until(progress.until_ms));
+            }
+            if !errors.is_empty() {
+                body["error"] = json!(errors.join("; "));
+            }
+            Ok(body)
         })
     }
 }

@@ -1,7 +1,8 @@
 //! Daily visitor-id salts: random, one per UTC day, the previous day's kept for visits across
 //! midnight, older ones deleted, so a past day's visitor ids cannot be tied back to IPs.
 
-use redb::{Database, ReadableTable, TableDefinition};
+use crate::embedded::database::SharedDatabase;
+use redb::{ReadableTable, TableDefinition};
 use std::sync::{Arc, Mutex};
 use tally_model::visitor::{Salt, Salts};
 
@@ -10,13 +11,13 @@ const DAY_MS: i64 = 86_400_000;
 
 /// The salt store, caching the salts of the current day.
 pub struct SaltBook {
-    db: Arc<Database>,
+    db: Arc<SharedDatabase>,
     cached: Mutex<Option<(i64, Salts)>>,
 }
 
 impl SaltBook {
     /// A salt book kept in `db` (the event log's file).
-    pub fn new(db: Arc<Database>) -> SaltBook {
+    pub fn new(db: Arc<SharedDatabase>) -> SaltBook {
         SaltBook { db, cached: Mutex::new(None) }
     }
 
@@ -36,15 +37,13 @@ impl SaltBook {
     }
 
     fn rotate(&self, day: i64) -> anyhow::Result<Salts> {
-        let txn = self.db.begin_write()?;
-        let salts = {
+        let salts = self.db.write(|txn| {
             let mut table = txn.open_table(SALTS)?;
             table.retain(|d, _| d >= day - 1)?;
             let current = get_or_create(&mut table, day)?;
             let previous = get_or_create(&mut table, day - 1)?;
-            Salts { current, previous }
-        };
-        txn.commit()?;
+            Ok(Salts { current, previous })
+        })?;
         tracing::info!(day, "visitor-id salts rotated");
         Ok(salts)
     }

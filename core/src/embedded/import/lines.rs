@@ -20,7 +20,7 @@ pub struct Importer {
 impl Importer {
     /// An importer into `log`, for the sites of `registry`; makes the import key on first use.
     pub fn new(log: EventLog, registry: Registry) -> anyhow::Result<Importer> {
-        let key = import_key(&log.database())?;
+        let key = log.database().with(import_key)?;
         Ok(Importer { log, registry, key })
     }
 

@@ -24,7 +24,8 @@ use keys::{
     DROPS, FORMAT_VERSION, GENERATIONS, META, PROP_OVERFLOW, PROP_ROWS, ROLLUPS, SEGMENT_FILES, SEGMENT_PENDING,
     SESSIONS, SIGHTINGS, STATE_META, STATE_OFFSET_KEY, VERSION_KEY,
 };
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use crate::embedded::database::SharedDatabase;
+use redb::{Database, ReadableTable, ReadableTableMetadata};
 use segments::Segments;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -44,9 +45,9 @@ pub struct Progress {
 
 /// The store. Reads may run concurrently with the single writer (of each database).
 pub struct Store {
-    db: Database,
+    db: SharedDatabase,
     /// The visit state as of the last state snapshot.
-    state: Database,
+    state: SharedDatabase,
     segments: Segments,
 }
 
@@ -121,18 +122,19 @@ impl Store {
         txn.commit()?;
         open_state(&state, matches!(opened, Opened::Rebuilt { .. }), applied)?;
         let segments = Segments::open(&db, segment_dir, policy)?;
+        let (db, state) = (SharedDatabase::from_open(path, db), SharedDatabase::from_open(&state_path, state));
         Ok((Store { db, state, segments }, opened))
     }
 
     /// How far the log is applied.
     pub fn progress(&self) -> anyhow::Result<Progress> {
-        progress_in(&self.db.begin_read()?.open_table(META)?)
+        progress_in(&self.db.read()?.open_table(META)?)
     }
 
     /// The log offset up to which the stored visit state (open visits, sightings) is written: the
     /// applied offset of the last flush that wrote a state snapshot (0: none).
     pub fn state_offset(&self) -> anyhow::Result<u64> {
-        let txn = self.state.begin_read()?;
+        let txn = self.state.read()?;
         let meta = txn.open_table(STATE_META)?;
         Ok(meta.get(STATE_OFFSET_KEY)?.map_or(0, |v| u64::try_from(v.value()).unwrap_or(0)))
     }
@@ -159,7 +161,7 @@ impl Store {
             meta.insert("applied_offset", i64::try_from(progress.offset)?)?;
             meta.insert("applied_until_ms", progress.until_ms)?;
         }
-        self.segments.commit_with(txn, pending)
+        self.segments.commit_with(&self.db, txn, pending)
     }
 
     /// Writes a state snapshot to the state database (beside the flushes, which commit to the
@@ -175,8 +177,7 @@ impl Store {
             }
         }
         write_snapshot(&txn, progress, delta)?;
-        txn.commit()?;
-        Ok(())
+        self.state.commit(txn)
     }
 
     /// Persists pending segments to Parquet if the persist policy says it is time, or now with
@@ -211,7 +212,7 @@ impl Store {
 
     /// Runs of consecutive days `first..=last` of `site` that read the same generation.
     pub(crate) fn generation_runs(&self, site: &str, first: i64, last: i64) -> anyhow::Result<Vec<(i64, i64, u32)>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.read()?;
         let generations = txn.open_table(GENERATIONS)?;
         let mut switched: std::collections::HashMap<i64, u32> = std::collections::HashMap::new();
         for item in generations.range((site, first)..=(site, last))? {
@@ -229,9 +230,17 @@ impl Store {
         Ok(runs)
     }
 
+    /// `Err` with the last I/O fault of the store's databases until they commit again; while
+    /// failing, tries an empty commit (at most every 200 ms) to see whether the fault cleared.
+    pub fn health(&self) -> Result<(), String> {
+        self.db.probe();
+        self.state.probe();
+        self.db.health().and(self.state.health())
+    }
+
     /// Drop counts of a site ("" for drops that belong to no site), by reason.
     pub fn drops(&self, site: &str) -> anyhow::Result<BTreeMap<String, u64>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db.read()?;
         let table = txn.open_table(DROPS)?;
         let mut out = BTreeMap::new();
         for item in table.range((site, "")..)? {
@@ -332,8 +341,8 @@ fn open_state(state: &Database, store_rebuilt: bool, applied: u64) -> anyhow::Re
 impl Store {
     /// The bytes each table occupies (stored, metadata and fragmented bytes of its pages).
     pub fn table_bytes(&self) -> anyhow::Result<BTreeMap<&'static str, u64>> {
-        let txn = self.db.begin_read()?;
-        let state = self.state.begin_read()?;
+        let txn = self.db.read()?;
+        let state = self.state.read()?;
         let size = |s: redb::TableStats| s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes();
         let segment_file_bytes = self.segments.file_bytes();
         Ok(BTreeMap::from([
@@ -363,7 +372,7 @@ pub struct StateReader {
 impl Store {
     /// A reader of the state committed so far.
     pub fn state_reader(&self) -> anyhow::Result<StateReader> {
-        let txn = self.state.begin_read()?;
+        let txn = self.state.read()?;
         Ok(StateReader { sessions: txn.open_table(SESSIONS)?, sightings: txn.open_table(SIGHTINGS)? })
     }
 }
@@ -440,7 +449,7 @@ mod tests {
                 Progress::default(),
                 "the aggregator starts from the log's start"
             );
-            let txn = store.db.begin_read().expect("txn");
+            let txn = store.db.read().expect("txn");
             let names: Vec<String> = txn.list_tables().expect("tables").map(|t| t.name().to_owned()).collect();
             assert!(!names.iter().any(|n| keys::RETIRED_TABLES.contains(&n.as_str())), "{names:?}");
         }

@@ -4,7 +4,7 @@
 use super::keys::{FIRST_GENERATION, GENERATIONS, PROP_OVERFLOW, PROP_ROWS, ROLLUPS, rollup_key, rollup_range};
 use super::{Store, decode_tallies};
 use crate::pipeline::flush::Flush;
-use redb::{ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 use std::collections::HashMap;
 use tally_model::breakdown::{Grain, RowKey, Slot, Tallies, day_of};
 use tally_model::props::{MAX_PROP_ROWS_PER_DAY, row_name};
@@ -91,7 +91,7 @@ pub trait RollupRead {
 impl RollupRead for Store {
     fn props_overflowed(&self, site: &str, name: &str, first_day: i64, last_day: i64) -> anyhow::Result<bool> {
         let runs = self.generation_runs(site, first_day, last_day)?;
-        let txn = self.db.begin_read()?;
+        let txn = self.db.read()?;
         let table = txn.open_table(PROP_OVERFLOW)?;
         for (from_day, to_day, generation) in runs {
             for day in from_day..=to_day {
@@ -115,7 +115,7 @@ impl RollupRead for Store {
         let day = |at: i64| if grain == Grain::Hour { day_of(at) } else { at };
         // Runs of consecutive days that read the same generation, each one contiguous scan.
         let runs = self.generation_runs(site, day(first), day(last))?;
-        let txn = self.db.begin_read()?;
+        let txn = self.db.read()?;
         let table = txn.open_table(ROLLUPS)?;
         for (from_day, to_day, generation) in runs {
             let (lo, hi) = match grain {

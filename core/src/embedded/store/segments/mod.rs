@@ -16,6 +16,7 @@ pub use segment::{COUNTERS, Column, Segment};
 
 use super::keys::{SEGMENT_FILES, SEGMENT_PENDING};
 use anyhow::Context;
+use crate::embedded::database::SharedDatabase;
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use segment::{Origin, from_pending_blob};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -144,7 +145,7 @@ impl Segments {
     /// Writes `pending` into the pending table of `txn`, commits it, and makes the segments
     /// visible to queries: under the catalog's lock, so a query that sees the commit's progress
     /// also sees its rows.
-    pub fn commit_with(&self, txn: WriteTransaction, pending: Vec<Segment>) -> anyhow::Result<()> {
+    pub fn commit_with(&self, db: &SharedDatabase, txn: WriteTransaction, pending: Vec<Segment>) -> anyhow::Result<()> {
         {
             let mut table = txn.open_table(SEGMENT_PENDING)?;
             for segment in &pending {
@@ -154,7 +155,7 @@ impl Segments {
             }
         }
         let mut catalog = self.catalog.write().unwrap_or_else(|e| e.into_inner());
-        txn.commit()?;
+        db.commit(txn)?;
         if !pending.is_empty() {
             self.oldest_pending.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Instant::now);
         }
@@ -202,7 +203,7 @@ impl Segments {
     /// Persists the pending segments if the policy says it is time, or all of them with
     /// `force`. Flushes may go on meanwhile: a persist moves the segments that were pending when
     /// it began. One persist runs at a time; without `force`, a call while one runs does nothing.
-    pub fn persist_if_due(&self, db: &Database, force: bool) -> anyhow::Result<Persisted> {
+    pub fn persist_if_due(&self, db: &SharedDatabase, force: bool) -> anyhow::Result<Persisted> {
         let _running = if force {
             self.persisting.lock().unwrap_or_else(|e| e.into_inner())
         } else {
@@ -246,7 +247,7 @@ impl Segments {
         Ok(Some(segment))
     }
 
-    fn persist(&self, db: &Database, pending: Vec<Arc<Segment>>) -> anyhow::Result<Persisted> {
+    fn persist(&self, db: &SharedDatabase, pending: Vec<Arc<Segment>>) -> anyhow::Result<Persisted> {
         let started = Instant::now();
         // What each (site, generation, day) gets: the pending segments that reach into it.
         let mut days: BTreeMap<(String, u32, i64), Vec<Arc<Segment>>> = BTreeMap::new();
@@ -321,7 +322,7 @@ impl Segments {
         }
         {
             let mut catalog = self.catalog.write().unwrap_or_else(|e| e.into_inner());
-            txn.commit()?;
+            db.commit(txn)?;
             let gone: HashSet<*const Segment> = pending.iter().chain(&replaced).map(Arc::as_ptr).collect();
             for segments in catalog.values_mut() {
                 segments.retain(|s| !gone.contains(&Arc::as_ptr(s)));
