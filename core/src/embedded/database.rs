@@ -227,9 +227,12 @@ mod tests {
         db.write(|txn| Ok(txn.open_table(T)?.insert(1, 10).map(|_| ())?)).expect("writes");
         db.fault(&anyhow::anyhow!("pretend the disk filled"));
         assert!(db.health().is_err(), "failing until opened again");
+        assert!(db.read().is_err(), "not opened again at once");
+        std::thread::sleep(RETRY_AFTER + Duration::from_millis(50));
         let value = db.with(|d| Ok(d.begin_read()?.open_table(T)?.get(1)?.map(|v| v.value()))).expect("reopens");
         assert_eq!(value, Some(10));
         assert!(db.health().is_err(), "a read does not show that writes work again");
+        std::thread::sleep(RETRY_AFTER + Duration::from_millis(50));
         db.probe();
         assert_eq!(db.health(), Ok(()), "a write does");
         drop(db);
