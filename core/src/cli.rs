@@ -7,11 +7,12 @@ use crate::aws::query_serve::{QuerySettings, serve_queries};
 use crate::embedded::aggregate::{Batching, MAX_ENTRIES_PER_FLUSH, STATE_SNAPSHOT_ENTRIES};
 use crate::embedded::import::{ImportSettings, import};
 use crate::embedded::log::EventLog;
+use crate::embedded::retention::{Retention, parse_retention};
 use crate::embedded::serve::{ServeSettings, serve};
 use crate::embedded::store::{PersistPolicy, Store};
+use crate::http::ingest_limit::{DEFAULT_PER_CLIENT_PER_MINUTE, DEFAULT_PER_SITE_PER_MINUTE, IngestRates};
 use crate::http::query_gate::QueryBudget;
 use crate::http::rate_limit::DEFAULT_QUERY_RATE_PER_HOUR;
-use crate::http::ingest_limit::{DEFAULT_PER_CLIENT_PER_MINUTE, DEFAULT_PER_SITE_PER_MINUTE, IngestRates};
 use crate::http::server::{
     DEFAULT_BODY_TIMEOUT_S, DEFAULT_DRAIN_S, DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, HttpLimits,
 };
@@ -172,6 +173,11 @@ struct ServeArgs {
     /// it, a 429 with Retry-After, counted as `rate_limited` drops.
     #[arg(long, env = "TALLY_INGEST_RATE_PER_SITE", default_value_t = DEFAULT_PER_SITE_PER_MINUTE)]
     ingest_rate_per_site: u32,
+    /// How long the raw event log keeps events: `keep`, or a number with a unit s, m, h or d
+    /// (about 13 months by default). Older entries are deleted in the background once counted;
+    /// the aggregates keep them.
+    #[arg(long, env = "TALLY_LOG_RETENTION", default_value = "395d", value_parser = parse_retention)]
+    log_retention: Retention,
 }
 
 #[derive(Debug, Args)]
@@ -313,15 +319,25 @@ enum SiteCommand {
 
 #[derive(Debug, Subcommand)]
 enum KeyCommand {
-    /// Create an API key that may read the given sites; prints the key alone on stdout.
+    /// Create an API key for the given sites; prints the key alone on stdout.
     Create {
         /// A site the key may read (repeat for several).
         #[arg(long = "site", required = true)]
         sites: Vec<String>,
+        /// `stats`: read-only (the Stats API); `admin`: also the admin routes (/api/v1/sites).
+        #[arg(long, default_value = "stats", value_parser = clap::builder::PossibleValuesParser::new(["stats", "admin"]))]
+        scope: String,
+        /// Expire the key after this long: days (`30d`) or hours (`12h`).
+        #[arg(long, value_parser = registry::parse_expires_in, conflicts_with = "expires_at")]
+        expires_in: Option<jiff::Timestamp>,
+        /// Expire the key at this instant (RFC 3339, e.g. 2027-01-31T00:00:00Z).
+        #[arg(long, value_parser = registry::parse_expires_at)]
+        expires_at: Option<jiff::Timestamp>,
         #[command(flatten)]
         data: DataDir,
     },
-    /// List the keys: id, creation time and sites (never the key itself).
+    /// List the keys, one a line, tab-separated: id, scope, created, expires, last_used, sites
+    /// (`-` for none; never the key itself).
     List {
         #[command(flatten)]
         data: DataDir,
@@ -357,6 +373,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     per_client_per_minute: args.ingest_rate_per_client,
                     per_site_per_minute: args.ingest_rate_per_site,
                 },
+                log_retention: args.log_retention.0,
             };
             serve(settings).await
         }
@@ -437,20 +454,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Key(KeyCommand::Create { sites, data }) => {
-            let key = registry::create_key(&data.data_dir, &sites)?;
+        Command::Key(KeyCommand::Create { sites, scope, expires_in, expires_at, data }) => {
+            let scope: registry::Scope = scope.parse().map_err(anyhow::Error::msg)?;
+            let expires = expires_at.or(expires_in);
+            let new = registry::NewKey { sites: sites.clone(), scope, expires };
+            let key = registry::create_key_with(&data.data_dir, &new)?;
             writeln!(std::io::stdout().lock(), "{key}")?;
             let mut err = std::io::stderr().lock();
-            writeln!(err, "key {} created for {}; it is shown only once.", registry::key_id(&key), sites.join(", "))?;
-            writeln!(err, "use it as `Authorization: Bearer <key>` on POST /api/v2/query")?;
+            let until = expires.map_or_else(String::new, |at| format!(", expires {at}"));
+            writeln!(
+                err,
+                "key {} (scope {scope}{until}) created for {}; it is shown only once.",
+                registry::key_id(&key),
+                sites.join(", ")
+            )?;
+            match scope {
+                registry::Scope::Stats => {
+                    writeln!(err, "use it as `Authorization: Bearer <key>` on POST /api/v2/query")?;
+                }
+                registry::Scope::Admin => {
+                    writeln!(err, "use it as `Authorization: Bearer <key>` on POST /api/v2/query and on /api/v1/sites")?
+                }
+            }
             Ok(())
         }
         Command::Key(KeyCommand::List { data }) => {
             let registry = registry::Registry::open_existing(&data.data_dir)?;
             let mut out = std::io::stdout().lock();
+            let or_dash = |time: Option<jiff::Timestamp>| time.map_or_else(|| "-".to_owned(), |t| t.to_string());
             for key in registry.snapshot().keys() {
                 let sites: Vec<&str> = key.sites.iter().map(String::as_str).collect();
-                writeln!(out, "{}\t{}\t{}", key.id, key.created, sites.join(","))?;
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    key.id,
+                    key.scope,
+                    key.created,
+                    or_dash(key.expires),
+                    or_dash(key.last_used),
+                    sites.join(",")
+                )?;
             }
             Ok(())
         }

@@ -131,13 +131,8 @@ async fn a_full_disk_gives_503_and_freeing_space_brings_202_back_without_a_resta
     let count = settle(
         Duration::from_secs(30),
         || async {
-            let response = client
-                .post(format!("{base}/api/v2/query"))
-                .bearer_auth(&key)
-                .json(&query)
-                .send()
-                .await
-                .unwrap();
+            let response =
+                client.post(format!("{base}/api/v2/query")).bearer_auth(&key).json(&query).send().await.unwrap();
             response.json::<Value>().await.map(|answer| totals(&answer)).unwrap_or_default()
         },
         |t| t.first() == Some(&(accepted as f64)),

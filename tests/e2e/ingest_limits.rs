@@ -62,8 +62,7 @@ async fn a_burst_from_one_client_is_refused_and_counted_while_another_client_is_
 
 #[tokio::test]
 async fn a_site_over_its_budget_is_refused_for_every_client_and_other_sites_are_not() {
-    let mut server =
-        TestServer::start_with("ingest-limit-site", &[SITE, OTHER], &["--ingest-rate-per-site", "10"]);
+    let mut server = TestServer::start_with("ingest-limit-site", &[SITE, OTHER], &["--ingest-rate-per-site", "10"]);
     let mut accepted = 0;
     for n in 0..15 {
         let (status, retry) = send(&server, SITE, &Visitor::new(n)).await;

@@ -42,11 +42,7 @@ impl SharedDatabase {
 
     /// Wraps a database already opened at `path`.
     pub fn from_open(path: &Path, db: Database) -> SharedDatabase {
-        SharedDatabase {
-            path: path.to_owned(),
-            open: RwLock::new(Some(Arc::new(db))),
-            fault: Mutex::new(None),
-        }
+        SharedDatabase { path: path.to_owned(), open: RwLock::new(Some(Arc::new(db))), fault: Mutex::new(None) }
     }
 
     /// The database, opened again if a fault closed it. Hold it for one operation only: while

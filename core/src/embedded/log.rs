@@ -13,6 +13,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::Arc;
+use tally_model::codec;
+use tally_model::event::LogEntry;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use crate::pipeline::import_lines::ImportId;
@@ -25,6 +27,8 @@ const UNIQUE_IDS: TableDefinition<u128, ()> = TableDefinition::new("unique_ids")
 /// hold ids of older releases, which are then looked up as well.
 const ID_KIND: TableDefinition<&str, u8> = TableDefinition::new("unique_id_kind");
 const TIME_ORDERED_IDS: u8 = 2;
+/// Where earlier releases kept the daily salts; deleted on open.
+const LEGACY_SALTS: TableDefinition<i64, [u8; 16]> = TableDefinition::new("salts");
 /// Most waiting entries one commit takes.
 const MAX_ENTRIES_PER_COMMIT: usize = 20_000;
 /// Append requests that may wait for the writer before callers are slowed down.
@@ -82,6 +86,8 @@ impl EventLog {
             }
             known.is_none() && !no_ids
         };
+        // Salts lived here before they moved to `salts.json` (see `pipeline::salts`).
+        txn.delete_table(LEGACY_SALTS)?;
         txn.commit()?;
         let last = last_offset(&db)?;
         let db = Arc::new(SharedDatabase::from_open(path, db));
@@ -131,6 +137,40 @@ impl EventLog {
         self.head.clone()
     }
 
+    /// Deletes entries from the start of the log while they are at or below offset `upto` and
+    /// arrived before `cutoff_ms`, at most `max` in one transaction (so that appends wait for
+    /// one small commit at most); returns how many it deleted. It stops at the first entry that
+    /// is newer, so an entry is kept at least as long as the retention, and the log's start
+    /// moves forward under steady traffic, keeping its size level.
+    pub fn trim(&self, upto: u64, cutoff_ms: i64, max: usize) -> anyhow::Result<usize> {
+        let txn = self.db.begin_write()?;
+        let deleted = {
+            let mut table = txn.open_table(ENTRIES)?;
+            let mut old = Vec::new();
+            for item in table.range(..=upto)?.take(max) {
+                let (offset, bytes) = item?;
+                match codec::decode(bytes.value()).map(|entry| received_ms(&entry)) {
+                    Ok(at) if at < cutoff_ms => old.push(offset.value()),
+                    Ok(_) => break,
+                    // An entry no reader can decode counts as old: the aggregator skipped it.
+                    Err(_) => old.push(offset.value()),
+                }
+            }
+            for offset in &old {
+                table.remove(offset)?;
+            }
+            old.len()
+        };
+        self.db.commit(txn)?;
+        Ok(deleted)
+    }
+
+    /// The offset of the first entry still in the log (`None`: empty).
+    pub fn first_offset(&self) -> anyhow::Result<Option<u64>> {
+        let txn = self.db.read()?;
+        Ok(txn.open_table(ENTRIES)?.first()?.map(|(offset, _)| offset.value()))
+    }
+
     /// The bytes the entries and the imported ids occupy.
     pub fn table_bytes(&self) -> anyhow::Result<(u64, u64)> {
         self.db.with(|db| {
@@ -150,6 +190,14 @@ impl EventLog {
     pub fn health(&self) -> Result<(), String> {
         self.db.probe();
         self.db.health()
+    }
+}
+
+fn received_ms(entry: &LogEntry) -> i64 {
+    match entry {
+        LogEntry::Event(event) => event.received_ms,
+        LogEntry::Drop(drop) => drop.received_ms,
+        LogEntry::Drops(drops) => drops.received_ms,
     }
 }
 

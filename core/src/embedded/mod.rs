@@ -1,12 +1,14 @@
 //! The embedded backend: `tally serve` (`serve.rs`) runs ingest, the event log (`log.rs`), the
 //! aggregator (`aggregate.rs`), the store (`store/`) and the query API in one process;
 //! `tally import` (`import/`) feeds the same log; `stats.rs` is the store's side of the read
-//! trait; `database.rs` reopens a redb file after an I/O fault.
+//! trait; `database.rs` reopens a redb file after an I/O fault; `retention.rs` trims the log
+//! and rotates the salts in the background.
 
 pub mod aggregate;
 pub mod database;
 pub mod import;
 pub mod log;
+pub mod retention;
 pub mod serve;
 pub mod state;
 pub mod stats;

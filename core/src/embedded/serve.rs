@@ -4,11 +4,12 @@
 use crate::embedded::aggregate::{Aggregator, Batching};
 use crate::embedded::import::{self, Importer};
 use crate::embedded::log::EventLog;
+use crate::embedded::retention;
 use crate::embedded::stats::EmbeddedStats;
 use crate::embedded::store::{Opened, PersistPolicy, Store};
+use crate::http::ingest_limit::{IngestLimits, IngestRates, log_refusals};
 use crate::http::listen::{announce, shutdown_signal};
 use crate::http::query_gate::QueryBudget;
-use crate::http::ingest_limit::{IngestLimits, IngestRates, log_refusals};
 use crate::http::{AppState, IngestState, router};
 use crate::pipeline::salts::SaltBook;
 use crate::registry::Registry;
@@ -44,6 +45,8 @@ pub struct ServeSettings {
     pub http: crate::http::server::HttpLimits,
     /// Ingest rate limits per client and per site.
     pub ingest_rates: IngestRates,
+    /// How long the event log keeps entries (`None`: forever).
+    pub log_retention: Option<Duration>,
 }
 
 /// Runs the server until a shutdown signal.
@@ -62,9 +65,10 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     // `tally import` while the server runs: through this socket, into the same log.
     let import_socket = import::socket::listen(dir, Importer::new(log.clone(), registry.clone())?, store.clone());
     let limits = Arc::new(IngestLimits::new(settings.ingest_rates));
+    let salts = Arc::new(SaltBook::new(dir));
     let ingest = IngestState {
         log: log.clone(),
-        salts: Arc::new(SaltBook::new(log.database())),
+        salts: salts.clone(),
         trusted_proxy_hops: settings.trusted_proxy_hops,
         limits: limits.clone(),
     };
@@ -72,7 +76,9 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     let state = AppState::new(registry.clone(), stats, Some(ingest), &settings.queries);
     let (stop, stopped) = watch::channel(false);
     let (stop_refusals, refusals_stopped) = watch::channel(false);
-    let logging_refusals = tokio::spawn(log_refusals(limits, log.clone(), refusals_stopped));
+    let logging_refusals = tokio::spawn(log_refusals(limits, log.clone(), refusals_stopped.clone()));
+    let housekeeping =
+        tokio::spawn(retention::run(log.clone(), store.clone(), salts, settings.log_retention, refusals_stopped));
     let aggregator = Aggregator {
         log,
         store,
@@ -93,6 +99,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     // The last refusals go into the log before the aggregator's last flush reads it.
     stop_refusals.send_replace(true);
     logging_refusals.await?;
+    housekeeping.await?;
     tracing::info!("stopped taking requests; applying what the log holds");
     stop.send_replace(true);
     match tokio::time::timeout(DRAIN_DEADLINE, aggregating).await {

@@ -70,7 +70,8 @@ impl StatsSource for EmbeddedStats {
             let head = *self.log.head().borrow();
             let progress = self.store.progress().ok();
             let state = |h: &Result<(), String>| if h.is_ok() { "ok" } else { "failing" };
-            let errors: Vec<String> = [&log_health, &store_health].into_iter().filter_map(|h| h.clone().err()).collect();
+            let errors: Vec<String> =
+                [&log_health, &store_health].into_iter().filter_map(|h| h.clone().err()).collect();
             let mut body = json!({
                 "status": if errors.is_empty() { "ok" } else { "failing" },
                 "log": state(&log_health),

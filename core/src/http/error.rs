@@ -14,6 +14,12 @@ pub enum ApiError {
     /// No bearer key, or an unknown one (401).
     #[error("missing or invalid API key")]
     Unauthorized,
+    /// The key is known but expired (401); the message says when.
+    #[error("this API key expired at {0}; create a new one with `tally key create`")]
+    KeyExpired(String),
+    /// The key is valid but its scope does not allow the route (403); the message says why.
+    #[error("{0}")]
+    Forbidden(String),
     /// The site does not exist or the key may not read it (404); one answer for both, so the
     /// refusal does not tell whether the site exists.
     #[error("site not found, or not accessible with this API key")]
@@ -88,7 +94,8 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let status = match &self {
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::KeyExpired(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::SiteNotFound => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

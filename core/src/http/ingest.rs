@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
 use tally_model::codec;
+use tally_model::event::LogEntry;
 use tally_model::ingest::{RequestContext, answer_counts, ingest};
 use tally_model::limits::MAX_BODY_BYTES;
-use tally_model::event::LogEntry;
 use tally_model::reject::Rejection;
 use tally_model::visitor::visitor_id;
 

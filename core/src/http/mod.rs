@@ -1,5 +1,6 @@
 //! The HTTP API: the public ingest endpoint and the key-protected query API, on one router.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod ingest;
@@ -94,7 +95,8 @@ pub fn query_cache(bytes: u64) -> QueryCache {
 }
 
 /// The router: `POST /api/event` (public, CORS; only with ingest state), `POST /api/v2/query`,
-/// `GET /api/v2/drops` (bearer key), `GET /api/health`.
+/// `GET /api/v2/drops` (bearer key), `GET` and `POST /api/v1/sites` (admin key),
+/// `GET /api/health`.
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
     if state.ingest.is_some() {
@@ -104,6 +106,7 @@ pub fn router(state: AppState) -> Router {
     router
         .route("/api/v2/query", post(query::query))
         .route("/api/v2/drops", get(query::drops))
+        .route("/api/v1/sites", get(admin::list_sites).post(admin::add_site))
         .route("/api/health", get(query::health))
         .with_state(state)
 }

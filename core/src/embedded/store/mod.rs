@@ -17,6 +17,7 @@ pub use keys::FIRST_GENERATION;
 pub use rollups::RollupRead;
 pub use segments::{PersistPolicy, Persisted, Segment};
 
+use crate::embedded::database::SharedDatabase;
 use crate::embedded::state::{StateDelta, sightings_kept, visit_kept};
 use crate::pipeline::flush::{Flush, SessionLookup};
 use anyhow::Context;
@@ -24,7 +25,6 @@ use keys::{
     DROPS, FORMAT_VERSION, GENERATIONS, META, PROP_OVERFLOW, PROP_ROWS, ROLLUPS, SEGMENT_FILES, SEGMENT_PENDING,
     SESSIONS, SIGHTINGS, STATE_META, STATE_OFFSET_KEY, VERSION_KEY,
 };
-use crate::embedded::database::SharedDatabase;
 use redb::{Database, ReadableTable, ReadableTableMetadata};
 use segments::Segments;
 use std::collections::BTreeMap;

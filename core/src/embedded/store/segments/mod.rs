@@ -15,8 +15,8 @@ mod segment;
 pub use segment::{COUNTERS, Column, Segment};
 
 use super::keys::{SEGMENT_FILES, SEGMENT_PENDING};
-use anyhow::Context;
 use crate::embedded::database::SharedDatabase;
+use anyhow::Context;
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 use segment::{Origin, from_pending_blob};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

@@ -1,0 +1,111 @@
+//! The admin routes, in the shape of Plausible's Sites API, for admin keys only:
+//! `GET /api/v1/sites` lists the sites the key may read, `POST /api/v1/sites` registers a site
+//! and adds it to the key's scope. A stats key gets a 403; a missing, unknown or expired key a
+//! 401, as on the Stats API, and both count against the key's rate limit.
+
+use super::AppState;
+use super::auth::{authenticate, require_admin};
+use super::error::{ApiError, is_body_timeout};
+use crate::registry::{KeyScope, RegistryError, Site};
+use axum::Json;
+use axum::body::{Body, HttpBody};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The largest body `POST /api/v1/sites` takes (a larger one is a 413).
+pub const MAX_SITES_BODY_BYTES: usize = 64 * 1024;
+/// How much of a too-large body is read and dropped, so the client, still sending, gets its 413
+/// rather than a reset.
+const MAX_DRAINED_BYTES: usize = 1024 * 1024;
+
+/// The body of `POST /api/v1/sites`.
+#[derive(Debug, Deserialize)]
+pub struct NewSite {
+    /// The site's domain, normalised as by `tally site add`.
+    pub domain: String,
+    /// Its IANA time zone; `Etc/UTC` when absent.
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+/// The sites an admin key may read: `{"sites": [{"domain": …, "timezone": …}]}`, by domain.
+pub async fn list_sites(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let registry = app.registry.snapshot();
+    let key = admin_key(&app, &registry, &headers)?;
+    let sites: Vec<Value> = key.sites.iter().filter_map(|domain| registry.site(domain)).map(site_json).collect();
+    Ok(Json(json!({ "sites": sites })))
+}
+
+/// Registers a site (the checks of `tally site add`) and adds it to the calling admin key's
+/// scope in one registry write; answers the site.
+pub async fn add_site(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+    let key_id = {
+        let registry = app.registry.snapshot();
+        admin_key(&app, &registry, &headers)?.id.clone()
+    };
+    let body = read_bounded(body).await?;
+    let request: NewSite =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid site: {e}")))?;
+    let registry = app.registry.clone();
+    let added = tokio::task::spawn_blocking(move || {
+        registry.add_site_for_key(&key_id, &request.domain, request.timezone.as_deref())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("adding a site stopped: {e}")))?;
+    match added {
+        Ok(site) => Ok(Json(site_json(&site))),
+        Err(
+            e @ (RegistryError::InvalidDomain(_) | RegistryError::UnknownTimezone(_) | RegistryError::SiteExists(_)),
+        ) => Err(ApiError::BadRequest(e.to_string())),
+        // Revoked between the check and the write.
+        Err(RegistryError::UnknownKey(_)) => Err(ApiError::Unauthorized),
+        Err(e) => Err(ApiError::Internal(e.into())),
+    }
+}
+
+/// The request's key if it is valid, within its rate limit and an admin key.
+fn admin_key<'a>(
+    app: &AppState,
+    registry: &'a crate::registry::Snapshot,
+    headers: &HeaderMap,
+) -> Result<&'a KeyScope, ApiError> {
+    let key = authenticate(registry, headers)?;
+    if let Some(limit) = &app.key_rate {
+        limit.check(&key.id)?;
+    }
+    require_admin(key)?;
+    Ok(key)
+}
+
+/// A site as the Sites API shows it.
+fn site_json(site: &Site) -> Value {
+    json!({ "domain": site.domain, "timezone": site.timezone_name })
+}
+
+/// The body, if it is at most [`MAX_SITES_BODY_BYTES`] (else a 413).
+async fn read_bounded(mut body: Body) -> Result<Vec<u8>, ApiError> {
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| {
+            if is_body_timeout(&e) {
+                ApiError::BodyTimeout
+            } else {
+                ApiError::BadRequest(format!("reading the request body: {e}"))
+            }
+        })?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen = seen.saturating_add(data.len());
+        if seen <= MAX_SITES_BODY_BYTES {
+            kept.extend_from_slice(&data);
+        } else if seen > MAX_DRAINED_BYTES {
+            break;
+        }
+    }
+    if seen > MAX_SITES_BODY_BYTES {
+        return Err(ApiError::TooLarge(format!("a sites request body is at most {MAX_SITES_BODY_BYTES} bytes")));
+    }
+    Ok(kept)
+}
