@@ -17,7 +17,7 @@ use crate::http::server::{
     DEFAULT_BODY_TIMEOUT_S, DEFAULT_DRAIN_S, DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS, HttpLimits,
 };
 use crate::pipeline::import_lines::{Input, render};
-use crate::query::limits::{DEFAULT_CACHE_MB, DEFAULT_CONCURRENT_QUERIES, DEFAULT_QUERY_SECONDS};
+use crate::query::limits::{DEFAULT_CACHE_MB, DEFAULT_CONCURRENT_QUERIES, DEFAULT_QUERY_SECONDS, MAX_GROUPS};
 use crate::registry;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -121,6 +121,10 @@ struct QueryLimitArgs {
     /// Retry-After.
     #[arg(long, env = "TALLY_QUERY_RATE_PER_HOUR", default_value_t = DEFAULT_QUERY_RATE_PER_HOUR)]
     query_rate_per_hour: u32,
+    /// Most groups (distinct combinations of dimension values) one query may hold while it
+    /// runs; past it, a 422.
+    #[arg(long, env = "TALLY_QUERY_MAX_GROUPS", default_value_t = MAX_GROUPS as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    query_max_groups: u64,
 }
 
 impl QueryLimitArgs {
@@ -130,6 +134,7 @@ impl QueryLimitArgs {
             timeout: Duration::from_secs(self.query_timeout_s),
             cache_bytes: self.query_cache_mb.saturating_mul(1024 * 1024),
             rate_per_hour: self.query_rate_per_hour,
+            max_groups: usize::try_from(self.query_max_groups).unwrap_or(usize::MAX),
         }
     }
 }

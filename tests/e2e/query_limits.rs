@@ -189,3 +189,30 @@ async fn a_key_over_its_rate_gets_429_with_retry_after_and_another_key_does_not(
     let other_site = query_body("other.example", &["events"], json!({}));
     assert_eq!(server.query_raw(server.key("other.example"), &other_site).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_breakdown_past_the_group_budget_is_a_422_naming_it_in_both_tiers() {
+    let server = TestServer::start_with("query-groups", &[SITE], &["--query-max-groups", "10"]);
+    for i in 0..30 {
+        let answer =
+            server.post_event(pageview(SITE, &format!("/p/{i}")).to_string(), &Visitor::new(i).headers()).await;
+        assert_eq!(answer.status, 202);
+    }
+    let events = query_body(SITE, &["events"], json!({}));
+    let counted = settle(POLL_DEADLINE, || server.totals(&events), |t| t.as_ref().is_ok_and(|t| t == &[30.0])).await;
+    assert!(counted.is_ok(), "{counted:?}");
+    let by_page = |extra: Value| {
+        let mut body = query_body(SITE, &["visitors"], json!({"dimensions": ["event:page"]}));
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body.to_string().into_bytes()
+    };
+    // 30 pages: past the budget of 10 groups, from the rollups and from the segments (a filter).
+    expect(&server, "30 pages from the rollups", &by_page(json!({})), 422, "more than 10 groups").await;
+    let everyone = json!({"filters": [["is_not", "visit:country", ["ZZ"]]]});
+    expect(&server, "30 pages from the segments", &by_page(everyone), 422, "more than 10 groups").await;
+    // Inside the budget, both answer.
+    let few: Vec<String> = (0..5).map(|i| format!("/p/{i}")).collect();
+    expect(&server, "5 pages", &by_page(json!({"filters": [["is", "event:page", few]]})), 200, "results").await;
+    let by_time = query_body(SITE, &["visitors"], json!({"dimensions": ["time:day"]})).to_string().into_bytes();
+    expect(&server, "one day", &by_time, 200, "results").await;
+}

@@ -8,6 +8,7 @@
 use crate::aws::dynamo::read::{load_drops, load_slot};
 use crate::aws::dynamo::rows::MergedRows;
 use crate::embedded::store::RollupRead;
+use crate::query::limits::WorkBudget;
 use crate::query::limits::{MAX_RANGE_DAYS_DYNAMODB, range_refusal};
 use crate::query::request::Grouping;
 use crate::query::source::{Freshness, Pending, StatsSource};
@@ -84,12 +85,13 @@ impl StatsSource for DynamoStats {
         Ok(Freshness { version: window, until_ms: None, offset: None })
     }
 
-    fn answer(&self, query: Query) -> Pending<'_, (Tier, Vec<crate::query::exec::Row>)> {
+    fn answer(&self, query: Query, budget: WorkBudget) -> Pending<'_, (Tier, Vec<crate::query::exec::Row>)> {
         Box::pin(async move {
             let days = (query.buckets.start.div_euclid(24), (query.buckets.end - 1).div_euclid(24));
             let slot = slot_of(&query).code();
             let rows = load_slot(&self.client, &self.table, &query.site, &self.lineages, slot, days).await?;
-            Ok((Tier::Rollups, execute_rollups(&LoadedSlot(rows), &query)?))
+            budget.check_time()?;
+            Ok((Tier::Rollups, execute_rollups(&LoadedSlot(rows), &query, &budget)?))
         })
     }
 

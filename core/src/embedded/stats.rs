@@ -3,6 +3,7 @@
 
 use crate::embedded::log::EventLog;
 use crate::embedded::store::{RollupRead, Store};
+use crate::query::limits::WorkBudget;
 use crate::query::limits::{MAX_RANGE_DAYS_EMBEDDED, range_refusal};
 use crate::query::source::{Freshness, Pending, StatsSource, complete_until};
 use crate::query::{Query, Tier, execute_rollups, execute_segments, plan};
@@ -44,13 +45,13 @@ impl StatsSource for EmbeddedStats {
         Ok(Freshness { version: progress.offset, until_ms: Some(progress.until_ms), offset: Some(progress.offset) })
     }
 
-    fn answer(&self, query: Query) -> Pending<'_, (Tier, Vec<crate::query::exec::Row>)> {
+    fn answer(&self, query: Query, budget: WorkBudget) -> Pending<'_, (Tier, Vec<crate::query::exec::Row>)> {
         Box::pin(async move {
             let tier = self.tier(&query)?;
             let store = self.store.clone();
             let rows = tokio::task::spawn_blocking(move || match tier {
-                Tier::Rollups => execute_rollups(store.as_ref(), &query),
-                Tier::Segments => execute_segments(store.as_ref(), &query),
+                Tier::Rollups => execute_rollups(store.as_ref(), &query, &budget),
+                Tier::Segments => execute_segments(store.as_ref(), &query, &budget),
             })
             .await??;
             Ok((tier, rows))

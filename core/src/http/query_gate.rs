@@ -4,7 +4,7 @@
 
 use super::error::ApiError;
 use crate::query::exec::Row;
-use crate::query::limits::QUEUE_WAIT_SECONDS;
+use crate::query::limits::{OverBudget, QUEUE_WAIT_SECONDS, WorkBudget};
 use crate::query::{Query, StatsSource, Tier};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,18 +21,25 @@ pub struct QueryBudget {
     pub cache_bytes: u64,
     /// Requests per hour per API key (0: no limit).
     pub rate_per_hour: u32,
+    /// Most groups one query may hold.
+    pub max_groups: usize,
 }
 
 /// Turns for queries.
 pub struct QueryGate {
     turns: Arc<Semaphore>,
     timeout: Duration,
+    max_groups: usize,
 }
 
 impl QueryGate {
     /// A gate for `budget`.
     pub fn new(budget: &QueryBudget) -> QueryGate {
-        QueryGate { turns: Arc::new(Semaphore::new(budget.concurrent.max(1))), timeout: budget.timeout }
+        QueryGate {
+            turns: Arc::new(Semaphore::new(budget.concurrent.max(1))),
+            timeout: budget.timeout,
+            max_groups: budget.max_groups,
+        }
     }
 
     /// Answers `query` from `stats` in a turn, within the time budget.
@@ -43,17 +50,17 @@ impl QueryGate {
             _ => return Err(ApiError::Busy { retry_after_s: QUEUE_WAIT_SECONDS }),
         };
         let stats = stats.clone();
+        // The executors stop at the deadline themselves; the timeout below is the backstop for
+        // work between their checks.
+        let budget = WorkBudget::new(self.timeout, self.max_groups);
         let work = tokio::spawn(async move {
             let _turn = turn;
-            stats.answer(query).await
+            stats.answer(query, budget).await
         });
         match tokio::time::timeout(self.timeout, work).await {
             Ok(Ok(answer)) => answer.map_err(ApiError::from_query),
             Ok(Err(joined)) => Err(ApiError::Internal(anyhow::anyhow!("a query task failed: {joined}"))),
-            Err(_) => Err(ApiError::OverBudget(format!(
-                "the query ran longer than its {} s budget; narrow its date range or add a filter",
-                self.timeout.as_secs()
-            ))),
+            Err(_) => Err(ApiError::OverBudget(OverBudget::time(self.timeout.as_secs()).to_string())),
         }
     }
 }

@@ -18,6 +18,8 @@ pub const MAX_DIMENSIONS: usize = 4;
 /// Most filters in one query (no filter twice).
 pub const MAX_FILTERS: usize = 20;
 
+use std::time::{Duration, Instant};
+
 /// Most values in one filter.
 pub const MAX_FILTER_VALUES: usize = 100;
 
@@ -28,7 +30,8 @@ pub const MAX_FILTER_VALUE_CHARS: usize = 2_000;
 pub const MAX_OFFSET: usize = 1_000_000;
 
 /// Most groups a query may hold while it runs (distinct combinations of its dimensions'
-/// values): about 200 bytes each, so at most about 100 MB per query.
+/// values), by default (`--query-max-groups`): about 200 bytes each, so at most about 100 MB
+/// per query.
 pub const MAX_GROUPS: usize = 500_000;
 
 /// Longest date range (days) a query may cover on the embedded store, which reads a day's
@@ -63,11 +66,46 @@ pub fn range_refusal(query: &super::Query, max_days: i64) -> Option<String> {
 pub struct OverBudget(pub String);
 
 impl OverBudget {
-    /// The answer would hold more than [`MAX_GROUPS`] groups.
-    pub fn groups() -> OverBudget {
+    /// The answer would hold more than `max` groups.
+    pub fn groups(max: usize) -> OverBudget {
         OverBudget(format!(
-            "the query would hold more than {MAX_GROUPS} groups (distinct dimension values); narrow its date range, \
+            "the query would hold more than {max} groups (distinct dimension values); narrow its date range, \
              add a filter or use fewer dimensions"
         ))
+    }
+
+    /// The query ran past its time budget of `seconds`.
+    pub fn time(seconds: u64) -> OverBudget {
+        OverBudget(format!("the query ran longer than its {seconds} s budget; narrow its date range or add a filter"))
+    }
+}
+
+/// What one query may spend while it runs, checked as it runs: groups held, and time (checked
+/// before each segment and every few thousand rollup rows, so a query out of time stops its
+/// work instead of finishing it unseen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkBudget {
+    /// When the query must have finished.
+    pub deadline: Instant,
+    /// Its time budget, for the message.
+    pub seconds: u64,
+    /// Most groups it may hold.
+    pub max_groups: usize,
+}
+
+impl WorkBudget {
+    /// A budget of `time` from now and `max_groups` groups.
+    pub fn new(time: Duration, max_groups: usize) -> WorkBudget {
+        WorkBudget { deadline: Instant::now() + time, seconds: time.as_secs(), max_groups }
+    }
+
+    /// The default budget: [`DEFAULT_QUERY_SECONDS`] and [`MAX_GROUPS`].
+    pub fn standard() -> WorkBudget {
+        WorkBudget::new(Duration::from_secs(DEFAULT_QUERY_SECONDS), MAX_GROUPS)
+    }
+
+    /// `Err` once the deadline has passed.
+    pub fn check_time(&self) -> Result<(), OverBudget> {
+        if Instant::now() > self.deadline { Err(OverBudget::time(self.seconds)) } else { Ok(()) }
     }
 }

@@ -3,7 +3,7 @@
 //! first-sight counters (`tally_model::breakdown::Tallies::visitors_until`).
 
 use super::exec::{Group, Row, day_label, finish, hour_label};
-use super::limits::{MAX_GROUPS, OverBudget};
+use super::limits::{OverBudget, WorkBudget};
 use super::request::{Grouping, Query};
 use crate::embedded::store::RollupRead;
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use tally_model::breakdown::{Grain, Slot, Tallies};
 use tally_model::props::row_prefix;
 
 /// Runs a query that [`super::plan::plan`] gave to the rollups.
-pub fn execute_rollups(store: &dyn RollupRead, query: &Query) -> anyhow::Result<Vec<Row>> {
+pub fn execute_rollups(store: &dyn RollupRead, query: &Query, budget: &WorkBudget) -> anyhow::Result<Vec<Row>> {
     let grain = if query.groupings.contains(&Grouping::Hour) { Grain::Hour } else { Grain::Day };
     let slot = query.groupings.iter().find_map(|g| match g {
         Grouping::Dim(d) => Some(Slot::Of(*d)),
@@ -29,8 +29,13 @@ pub fn execute_rollups(store: &dyn RollupRead, query: &Query) -> anyhow::Result<
     };
     let mut index: HashMap<Vec<String>, usize> = HashMap::new();
     let mut groups: Vec<(Group, i64)> = Vec::new();
-    let mut over = false;
+    let (mut over, mut rows, mut late) = (false, 0u64, None);
     store.rollup_rows(&query.site, grain, slot, first, last, &mut |at, value, t: &Tallies| {
+        // The clock is read at the first row and every 4,096 rows after it.
+        rows += 1;
+        if late.is_some() || (rows % 4_096 == 1 && budget.check_time().map_err(|e| late = Some(e)).is_err()) {
+            return;
+        }
         let value = match &prefix {
             Some(prefix) => match value.strip_prefix(prefix.as_str()) {
                 Some(rest) => rest,
@@ -48,7 +53,7 @@ pub fn execute_rollups(store: &dyn RollupRead, query: &Query) -> anyhow::Result<
             })
             .collect();
         let next = groups.len();
-        if next >= MAX_GROUPS && !index.contains_key(&key) {
+        if next >= budget.max_groups && !index.contains_key(&key) {
             over = true;
             return;
         }
@@ -61,8 +66,11 @@ pub fn execute_rollups(store: &dyn RollupRead, query: &Query) -> anyhow::Result<
         group.revenue.merge(&t.revenue);
         *visitors += t.visitors_until(at, if by_time { at } else { last });
     })?;
+    if let Some(late) = late {
+        return Err(late.into());
+    }
     if over {
-        return Err(OverBudget::groups().into());
+        return Err(OverBudget::groups(budget.max_groups).into());
     }
     // A group whose rows net to nothing (exit rows whose visits all moved on) is no answer row.
     let groups = groups

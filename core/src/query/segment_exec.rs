@@ -6,7 +6,7 @@
 //! cores. [`finish`] (metrics, order, page) is shared with the other tiers.
 
 use super::exec::{Group, Row, day_label, finish, hour_label};
-use super::limits::{MAX_GROUPS, OverBudget};
+use super::limits::{OverBudget, WorkBudget};
 use super::request::{Field, Grouping, Metric, NO_PROP, Query};
 use crate::embedded::store::Store;
 use crate::embedded::store::segments::{COUNTERS, Segment};
@@ -42,10 +42,10 @@ impl hashbrown::Equivalent<Vec<String>> for LabelsRef<'_> {
 
 /// Answers accumulated over segments: per group its labels, counters, revenue and the visitor
 /// ids of its rows (with repeats; [`Groups::finish`] counts the distinct ones).
-/// Past [`MAX_GROUPS`] groups, rows of new groups go to one overflow group, and the query is
-/// refused when the scan ends.
-#[derive(Default)]
+/// Past `max` groups, rows of new groups go to one overflow group, and the query is refused
+/// when the scan ends.
 struct Groups {
+    max: usize,
     index: hashbrown::HashMap<Vec<String>, usize, Fast>,
     groups: Vec<(Vec<String>, Counters, Vec<u64>, RevenueSums)>,
     /// The overflow group's index, once rows went to it.
@@ -55,11 +55,15 @@ struct Groups {
 }
 
 impl Groups {
+    fn new(max: usize) -> Groups {
+        Groups { max, index: Default::default(), groups: Vec::new(), overflow: None, over: false }
+    }
+
     fn at(&mut self, labels: &[&str]) -> usize {
         if let Some(&at) = self.index.get(&LabelsRef(labels)) {
             return at;
         }
-        if self.index.len() >= MAX_GROUPS {
+        if self.index.len() >= self.max {
             self.over = true;
             let next = self.groups.len();
             return *self.overflow.get_or_insert_with(|| {
@@ -104,12 +108,13 @@ impl Groups {
 
 /// Runs a query over the segments of its range, on as many threads as there are cores (each
 /// takes every n-th segment), merging their groups at the end.
-pub fn execute_segments(store: &Store, query: &Query) -> anyhow::Result<Vec<Row>> {
+pub fn execute_segments(store: &Store, query: &Query, budget: &WorkBudget) -> anyhow::Result<Vec<Row>> {
     let segments = store.segments_for(&query.site, query.buckets.clone())?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(segments.len()).max(1);
     let scan_share = |share: usize| -> anyhow::Result<Groups> {
-        let mut groups = Groups::default();
+        let mut groups = Groups::new(budget.max_groups);
         for (segment, lo, hi) in segments.iter().skip(share).step_by(threads) {
+            budget.check_time()?;
             scan(segment, *lo, *hi, query, &mut groups)?;
         }
         Ok(groups)
@@ -124,14 +129,14 @@ pub fn execute_segments(store: &Store, query: &Query) -> anyhow::Result<Vec<Row>
                 .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a scan thread panicked"))))
                 .collect()
         });
-        let mut merged = Groups::default();
+        let mut merged = Groups::new(budget.max_groups);
         for share in shares {
             merged.merge(share?);
         }
         merged
     };
     if groups.over {
-        return Err(OverBudget::groups().into());
+        return Err(OverBudget::groups(budget.max_groups).into());
     }
     let mut groups = groups.finish();
     // Props are on events: a group that only visit rows reached (they have no props) is no row
@@ -347,17 +352,18 @@ mod tests {
 
     #[test]
     fn groups_past_the_budget_go_over_and_merging_keeps_it() {
-        let mut groups = Groups::default();
-        let labels: Vec<String> = (0..=MAX_GROUPS).map(|i| i.to_string()).collect();
-        for label in &labels[..MAX_GROUPS] {
+        const MAX: usize = 1_000;
+        let mut groups = Groups::new(MAX);
+        let labels: Vec<String> = (0..=MAX).map(|i| i.to_string()).collect();
+        for label in &labels[..MAX] {
             groups.at(&[label.as_str()]);
         }
         assert!(!groups.over, "exactly the budget is within it");
         assert_eq!(groups.at(&["0"]), 0, "a known group is found past the budget");
-        let overflow = groups.at(&[labels[MAX_GROUPS].as_str()]);
+        let overflow = groups.at(&[labels[MAX].as_str()]);
         assert!(groups.over);
         assert_eq!(groups.at(&["another"]), overflow, "every new group shares the overflow group");
-        let mut merged = Groups::default();
+        let mut merged = Groups::new(MAX);
         merged.merge(groups);
         assert!(merged.over, "a share over the budget makes the whole over it");
     }
@@ -413,7 +419,7 @@ mod tests {
         let request: QueryRequest = serde_json::from_str(json).expect("request");
         let now: Timestamp = "1970-01-03T12:00:00Z".parse().expect("now");
         let query = Query::resolve(&request, &TimeZone::UTC, now).expect("valid query");
-        execute_segments(store, &query).expect("executes")
+        execute_segments(store, &query, &WorkBudget::standard()).expect("executes")
     }
 
     #[test]
@@ -464,6 +470,26 @@ mod tests {
             r#"{"site_id":"a.com","metrics":["visits"],"date_range":["1970-01-01","1970-01-01"],"dimensions":["visit:source","visit:browser"]}"#,
         );
         assert_eq!(source[0].dimensions, vec!["Hacker News".to_owned(), "Firefox".to_owned()]);
+        remove(&path);
+    }
+
+    #[test]
+    fn a_query_past_its_deadline_stops_with_the_time_budget_in_both_tiers() {
+        let events = [event(1_000, 1, "/", "DE"), event(DAY_MS + 1_000, 2, "/", "FR")];
+        let (store, path) = store_with("deadline", &events);
+        let request: QueryRequest = serde_json::from_str(
+            r#"{"site_id":"a.com","metrics":["visitors"],"date_range":["1970-01-01","1970-01-02"]}"#,
+        )
+        .expect("request");
+        let now: Timestamp = "1970-01-03T12:00:00Z".parse().expect("now");
+        let query = Query::resolve(&request, &TimeZone::UTC, now).expect("valid query");
+        let spent = WorkBudget { deadline: std::time::Instant::now(), seconds: 7, max_groups: 10 };
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        for outcome in [execute_segments(&store, &query, &spent), crate::query::execute_rollups(&store, &query, &spent)]
+        {
+            let error = outcome.expect_err("out of time");
+            assert_eq!(error.downcast_ref::<OverBudget>(), Some(&OverBudget::time(7)), "{error:#}");
+        }
         remove(&path);
     }
 

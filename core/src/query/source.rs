@@ -3,6 +3,7 @@
 //! DynamoDB (`aws/stats.rs`) implement it; handlers never ask which one they have.
 
 use super::exec::Row;
+use super::limits::WorkBudget;
 use super::plan::Tier;
 use super::request::Query;
 use serde_json::{Value, json};
@@ -32,8 +33,9 @@ pub trait StatsSource: Send + Sync {
     /// How current the data is now.
     fn freshness(&self) -> anyhow::Result<Freshness>;
 
-    /// The query's rows, and the tier that computed them.
-    fn answer(&self, query: Query) -> Pending<'_, (Tier, Vec<Row>)>;
+    /// The query's rows, and the tier that computed them, within `budget` (a query past it is
+    /// an [`super::limits::OverBudget`] error naming the limit).
+    fn answer(&self, query: Query, budget: WorkBudget) -> Pending<'_, (Tier, Vec<Row>)>;
 
     /// Drop counts of `site` ("" for drops that named no site), by reason.
     fn drops<'a>(&'a self, site: &'a str) -> Pending<'a, BTreeMap<String, u64>>;
