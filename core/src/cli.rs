@@ -7,7 +7,7 @@ use crate::aws::query_serve::{QuerySettings, serve_queries};
 use crate::embedded::aggregate::{Batching, MAX_ENTRIES_PER_FLUSH, STATE_SNAPSHOT_ENTRIES};
 use crate::embedded::import::{ImportSettings, import};
 use crate::embedded::log::EventLog;
-use crate::embedded::retention::{Retention, parse_retention};
+use crate::embedded::retention::{Retention, Retentions, parse_retention};
 use crate::embedded::serve::{ServeSettings, serve};
 use crate::embedded::store::{PersistPolicy, Store};
 use crate::http::ingest_limit::{DEFAULT_PER_CLIENT_PER_MINUTE, DEFAULT_PER_SITE_PER_MINUTE, IngestRates};
@@ -183,6 +183,10 @@ struct ServeArgs {
     /// the aggregates keep them.
     #[arg(long, env = "TALLY_LOG_RETENTION", default_value = "395d", value_parser = parse_retention)]
     log_retention: Retention,
+    /// How long the aggregates (rollups and segments) keep a day: `keep` (the default), or a
+    /// number with a unit s, m, h or d; older local days are deleted in the background.
+    #[arg(long, env = "TALLY_AGGREGATE_RETENTION", default_value = "keep", value_parser = parse_retention)]
+    aggregate_retention: Retention,
 }
 
 #[derive(Debug, Args)]
@@ -378,7 +382,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     per_client_per_minute: args.ingest_rate_per_client,
                     per_site_per_minute: args.ingest_rate_per_site,
                 },
-                log_retention: args.log_retention.0,
+                retention: Retentions { log: args.log_retention.0, aggregates: args.aggregate_retention.0 },
             };
             serve(settings).await
         }

@@ -1,11 +1,13 @@
 //! Housekeeping in `tally serve`, in the background: the daily salts rotate at midnight even
-//! without traffic, and the event log keeps its retention (default 395 days, about 13 months):
+//! without traffic; the event log keeps its retention (default 395 days, about 13 months):
 //! entries older than that are deleted from the log's start in small transactions, never an
-//! entry the aggregator or the stored visit state still needs. Aggregates are kept.
+//! entry the aggregator or the stored visit state still needs; and aggregates keep theirs
+//! (default: forever), deleted a site at a time, by whole local days.
 
 use crate::embedded::log::EventLog;
 use crate::embedded::store::Store;
 use crate::pipeline::salts::SaltBook;
+use crate::registry::Registry;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -16,6 +18,9 @@ pub const DEFAULT_LOG_RETENTION: Duration = Duration::from_secs(395 * 86_400);
 const TRIM_BATCH: usize = 5_000;
 /// How often salts are checked for a new day.
 const SALT_CHECK: Duration = Duration::from_secs(60);
+/// How often aggregates are trimmed at most.
+const AGGREGATE_CHECK: Duration = Duration::from_secs(3_600);
+const DAY_MS: i64 = 86_400_000;
 
 /// How long something is kept: `None` for forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,28 +53,63 @@ fn parse(text: &str) -> Result<Option<Duration>, String> {
     }
 }
 
-/// Runs until `stop` turns true.
-pub async fn run(
-    log: EventLog,
-    store: Arc<Store>,
-    salts: Arc<SaltBook>,
-    log_retention: Option<Duration>,
-    mut stop: watch::Receiver<bool>,
-) {
+/// What is kept how long (`None`: forever).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retentions {
+    /// The raw event log.
+    pub log: Option<Duration>,
+    /// The aggregates (rollups and segments).
+    pub aggregates: Option<Duration>,
+}
+
+/// What the housekeeping task works on.
+pub struct Housekeeping {
+    /// The event log.
+    pub log: EventLog,
+    /// The aggregate store.
+    pub store: Arc<Store>,
+    /// The daily salts.
+    pub salts: Arc<SaltBook>,
+    /// The sites, whose aggregates are trimmed one at a time.
+    pub registry: Registry,
+    /// The retentions.
+    pub keep: Retentions,
+}
+
+/// Runs until `stop` turns true; the first round right away.
+pub async fn run(work: Housekeeping, mut stop: watch::Receiver<bool>) {
+    let Housekeeping { log, store, salts, registry, keep } = work;
     // Trim a few times per retention period, at least every minute, at most every second.
-    let every = log_retention.map_or(SALT_CHECK, |keep| (keep / 4).clamp(Duration::from_secs(1), SALT_CHECK));
+    let every = keep.log.map_or(SALT_CHECK, |keep| (keep / 4).clamp(Duration::from_secs(1), SALT_CHECK));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut aggregates_due = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
         let now_ms = jiff::Timestamp::now().as_millisecond();
+        if let Some(keep) = keep.aggregates
+            && tokio::time::Instant::now() >= aggregates_due
+        {
+            aggregates_due = tokio::time::Instant::now() + (keep / 4).clamp(Duration::from_secs(1), AGGREGATE_CHECK);
+            let sites: Vec<String> = registry.snapshot().sites().map(|s| s.domain.clone()).collect();
+            let store = store.clone();
+            let trimmed = tokio::task::spawn_blocking(move || trim_aggregates(&store, &sites, now_ms, keep)).await;
+            match trimmed {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(rows = n, "deleted aggregates past the retention"),
+                Ok(Err(error)) => {
+                    tracing::warn!(error = format!("{error:#}"), "aggregate retention failed; trying again")
+                }
+                Err(error) => tracing::error!(%error, "aggregate retention panicked"),
+            }
+        }
         if let Err(error) = salts.rotate_if_due(now_ms) {
             tracing::warn!(error = format!("{error:#}"), "could not rotate the daily salts; trying again");
         }
-        if let Some(keep) = log_retention {
+        if let Some(keep) = keep.log {
             let cutoff_ms = now_ms.saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX));
             let (log, store) = (log.clone(), store.clone());
             let trimmed = tokio::task::spawn_blocking(move || trim(&log, &store, cutoff_ms)).await;
@@ -81,6 +121,18 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Deletes every site's aggregates of the local days that ended more than `keep` ago in every
+/// time zone: before the UTC day `keep` ago, less one day.
+fn trim_aggregates(store: &Store, sites: &[String], now_ms: i64, keep: Duration) -> anyhow::Result<usize> {
+    let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+    let before_day = now_ms.saturating_sub(keep_ms).div_euclid(DAY_MS) - 1;
+    let mut total = 0;
+    for site in sites {
+        total += store.trim_aggregates(site, before_day)?;
+    }
+    Ok(total)
 }
 
 /// Deletes the entries older than `cutoff_ms` that both the aggregates and the stored visit

@@ -4,7 +4,7 @@
 use crate::embedded::aggregate::{Aggregator, Batching};
 use crate::embedded::import::{self, Importer};
 use crate::embedded::log::EventLog;
-use crate::embedded::retention;
+use crate::embedded::retention::{self, Housekeeping, Retentions};
 use crate::embedded::stats::EmbeddedStats;
 use crate::embedded::store::{Opened, PersistPolicy, Store};
 use crate::http::ingest_limit::{IngestLimits, IngestRates, log_refusals};
@@ -45,8 +45,8 @@ pub struct ServeSettings {
     pub http: crate::http::server::HttpLimits,
     /// Ingest rate limits per client and per site.
     pub ingest_rates: IngestRates,
-    /// How long the event log keeps entries (`None`: forever).
-    pub log_retention: Option<Duration>,
+    /// How long the event log and the aggregates keep what they hold.
+    pub retention: Retentions,
 }
 
 /// Runs the server until a shutdown signal.
@@ -77,8 +77,14 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
     let (stop_refusals, refusals_stopped) = watch::channel(false);
     let logging_refusals = tokio::spawn(log_refusals(limits, log.clone(), refusals_stopped.clone()));
-    let housekeeping =
-        tokio::spawn(retention::run(log.clone(), store.clone(), salts, settings.log_retention, refusals_stopped));
+    let housekeeping = Housekeeping {
+        log: log.clone(),
+        store: store.clone(),
+        salts,
+        registry: registry.clone(),
+        keep: settings.retention,
+    };
+    let housekeeping = tokio::spawn(retention::run(housekeeping, refusals_stopped));
     let aggregator = Aggregator {
         log,
         store,

@@ -42,7 +42,9 @@ impl StatsSource for EmbeddedStats {
 
     fn freshness(&self) -> anyhow::Result<Freshness> {
         let progress = self.store.progress()?;
-        Ok(Freshness { version: progress.offset, until_ms: Some(progress.until_ms), offset: Some(progress.offset) })
+        // A retention trim changes answers without moving the offset: it counts in the version.
+        let version = progress.offset.wrapping_add(self.store.trims() << 40);
+        Ok(Freshness { version, until_ms: Some(progress.until_ms), offset: Some(progress.offset) })
     }
 
     fn answer(&self, query: Query, budget: WorkBudget) -> Pending<'_, (Tier, Vec<crate::query::exec::Row>)> {

@@ -25,8 +25,9 @@ use std::sync::Arc;
 use tower_http::cors::{Any, CorsLayer};
 
 /// Query answers (their JSON) cached per (query, [`crate::query::Freshness::version`]): for the
-/// embedded store the version is the applied log offset, so the cache never serves stale
-/// numbers; for DynamoDB it is a 5-second time window. Weighed by bytes.
+/// embedded store the version is the applied log offset and the number of retention trims, so
+/// the cache never serves stale numbers; for DynamoDB it is a 5-second time window. Weighed by
+/// bytes.
 pub type QueryCache = moka::future::Cache<(Query, u64), Bytes>;
 
 /// What the public ingest endpoint needs.

@@ -10,6 +10,7 @@
 //! commit to the store's.
 
 mod keys;
+mod retention;
 mod rollups;
 pub mod segments;
 
@@ -45,6 +46,9 @@ pub struct Progress {
 
 /// The store. Reads may run concurrently with the single writer (of each database).
 pub struct Store {
+    /// How many retention trims deleted something: part of the answer cache's version, since
+    /// a trim changes answers without moving the applied offset.
+    trims: std::sync::atomic::AtomicU64,
     db: SharedDatabase,
     /// The visit state as of the last state snapshot.
     state: SharedDatabase,
@@ -123,7 +127,12 @@ impl Store {
         open_state(&state, matches!(opened, Opened::Rebuilt { .. }), applied)?;
         let segments = Segments::open(&db, segment_dir, policy)?;
         let (db, state) = (SharedDatabase::from_open(path, db), SharedDatabase::from_open(&state_path, state));
-        Ok((Store { db, state, segments }, opened))
+        Ok((Store { trims: std::sync::atomic::AtomicU64::new(0), db, state, segments }, opened))
+    }
+
+    /// How many retention trims deleted something since the store was opened.
+    pub fn trims(&self) -> u64 {
+        self.trims.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// How far the log is applied.

@@ -165,6 +165,51 @@ impl Segments {
         Ok(())
     }
 
+    /// Forgets `site`'s persisted segments of local days before `before_day` and deletes their
+    /// files (waiting for a persist in progress); returns how many. A pending segment of such a
+    /// day goes once it is persisted, at the next call.
+    pub fn trim_before(&self, db: &SharedDatabase, site: &str, before_day: i64) -> anyhow::Result<usize> {
+        let _persisting = self.persisting.lock().unwrap_or_else(|e| e.into_inner());
+        let old: Vec<Arc<Segment>> = {
+            let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+            let Some(segments) = catalog.get(site) else { return Ok(0) };
+            segments
+                .iter()
+                .filter(|s| matches!(s.origin, Origin::File { day, .. } if day < before_day))
+                .cloned()
+                .collect()
+        };
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let txn = db.begin_write()?;
+        {
+            let mut files = txn.open_table(SEGMENT_FILES)?;
+            for segment in &old {
+                if let Origin::File { day, seq, .. } = &segment.origin {
+                    files.remove((site, segment.generation, *day, *seq))?;
+                }
+            }
+        }
+        {
+            let mut catalog = self.catalog.write().unwrap_or_else(|e| e.into_inner());
+            db.commit(txn)?;
+            let gone: HashSet<*const Segment> = old.iter().map(Arc::as_ptr).collect();
+            if let Some(segments) = catalog.get_mut(site) {
+                segments.retain(|s| !gone.contains(&Arc::as_ptr(s)));
+            }
+        }
+        for segment in &old {
+            if let Origin::File { path, .. } = &segment.origin
+                && let Err(error) = std::fs::remove_file(path)
+            {
+                // The store no longer lists it: the next start deletes it.
+                tracing::warn!(path = %path.display(), %error, "could not delete a segment file past the retention");
+            }
+        }
+        Ok(old.len())
+    }
+
     /// The segments of `site` in `generation` that may hold buckets of `lo..=hi`.
     pub fn of(&self, site: &str, generation: u32, lo: Bucket, hi: Bucket) -> Vec<Arc<Segment>> {
         let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner());
