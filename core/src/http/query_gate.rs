@@ -64,3 +64,94 @@ impl QueryGate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::QueryRequest;
+    use crate::query::source::Pending;
+    use serde_json::{Value, json};
+    use std::collections::BTreeMap;
+
+    /// A store whose every answer takes `takes`, or stops at the budget's deadline when asked
+    /// to honour it, as the executors do.
+    struct Slow {
+        takes: Duration,
+        honours_deadline: bool,
+    }
+
+    impl StatsSource for Slow {
+        fn refuse(&self, _: &Query) -> Option<String> {
+            None
+        }
+
+        fn freshness(&self) -> anyhow::Result<crate::query::Freshness> {
+            Ok(crate::query::Freshness { version: 0, until_ms: None, offset: None })
+        }
+
+        fn answer(&self, _: Query, budget: WorkBudget) -> Pending<'_, (Tier, Vec<Row>)> {
+            Box::pin(async move {
+                let done = tokio::time::Instant::now() + self.takes;
+                while tokio::time::Instant::now() < done {
+                    if self.honours_deadline {
+                        budget.check_time()?;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok((Tier::Rollups, Vec::new()))
+            })
+        }
+
+        fn drops<'a>(&'a self, _: &'a str) -> Pending<'a, BTreeMap<String, u64>> {
+            Box::pin(async { Ok(BTreeMap::new()) })
+        }
+
+        fn health(&self) -> Pending<'_, Value> {
+            Box::pin(async { Ok(json!({"status": "ok"})) })
+        }
+    }
+
+    fn query() -> Query {
+        let request: QueryRequest =
+            serde_json::from_value(json!({"site_id": "a.com", "metrics": ["visitors"], "date_range": "day"}))
+                .expect("a request");
+        Query::resolve(&request, &jiff::tz::TimeZone::UTC, jiff::Timestamp::now()).expect("a query")
+    }
+
+    fn gate(concurrent: usize, timeout_s: u64) -> QueryGate {
+        QueryGate::new(&QueryBudget {
+            concurrent,
+            timeout: Duration::from_secs(timeout_s),
+            cache_bytes: 0,
+            rate_per_hour: 0,
+            max_groups: 10,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_query_past_its_time_is_a_422_whether_or_not_its_work_checks_the_clock() {
+        let gate = gate(2, 1);
+        for honours_deadline in [true, false] {
+            let stats: Arc<dyn StatsSource> = Arc::new(Slow { takes: Duration::from_secs(3), honours_deadline });
+            let started = std::time::Instant::now();
+            let outcome = gate.answer(&stats, query()).await;
+            assert!(matches!(&outcome, Err(ApiError::OverBudget(m)) if m.contains("1 s budget")), "{outcome:?}");
+            assert!(started.elapsed() < Duration::from_millis(2_500), "answered at the budget, not when done");
+        }
+    }
+
+    #[tokio::test]
+    async fn with_every_turn_taken_a_query_waits_then_gets_a_503_with_retry_after() {
+        let gate = Arc::new(gate(1, 30));
+        let slow: Arc<dyn StatsSource> =
+            Arc::new(Slow { takes: Duration::from_secs(QUEUE_WAIT_SECONDS + 2), honours_deadline: true });
+        let holder = {
+            let (gate, slow) = (gate.clone(), slow.clone());
+            tokio::spawn(async move { gate.answer(&slow, query()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let outcome = gate.answer(&slow, query()).await;
+        assert!(matches!(outcome, Err(ApiError::Busy { retry_after_s: QUEUE_WAIT_SECONDS })), "{outcome:?}");
+        assert!(holder.await.expect("joins").is_ok(), "the query holding the turn finishes");
+    }
+}
