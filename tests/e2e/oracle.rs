@@ -257,7 +257,54 @@ struct Ask {
     first: String,
     last: String,
     groupings: Vec<String>,
-    filters: Vec<(String, String, Vec<String>)>,
+    filters: Vec<Cond>,
+}
+
+/// A filter as the test writes it: a comparison, or an `or` / `not` of them.
+#[derive(Debug, Clone, PartialEq)]
+enum Cond {
+    Leaf { op: &'static str, dim: &'static str, values: Vec<String>, any_case: bool },
+    Or(Vec<Cond>),
+    Not(Box<Cond>),
+}
+
+impl Cond {
+    fn json(&self) -> Value {
+        match self {
+            Cond::Leaf { op, dim, values, any_case: false } => json!([op, dim, values]),
+            Cond::Leaf { op, dim, values, any_case: true } => json!([op, dim, values, {"case_sensitive": false}]),
+            Cond::Or(any) => json!(["or", any.iter().map(Cond::json).collect::<Vec<_>>()]),
+            Cond::Not(inner) => json!(["not", inner.json()]),
+        }
+    }
+
+    fn dims(&self) -> Vec<&'static str> {
+        match self {
+            Cond::Leaf { dim, .. } => vec![*dim],
+            Cond::Or(any) => any.iter().flat_map(Cond::dims).collect(),
+            Cond::Not(inner) => inner.dims(),
+        }
+    }
+
+    /// The brute force: Plausible's meaning of each operator, on the event's (or its visit's)
+    /// value; without case, both sides lower-cased.
+    fn holds(&self, site: &str, event: &Raw, entry: &Raw) -> bool {
+        match self {
+            Cond::Leaf { op, dim, values, any_case } => {
+                let fold = |s: &str| if *any_case { s.to_lowercase() } else { s.to_owned() };
+                let v = fold(&value(dim, site, event, entry));
+                let base = op.trim_end_matches("_not");
+                let hit = values.iter().any(|needle| match base {
+                    "is" => fold(needle) == v,
+                    "contains" => v.contains(&fold(needle)),
+                    _ => regex::RegexBuilder::new(needle).case_insensitive(*any_case).build().unwrap().is_match(&v),
+                });
+                hit != op.ends_with("_not")
+            }
+            Cond::Or(any) => any.iter().any(|c| c.holds(site, event, entry)),
+            Cond::Not(inner) => !inner.holds(site, event, entry),
+        }
+    }
 }
 
 impl Ask {
@@ -266,7 +313,8 @@ impl Ask {
     }
 
     fn by_prop(&self) -> bool {
-        self.groupings.iter().chain(self.filters.iter().map(|f| &f.1)).any(|d| d.starts_with("event:props:"))
+        let prop = |d: &str| d.starts_with("event:props:");
+        self.groupings.iter().any(|g| prop(g)) || self.filters.iter().flat_map(Cond::dims).any(prop)
     }
 
     fn metrics(&self) -> &'static [&'static str] {
@@ -280,7 +328,7 @@ impl Ask {
     }
 
     fn body(&self, site: &str) -> Value {
-        let filters: Vec<Value> = self.filters.iter().map(|(op, d, v)| json!([op, d, v])).collect();
+        let filters: Vec<Value> = self.filters.iter().map(Cond::json).collect();
         let metrics = self.metrics();
         json!({
             "site_id": site,
@@ -291,14 +339,7 @@ impl Ask {
     }
 
     fn passes(&self, site: &str, event: &Raw, entry: &Raw) -> bool {
-        self.filters.iter().all(|(op, d, values)| {
-            let v = value(d, site, event, entry);
-            match op.as_str() {
-                "is" => values.contains(&v),
-                "is_not" => !values.contains(&v),
-                _ => values.iter().any(|needle| v.contains(needle.as_str())),
-            }
-        })
+        self.filters.iter().all(|c| c.holds(site, event, entry))
     }
 }
 
@@ -454,22 +495,37 @@ fn random_ask(rng: &mut Rng, days: &[String]) -> Ask {
     };
     let mut filters = Vec::new();
     for _ in 0..[0, 0, 1, 2][rng.below(4) as usize] {
-        let (d, candidates): (&str, Vec<&str>) = match rng.below(5) {
-            0 => ("event:page", PAGES.to_vec()),
-            1 => ("visit:country", COUNTRIES.to_vec()),
-            4 => ("visit:city", PLACES.iter().flatten().map(|p| p.2).filter(|c| !c.is_empty()).collect()),
-            2 => ("event:props:plan", vec!["pro", "(none)"]),
-            _ => ("visit:source", REFERRERS.iter().map(|r| r.1).collect()),
+        let filter = match rng.below(6) {
+            0 => Cond::Or(vec![random_leaf(rng), random_leaf(rng)]),
+            1 => Cond::Not(Box::new(random_leaf(rng))),
+            _ => random_leaf(rng),
         };
-        let op = *rng.pick(&["is", "is_not", "contains"]);
-        let v = if op == "contains" { "o".to_owned() } else { (*rng.pick(&candidates)).to_owned() };
-        let filter = (op.to_owned(), d.to_owned(), vec![v]);
         // The same filter twice is a 400 (a query limit), not a question.
         if !filters.contains(&filter) {
             filters.push(filter);
         }
     }
     Ask { first: days[a].clone(), last: days[b].clone(), groupings, filters }
+}
+
+/// One comparison of every operator, with or without case.
+fn random_leaf(rng: &mut Rng) -> Cond {
+    let (dim, candidates): (&'static str, Vec<&str>) = match rng.below(5) {
+        0 => ("event:page", PAGES.to_vec()),
+        1 => ("visit:country", COUNTRIES.to_vec()),
+        4 => ("visit:city", PLACES.iter().flatten().map(|p| p.2).filter(|c| !c.is_empty()).collect()),
+        2 => ("event:props:plan", vec!["pro", "(none)"]),
+        _ => ("visit:source", REFERRERS.iter().map(|r| r.1).collect()),
+    };
+    let op = *rng.pick(&["is", "is_not", "contains", "contains_not", "matches", "matches_not"]);
+    let any_case = rng.below(3) == 0;
+    let value = match op {
+        "contains" | "contains_not" => (*rng.pick(&["o", "E", "/"])).to_owned(),
+        "matches" | "matches_not" => (*rng.pick(&["^/p", "[0-9]$", "^(DE|FR)$", "o.", "^$"])).to_owned(),
+        _ => (*rng.pick(&candidates)).to_owned(),
+    };
+    let value = if any_case && rng.below(2) == 0 { value.to_uppercase() } else { value };
+    Cond::Leaf { op, dim, values: vec![value], any_case }
 }
 
 /// Runs `tally import FILE` with flushes of one entry (each commit waits for an fsync, so a few

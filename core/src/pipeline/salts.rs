@@ -124,17 +124,12 @@ fn random_salt() -> anyhow::Result<Salt> {
 }
 
 fn to_hex(bytes: &[u8; 16]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
-fn parse_hex(hex: &str) -> Option<[u8; 16]> {
+fn parse_hex(text: &str) -> Option<[u8; 16]> {
     let mut out = [0u8; 16];
-    if hex.len() != 32 || !hex.is_ascii() {
-        return None;
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
 }
 

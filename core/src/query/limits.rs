@@ -20,6 +20,13 @@ pub const MAX_FILTERS: usize = 20;
 
 use std::time::{Duration, Instant};
 
+/// Deepest nesting of `and`, `or` and `not` in one filter.
+pub const MAX_FILTER_DEPTH: usize = 4;
+
+/// Largest compiled regular expression of a `matches` filter, in bytes (the `regex` crate's
+/// size limits): compiling and matching stay linear in the input, and small.
+pub const MAX_REGEX_BYTES: usize = 1 << 20;
+
 /// Most values in one filter.
 pub const MAX_FILTER_VALUES: usize = 100;
 

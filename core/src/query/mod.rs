@@ -4,6 +4,7 @@
 //! embedded only), and finished alike (`exec.rs`), within the bounds of `limits.rs`.
 
 pub mod exec;
+pub mod filter;
 pub mod limits;
 pub mod plan;
 pub mod request;

@@ -1,6 +1,8 @@
 //! A Stats API v2 request, checked and resolved into a [`Query`] over local-hour buckets.
 
-use super::limits::{MAX_DIMENSIONS, MAX_FILTER_VALUE_CHARS, MAX_FILTER_VALUES, MAX_FILTERS, MAX_METRICS, MAX_OFFSET};
+pub use super::filter::{Field, Filter, FilterExpr, NO_PROP, Op, PROP_PREFIX};
+use super::filter::{parse_filters, prop_name};
+use super::limits::{MAX_DIMENSIONS, MAX_FILTERS, MAX_METRICS, MAX_OFFSET};
 use crate::pipeline::timebucket::{bucket_start, day_start, today};
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -8,7 +10,6 @@ use jiff::{Timestamp, ToSpan};
 use serde::Deserialize;
 use serde_json::Value;
 use tally_model::dimension::Dimension;
-use tally_model::limits::MAX_PROP_NAME_CHARS;
 use tally_model::rollup::Bucket;
 
 /// Most rows one answer holds.
@@ -27,7 +28,8 @@ pub struct QueryRequest {
     /// Dimension names.
     #[serde(default)]
     pub dimensions: Vec<String>,
-    /// Filters: `[operator, dimension, [values…]]`, combined with AND.
+    /// Filters: `[operator, dimension, [values…], {modifiers}]`, `["and" | "or", [filters]]`
+    /// or `["not", filter]`, combined with AND.
     #[serde(default)]
     pub filters: Vec<Value>,
     /// `[[metric or dimension, "asc" | "desc"], …]`.
@@ -128,63 +130,6 @@ impl Grouping {
     }
 }
 
-/// What a filter compares: a dimension, or a custom prop by name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Field {
-    /// A dimension.
-    Dim(Dimension),
-    /// `event:props:<name>`; an event without the prop has the value [`NO_PROP`].
-    Prop(String),
-}
-
-impl Field {
-    /// Its API name.
-    pub fn name(&self) -> String {
-        match self {
-            Field::Dim(d) => d.name().to_owned(),
-            Field::Prop(name) => format!("{PROP_PREFIX}{name}"),
-        }
-    }
-}
-
-/// The API names of custom props start with this.
-pub const PROP_PREFIX: &str = "event:props:";
-/// The value a prop filter sees for an event without the prop (as Plausible names it).
-pub const NO_PROP: &str = "(none)";
-
-/// A filter operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Op {
-    /// The value is one of the given ones.
-    Is,
-    /// The value is none of the given ones.
-    IsNot,
-    /// The value contains one of the given substrings.
-    Contains,
-}
-
-/// One filter.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Filter {
-    /// How to compare.
-    pub op: Op,
-    /// What to compare.
-    pub field: Field,
-    /// The values (any one matches; for `is_not`, none may match).
-    pub values: Vec<String>,
-}
-
-impl Filter {
-    /// Whether a value passes the filter.
-    pub fn passes(&self, value: &str) -> bool {
-        match self.op {
-            Op::Is => self.values.iter().any(|v| v == value),
-            Op::IsNot => !self.values.iter().any(|v| v == value),
-            Op::Contains => self.values.iter().any(|v| value.contains(v.as_str())),
-        }
-    }
-}
-
 /// A sort key: a metric or a grouping, ascending or descending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SortKey {
@@ -204,7 +149,7 @@ pub struct Query {
     /// Groupings, in answer order.
     pub groupings: Vec<Grouping>,
     /// Filters, combined with AND.
-    pub filters: Vec<Filter>,
+    pub filters: Vec<FilterExpr>,
     /// Buckets `from..to` (local hours).
     pub buckets: std::ops::Range<Bucket>,
     /// Sort keys with `true` for descending.
@@ -234,12 +179,10 @@ impl Query {
         }
         check_counts(request)?;
         let groupings = request.dimensions.iter().map(|d| parse_grouping(d)).collect::<Result<Vec<_>, _>>()?;
-        let filters = request.filters.iter().map(parse_filter).collect::<Result<Vec<_>, _>>()?;
-        if let Some(twice) = filters.iter().enumerate().find(|(i, f)| filters[..*i].contains(f)) {
-            return invalid(format!("filter {} is given twice", twice.0 + 1));
-        }
-        check_exit_dimensions(&metrics, &groupings, &filters)?;
-        check_props(&metrics, &groupings, &filters)?;
+        let filters = parse_filters(&request.filters)?;
+        let leaves: Vec<&Filter> = filters.iter().flat_map(FilterExpr::leaves).collect();
+        check_exit_dimensions(&metrics, &groupings, &leaves)?;
+        check_props(&metrics, &groupings, &leaves)?;
         let (from, to) = date_range(&request.date_range, zone, now)?;
         let order = parse_order(request.order_by.as_deref(), &request.metrics, &request.dimensions, &groupings)?;
         let page = request.pagination.unwrap_or(Pagination { limit: MAX_LIMIT, offset: 0 });
@@ -276,7 +219,8 @@ impl Query {
 
     /// Whether it groups or filters by a custom prop.
     pub fn reads_props(&self) -> bool {
-        self.prop_grouping().is_some() || self.filters.iter().any(|f| matches!(f.field, Field::Prop(_)))
+        self.prop_grouping().is_some()
+            || self.filters.iter().flat_map(FilterExpr::leaves).any(|f| matches!(f.field, Field::Prop(_)))
     }
 
     /// The first and last day the query covers, as ISO dates.
@@ -289,7 +233,7 @@ impl Query {
 
 /// The exit page and its hostname live in the per-dimension rollups only, as visit rows: they
 /// answer visit metrics, unfiltered, one dimension at a time.
-fn check_exit_dimensions(metrics: &[Metric], groupings: &[Grouping], filters: &[Filter]) -> Result<(), QueryError> {
+fn check_exit_dimensions(metrics: &[Metric], groupings: &[Grouping], filters: &[&Filter]) -> Result<(), QueryError> {
     if let Some(f) = filters.iter().find(|f| matches!(f.field, Field::Dim(d) if d.is_exit())) {
         return invalid(format!("filtering by `{}` is not supported yet; group by it instead", f.field.name()));
     }
@@ -319,7 +263,7 @@ fn check_exit_dimensions(metrics: &[Metric], groupings: &[Grouping], filters: &[
 }
 
 /// Custom props are event rows: they answer event metrics (visitors, events, pageviews, revenue).
-fn check_props(metrics: &[Metric], groupings: &[Grouping], filters: &[Filter]) -> Result<(), QueryError> {
+fn check_props(metrics: &[Metric], groupings: &[Grouping], filters: &[&Filter]) -> Result<(), QueryError> {
     let grouped = groupings.iter().find_map(|g| if let Grouping::Prop(n) = g { Some(n) } else { None });
     let filtered = filters.iter().find_map(|f| if let Field::Prop(n) = &f.field { Some(n) } else { None });
     let Some(name) = grouped.or(filtered) else { return Ok(()) };
@@ -332,15 +276,6 @@ fn check_props(metrics: &[Metric], groupings: &[Grouping], filters: &[Filter]) -
         ));
     }
     Ok(())
-}
-
-/// A custom prop's name from its API name, checked.
-fn prop_name(name: &str) -> Result<Option<String>, QueryError> {
-    let Some(prop) = name.strip_prefix(PROP_PREFIX) else { return Ok(None) };
-    if prop.is_empty() || prop.chars().count() > MAX_PROP_NAME_CHARS {
-        return invalid(format!("a custom prop name is 1 to {MAX_PROP_NAME_CHARS} characters: `{name}`"));
-    }
-    Ok(Some(prop.to_owned()))
 }
 
 /// The limits on how much a request asks ([`super::limits`]), before anything is parsed.
@@ -381,36 +316,6 @@ fn parse_grouping(name: &str) -> Result<Grouping, QueryError> {
             Dimension::parse(name).map(Grouping::Dim).map_or_else(|| invalid(format!("unknown dimension `{name}`")), Ok)
         }
     }
-}
-
-fn parse_filter(filter: &Value) -> Result<Filter, QueryError> {
-    let shape = || QueryError(format!("a filter is [operator, dimension, [values]]; got {filter}"));
-    let [op, dimension, values] = filter.as_array().map(Vec::as_slice).ok_or_else(shape)? else {
-        return Err(shape());
-    };
-    let op = match op.as_str() {
-        Some("is") => Op::Is,
-        Some("is_not") => Op::IsNot,
-        Some("contains") => Op::Contains,
-        _ => {
-            return invalid(format!("unsupported filter operator {op}: use is, is_not or contains"));
-        }
-    };
-    let name = dimension.as_str().ok_or_else(shape)?;
-    let field = match prop_name(name)? {
-        Some(prop) => Field::Prop(prop),
-        None => Field::Dim(Dimension::parse(name).ok_or_else(|| QueryError(format!("cannot filter by `{name}`")))?),
-    };
-    let values = values.as_array().ok_or_else(shape)?;
-    if values.len() > MAX_FILTER_VALUES {
-        return invalid(format!("a filter has at most {MAX_FILTER_VALUES} values; got {}", values.len()));
-    }
-    let values: Vec<String> =
-        values.iter().map(|v| v.as_str().map(str::to_owned).ok_or_else(shape)).collect::<Result<_, _>>()?;
-    if values.iter().any(|v| v.chars().count() > MAX_FILTER_VALUE_CHARS) {
-        return invalid(format!("a filter value has at most {MAX_FILTER_VALUE_CHARS} characters"));
-    }
-    Ok(Filter { op, field, values })
 }
 
 fn parse_order(
@@ -511,7 +416,7 @@ mod tests {
             r#"{"site_id":"a.com","metrics":["visits"],"date_range":"1y"}"#,
             r#"{"site_id":"a.com","metrics":["visits"],"date_range":["2026-02-01","2026-01-01"]}"#,
             r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["event:nope"]}"#,
-            r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","filters":[["matches","event:page",["/"]]]}"#,
+            r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","filters":[["like","event:page",["/"]]]}"#,
             r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","order_by":[["pageviews","desc"]]}"#,
             r#"{"site_id":"a.com","metrics":["pageviews"],"date_range":"day","dimensions":["visit:exit_page"]}"#,
             r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["visit:exit_page","event:page"]}"#,

@@ -6,8 +6,9 @@
 //! cores. [`finish`] (metrics, order, page) is shared with the other tiers.
 
 use super::exec::{Group, Row, day_label, finish, hour_label};
+use super::filter::{Compiled, Field, FilterExpr, NO_PROP};
 use super::limits::{OverBudget, WorkBudget};
-use super::request::{Field, Grouping, Metric, NO_PROP, Query};
+use super::request::{Grouping, Metric, Query};
 use crate::embedded::store::Store;
 use crate::embedded::store::segments::{COUNTERS, Segment};
 use std::borrow::Cow;
@@ -110,12 +111,13 @@ impl Groups {
 /// takes every n-th segment), merging their groups at the end.
 pub fn execute_segments(store: &Store, query: &Query, budget: &WorkBudget) -> anyhow::Result<Vec<Row>> {
     let segments = store.segments_for(&query.site, query.buckets.clone())?;
+    let filters: Vec<Compiled> = query.filters.iter().map(FilterExpr::compile).collect::<Result<_, _>>()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(segments.len()).max(1);
     let scan_share = |share: usize| -> anyhow::Result<Groups> {
         let mut groups = Groups::new(budget.max_groups);
         for (segment, lo, hi) in segments.iter().skip(share).step_by(threads) {
             budget.check_time()?;
-            scan(segment, *lo, *hi, query, &mut groups)?;
+            scan(segment, *lo, *hi, query, &filters, &mut groups)?;
         }
         Ok(groups)
     };
@@ -173,34 +175,105 @@ enum Part<'a> {
     Day,
 }
 
+/// A filter tree over one segment's rows: each comparison decided once per distinct value (per
+/// code), then combined per row.
+enum Test<'s> {
+    /// Every row passes, or none does.
+    Const(bool),
+    /// A row passes when its code's entry is true.
+    Leaf(&'s [u32], Vec<bool>),
+    All(Vec<Test<'s>>),
+    Any(Vec<Test<'s>>),
+    Not(Box<Test<'s>>),
+}
+
+impl<'s> Test<'s> {
+    fn of(segment: &'s Segment, expr: &Compiled) -> anyhow::Result<Test<'s>> {
+        Ok(match expr {
+            Compiled::Leaf(matcher) => {
+                let (pass, codes): (Vec<bool>, &[u32]) = match &matcher.filter.field {
+                    Field::Dim(d) => {
+                        let (values, codes) = segment.dimension(column_of(*d))?;
+                        (values.iter().map(|v| matcher.passes(v)).collect(), codes)
+                    }
+                    Field::Prop(name) => {
+                        let (sets, codes) = segment.dimension(PROPS)?;
+                        let value = |set: &String| value_in(set, name).unwrap_or_else(|| NO_PROP.into());
+                        (sets.iter().map(|set| matcher.passes(&value(set))).collect(), codes)
+                    }
+                };
+                Test::Leaf(codes, pass).simplified()
+            }
+            Compiled::And(all) => Test::All(all.iter().map(|e| Test::of(segment, e)).collect::<anyhow::Result<_>>()?),
+            Compiled::Or(any) => Test::Any(any.iter().map(|e| Test::of(segment, e)).collect::<anyhow::Result<_>>()?),
+            Compiled::Not(inner) => Test::Not(Box::new(Test::of(segment, inner)?)),
+        }
+        .simplified())
+    }
+
+    /// The same test with what is decided for every row folded into constants.
+    fn simplified(self) -> Test<'s> {
+        match self {
+            Test::Leaf(_, pass) if !pass.contains(&true) => Test::Const(false),
+            Test::Leaf(_, pass) if !pass.contains(&false) => Test::Const(true),
+            Test::All(all) => {
+                let mut kept: Vec<Test<'s>> = Vec::new();
+                for t in all.into_iter().map(Test::simplified) {
+                    match t {
+                        Test::Const(false) => return Test::Const(false),
+                        Test::Const(true) => {}
+                        other => kept.push(other),
+                    }
+                }
+                if kept.len() <= 1 { kept.pop().unwrap_or(Test::Const(true)) } else { Test::All(kept) }
+            }
+            Test::Any(any) => {
+                let mut kept: Vec<Test<'s>> = Vec::new();
+                for t in any.into_iter().map(Test::simplified) {
+                    match t {
+                        Test::Const(true) => return Test::Const(true),
+                        Test::Const(false) => {}
+                        other => kept.push(other),
+                    }
+                }
+                if kept.len() <= 1 { kept.pop().unwrap_or(Test::Const(false)) } else { Test::Any(kept) }
+            }
+            Test::Not(inner) => match inner.simplified() {
+                Test::Const(b) => Test::Const(!b),
+                other => Test::Not(Box::new(other)),
+            },
+            other => other,
+        }
+    }
+
+    fn passes(&self, row: usize) -> bool {
+        match self {
+            Test::Const(b) => *b,
+            Test::Leaf(codes, pass) => pass[codes[row] as usize],
+            Test::All(all) => all.iter().all(|t| t.passes(row)),
+            Test::Any(any) => any.iter().any(|t| t.passes(row)),
+            Test::Not(inner) => !inner.passes(row),
+        }
+    }
+}
+
 /// Adds the rows of `segment` with a bucket in `lo..=hi` that pass the filters into `out`.
-fn scan(segment: &Segment, lo: Bucket, hi: Bucket, query: &Query, out: &mut Groups) -> anyhow::Result<()> {
+fn scan(
+    segment: &Segment,
+    lo: Bucket,
+    hi: Bucket,
+    query: &Query,
+    filters: &[Compiled],
+    out: &mut Groups,
+) -> anyhow::Result<()> {
     let (first, last) = segment.buckets;
     let by_time = query.groupings.iter().any(|g| matches!(g, Grouping::Hour | Grouping::Day));
     let buckets = if lo > first || hi < last || by_time { Some(segment.buckets()?) } else { None };
-    let mut filters: Vec<(&[u32], Vec<bool>)> = Vec::with_capacity(query.filters.len());
-    for filter in &query.filters {
-        let pass: Vec<bool>;
-        let codes = match &filter.field {
-            Field::Dim(d) => {
-                let (values, codes) = segment.dimension(column_of(*d))?;
-                pass = values.iter().map(|v| filter.passes(v)).collect();
-                codes
-            }
-            Field::Prop(name) => {
-                let (sets, codes) = segment.dimension(PROPS)?;
-                pass = sets
-                    .iter()
-                    .map(|set| filter.passes(&value_in(set, name).unwrap_or_else(|| NO_PROP.into())))
-                    .collect();
-                codes
-            }
-        };
-        if !pass.contains(&true) {
-            return Ok(());
-        }
-        filters.push((codes, pass));
+    let test = Test::All(filters.iter().map(|f| Test::of(segment, f)).collect::<anyhow::Result<_>>()?).simplified();
+    if matches!(test, Test::Const(false)) {
+        return Ok(());
     }
+    let mut filters: Vec<(&[u32], Vec<bool>)> = Vec::new();
     // A prop grouping: each prop set's value of the prop (the labels, per props code), and only
     // the rows whose set has the prop.
     let mut prop_labels: Vec<Vec<String>> = Vec::new();
@@ -280,6 +353,9 @@ fn scan(segment: &Segment, lo: Bucket, hi: Bucket, query: &Query, out: &mut Grou
             if !pass[codes[row] as usize] {
                 continue 'rows;
             }
+        }
+        if !test.passes(row) {
+            continue;
         }
         let mut key = 0u128;
         for (part, radix) in &parts {

@@ -1,0 +1,365 @@
+//! Stats API v2 filters: leaves `[operator, dimension, [values], {modifiers}]` combined with
+//! `["and", [...]]`, `["or", [...]]` and `["not", filter]`, checked into a [`FilterExpr`] tree
+//! and compiled into [`Matcher`]s (regular expressions built once per query, with bounded cost).
+
+use super::limits::{MAX_FILTER_DEPTH, MAX_FILTER_VALUE_CHARS, MAX_FILTER_VALUES, MAX_FILTERS, MAX_REGEX_BYTES};
+use super::request::QueryError;
+use regex::{Regex, RegexBuilder};
+use serde_json::Value;
+use tally_model::dimension::Dimension;
+use tally_model::limits::MAX_PROP_NAME_CHARS;
+
+/// The API names of custom props start with this.
+pub const PROP_PREFIX: &str = "event:props:";
+/// The value a prop filter sees for an event without the prop (as Plausible names it).
+pub const NO_PROP: &str = "(none)";
+
+/// What a filter compares: a dimension, or a custom prop by name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Field {
+    /// A dimension.
+    Dim(Dimension),
+    /// `event:props:<name>`; an event without the prop has the value [`NO_PROP`].
+    Prop(String),
+}
+
+impl Field {
+    /// Its API name.
+    pub fn name(&self) -> String {
+        match self {
+            Field::Dim(d) => d.name().to_owned(),
+            Field::Prop(name) => format!("{PROP_PREFIX}{name}"),
+        }
+    }
+}
+
+/// A filter operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// The value is one of the given ones.
+    Is,
+    /// The value is none of the given ones.
+    IsNot,
+    /// The value contains one of the given substrings.
+    Contains,
+    /// The value contains none of the given substrings.
+    ContainsNot,
+    /// The value matches one of the given regular expressions (anywhere in it, as Plausible's
+    /// `matches` does; anchor with `^` and `$`).
+    Matches,
+    /// The value matches none of the given regular expressions.
+    MatchesNot,
+}
+
+impl Op {
+    const ALL: [(Op, &'static str); 6] = [
+        (Op::Is, "is"),
+        (Op::IsNot, "is_not"),
+        (Op::Contains, "contains"),
+        (Op::ContainsNot, "contains_not"),
+        (Op::Matches, "matches"),
+        (Op::MatchesNot, "matches_not"),
+    ];
+
+    fn parse(name: &str) -> Option<Op> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(op, _)| *op)
+    }
+
+    /// Whether it passes the values that do *not* match.
+    fn negated(self) -> bool {
+        matches!(self, Op::IsNot | Op::ContainsNot | Op::MatchesNot)
+    }
+}
+
+/// One comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Filter {
+    /// How to compare.
+    pub op: Op,
+    /// What to compare.
+    pub field: Field,
+    /// The values (any one matches; for the negated operators, none may match).
+    pub values: Vec<String>,
+    /// Whether case matters (Plausible's `case_sensitive` modifier; default true).
+    pub case_sensitive: bool,
+}
+
+/// Filters combined: the query's top-level list is combined with AND.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FilterExpr {
+    /// One comparison.
+    Leaf(Filter),
+    /// Every one passes.
+    And(Vec<FilterExpr>),
+    /// At least one passes.
+    Or(Vec<FilterExpr>),
+    /// It does not pass.
+    Not(Box<FilterExpr>),
+}
+
+impl FilterExpr {
+    /// Its comparisons, depth first.
+    pub fn leaves(&self) -> Vec<&Filter> {
+        let mut out = Vec::new();
+        self.collect_leaves(&mut out);
+        out
+    }
+
+    fn collect_leaves<'a>(&'a self, out: &mut Vec<&'a Filter>) {
+        match self {
+            FilterExpr::Leaf(filter) => out.push(filter),
+            FilterExpr::And(all) | FilterExpr::Or(all) => all.iter().for_each(|e| e.collect_leaves(out)),
+            FilterExpr::Not(inner) => inner.collect_leaves(out),
+        }
+    }
+
+    /// The tree with each comparison compiled.
+    pub fn compile(&self) -> Result<Compiled, QueryError> {
+        Ok(match self {
+            FilterExpr::Leaf(filter) => Compiled::Leaf(Matcher::new(filter)?),
+            FilterExpr::And(all) => Compiled::And(all.iter().map(FilterExpr::compile).collect::<Result<_, _>>()?),
+            FilterExpr::Or(any) => Compiled::Or(any.iter().map(FilterExpr::compile).collect::<Result<_, _>>()?),
+            FilterExpr::Not(inner) => Compiled::Not(Box::new(inner.compile()?)),
+        })
+    }
+}
+
+/// A [`FilterExpr`] with its comparisons compiled.
+#[derive(Debug)]
+pub enum Compiled {
+    /// One comparison.
+    Leaf(Matcher),
+    /// Every one passes.
+    And(Vec<Compiled>),
+    /// At least one passes.
+    Or(Vec<Compiled>),
+    /// It does not pass.
+    Not(Box<Compiled>),
+}
+
+/// One comparison, ready to test values.
+#[derive(Debug)]
+pub struct Matcher {
+    /// The comparison.
+    pub filter: Filter,
+    /// The values, lower-cased when case does not matter.
+    needles: Vec<String>,
+    /// For `matches` and `matches_not`: the expressions.
+    regexes: Vec<Regex>,
+}
+
+impl Matcher {
+    /// Compiles `filter`; a regular expression that is invalid or too large is a clear error.
+    pub fn new(filter: &Filter) -> Result<Matcher, QueryError> {
+        let fold = |v: &str| if filter.case_sensitive { v.to_owned() } else { v.to_lowercase() };
+        let regexes = match filter.op {
+            Op::Matches | Op::MatchesNot => filter
+                .values
+                .iter()
+                .map(|pattern| {
+                    RegexBuilder::new(pattern)
+                        .case_insensitive(!filter.case_sensitive)
+                        .size_limit(MAX_REGEX_BYTES)
+                        .dfa_size_limit(MAX_REGEX_BYTES)
+                        .build()
+                        .map_err(|e| QueryError(format!("filter on `{}`: {}", filter.field.name(), regex_error(&e))))
+                })
+                .collect::<Result<_, _>>()?,
+            _ => Vec::new(),
+        };
+        Ok(Matcher { needles: filter.values.iter().map(|v| fold(v)).collect(), regexes, filter: filter.clone() })
+    }
+
+    /// Whether `value` passes.
+    pub fn passes(&self, value: &str) -> bool {
+        let folded;
+        let value = if self.filter.case_sensitive {
+            value
+        } else {
+            folded = value.to_lowercase();
+            folded.as_str()
+        };
+        let hit = match self.filter.op {
+            Op::Is | Op::IsNot => self.needles.iter().any(|v| v == value),
+            Op::Contains | Op::ContainsNot => self.needles.iter().any(|v| value.contains(v.as_str())),
+            Op::Matches | Op::MatchesNot => self.regexes.iter().any(|r| r.is_match(value)),
+        };
+        hit != self.filter.op.negated()
+    }
+}
+
+fn regex_error(error: &regex::Error) -> String {
+    match error {
+        regex::Error::CompiledTooBig(limit) => {
+            format!("the regular expression compiles to more than {limit} bytes; simplify it")
+        }
+        other => format!("not a valid regular expression: {}", other.to_string().lines().last().unwrap_or("")),
+    }
+}
+
+/// A custom prop's name from its API name, checked.
+pub fn prop_name(name: &str) -> Result<Option<String>, QueryError> {
+    let Some(prop) = name.strip_prefix(PROP_PREFIX) else { return Ok(None) };
+    if prop.is_empty() || prop.chars().count() > MAX_PROP_NAME_CHARS {
+        return Err(QueryError(format!("a custom prop name is 1 to {MAX_PROP_NAME_CHARS} characters: `{name}`")));
+    }
+    Ok(Some(prop.to_owned()))
+}
+
+/// Parses the request's `filters` list: at most [`MAX_FILTERS`] comparisons in all, nested at
+/// most [`MAX_FILTER_DEPTH`] deep, no comparison twice at the top level.
+pub fn parse_filters(filters: &[Value]) -> Result<Vec<FilterExpr>, QueryError> {
+    let parsed = filters.iter().map(|f| parse_expr(f, 1)).collect::<Result<Vec<_>, _>>()?;
+    let leaves: usize = parsed.iter().map(|e| e.leaves().len()).sum();
+    if leaves > MAX_FILTERS {
+        return Err(QueryError(format!("at most {MAX_FILTERS} filters; got {leaves}")));
+    }
+    if let Some(twice) = parsed.iter().enumerate().find(|(i, f)| parsed[..*i].contains(f)) {
+        return Err(QueryError(format!("filter {} is given twice", twice.0 + 1)));
+    }
+    for expr in &parsed {
+        expr.compile()?;
+    }
+    Ok(parsed)
+}
+
+fn parse_expr(filter: &Value, depth: usize) -> Result<FilterExpr, QueryError> {
+    let shape = || {
+        QueryError(format!(
+            "a filter is [operator, dimension, [values]] (with an optional {{\"case_sensitive\": false}}), \
+             [\"and\" or \"or\", [filters]] or [\"not\", filter]; got {}",
+            short(filter)
+        ))
+    };
+    if depth > MAX_FILTER_DEPTH {
+        return Err(QueryError(format!("filters nest at most {MAX_FILTER_DEPTH} deep")));
+    }
+    let parts = filter.as_array().ok_or_else(shape)?;
+    match parts.as_slice() {
+        [op, inner] if op == "and" || op == "or" => {
+            let inner = inner.as_array().ok_or_else(shape)?;
+            if inner.is_empty() {
+                return Err(QueryError(format!("`{}` needs at least one filter", op.as_str().unwrap_or(""))));
+            }
+            let all = inner.iter().map(|f| parse_expr(f, depth + 1)).collect::<Result<Vec<_>, _>>()?;
+            Ok(if op == "and" { FilterExpr::And(all) } else { FilterExpr::Or(all) })
+        }
+        [op, inner] if op == "not" => Ok(FilterExpr::Not(Box::new(parse_expr(inner, depth + 1)?))),
+        [op, dimension, values] => parse_leaf(op, dimension, values, None).map(FilterExpr::Leaf),
+        [op, dimension, values, modifiers] => parse_leaf(op, dimension, values, Some(modifiers)).map(FilterExpr::Leaf),
+        _ => Err(shape()),
+    }
+}
+
+fn parse_leaf(op: &Value, dimension: &Value, values: &Value, modifiers: Option<&Value>) -> Result<Filter, QueryError> {
+    let names: Vec<&str> = Op::ALL.iter().map(|(_, n)| *n).collect();
+    let op = op.as_str().and_then(Op::parse).ok_or_else(|| {
+        QueryError(format!("unsupported filter operator {}: use {}, and, or or not", short(op), names.join(", ")))
+    })?;
+    let name =
+        dimension.as_str().ok_or_else(|| QueryError(format!("a filter's dimension is a string; got {dimension}")))?;
+    let field = match prop_name(name)? {
+        Some(prop) => Field::Prop(prop),
+        None => Field::Dim(Dimension::parse(name).ok_or_else(|| QueryError(format!("cannot filter by `{name}`")))?),
+    };
+    let values =
+        values.as_array().ok_or_else(|| QueryError(format!("a filter's values are a list; got {}", short(values))))?;
+    if values.len() > MAX_FILTER_VALUES {
+        return Err(QueryError(format!("a filter has at most {MAX_FILTER_VALUES} values; got {}", values.len())));
+    }
+    let values: Vec<String> = values
+        .iter()
+        .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| QueryError(format!("filter values are strings; got {v}"))))
+        .collect::<Result<_, _>>()?;
+    if values.iter().any(|v| v.chars().count() > MAX_FILTER_VALUE_CHARS) {
+        return Err(QueryError(format!("a filter value has at most {MAX_FILTER_VALUE_CHARS} characters")));
+    }
+    let case_sensitive = match modifiers {
+        None => true,
+        Some(Value::Object(map)) => {
+            if let Some(other) = map.keys().find(|k| *k != "case_sensitive") {
+                return Err(QueryError(format!("unknown filter modifier `{other}`: only case_sensitive")));
+            }
+            match map.get("case_sensitive") {
+                None => true,
+                Some(Value::Bool(b)) => *b,
+                Some(other) => return Err(QueryError(format!("case_sensitive is true or false; got {other}"))),
+            }
+        }
+        Some(other) => return Err(QueryError(format!("filter modifiers are an object; got {}", short(other)))),
+    };
+    Ok(Filter { op, field, values, case_sensitive })
+}
+
+/// A value as it may appear in an error: at most 200 characters of its JSON.
+fn short(value: &Value) -> String {
+    let text = value.to_string();
+    match text.char_indices().nth(200) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn leaf(filter: Value) -> Matcher {
+        match parse_filters(&[filter]).expect("parses").remove(0) {
+            FilterExpr::Leaf(f) => Matcher::new(&f).expect("compiles"),
+            other => panic!("not a leaf: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_operator_with_and_without_case() {
+        let page = |op: &str, v: &str| leaf(json!([op, "event:page", [v]]));
+        assert!(page("is", "/a").passes("/a") && !page("is", "/a").passes("/A"));
+        assert!(page("is_not", "/a").passes("/b") && !page("is_not", "/a").passes("/a"));
+        assert!(page("contains", "blog").passes("/blog/x") && !page("contains", "blog").passes("/Blog"));
+        assert!(page("contains_not", "blog").passes("/docs") && !page("contains_not", "blog").passes("/blog"));
+        assert!(page("matches", "^/p/[0-9]+$").passes("/p/12") && !page("matches", "^/p/[0-9]+$").passes("/p/x"));
+        assert!(page("matches", "log").passes("/blog"), "unanchored, as Plausible's");
+        assert!(page("matches_not", "^/p/").passes("/q") && !page("matches_not", "^/p/").passes("/p/1"));
+        let any_case = leaf(json!(["contains", "event:page", ["BLOG"], {"case_sensitive": false}]));
+        assert!(any_case.passes("/blog/x") && any_case.passes("/Blog"));
+        let regex_any_case = leaf(json!(["matches", "event:page", ["^/BLOG"], {"case_sensitive": false}]));
+        assert!(regex_any_case.passes("/blog"));
+        let is_any_case = leaf(json!(["is_not", "visit:country", ["de"], {"case_sensitive": false}]));
+        assert!(!is_any_case.passes("DE") && is_any_case.passes("FR"));
+    }
+
+    #[test]
+    fn and_or_not_nest_and_count_every_comparison() {
+        let parsed = parse_filters(&[json!([
+            "or",
+            [
+                ["is", "visit:country", ["DE"]],
+                ["and", [["is", "visit:country", ["FR"]], ["not", ["contains", "event:page", ["/admin"]]]]]
+            ]
+        ])])
+        .expect("parses");
+        assert_eq!(parsed[0].leaves().len(), 3);
+        let too_many: Vec<Value> = (0..21).map(|i| json!(["is", "event:page", [format!("/{i}")]])).collect();
+        let error = parse_filters(&[json!(["or", too_many])]).expect_err("21 comparisons");
+        assert!(error.0.contains("at most 20 filters"), "{error}");
+        let mut deep = json!(["is", "event:page", ["/"]]);
+        for _ in 0..MAX_FILTER_DEPTH {
+            deep = json!(["not", deep]);
+        }
+        assert!(parse_filters(&[deep]).expect_err("too deep").0.contains("nest at most"));
+    }
+
+    #[test]
+    fn bad_filters_say_what_to_fix() {
+        let error = |f: Value| parse_filters(&[f]).expect_err("refused").0;
+        assert!(error(json!(["like", "event:page", ["/"]])).contains("unsupported filter operator"));
+        assert!(error(json!(["matches", "event:page", ["("]])).contains("not a valid regular expression"));
+        assert!(error(json!(["matches", "event:page", ["\\w{1000}\\w{1000}"]])).contains("simplify it"));
+        assert!(error(json!(["is", "event:page", ["/"], {"case": false}])).contains("unknown filter modifier"));
+        assert!(error(json!(["is", "event:page", ["/"], {"case_sensitive": "no"}])).contains("true or false"));
+        assert!(error(json!(["and", []])).contains("at least one filter"));
+        assert!(error(json!(["is", "visit:nope", ["/"]])).contains("cannot filter by"));
+    }
+}
