@@ -7,6 +7,7 @@ mod auth;
 mod bad_input;
 mod cli_while_serving;
 mod crash_recovery;
+mod date_ranges;
 mod disk_full;
 mod harness;
 mod http_limits;

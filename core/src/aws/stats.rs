@@ -95,6 +95,16 @@ impl StatsSource for DynamoStats {
         })
     }
 
+    fn first_day<'a>(&'a self, _site: &'a str) -> Pending<'a, Option<i64>> {
+        Box::pin(async {
+            Err(crate::query::QueryError(
+                "date_range `all` needs the site's first day of data, which tally query cannot look up yet; give dates"
+                    .to_owned(),
+            )
+            .into())
+        })
+    }
+
     fn drops<'a>(&'a self, site: &'a str) -> Pending<'a, BTreeMap<String, u64>> {
         Box::pin(async move {
             let regions: BTreeSet<&str> = self.lineages.iter().map(|(r, _)| r.as_str()).collect();

@@ -60,6 +60,10 @@ impl StatsSource for EmbeddedStats {
         })
     }
 
+    fn first_day<'a>(&'a self, site: &'a str) -> Pending<'a, Option<i64>> {
+        Box::pin(async move { self.store.first_day(site) })
+    }
+
     fn drops<'a>(&'a self, site: &'a str) -> Pending<'a, std::collections::BTreeMap<String, u64>> {
         Box::pin(async move { self.store.drops(site) })
     }

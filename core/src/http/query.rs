@@ -5,7 +5,7 @@ use super::auth::{authenticate, authorize};
 use super::error::{ApiError, is_body_timeout};
 use crate::query::limits::{MAX_BODY_BYTES, MAX_DRAINED_BYTES};
 use crate::query::source::complete_until;
-use crate::query::{Query, QueryRequest};
+use crate::query::{Query, QueryError, QueryRequest};
 use axum::Json;
 use axum::body::Bytes;
 use axum::body::{Body, HttpBody};
@@ -23,11 +23,21 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Body) 
         limit.check(&key.id)?;
     }
     let body = read_bounded(body).await?;
-    let request: QueryRequest =
+    let mut request: QueryRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
     let site = authorize(&registry, key, &request.site_id)?;
-    let mut query = Query::resolve(&request, &site.timezone, jiff::Timestamp::now())
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let now = jiff::Timestamp::now();
+    if request.date_range == "all" {
+        // From the first day with data (or today, before any) to today.
+        let first = app.stats.first_day(&site.domain).await.map_err(|e| match e.downcast_ref::<QueryError>() {
+            Some(refused) => ApiError::BadRequest(refused.0.clone()),
+            None => ApiError::Internal(e),
+        })?;
+        let today = site.timezone.to_datetime(now).date();
+        let first = first.map_or(today, |day| crate::pipeline::timebucket::bucket_start(day * 24).date()).min(today);
+        request.date_range = json!([first.to_string(), today.to_string()]);
+    }
+    let mut query = Query::resolve(&request, &site.timezone, now).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     query.site = site.domain.clone();
     if let Some(refusal) = app.stats.refuse(&query) {
         return Err(ApiError::BadRequest(refusal));
@@ -38,7 +48,7 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Body) 
         return Ok(json_response(hit));
     }
     let (tier, rows) = app.queries.answer(&app.stats, query).await?;
-    let (first, last) = key.0.dates();
+    let [first, last] = crate::query::date_range::echo(&key.0.buckets, &site.timezone);
     let answer = json!({
         "results": rows.iter().map(|r| json!({ "metrics": r.metrics, "dimensions": r.dimensions })).collect::<Vec<_>>(),
         "meta": {

@@ -102,6 +102,10 @@ mod tests {
             })
         }
 
+        fn first_day<'a>(&'a self, _: &'a str) -> Pending<'a, Option<i64>> {
+            Box::pin(async { Ok(None) })
+        }
+
         fn drops<'a>(&'a self, _: &'a str) -> Pending<'a, BTreeMap<String, u64>> {
             Box::pin(async { Ok(BTreeMap::new()) })
         }

@@ -3,10 +3,9 @@
 pub use super::filter::{Field, Filter, FilterExpr, NO_PROP, Op, PROP_PREFIX};
 use super::filter::{parse_filters, prop_name};
 use super::limits::{MAX_DIMENSIONS, MAX_FILTERS, MAX_METRICS, MAX_OFFSET};
-use crate::pipeline::timebucket::{bucket_start, day_start, today};
-use jiff::civil::Date;
+use crate::pipeline::timebucket::bucket_start;
+use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use jiff::{Timestamp, ToSpan};
 use serde::Deserialize;
 use serde_json::Value;
 use tally_model::dimension::Dimension;
@@ -183,7 +182,7 @@ impl Query {
         let leaves: Vec<&Filter> = filters.iter().flat_map(FilterExpr::leaves).collect();
         check_exit_dimensions(&metrics, &groupings, &leaves)?;
         check_props(&metrics, &groupings, &leaves)?;
-        let (from, to) = date_range(&request.date_range, zone, now)?;
+        let buckets = super::date_range::buckets(&request.date_range, zone, now)?;
         let order = parse_order(request.order_by.as_deref(), &request.metrics, &request.dimensions, &groupings)?;
         let page = request.pagination.unwrap_or(Pagination { limit: MAX_LIMIT, offset: 0 });
         if page.limit == 0 || page.limit > MAX_LIMIT {
@@ -197,7 +196,7 @@ impl Query {
             metrics,
             groupings,
             filters,
-            buckets: day_start(from)..day_start(to) + 24,
+            buckets,
             order,
             limit: page.limit,
             offset: page.offset,
@@ -352,40 +351,6 @@ fn parse_order(
 }
 
 /// The first and last local date of a date range.
-fn date_range(range: &Value, zone: &TimeZone, now: Timestamp) -> Result<(Date, Date), QueryError> {
-    let today = today(zone, now);
-    let days_back = |n: i64| today.checked_sub(n.days()).map_err(|e| QueryError(e.to_string()));
-    let (from, to) = match range {
-        Value::String(preset) => match preset.as_str() {
-            "day" => (today, today),
-            "7d" => (days_back(6)?, today),
-            "28d" => (days_back(27)?, today),
-            "30d" => (days_back(29)?, today),
-            "91d" => (days_back(90)?, today),
-            "month" => (today.first_of_month(), today),
-            "year" => (today.first_of_year(), today),
-            other => {
-                return invalid(format!(
-                    "unknown date_range `{other}`: use day, 7d, 28d, 30d, 91d, month, year or [from, to]"
-                ));
-            }
-        },
-        Value::Array(pair) => match pair.as_slice() {
-            [Value::String(a), Value::String(b)] => (parse_date(a)?, parse_date(b)?),
-            _ => return invalid("date_range as a list is [\"YYYY-MM-DD\", \"YYYY-MM-DD\"]"),
-        },
-        _ => return invalid("date_range is a preset such as \"7d\" or [from, to]"),
-    };
-    if from > to {
-        return invalid("date_range starts after it ends");
-    }
-    Ok((from, to))
-}
-
-fn parse_date(text: &str) -> Result<Date, QueryError> {
-    text.parse::<Date>().map_err(|_| QueryError(format!("`{text}` is not an ISO date (YYYY-MM-DD)")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -400,9 +365,9 @@ mod tests {
     }
 
     #[test]
-    fn presets_cover_whole_local_days_including_today() {
+    fn presets_cover_whole_local_days_ending_yesterday() {
         let q = resolve(r#"{"site_id":"a.com","metrics":["visitors"],"date_range":"7d"}"#).expect("valid");
-        assert_eq!(q.dates(), ("2026-11-22".to_owned(), "2026-11-28".to_owned()));
+        assert_eq!(q.dates(), ("2026-11-21".to_owned(), "2026-11-27".to_owned()));
         assert_eq!(q.buckets.end - q.buckets.start, 7 * 24);
     }
 

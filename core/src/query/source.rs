@@ -37,6 +37,10 @@ pub trait StatsSource: Send + Sync {
     /// an [`super::limits::OverBudget`] error naming the limit).
     fn answer(&self, query: Query, budget: WorkBudget) -> Pending<'_, (Tier, Vec<Row>)>;
 
+    /// The site's first local day with data (days since 1970-01-01; `None`: no data yet), for
+    /// `date_range: "all"`. A store that cannot tell answers a [`super::QueryError`] (a 400).
+    fn first_day<'a>(&'a self, site: &'a str) -> Pending<'a, Option<i64>>;
+
     /// Drop counts of `site` ("" for drops that named no site), by reason.
     fn drops<'a>(&'a self, site: &'a str) -> Pending<'a, BTreeMap<String, u64>>;
 

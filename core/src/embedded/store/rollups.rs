@@ -88,6 +88,29 @@ pub trait RollupRead {
     ) -> anyhow::Result<()>;
 }
 
+impl Store {
+    /// The site's first local day with rollups in any generation (`None`: none yet).
+    pub fn first_day(&self, site: &str) -> anyhow::Result<Option<i64>> {
+        let txn = self.db.read()?;
+        let generations = txn.open_table(GENERATIONS)?;
+        let mut in_use = std::collections::BTreeSet::from([FIRST_GENERATION]);
+        for item in generations.range((site, i64::MIN)..=(site, i64::MAX))? {
+            in_use.insert(item?.1.value());
+        }
+        let table = txn.open_table(ROLLUPS)?;
+        let (day, total) = (Grain::Day.code(), Slot::Total.code());
+        let mut first: Option<i64> = None;
+        for generation in in_use {
+            let range = (site, generation, day, total, i64::MIN, "")..=(site, generation, day, total, i64::MAX, "");
+            if let Some(item) = table.range(range)?.next() {
+                let at = item?.0.value().4;
+                first = Some(first.map_or(at, |f| f.min(at)));
+            }
+        }
+        Ok(first)
+    }
+}
+
 impl RollupRead for Store {
     fn props_overflowed(&self, site: &str, name: &str, first_day: i64, last_day: i64) -> anyhow::Result<bool> {
         let runs = self.generation_runs(site, first_day, last_day)?;

@@ -1,0 +1,214 @@
+//! A Stats API v2 `date_range`, with Plausible's meaning of each form, resolved into the site's
+//! local-hour buckets `from..to`.
+//!
+//! - `"day"`: today; `"month"`, `"year"`: the whole calendar month or year that holds today.
+//! - `"Nd"` (1 to 5,000): the N days before today, ending yesterday; `"Nmo"` (1 to 100): the N
+//!   whole calendar months before this one.
+//! - `"24h"`: the current hour and the 23 before it.
+//! - `"all"`: from the site's first day with data to today (the handler asks the store for that
+//!   day and passes dates).
+//! - `["YYYY-MM-DD", "YYYY-MM-DD"]`: those local days, both included; or two ISO 8601
+//!   date-times with an offset, which must fall on whole hours of the site's time zone (Tally
+//!   counts by the hour; the end may also be the last second of an hour, as Plausible writes
+//!   ranges).
+//! - `"realtime"` and `"30m"` need minute buckets, which Tally does not keep yet: a 400.
+
+use super::request::QueryError;
+use crate::pipeline::timebucket::{bucket_start, day_start, local_hour, today};
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, ToSpan};
+use serde_json::Value;
+use std::ops::Range;
+use tally_model::rollup::Bucket;
+
+/// Most days an `Nd` preset may name (as Plausible).
+const MAX_N_DAYS: i64 = 5_000;
+/// Most months an `Nmo` preset may name (as Plausible).
+const MAX_N_MONTHS: i64 = 100;
+
+fn invalid<T>(message: impl Into<String>) -> Result<T, QueryError> {
+    Err(QueryError(message.into()))
+}
+
+/// The buckets `date_range` covers for a site in `zone` at `now`.
+pub fn buckets(range: &Value, zone: &TimeZone, now: Timestamp) -> Result<Range<Bucket>, QueryError> {
+    let today = today(zone, now);
+    let days = |from: Date, to: Date| -> Result<Range<Bucket>, QueryError> {
+        if from > to {
+            return invalid("date_range starts after it ends");
+        }
+        Ok(day_start(from)..day_start(to) + 24)
+    };
+    let err = |e: jiff::Error| QueryError(e.to_string());
+    match range {
+        Value::String(preset) => match preset.as_str() {
+            "day" => days(today, today),
+            "month" => days(today.first_of_month(), today.last_of_month()),
+            "year" => days(today.first_of_year(), today.last_of_year()),
+            "24h" => {
+                let hour = local_hour(Some(zone), now.as_millisecond());
+                Ok(hour - 23..hour + 1)
+            }
+            "realtime" | "30m" => invalid(format!(
+                "date_range `{preset}` needs minute buckets, which Tally does not keep yet; use \"24h\" or \"day\""
+            )),
+            "all" => invalid("date_range `all` is resolved by the server; this is a bug"),
+            other => {
+                let (n, unit) = other.split_at(other.find(|c: char| !c.is_ascii_digit()).unwrap_or(other.len()));
+                let n: i64 = n.parse().unwrap_or(0);
+                match unit {
+                    "d" if (1..=MAX_N_DAYS).contains(&n) => {
+                        days(today.checked_sub(n.days()).map_err(err)?, today.yesterday().map_err(err)?)
+                    }
+                    "mo" if (1..=MAX_N_MONTHS).contains(&n) => {
+                        let this_month = today.first_of_month();
+                        let first = this_month.checked_sub(n.months()).map_err(err)?;
+                        days(first, this_month.yesterday().map_err(err)?)
+                    }
+                    _ => invalid(format!(
+                        "unknown date_range `{other}`: use day, 24h, Nd (1 to {MAX_N_DAYS}), Nmo (1 to {MAX_N_MONTHS}), \
+                         month, year, all, or [from, to] as dates or date-times"
+                    )),
+                }
+            }
+        },
+        Value::Array(pair) => match pair.as_slice() {
+            // A plain date is YYYY-MM-DD alone (jiff would also take the date of a date-time).
+            [Value::String(a), Value::String(b)] if a.len() == 10 && b.len() == 10 => {
+                let date =
+                    |t: &str| t.parse::<Date>().map_err(|_| QueryError(format!("`{t}` is not a date (YYYY-MM-DD)")));
+                days(date(a)?, date(b)?)
+            }
+            [Value::String(a), Value::String(b)] => instants(a, b, zone),
+            _ => invalid("date_range as a list is [from, to]: two dates (YYYY-MM-DD) or two ISO 8601 date-times"),
+        },
+        _ => invalid("date_range is a preset such as \"7d\" or [from, to]"),
+    }
+}
+
+/// Buckets between two date-times on whole local hours.
+fn instants(from: &str, to: &str, zone: &TimeZone) -> Result<Range<Bucket>, QueryError> {
+    let parse = |text: &str| {
+        text.parse::<Timestamp>().map_err(|_| {
+            QueryError(format!("`{text}` is neither a date (YYYY-MM-DD) nor a date-time with an offset (ISO 8601)"))
+        })
+    };
+    let (from, to) = (parse(from)?, parse(to)?);
+    if from > to {
+        return invalid("date_range starts after it ends");
+    }
+    let on_the_hour = |t: Timestamp| {
+        let local = zone.to_datetime(t);
+        local.minute() == 0 && local.second() == 0 && local.subsec_nanosecond() == 0
+    };
+    if !on_the_hour(from) {
+        return invalid(format!(
+            "date_range starts at {from}, inside an hour of the site's time zone: Tally counts by the hour, so it \
+             starts on a whole hour"
+        ));
+    }
+    let start = local_hour(Some(zone), from.as_millisecond());
+    // The end: a whole hour (not included) or an hour's last second (included).
+    let end = if on_the_hour(to) {
+        local_hour(Some(zone), to.as_millisecond())
+    } else {
+        let next = to.checked_add(jiff::SignedDuration::from_secs(1)).map_err(|e| QueryError(e.to_string()))?;
+        if !on_the_hour(next) {
+            return invalid(format!(
+                "date_range ends at {to}, inside an hour of the site's time zone: end it on a whole hour or an hour's \
+                 last second (HH:59:59)"
+            ));
+        }
+        local_hour(Some(zone), next.as_millisecond())
+    };
+    if end <= start {
+        return invalid("date_range covers no whole hour");
+    }
+    Ok(start..end)
+}
+
+/// The range as Plausible echoes it: its first and last second, in the site's offset.
+pub fn echo(buckets: &Range<Bucket>, zone: &TimeZone) -> [String; 2] {
+    let at = |bucket: Bucket, minus_one: bool| {
+        let start = bucket_start(bucket);
+        let local = if minus_one { start.checked_sub(1.second()).unwrap_or(start) } else { start };
+        // The offset in force at that wall-clock time (the earlier one where it is ambiguous).
+        let offset = zone.to_ambiguous_timestamp(local).compatible().map_or(0, |t| zone.to_offset(t).seconds());
+        let (sign, minutes) = if offset < 0 { ('-', -offset / 60) } else { ('+', offset / 60) };
+        format!("{}{sign}{:02}:{:02}", local.strftime("%Y-%m-%dT%H:%M:%S"), minutes / 60, minutes % 60)
+    };
+    [at(buckets.start, false), at(buckets.end, true)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dates(range: Value, zone: &str, now: &str) -> Result<(String, String), String> {
+        let zone = TimeZone::get(zone).expect("a zone");
+        let r = buckets(&range, &zone, now.parse().expect("now")).map_err(|e| e.0)?;
+        Ok((bucket_start(r.start).to_string(), bucket_start(r.end - 1).to_string()))
+    }
+
+    #[test]
+    fn presets_mean_what_plausible_means() {
+        let now = "2026-03-15T10:30:00Z";
+        let day = |from: &str, to: &str| Ok((format!("{from}T00:00:00"), format!("{to}T23:00:00")));
+        assert_eq!(dates(json!("day"), "UTC", now), day("2026-03-15", "2026-03-15"));
+        assert_eq!(dates(json!("7d"), "UTC", now), day("2026-03-08", "2026-03-14"), "ends yesterday");
+        assert_eq!(dates(json!("30d"), "UTC", now), day("2026-02-13", "2026-03-14"));
+        assert_eq!(dates(json!("1d"), "UTC", now), day("2026-03-14", "2026-03-14"));
+        assert_eq!(dates(json!("month"), "UTC", now), day("2026-03-01", "2026-03-31"), "the whole month");
+        assert_eq!(dates(json!("year"), "UTC", now), day("2026-01-01", "2026-12-31"));
+        assert_eq!(dates(json!("6mo"), "UTC", now), day("2025-09-01", "2026-02-28"), "whole months before this");
+        assert_eq!(dates(json!("12mo"), "UTC", now), day("2025-03-01", "2026-02-28"));
+        assert_eq!(
+            dates(json!("24h"), "UTC", now),
+            Ok(("2026-03-14T11:00:00".to_owned(), "2026-03-15T10:00:00".to_owned())),
+            "the current hour and the 23 before"
+        );
+        // Local days: in Kolkata it is already the 16th.
+        assert_eq!(dates(json!("day"), "Asia/Kolkata", "2026-03-15T20:00:00Z"), day("2026-03-16", "2026-03-16"));
+    }
+
+    #[test]
+    fn date_times_on_whole_local_hours() {
+        let zone = "Asia/Kolkata";
+        let now = "2026-03-15T10:30:00Z";
+        let range = dates(json!(["2026-03-01T10:30:00Z", "2026-03-01T12:30:00Z"]), zone, now);
+        assert_eq!(range, Ok(("2026-03-01T16:00:00".to_owned(), "2026-03-01T17:00:00".to_owned())));
+        let last_second = dates(json!(["2026-03-01T16:00:00+05:30", "2026-03-01T17:59:59+05:30"]), zone, now);
+        assert_eq!(last_second, range, "an hour's last second includes the hour");
+        let error = dates(json!(["2026-03-01T10:00:00Z", "2026-03-01T12:00:00Z"]), zone, now).expect_err("10:00Z");
+        assert!(error.contains("whole hour"), "{error}");
+        assert!(dates(json!(["2026-03-01T10:30:00Z", "2026-03-01T10:30:00Z"]), zone, now).is_err());
+    }
+
+    #[test]
+    fn what_is_refused_says_why() {
+        let now = "2026-03-15T10:30:00Z";
+        for (range, says) in [
+            (json!("realtime"), "minute buckets"),
+            (json!("0d"), "unknown date_range"),
+            (json!("5001d"), "unknown date_range"),
+            (json!("101mo"), "unknown date_range"),
+            (json!("1y"), "unknown date_range"),
+            (json!(["2026-02-01", "2026-01-01"]), "starts after it ends"),
+            (json!(["yesterday", "2026-01-01"]), "neither a date"),
+            (json!([1, 2]), "two dates"),
+        ] {
+            let error = dates(range.clone(), "UTC", now).expect_err("refused");
+            assert!(error.contains(says), "{range}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_echo_is_the_first_and_last_second_in_the_sites_offset() {
+        let zone = TimeZone::get("Europe/Berlin").expect("zone");
+        let range = buckets(&json!(["2026-07-01", "2026-07-31"]), &zone, "2026-08-01T00:00:00Z".parse().expect("now"));
+        let echo = echo(&range.expect("valid"), &zone);
+        assert_eq!(echo, ["2026-07-01T00:00:00+02:00".to_owned(), "2026-07-31T23:59:59+02:00".to_owned()]);
+    }
+}
