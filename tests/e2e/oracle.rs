@@ -20,6 +20,8 @@ const ZONES: [(&str, &str); 5] = [
 /// 2026-10-22T00:00Z: the range holds Berlin's (10-25) and St John's (11-01) DST ends.
 const START_MS: i64 = 1_792_540_800_000;
 const DAYS: i64 = 12;
+/// The time dimensions a random query may group by (`time` picks hours or days here).
+const TIMES: [&str; 5] = ["time:day", "time:hour", "time:week", "time:month", "time"];
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 const PAGES: [&str; 4] = ["/", "/pricing", "/docs/start", "/docs/api"];
@@ -385,12 +387,23 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
         let day = local(ms).date().to_string();
         ask.first <= day && day <= ask.last
     };
+    // `time` is hours for ranges of up to two days (48 hours), else days (the oracle's ranges
+    // are at most five days, never the 41 that make weeks).
+    let days_asked = ask.last.parse::<jiff::civil::Date>().unwrap() - ask.first.parse::<jiff::civil::Date>().unwrap();
+    let auto = if days_asked.get_days() < 2 { "time:hour" } else { "time:day" };
     let key = |event: &Raw, entry: &Raw| -> Vec<String> {
         ask.groupings
             .iter()
-            .map(|g| match g.as_str() {
+            .map(|g| match if g == "time" { auto } else { g.as_str() } {
                 "time:day" => local(event.at_ms).date().to_string(),
                 "time:hour" => local(event.at_ms).strftime("%Y-%m-%d %H:00:00").to_string(),
+                "time:week" => {
+                    // The Monday of the week, unless the range starts later in it.
+                    let date = local(event.at_ms).date();
+                    let monday = date - jiff::Span::new().days(date.weekday().to_monday_zero_offset());
+                    monday.to_string().max(ask.first.clone())
+                }
+                "time:month" => local(event.at_ms).date().first_of_month().to_string(),
                 d => value(d, site, event, entry),
             })
             .collect()
@@ -477,16 +490,16 @@ fn random_ask(rng: &mut Rng, days: &[String]) -> Ask {
         // Exit pages: rollups only, unfiltered, alone or by time.
         let mut groupings = vec![(*rng.pick(&EXIT_DIMENSIONS)).to_owned()];
         if rng.below(2) == 0 {
-            groupings.push((*rng.pick(&["time:day", "time:hour"])).to_owned());
+            groupings.push((*rng.pick(&TIMES)).to_owned());
         }
         return Ask { first: days[a].clone(), last: days[b].clone(), groupings, filters: Vec::new() };
     }
     let groupings = match rng.below(6) {
         0 => vec![],
-        1 => vec!["time:day".to_owned()],
+        1 => vec![(*rng.pick(&TIMES)).to_owned()],
         2 => vec!["time:hour".to_owned()],
         3 => vec![dim(rng)],
-        4 => vec![dim(rng), (*rng.pick(&["time:day", "time:hour"])).to_owned()],
+        4 => vec![dim(rng), (*rng.pick(&TIMES)).to_owned()],
         _ => {
             let first = dim(rng);
             let second = DIMENSIONS.iter().find(|d| **d != first && rng.below(3) == 0).unwrap_or(&"visit:country");

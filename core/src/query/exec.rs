@@ -57,6 +57,39 @@ pub fn day_label(bucket: Bucket) -> String {
     bucket_start(bucket).date().to_string()
 }
 
+/// The weekday of a day (days since 1970-01-01, a Thursday), Monday = 0.
+fn weekday(day: i64) -> i64 {
+    (day + 3).rem_euclid(7)
+}
+
+/// The Monday that starts the week of `day`.
+pub fn week_start(day: i64) -> i64 {
+    day - weekday(day)
+}
+
+/// The label of the week of `day`, as `time:week` shows it: its Monday, or the range's first
+/// day `first` when the week began before it (as Plausible labels weeks).
+pub fn week_label(day: i64, first: i64) -> String {
+    day_label(week_start(day).max(first) * 24)
+}
+
+/// Months since year 0 of `day`, so that consecutive months differ by one.
+pub fn month_index(day: i64) -> i64 {
+    let date = bucket_start(day * 24).date();
+    i64::from(date.year()) * 12 + i64::from(date.month()) - 1
+}
+
+/// The label of the month of `day`, as `time:month` shows it: its first day.
+pub fn month_label(day: i64) -> String {
+    bucket_start(day * 24).date().first_of_month().to_string()
+}
+
+/// The last day of `day`'s month.
+pub fn month_end(day: i64) -> i64 {
+    let date = bucket_start(day * 24).date();
+    day + i64::from(date.days_in_month() - date.day())
+}
+
 fn metric(metric: Metric, group: &Group) -> Value {
     let (c, visitors) = (&group.counters, group.visitors);
     let per_visit = |n: i64| {

@@ -55,7 +55,8 @@ mod tests {
         assert_eq!(tier(&format!(r#"{{{base},"dimensions":["event:page","time:hour"]}}"#)), Tier::Segments);
         assert_eq!(tier(&format!(r#"{{{base},"dimensions":["time:hour"]}}"#)), Tier::Rollups);
         assert_eq!(tier(&format!(r#"{{{base},"dimensions":["event:page","visit:country"]}}"#)), Tier::Segments);
-        assert_eq!(tier(&format!(r#"{{{base},"dimensions":["time:hour","time:day"]}}"#)), Tier::Segments);
+        assert_eq!(tier(&format!(r#"{{{base},"dimensions":["event:page","time:week"]}}"#)), Tier::Rollups);
+        assert_eq!(tier(&format!(r#"{{{base},"dimensions":["time:month"]}}"#)), Tier::Rollups);
         assert_eq!(tier(&format!(r#"{{{base},"filters":[["is","visit:country",["DE"]]]}}"#)), Tier::Segments);
         assert_eq!(tier(&format!(r#"{{{base},"dimensions":["event:props:plan"]}}"#)), Tier::Rollups);
         assert_eq!(tier(&format!(r#"{{{base},"filters":[["is","event:props:plan",["pro"]]]}}"#)), Tier::Segments);

@@ -116,6 +116,10 @@ pub enum Grouping {
     Hour,
     /// `time:day`.
     Day,
+    /// `time:week`: weeks from Monday, the first one from the range's first day.
+    Week,
+    /// `time:month`: calendar months.
+    Month,
     /// A dimension.
     Dim(Dimension),
     /// `event:props:<name>`: the events that have the prop, by its value.
@@ -123,6 +127,11 @@ pub enum Grouping {
 }
 
 impl Grouping {
+    /// Whether it groups by time.
+    pub fn is_time(&self) -> bool {
+        matches!(self, Grouping::Hour | Grouping::Day | Grouping::Week | Grouping::Month)
+    }
+
     /// Whether it groups by a dimension or a prop (not by time).
     pub fn is_field(&self) -> bool {
         matches!(self, Grouping::Dim(_) | Grouping::Prop(_))
@@ -177,12 +186,19 @@ impl Query {
             return invalid("metrics must name at least one metric");
         }
         check_counts(request)?;
-        let groupings = request.dimensions.iter().map(|d| parse_grouping(d)).collect::<Result<Vec<_>, _>>()?;
+        let buckets = super::date_range::buckets(&request.date_range, zone, now)?;
+        let groupings = request
+            .dimensions
+            .iter()
+            .map(|d| if d == "time" { Ok(auto_time(&buckets)) } else { parse_grouping(d) })
+            .collect::<Result<Vec<_>, _>>()?;
+        if groupings.iter().filter(|g| g.is_time()).count() > 1 {
+            return invalid("at most one time dimension (time, time:hour, time:day, time:week or time:month)");
+        }
         let filters = parse_filters(&request.filters)?;
         let leaves: Vec<&Filter> = filters.iter().flat_map(FilterExpr::leaves).collect();
         check_exit_dimensions(&metrics, &groupings, &leaves)?;
         check_props(&metrics, &groupings, &leaves)?;
-        let buckets = super::date_range::buckets(&request.date_range, zone, now)?;
         let order = parse_order(request.order_by.as_deref(), &request.metrics, &request.dimensions, &groupings)?;
         let page = request.pagination.unwrap_or(Pagination { limit: MAX_LIMIT, offset: 0 });
         if page.limit == 0 || page.limit > MAX_LIMIT {
@@ -304,10 +320,28 @@ fn check_counts(request: &QueryRequest) -> Result<(), QueryError> {
     Ok(())
 }
 
+/// What `time` stands for, as Plausible picks it from the range's length (its first to its last
+/// second): hours up to 48 hours, days up to 40 days, weeks up to 52 weeks, else months.
+fn auto_time(buckets: &std::ops::Range<Bucket>) -> Grouping {
+    let seconds = (buckets.end - buckets.start) * 3_600 - 1;
+    if seconds / 3_600 <= 48 {
+        Grouping::Hour
+    } else if seconds / 86_400 <= 40 {
+        Grouping::Day
+    } else if seconds / (7 * 86_400) <= 52 {
+        Grouping::Week
+    } else {
+        Grouping::Month
+    }
+}
+
 fn parse_grouping(name: &str) -> Result<Grouping, QueryError> {
     match name {
         "time:hour" => Ok(Grouping::Hour),
-        "time:day" | "time" => Ok(Grouping::Day),
+        "time:day" => Ok(Grouping::Day),
+        "time:week" => Ok(Grouping::Week),
+        "time:month" => Ok(Grouping::Month),
+        "time:minute" => invalid("`time:minute` needs minute buckets, which Tally does not keep yet; use time:hour"),
         _ => {
             if let Some(prop) = prop_name(name)? {
                 return Ok(Grouping::Prop(prop));
@@ -324,9 +358,9 @@ fn parse_order(
     groupings: &[Grouping],
 ) -> Result<Vec<(SortKey, bool)>, QueryError> {
     let Some(order_by) = order_by else {
-        // Plausible's default: time ascending if grouped by time, else the first metric descending.
-        let time = groupings.iter().position(|g| matches!(g, Grouping::Hour | Grouping::Day));
-        return Ok(vec![time.map_or((SortKey::Metric(0), true), |i| (SortKey::Group(i), false))]);
+        // Plausible's default: time ascending if grouped by time, then the first metric descending.
+        let time = groupings.iter().position(Grouping::is_time).map(|i| (SortKey::Group(i), false));
+        return Ok(time.into_iter().chain([(SortKey::Metric(0), true)]).collect());
     };
     order_by
         .iter()
@@ -396,11 +430,29 @@ mod tests {
     }
 
     #[test]
+    fn time_picks_its_period_from_the_range_as_plausible_does() {
+        let time = |range: &str| {
+            let json =
+                format!(r#"{{"site_id":"a.com","metrics":["visits"],"date_range":{range},"dimensions":["time"]}}"#);
+            resolve(&json).expect("valid").groupings[0].clone()
+        };
+        assert_eq!(time(r#""day""#), Grouping::Hour);
+        assert_eq!(time(r#"["2026-01-01","2026-01-02"]"#), Grouping::Hour, "48 hours");
+        assert_eq!(time(r#"["2026-01-01","2026-01-03"]"#), Grouping::Day);
+        assert_eq!(time(r#"["2026-01-01","2026-02-10"]"#), Grouping::Day, "41 days: 40 days and a bit");
+        assert_eq!(time(r#"["2026-01-01","2026-02-11"]"#), Grouping::Week);
+        assert_eq!(time(r#""year""#), Grouping::Week, "52 weeks and a day");
+        assert_eq!(time(r#"["2025-01-01","2026-01-07"]"#), Grouping::Month);
+        let two = r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["time:day","time"]}"#;
+        assert!(resolve(two).is_err(), "one time dimension at most");
+    }
+
+    #[test]
     fn default_order_is_time_then_first_metric() {
         let q = resolve(
             r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["event:page","time:hour"]}"#,
         );
-        assert_eq!(q.expect("valid").order, vec![(SortKey::Group(1), false)]);
+        assert_eq!(q.expect("valid").order, vec![(SortKey::Group(1), false), (SortKey::Metric(0), true)]);
         let q = resolve(r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["event:page"]}"#);
         assert_eq!(q.expect("valid").order, vec![(SortKey::Metric(0), true)]);
     }

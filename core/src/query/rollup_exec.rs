@@ -2,7 +2,7 @@
 //! or the totals) at one grain over the range, with exact distinct visitors from the rows'
 //! first-sight counters (`tally_model::breakdown::Tallies::visitors_until`).
 
-use super::exec::{Group, Row, day_label, finish, hour_label};
+use super::exec::{Group, Row, day_label, finish, hour_label, month_end, month_label, week_label, week_start};
 use super::limits::{OverBudget, WorkBudget};
 use super::request::{Grouping, Query};
 use crate::embedded::store::RollupRead;
@@ -22,7 +22,7 @@ pub fn execute_rollups(store: &dyn RollupRead, query: &Query, budget: &WorkBudge
     // A prop's rows are the props slot's rows that start with its prefix; the rest is the value.
     let prefix = query.prop_grouping().map(row_prefix);
     // Grouped by time, each group is one period; else one group spans the whole range.
-    let by_time = query.groupings.iter().any(|g| matches!(g, Grouping::Hour | Grouping::Day));
+    let period = query.groupings.iter().find(|g| g.is_time()).cloned();
     let (first, last) = match grain {
         Grain::Hour => (query.buckets.start, query.buckets.end - 1),
         Grain::Day => (query.buckets.start.div_euclid(24), (query.buckets.end - 1).div_euclid(24)),
@@ -49,6 +49,8 @@ pub fn execute_rollups(store: &dyn RollupRead, query: &Query, budget: &WorkBudge
             .map(|g| match g {
                 Grouping::Hour => hour_label(at),
                 Grouping::Day => day_label(at * 24),
+                Grouping::Week => week_label(at, first),
+                Grouping::Month => month_label(at),
                 Grouping::Dim(_) | Grouping::Prop(_) => value.to_owned(),
             })
             .collect();
@@ -64,7 +66,14 @@ pub fn execute_rollups(store: &dyn RollupRead, query: &Query, budget: &WorkBudge
         let (group, visitors) = &mut groups[at_group];
         group.counters.add(&t.counters);
         group.revenue.merge(&t.revenue);
-        *visitors += t.visitors_until(at, if by_time { at } else { last });
+        // A row's share of its group's distinct visitors counts up to the group's last day.
+        let until = match period {
+            None => last,
+            Some(Grouping::Week) => (week_start(at) + 6).min(last),
+            Some(Grouping::Month) => month_end(at).min(last),
+            Some(_) => at,
+        };
+        *visitors += t.visitors_until(at, until);
     })?;
     if let Some(late) = late {
         return Err(late.into());

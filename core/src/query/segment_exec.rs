@@ -5,7 +5,7 @@
 //! rows that carry events, sorted and deduplicated at the end. Segments are shared out over the
 //! cores. [`finish`] (metrics, order, page) is shared with the other tiers.
 
-use super::exec::{Group, Row, day_label, finish, hour_label};
+use super::exec::{Group, Row, day_label, finish, hour_label, month_index, month_label, week_label, week_start};
 use super::filter::{Compiled, Field, FilterExpr, NO_PROP};
 use super::limits::{OverBudget, WorkBudget};
 use super::request::{Grouping, Metric, Query};
@@ -173,6 +173,8 @@ enum Part<'a> {
     Dimension(&'a [String], &'a [u32]),
     Hour,
     Day,
+    Week,
+    Month,
 }
 
 /// A filter tree over one segment's rows: each comparison decided once per distinct value (per
@@ -267,7 +269,8 @@ fn scan(
     out: &mut Groups,
 ) -> anyhow::Result<()> {
     let (first, last) = segment.buckets;
-    let by_time = query.groupings.iter().any(|g| matches!(g, Grouping::Hour | Grouping::Day));
+    let by_time = query.groupings.iter().any(Grouping::is_time);
+    let range_first_day = query.buckets.start.div_euclid(24);
     let buckets = if lo > first || hi < last || by_time { Some(segment.buckets()?) } else { None };
     let test = Test::All(filters.iter().map(|f| Test::of(segment, f)).collect::<anyhow::Result<_>>()?).simplified();
     if matches!(test, Test::Const(false)) {
@@ -304,6 +307,14 @@ fn scan(
             }
             Grouping::Hour => (Part::Hour, (last - first + 1).max(1) as u128),
             Grouping::Day => (Part::Day, (last.div_euclid(24) - first.div_euclid(24) + 1).max(1) as u128),
+            Grouping::Week => {
+                let weeks = (week_start(last.div_euclid(24)) - week_start(first.div_euclid(24))) / 7 + 1;
+                (Part::Week, weeks.max(1) as u128)
+            }
+            Grouping::Month => {
+                let months = month_index(last.div_euclid(24)) - month_index(first.div_euclid(24)) + 1;
+                (Part::Month, months.max(1) as u128)
+            }
         });
     }
     let combinations = parts.iter().try_fold(1u128, |n, (_, radix)| n.checked_mul(*radix));
@@ -363,6 +374,8 @@ fn scan(
                 Part::Dimension(_, codes) => u128::from(codes[row]),
                 Part::Hour => (bucket - first) as u128,
                 Part::Day => (bucket.div_euclid(24) - first.div_euclid(24)) as u128,
+                Part::Week => ((week_start(bucket.div_euclid(24)) - week_start(first.div_euclid(24))) / 7) as u128,
+                Part::Month => (month_index(bucket.div_euclid(24)) - month_index(first.div_euclid(24))) as u128,
             };
             key = key * radix + value;
         }
@@ -378,6 +391,8 @@ fn scan(
                             Part::Dimension(values, codes) => Cow::Borrowed(values[codes[row] as usize].as_str()),
                             Part::Hour => Cow::Owned(hour_label(bucket)),
                             Part::Day => Cow::Owned(day_label(bucket)),
+                            Part::Week => Cow::Owned(week_label(bucket.div_euclid(24), range_first_day)),
+                            Part::Month => Cow::Owned(month_label(bucket.div_euclid(24))),
                         })
                         .collect();
                     let refs: Vec<&str> = labels.iter().map(|l| l.as_ref()).collect();
