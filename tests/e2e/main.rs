@@ -12,6 +12,7 @@ mod disk_full;
 mod harness;
 mod http_limits;
 mod import;
+mod include;
 mod ingest_and_query;
 mod ingest_limits;
 mod oracle;

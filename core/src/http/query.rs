@@ -48,15 +48,34 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Body) 
         return Ok(json_response(hit));
     }
     let (tier, rows) = app.queries.answer(&app.stats, query).await?;
-    let [first, last] = crate::query::date_range::echo(&key.0.buckets, &site.timezone);
+    let query = &key.0;
+    let total_rows = rows.len();
+    let page: Vec<Value> = rows
+        .iter()
+        .skip(query.offset)
+        .take(query.limit)
+        .map(|r| json!({ "metrics": r.metrics, "dimensions": r.dimensions }))
+        .collect();
+    let [first, last] = crate::query::date_range::echo(&query.buckets, &site.timezone);
+    let mut meta = json!({
+        "time_zone": site.timezone_name,
+        "data_complete_until": fresh.until_ms.map_or(Value::Null, complete_until),
+        "log_offset_applied": fresh.offset,
+        "tier": tier,
+    });
+    if query.include.imports {
+        meta["imports_included"] = json!(false);
+        meta["imports_skip_reason"] = json!("no_imported_data");
+    }
+    if query.include.time_labels {
+        meta["time_labels"] = json!(crate::query::exec::time_labels(query).unwrap_or_default());
+    }
+    if query.include.total_rows {
+        meta["total_rows"] = json!(total_rows);
+    }
     let answer = json!({
-        "results": rows.iter().map(|r| json!({ "metrics": r.metrics, "dimensions": r.dimensions })).collect::<Vec<_>>(),
-        "meta": {
-            "time_zone": site.timezone_name,
-            "data_complete_until": fresh.until_ms.map_or(Value::Null, complete_until),
-            "log_offset_applied": fresh.offset,
-            "tier": tier,
-        },
+        "results": page,
+        "meta": meta,
         "query": {
             "site_id": site.domain,
             "metrics": request.metrics,
@@ -64,7 +83,8 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Body) 
             "dimensions": request.dimensions,
             "filters": request.filters,
             "order_by": request.order_by,
-            "pagination": { "limit": key.0.limit, "offset": key.0.offset },
+            "include": request.include,
+            "pagination": { "limit": query.limit, "offset": query.offset },
         },
     });
     let answer = Bytes::from(serde_json::to_vec(&answer).map_err(|e| ApiError::Internal(e.into()))?);

@@ -1,7 +1,7 @@
 //! What every tier shares once it has its groups: [`finish`] (metrics, order, page) and the
 //! time labels.
 
-use super::request::{Metric, Query, SortKey};
+use super::request::{Grouping, Metric, Query, SortKey};
 use crate::pipeline::timebucket::bucket_start;
 use serde_json::{Value, json};
 use std::cmp::Ordering;
@@ -30,8 +30,9 @@ pub struct Row {
     pub dimensions: Vec<String>,
 }
 
-/// Turns groups into the answer's rows: metrics, the query's order, its page. Without groupings
-/// there is always one row.
+/// Turns groups into the answer's rows: metrics, in the query's order (every row: the handler
+/// takes the page, and counts them all for `include.total_rows`). Without groupings there is
+/// always one row.
 pub fn finish(query: &Query, mut groups: Vec<Group>) -> Vec<Row> {
     if groups.is_empty() && query.groupings.is_empty() {
         groups.push(Group::default());
@@ -44,7 +45,37 @@ pub fn finish(query: &Query, mut groups: Vec<Group>) -> Vec<Row> {
         })
         .collect();
     rows.sort_by(|a, b| compare(query, a, b));
-    rows.into_iter().skip(query.offset).take(query.limit).collect()
+    rows
+}
+
+/// The label of every period of the query's time dimension in its range, in order (for
+/// `include.time_labels`); `None` without a time dimension.
+pub fn time_labels(query: &Query) -> Option<Vec<String>> {
+    let period = query.groupings.iter().find(|g| g.is_time())?;
+    let (start, end) = (query.buckets.start, query.buckets.end);
+    let (first_day, last_day) = (start.div_euclid(24), (end - 1).div_euclid(24));
+    let mut labels: Vec<String> = match period {
+        Grouping::Hour => (start..end).map(hour_label).collect(),
+        Grouping::Day => (first_day..=last_day).map(|d| day_label(d * 24)).collect(),
+        Grouping::Week => (first_day..=last_day).map(|d| week_label(d, first_day)).collect(),
+        _ => (first_day..=last_day).map(month_label).collect(),
+    };
+    labels.dedup();
+    Some(labels)
+}
+
+/// How many labels [`time_labels`] would list.
+pub fn time_label_count(query: &Query) -> usize {
+    let (start, end) = (query.buckets.start, query.buckets.end);
+    let days = (end - 1).div_euclid(24) - start.div_euclid(24) + 1;
+    let n = match query.groupings.iter().find(|g| g.is_time()) {
+        Some(Grouping::Hour) => end - start,
+        Some(Grouping::Day) => days,
+        Some(Grouping::Week) => days / 7 + 2,
+        Some(_) => days / 28 + 2,
+        None => 0,
+    };
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 /// The label of an hour bucket, as `time:hour` shows it.

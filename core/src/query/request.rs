@@ -34,7 +34,8 @@ pub struct QueryRequest {
     /// `[[metric or dimension, "asc" | "desc"], …]`.
     #[serde(default)]
     pub order_by: Option<Vec<(String, String)>>,
-    /// Accepted for compatibility; nothing is included yet.
+    /// What to add to the answer: `time_labels`, `total_rows` (and `imports`, which Tally has
+    /// none of); `comparisons` is refused for now.
     #[serde(default)]
     pub include: Option<Value>,
     /// `{ "limit": n, "offset": n }`.
@@ -166,6 +167,53 @@ pub struct Query {
     pub limit: usize,
     /// Rows to skip.
     pub offset: usize,
+    /// What the answer includes besides its rows.
+    pub include: Include,
+}
+
+/// `include`: what an answer carries besides its rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Include {
+    /// `meta.time_labels`: every period of the time dimension in the range.
+    pub time_labels: bool,
+    /// `meta.total_rows`: how many rows there are before pagination.
+    pub total_rows: bool,
+    /// `meta.imports_included` (always false: Tally imports into the same store).
+    pub imports: bool,
+}
+
+/// Most labels `include.time_labels` lists.
+pub const MAX_TIME_LABELS: usize = 100_000;
+
+fn parse_include(include: Option<&Value>, groupings: &[Grouping]) -> Result<Include, QueryError> {
+    let Some(include) = include else { return Ok(Include::default()) };
+    let Value::Object(map) = include else {
+        return invalid(format!("include is an object such as {{\"time_labels\": true}}; got {include}"));
+    };
+    let mut out = Include::default();
+    for (key, value) in map {
+        let Value::Bool(on) = value else {
+            if key == "comparisons" {
+                return invalid("include.comparisons is not supported yet");
+            }
+            return invalid(format!("include.{key} is true or false; got {value}"));
+        };
+        match key.as_str() {
+            "time_labels" => out.time_labels = *on,
+            "total_rows" => out.total_rows = *on,
+            "imports" => out.imports = *on,
+            "comparisons" => return invalid("include.comparisons is not supported yet"),
+            other => {
+                return invalid(format!("unknown include `{other}`: use time_labels, total_rows or imports"));
+            }
+        }
+    }
+    if out.time_labels && !groupings.iter().any(Grouping::is_time) {
+        return invalid(
+            "include.time_labels needs a time dimension (time, time:hour, time:day, time:week, time:month)",
+        );
+    }
+    Ok(out)
 }
 
 /// The request is not a query this API answers; the message says why.
@@ -200,6 +248,7 @@ impl Query {
         check_exit_dimensions(&metrics, &groupings, &leaves)?;
         check_props(&metrics, &groupings, &leaves)?;
         let order = parse_order(request.order_by.as_deref(), &request.metrics, &request.dimensions, &groupings)?;
+        let include = parse_include(request.include.as_ref(), &groupings)?;
         let page = request.pagination.unwrap_or(Pagination { limit: MAX_LIMIT, offset: 0 });
         if page.limit == 0 || page.limit > MAX_LIMIT {
             return invalid(format!("pagination.limit must be between 1 and {MAX_LIMIT}"));
@@ -207,7 +256,7 @@ impl Query {
         if page.offset > MAX_OFFSET {
             return invalid(format!("pagination.offset must be at most {MAX_OFFSET}"));
         }
-        Ok(Query {
+        let query = Query {
             site: request.site_id.clone(),
             metrics,
             groupings,
@@ -216,7 +265,15 @@ impl Query {
             order,
             limit: page.limit,
             offset: page.offset,
-        })
+            include,
+        };
+        let labels = super::exec::time_label_count(&query);
+        if query.include.time_labels && labels > MAX_TIME_LABELS {
+            return invalid(format!(
+                "include.time_labels would list {labels} periods; at most {MAX_TIME_LABELS}: use a longer period or a shorter range"
+            ));
+        }
+        Ok(query)
     }
 
     /// The exit dimension it groups by, if any (only the rollups hold exit pages).

@@ -1,0 +1,62 @@
+//! `include` and pagination as Plausible's clients use them: `total_rows` counts every row
+//! before the page, `time_labels` lists every period of the range, and what Tally cannot include
+//! yet is a 400 rather than silently ignored.
+
+use crate::harness::{POLL_DEADLINE, TestServer, Visitor, pageview, query_body, settle};
+use serde_json::{Value, json};
+
+const SITE: &str = "include.example";
+
+#[tokio::test]
+async fn total_rows_time_labels_and_refusals() {
+    let server = TestServer::start("include", &[SITE]);
+    for i in 0..5u32 {
+        for _ in 0..=i {
+            let answer =
+                server.post_event(pageview(SITE, &format!("/p{i}")).to_string(), &Visitor::new(i).headers()).await;
+            assert_eq!(answer.status, 202);
+        }
+    }
+    let total = query_body(SITE, &["pageviews"], json!({}));
+    let counted = settle(POLL_DEADLINE, || server.totals(&total), |t| t.as_ref().is_ok_and(|t| t == &[15.0])).await;
+    assert!(counted.is_ok(), "{counted:?}");
+
+    let paged = query_body(
+        SITE,
+        &["pageviews"],
+        json!({"dimensions": ["event:page"], "pagination": {"limit": 2, "offset": 1}, "include": {"total_rows": true}}),
+    );
+    let answer = server.query(&paged).await.unwrap();
+    let pages: Vec<&str> =
+        answer["results"].as_array().unwrap().iter().map(|r| r["dimensions"][0].as_str().unwrap()).collect();
+    assert_eq!(pages, ["/p3", "/p2"], "by pageviews descending, second and third: {answer}");
+    assert_eq!(answer["meta"]["total_rows"], 5, "{answer}");
+
+    let ask = |range: Value, dimension: &str| {
+        query_body(
+            SITE,
+            &["visitors"],
+            json!({"date_range": range, "dimensions": [dimension], "include": {"time_labels": true}}),
+        )
+    };
+    let hours = server.query(&ask(json!("day"), "time:hour")).await.unwrap();
+    assert_eq!(hours["meta"]["time_labels"].as_array().map(Vec::len), Some(24), "{hours}");
+    let weeks = server.query(&ask(json!(["2026-01-01", "2026-01-31"]), "time:week")).await.unwrap();
+    assert_eq!(
+        weeks["meta"]["time_labels"],
+        json!(["2026-01-01", "2026-01-05", "2026-01-12", "2026-01-19", "2026-01-26"])
+    );
+    let months = server.query(&ask(json!(["2025-12-15", "2026-02-10"]), "time:month")).await.unwrap();
+    assert_eq!(months["meta"]["time_labels"], json!(["2025-12-01", "2026-01-01", "2026-02-01"]));
+
+    for (name, include, says) in [
+        ("comparisons", json!({"comparisons": {"mode": "previous_period"}}), "not supported yet"),
+        ("unknown", json!({"everything": true}), "unknown include"),
+        ("labels without time", json!({"time_labels": true}), "needs a time dimension"),
+    ] {
+        let (status, text) =
+            server.query_raw(server.key(SITE), &query_body(SITE, &["visitors"], json!({"include": include}))).await;
+        assert_eq!(status, 400, "{name}: {text}");
+        assert!(text.contains(says), "{name}: {text}");
+    }
+}
