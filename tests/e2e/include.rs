@@ -58,5 +58,7 @@ async fn total_rows_time_labels_and_refusals() {
             server.query_raw(server.key(SITE), &query_body(SITE, &["visitors"], json!({"include": include}))).await;
         assert_eq!(status, 400, "{name}: {text}");
         assert!(text.contains(says), "{name}: {text}");
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["code"], "invalid_request", "a stable code beside the message: {text}");
     }
 }

@@ -85,6 +85,28 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Its stable machine-readable code, the `code` of every error body (the message may be
+    /// reworded; the code is not).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::KeyExpired(_) => "key_expired",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::SiteNotFound => "site_not_found",
+            ApiError::BadRequest(_) => "invalid_request",
+            ApiError::TooLarge(_) => "body_too_large",
+            ApiError::BodyTimeout => "body_timeout",
+            ApiError::LogUnavailable => "log_unavailable",
+            ApiError::Busy { .. } => "busy",
+            ApiError::OverBudget(_) => "over_budget",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::IngestRateLimited { .. } => "ingest_rate_limited",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry_after = match &self {
@@ -108,7 +130,7 @@ impl IntoResponse for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        let mut response = (status, Json(json!({ "error": self.to_string(), "code": self.code() }))).into_response();
         if matches!(self, ApiError::BodyTimeout) {
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

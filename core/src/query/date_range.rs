@@ -14,6 +14,7 @@
 //! - `"realtime"` and `"30m"` need minute buckets, which Tally does not keep yet: a 400.
 
 use super::request::QueryError;
+use super::suggest::did_you_mean;
 use crate::pipeline::timebucket::{bucket_start, day_start, local_hour, today};
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -67,8 +68,9 @@ pub fn buckets(range: &Value, zone: &TimeZone, now: Timestamp) -> Result<Range<B
                         days(first, this_month.yesterday().map_err(err)?)
                     }
                     _ => invalid(format!(
-                        "unknown date_range `{other}`: use day, 24h, Nd (1 to {MAX_N_DAYS}), Nmo (1 to {MAX_N_MONTHS}), \
-                         month, year, all, or [from, to] as dates or date-times"
+                        "unknown date_range `{other}`{}: use day, 24h, Nd (1 to {MAX_N_DAYS}), Nmo (1 to {MAX_N_MONTHS}), \
+                         month, year, all, or [from, to] as dates or date-times",
+                        did_you_mean(other, ["day", "24h", "7d", "30d", "month", "6mo", "12mo", "year", "all"])
                     )),
                 }
             }

@@ -4,6 +4,7 @@
 
 use super::limits::{MAX_FILTER_DEPTH, MAX_FILTER_VALUE_CHARS, MAX_FILTER_VALUES, MAX_FILTERS, MAX_REGEX_BYTES};
 use super::request::QueryError;
+use super::suggest::did_you_mean;
 use regex::{Regex, RegexBuilder};
 use serde_json::Value;
 use tally_model::dimension::Dimension;
@@ -254,7 +255,8 @@ fn parse_expr(filter: &Value, depth: usize) -> Result<FilterExpr, QueryError> {
 fn parse_leaf(op: &Value, dimension: &Value, values: &Value, modifiers: Option<&Value>) -> Result<Filter, QueryError> {
     let names: Vec<&str> = Op::ALL.iter().map(|(_, n)| *n).collect();
     let op = op.as_str().and_then(Op::parse).ok_or_else(|| {
-        QueryError(format!("unsupported filter operator {}: use {}, and, or or not", short(op), names.join(", ")))
+        let hint = op.as_str().map(|o| did_you_mean(o, names.iter().copied())).unwrap_or_default();
+        QueryError(format!("unsupported filter operator {}{hint}: use {}, and, or or not", short(op), names.join(", ")))
     })?;
     let name =
         dimension.as_str().ok_or_else(|| QueryError(format!("a filter's dimension is a string; got {dimension}")))?;

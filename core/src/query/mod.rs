@@ -12,6 +12,7 @@ pub mod request;
 pub mod rollup_exec;
 pub mod segment_exec;
 pub mod source;
+pub mod suggest;
 
 pub use plan::{Tier, plan};
 pub use request::{Query, QueryError, QueryRequest};

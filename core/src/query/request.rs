@@ -3,6 +3,7 @@
 pub use super::filter::{Field, Filter, FilterExpr, NO_PROP, Op, PROP_PREFIX};
 use super::filter::{parse_filters, prop_name};
 use super::limits::{MAX_DIMENSIONS, MAX_FILTERS, MAX_METRICS, MAX_OFFSET};
+use super::suggest::did_you_mean;
 use crate::pipeline::timebucket::bucket_start;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -229,7 +230,10 @@ impl Query {
     /// Checks a request for a site in `zone` at time `now`.
     pub fn resolve(request: &QueryRequest, zone: &TimeZone, now: Timestamp) -> Result<Query, QueryError> {
         let metrics = request.metrics.iter().map(|m| Metric::parse(m).ok_or(m)).collect::<Result<Vec<_>, _>>();
-        let metrics = metrics.or_else(|m| invalid(format!("unknown metric `{m}`")))?;
+        let metrics = metrics.or_else(|m| {
+            let hint = did_you_mean(m, Metric::ALL.iter().map(|(_, n)| *n));
+            invalid(format!("unknown metric `{m}`{hint}"))
+        })?;
         if metrics.is_empty() {
             return invalid("metrics must name at least one metric");
         }
@@ -403,7 +407,14 @@ fn parse_grouping(name: &str) -> Result<Grouping, QueryError> {
             if let Some(prop) = prop_name(name)? {
                 return Ok(Grouping::Prop(prop));
             }
-            Dimension::parse(name).map(Grouping::Dim).map_or_else(|| invalid(format!("unknown dimension `{name}`")), Ok)
+            Dimension::parse(name).map(Grouping::Dim).map_or_else(
+                || {
+                    let times = ["time", "time:hour", "time:day", "time:week", "time:month"];
+                    let hint = did_you_mean(name, Dimension::ALL.iter().map(|(_, n)| *n).chain(times));
+                    invalid(format!("unknown dimension `{name}`{hint}"))
+                },
+                Ok,
+            )
         }
     }
 }
@@ -434,7 +445,10 @@ fn parse_order(
             } else if let Some(i) = dimensions.iter().position(|d| d == name) {
                 SortKey::Group(i)
             } else {
-                return invalid(format!("cannot order by `{name}`: it is not among the query's metrics or dimensions"));
+                let hint = did_you_mean(name, metrics.iter().chain(dimensions).map(String::as_str));
+                return invalid(format!(
+                    "cannot order by `{name}`: it is not among the query's metrics or dimensions{hint}"
+                ));
             };
             Ok((key, descending))
         })
@@ -484,6 +498,22 @@ mod tests {
         for json in bad {
             assert!(resolve(json).is_err(), "{json}");
         }
+    }
+
+    #[test]
+    fn misspelt_names_get_a_suggestion() {
+        let error = |json: &str| resolve(json).expect_err("refused").0;
+        let metric = error(r#"{"site_id":"a.com","metrics":["vistors"],"date_range":"day"}"#);
+        assert!(metric.contains("unknown metric `vistors`; did you mean `visitors`?"), "{metric}");
+        let dimension =
+            error(r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["visit:contry"]}"#);
+        assert!(dimension.contains("did you mean `visit:country`?"), "{dimension}");
+        let filter = error(
+            r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","filters":[["contain","event:page",["/"]]]}"#,
+        );
+        assert!(filter.contains("did you mean `contains`?"), "{filter}");
+        let range = error(r#"{"site_id":"a.com","metrics":["visits"],"date_range":"mnth"}"#);
+        assert!(range.contains("did you mean `month`?"), "{range}");
     }
 
     #[test]
