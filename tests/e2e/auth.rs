@@ -218,9 +218,17 @@ async fn admin_routes_need_an_admin_key() {
 
     // A stats key: 403 with the reason, on both routes; nothing is added.
     let (status, body) = send(&client, get.clone(), &sites, Some(&stats), None).await;
-    assert_eq!((status, json_of("GET with a stats key", &body)), (403, json!({ "error": READ_ONLY })), "{body}");
+    assert_eq!(
+        (status, json_of("GET with a stats key", &body)),
+        (403, json!({ "error": READ_ONLY, "code": "forbidden" })),
+        "{body}"
+    );
     let (status, body) = send(&client, post.clone(), &sites, Some(&stats), Some(new_site(NEW, "Europe/Berlin"))).await;
-    assert_eq!((status, json_of("POST with a stats key", &body)), (403, json!({ "error": READ_ONLY })), "{body}");
+    assert_eq!(
+        (status, json_of("POST with a stats key", &body)),
+        (403, json!({ "error": READ_ONLY, "code": "forbidden" })),
+        "{body}"
+    );
     let listed = tally_ok(&["site", "list", "--data-dir", dir.path().to_str().unwrap()]);
     assert!(!listed.contains(NEW), "a stats key added a site: {listed}");
 

@@ -5,6 +5,7 @@
 
 mod auth;
 mod bad_input;
+mod cache;
 mod cli_while_serving;
 mod crash_recovery;
 mod date_ranges;

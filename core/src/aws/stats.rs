@@ -80,7 +80,7 @@ impl StatsSource for DynamoStats {
         })
     }
 
-    fn freshness(&self) -> anyhow::Result<Freshness> {
+    fn freshness(&self, _query: &Query) -> anyhow::Result<Freshness> {
         let window = jiff::Timestamp::now().as_second().unsigned_abs() / CACHE_WINDOW_S;
         Ok(Freshness { version: window, until_ms: None, offset: None })
     }

@@ -40,10 +40,12 @@ impl StatsSource for EmbeddedStats {
         range_refusal(query, MAX_RANGE_DAYS_EMBEDDED)
     }
 
-    fn freshness(&self) -> anyhow::Result<Freshness> {
+    fn freshness(&self, query: &Query) -> anyhow::Result<Freshness> {
         let progress = self.store.progress()?;
-        // A retention trim changes answers without moving the offset: it counts in the version.
-        let version = progress.offset.wrapping_add(self.store.trims() << 40);
+        // The last change to the days the query reads (and the retention trims): answers over
+        // closed days keep their version, so they stay cached under live traffic.
+        let (first, last) = (query.buckets.start.div_euclid(24), (query.buckets.end - 1).div_euclid(24));
+        let version = self.store.answer_version(&query.site, first, last);
         Ok(Freshness { version, until_ms: Some(progress.until_ms), offset: Some(progress.offset) })
     }
 

@@ -86,6 +86,28 @@ impl ApiError {
 }
 
 impl ApiError {
+    /// The same error again, for every request that waited on one shared computation (the
+    /// answer cache loads identical misses once).
+    pub fn duplicate(&self) -> ApiError {
+        match self {
+            ApiError::Unauthorized => ApiError::Unauthorized,
+            ApiError::KeyExpired(m) => ApiError::KeyExpired(m.clone()),
+            ApiError::Forbidden(m) => ApiError::Forbidden(m.clone()),
+            ApiError::SiteNotFound => ApiError::SiteNotFound,
+            ApiError::BadRequest(m) => ApiError::BadRequest(m.clone()),
+            ApiError::TooLarge(m) => ApiError::TooLarge(m.clone()),
+            ApiError::BodyTimeout => ApiError::BodyTimeout,
+            ApiError::LogUnavailable => ApiError::LogUnavailable,
+            ApiError::Busy { retry_after_s } => ApiError::Busy { retry_after_s: *retry_after_s },
+            ApiError::OverBudget(m) => ApiError::OverBudget(m.clone()),
+            ApiError::RateLimited { retry_after_s } => ApiError::RateLimited { retry_after_s: *retry_after_s },
+            ApiError::IngestRateLimited { retry_after_s } => {
+                ApiError::IngestRateLimited { retry_after_s: *retry_after_s }
+            }
+            ApiError::Internal(e) => ApiError::Internal(anyhow::anyhow!("{e:#}")),
+        }
+    }
+
     /// Its stable machine-readable code, the `code` of every error body (the message may be
     /// reworded; the code is not).
     pub fn code(&self) -> &'static str {

@@ -24,11 +24,33 @@ use rate_limit::KeyRateLimit;
 use std::sync::Arc;
 use tower_http::cors::{Any, CorsLayer};
 
-/// Query answers (their JSON) cached per (query, [`crate::query::Freshness::version`]): for the
-/// embedded store the version is the applied log offset and the number of retention trims, so
-/// the cache never serves stale numbers; for DynamoDB it is a 5-second time window. Weighed by
-/// bytes.
-pub type QueryCache = moka::future::Cache<(Query, u64), Bytes>;
+/// Query answers cached per (query, [`crate::query::Freshness::version`]): for the embedded
+/// store the version is the last change to the days the query reads (and the retention trims),
+/// so answers over closed days stay cached while live traffic changes today, and the cache never
+/// serves stale numbers; for DynamoDB it is a 5-second time window. Weighed by bytes; identical
+/// concurrent misses are computed once.
+pub type QueryCache = moka::future::Cache<(Query, u64), Arc<CachedAnswer>>;
+
+/// What the cache keeps of an answer: its rows (the page, as JSON) and what the answer's meta
+/// needs of them; the rest of the meta (freshness) is current at every request.
+#[derive(Debug)]
+pub struct CachedAnswer {
+    /// The tier that computed it.
+    pub tier: crate::query::Tier,
+    /// The `results` array of the page, as JSON.
+    pub results: Bytes,
+    /// Rows before the page.
+    pub total_rows: usize,
+}
+
+/// Hits and misses of the answer cache, reported by `/api/health`.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    /// Answers served from the cache.
+    pub hits: std::sync::atomic::AtomicU64,
+    /// Answers computed.
+    pub misses: std::sync::atomic::AtomicU64,
+}
 
 /// What the public ingest endpoint needs.
 #[derive(Clone)]
@@ -61,6 +83,8 @@ pub struct AppState {
     pub queries: Arc<QueryGate>,
     /// Requests per key, if limited.
     pub key_rate: Option<Arc<KeyRateLimit>>,
+    /// The cache's hits and misses.
+    pub cache_stats: Arc<CacheStats>,
 }
 
 impl AppState {
@@ -78,6 +102,7 @@ impl AppState {
             cache: query_cache(budget.cache_bytes),
             queries: Arc::new(QueryGate::new(budget)),
             key_rate: KeyRateLimit::per_hour(budget.rate_per_hour).map(Arc::new),
+            cache_stats: Arc::new(CacheStats::default()),
         }
     }
 }
@@ -86,10 +111,10 @@ impl AppState {
 pub fn query_cache(bytes: u64) -> QueryCache {
     moka::future::Cache::builder()
         .max_capacity(bytes)
-        .weigher(|key: &(Query, u64), answer: &Bytes| {
+        .weigher(|key: &(Query, u64), answer: &Arc<CachedAnswer>| {
             let query =
                 std::mem::size_of_val(key) + key.0.site.len() + 64 * (key.0.filters.len() + key.0.groupings.len());
-            u32::try_from(answer.len() + query).unwrap_or(u32::MAX)
+            u32::try_from(answer.results.len() + query).unwrap_or(u32::MAX)
         })
         .time_to_live(std::time::Duration::from_secs(600))
         .build()

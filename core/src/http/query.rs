@@ -1,8 +1,8 @@
 //! `POST /api/v2/query`, `GET /api/v2/drops` and `GET /api/health`.
 
-use super::AppState;
 use super::auth::{authenticate, authorize};
 use super::error::{ApiError, is_body_timeout};
+use super::{AppState, CachedAnswer};
 use crate::query::limits::{MAX_BODY_BYTES, MAX_DRAINED_BYTES};
 use crate::query::source::complete_until;
 use crate::query::{Query, QueryError, QueryRequest};
@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// Answers a Stats API v2 query for a site the caller's key may read.
 pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
@@ -42,26 +43,37 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Body) 
     if let Some(refusal) = app.stats.refuse(&query) {
         return Err(ApiError::BadRequest(refusal));
     }
-    let fresh = app.stats.freshness()?;
-    let key = (query.clone(), fresh.version);
-    if let Some(hit) = app.cache.get(&key).await {
-        return Ok(json_response(hit));
-    }
-    let (tier, rows) = app.queries.answer(&app.stats, query).await?;
+    let fresh = app.stats.freshness(&query)?;
+    let key = (query, fresh.version);
+    let (cached, hit) = match app.cache.get(&key).await {
+        Some(cached) => (cached, true),
+        None => {
+            let compute = async {
+                let (tier, rows) = app.queries.answer(&app.stats, key.0.clone()).await?;
+                let query = &key.0;
+                let page: Vec<Value> = rows
+                    .iter()
+                    .skip(query.offset)
+                    .take(query.limit)
+                    .map(|r| json!({ "metrics": r.metrics, "dimensions": r.dimensions }))
+                    .collect();
+                let results = Bytes::from(serde_json::to_vec(&page).map_err(|e| ApiError::Internal(e.into()))?);
+                Ok::<_, ApiError>(Arc::new(CachedAnswer { tier, results, total_rows: rows.len() }))
+            };
+            let loaded = app.cache.try_get_with(key.clone(), compute).await.map_err(|e| e.duplicate())?;
+            (loaded, false)
+        }
+    };
+    let counter = if hit { &app.cache_stats.hits } else { &app.cache_stats.misses };
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let query = &key.0;
-    let total_rows = rows.len();
-    let page: Vec<Value> = rows
-        .iter()
-        .skip(query.offset)
-        .take(query.limit)
-        .map(|r| json!({ "metrics": r.metrics, "dimensions": r.dimensions }))
-        .collect();
     let [first, last] = crate::query::date_range::echo(&query.buckets, &site.timezone);
     let mut meta = json!({
         "time_zone": site.timezone_name,
         "data_complete_until": fresh.until_ms.map_or(Value::Null, complete_until),
         "log_offset_applied": fresh.offset,
-        "tier": tier,
+        "tier": cached.tier,
+        "cache": if hit { "hit" } else { "miss" },
     });
     if query.include.imports {
         meta["imports_included"] = json!(false);
@@ -71,25 +83,28 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Body) 
         meta["time_labels"] = json!(crate::query::exec::time_labels(query).unwrap_or_default());
     }
     if query.include.total_rows {
-        meta["total_rows"] = json!(total_rows);
+        meta["total_rows"] = json!(cached.total_rows);
     }
-    let answer = json!({
-        "results": page,
-        "meta": meta,
-        "query": {
-            "site_id": site.domain,
-            "metrics": request.metrics,
-            "date_range": [first, last],
-            "dimensions": request.dimensions,
-            "filters": request.filters,
-            "order_by": request.order_by,
-            "include": request.include,
-            "pagination": { "limit": query.limit, "offset": query.offset },
-        },
+    let echo = json!({
+        "site_id": site.domain,
+        "metrics": request.metrics,
+        "date_range": [first, last],
+        "dimensions": request.dimensions,
+        "filters": request.filters,
+        "order_by": request.order_by,
+        "include": request.include,
+        "pagination": { "limit": query.limit, "offset": query.offset },
     });
-    let answer = Bytes::from(serde_json::to_vec(&answer).map_err(|e| ApiError::Internal(e.into()))?);
-    app.cache.insert(key, answer.clone()).await;
-    Ok(json_response(answer))
+    // The rows as cached, the rest around them: `{"results":…,"meta":…,"query":…}`.
+    let mut answer = Vec::with_capacity(cached.results.len() + 512);
+    answer.extend_from_slice(b"{\"results\":");
+    answer.extend_from_slice(&cached.results);
+    answer.extend_from_slice(b",\"meta\":");
+    serde_json::to_writer(&mut answer, &meta).map_err(|e| ApiError::Internal(e.into()))?;
+    answer.extend_from_slice(b",\"query\":");
+    serde_json::to_writer(&mut answer, &echo).map_err(|e| ApiError::Internal(e.into()))?;
+    answer.push(b'}');
+    Ok(json_response(Bytes::from(answer)))
 }
 
 /// The body, if it is at most [`MAX_BODY_BYTES`]; a larger one is read on (and dropped) up to
@@ -154,7 +169,19 @@ pub async fn drops(
 /// Whether the store answers (503 when it does not) and, for the embedded store, how far
 /// aggregation has come.
 pub async fn health(State(app): State<AppState>) -> Result<Response, ApiError> {
-    let body = app.stats.health().await?;
+    let mut body = app.stats.health().await?;
+    let (hits, misses) = (
+        app.cache_stats.hits.load(std::sync::atomic::Ordering::Relaxed),
+        app.cache_stats.misses.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    app.cache.run_pending_tasks().await;
+    body["query_cache"] = json!({
+        "hits": hits,
+        "misses": misses,
+        "hit_ratio": if hits + misses == 0 { Value::Null } else { json!(hits as f64 / (hits + misses) as f64) },
+        "entries": app.cache.entry_count(),
+        "bytes": app.cache.weighted_size(),
+    });
     let status = if body["status"] == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     Ok((status, Json(body)).into_response())
 }

@@ -85,7 +85,7 @@ mod tests {
             None
         }
 
-        fn freshness(&self) -> anyhow::Result<crate::query::Freshness> {
+        fn freshness(&self, _: &Query) -> anyhow::Result<crate::query::Freshness> {
             Ok(crate::query::Freshness { version: 0, until_ms: None, offset: None })
         }
 

@@ -30,8 +30,9 @@ pub trait StatsSource: Send + Sync {
     /// Why this store cannot answer `query` (answered as a 400), or `None`.
     fn refuse(&self, query: &Query) -> Option<String>;
 
-    /// How current the data is now.
-    fn freshness(&self) -> anyhow::Result<Freshness>;
+    /// How current the data is now, and the version of `query`'s answer: cached answers are
+    /// keyed by it, so it changes whenever the answer may.
+    fn freshness(&self, query: &Query) -> anyhow::Result<Freshness>;
 
     /// The query's rows, and the tier that computed them, within `budget` (a query past it is
     /// an [`super::limits::OverBudget`] error naming the limit).

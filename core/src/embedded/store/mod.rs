@@ -9,6 +9,7 @@
 //! `<store>.state.redb`, written by state snapshots ([`crate::embedded::state`]) while flushes
 //! commit to the store's.
 
+mod changes;
 mod keys;
 mod retention;
 mod rollups;
@@ -49,6 +50,8 @@ pub struct Store {
     /// How many retention trims deleted something: part of the answer cache's version, since
     /// a trim changes answers without moving the applied offset.
     trims: std::sync::atomic::AtomicU64,
+    /// The days each applied flush changed, for the answer cache.
+    changes: changes::Changes,
     db: SharedDatabase,
     /// The visit state as of the last state snapshot.
     state: SharedDatabase,
@@ -127,7 +130,8 @@ impl Store {
         open_state(&state, matches!(opened, Opened::Rebuilt { .. }), applied)?;
         let segments = Segments::open(&db, segment_dir, policy)?;
         let (db, state) = (SharedDatabase::from_open(path, db), SharedDatabase::from_open(&state_path, state));
-        Ok((Store { trims: std::sync::atomic::AtomicU64::new(0), db, state, segments }, opened))
+        let trims = std::sync::atomic::AtomicU64::new(0);
+        Ok((Store { trims, changes: changes::Changes::default(), db, state, segments }, opened))
     }
 
     /// How many retention trims deleted something since the store was opened.
@@ -170,7 +174,16 @@ impl Store {
             meta.insert("applied_offset", i64::try_from(progress.offset)?)?;
             meta.insert("applied_until_ms", progress.until_ms)?;
         }
-        self.segments.commit_with(&self.db, txn, pending)
+        self.segments.commit_with(&self.db, txn, pending)?;
+        self.changes.note(flush, progress.offset);
+        Ok(())
+    }
+
+    /// What answers over `site`'s local days `first..=last` depend on besides the query: the
+    /// last flush that changed one of those days, and the retention trims. Equal versions mean
+    /// equal answers.
+    pub fn answer_version(&self, site: &str, first: i64, last: i64) -> u64 {
+        self.changes.last_change(site, first, last) ^ (self.trims() << 48)
     }
 
     /// Writes a state snapshot to the state database (beside the flushes, which commit to the
