@@ -74,10 +74,11 @@ const DIMENSIONS: [&str; 15] = [
 ];
 /// Dimensions only the rollups hold (visit metrics, unfiltered, one at a time).
 const EXIT_DIMENSIONS: [&str; 2] = ["visit:exit_page", "visit:exit_page_hostname"];
-const VISIT_METRICS: [&str; 5] = ["visitors", "visits", "bounce_rate", "visit_duration", "views_per_visit"];
+const VISIT_METRICS: [&str; 6] =
+    ["visitors", "visits", "bounce_rate", "visit_duration", "views_per_visit", "percentage"];
 /// What custom props answer (they are event rows).
-const PROP_METRICS: [&str; 5] = ["visitors", "events", "pageviews", "total_revenue", "average_revenue"];
-const ALL_METRICS: [&str; 9] = [
+const PROP_METRICS: [&str; 6] = ["visitors", "events", "pageviews", "total_revenue", "average_revenue", "percentage"];
+const ALL_METRICS: [&str; 10] = [
     "visitors",
     "visits",
     "pageviews",
@@ -87,6 +88,7 @@ const ALL_METRICS: [&str; 9] = [
     "views_per_visit",
     "total_revenue",
     "average_revenue",
+    "percentage",
 ];
 
 /// A small deterministic generator (SplitMix64): the test needs no seed from outside.
@@ -460,6 +462,14 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
     if groups.is_empty() && ask.groupings.is_empty() {
         groups.insert(Vec::new(), Group::default());
     }
+    // `percentage`: a group's visitors over those of the same range and filters, ungrouped.
+    let total = if ask.groupings.is_empty() {
+        groups.values().next().map_or(0, |g| g.ids.len())
+    } else {
+        let ungrouped = Ask { groupings: Vec::new(), ..ask.clone() };
+        let row = brute(site, zone, events, &ungrouped).remove(&Vec::new()).unwrap();
+        row[0].as_u64().unwrap() as usize
+    };
     groups
         .into_iter()
         .map(|(k, g)| {
@@ -474,6 +484,7 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
                 json!((per_visit(g.visit_pageviews) * 100.0).round() / 100.0),
                 revenue_metric(&g.revenue, false),
                 revenue_metric(&g.revenue, true),
+                json!(if total == 0 { 0.0 } else { (g.ids.len() as f64 * 1000.0 / total as f64).round() / 10.0 }),
             ];
             let metrics = ask.metrics().iter().map(|m| all[ALL_METRICS.iter().position(|a| a == m).unwrap()].clone());
             let metrics = metrics.collect();

@@ -127,7 +127,8 @@ fn metric(metric: Metric, group: &Group) -> Value {
         if c.visits > 0 { n as f64 / c.visits as f64 } else { 0.0 }
     };
     match metric {
-        Metric::Visitors => json!(visitors),
+        // Percentage: the visitors, which `query::percentage` turns into a share of the total.
+        Metric::Visitors | Metric::Percentage => json!(visitors),
         Metric::Visits => json!(c.visits),
         Metric::Pageviews => json!(c.pageviews),
         Metric::Events => json!(c.events),

@@ -7,6 +7,7 @@ pub mod date_range;
 pub mod exec;
 pub mod filter;
 pub mod limits;
+pub mod percentage;
 pub mod plan;
 pub mod request;
 pub mod rollup_exec;

@@ -81,10 +81,13 @@ pub enum Metric {
     TotalRevenue,
     /// Revenue per event that carried revenue, per currency.
     AverageRevenue,
+    /// The group's visitors as a share of all visitors of the range and filters, in percent
+    /// with one decimal (the executors give visitors; [`super::percentage`] divides).
+    Percentage,
 }
 
 impl Metric {
-    const ALL: [(Metric, &'static str); 9] = [
+    const ALL: [(Metric, &'static str); 10] = [
         (Metric::Visitors, "visitors"),
         (Metric::Visits, "visits"),
         (Metric::Pageviews, "pageviews"),
@@ -94,6 +97,7 @@ impl Metric {
         (Metric::ViewsPerVisit, "views_per_visit"),
         (Metric::TotalRevenue, "total_revenue"),
         (Metric::AverageRevenue, "average_revenue"),
+        (Metric::Percentage, "percentage"),
     ];
 
     fn parse(name: &str) -> Option<Metric> {
@@ -343,8 +347,9 @@ fn check_props(metrics: &[Metric], groupings: &[Grouping], filters: &[&Filter]) 
     let grouped = groupings.iter().find_map(|g| if let Grouping::Prop(n) = g { Some(n) } else { None });
     let filtered = filters.iter().find_map(|f| if let Field::Prop(n) = &f.field { Some(n) } else { None });
     let Some(name) = grouped.or(filtered) else { return Ok(()) };
-    let event_metric =
-        |m: &Metric| matches!(m, Metric::Visitors | Metric::Events | Metric::Pageviews) || m.is_revenue();
+    let event_metric = |m: &Metric| {
+        matches!(m, Metric::Visitors | Metric::Percentage | Metric::Events | Metric::Pageviews) || m.is_revenue()
+    };
     if let Some(m) = metrics.iter().find(|m| !event_metric(m)) {
         let m = m.name();
         return invalid(format!(

@@ -154,7 +154,9 @@ fn needed_counters(metrics: &[Metric]) -> [bool; COUNTERS.len()] {
     let mut needed = [false; COUNTERS.len()];
     for metric in metrics {
         let uses: &[usize] = match metric {
-            Metric::Visitors | Metric::Events | Metric::TotalRevenue | Metric::AverageRevenue => &[0],
+            Metric::Visitors | Metric::Percentage | Metric::Events | Metric::TotalRevenue | Metric::AverageRevenue => {
+                &[0]
+            }
             Metric::Pageviews => &[1],
             Metric::Visits => &[2],
             Metric::BounceRate => &[2, 3],
@@ -332,8 +334,11 @@ fn scan(
     }
     // A row adds its visitor only if it carries events (visit rows do not); `needed_counters`
     // loads events whenever visitors are asked for.
-    let visitors =
-        if query.metrics.contains(&Metric::Visitors) { Some((segment.visitors()?, segment.counter(0)?)) } else { None };
+    let visitors = if query.metrics.iter().any(|m| matches!(m, Metric::Visitors | Metric::Percentage)) {
+        Some((segment.visitors()?, segment.counter(0)?))
+    } else {
+        None
+    };
     // Revenue: each row's currency code (`None` where it has none), amount and events.
     let revenue = if query.metrics.iter().any(|m| m.is_revenue()) {
         let (currencies, codes) = segment.dimension(CURRENCY)?;
