@@ -299,7 +299,7 @@ impl Cond {
                 let v = fold(&value(dim, site, event, entry));
                 let base = op.trim_end_matches("_not");
                 let hit = values.iter().any(|needle| match base {
-                    "is" => fold(needle) == v,
+                    "is" => fold(needle) == v || (v.is_empty() && fold(needle) == "(not set)"),
                     "contains" => v.contains(&fold(needle)),
                     _ => regex::RegexBuilder::new(needle).case_insensitive(*any_case).build().unwrap().is_match(&v),
                 });
@@ -406,7 +406,8 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
                     monday.to_string().max(ask.first.clone())
                 }
                 "time:month" => local(event.at_ms).date().first_of_month().to_string(),
-                d => value(d, site, event, entry),
+                // An empty value shows as `(not set)`, as Plausible shows it.
+                d => Some(value(d, site, event, entry)).filter(|v| !v.is_empty()).unwrap_or_else(|| "(not set)".into()),
             })
             .collect()
     };
@@ -537,7 +538,11 @@ fn random_leaf(rng: &mut Rng) -> Cond {
     let (dim, candidates): (&'static str, Vec<&str>) = match rng.below(5) {
         0 => ("event:page", PAGES.to_vec()),
         1 => ("visit:country", COUNTRIES.to_vec()),
-        4 => ("visit:city", PLACES.iter().flatten().map(|p| p.2).filter(|c| !c.is_empty()).collect()),
+        4 => {
+            let mut cities: Vec<&str> = PLACES.iter().flatten().map(|p| p.2).filter(|c| !c.is_empty()).collect();
+            cities.push("(not set)");
+            ("visit:city", cities)
+        }
         2 => ("event:props:plan", vec!["pro", "(none)"]),
         _ => ("visit:source", REFERRERS.iter().map(|r| r.1).collect()),
     };

@@ -41,7 +41,11 @@ pub fn finish(query: &Query, mut groups: Vec<Group>) -> Vec<Row> {
         .into_iter()
         .map(|group| Row {
             metrics: query.metrics.iter().map(|m| metric(*m, &group)).collect(),
-            dimensions: group.labels,
+            dimensions: group
+                .labels
+                .into_iter()
+                .map(|label| if label.is_empty() { NOT_SET.to_owned() } else { label })
+                .collect(),
         })
         .collect();
     rows.sort_by(|a, b| compare(query, a, b));
@@ -77,6 +81,10 @@ pub fn time_label_count(query: &Query) -> usize {
     };
     usize::try_from(n).unwrap_or(usize::MAX)
 }
+
+/// How an empty dimension value is shown, as Plausible shows it; `is` and `is_not` filters
+/// take it for the empty value.
+pub const NOT_SET: &str = "(not set)";
 
 /// The label of an hour bucket, as `time:hour` shows it.
 pub fn hour_label(bucket: Bucket) -> String {

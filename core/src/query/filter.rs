@@ -2,6 +2,7 @@
 //! `["and", [...]]`, `["or", [...]]` and `["not", filter]`, checked into a [`FilterExpr`] tree
 //! and compiled into [`Matcher`]s (regular expressions built once per query, with bounded cost).
 
+use super::exec::NOT_SET;
 use super::limits::{MAX_FILTER_DEPTH, MAX_FILTER_VALUE_CHARS, MAX_FILTER_VALUES, MAX_FILTERS, MAX_REGEX_BYTES};
 use super::request::QueryError;
 use super::suggest::did_you_mean;
@@ -181,7 +182,8 @@ impl Matcher {
             folded.as_str()
         };
         let hit = match self.filter.op {
-            Op::Is | Op::IsNot => self.needles.iter().any(|v| v == value),
+            // `(not set)` stands for the empty value, as answers show it.
+            Op::Is | Op::IsNot => self.needles.iter().any(|v| v == value || (value.is_empty() && v == NOT_SET)),
             Op::Contains | Op::ContainsNot => self.needles.iter().any(|v| value.contains(v.as_str())),
             Op::Matches | Op::MatchesNot => self.regexes.iter().any(|r| r.is_match(value)),
         };
@@ -328,6 +330,8 @@ mod tests {
         assert!(any_case.passes("/blog/x") && any_case.passes("/Blog"));
         let regex_any_case = leaf(json!(["matches", "event:page", ["^/BLOG"], {"case_sensitive": false}]));
         assert!(regex_any_case.passes("/blog"));
+        let not_set = leaf(json!(["is", "visit:city", ["(not set)"]]));
+        assert!(not_set.passes("") && !not_set.passes("Berlin"), "(not set) is the empty value");
         let is_any_case = leaf(json!(["is_not", "visit:country", ["de"], {"case_sensitive": false}]));
         assert!(!is_any_case.passes("DE") && is_any_case.passes("FR"));
     }
