@@ -32,6 +32,28 @@ async fn total_rows_time_labels_and_refusals() {
     assert_eq!(pages, ["/p3", "/p2"], "by pageviews descending, second and third: {answer}");
     assert_eq!(answer["meta"]["total_rows"], 5, "{answer}");
 
+    // The same page as CSV, by Accept header or ?format=csv.
+    let csv = server
+        .client()
+        .post(server.url("/api/v2/query?format=csv"))
+        .bearer_auth(server.key(SITE))
+        .json(&paged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(csv.text().await.unwrap(), "event:page,pageviews\n/p3,4\n/p2,3\n");
+    let by_accept = server
+        .client()
+        .post(server.url("/api/v2/query"))
+        .header("Accept", "text/csv")
+        .bearer_auth(server.key(SITE))
+        .json(&paged)
+        .send()
+        .await
+        .unwrap();
+    assert!(by_accept.text().await.unwrap().starts_with("event:page,pageviews\n"));
+
     let ask = |range: Value, dimension: &str| {
         query_body(
             SITE,

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod csv_export;
 pub mod error;
 pub mod ingest;
 pub mod ingest_limit;

@@ -2,7 +2,7 @@
 
 use super::auth::{authenticate, authorize};
 use super::error::{ApiError, is_body_timeout};
-use super::{AppState, CachedAnswer};
+use super::{AppState, CachedAnswer, csv_export};
 use crate::query::limits::{MAX_BODY_BYTES, MAX_DRAINED_BYTES};
 use crate::query::source::complete_until;
 use crate::query::{Query, QueryError, QueryRequest};
@@ -17,11 +17,19 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// Answers a Stats API v2 query for a site the caller's key may read.
-pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn query(
+    State(app): State<AppState>,
+    UrlQuery(params): UrlQuery<QueryParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let registry = app.registry.snapshot();
     let key = authenticate(&registry, &headers)?;
     if let Some(limit) = &app.key_rate {
         limit.check(&key.id)?;
+    }
+    if let Some(format) = params.format.as_deref().filter(|f| !matches!(*f, "csv" | "json")) {
+        return Err(ApiError::BadRequest(format!("format is csv or json, not `{format}`")));
     }
     let body = read_bounded(body).await?;
     let mut request: QueryRequest =
@@ -66,6 +74,10 @@ pub async fn query(State(app): State<AppState>, headers: HeaderMap, body: Body) 
     };
     let counter = if hit { &app.cache_stats.hits } else { &app.cache_stats.misses };
     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if csv_export::wanted(&headers, params.format.as_deref()) {
+        let columns: Vec<String> = request.dimensions.iter().chain(&request.metrics).cloned().collect();
+        return csv_export::response(&columns, &cached.results);
+    }
     let query = &key.0;
     let [first, last] = crate::query::date_range::echo(&query.buckets, &site.timezone);
     let mut meta = json!({
@@ -137,6 +149,13 @@ async fn read_bounded(mut body: Body) -> Result<Bytes, ApiError> {
 /// An answer's JSON as a response.
 fn json_response(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+/// `?format=csv` of the query endpoint.
+#[derive(Debug, Deserialize)]
+pub struct QueryParams {
+    /// `csv` for a CSV answer (as `Accept: text/csv`).
+    pub format: Option<String>,
 }
 
 /// `?site_id=…` of the drops endpoint.
