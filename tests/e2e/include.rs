@@ -71,8 +71,33 @@ async fn total_rows_time_labels_and_refusals() {
     let months = server.query(&ask(json!(["2025-12-15", "2026-02-10"]), "time:month")).await.unwrap();
     assert_eq!(months["meta"]["time_labels"], json!(["2025-12-01", "2026-01-01", "2026-02-01"]));
 
+    // Comparisons: today against yesterday (nothing), by page; a year before, by day.
+    let compared = server
+        .query(&query_body(
+            SITE,
+            &["visitors", "pageviews", "bounce_rate"],
+            json!({"dimensions": ["event:page"], "include": {"comparisons": {"mode": "previous_period"}}}),
+        ))
+        .await
+        .unwrap();
+    let first = &compared["results"][0];
+    assert_eq!(first["dimensions"], json!(["/p0"]), "ties on visitors go by page: {compared}");
+    assert_eq!(first["comparison"], json!({"dimensions": ["/p0"], "metrics": [0, 0, 0], "change": [100, 100, null]}));
+    let by_day = server
+        .query(&query_body(
+            SITE,
+            &["pageviews"],
+            json!({"dimensions": ["time:day"], "include": {"comparisons": {"mode": "year_over_year"}}}),
+        ))
+        .await
+        .unwrap();
+    let today: String = by_day["results"][0]["dimensions"][0].as_str().unwrap().to_owned();
+    let year_before: jiff::civil::Date = today.parse::<jiff::civil::Date>().unwrap() - jiff::Span::new().years(1);
+    assert_eq!(by_day["results"][0]["comparison"]["dimensions"], json!([year_before.to_string()]), "{by_day}");
+    assert_eq!(by_day["results"][0]["comparison"]["metrics"], json!([0]));
+
     for (name, include, says) in [
-        ("comparisons", json!({"comparisons": {"mode": "previous_period"}}), "not supported yet"),
+        ("comparison mode", json!({"comparisons": {"mode": "sideways"}}), "unknown comparison mode"),
         ("unknown", json!({"everything": true}), "unknown include"),
         ("labels without time", json!({"time_labels": true}), "needs a time dimension"),
     ] {

@@ -44,7 +44,7 @@ impl StatsSource for EmbeddedStats {
         let progress = self.store.progress()?;
         // The last change to the days the query reads (and the retention trims): answers over
         // closed days keep their version, so they stay cached under live traffic.
-        let (first, last) = (query.buckets.start.div_euclid(24), (query.buckets.end - 1).div_euclid(24));
+        let (first, last) = query.days_read();
         let version = self.store.answer_version(&query.site, first, last);
         Ok(Freshness { version, until_ms: Some(progress.until_ms), offset: Some(progress.offset) })
     }

@@ -3,9 +3,10 @@
 use super::auth::{authenticate, authorize};
 use super::error::{ApiError, is_body_timeout};
 use super::{AppState, CachedAnswer, csv_export};
+use crate::query::exec::Row;
 use crate::query::limits::{MAX_BODY_BYTES, MAX_DRAINED_BYTES};
 use crate::query::source::complete_until;
-use crate::query::{Query, QueryError, QueryRequest};
+use crate::query::{Query, QueryError, QueryRequest, comparison};
 use axum::Json;
 use axum::body::Bytes;
 use axum::body::{Body, HttpBody};
@@ -59,12 +60,17 @@ pub async fn query(
             let compute = async {
                 let (tier, rows) = app.queries.answer(&app.stats, key.0.clone()).await?;
                 let query = &key.0;
-                let page: Vec<Value> = rows
-                    .iter()
-                    .skip(query.offset)
-                    .take(query.limit)
-                    .map(|r| json!({ "metrics": r.metrics, "dimensions": r.dimensions }))
-                    .collect();
+                let page_rows: Vec<Row> = rows.iter().skip(query.offset).take(query.limit).cloned().collect();
+                let page: Vec<Value> = match &query.include.comparison {
+                    Some(period) => {
+                        let other = comparison::query_of(query, period);
+                        let (_, previous) = app.queries.answer(&app.stats, other).await?;
+                        comparison::attach(query, period, &page_rows, &previous)
+                    }
+                    None => {
+                        page_rows.iter().map(|r| json!({ "metrics": r.metrics, "dimensions": r.dimensions })).collect()
+                    }
+                };
                 let results = Bytes::from(serde_json::to_vec(&page).map_err(|e| ApiError::Internal(e.into()))?);
                 Ok::<_, ApiError>(Arc::new(CachedAnswer { tier, results, total_rows: rows.len() }))
             };

@@ -64,7 +64,12 @@ pub const DEFAULT_CACHE_MB: u64 = 64;
 /// Why a query's date range is longer than `max_days` allows, if it is.
 pub fn range_refusal(query: &super::Query, max_days: i64) -> Option<String> {
     let days = (query.buckets.end - query.buckets.start).div_euclid(24);
-    (days > max_days).then(|| format!("date_range covers {days} days; this store answers at most {max_days}"))
+    if days > max_days {
+        return Some(format!("date_range covers {days} days; this store answers at most {max_days}"));
+    }
+    let compared = query.include.comparison.as_ref().map_or(0, |c| (c.buckets.end - c.buckets.start).div_euclid(24));
+    (compared > max_days)
+        .then(|| format!("the comparison period covers {compared} days; this store answers at most {max_days}"))
 }
 
 /// A query that would do more work than a limit allows; the message names the limit.

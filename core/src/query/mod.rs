@@ -3,6 +3,7 @@
 //! rollups (`rollup_exec.rs`, on both stores) or the columnar segments (`segment_exec.rs`,
 //! embedded only), and finished alike (`exec.rs`), within the bounds of `limits.rs`.
 
+pub mod comparison;
 pub mod date_range;
 pub mod exec;
 pub mod filter;

@@ -35,8 +35,8 @@ pub struct QueryRequest {
     /// `[[metric or dimension, "asc" | "desc"], …]`.
     #[serde(default)]
     pub order_by: Option<Vec<(String, String)>>,
-    /// What to add to the answer: `time_labels`, `total_rows` (and `imports`, which Tally has
-    /// none of); `comparisons` is refused for now.
+    /// What to add to the answer: `time_labels`, `total_rows`, `comparisons` (and `imports`,
+    /// which Tally has none of).
     #[serde(default)]
     pub include: Option<Value>,
     /// `{ "limit": n, "offset": n }`.
@@ -177,8 +177,10 @@ pub struct Query {
 }
 
 /// `include`: what an answer carries besides its rows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Include {
+    /// `comparisons`: the period each row is compared with.
+    pub comparison: Option<super::comparison::Comparison>,
     /// `meta.time_labels`: every period of the time dimension in the range.
     pub time_labels: bool,
     /// `meta.total_rows`: how many rows there are before pagination.
@@ -190,26 +192,36 @@ pub struct Include {
 /// Most labels `include.time_labels` lists.
 pub const MAX_TIME_LABELS: usize = 100_000;
 
-fn parse_include(include: Option<&Value>, groupings: &[Grouping]) -> Result<Include, QueryError> {
+fn parse_include(
+    include: Option<&Value>,
+    groupings: &[Grouping],
+    buckets: &std::ops::Range<Bucket>,
+    zone: &TimeZone,
+    now: Timestamp,
+) -> Result<Include, QueryError> {
     let Some(include) = include else { return Ok(Include::default()) };
     let Value::Object(map) = include else {
         return invalid(format!("include is an object such as {{\"time_labels\": true}}; got {include}"));
     };
     let mut out = Include::default();
     for (key, value) in map {
-        let Value::Bool(on) = value else {
-            if key == "comparisons" {
-                return invalid("include.comparisons is not supported yet");
+        if key == "comparisons" {
+            if !value.is_null() {
+                out.comparison = Some(super::comparison::parse(value, buckets, zone, now)?);
             }
+            continue;
+        }
+        let Value::Bool(on) = value else {
             return invalid(format!("include.{key} is true or false; got {value}"));
         };
         match key.as_str() {
             "time_labels" => out.time_labels = *on,
             "total_rows" => out.total_rows = *on,
             "imports" => out.imports = *on,
-            "comparisons" => return invalid("include.comparisons is not supported yet"),
             other => {
-                return invalid(format!("unknown include `{other}`: use time_labels, total_rows or imports"));
+                return invalid(format!(
+                    "unknown include `{other}`: use time_labels, total_rows, imports or comparisons"
+                ));
             }
         }
     }
@@ -256,7 +268,7 @@ impl Query {
         check_exit_dimensions(&metrics, &groupings, &leaves)?;
         check_props(&metrics, &groupings, &leaves)?;
         let order = parse_order(request.order_by.as_deref(), &request.metrics, &request.dimensions, &groupings)?;
-        let include = parse_include(request.include.as_ref(), &groupings)?;
+        let include = parse_include(request.include.as_ref(), &groupings, &buckets, zone, now)?;
         let page = request.pagination.unwrap_or(Pagination { limit: MAX_LIMIT, offset: 0 });
         if page.limit == 0 || page.limit > MAX_LIMIT {
             return invalid(format!("pagination.limit must be between 1 and {MAX_LIMIT}"));
@@ -301,6 +313,16 @@ impl Query {
     pub fn reads_props(&self) -> bool {
         self.prop_grouping().is_some()
             || self.filters.iter().flat_map(FilterExpr::leaves).any(|f| matches!(f.field, Field::Prop(_)))
+    }
+
+    /// The first and last local day (days since 1970-01-01) the query reads, its comparison
+    /// period included.
+    pub fn days_read(&self) -> (i64, i64) {
+        let mut ranges = vec![&self.buckets];
+        ranges.extend(self.include.comparison.as_ref().map(|c| &c.buckets));
+        let first = ranges.iter().map(|r| r.start.div_euclid(24)).min().unwrap_or(0);
+        let last = ranges.iter().map(|r| (r.end - 1).div_euclid(24)).max().unwrap_or(0);
+        (first, last)
     }
 
     /// The first and last day the query covers, as ISO dates.
