@@ -20,6 +20,7 @@ mod oracle;
 mod privacy;
 mod props;
 mod query_limits;
+mod realtime;
 mod retention;
 mod revenue;
 mod trusted_proxies;

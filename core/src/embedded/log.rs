@@ -165,6 +165,19 @@ impl EventLog {
         Ok(deleted)
     }
 
+    /// Visits entries from the newest back, at most `max`, while `visit` returns true.
+    pub fn scan_newest_first(&self, max: usize, mut visit: impl FnMut(&[u8]) -> bool) -> anyhow::Result<()> {
+        let txn = self.db.read()?;
+        let table = txn.open_table(ENTRIES)?;
+        for item in table.iter()?.rev().take(max) {
+            let (_, bytes) = item?;
+            if !visit(bytes.value()) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// The offset of the first entry still in the log (`None`: empty).
     pub fn first_offset(&self) -> anyhow::Result<Option<u64>> {
         let txn = self.db.read()?;

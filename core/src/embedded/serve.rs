@@ -4,6 +4,7 @@
 use crate::embedded::aggregate::{Aggregator, Batching};
 use crate::embedded::import::{self, Importer};
 use crate::embedded::log::EventLog;
+use crate::embedded::recent::RecentEvents;
 use crate::embedded::retention::{self, Housekeeping, Retentions};
 use crate::embedded::stats::EmbeddedStats;
 use crate::embedded::store::{Opened, PersistPolicy, Store};
@@ -71,6 +72,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         salts: salts.clone(),
         trusted_proxy_hops: settings.trusted_proxy_hops,
         limits: limits.clone(),
+        recent: Arc::new(RecentEvents::from_log(&log, jiff::Timestamp::now().as_millisecond())?),
     };
     let stats = Arc::new(EmbeddedStats { store: store.clone(), log: log.clone() });
     let state = AppState::new(registry.clone(), stats, Some(ingest), &settings.queries);

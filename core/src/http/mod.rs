@@ -10,6 +10,7 @@ pub mod listen;
 pub mod query;
 pub mod query_gate;
 pub mod rate_limit;
+pub mod realtime;
 pub mod server;
 
 use crate::embedded::log::EventLog;
@@ -67,6 +68,8 @@ pub struct IngestState {
     pub trusted_proxy_hops: u8,
     /// Rate limits per client and per site, and the refusals waiting to be logged.
     pub limits: Arc<ingest_limit::IngestLimits>,
+    /// The last 30 minutes of acknowledged events, for realtime answers.
+    pub recent: Arc<crate::embedded::recent::RecentEvents>,
 }
 
 /// What every handler shares.

@@ -2,7 +2,7 @@
 
 use super::auth::{authenticate, authorize};
 use super::error::{ApiError, is_body_timeout};
-use super::{AppState, CachedAnswer, csv_export};
+use super::{AppState, CachedAnswer, csv_export, realtime};
 use crate::query::exec::Row;
 use crate::query::limits::{MAX_BODY_BYTES, MAX_DRAINED_BYTES};
 use crate::query::source::complete_until;
@@ -37,6 +37,11 @@ pub async fn query(
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
     let site = authorize(&registry, key, &request.site_id)?;
     let now = jiff::Timestamp::now();
+    if let Some(minutes) = realtime::minutes(&request) {
+        let recent = app.ingest.as_ref().map(|i| i.recent.as_ref());
+        let answer = realtime::answer(&request, site, recent, minutes, now)?;
+        return Ok(json_response(Bytes::from(serde_json::to_vec(&answer).map_err(|e| ApiError::Internal(e.into()))?)));
+    }
     if request.date_range == "all" {
         // From the first day with data (or today, before any) to today.
         let first = app.stats.first_day(&site.domain).await.map_err(|e| match e.downcast_ref::<QueryError>() {

@@ -11,7 +11,8 @@
 //!   date-times with an offset, which must fall on whole hours of the site's time zone (Tally
 //!   counts by the hour; the end may also be the last second of an hour, as Plausible writes
 //!   ranges).
-//! - `"realtime"` and `"30m"` need minute buckets, which Tally does not keep yet: a 400.
+//! - `"realtime"` and `"30m"` are answered before this, from the live events in memory
+//!   (`http/realtime.rs`); as buckets they are a 400.
 
 use super::request::QueryError;
 use super::suggest::did_you_mean;

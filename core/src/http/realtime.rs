@@ -1,0 +1,91 @@
+//! Realtime answers of `POST /api/v2/query`: `date_range` `"realtime"` (the last 5 minutes) or
+//! `"30m"` (the last 30), counted from the live events `tally serve` holds in memory
+//! ([`crate::embedded::recent`]), seconds old. They answer `visitors`, `pageviews` and `events`,
+//! unfiltered, in all or by `time:minute`; nothing is cached.
+
+use super::error::ApiError;
+use crate::embedded::recent::{RealtimeCounts, RecentEvents};
+use crate::query::QueryRequest;
+use crate::registry::Site;
+use serde_json::{Value, json};
+
+/// The minutes a realtime `date_range` covers, if it is one.
+pub fn minutes(request: &QueryRequest) -> Option<i64> {
+    match request.date_range.as_str() {
+        Some("realtime") => Some(5),
+        Some("30m") => Some(30),
+        _ => None,
+    }
+}
+
+/// The answer to a realtime request over the last `minutes`, from `recent`.
+pub fn answer(
+    request: &QueryRequest,
+    site: &Site,
+    recent: Option<&RecentEvents>,
+    minutes: i64,
+    now: jiff::Timestamp,
+) -> Result<Value, ApiError> {
+    let bad = |m: String| Err(ApiError::BadRequest(m));
+    let Some(recent) = recent else {
+        return bad("realtime counts the live events of `tally serve`; `tally query` cannot answer it yet".into());
+    };
+    if let Some(other) = request.metrics.iter().find(|m| !matches!(m.as_str(), "visitors" | "pageviews" | "events")) {
+        return bad(format!("realtime answers visitors, pageviews and events, not `{other}`"));
+    }
+    if request.metrics.is_empty() {
+        return bad("metrics must name at least one metric".into());
+    }
+    let by_minute = match request.dimensions.as_slice() {
+        [] => false,
+        [one] if one == "time:minute" || one == "time" => true,
+        _ => return bad("realtime groups by time:minute only".into()),
+    };
+    if !request.filters.is_empty() {
+        return bad("realtime answers are unfiltered for now".into());
+    }
+    let now_ms = now.as_millisecond();
+    let since = now_ms - minutes * 60_000;
+    let counts = recent.counts(&site.domain, since, by_minute);
+    let metric = |c: &RealtimeCounts, name: &str| match name {
+        "visitors" => json!(c.visitors),
+        "pageviews" => json!(c.pageviews),
+        _ => json!(c.events),
+    };
+    let row = |c: &RealtimeCounts| -> Vec<Value> { request.metrics.iter().map(|m| metric(c, m)).collect() };
+    let results: Vec<Value> = if by_minute {
+        counts
+            .iter()
+            .map(|(at, c)| json!({"metrics": row(c), "dimensions": [local(site, *at, "%Y-%m-%d %H:%M:00")]}))
+            .collect()
+    } else {
+        let all = counts.values().next().copied().unwrap_or_default();
+        vec![json!({"metrics": row(&all), "dimensions": []})]
+    };
+    Ok(json!({
+        "results": results,
+        "meta": {"time_zone": site.timezone_name, "realtime": true},
+        "query": {
+            "site_id": site.domain,
+            "metrics": request.metrics,
+            "date_range": [local(site, since, ISO), local(site, now_ms, ISO)],
+            "dimensions": request.dimensions,
+            "filters": request.filters,
+        },
+    }))
+}
+
+/// `ms` on the site's wall clock: `"%Y-%m-%d %H:%M:00"` labels minutes; `ISO` gives the
+/// date-time with its offset.
+fn local(site: &Site, ms: i64, format: &str) -> String {
+    let Ok(at) = jiff::Timestamp::from_millisecond(ms) else { return String::new() };
+    let wall = site.timezone.to_datetime(at);
+    if format != ISO {
+        return wall.strftime(format).to_string();
+    }
+    let offset = site.timezone.to_offset(at).seconds();
+    let (sign, minutes) = if offset < 0 { ('-', -offset / 60) } else { ('+', offset / 60) };
+    format!("{}{sign}{:02}:{:02}", wall.strftime("%Y-%m-%dT%H:%M:%S"), minutes / 60, minutes % 60)
+}
+
+const ISO: &str = "iso";

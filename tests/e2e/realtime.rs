@@ -1,0 +1,45 @@
+//! Realtime answers: the last 5 (or 30) minutes of live events, counted the moment they are
+//! acknowledged, by minute if asked, and still there after a restart (read back from the log).
+
+use crate::harness::{TestServer, Visitor, pageview};
+use serde_json::{Value, json};
+
+const SITE: &str = "live.example";
+
+fn body(range: &str, dimensions: &[&str]) -> Value {
+    json!({"site_id": SITE, "metrics": ["visitors", "pageviews", "events"], "date_range": range, "dimensions": dimensions})
+}
+
+#[tokio::test]
+async fn current_visitors_are_counted_at_once_and_survive_a_restart() {
+    let mut server = TestServer::start("realtime", &[SITE]);
+    for n in 0..3u32 {
+        for _ in 0..2 {
+            let answer = server.post_event(pageview(SITE, "/").to_string(), &Visitor::new(n).headers()).await;
+            assert_eq!(answer.status, 202);
+        }
+    }
+    let signup = json!({"name": "Signup", "url": format!("https://{SITE}/"), "domain": SITE});
+    assert_eq!(server.post_event(signup.to_string(), &Visitor::new(0).headers()).await.status, 202);
+
+    // No flush to wait for: the answer counts what was just acknowledged.
+    let now = server.query(&body("realtime", &[])).await.unwrap();
+    assert_eq!(now["results"][0]["metrics"], json!([3, 6, 7]), "{now}");
+    assert_eq!(now["meta"]["realtime"], true);
+    let by_minute = server.query(&body("30m", &["time:minute"])).await.unwrap();
+    let rows = by_minute["results"].as_array().unwrap();
+    let events: u64 = rows.iter().map(|r| r["metrics"][2].as_u64().unwrap()).sum();
+    assert_eq!(events, 7, "{by_minute}");
+    assert!(rows.iter().all(|r| r["dimensions"][0].as_str().unwrap().ends_with(":00")), "{by_minute}");
+
+    let (status, text) = server
+        .query_raw(server.key(SITE), &json!({"site_id": SITE, "metrics": ["bounce_rate"], "date_range": "realtime"}))
+        .await;
+    assert_eq!(status, 400, "{text}");
+
+    let (exit, _) = server.stop_with("TERM");
+    assert!(exit.success());
+    server.start_again(&[]);
+    let after = server.query(&body("realtime", &[])).await.unwrap();
+    assert_eq!(after["results"][0]["metrics"], json!([3, 6, 7]), "read back from the log: {after}");
+}
