@@ -5,7 +5,7 @@
 
 use crate::embedded::log::EventLog;
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Mutex, PoisonError};
 use tally_model::codec;
 use tally_model::event::LogEntry;
@@ -66,9 +66,7 @@ impl RecentEvents {
     }
 
     fn site_key(&self, site: &str) -> u64 {
-        let mut hasher = self.hasher.build_hasher();
-        site.hash(&mut hasher);
-        hasher.finish()
+        self.hasher.hash_one(site)
     }
 
     fn entry(&self, site: &str, visitor: u64, at_ms: i64, pageview: bool) -> Recent {
