@@ -52,6 +52,9 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Manage a site's goals (conversions counted over all its history).
+    #[command(subcommand)]
+    Goal(GoalCommand),
 }
 
 #[derive(Debug, Args)]
@@ -327,6 +330,43 @@ enum SiteCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum GoalCommand {
+    /// Add a goal: a custom event (--event NAME) or a page path (--page /pattern, `*` for one
+    /// path segment, `**` for any).
+    Add {
+        /// The site.
+        #[arg(long)]
+        site: String,
+        /// The custom event's name.
+        #[arg(long, conflicts_with = "page", required_unless_present = "page")]
+        event: Option<String>,
+        /// The page path pattern.
+        #[arg(long)]
+        page: Option<String>,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// List a site's goals: name, type, event or path.
+    List {
+        /// The site.
+        #[arg(long)]
+        site: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Remove a goal by its name (`Signup`, `Visit /blog/**`).
+    Remove {
+        /// The site.
+        #[arg(long)]
+        site: String,
+        /// The goal's name, as `tally goal list` shows it.
+        name: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum KeyCommand {
     /// Create an API key for the given sites; prints the key alone on stdout.
     Create {
@@ -453,6 +493,40 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(out, "added site {} (time zone {})", site.domain, site.timezone_name)?;
             writeln!(out, "next: create a key to query it with `tally key create --site {}`", site.domain)?;
             writeln!(out, "      and send events to POST /api/event with \"domain\":\"{}\"", site.domain)?;
+            Ok(())
+        }
+        Command::Goal(GoalCommand::Add { site, event, page, data }) => {
+            let goal = match (event, page) {
+                (Some(event_name), None) => registry::Goal::Event { event_name },
+                (None, Some(page_path)) => registry::Goal::Page { page_path },
+                _ => anyhow::bail!("give --event NAME or --page PATH"),
+            };
+            let (goal, added) = registry::add_goal(&data.data_dir, &site, goal)?;
+            let said = if added { "added" } else { "already there" };
+            writeln!(
+                std::io::stderr().lock(),
+                "goal `{}` {said}; it counts over all of {site}'s history",
+                goal.name()
+            )?;
+            Ok(())
+        }
+        Command::Goal(GoalCommand::List { site, data }) => {
+            let registry = registry::Registry::open_existing(&data.data_dir)?;
+            let snapshot = registry.snapshot();
+            let domain = tally_model::site::normalize_domain(&site).unwrap_or(site.clone());
+            let site = snapshot.site(&domain).ok_or_else(|| anyhow::anyhow!("there is no site {domain}"))?;
+            let mut out = std::io::stdout().lock();
+            for goal in &site.goals {
+                match goal {
+                    registry::Goal::Event { event_name } => writeln!(out, "{}	event	{event_name}", goal.name())?,
+                    registry::Goal::Page { page_path } => writeln!(out, "{}	page	{page_path}", goal.name())?,
+                }
+            }
+            Ok(())
+        }
+        Command::Goal(GoalCommand::Remove { site, name, data }) => {
+            registry::remove_goal(&data.data_dir, &site, &name)?;
+            writeln!(std::io::stderr().lock(), "goal `{name}` removed from {site}")?;
             Ok(())
         }
         Command::Site(SiteCommand::List { data }) => {

@@ -10,6 +10,7 @@ mod cli_while_serving;
 mod crash_recovery;
 mod date_ranges;
 mod disk_full;
+mod goals;
 mod harness;
 mod http_limits;
 mod import;

@@ -1,12 +1,13 @@
 //! The admin routes, in the shape of Plausible's Sites API, for admin keys only:
 //! `GET /api/v1/sites` lists the sites the key may read, `POST /api/v1/sites` registers a site
-//! and adds it to the key's scope. A stats key gets a 403; a missing, unknown or expired key a
+//! and adds it to the key's scope; `GET /api/v1/sites/goals?site_id=…` lists a site's goals and
+//! `PUT /api/v1/sites/goals` finds or creates one. A stats key gets a 403; a missing, unknown or expired key a
 //! 401, as on the Stats API, and both count against the key's rate limit.
 
 use super::AppState;
 use super::auth::{authenticate, require_admin};
 use super::error::{ApiError, is_body_timeout};
-use crate::registry::{KeyScope, RegistryError, Site};
+use crate::registry::{Goal, KeyScope, RegistryError, Site};
 use axum::Json;
 use axum::body::{Body, HttpBody};
 use axum::extract::State;
@@ -62,6 +63,84 @@ pub async fn add_site(State(app): State<AppState>, headers: HeaderMap, body: Bod
         // Revoked between the check and the write.
         Err(RegistryError::UnknownKey(_)) => Err(ApiError::Unauthorized),
         Err(e) => Err(ApiError::Internal(e.into())),
+    }
+}
+
+/// `?site_id=…` of the goals list.
+#[derive(Debug, Deserialize)]
+pub struct SiteParam {
+    /// The site.
+    pub site_id: String,
+}
+
+/// The body of `PUT /api/v1/sites/goals`, as Plausible's Sites API takes it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewGoal {
+    /// The site.
+    pub site_id: String,
+    /// `event` or `page`.
+    pub goal_type: String,
+    /// The event's name (event goals).
+    #[serde(default)]
+    pub event_name: Option<String>,
+    /// The path pattern (page goals).
+    #[serde(default)]
+    pub page_path: Option<String>,
+}
+
+/// A site's goals: `{"goals": [{"id": name, "goal_type": …, "event_name"|"page_path": …, "display_name": …}]}`.
+pub async fn list_goals(
+    State(app): State<AppState>,
+    axum::extract::Query(param): axum::extract::Query<SiteParam>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let registry = app.registry.snapshot();
+    let key = admin_key(&app, &registry, &headers)?;
+    let site = super::auth::authorize(&registry, key, &param.site_id)?;
+    Ok(Json(json!({ "goals": site.goals.iter().map(goal_json).collect::<Vec<_>>() })))
+}
+
+/// Finds or creates a goal of a site the admin key may read; answers it (200 either way).
+pub async fn put_goal(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+    let (domain, goal) = {
+        let registry = app.registry.snapshot();
+        let key = admin_key(&app, &registry, &headers)?;
+        let body = read_bounded(body).await?;
+        let request: NewGoal =
+            serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid goal: {e}")))?;
+        let site = super::auth::authorize(&registry, key, &request.site_id)?;
+        let goal = match (request.goal_type.as_str(), request.event_name, request.page_path) {
+            ("event", Some(event_name), None) => Goal::Event { event_name },
+            ("page", None, Some(page_path)) => Goal::Page { page_path },
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "a goal is {\"goal_type\": \"event\", \"event_name\": …} or {\"goal_type\": \"page\", \"page_path\": …}".into(),
+                ));
+            }
+        };
+        (site.domain.clone(), goal)
+    };
+    let registry = app.registry.clone();
+    let added = tokio::task::spawn_blocking(move || registry.add_goal(&domain, goal))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("adding a goal stopped: {e}")))?;
+    match added {
+        Ok((goal, _)) => Ok(Json(goal_json(&goal))),
+        Err(e @ RegistryError::InvalidGoal(_)) => Err(ApiError::BadRequest(e.to_string())),
+        Err(e) => Err(ApiError::Internal(e.into())),
+    }
+}
+
+/// A goal as the Sites API shows it (its id is its name, which answers use).
+fn goal_json(goal: &Goal) -> Value {
+    match goal {
+        Goal::Event { event_name } => {
+            json!({"id": goal.name(), "goal_type": "event", "event_name": event_name, "display_name": goal.name()})
+        }
+        Goal::Page { page_path } => {
+            json!({"id": goal.name(), "goal_type": "page", "page_path": page_path, "display_name": goal.name()})
+        }
     }
 }
 

@@ -137,6 +137,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v2/query", post(query::query))
         .route("/api/v2/drops", get(query::drops))
         .route("/api/v1/sites", get(admin::list_sites).post(admin::add_site))
+        .route("/api/v1/sites/goals", get(admin::list_goals).put(admin::put_goal))
         .route("/api/health", get(query::health))
         .with_state(state)
 }

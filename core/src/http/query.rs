@@ -54,6 +54,7 @@ pub async fn query(
     }
     let mut query = Query::resolve(&request, &site.timezone, now).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     query.site = site.domain.clone();
+    query.goals = site.goals.clone();
     if let Some(refusal) = app.stats.refuse(&query) {
         return Err(ApiError::BadRequest(refusal));
     }

@@ -55,7 +55,7 @@ impl QueryGate {
         let budget = WorkBudget::new(self.timeout, self.max_groups);
         let work = tokio::spawn(async move {
             let _turn = turn;
-            crate::query::percentage::answer(stats.as_ref(), query, budget).await
+            crate::query::goals::answer(stats.as_ref(), query, budget).await
         });
         match tokio::time::timeout(self.timeout, work).await {
             Ok(Ok(answer)) => answer.map_err(ApiError::from_query),

@@ -76,6 +76,7 @@ pub fn time_label_count(query: &Query) -> usize {
         Some(Grouping::Hour) => end - start,
         Some(Grouping::Day) => days,
         Some(Grouping::Week) => days / 7 + 2,
+        Some(Grouping::Goal) => 0,
         Some(_) => days / 28 + 2,
         None => 0,
     };
@@ -136,7 +137,7 @@ fn metric(metric: Metric, group: &Group) -> Value {
     };
     match metric {
         // Percentage: the visitors, which `query::percentage` turns into a share of the total.
-        Metric::Visitors | Metric::Percentage => json!(visitors),
+        Metric::Visitors | Metric::Percentage | Metric::ConversionRate => json!(visitors),
         Metric::Visits => json!(c.visits),
         Metric::Pageviews => json!(c.pageviews),
         Metric::Events => json!(c.events),
@@ -181,7 +182,8 @@ fn sort_value(value: &Value) -> f64 {
     value.as_f64().or_else(|| value.get("value").and_then(Value::as_f64)).unwrap_or(0.0)
 }
 
-fn compare(query: &Query, a: &Row, b: &Row) -> Ordering {
+/// The order of two rows under the query's `order_by` (ties by their labels).
+pub fn compare(query: &Query, a: &Row, b: &Row) -> Ordering {
     for &(key, descending) in &query.order {
         let ordering = match key {
             SortKey::Metric(i) => {

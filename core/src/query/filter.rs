@@ -23,12 +23,15 @@ pub enum Field {
     Dim(Dimension),
     /// `event:props:<name>`; an event without the prop has the value [`NO_PROP`].
     Prop(String),
+    /// `event:goal`: a goal's name (expanded by [`super::goals`] before the executors).
+    Goal,
 }
 
 impl Field {
     /// Its API name.
     pub fn name(&self) -> String {
         match self {
+            Field::Goal => "event:goal".to_owned(),
             Field::Dim(d) => d.name().to_owned(),
             Field::Prop(name) => format!("{PROP_PREFIX}{name}"),
         }
@@ -263,6 +266,7 @@ fn parse_leaf(op: &Value, dimension: &Value, values: &Value, modifiers: Option<&
     let name =
         dimension.as_str().ok_or_else(|| QueryError(format!("a filter's dimension is a string; got {dimension}")))?;
     let field = match prop_name(name)? {
+        _ if name == "event:goal" => Field::Goal,
         Some(prop) => Field::Prop(prop),
         None => Field::Dim(Dimension::parse(name).ok_or_else(|| QueryError(format!("cannot filter by `{name}`")))?),
     };

@@ -7,6 +7,7 @@ pub mod comparison;
 pub mod date_range;
 pub mod exec;
 pub mod filter;
+pub mod goals;
 pub mod limits;
 pub mod percentage;
 pub mod plan;

@@ -84,10 +84,14 @@ pub enum Metric {
     /// The group's visitors as a share of all visitors of the range and filters, in percent
     /// with one decimal (the executors give visitors; [`super::percentage`] divides).
     Percentage,
+    /// The group's converting visitors as a share of all visitors of the range and the
+    /// filters other than goals, in percent with two decimals (needs `event:goal`; the
+    /// executors give visitors; [`super::goals`] divides).
+    ConversionRate,
 }
 
 impl Metric {
-    const ALL: [(Metric, &'static str); 10] = [
+    const ALL: [(Metric, &'static str); 11] = [
         (Metric::Visitors, "visitors"),
         (Metric::Visits, "visits"),
         (Metric::Pageviews, "pageviews"),
@@ -98,6 +102,7 @@ impl Metric {
         (Metric::TotalRevenue, "total_revenue"),
         (Metric::AverageRevenue, "average_revenue"),
         (Metric::Percentage, "percentage"),
+        (Metric::ConversionRate, "conversion_rate"),
     ];
 
     fn parse(name: &str) -> Option<Metric> {
@@ -126,6 +131,8 @@ pub enum Grouping {
     Week,
     /// `time:month`: calendar months.
     Month,
+    /// `event:goal`: the site's goals (expanded by [`super::goals`] before the executors).
+    Goal,
     /// A dimension.
     Dim(Dimension),
     /// `event:props:<name>`: the events that have the prop, by its value.
@@ -174,6 +181,8 @@ pub struct Query {
     pub offset: usize,
     /// What the answer includes besides its rows.
     pub include: Include,
+    /// The site's goals, as the query saw them (set by the handler; part of the cache key).
+    pub goals: Vec<crate::registry::Goal>,
 }
 
 /// `include`: what an answer carries besides its rows.
@@ -266,6 +275,10 @@ impl Query {
         let filters = parse_filters(&request.filters)?;
         let leaves: Vec<&Filter> = filters.iter().flat_map(FilterExpr::leaves).collect();
         check_exit_dimensions(&metrics, &groupings, &leaves)?;
+        let by_goal = groupings.contains(&Grouping::Goal) || leaves.iter().any(|f| f.field == Field::Goal);
+        if metrics.contains(&Metric::ConversionRate) && !by_goal {
+            return invalid("conversion_rate needs the event:goal dimension or an event:goal filter");
+        }
         check_props(&metrics, &groupings, &leaves)?;
         let order = parse_order(request.order_by.as_deref(), &request.metrics, &request.dimensions, &groupings)?;
         let include = parse_include(request.include.as_ref(), &groupings, &buckets, zone, now)?;
@@ -286,6 +299,7 @@ impl Query {
             limit: page.limit,
             offset: page.offset,
             include,
+            goals: Vec::new(),
         };
         let labels = super::exec::time_label_count(&query);
         if query.include.time_labels && labels > MAX_TIME_LABELS {
@@ -430,6 +444,7 @@ fn parse_grouping(name: &str) -> Result<Grouping, QueryError> {
         "time:week" => Ok(Grouping::Week),
         "time:month" => Ok(Grouping::Month),
         "time:minute" => invalid("`time:minute` needs minute buckets, which Tally does not keep yet; use time:hour"),
+        "event:goal" => Ok(Grouping::Goal),
         _ => {
             if let Some(prop) = prop_name(name)? {
                 return Ok(Grouping::Prop(prop));

@@ -12,6 +12,7 @@ use tally_model::props::row_prefix;
 
 /// Runs a query that [`super::plan::plan`] gave to the rollups.
 pub fn execute_rollups(store: &dyn RollupRead, query: &Query, budget: &WorkBudget) -> anyhow::Result<Vec<Row>> {
+    anyhow::ensure!(!query.groupings.contains(&Grouping::Goal), "event:goal must be expanded before the rollups");
     let grain = if query.groupings.contains(&Grouping::Hour) { Grain::Hour } else { Grain::Day };
     let slot = query.groupings.iter().find_map(|g| match g {
         Grouping::Dim(d) => Some(Slot::Of(*d)),
@@ -51,7 +52,8 @@ pub fn execute_rollups(store: &dyn RollupRead, query: &Query, budget: &WorkBudge
                 Grouping::Day => day_label(at * 24),
                 Grouping::Week => week_label(at, first),
                 Grouping::Month => month_label(at),
-                Grouping::Dim(_) | Grouping::Prop(_) => value.to_owned(),
+                // `event:goal` never reaches an executor: `query::goals` expands it.
+                Grouping::Dim(_) | Grouping::Prop(_) | Grouping::Goal => value.to_owned(),
             })
             .collect();
         let next = groups.len();

@@ -154,9 +154,12 @@ fn needed_counters(metrics: &[Metric]) -> [bool; COUNTERS.len()] {
     let mut needed = [false; COUNTERS.len()];
     for metric in metrics {
         let uses: &[usize] = match metric {
-            Metric::Visitors | Metric::Percentage | Metric::Events | Metric::TotalRevenue | Metric::AverageRevenue => {
-                &[0]
-            }
+            Metric::Visitors
+            | Metric::Percentage
+            | Metric::ConversionRate
+            | Metric::Events
+            | Metric::TotalRevenue
+            | Metric::AverageRevenue => &[0],
             Metric::Pageviews => &[1],
             Metric::Visits => &[2],
             Metric::BounceRate => &[2, 3],
@@ -196,6 +199,7 @@ impl<'s> Test<'s> {
         Ok(match expr {
             Compiled::Leaf(matcher) => {
                 let (pass, codes): (Vec<bool>, &[u32]) = match &matcher.filter.field {
+                    Field::Goal => anyhow::bail!("event:goal filters must be expanded before the segments"),
                     Field::Dim(d) => {
                         let (values, codes) = segment.dimension(column_of(*d))?;
                         (values.iter().map(|v| matcher.passes(v)).collect(), codes)
@@ -298,6 +302,7 @@ fn scan(
     let mut parts: Vec<(Part<'_>, u128)> = Vec::with_capacity(query.groupings.len());
     for grouping in &query.groupings {
         parts.push(match grouping {
+            Grouping::Goal => anyhow::bail!("event:goal must be expanded before the segments"),
             Grouping::Dim(d) => {
                 let (values, codes) = segment.dimension(column_of(*d))?;
                 (Part::Dimension(values, codes), values.len().max(1) as u128)

@@ -49,6 +49,9 @@ pub(super) struct SiteRecord {
     pub(super) timezone: String,
     /// RFC 3339 creation time.
     pub(super) created: String,
+    /// Its goals; absent (the layout before goals) means none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) goals: Vec<super::types::Goal>,
 }
 
 /// An API key as stored: its hash, never the key.

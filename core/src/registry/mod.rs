@@ -17,6 +17,7 @@
 
 mod atomic_write;
 mod file;
+mod goals;
 mod keys;
 mod last_used;
 mod reload;
@@ -36,11 +37,12 @@ use atomic_write::{LOCK_NAME, TMP_NAME};
 use last_used::KeyUses;
 use reload::Reloader;
 
+pub use goals::{MAX_GOALS, add_goal, remove_goal};
 pub use keys::{NewKey, create_key, create_key_with, key_id, parse_expires_at, parse_expires_in, revoke_key};
 pub use last_used::{DEFAULT_PERSIST_INTERVAL, PERSIST_INTERVAL_ENV};
 pub use sites::{add_site, add_site_for_key};
 pub use snapshot::Snapshot;
-pub use types::{KeyScope, RegistryError, Scope, Site};
+pub use types::{Goal, KeyScope, RegistryError, Scope, Site};
 
 /// The server's live view of the registry: cheap to clone, reloads when the file changes, and
 /// records the keys' uses (see [`Snapshot::note_use`]).
@@ -114,5 +116,15 @@ impl Registry {
         let site = add_site_for_key(&self.inner.data_dir, key_id, domain, timezone)?;
         self.inner.reloader.reload_now();
         Ok(site)
+    }
+
+    /// Adds a goal to a site unless it has it, as [`add_goal`] does, then reloads. Blocking.
+    ///
+    /// # Errors
+    /// As [`add_goal`].
+    pub fn add_goal(&self, site: &str, goal: Goal) -> Result<(Goal, bool), RegistryError> {
+        let added = add_goal(&self.inner.data_dir, site, goal)?;
+        self.inner.reloader.reload_now();
+        Ok(added)
     }
 }

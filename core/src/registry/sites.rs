@@ -64,10 +64,11 @@ fn add(data_dir: &Path, domain: &str, timezone: Option<&str>, key_id: Option<&st
             domain: domain.clone(),
             timezone: timezone_name.clone(),
             created: format_timestamp(created),
+            goals: Vec::new(),
         });
         Ok(())
     })?;
-    Ok(Site { domain, timezone_name, timezone: tz, created })
+    Ok(Site { domain, timezone_name, timezone: tz, created, goals: Vec::new() })
 }
 
 /// Normalises a user-supplied domain.

@@ -76,7 +76,9 @@ impl Snapshot {
                 .map_err(|_| format!("site {domain} has unknown time zone `{}`", record.timezone))?;
             let created =
                 parse_timestamp(&record.created).map_err(|e| format!("site {domain} has a bad `created` time: {e}"))?;
-            let site = Site { domain: domain.clone(), timezone_name: record.timezone.clone(), timezone, created };
+            let goals = record.goals.clone();
+            let site =
+                Site { domain: domain.clone(), timezone_name: record.timezone.clone(), timezone, created, goals };
             if sites.insert(domain.clone(), site).is_some() {
                 return Err(format!("site {domain} is listed twice"));
             }

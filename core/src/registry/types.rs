@@ -23,6 +23,35 @@ pub struct Site {
     pub timezone: TimeZone,
     /// When the site was added.
     pub created: Timestamp,
+    /// Its goals: they apply to all of its history as soon as they are saved.
+    pub goals: Vec<Goal>,
+}
+
+/// A goal: what counts as a conversion on a site.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Goal {
+    /// A custom event of this name.
+    Event {
+        /// The event's name.
+        event_name: String,
+    },
+    /// A page view of a path that matches this pattern: `*` stands for any characters but `/`,
+    /// `**` for any characters.
+    Page {
+        /// The path pattern, starting with `/`.
+        page_path: String,
+    },
+}
+
+impl Goal {
+    /// Its name in answers, as Plausible names goals: the event's name, or `Visit /path`.
+    pub fn name(&self) -> String {
+        match self {
+            Goal::Event { event_name } => event_name.clone(),
+            Goal::Page { page_path } => format!("Visit {page_path}"),
+        }
+    }
 }
 
 /// What a key may do besides reading its sites.
@@ -113,6 +142,9 @@ pub enum RegistryError {
     /// No key has this id.
     #[error("there is no key {0}: `tally key list` shows the keys")]
     UnknownKey(String),
+    /// A goal is malformed, missing, or one too many; the message says which.
+    #[error("{0}")]
+    InvalidGoal(String),
     /// A key was requested for no sites at all.
     #[error("a key needs at least one site")]
     NoSites,

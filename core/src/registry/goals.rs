@@ -1,0 +1,92 @@
+//! Goals of a site: adding one (or finding it, as Plausible's `PUT /api/v1/sites/goals` does),
+//! and removing one by name. Goals are evaluated at query time over the stored events, so a goal
+//! applies to all history as soon as it is saved.
+
+use std::path::Path;
+
+use super::atomic_write::{Outcome, update, update_if};
+use super::sites::normalize;
+use super::types::{Goal, RegistryError};
+
+/// Longest event name or page path of a goal.
+const MAX_GOAL_CHARS: usize = 300;
+/// Most goals per site.
+pub const MAX_GOALS: usize = 200;
+
+/// Checks a goal's fields.
+pub fn check(goal: &Goal) -> Result<(), RegistryError> {
+    let bad = |why: String| Err(RegistryError::InvalidGoal(why));
+    match goal {
+        Goal::Event { event_name } if event_name.trim().is_empty() || event_name.chars().count() > MAX_GOAL_CHARS => {
+            bad(format!("an event goal names an event of 1 to {MAX_GOAL_CHARS} characters"))
+        }
+        Goal::Page { page_path } if !page_path.starts_with('/') || page_path.chars().count() > MAX_GOAL_CHARS => {
+            bad(format!("a page goal's path starts with `/` and has at most {MAX_GOAL_CHARS} characters"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Adds `goal` to `site` unless it has it already; returns the goal and whether it is new.
+pub fn add_goal(data_dir: &Path, site: &str, goal: Goal) -> Result<(Goal, bool), RegistryError> {
+    check(&goal)?;
+    let domain = normalize(site)?;
+    let added = update_if(data_dir, |file, _| {
+        let record = file
+            .sites
+            .iter_mut()
+            .find(|s| s.domain == domain)
+            .ok_or_else(|| RegistryError::UnknownSite(domain.clone()))?;
+        if record.goals.contains(&goal) {
+            return Ok((false, Outcome::Unchanged));
+        }
+        if record.goals.len() >= MAX_GOALS {
+            return Err(RegistryError::InvalidGoal(format!("a site has at most {MAX_GOALS} goals")));
+        }
+        record.goals.push(goal.clone());
+        Ok((true, Outcome::Changed))
+    })?;
+    Ok((goal, added))
+}
+
+/// Removes the goal named `name` (as answers name it) from `site`.
+pub fn remove_goal(data_dir: &Path, site: &str, name: &str) -> Result<(), RegistryError> {
+    let domain = normalize(site)?;
+    update(data_dir, |file, _| {
+        let record = file
+            .sites
+            .iter_mut()
+            .find(|s| s.domain == domain)
+            .ok_or_else(|| RegistryError::UnknownSite(domain.clone()))?;
+        let before = record.goals.len();
+        record.goals.retain(|g| g.name() != name);
+        if record.goals.len() == before {
+            return Err(RegistryError::InvalidGoal(format!("site {domain} has no goal named `{name}`")));
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::test_support::TempDir;
+    use crate::registry::{Registry, add_site};
+
+    #[test]
+    fn goals_are_added_once_listed_and_removed() {
+        let dir = TempDir::new("goals");
+        add_site(dir.path(), "a.com", None).expect("site");
+        let signup = Goal::Event { event_name: "Signup".into() };
+        assert!(add_goal(dir.path(), "a.com", signup.clone()).expect("added").1);
+        assert!(!add_goal(dir.path(), "a.com", signup.clone()).expect("found").1, "a second time finds it");
+        let blog = Goal::Page { page_path: "/blog/**".into() };
+        add_goal(dir.path(), "a.com", blog.clone()).expect("added");
+        let registry = Registry::open(dir.path()).expect("opens");
+        assert_eq!(registry.snapshot().site("a.com").expect("site").goals, vec![signup, blog]);
+        remove_goal(dir.path(), "a.com", "Visit /blog/**").expect("removed");
+        assert!(remove_goal(dir.path(), "a.com", "nope").is_err());
+        assert!(add_goal(dir.path(), "a.com", Goal::Page { page_path: "blog".into() }).is_err());
+        assert!(add_goal(dir.path(), "b.com", Goal::Event { event_name: "x".into() }).is_err());
+    }
+}

@@ -1,0 +1,91 @@
+//! Goals: saved after the traffic, they count over all of it; `event:goal` as a dimension and a
+//! filter, `conversion_rate` against every visitor, managed from the CLI and (admin keys) the
+//! Sites API.
+
+use crate::harness::{POLL_DEADLINE, TestServer, Visitor, pageview, query_body, settle, tally_ok};
+use serde_json::json;
+
+const SITE: &str = "goals.example";
+
+#[tokio::test]
+async fn goals_saved_later_count_all_history() {
+    let server = TestServer::start("goals", &[SITE]);
+    // Six visitors: three read /blog/a, one /blog/b/c, two /pricing; two of them sign up.
+    let pages = ["/blog/a", "/blog/a", "/blog/a", "/blog/b/c", "/pricing", "/pricing"];
+    for (n, page) in pages.iter().enumerate() {
+        let visitor = Visitor::new(n as u32);
+        assert_eq!(server.post_event(pageview(SITE, page).to_string(), &visitor.headers()).await.status, 202);
+        if n < 2 {
+            let signup = json!({"name": "Signup", "url": format!("https://{SITE}/pricing"), "domain": SITE});
+            assert_eq!(server.post_event(signup.to_string(), &visitor.headers()).await.status, 202);
+        }
+    }
+    let events = query_body(SITE, &["events"], json!({}));
+    assert!(settle(POLL_DEADLINE, || server.totals(&events), |t| t.as_ref().is_ok_and(|t| t == &[8.0])).await.is_ok());
+
+    let data = server.data_dir().to_str().unwrap().to_owned();
+    tally_ok(&["goal", "add", "--site", SITE, "--event", "Signup", "--data-dir", &data]);
+    tally_ok(&["goal", "add", "--site", SITE, "--page", "/blog/*", "--data-dir", &data]);
+    let listed = tally_ok(&["goal", "list", "--site", SITE, "--data-dir", &data]);
+    assert_eq!(listed, "Signup\tevent\tSignup\nVisit /blog/*\tpage\t/blog/*\n");
+
+    let by_goal = query_body(SITE, &["visitors", "events", "conversion_rate"], json!({"dimensions": ["event:goal"]}));
+    let answer = settle(
+        POLL_DEADLINE,
+        || server.query(&by_goal),
+        |a| a.as_ref().is_ok_and(|a| a["results"].as_array().is_some_and(|r| r.len() == 2)),
+    )
+    .await;
+    let answer = answer.unwrap_or_else(|last| last).unwrap();
+    assert_eq!(
+        answer["results"],
+        json!([
+            {"dimensions": ["Visit /blog/*"], "metrics": [3, 3, 50.0]},
+            {"dimensions": ["Signup"], "metrics": [2, 2, 33.33]},
+        ]),
+        "/blog/b/c is two segments deep: not /blog/*"
+    );
+    let signed_up = query_body(SITE, &["visitors"], json!({"filters": [["is", "event:goal", ["Signup"]]]}));
+    assert_eq!(server.totals(&signed_up).await.unwrap(), vec![2.0]);
+    let others = query_body(SITE, &["visitors"], json!({"filters": [["is_not", "event:goal", ["Signup"]]]}));
+    assert_eq!(server.totals(&others).await.unwrap(), vec![6.0], "every visitor has events that are not sign-ups");
+    let (status, text) = server.query_raw(server.key(SITE), &query_body(SITE, &["conversion_rate"], json!({}))).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("event:goal"), "{text}");
+
+    // The Sites API, for admin keys: find-or-create, then list; a stats key gets 403.
+    let admin = tally_ok(&["key", "create", "--site", SITE, "--scope", "admin", "--data-dir", &data]).trim().to_owned();
+    // A running server sees a new key within a second (its registry reload).
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let goals_url = server.url("/api/v1/sites/goals");
+    let put = |key: String| {
+        server
+            .client()
+            .put(goals_url.clone())
+            .bearer_auth(key)
+            .json(&json!({"site_id": SITE, "goal_type": "page", "page_path": "/pricing"}))
+            .send()
+    };
+    let created = put(admin.clone()).await.unwrap();
+    assert_eq!(created.status(), 200);
+    let created: serde_json::Value = created.json().await.unwrap();
+    assert_eq!(created["display_name"], "Visit /pricing");
+    assert_eq!(put(server.key(SITE).to_owned()).await.unwrap().status(), 403, "a stats key may not");
+    let (status, listed) = server.get(&format!("/api/v1/sites/goals?site_id={SITE}"), Some(&admin)).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&listed).unwrap()["goals"].as_array().map(Vec::len), Some(3));
+
+    tally_ok(&["goal", "remove", "--site", SITE, "Visit /blog/*", "--data-dir", &data]);
+    let after = settle(
+        POLL_DEADLINE,
+        || server.query(&by_goal),
+        // Signup and Visit /pricing remain (tied, by name).
+        |a| {
+            a.as_ref().is_ok_and(|a| {
+                a["results"].as_array().is_some_and(|r| r.len() == 2 && r[1]["dimensions"][0] == "Visit /pricing")
+            })
+        },
+    )
+    .await;
+    assert!(after.is_ok(), "{after:?}");
+}
