@@ -141,7 +141,8 @@ async fn measure(events: u64, fold_interval_s: u64, flush_interval_ms: u64) -> (
         tokio::time::sleep(Duration::from_secs(5)).await;
         counts.push(unfolded_days(&bed.dynamodb, &table).await);
     }
-    assert!(consumer.terminate().success());
+    let status = consumer.terminate();
+    assert!(status.success(), "tally ingest ended with {status:?} on SIGTERM (see its log above)");
     let unfolded = counts.last().copied().unwrap_or_default();
     eprintln!("after folds ({unfolded} days with unfolded deltas: fewer than 64 and under 64 KiB):");
     // A new `tally query`: the first one's answers are cached for up to 5 s.
