@@ -262,6 +262,8 @@ struct Ask {
     last: String,
     groupings: Vec<String>,
     filters: Vec<Cond>,
+    /// Compare with the previous period (asked only without a time dimension).
+    compare: bool,
 }
 
 /// A filter as the test writes it: a comparison, or an `or` / `not` of them.
@@ -334,12 +336,25 @@ impl Ask {
     fn body(&self, site: &str) -> Value {
         let filters: Vec<Value> = self.filters.iter().map(Cond::json).collect();
         let metrics = self.metrics();
-        json!({
+        let mut body = json!({
             "site_id": site,
             "metrics": metrics,
             "date_range": [self.first, self.last], "dimensions": self.groupings, "filters": filters,
             "pagination": {"limit": 10000},
-        })
+        });
+        if self.compare {
+            body["include"] = json!({"comparisons": {"mode": "previous_period"}});
+        }
+        body
+    }
+
+    /// The same question over the days just before, as many.
+    fn previous(&self) -> Ask {
+        let (first, last) =
+            (self.first.parse::<jiff::civil::Date>().unwrap(), self.last.parse::<jiff::civil::Date>().unwrap());
+        let days = (last - first).get_days() + 1;
+        let shift = |d: jiff::civil::Date| (d - jiff::Span::new().days(days)).to_string();
+        Ask { first: shift(first), last: shift(last), compare: false, ..self.clone() }
     }
 
     fn passes(&self, site: &str, event: &Raw, entry: &Raw) -> bool {
@@ -504,7 +519,7 @@ fn random_ask(rng: &mut Rng, days: &[String]) -> Ask {
         if rng.below(2) == 0 {
             groupings.push((*rng.pick(&TIMES)).to_owned());
         }
-        return Ask { first: days[a].clone(), last: days[b].clone(), groupings, filters: Vec::new() };
+        return Ask { first: days[a].clone(), last: days[b].clone(), groupings, filters: Vec::new(), compare: false };
     }
     let groupings = match rng.below(6) {
         0 => vec![],
@@ -530,7 +545,50 @@ fn random_ask(rng: &mut Rng, days: &[String]) -> Ask {
             filters.push(filter);
         }
     }
-    Ask { first: days[a].clone(), last: days[b].clone(), groupings, filters }
+    let compare = !groupings.iter().any(|g| g.starts_with("time")) && rng.below(4) == 0;
+    Ask { first: days[a].clone(), last: days[b].clone(), groupings, filters, compare }
+}
+
+/// The brute force of `include.comparisons` (previous period) for the rows `want`: each group's
+/// metrics in the period before (zeros where it has none) and the change, as Plausible counts it.
+fn brute_comparison(
+    site: &str,
+    zone: &TimeZone,
+    events: &[Raw],
+    ask: &Ask,
+    want: &BTreeMap<Vec<String>, Vec<Value>>,
+) -> BTreeMap<Vec<String>, Value> {
+    let before = brute(site, zone, events, &ask.previous());
+    want.iter()
+        .map(|(k, now)| {
+            let zero = |m: &str| match m {
+                "total_revenue" | "average_revenue" => Value::Null,
+                "views_per_visit" | "percentage" => json!(0.0),
+                _ => json!(0),
+            };
+            let old: Vec<Value> =
+                before.get(k).cloned().unwrap_or_else(|| ask.metrics().iter().map(|m| zero(m)).collect());
+            let number = |v: &Value| if v.is_object() { v["value"].as_f64() } else { v.as_f64() };
+            let change: Vec<Value> = ask
+                .metrics()
+                .iter()
+                .zip(old.iter().zip(now))
+                .map(|(m, (o, n))| match (number(o), number(n)) {
+                    (Some(o), Some(n)) if *m == "bounce_rate" => {
+                        if o > 0.0 {
+                            json!((n - o).round() as i64)
+                        } else {
+                            Value::Null
+                        }
+                    }
+                    (Some(o), Some(n)) if o == 0.0 => json!(if n > 0.0 { 100 } else { 0 }),
+                    (Some(o), Some(n)) => json!(((n - o) / o * 100.0).round() as i64),
+                    _ => Value::Null,
+                })
+                .collect();
+            (k.clone(), json!({"dimensions": k, "metrics": old, "change": change}))
+        })
+        .collect()
 }
 
 /// One comparison of every operator, with or without case.
@@ -645,6 +703,7 @@ async fn both_tiers_equal_brute_force_across_zones() {
     let mut tiers: BTreeMap<String, usize> = BTreeMap::new();
     let mut rows_compared = 0;
     let mut revenue_rows = 0;
+    let mut compared = 0;
     for round in 0..300 {
         let (site, zone, events, key, _) = &sites[round % sites.len()];
         let ask = random_ask(&mut rng, &days);
@@ -668,11 +727,31 @@ async fn both_tiers_equal_brute_force_across_zones() {
             })
             .collect();
         let want = brute(site, zone, events, &ask);
+        if ask.compare {
+            let got_comparison: BTreeMap<Vec<String>, Value> = answer["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    let dims = r["dimensions"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_owned());
+                    (dims.collect(), r["comparison"].clone())
+                })
+                .collect();
+            assert_eq!(
+                got_comparison,
+                brute_comparison(site, zone, events, &ask, &want),
+                "comparison, site {site}, query {ask:?}"
+            );
+            compared += 1;
+        }
         rows_compared += want.len();
         revenue_rows += want.values().filter(|m| m.iter().any(|v| v.get("by_currency").is_some())).count();
         assert_eq!(got, want, "site {site}, query {ask:?}, tier {}", answer["meta"]["tier"]);
     }
-    eprintln!("oracle: {rows_compared} answer rows compared ({revenue_rows} with revenue), by tier {tiers:?}");
+    eprintln!(
+        "oracle: {rows_compared} answer rows compared ({revenue_rows} with revenue, {compared} queries with comparisons), by tier {tiers:?}"
+    );
+    assert!(compared > 20, "too few comparisons: {compared}");
     assert!(rows_compared > 1_000, "too few rows to be a test: {rows_compared}");
     assert!(revenue_rows > 200, "too few rows with revenue: {revenue_rows}");
     assert!(
