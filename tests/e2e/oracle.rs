@@ -581,7 +581,7 @@ fn brute_comparison(
                             Value::Null
                         }
                     }
-                    (Some(o), Some(n)) if o == 0.0 => json!(if n > 0.0 { 100 } else { 0 }),
+                    (Some(0.0), Some(n)) => json!(if n > 0.0 { 100 } else { 0 }),
                     (Some(o), Some(n)) => json!(((n - o) / o * 100.0).round() as i64),
                     _ => Value::Null,
                 })
