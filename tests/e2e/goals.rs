@@ -45,6 +45,18 @@ async fn goals_saved_later_count_all_history() {
         ]),
         "/blog/b/c is two segments deep: not /blog/*"
     );
+    // By goal and page: the sign-ups happened on /pricing, where four visitors had events.
+    let by_page = query_body(
+        SITE,
+        &["visitors", "conversion_rate", "group_conversion_rate"],
+        json!({"dimensions": ["event:goal", "event:page"], "filters": [["is", "event:goal", ["Signup"]]]}),
+    );
+    let answer = server.query(&by_page).await.unwrap();
+    assert_eq!(
+        answer["results"],
+        json!([{"dimensions": ["Signup", "/pricing"], "metrics": [2, 33.33, 50.0]}]),
+        "{answer}"
+    );
     let signed_up = query_body(SITE, &["visitors"], json!({"filters": [["is", "event:goal", ["Signup"]]]}));
     assert_eq!(server.totals(&signed_up).await.unwrap(), vec![2.0]);
     let others = query_body(SITE, &["visitors"], json!({"filters": [["is_not", "event:goal", ["Signup"]]]}));

@@ -137,7 +137,9 @@ fn metric(metric: Metric, group: &Group) -> Value {
     };
     match metric {
         // Percentage: the visitors, which `query::percentage` turns into a share of the total.
-        Metric::Visitors | Metric::Percentage | Metric::ConversionRate => json!(visitors),
+        Metric::Visitors | Metric::Percentage | Metric::ConversionRate | Metric::GroupConversionRate => {
+            json!(visitors)
+        }
         Metric::Visits => json!(c.visits),
         Metric::Pageviews => json!(c.pageviews),
         Metric::Events => json!(c.events),

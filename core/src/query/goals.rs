@@ -3,7 +3,8 @@
 //! page view whose path matches its pattern (`*`: any characters but `/`; `**`: any) — so goals
 //! apply to all history as soon as they are saved. Grouping by `event:goal` asks the store once
 //! per goal (a row may convert several goals); `conversion_rate` divides a group's converting
-//! visitors by the visitors of the range and the other filters, asked once more.
+//! visitors by the visitors of the range and the other filters, and `group_conversion_rate` by
+//! those with the same values of the other dimensions, each asked once more.
 
 use super::exec::{Row, compare};
 use super::filter::{Field, Filter, FilterExpr, Op};
@@ -158,6 +159,42 @@ pub async fn answer(stats: &dyn StatsSource, query: Query, budget: WorkBudget) -
         let total = total.first().and_then(|r| r.metrics.first()).and_then(serde_json::Value::as_u64).unwrap_or(0);
         for row in &mut rows {
             for &i in &columns {
+                let converted = row.metrics[i].as_u64().unwrap_or(0);
+                let rate = if total == 0 { 0.0 } else { (converted as f64 * 10_000.0 / total as f64).round() / 100.0 };
+                row.metrics[i] = json!(rate);
+            }
+        }
+    }
+    let group_columns: Vec<usize> =
+        query.metrics.iter().enumerate().filter(|(_, m)| **m == Metric::GroupConversionRate).map(|(i, _)| i).collect();
+    if !group_columns.is_empty() {
+        // The visitors of each group of the other dimensions, every filter but the goals'.
+        let mut groupings = query.groupings.clone();
+        if let Some(at) = grouped {
+            groupings.remove(at);
+        }
+        let totals_query = Query {
+            metrics: vec![Metric::Visitors],
+            groupings,
+            filters: query.filters.iter().filter(|e| !reads_goals(e)).cloned().collect(),
+            order: vec![(SortKey::Metric(0), true)],
+            limit: usize::MAX,
+            offset: 0,
+            include: Default::default(),
+            ..query.clone()
+        };
+        let (_, totals) = stats.answer(totals_query, budget).await?;
+        let totals: std::collections::HashMap<&[String], u64> = totals
+            .iter()
+            .map(|r| (r.dimensions.as_slice(), r.metrics.first().and_then(serde_json::Value::as_u64).unwrap_or(0)))
+            .collect();
+        for row in &mut rows {
+            let mut key = row.dimensions.clone();
+            if let Some(at) = grouped {
+                key.remove(at);
+            }
+            let total = totals.get(key.as_slice()).copied().unwrap_or(0);
+            for &i in &group_columns {
                 let converted = row.metrics[i].as_u64().unwrap_or(0);
                 let rate = if total == 0 { 0.0 } else { (converted as f64 * 10_000.0 / total as f64).round() / 100.0 };
                 row.metrics[i] = json!(rate);

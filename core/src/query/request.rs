@@ -88,10 +88,13 @@ pub enum Metric {
     /// filters other than goals, in percent with two decimals (needs `event:goal`; the
     /// executors give visitors; [`super::goals`] divides).
     ConversionRate,
+    /// The group's converting visitors as a share of the visitors with the same values of the
+    /// other dimensions (the filters other than goals), in percent with two decimals.
+    GroupConversionRate,
 }
 
 impl Metric {
-    const ALL: [(Metric, &'static str); 11] = [
+    const ALL: [(Metric, &'static str); 12] = [
         (Metric::Visitors, "visitors"),
         (Metric::Visits, "visits"),
         (Metric::Pageviews, "pageviews"),
@@ -103,6 +106,7 @@ impl Metric {
         (Metric::AverageRevenue, "average_revenue"),
         (Metric::Percentage, "percentage"),
         (Metric::ConversionRate, "conversion_rate"),
+        (Metric::GroupConversionRate, "group_conversion_rate"),
     ];
 
     fn parse(name: &str) -> Option<Metric> {
@@ -276,8 +280,10 @@ impl Query {
         let leaves: Vec<&Filter> = filters.iter().flat_map(FilterExpr::leaves).collect();
         check_exit_dimensions(&metrics, &groupings, &leaves)?;
         let by_goal = groupings.contains(&Grouping::Goal) || leaves.iter().any(|f| f.field == Field::Goal);
-        if metrics.contains(&Metric::ConversionRate) && !by_goal {
-            return invalid("conversion_rate needs the event:goal dimension or an event:goal filter");
+        if let Some(m) = metrics.iter().find(|m| matches!(m, Metric::ConversionRate | Metric::GroupConversionRate))
+            && !by_goal
+        {
+            return invalid(format!("{} needs the event:goal dimension or an event:goal filter", m.name()));
         }
         check_props(&metrics, &groupings, &leaves)?;
         let order = parse_order(request.order_by.as_deref(), &request.metrics, &request.dimensions, &groupings)?;

@@ -157,6 +157,7 @@ fn needed_counters(metrics: &[Metric]) -> [bool; COUNTERS.len()] {
             Metric::Visitors
             | Metric::Percentage
             | Metric::ConversionRate
+            | Metric::GroupConversionRate
             | Metric::Events
             | Metric::TotalRevenue
             | Metric::AverageRevenue => &[0],
