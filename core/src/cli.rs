@@ -55,6 +55,9 @@ enum Command {
     /// Manage a site's goals (conversions counted over all its history).
     #[command(subcommand)]
     Goal(GoalCommand),
+    /// Manage a site's saved segments (named filter lists, `["is", "segment", [id]]`).
+    #[command(subcommand)]
+    Segment(SegmentCommand),
 }
 
 #[derive(Debug, Args)]
@@ -330,6 +333,42 @@ enum SiteCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum SegmentCommand {
+    /// Save a segment: a name and Stats API filters (a JSON list); prints its id.
+    Add {
+        /// The site.
+        #[arg(long)]
+        site: String,
+        /// The segment's name.
+        #[arg(long)]
+        name: String,
+        /// The filters, e.g. '[["is","visit:country",["DE"]]]'.
+        #[arg(long)]
+        filters: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// List a site's segments: id, name, filters.
+    List {
+        /// The site.
+        #[arg(long)]
+        site: String,
+        #[command(flatten)]
+        data: DataDir,
+    },
+    /// Remove a segment by its id.
+    Remove {
+        /// The site.
+        #[arg(long)]
+        site: String,
+        /// The segment's id, as `tally segment list` shows it.
+        id: u32,
+        #[command(flatten)]
+        data: DataDir,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum GoalCommand {
     /// Add a goal: a custom event (--event NAME) or a page path (--page /pattern, `*` for one
     /// path segment, `**` for any).
@@ -508,6 +547,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "goal `{}` {said}; it counts over all of {site}'s history",
                 goal.name()
             )?;
+            Ok(())
+        }
+        Command::Segment(SegmentCommand::Add { site, name, filters, data }) => {
+            let filters = crate::query::saved_segments::check(&filters).map_err(anyhow::Error::msg)?;
+            let segment = registry::add_segment(&data.data_dir, &site, &name, &filters)?;
+            writeln!(std::io::stdout().lock(), "{}", segment.id)?;
+            writeln!(
+                std::io::stderr().lock(),
+                "segment {} saved; filter by it with [\"is\", \"segment\", [{}]]",
+                segment.id,
+                segment.id
+            )?;
+            Ok(())
+        }
+        Command::Segment(SegmentCommand::List { site, data }) => {
+            let registry = registry::Registry::open_existing(&data.data_dir)?;
+            let snapshot = registry.snapshot();
+            let domain = tally_model::site::normalize_domain(&site).unwrap_or(site.clone());
+            let site = snapshot.site(&domain).ok_or_else(|| anyhow::anyhow!("there is no site {domain}"))?;
+            let mut out = std::io::stdout().lock();
+            for segment in &site.segments {
+                writeln!(out, "{}\t{}\t{}", segment.id, segment.name, segment.filters)?;
+            }
+            Ok(())
+        }
+        Command::Segment(SegmentCommand::Remove { site, id, data }) => {
+            registry::remove_segment(&data.data_dir, &site, id)?;
+            writeln!(std::io::stderr().lock(), "segment {id} removed from {site}")?;
             Ok(())
         }
         Command::Goal(GoalCommand::List { site, data }) => {

@@ -101,3 +101,62 @@ async fn goals_saved_later_count_all_history() {
     .await;
     assert!(after.is_ok(), "{after:?}");
 }
+
+#[tokio::test]
+async fn saved_segments_stand_for_their_filters() {
+    const SEGMENTED: &str = "segments.example";
+    let server = TestServer::start("segments", &[SEGMENTED]);
+    for n in 0..5u32 {
+        let visitor = Visitor::new(n).in_country(if n < 3 { "DE" } else { "FR" });
+        assert_eq!(server.post_event(pageview(SEGMENTED, "/").to_string(), &visitor.headers()).await.status, 202);
+    }
+    let all = query_body(SEGMENTED, &["visitors"], json!({}));
+    assert!(settle(POLL_DEADLINE, || server.totals(&all), |t| t.as_ref().is_ok_and(|t| t == &[5.0])).await.is_ok());
+    let data = server.data_dir().to_str().unwrap().to_owned();
+    let filters = r#"[["is","visit:country",["DE"]]]"#;
+    let id = tally_ok(&[
+        "segment",
+        "add",
+        "--site",
+        SEGMENTED,
+        "--name",
+        "Germans",
+        "--filters",
+        filters,
+        "--data-dir",
+        &data,
+    ]);
+    assert_eq!(id.trim(), "1");
+    let bad = crate::harness::run_cli(&[
+        "segment",
+        "add",
+        "--site",
+        SEGMENTED,
+        "--name",
+        "x",
+        "--filters",
+        "[[\"like\"]]",
+        "--data-dir",
+        &data,
+    ]);
+    assert!(!bad.status.success(), "filters are checked when saved");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+
+    let germans = query_body(SEGMENTED, &["visitors"], json!({"filters": [["is", "segment", [1]]]}));
+    let answer = server.query(&germans).await.unwrap();
+    assert_eq!(answer["results"][0]["metrics"], json!([3]), "{answer}");
+    assert_eq!(answer["query"]["filters"], json!([["is", "segment", [1]]]), "echoed as asked");
+    let others = query_body(SEGMENTED, &["visitors"], json!({"filters": [["is_not", "segment", [1]]]}));
+    assert_eq!(server.totals(&others).await.unwrap(), vec![2.0]);
+    let (status, text) = server
+        .query_raw(
+            server.key(SEGMENTED),
+            &query_body(SEGMENTED, &["visitors"], json!({"filters": [["is", "segment", [9]]]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{text}");
+    assert_eq!(
+        tally_ok(&["segment", "list", "--site", SEGMENTED, "--data-dir", &data]),
+        format!("1\tGermans\t{filters}\n")
+    );
+}

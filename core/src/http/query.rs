@@ -37,6 +37,9 @@ pub async fn query(
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
     let site = authorize(&registry, key, &request.site_id)?;
     let now = jiff::Timestamp::now();
+    let asked_filters = request.filters.clone();
+    request.filters = crate::query::saved_segments::expand(&request.filters, &site.segments)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if let Some(minutes) = realtime::minutes(&request) {
         let recent = app.ingest.as_ref().map(|i| i.recent.as_ref());
         let answer = realtime::answer(&request, site, recent, minutes, now)?;
@@ -114,7 +117,7 @@ pub async fn query(
         "metrics": request.metrics,
         "date_range": [first, last],
         "dimensions": request.dimensions,
-        "filters": request.filters,
+        "filters": asked_filters,
         "order_by": request.order_by,
         "include": request.include,
         "pagination": { "limit": query.limit, "offset": query.offset },

@@ -20,8 +20,9 @@ pub const MAX_FILTERS: usize = 20;
 
 use std::time::{Duration, Instant};
 
-/// Deepest nesting of `and`, `or` and `not` in one filter.
-pub const MAX_FILTER_DEPTH: usize = 4;
+/// Deepest nesting of `and`, `or` and `not` in one filter (a saved segment's reference counts
+/// two: its `or` and its `and`).
+pub const MAX_FILTER_DEPTH: usize = 6;
 
 /// Largest compiled regular expression of a `matches` filter, in bytes (the `regex` crate's
 /// size limits): compiling and matching stay linear in the input, and small.

@@ -13,6 +13,7 @@ pub mod percentage;
 pub mod plan;
 pub mod request;
 pub mod rollup_exec;
+pub mod saved_segments;
 pub mod segment_exec;
 pub mod source;
 pub mod suggest;

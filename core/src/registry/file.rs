@@ -52,6 +52,9 @@ pub(super) struct SiteRecord {
     /// Its goals; absent (the layout before goals) means none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) goals: Vec<super::types::Goal>,
+    /// Its saved segments; absent means none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) segments: Vec<super::types::SavedSegment>,
 }
 
 /// An API key as stored: its hash, never the key.

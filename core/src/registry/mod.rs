@@ -21,6 +21,7 @@ mod goals;
 mod keys;
 mod last_used;
 mod reload;
+mod segments;
 mod sites;
 mod snapshot;
 #[cfg(test)]
@@ -40,9 +41,10 @@ use reload::Reloader;
 pub use goals::{MAX_GOALS, add_goal, remove_goal};
 pub use keys::{NewKey, create_key, create_key_with, key_id, parse_expires_at, parse_expires_in, revoke_key};
 pub use last_used::{DEFAULT_PERSIST_INTERVAL, PERSIST_INTERVAL_ENV};
+pub use segments::{MAX_SEGMENTS, add_segment, remove_segment};
 pub use sites::{add_site, add_site_for_key};
 pub use snapshot::Snapshot;
-pub use types::{Goal, KeyScope, RegistryError, Scope, Site};
+pub use types::{Goal, KeyScope, RegistryError, SavedSegment, Scope, Site};
 
 /// The server's live view of the registry: cheap to clone, reloads when the file changes, and
 /// records the keys' uses (see [`Snapshot::note_use`]).

@@ -76,9 +76,9 @@ impl Snapshot {
                 .map_err(|_| format!("site {domain} has unknown time zone `{}`", record.timezone))?;
             let created =
                 parse_timestamp(&record.created).map_err(|e| format!("site {domain} has a bad `created` time: {e}"))?;
-            let goals = record.goals.clone();
-            let site =
-                Site { domain: domain.clone(), timezone_name: record.timezone.clone(), timezone, created, goals };
+            let (goals, segments) = (record.goals.clone(), record.segments.clone());
+            let timezone_name = record.timezone.clone();
+            let site = Site { domain: domain.clone(), timezone_name, timezone, created, goals, segments };
             if sites.insert(domain.clone(), site).is_some() {
                 return Err(format!("site {domain} is listed twice"));
             }

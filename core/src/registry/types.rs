@@ -25,6 +25,20 @@ pub struct Site {
     pub created: Timestamp,
     /// Its goals: they apply to all of its history as soon as they are saved.
     pub goals: Vec<Goal>,
+    /// Its saved segments: named filter lists that queries name as `["is", "segment", [id]]`.
+    pub segments: Vec<SavedSegment>,
+}
+
+/// A saved segment: a named list of Stats API filters (combined with AND).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedSegment {
+    /// Its id within the site, from 1.
+    pub id: u32,
+    /// Its name.
+    pub name: String,
+    /// The filters, as a query writes them (JSON text, checked when saved).
+    pub filters: String,
 }
 
 /// A goal: what counts as a conversion on a site.
@@ -142,7 +156,7 @@ pub enum RegistryError {
     /// No key has this id.
     #[error("there is no key {0}: `tally key list` shows the keys")]
     UnknownKey(String),
-    /// A goal is malformed, missing, or one too many; the message says which.
+    /// A goal or saved segment is malformed, missing, or one too many; the message says which.
     #[error("{0}")]
     InvalidGoal(String),
     /// A key was requested for no sites at all.
