@@ -562,10 +562,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Segment(SegmentCommand::List { site, data }) => {
-            let registry = registry::Registry::open_existing(&data.data_dir)?;
-            let snapshot = registry.snapshot();
-            let domain = tally_model::site::normalize_domain(&site).unwrap_or(site.clone());
-            let site = snapshot.site(&domain).ok_or_else(|| anyhow::anyhow!("there is no site {domain}"))?;
+            let site = registered_site(&data.data_dir, &site)?;
             let mut out = std::io::stdout().lock();
             for segment in &site.segments {
                 writeln!(out, "{}\t{}\t{}", segment.id, segment.name, segment.filters)?;
@@ -578,10 +575,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Goal(GoalCommand::List { site, data }) => {
-            let registry = registry::Registry::open_existing(&data.data_dir)?;
-            let snapshot = registry.snapshot();
-            let domain = tally_model::site::normalize_domain(&site).unwrap_or(site.clone());
-            let site = snapshot.site(&domain).ok_or_else(|| anyhow::anyhow!("there is no site {domain}"))?;
+            let site = registered_site(&data.data_dir, &site)?;
             let mut out = std::io::stdout().lock();
             for goal in &site.goals {
                 match goal {
@@ -682,4 +676,13 @@ fn ingest_settings(args: IngestArgs) -> IngestSettings {
         snapshot_bucket: args.snapshot_bucket,
         snapshot_interval: Duration::from_secs(args.snapshot_interval_s),
     }
+}
+
+/// The registered site `site` (normalised as `tally site add` does) in `data_dir`'s registry.
+fn registered_site(data_dir: &std::path::Path, site: &str) -> anyhow::Result<registry::Site> {
+    let registry = registry::Registry::open_existing(data_dir)?;
+    let domain = tally_model::site::normalize_domain(site).unwrap_or_else(|| site.to_owned());
+    let snapshot = registry.snapshot();
+    let found = snapshot.site(&domain).cloned();
+    found.ok_or_else(|| anyhow::anyhow!("there is no site {domain}: add it with `tally site add {domain}`"))
 }

@@ -178,12 +178,6 @@ impl EventLog {
         Ok(())
     }
 
-    /// The offset of the first entry still in the log (`None`: empty).
-    pub fn first_offset(&self) -> anyhow::Result<Option<u64>> {
-        let txn = self.db.read()?;
-        Ok(txn.open_table(ENTRIES)?.first()?.map(|(offset, _)| offset.value()))
-    }
-
     /// The bytes the entries and the imported ids occupy.
     pub fn table_bytes(&self) -> anyhow::Result<(u64, u64)> {
         self.db.with(|db| {

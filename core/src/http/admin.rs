@@ -6,10 +6,11 @@
 
 use super::AppState;
 use super::auth::{authenticate, require_admin};
-use super::error::{ApiError, is_body_timeout};
+use super::body::read_bounded;
+use super::error::ApiError;
 use crate::registry::{Goal, KeyScope, RegistryError, Site};
 use axum::Json;
-use axum::body::{Body, HttpBody};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::Deserialize;
@@ -17,9 +18,6 @@ use serde_json::{Value, json};
 
 /// The largest body `POST /api/v1/sites` takes (a larger one is a 413).
 pub const MAX_SITES_BODY_BYTES: usize = 64 * 1024;
-/// How much of a too-large body is read and dropped, so the client, still sending, gets its 413
-/// rather than a reset.
-const MAX_DRAINED_BYTES: usize = 1024 * 1024;
 
 /// The body of `POST /api/v1/sites`.
 #[derive(Debug, Deserialize)]
@@ -46,7 +44,7 @@ pub async fn add_site(State(app): State<AppState>, headers: HeaderMap, body: Bod
         let registry = app.registry.snapshot();
         admin_key(&app, &registry, &headers)?.id.clone()
     };
-    let body = read_bounded(body).await?;
+    let body = read_bounded(body, MAX_SITES_BODY_BYTES, "a sites request body").await?;
     let request: NewSite =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid site: {e}")))?;
     let registry = app.registry.clone();
@@ -106,7 +104,7 @@ pub async fn put_goal(State(app): State<AppState>, headers: HeaderMap, body: Bod
     let (domain, goal) = {
         let registry = app.registry.snapshot();
         let key = admin_key(&app, &registry, &headers)?;
-        let body = read_bounded(body).await?;
+        let body = read_bounded(body, MAX_SITES_BODY_BYTES, "a sites request body").await?;
         let request: NewGoal =
             serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid goal: {e}")))?;
         let site = super::auth::authorize(&registry, key, &request.site_id)?;
@@ -127,7 +125,7 @@ pub async fn put_goal(State(app): State<AppState>, headers: HeaderMap, body: Bod
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("adding a goal stopped: {e}")))?;
     match added {
         Ok((goal, _)) => Ok(Json(goal_json(&goal))),
-        Err(e @ RegistryError::InvalidGoal(_)) => Err(ApiError::BadRequest(e.to_string())),
+        Err(e @ RegistryError::InvalidSetting(_)) => Err(ApiError::BadRequest(e.to_string())),
         Err(e) => Err(ApiError::Internal(e.into())),
     }
 }
@@ -161,30 +159,4 @@ fn admin_key<'a>(
 /// A site as the Sites API shows it.
 fn site_json(site: &Site) -> Value {
     json!({ "domain": site.domain, "timezone": site.timezone_name })
-}
-
-/// The body, if it is at most [`MAX_SITES_BODY_BYTES`] (else a 413).
-async fn read_bounded(mut body: Body) -> Result<Vec<u8>, ApiError> {
-    let mut kept = Vec::new();
-    let mut seen = 0usize;
-    while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
-        let frame = frame.map_err(|e| {
-            if is_body_timeout(&e) {
-                ApiError::BodyTimeout
-            } else {
-                ApiError::BadRequest(format!("reading the request body: {e}"))
-            }
-        })?;
-        let Ok(data) = frame.into_data() else { continue };
-        seen = seen.saturating_add(data.len());
-        if seen <= MAX_SITES_BODY_BYTES {
-            kept.extend_from_slice(&data);
-        } else if seen > MAX_DRAINED_BYTES {
-            break;
-        }
-    }
-    if seen > MAX_SITES_BODY_BYTES {
-        return Err(ApiError::TooLarge(format!("a sites request body is at most {MAX_SITES_BODY_BYTES} bytes")));
-    }
-    Ok(kept)
 }

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod csv_export;
 pub mod error;
 pub mod ingest;

@@ -1,15 +1,16 @@
 //! `POST /api/v2/query`, `GET /api/v2/drops` and `GET /api/health`.
 
 use super::auth::{authenticate, authorize};
-use super::error::{ApiError, is_body_timeout};
+use super::body::read_bounded;
+use super::error::ApiError;
 use super::{AppState, CachedAnswer, csv_export, realtime};
 use crate::query::exec::Row;
-use crate::query::limits::{MAX_BODY_BYTES, MAX_DRAINED_BYTES};
+use crate::query::limits::MAX_BODY_BYTES;
 use crate::query::source::complete_until;
 use crate::query::{Query, QueryError, QueryRequest, comparison};
 use axum::Json;
+use axum::body::Body;
 use axum::body::Bytes;
-use axum::body::{Body, HttpBody};
 use axum::extract::{Query as UrlQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -32,7 +33,7 @@ pub async fn query(
     if let Some(format) = params.format.as_deref().filter(|f| !matches!(*f, "csv" | "json")) {
         return Err(ApiError::BadRequest(format!("format is csv or json, not `{format}`")));
     }
-    let body = read_bounded(body).await?;
+    let body = read_bounded(body, MAX_BODY_BYTES, "a query body").await?;
     let mut request: QueryRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid query: {e}")))?;
     let site = authorize(&registry, key, &request.site_id)?;
@@ -132,33 +133,6 @@ pub async fn query(
     serde_json::to_writer(&mut answer, &echo).map_err(|e| ApiError::Internal(e.into()))?;
     answer.push(b'}');
     Ok(json_response(Bytes::from(answer)))
-}
-
-/// The body, if it is at most [`MAX_BODY_BYTES`]; a larger one is read on (and dropped) up to
-/// [`MAX_DRAINED_BYTES`], so that the client, still sending, gets its 413 rather than a reset.
-async fn read_bounded(mut body: Body) -> Result<Bytes, ApiError> {
-    let mut kept = Vec::new();
-    let mut seen = 0usize;
-    while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
-        let frame = frame.map_err(|e| {
-            if is_body_timeout(&e) {
-                ApiError::BodyTimeout
-            } else {
-                ApiError::BadRequest(format!("reading the query body: {e}"))
-            }
-        })?;
-        let Ok(data) = frame.into_data() else { continue };
-        seen = seen.saturating_add(data.len());
-        if seen <= MAX_BODY_BYTES {
-            kept.extend_from_slice(&data);
-        } else if seen > MAX_DRAINED_BYTES {
-            break;
-        }
-    }
-    if seen > MAX_BODY_BYTES {
-        return Err(ApiError::TooLarge(format!("a query body is at most {MAX_BODY_BYTES} bytes")));
-    }
-    Ok(Bytes::from(kept))
 }
 
 /// An answer's JSON as a response.

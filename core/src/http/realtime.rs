@@ -5,7 +5,7 @@
 
 use super::error::ApiError;
 use crate::embedded::recent::{RealtimeCounts, RecentEvents};
-use crate::query::QueryRequest;
+use crate::query::{QueryRequest, date_range};
 use crate::registry::Site;
 use serde_json::{Value, json};
 
@@ -54,10 +54,7 @@ pub fn answer(
     };
     let row = |c: &RealtimeCounts| -> Vec<Value> { request.metrics.iter().map(|m| metric(c, m)).collect() };
     let results: Vec<Value> = if by_minute {
-        counts
-            .iter()
-            .map(|(at, c)| json!({"metrics": row(c), "dimensions": [local(site, *at, "%Y-%m-%d %H:%M:00")]}))
-            .collect()
+        counts.iter().map(|(at, c)| json!({"metrics": row(c), "dimensions": [local(site, *at, false)]})).collect()
     } else {
         let all = counts.values().next().copied().unwrap_or_default();
         vec![json!({"metrics": row(&all), "dimensions": []})]
@@ -68,24 +65,19 @@ pub fn answer(
         "query": {
             "site_id": site.domain,
             "metrics": request.metrics,
-            "date_range": [local(site, since, ISO), local(site, now_ms, ISO)],
+            "date_range": [local(site, since, true), local(site, now_ms, true)],
             "dimensions": request.dimensions,
             "filters": request.filters,
         },
     }))
 }
 
-/// `ms` on the site's wall clock: `"%Y-%m-%d %H:%M:00"` labels minutes; `ISO` gives the
-/// date-time with its offset.
-fn local(site: &Site, ms: i64, format: &str) -> String {
+/// `ms` on the site's wall clock: a minute's label, or an ISO date-time with its offset.
+fn local(site: &Site, ms: i64, iso: bool) -> String {
     let Ok(at) = jiff::Timestamp::from_millisecond(ms) else { return String::new() };
-    let wall = site.timezone.to_datetime(at);
-    if format != ISO {
-        return wall.strftime(format).to_string();
+    if iso {
+        date_range::iso(&site.timezone, at)
+    } else {
+        site.timezone.to_datetime(at).strftime("%Y-%m-%d %H:%M:00").to_string()
     }
-    let offset = site.timezone.to_offset(at).seconds();
-    let (sign, minutes) = if offset < 0 { ('-', -offset / 60) } else { ('+', offset / 60) };
-    format!("{}{sign}{:02}:{:02}", wall.strftime("%Y-%m-%dT%H:%M:%S"), minutes / 60, minutes % 60)
 }
-
-const ISO: &str = "iso";

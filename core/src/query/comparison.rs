@@ -18,8 +18,6 @@ use tally_model::rollup::Bucket;
 /// The period to compare with.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Comparison {
-    /// `previous_period`, `year_over_year` or `custom`, as asked.
-    pub mode: String,
     /// Its buckets.
     pub buckets: Range<Bucket>,
 }
@@ -53,7 +51,7 @@ pub fn parse(
     if mode != "custom" && map.contains_key("date_range") {
         return Err(QueryError("include.comparisons.date_range goes with the custom mode only".into()));
     }
-    Ok(Comparison { mode: mode.to_owned(), buckets })
+    Ok(Comparison { buckets })
 }
 
 /// The bucket at the same local date and hour a year earlier (29 February: the 28th).

@@ -137,11 +137,17 @@ pub fn echo(buckets: &Range<Bucket>, zone: &TimeZone) -> [String; 2] {
         let start = bucket_start(bucket);
         let local = if minus_one { start.checked_sub(1.second()).unwrap_or(start) } else { start };
         // The offset in force at that wall-clock time (the earlier one where it is ambiguous).
-        let offset = zone.to_ambiguous_timestamp(local).compatible().map_or(0, |t| zone.to_offset(t).seconds());
-        let (sign, minutes) = if offset < 0 { ('-', -offset / 60) } else { ('+', offset / 60) };
-        format!("{}{sign}{:02}:{:02}", local.strftime("%Y-%m-%dT%H:%M:%S"), minutes / 60, minutes % 60)
+        zone.to_ambiguous_timestamp(local).compatible().map_or_else(|_| local.to_string(), |t| iso(zone, t))
     };
     [at(buckets.start, false), at(buckets.end, true)]
+}
+
+/// `at` as an ISO 8601 date-time on `zone`'s wall clock, with its offset
+/// (`2026-07-01T00:00:00+02:00`).
+pub fn iso(zone: &TimeZone, at: Timestamp) -> String {
+    let offset = zone.to_offset(at).seconds();
+    let (sign, minutes) = if offset < 0 { ('-', -offset / 60) } else { ('+', offset / 60) };
+    format!("{}{sign}{:02}:{:02}", zone.to_datetime(at).strftime("%Y-%m-%dT%H:%M:%S"), minutes / 60, minutes % 60)
 }
 
 #[cfg(test)]

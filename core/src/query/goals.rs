@@ -12,7 +12,6 @@ use super::limits::WorkBudget;
 use super::request::{Grouping, Metric, Query, QueryError, SortKey};
 use super::{StatsSource, Tier, percentage};
 use crate::registry::Goal;
-use serde_json::json;
 use tally_model::dimension::Dimension;
 
 /// The filter that selects a goal's conversions.
@@ -140,66 +139,30 @@ pub async fn answer(stats: &dyn StatsSource, query: Query, budget: WorkBudget) -
             (tier, all)
         }
     };
-    let columns: Vec<usize> =
-        query.metrics.iter().enumerate().filter(|(_, m)| **m == Metric::ConversionRate).map(|(i, _)| i).collect();
+    // The denominators leave the goals' filters out: every visitor of the range and the rest.
+    let without_goals: Vec<FilterExpr> = query.filters.iter().filter(|e| !reads_goals(e)).cloned().collect();
+    let columns = percentage::columns_of(&query, Metric::ConversionRate);
     if !columns.is_empty() {
-        // The visitors of the range and every filter but the goals', by the other dimensions.
-        let without_goals: Vec<FilterExpr> = query.filters.iter().filter(|e| !reads_goals(e)).cloned().collect();
-        let total_query = Query {
-            metrics: vec![Metric::Visitors],
-            groupings: Vec::new(),
-            filters: without_goals,
-            order: vec![(SortKey::Metric(0), true)],
-            limit: 1,
-            offset: 0,
-            include: Default::default(),
-            ..query.clone()
-        };
-        let (_, total) = stats.answer(total_query, budget).await?;
-        let total = total.first().and_then(|r| r.metrics.first()).and_then(serde_json::Value::as_u64).unwrap_or(0);
-        for row in &mut rows {
-            for &i in &columns {
-                let converted = row.metrics[i].as_u64().unwrap_or(0);
-                let rate = if total == 0 { 0.0 } else { (converted as f64 * 10_000.0 / total as f64).round() / 100.0 };
-                row.metrics[i] = json!(rate);
-            }
-        }
+        let totals = percentage::visitors_by(stats, &query, Vec::new(), without_goals.clone(), budget).await?;
+        let total = totals.get(&Vec::new()).copied().unwrap_or(0);
+        percentage::to_shares(&mut rows, &columns, 2, |_| total);
     }
-    let group_columns: Vec<usize> =
-        query.metrics.iter().enumerate().filter(|(_, m)| **m == Metric::GroupConversionRate).map(|(i, _)| i).collect();
-    if !group_columns.is_empty() {
-        // The visitors of each group of the other dimensions, every filter but the goals'.
+    let columns = percentage::columns_of(&query, Metric::GroupConversionRate);
+    if !columns.is_empty() {
+        // Per group of the other dimensions.
         let mut groupings = query.groupings.clone();
         if let Some(at) = grouped {
             groupings.remove(at);
         }
-        let totals_query = Query {
-            metrics: vec![Metric::Visitors],
-            groupings,
-            filters: query.filters.iter().filter(|e| !reads_goals(e)).cloned().collect(),
-            order: vec![(SortKey::Metric(0), true)],
-            limit: usize::MAX,
-            offset: 0,
-            include: Default::default(),
-            ..query.clone()
-        };
-        let (_, totals) = stats.answer(totals_query, budget).await?;
-        let totals: std::collections::HashMap<&[String], u64> = totals
-            .iter()
-            .map(|r| (r.dimensions.as_slice(), r.metrics.first().and_then(serde_json::Value::as_u64).unwrap_or(0)))
-            .collect();
-        for row in &mut rows {
+        let totals = percentage::visitors_by(stats, &query, groupings, without_goals, budget).await?;
+        let other_dimensions = |row: &Row| {
             let mut key = row.dimensions.clone();
             if let Some(at) = grouped {
                 key.remove(at);
             }
-            let total = totals.get(key.as_slice()).copied().unwrap_or(0);
-            for &i in &group_columns {
-                let converted = row.metrics[i].as_u64().unwrap_or(0);
-                let rate = if total == 0 { 0.0 } else { (converted as f64 * 10_000.0 / total as f64).round() / 100.0 };
-                row.metrics[i] = json!(rate);
-            }
-        }
+            key
+        };
+        percentage::to_shares(&mut rows, &columns, 2, |row| totals.get(&other_dimensions(row)).copied().unwrap_or(0));
     }
     Ok((tier, rows))
 }

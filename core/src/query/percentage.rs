@@ -3,36 +3,67 @@
 //! the total (one row, no dimensions) and divides, rounding to one decimal as Plausible does.
 
 use super::exec::Row;
+use super::filter::FilterExpr;
 use super::limits::WorkBudget;
-use super::request::{Include, Metric, Query, SortKey};
+use super::request::{Grouping, Include, Metric, Query, SortKey};
 use super::{StatsSource, Tier};
 use serde_json::json;
+use std::collections::HashMap;
 
 /// Answers `query` from `stats` within `budget`, with its `percentage` columns as shares.
 pub async fn answer(stats: &dyn StatsSource, query: Query, budget: WorkBudget) -> anyhow::Result<(Tier, Vec<Row>)> {
-    let columns: Vec<usize> =
-        query.metrics.iter().enumerate().filter(|(_, m)| **m == Metric::Percentage).map(|(i, _)| i).collect();
+    let columns = columns_of(&query, Metric::Percentage);
     if columns.is_empty() {
         return stats.answer(query, budget).await;
     }
-    let total_query = Query {
+    let totals = visitors_by(stats, &query, Vec::new(), query.filters.clone(), budget).await?;
+    let (tier, mut rows) = stats.answer(query, budget).await?;
+    let total = totals.get(&Vec::new()).copied().unwrap_or(0);
+    to_shares(&mut rows, &columns, 1, |_| total);
+    Ok((tier, rows))
+}
+
+/// The positions of `metric` among the query's metrics.
+pub fn columns_of(query: &Query, metric: Metric) -> Vec<usize> {
+    query.metrics.iter().enumerate().filter(|(_, m)| **m == metric).map(|(i, _)| i).collect()
+}
+
+/// The visitors of `query`'s range under `filters`, per group of `groupings` (the groups'
+/// labels; one group with no labels without groupings): the denominators of the share metrics.
+pub async fn visitors_by(
+    stats: &dyn StatsSource,
+    query: &Query,
+    groupings: Vec<Grouping>,
+    filters: Vec<FilterExpr>,
+    budget: WorkBudget,
+) -> anyhow::Result<HashMap<Vec<String>, u64>> {
+    let totals = Query {
         metrics: vec![Metric::Visitors],
-        groupings: Vec::new(),
+        groupings,
+        filters,
         order: vec![(SortKey::Metric(0), true)],
-        limit: 1,
+        limit: usize::MAX,
         offset: 0,
         include: Include::default(),
         ..query.clone()
     };
-    let (tier, mut rows) = stats.answer(query, budget).await?;
-    let (_, total) = stats.answer(total_query, budget).await?;
-    let total = total.first().and_then(|row| row.metrics.first()).and_then(serde_json::Value::as_u64).unwrap_or(0);
-    for row in &mut rows {
-        for &i in &columns {
-            let visitors = row.metrics[i].as_u64().unwrap_or(0);
-            let share = if total == 0 { 0.0 } else { (visitors as f64 * 1_000.0 / total as f64).round() / 10.0 };
+    let (_, rows) = stats.answer(totals, budget).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.dimensions, r.metrics.first().and_then(serde_json::Value::as_u64).unwrap_or(0)))
+        .collect())
+}
+
+/// Turns the visitors in `columns` of each row into a percentage of `total(row)`, rounded to
+/// `decimals` (0 where the total is 0).
+pub fn to_shares(rows: &mut [Row], columns: &[usize], decimals: i32, total: impl Fn(&Row) -> u64) {
+    let scale = 10f64.powi(decimals);
+    for row in rows {
+        let total = total(row);
+        for &i in columns {
+            let part = row.metrics[i].as_u64().unwrap_or(0);
+            let share = if total == 0 { 0.0 } else { (part as f64 * 100.0 * scale / total as f64).round() / scale };
             row.metrics[i] = json!(share);
         }
     }
-    Ok((tier, rows))
 }

@@ -109,6 +109,11 @@ impl RegistryFile {
         Ok((file, snapshot))
     }
 
+    /// The stored site `domain` (normalised), to change.
+    pub(super) fn site_mut(&mut self, domain: &str) -> Result<&mut SiteRecord, RegistryError> {
+        self.sites.iter_mut().find(|s| s.domain == domain).ok_or_else(|| RegistryError::UnknownSite(domain.to_owned()))
+    }
+
     /// The file's bytes as written: pretty JSON and a final newline.
     pub(super) fn encode(&self, path: &Path) -> Result<Vec<u8>, RegistryError> {
         let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| RegistryError::Corrupt {

@@ -15,7 +15,7 @@ pub const MAX_GOALS: usize = 200;
 
 /// Checks a goal's fields.
 pub fn check(goal: &Goal) -> Result<(), RegistryError> {
-    let bad = |why: String| Err(RegistryError::InvalidGoal(why));
+    let bad = |why: String| Err(RegistryError::InvalidSetting(why));
     match goal {
         Goal::Event { event_name } if event_name.trim().is_empty() || event_name.chars().count() > MAX_GOAL_CHARS => {
             bad(format!("an event goal names an event of 1 to {MAX_GOAL_CHARS} characters"))
@@ -32,16 +32,12 @@ pub fn add_goal(data_dir: &Path, site: &str, goal: Goal) -> Result<(Goal, bool),
     check(&goal)?;
     let domain = normalize(site)?;
     let added = update_if(data_dir, |file, _| {
-        let record = file
-            .sites
-            .iter_mut()
-            .find(|s| s.domain == domain)
-            .ok_or_else(|| RegistryError::UnknownSite(domain.clone()))?;
+        let record = file.site_mut(&domain)?;
         if record.goals.contains(&goal) {
             return Ok((false, Outcome::Unchanged));
         }
         if record.goals.len() >= MAX_GOALS {
-            return Err(RegistryError::InvalidGoal(format!("a site has at most {MAX_GOALS} goals")));
+            return Err(RegistryError::InvalidSetting(format!("a site has at most {MAX_GOALS} goals")));
         }
         record.goals.push(goal.clone());
         Ok((true, Outcome::Changed))
@@ -53,15 +49,11 @@ pub fn add_goal(data_dir: &Path, site: &str, goal: Goal) -> Result<(Goal, bool),
 pub fn remove_goal(data_dir: &Path, site: &str, name: &str) -> Result<(), RegistryError> {
     let domain = normalize(site)?;
     update(data_dir, |file, _| {
-        let record = file
-            .sites
-            .iter_mut()
-            .find(|s| s.domain == domain)
-            .ok_or_else(|| RegistryError::UnknownSite(domain.clone()))?;
+        let record = file.site_mut(&domain)?;
         let before = record.goals.len();
         record.goals.retain(|g| g.name() != name);
         if record.goals.len() == before {
-            return Err(RegistryError::InvalidGoal(format!("site {domain} has no goal named `{name}`")));
+            return Err(RegistryError::InvalidSetting(format!("site {domain} has no goal named `{name}`")));
         }
         Ok(())
     })

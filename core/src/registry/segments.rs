@@ -16,17 +16,13 @@ const MAX_NAME_CHARS: usize = 200;
 pub fn add_segment(data_dir: &Path, site: &str, name: &str, filters: &str) -> Result<SavedSegment, RegistryError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return Err(RegistryError::InvalidGoal(format!("a segment's name has 1 to {MAX_NAME_CHARS} characters")));
+        return Err(RegistryError::InvalidSetting(format!("a segment's name has 1 to {MAX_NAME_CHARS} characters")));
     }
     let domain = normalize(site)?;
     update(data_dir, |file, _| {
-        let record = file
-            .sites
-            .iter_mut()
-            .find(|s| s.domain == domain)
-            .ok_or_else(|| RegistryError::UnknownSite(domain.clone()))?;
+        let record = file.site_mut(&domain)?;
         if record.segments.len() >= MAX_SEGMENTS {
-            return Err(RegistryError::InvalidGoal(format!("a site has at most {MAX_SEGMENTS} saved segments")));
+            return Err(RegistryError::InvalidSetting(format!("a site has at most {MAX_SEGMENTS} saved segments")));
         }
         let id = record.segments.iter().map(|s| s.id).max().unwrap_or(0) + 1;
         let segment = SavedSegment { id, name: name.to_owned(), filters: filters.to_owned() };
@@ -39,15 +35,11 @@ pub fn add_segment(data_dir: &Path, site: &str, name: &str, filters: &str) -> Re
 pub fn remove_segment(data_dir: &Path, site: &str, id: u32) -> Result<(), RegistryError> {
     let domain = normalize(site)?;
     update(data_dir, |file, _| {
-        let record = file
-            .sites
-            .iter_mut()
-            .find(|s| s.domain == domain)
-            .ok_or_else(|| RegistryError::UnknownSite(domain.clone()))?;
+        let record = file.site_mut(&domain)?;
         let before = record.segments.len();
         record.segments.retain(|s| s.id != id);
         if record.segments.len() == before {
-            return Err(RegistryError::InvalidGoal(format!("site {domain} has no segment {id}")));
+            return Err(RegistryError::InvalidSetting(format!("site {domain} has no segment {id}")));
         }
         Ok(())
     })

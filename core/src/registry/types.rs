@@ -156,9 +156,10 @@ pub enum RegistryError {
     /// No key has this id.
     #[error("there is no key {0}: `tally key list` shows the keys")]
     UnknownKey(String),
-    /// A goal or saved segment is malformed, missing, or one too many; the message says which.
+    /// A site's goal or saved segment is malformed, missing, or one too many; the message
+    /// says which.
     #[error("{0}")]
-    InvalidGoal(String),
+    InvalidSetting(String),
     /// A key was requested for no sites at all.
     #[error("a key needs at least one site")]
     NoSites,

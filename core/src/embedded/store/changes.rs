@@ -3,7 +3,7 @@
 //! while live traffic changes today.
 
 use crate::pipeline::flush::Flush;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{PoisonError, RwLock};
 use tally_model::breakdown::Grain;
 
@@ -18,14 +18,25 @@ impl Changes {
     /// Records the days `flush`, applied up to log offset `offset`, changed: every day one of
     /// its rollup rows falls on (a visit that goes on changes the day it began).
     pub fn note(&self, flush: &Flush, offset: u64) {
+        // The distinct days first, outside the lock.
+        let touched: Vec<(&str, BTreeSet<i64>)> = flush
+            .breakdowns
+            .iter()
+            .map(|((site, _), breakdown)| {
+                let changed = breakdown
+                    .rows()
+                    .map(|(key, _)| if key.grain == Grain::Hour { key.at.div_euclid(24) } else { key.at })
+                    .collect();
+                (site.as_str(), changed)
+            })
+            .collect();
         let mut days = self.days.write().unwrap_or_else(PoisonError::into_inner);
-        for ((site, _), breakdown) in &flush.breakdowns {
-            if !days.contains_key(site.as_str()) {
-                days.insert(site.clone(), BTreeMap::new());
+        for (site, changed) in touched {
+            if !days.contains_key(site) {
+                days.insert(site.to_owned(), BTreeMap::new());
             }
-            let Some(stamps) = days.get_mut(site.as_str()) else { continue };
-            for (key, _) in breakdown.rows() {
-                let day = if key.grain == Grain::Hour { key.at.div_euclid(24) } else { key.at };
+            let Some(stamps) = days.get_mut(site) else { continue };
+            for day in changed {
                 stamps.insert(day, offset);
             }
         }
