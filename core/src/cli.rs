@@ -332,13 +332,20 @@ enum SiteCommand {
     },
 }
 
+/// The site a goal or segment command works on, and its data directory.
+#[derive(Debug, Args)]
+struct SiteData {
+    /// The site.
+    #[arg(long)]
+    site: String,
+    #[command(flatten)]
+    data: DataDir,
+}
+
 #[derive(Debug, Subcommand)]
 enum SegmentCommand {
     /// Save a segment: a name and Stats API filters (a JSON list); prints its id.
     Add {
-        /// The site.
-        #[arg(long)]
-        site: String,
         /// The segment's name.
         #[arg(long)]
         name: String,
@@ -346,25 +353,19 @@ enum SegmentCommand {
         #[arg(long)]
         filters: String,
         #[command(flatten)]
-        data: DataDir,
+        of: SiteData,
     },
     /// List a site's segments: id, name, filters.
     List {
-        /// The site.
-        #[arg(long)]
-        site: String,
         #[command(flatten)]
-        data: DataDir,
+        of: SiteData,
     },
     /// Remove a segment by its id.
     Remove {
-        /// The site.
-        #[arg(long)]
-        site: String,
         /// The segment's id, as `tally segment list` shows it.
         id: u32,
         #[command(flatten)]
-        data: DataDir,
+        of: SiteData,
     },
 }
 
@@ -373,9 +374,6 @@ enum GoalCommand {
     /// Add a goal: a custom event (--event NAME) or a page path (--page /pattern, `*` for one
     /// path segment, `**` for any).
     Add {
-        /// The site.
-        #[arg(long)]
-        site: String,
         /// The custom event's name.
         #[arg(long, conflicts_with = "page", required_unless_present = "page")]
         event: Option<String>,
@@ -383,25 +381,19 @@ enum GoalCommand {
         #[arg(long)]
         page: Option<String>,
         #[command(flatten)]
-        data: DataDir,
+        of: SiteData,
     },
     /// List a site's goals: name, type, event or path.
     List {
-        /// The site.
-        #[arg(long)]
-        site: String,
         #[command(flatten)]
-        data: DataDir,
+        of: SiteData,
     },
     /// Remove a goal by its name (`Signup`, `Visit /blog/**`).
     Remove {
-        /// The site.
-        #[arg(long)]
-        site: String,
         /// The goal's name, as `tally goal list` shows it.
         name: String,
         #[command(flatten)]
-        data: DataDir,
+        of: SiteData,
     },
 }
 
@@ -534,7 +526,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(out, "      and send events to POST /api/event with \"domain\":\"{}\"", site.domain)?;
             Ok(())
         }
-        Command::Goal(GoalCommand::Add { site, event, page, data }) => {
+        Command::Goal(GoalCommand::Add { event, page, of: SiteData { site, data } }) => {
             let goal = match (event, page) {
                 (Some(event_name), None) => registry::Goal::Event { event_name },
                 (None, Some(page_path)) => registry::Goal::Page { page_path },
@@ -549,7 +541,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             Ok(())
         }
-        Command::Segment(SegmentCommand::Add { site, name, filters, data }) => {
+        Command::Segment(SegmentCommand::Add { name, filters, of: SiteData { site, data } }) => {
             let filters = crate::query::saved_segments::check(&filters).map_err(anyhow::Error::msg)?;
             let segment = registry::add_segment(&data.data_dir, &site, &name, &filters)?;
             writeln!(std::io::stdout().lock(), "{}", segment.id)?;
@@ -561,7 +553,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             Ok(())
         }
-        Command::Segment(SegmentCommand::List { site, data }) => {
+        Command::Segment(SegmentCommand::List { of: SiteData { site, data } }) => {
             let site = registered_site(&data.data_dir, &site)?;
             let mut out = std::io::stdout().lock();
             for segment in &site.segments {
@@ -569,12 +561,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Segment(SegmentCommand::Remove { site, id, data }) => {
+        Command::Segment(SegmentCommand::Remove { id, of: SiteData { site, data } }) => {
             registry::remove_segment(&data.data_dir, &site, id)?;
             writeln!(std::io::stderr().lock(), "segment {id} removed from {site}")?;
             Ok(())
         }
-        Command::Goal(GoalCommand::List { site, data }) => {
+        Command::Goal(GoalCommand::List { of: SiteData { site, data } }) => {
             let site = registered_site(&data.data_dir, &site)?;
             let mut out = std::io::stdout().lock();
             for goal in &site.goals {
@@ -585,7 +577,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Goal(GoalCommand::Remove { site, name, data }) => {
+        Command::Goal(GoalCommand::Remove { name, of: SiteData { site, data } }) => {
             registry::remove_goal(&data.data_dir, &site, &name)?;
             writeln!(std::io::stderr().lock(), "goal `{name}` removed from {site}")?;
             Ok(())
