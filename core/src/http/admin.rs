@@ -5,6 +5,7 @@
 //! 401, as on the Stats API, and both count against the key's rate limit.
 
 use super::AppState;
+use super::answers::{ErrorBody, GoalView, GoalsAnswer, SiteView, SitesAnswer};
 use super::auth::{authenticate, require_admin};
 use super::body::read_bounded;
 use super::error::ApiError;
@@ -14,13 +15,12 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 /// The largest body `POST /api/v1/sites` takes (a larger one is a 413).
 pub const MAX_SITES_BODY_BYTES: usize = 64 * 1024;
 
 /// The body of `POST /api/v1/sites`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct NewSite {
     /// The site's domain, normalised as by `tally site add`.
     pub domain: String,
@@ -30,16 +30,29 @@ pub struct NewSite {
 }
 
 /// The sites an admin key may read: `{"sites": [{"domain": …, "timezone": …}]}`, by domain.
-pub async fn list_sites(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/sites", tag = "sites", security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The sites the key may administer", body = SitesAnswer),
+        (status = 401, description = "No key, an unknown key or an expired one", body = ErrorBody),
+        (status = 403, description = "A stats key", body = ErrorBody),
+    ))]
+pub async fn list_sites(State(app): State<AppState>, headers: HeaderMap) -> Result<Json<SitesAnswer>, ApiError> {
     let registry = app.registry.snapshot();
     let key = admin_key(&app, &registry, &headers)?;
-    let sites: Vec<Value> = key.sites.iter().filter_map(|domain| registry.site(domain)).map(site_json).collect();
-    Ok(Json(json!({ "sites": sites })))
+    let sites = key.sites.iter().filter_map(|domain| registry.site(domain)).map(site_view).collect();
+    Ok(Json(SitesAnswer { sites }))
 }
 
 /// Registers a site (the checks of `tally site add`) and adds it to the calling admin key's
 /// scope in one registry write; answers the site.
-pub async fn add_site(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(post, path = "/api/v1/sites", tag = "sites", security(("api_key" = [])), request_body = NewSite,
+    responses(
+        (status = 200, description = "The site, registered and added to the key's sites", body = SiteView),
+        (status = 400, description = "A bad domain or time zone, or a site that exists", body = ErrorBody),
+        (status = 401, description = "No key, an unknown key or an expired one", body = ErrorBody),
+        (status = 403, description = "A stats key", body = ErrorBody),
+    ))]
+pub async fn add_site(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<SiteView>, ApiError> {
     let key_id = {
         let registry = app.registry.snapshot();
         admin_key(&app, &registry, &headers)?.id.clone()
@@ -54,7 +67,7 @@ pub async fn add_site(State(app): State<AppState>, headers: HeaderMap, body: Bod
     .await
     .map_err(|e| ApiError::Internal(anyhow::anyhow!("adding a site stopped: {e}")))?;
     match added {
-        Ok(site) => Ok(Json(site_json(&site))),
+        Ok(site) => Ok(Json(site_view(&site))),
         Err(
             e @ (RegistryError::InvalidDomain(_) | RegistryError::UnknownTimezone(_) | RegistryError::SiteExists(_)),
         ) => Err(ApiError::BadRequest(e.to_string())),
@@ -72,7 +85,7 @@ pub struct SiteParam {
 }
 
 /// The body of `PUT /api/v1/sites/goals`, as Plausible's Sites API takes it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGoal {
     /// The site.
@@ -88,19 +101,35 @@ pub struct NewGoal {
 }
 
 /// A site's goals: `{"goals": [{"id": name, "goal_type": …, "event_name"|"page_path": …, "display_name": …}]}`.
+#[utoipa::path(get, path = "/api/v1/sites/goals", tag = "sites", security(("api_key" = [])),
+    params(("site_id" = String, Query, description = "The site's domain")),
+    responses(
+        (status = 200, description = "The site's goals", body = GoalsAnswer),
+        (status = 401, description = "No key, an unknown key or an expired one", body = ErrorBody),
+        (status = 403, description = "A stats key", body = ErrorBody),
+        (status = 404, description = "No such site, or not the key's", body = ErrorBody),
+    ))]
 pub async fn list_goals(
     State(app): State<AppState>,
     axum::extract::Query(param): axum::extract::Query<SiteParam>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<GoalsAnswer>, ApiError> {
     let registry = app.registry.snapshot();
     let key = admin_key(&app, &registry, &headers)?;
     let site = super::auth::authorize(&registry, key, &param.site_id)?;
-    Ok(Json(json!({ "goals": site.goals.iter().map(goal_json).collect::<Vec<_>>() })))
+    Ok(Json(GoalsAnswer { goals: site.goals.iter().map(goal_view).collect() }))
 }
 
 /// Finds or creates a goal of a site the admin key may read; answers it (200 either way).
-pub async fn put_goal(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(put, path = "/api/v1/sites/goals", tag = "sites", security(("api_key" = [])), request_body = NewGoal,
+    responses(
+        (status = 200, description = "The goal, found or created", body = GoalView),
+        (status = 400, description = "A malformed goal, or over 200 goals", body = ErrorBody),
+        (status = 401, description = "No key, an unknown key or an expired one", body = ErrorBody),
+        (status = 403, description = "A stats key", body = ErrorBody),
+        (status = 404, description = "No such site, or not the key's", body = ErrorBody),
+    ))]
+pub async fn put_goal(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<GoalView>, ApiError> {
     let (domain, goal) = {
         let registry = app.registry.snapshot();
         let key = admin_key(&app, &registry, &headers)?;
@@ -124,22 +153,19 @@ pub async fn put_goal(State(app): State<AppState>, headers: HeaderMap, body: Bod
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("adding a goal stopped: {e}")))?;
     match added {
-        Ok((goal, _)) => Ok(Json(goal_json(&goal))),
+        Ok((goal, _)) => Ok(Json(goal_view(&goal))),
         Err(e @ RegistryError::InvalidSetting(_)) => Err(ApiError::BadRequest(e.to_string())),
         Err(e) => Err(ApiError::Internal(e.into())),
     }
 }
 
 /// A goal as the Sites API shows it (its id is its name, which answers use).
-fn goal_json(goal: &Goal) -> Value {
-    match goal {
-        Goal::Event { event_name } => {
-            json!({"id": goal.name(), "goal_type": "event", "event_name": event_name, "display_name": goal.name()})
-        }
-        Goal::Page { page_path } => {
-            json!({"id": goal.name(), "goal_type": "page", "page_path": page_path, "display_name": goal.name()})
-        }
-    }
+fn goal_view(goal: &Goal) -> GoalView {
+    let (goal_type, event_name, page_path) = match goal {
+        Goal::Event { event_name } => ("event", Some(event_name.clone()), None),
+        Goal::Page { page_path } => ("page", None, Some(page_path.clone())),
+    };
+    GoalView { id: goal.name(), goal_type: goal_type.into(), event_name, page_path, display_name: goal.name() }
 }
 
 /// The request's key if it is valid, within its rate limit and an admin key.
@@ -157,6 +183,6 @@ fn admin_key<'a>(
 }
 
 /// A site as the Sites API shows it.
-fn site_json(site: &Site) -> Value {
-    json!({ "domain": site.domain, "timezone": site.timezone_name })
+fn site_view(site: &Site) -> SiteView {
+    SiteView { domain: site.domain.clone(), timezone: site.timezone_name.clone() }
 }

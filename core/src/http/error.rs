@@ -5,7 +5,6 @@ use crate::query::limits::OverBudget;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 /// An error answer of the API.
 #[non_exhaustive]
@@ -152,7 +151,8 @@ impl IntoResponse for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        let mut response = (status, Json(json!({ "error": self.to_string(), "code": self.code() }))).into_response();
+        let body = super::answers::ErrorBody { error: self.to_string(), code: self.code().into() };
+        let mut response = (status, Json(body)).into_response();
         if matches!(self, ApiError::BodyTimeout) {
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

@@ -18,6 +18,17 @@ use tally_model::reject::Rejection;
 use tally_model::visitor::visitor_id;
 
 /// Handles one ingest request.
+#[utoipa::path(post, path = "/api/event", tag = "ingest",
+    request_body(description = "One event or an array of up to 25 (`text/plain` avoids a CORS preflight)",
+        content((Vec<super::answers::EventPayload> = "application/json"), (Vec<super::answers::EventPayload> = "text/plain"))),
+    responses(
+        (status = 202, description = "`ok`: every event is in the event log; `X-Tally-Accepted` counts them and `X-Tally-Dropped` lists the reasons of dropped ones", body = String, content_type = "text/plain"),
+        (status = 400, description = "A body that is no event (`invalid_json`, `not_an_event`, `bad_batch_size`, …)", body = super::answers::IngestRefusal),
+        (status = 413, description = "A body over 64 KiB", body = super::answers::IngestRefusal),
+        (status = 415, description = "A content type other than JSON or text", body = super::answers::IngestRefusal),
+        (status = 429, description = "Over the client's or the site's rate limit (see `Retry-After`)", body = super::answers::IngestRefusal),
+        (status = 503, description = "The event log cannot be written; retry", body = super::answers::IngestRefusal),
+    ))]
 pub async fn event(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

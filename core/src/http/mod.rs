@@ -1,6 +1,7 @@
 //! The HTTP API: the public ingest endpoint and the key-protected query API, on one router.
 
 pub mod admin;
+pub mod answers;
 pub mod auth;
 pub mod body;
 pub mod csv_export;
@@ -8,6 +9,7 @@ pub mod error;
 pub mod ingest;
 pub mod ingest_limit;
 pub mod listen;
+pub mod openapi;
 pub mod query;
 pub mod query_gate;
 pub mod rate_limit;
@@ -127,7 +129,7 @@ pub fn query_cache(bytes: u64) -> QueryCache {
 
 /// The router: `POST /api/event` (public, CORS; only with ingest state), `POST /api/v2/query`,
 /// `GET /api/v2/drops` (bearer key), `GET` and `POST /api/v1/sites` (admin key),
-/// `GET /api/health`.
+/// `GET /api/health`, `GET /api/openapi.json`.
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
     if state.ingest.is_some() {
@@ -140,5 +142,6 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sites", get(admin::list_sites).post(admin::add_site))
         .route("/api/v1/sites/goals", get(admin::list_goals).put(admin::put_goal))
         .route("/api/health", get(query::health))
+        .route("/api/openapi.json", get(openapi::openapi_json))
         .with_state(state)
 }

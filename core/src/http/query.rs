@@ -1,5 +1,6 @@
 //! `POST /api/v2/query`, `GET /api/v2/drops` and `GET /api/health`.
 
+use super::answers::{DropsAnswer, ErrorBody, PageEcho, QueryAnswer, QueryEcho, QueryMeta};
 use super::auth::{authenticate, authorize};
 use super::body::read_bounded;
 use super::error::ApiError;
@@ -19,6 +20,21 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// Answers a Stats API v2 query for a site the caller's key may read.
+#[utoipa::path(post, path = "/api/v2/query", tag = "stats", security(("api_key" = [])),
+    request_body = QueryRequest,
+    params(("format" = Option<String>, Query, description = "`csv` for a CSV answer (as `Accept: text/csv`)")),
+    responses(
+        (status = 200, description = "The answer (JSON, or CSV when asked)",
+            content((QueryAnswer = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "A malformed query; the message says what to fix", body = ErrorBody),
+        (status = 401, description = "No key, an unknown key or an expired one", body = ErrorBody),
+        (status = 404, description = "No such site, or not the key's", body = ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 422, description = "The query would take more groups or time than allowed", body = ErrorBody),
+        (status = 429, description = "The key is over its rate limit (see `Retry-After`)", body = ErrorBody),
+        (status = 503, description = "Every query turn is taken (see `Retry-After`)", body = ErrorBody),
+    ))]
 pub async fn query(
     State(app): State<AppState>,
     UrlQuery(params): UrlQuery<QueryParams>,
@@ -96,33 +112,28 @@ pub async fn query(
     }
     let query = &key.0;
     let [first, last] = crate::query::date_range::echo(&query.buckets, &site.timezone);
-    let mut meta = json!({
-        "time_zone": site.timezone_name,
-        "data_complete_until": fresh.until_ms.map_or(Value::Null, complete_until),
-        "log_offset_applied": fresh.offset,
-        "tier": cached.tier,
-        "cache": if hit { "hit" } else { "miss" },
-    });
-    if query.include.imports {
-        meta["imports_included"] = json!(false);
-        meta["imports_skip_reason"] = json!("no_imported_data");
-    }
-    if query.include.time_labels {
-        meta["time_labels"] = json!(crate::query::exec::time_labels(query).unwrap_or_default());
-    }
-    if query.include.total_rows {
-        meta["total_rows"] = json!(cached.total_rows);
-    }
-    let echo = json!({
-        "site_id": site.domain,
-        "metrics": request.metrics,
-        "date_range": [first, last],
-        "dimensions": request.dimensions,
-        "filters": asked_filters,
-        "order_by": request.order_by,
-        "include": request.include,
-        "pagination": { "limit": query.limit, "offset": query.offset },
-    });
+    let meta = QueryMeta {
+        time_zone: site.timezone_name.clone(),
+        data_complete_until: Some(fresh.until_ms.and_then(complete_until)),
+        log_offset_applied: fresh.offset,
+        tier: Some(cached.tier),
+        cache: Some(if hit { "hit" } else { "miss" }.into()),
+        realtime: None,
+        imports_included: query.include.imports.then_some(false),
+        imports_skip_reason: query.include.imports.then(|| "no_imported_data".into()),
+        time_labels: query.include.time_labels.then(|| crate::query::exec::time_labels(query).unwrap_or_default()),
+        total_rows: query.include.total_rows.then_some(cached.total_rows),
+    };
+    let echo = QueryEcho {
+        site_id: site.domain.clone(),
+        metrics: request.metrics.clone(),
+        date_range: [first, last],
+        dimensions: request.dimensions.clone(),
+        filters: asked_filters,
+        order_by: Some(request.order_by.clone()),
+        include: Some(request.include.clone()),
+        pagination: Some(PageEcho { limit: query.limit, offset: query.offset }),
+    };
     // The rows as cached, the rest around them: `{"results":…,"meta":…,"query":…}`.
     let mut answer = Vec::with_capacity(cached.results.len() + 512);
     answer.extend_from_slice(b"{\"results\":");
@@ -156,11 +167,19 @@ pub struct DropsParams {
 
 /// Counts of dropped events per reason, for a site the key may read. Without `site_id`, the
 /// counts of drops that named no registered site (any valid key may read those totals).
+#[utoipa::path(get, path = "/api/v2/drops", tag = "stats", security(("api_key" = [])),
+    params(("site_id" = Option<String>, Query, description = "The site; absent for drops that named no registered site")),
+    responses(
+        (status = 200, description = "Dropped events by reason", body = DropsAnswer),
+        (status = 401, description = "No key, an unknown key or an expired one", body = ErrorBody),
+        (status = 404, description = "No such site, or not the key's", body = ErrorBody),
+        (status = 429, description = "The key is over its rate limit", body = ErrorBody),
+    ))]
 pub async fn drops(
     State(app): State<AppState>,
     headers: HeaderMap,
     UrlQuery(params): UrlQuery<DropsParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DropsAnswer>, ApiError> {
     let registry = app.registry.snapshot();
     let key = authenticate(&registry, &headers)?;
     if let Some(limit) = &app.key_rate {
@@ -171,11 +190,16 @@ pub async fn drops(
         None => String::new(),
     };
     let counts = app.stats.drops(&site).await?;
-    Ok(Json(json!({ "site_id": params.site_id.map(|_| site), "drops": counts })))
+    Ok(Json(DropsAnswer { site_id: params.site_id.map(|_| site), drops: counts }))
 }
 
 /// Whether the store answers (503 when it does not) and, for the embedded store, how far
 /// aggregation has come.
+#[utoipa::path(get, path = "/api/health", tag = "operations",
+    responses(
+        (status = 200, description = "`{\"status\": \"ok\", …}`: the store answers; the log head, applied offset and lag; the answer cache's hits, misses, hit ratio, entries and bytes", body = Object),
+        (status = 503, description = "`{\"status\": \"failing\", \"error\": …}`: a store or the log cannot be written or read", body = Object),
+    ))]
 pub async fn health(State(app): State<AppState>) -> Result<Response, ApiError> {
     let mut body = app.stats.health().await?;
     let (hits, misses) = (

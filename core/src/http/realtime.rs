@@ -3,11 +3,11 @@
 //! ([`crate::embedded::recent`]), seconds old. They answer `visitors`, `pageviews` and `events`,
 //! unfiltered, in all or by `time:minute`; nothing is cached.
 
+use super::answers::{MetricValue, QueryAnswer, QueryEcho, QueryMeta, ResultRow};
 use super::error::ApiError;
 use crate::embedded::recent::{RealtimeCounts, RecentEvents};
 use crate::query::{QueryRequest, date_range};
 use crate::registry::Site;
-use serde_json::{Value, json};
 
 /// The minutes a realtime `date_range` covers, if it is one.
 pub fn minutes(request: &QueryRequest) -> Option<i64> {
@@ -25,7 +25,7 @@ pub fn answer(
     recent: Option<&RecentEvents>,
     minutes: i64,
     now: jiff::Timestamp,
-) -> Result<Value, ApiError> {
+) -> Result<QueryAnswer, ApiError> {
     let bad = |m: String| Err(ApiError::BadRequest(m));
     let Some(recent) = recent else {
         return bad("realtime counts the live events of `tally serve`; `tally query` cannot answer it yet".into());
@@ -48,28 +48,46 @@ pub fn answer(
     let since = now_ms - minutes * 60_000;
     let counts = recent.counts(&site.domain, since, by_minute);
     let metric = |c: &RealtimeCounts, name: &str| match name {
-        "visitors" => json!(c.visitors),
-        "pageviews" => json!(c.pageviews),
-        _ => json!(c.events),
+        "visitors" => c.visitors,
+        "pageviews" => c.pageviews,
+        _ => c.events,
     };
-    let row = |c: &RealtimeCounts| -> Vec<Value> { request.metrics.iter().map(|m| metric(c, m)).collect() };
-    let results: Vec<Value> = if by_minute {
-        counts.iter().map(|(at, c)| json!({"metrics": row(c), "dimensions": [local(site, *at, false)]})).collect()
+    let row = |c: &RealtimeCounts, dimensions: Vec<String>| ResultRow {
+        metrics: request.metrics.iter().map(|m| Some(MetricValue::Number(metric(c, m).into()))).collect(),
+        dimensions,
+        comparison: None,
+    };
+    let results: Vec<ResultRow> = if by_minute {
+        counts.iter().map(|(at, c)| row(c, vec![local(site, *at, false)])).collect()
     } else {
         let all = counts.values().next().copied().unwrap_or_default();
-        vec![json!({"metrics": row(&all), "dimensions": []})]
+        vec![row(&all, Vec::new())]
     };
-    Ok(json!({
-        "results": results,
-        "meta": {"time_zone": site.timezone_name, "realtime": true},
-        "query": {
-            "site_id": site.domain,
-            "metrics": request.metrics,
-            "date_range": [local(site, since, true), local(site, now_ms, true)],
-            "dimensions": request.dimensions,
-            "filters": request.filters,
+    Ok(QueryAnswer {
+        results,
+        meta: QueryMeta {
+            time_zone: site.timezone_name.clone(),
+            data_complete_until: None,
+            log_offset_applied: None,
+            tier: None,
+            cache: None,
+            realtime: Some(true),
+            imports_included: None,
+            imports_skip_reason: None,
+            time_labels: None,
+            total_rows: None,
         },
-    }))
+        query: QueryEcho {
+            site_id: site.domain.clone(),
+            metrics: request.metrics.clone(),
+            date_range: [local(site, since, true), local(site, now_ms, true)],
+            dimensions: request.dimensions.clone(),
+            filters: request.filters.clone(),
+            order_by: None,
+            include: None,
+            pagination: None,
+        },
+    })
 }
 
 /// `ms` on the site's wall clock: a minute's label, or an ISO date-time with its offset.

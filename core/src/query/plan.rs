@@ -8,7 +8,7 @@ use serde::Serialize;
 use tally_model::breakdown::Slot;
 
 /// A tier of the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
     /// Per-dimension rollups: time proportional to distinct values, not events.

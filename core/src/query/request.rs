@@ -16,7 +16,7 @@ use tally_model::rollup::Bucket;
 pub const MAX_LIMIT: usize = 10_000;
 
 /// The request body, as Plausible's Stats API v2 defines it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
     /// The site's domain.
@@ -24,6 +24,7 @@ pub struct QueryRequest {
     /// Metric names.
     pub metrics: Vec<String>,
     /// A preset (`"day"`, `"7d"`, …) or `[from, to]` ISO dates.
+    #[schema(schema_with = date_range_schema)]
     pub date_range: Value,
     /// Dimension names.
     #[serde(default)]
@@ -31,6 +32,7 @@ pub struct QueryRequest {
     /// Filters: `[operator, dimension, [values…], {modifiers}]`, `["and" | "or", [filters]]`
     /// or `["not", filter]`, combined with AND.
     #[serde(default)]
+    #[schema(value_type = Vec<Vec<Object>>)]
     pub filters: Vec<Value>,
     /// `[[metric or dimension, "asc" | "desc"], …]`.
     #[serde(default)]
@@ -38,14 +40,28 @@ pub struct QueryRequest {
     /// What to add to the answer: `time_labels`, `total_rows`, `comparisons` (and `imports`,
     /// which Tally has none of).
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub include: Option<Value>,
     /// `{ "limit": n, "offset": n }`.
     #[serde(default)]
     pub pagination: Option<Pagination>,
 }
 
+/// `date_range`'s schema: a preset name or two ISO dates or date-times.
+fn date_range_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    OneOfBuilder::new()
+        .item(text().description(Some(
+            "day, 24h, 7d, 28d, 30d, 91d (any Nd), 6mo, 12mo (any Nmo), month, year, all, realtime, 30m",
+        )))
+        .item(ArrayBuilder::new().items(text()).min_items(Some(2)).max_items(Some(2)))
+        .build()
+        .into()
+}
+
 /// Result paging.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Pagination {
     /// Rows to return (at most [`MAX_LIMIT`]).

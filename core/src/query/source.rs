@@ -6,7 +6,7 @@ use super::exec::Row;
 use super::limits::WorkBudget;
 use super::plan::Tier;
 use super::request::Query;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -50,7 +50,8 @@ pub trait StatsSource: Send + Sync {
     fn health(&self) -> Pending<'_, Value>;
 }
 
-/// An arrival time as the `data_complete_until` of an answer (null before the first event).
-pub fn complete_until(ms: i64) -> Value {
-    jiff::Timestamp::from_millisecond(ms).ok().filter(|_| ms > 0).map_or(Value::Null, |t| json!(t.to_string()))
+/// An arrival time as the `data_complete_until` of an answer (`None`: null, before the first
+/// event).
+pub fn complete_until(ms: i64) -> Option<String> {
+    jiff::Timestamp::from_millisecond(ms).ok().filter(|_| ms > 0).map(|t| t.to_string())
 }
