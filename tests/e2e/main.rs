@@ -5,6 +5,7 @@
 
 mod auth;
 mod bad_input;
+mod conformance;
 mod cache;
 mod cli_while_serving;
 mod crash_recovery;

@@ -144,7 +144,7 @@ pub struct QueryEcho {
     /// The dimensions asked.
     pub dimensions: Vec<String>,
     /// The filters as asked (saved segments not expanded).
-    #[schema(value_type = Vec<Object>)]
+    #[schema(schema_with = crate::query::request::filters_schema)]
     pub filters: Vec<Value>,
     /// The order asked (`null`: the default order).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -32,7 +32,7 @@ pub struct QueryRequest {
     /// Filters: `[operator, dimension, [values…], {modifiers}]`, `["and" | "or", [filters]]`
     /// or `["not", filter]`, combined with AND.
     #[serde(default)]
-    #[schema(value_type = Vec<Vec<Object>>)]
+    #[schema(schema_with = filters_schema)]
     pub filters: Vec<Value>,
     /// `[[metric or dimension, "asc" | "desc"], …]`.
     #[serde(default)]
@@ -58,6 +58,15 @@ fn date_range_schema() -> utoipa::openapi::schema::Schema {
         .item(ArrayBuilder::new().items(text()).min_items(Some(2)).max_items(Some(2)))
         .build()
         .into()
+}
+
+/// `filters`' schema: a list of filter expressions, each a JSON array.
+pub fn filters_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, Type};
+    let expression = ArrayBuilder::new().description(Some(
+        "[operator, dimension, [values], {\"case_sensitive\": false}?], [\"and\"|\"or\", [filters]] or [\"not\", filter]",
+    ));
+    ArrayBuilder::new().items(expression).schema_type(Type::Array).build().into()
 }
 
 /// Result paging.
