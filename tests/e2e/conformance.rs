@@ -84,7 +84,11 @@ fn python() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/tally-moto"));
     let python = venv.join("bin/python");
-    assert!(python.exists(), "{} is missing: run ./scripts/test once (it installs the Python checkers)", python.display());
+    assert!(
+        python.exists(),
+        "{} is missing: run ./scripts/test once (it installs the Python checkers)",
+        python.display()
+    );
     python
 }
 
@@ -147,6 +151,11 @@ async fn plausible_examples_answer_in_the_documented_shapes_and_validate_against
     for goal in [["--event", "Signup"], ["--event", "Purchase"], ["--page", "/blog/*"]] {
         tally_ok(&["goal", "add", "--site", SITE, goal[0], goal[1], "--data-dir", data]);
     }
+    // Segment 1, which an example filters by.
+    let segment = json!([["is", "visit:source", ["Hacker News"]]]).to_string();
+    let id =
+        tally_ok(&["segment", "add", "--site", SITE, "--name", "From HN", "--filters", &segment, "--data-dir", data]);
+    assert_eq!(id.trim(), "1");
     let file = dir.path().join("traffic.ndjson");
     std::fs::write(&file, traffic()).unwrap();
     tally_ok(&["import", file.to_str().unwrap(), "--data-dir", data, "--no-progress"]);
@@ -158,7 +167,9 @@ async fn plausible_examples_answer_in_the_documented_shapes_and_validate_against
         client.get(format!("{}/api/openapi.json", server.base())).send().await.unwrap().json().await.unwrap();
     let mut recorded = Vec::new();
     let mut record = |method: &str, path: &str, status: u16, content_type: &str, body: Value| {
-        recorded.push(json!({"method": method, "path": path, "status": status, "content_type": content_type, "body": body}));
+        recorded.push(
+            json!({"method": method, "path": path, "status": status, "content_type": content_type, "body": body}),
+        );
     };
 
     let mut failures = Vec::new();
@@ -168,8 +179,13 @@ async fn plausible_examples_answer_in_the_documented_shapes_and_validate_against
     for example in &examples {
         let name = example["name"].as_str().unwrap();
         let request = &example["request"];
-        let response =
-            client.post(format!("{}/api/v2/query", server.base())).bearer_auth(&key).json(request).send().await.unwrap();
+        let response = client
+            .post(format!("{}/api/v2/query", server.base()))
+            .bearer_auth(&key)
+            .json(request)
+            .send()
+            .await
+            .unwrap();
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap();
         record("post", "/api/v2/query", status, "application/json", body.clone());

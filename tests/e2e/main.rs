@@ -5,9 +5,9 @@
 
 mod auth;
 mod bad_input;
-mod conformance;
 mod cache;
 mod cli_while_serving;
+mod conformance;
 mod crash_recovery;
 mod date_ranges;
 mod disk_full;

@@ -55,7 +55,7 @@ const REFERRERS: [(&str, &str, &str, &str); 3] = [
     ("https://www.google.com/", "Google", "google.com", "Organic Search"),
     ("https://news.ycombinator.com/item?id=1", "Hacker News", "news.ycombinator.com/item", "Organic Social"),
 ];
-const DIMENSIONS: [&str; 15] = [
+const DIMENSIONS: [&str; 17] = [
     "visit:channel",
     "visit:region",
     "visit:city",
@@ -71,7 +71,11 @@ const DIMENSIONS: [&str; 15] = [
     "visit:entry_page",
     "visit:entry_page_hostname",
     "visit:referrer",
+    "visit:country_name",
+    "visit:city_name",
 ];
+/// The countries' names, as `visit:country_name` shows them.
+const COUNTRY_NAMES: [&str; 3] = ["Germany", "India", "Canada"];
 /// Dimensions only the rollups hold (visit metrics, unfiltered, one at a time).
 const EXIT_DIMENSIONS: [&str; 2] = ["visit:exit_page", "visit:exit_page_hostname"];
 const VISIT_METRICS: [&str; 6] =
@@ -238,7 +242,8 @@ fn value(dimension: &str, site: &str, event: &Raw, entry: &Raw) -> String {
         "event:hostname" => site.into(),
         "visit:country" => COUNTRIES[entry.country].into(),
         "visit:region" => PLACES[entry.country][entry.place].1.into(),
-        "visit:city" => PLACES[entry.country][entry.place].2.into(),
+        "visit:city" | "visit:city_name" => PLACES[entry.country][entry.place].2.into(),
+        "visit:country_name" => COUNTRY_NAMES[entry.country].into(),
         "visit:source" => REFERRERS[entry.referrer].1.into(),
         "visit:browser" => AGENTS[entry.agent].1.into(),
         "visit:os" => AGENTS[entry.agent].2.into(),
@@ -593,8 +598,9 @@ fn brute_comparison(
 
 /// One comparison of every operator, with or without case.
 fn random_leaf(rng: &mut Rng) -> Cond {
-    let (dim, candidates): (&'static str, Vec<&str>) = match rng.below(5) {
+    let (dim, candidates): (&'static str, Vec<&str>) = match rng.below(6) {
         0 => ("event:page", PAGES.to_vec()),
+        5 => ("visit:country_name", COUNTRY_NAMES.to_vec()),
         1 => ("visit:country", COUNTRIES.to_vec()),
         4 => {
             let mut cities: Vec<&str> = PLACES.iter().flatten().map(|p| p.2).filter(|c| !c.is_empty()).collect();
@@ -608,7 +614,9 @@ fn random_leaf(rng: &mut Rng) -> Cond {
     let any_case = rng.below(3) == 0;
     let value = match op {
         "contains" | "contains_not" => (*rng.pick(&["o", "E", "/"])).to_owned(),
-        "matches" | "matches_not" => (*rng.pick(&["^/p", "[0-9]$", "^(DE|FR)$", "o.", "^$"])).to_owned(),
+        "matches" | "matches_not" => {
+            (*rng.pick(&["^/p", "[0-9]$", "^(DE|FR)$", "o.", "^$", "^(Germany|Canada)$"])).to_owned()
+        }
         _ => (*rng.pick(&candidates)).to_owned(),
     };
     let value = if any_case && rng.below(2) == 0 { value.to_uppercase() } else { value };
@@ -704,7 +712,7 @@ async fn both_tiers_equal_brute_force_across_zones() {
     let mut rows_compared = 0;
     let mut revenue_rows = 0;
     let mut compared = 0;
-    for round in 0..300 {
+    for round in 0..500 {
         let (site, zone, events, key, _) = &sites[round % sites.len()];
         let ask = random_ask(&mut rng, &days);
         let response = client

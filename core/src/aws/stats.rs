@@ -60,7 +60,7 @@ impl RollupRead for LoadedSlot {
 /// The slot a rollup query reads (as `execute_rollups` picks it).
 fn slot_of(query: &Query) -> Slot {
     let slot = query.groupings.iter().find_map(|g| match g {
-        Grouping::Dim(d) => Some(Slot::Of(*d)),
+        Grouping::Dim(d) | Grouping::Name(d) => Some(Slot::Of(*d)),
         Grouping::Prop(_) => Some(Slot::Props),
         _ => None,
     });

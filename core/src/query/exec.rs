@@ -44,7 +44,12 @@ pub fn finish(query: &Query, mut groups: Vec<Group>) -> Vec<Row> {
             dimensions: group
                 .labels
                 .into_iter()
-                .map(|label| if label.is_empty() { NOT_SET.to_owned() } else { label })
+                .zip(&query.groupings)
+                .map(|(label, grouping)| match grouping {
+                    _ if label.is_empty() => NOT_SET.to_owned(),
+                    Grouping::Name(d) => super::place_names::display(*d, &label).into_owned(),
+                    _ => label,
+                })
                 .collect(),
         })
         .collect();

@@ -21,6 +21,9 @@ pub const NO_PROP: &str = "(none)";
 pub enum Field {
     /// A dimension.
     Dim(Dimension),
+    /// A location dimension's `_name` form ([`super::place_names`]): the dimension's values,
+    /// compared by name.
+    Name(Dimension),
     /// `event:props:<name>`; an event without the prop has the value [`NO_PROP`].
     Prop(String),
     /// `event:goal`: a goal's name (expanded by [`super::goals`] before the executors).
@@ -33,6 +36,7 @@ impl Field {
         match self {
             Field::Goal => "event:goal".to_owned(),
             Field::Dim(d) => d.name().to_owned(),
+            Field::Name(d) => super::place_names::api_name(*d),
             Field::Prop(name) => format!("{PROP_PREFIX}{name}"),
         }
     }
@@ -242,6 +246,11 @@ fn parse_expr(filter: &Value, depth: usize) -> Result<FilterExpr, QueryError> {
     }
     let parts = filter.as_array().ok_or_else(shape)?;
     match parts.as_slice() {
+        [op, _] if op == "has_done" || op == "has_not_done" => Err(QueryError(format!(
+            "`{}` (a behavioural filter) is not supported yet: it needs each event's visit, which the segments \
+             do not keep yet; filter the events themselves instead",
+            op.as_str().unwrap_or("")
+        ))),
         [op, inner] if op == "and" || op == "or" => {
             let inner = inner.as_array().ok_or_else(shape)?;
             if inner.is_empty() {
@@ -268,7 +277,10 @@ fn parse_leaf(op: &Value, dimension: &Value, values: &Value, modifiers: Option<&
     let field = match prop_name(name)? {
         _ if name == "event:goal" => Field::Goal,
         Some(prop) => Field::Prop(prop),
-        None => Field::Dim(Dimension::parse(name).ok_or_else(|| QueryError(format!("cannot filter by `{name}`")))?),
+        None => match super::place_names::parse(name) {
+            Some(dimension) => Field::Name(dimension),
+            None => Field::Dim(Dimension::parse(name).ok_or_else(|| QueryError(format!("cannot filter by `{name}`")))?),
+        },
     };
     let values =
         values.as_array().ok_or_else(|| QueryError(format!("a filter's values are a list; got {}", short(values))))?;

@@ -10,6 +10,7 @@ pub mod filter;
 pub mod goals;
 pub mod limits;
 pub mod percentage;
+pub mod place_names;
 pub mod plan;
 pub mod request;
 pub mod rollup_exec;

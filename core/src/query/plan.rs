@@ -23,7 +23,7 @@ pub fn plan(query: &Query) -> Tier {
     let times = query.groupings.len() - fields.len();
     // Hour rows exist for the total and the exit pages only (`Slot::keeps_hours`).
     let hours_held = match fields.first() {
-        Some(Grouping::Dim(d)) => Slot::Of(*d).keeps_hours(),
+        Some(Grouping::Dim(d) | Grouping::Name(d)) => Slot::Of(*d).keeps_hours(),
         Some(_) => false,
         None => true,
     };

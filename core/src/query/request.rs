@@ -164,6 +164,9 @@ pub enum Grouping {
     Goal,
     /// A dimension.
     Dim(Dimension),
+    /// A location dimension's `_name` form ([`super::place_names`]): executed as the dimension,
+    /// its labels shown by name.
+    Name(Dimension),
     /// `event:props:<name>`: the events that have the prop, by its value.
     Prop(String),
 }
@@ -176,7 +179,15 @@ impl Grouping {
 
     /// Whether it groups by a dimension or a prop (not by time).
     pub fn is_field(&self) -> bool {
-        matches!(self, Grouping::Dim(_) | Grouping::Prop(_))
+        matches!(self, Grouping::Dim(_) | Grouping::Name(_) | Grouping::Prop(_))
+    }
+
+    /// The dimension it groups by (a `_name` form groups by its dimension).
+    pub fn dimension(&self) -> Option<Dimension> {
+        match self {
+            Grouping::Dim(d) | Grouping::Name(d) => Some(*d),
+            _ => None,
+        }
     }
 }
 
@@ -285,6 +296,12 @@ impl Query {
     pub fn resolve(request: &QueryRequest, zone: &TimeZone, now: Timestamp) -> Result<Query, QueryError> {
         let metrics = request.metrics.iter().map(|m| Metric::parse(m).ok_or(m)).collect::<Result<Vec<_>, _>>();
         let metrics = metrics.or_else(|m| {
+            if matches!(m.as_str(), "time_on_page" | "scroll_depth" | "exit_rate") {
+                return invalid(format!(
+                    "`{m}` is not supported yet: it needs the engagement events of Plausible's tracker (scroll depth, \
+                     engaged time) or each page view's visit, which Tally does not store yet"
+                ));
+            }
             let hint = did_you_mean(m, Metric::ALL.iter().map(|(_, n)| *n));
             invalid(format!("unknown metric `{m}`{hint}"))
         })?;
@@ -480,10 +497,16 @@ fn parse_grouping(name: &str) -> Result<Grouping, QueryError> {
             if let Some(prop) = prop_name(name)? {
                 return Ok(Grouping::Prop(prop));
             }
+            if let Some(dimension) = super::place_names::parse(name) {
+                return Ok(Grouping::Name(dimension));
+            }
             Dimension::parse(name).map(Grouping::Dim).map_or_else(
                 || {
                     let times = ["time", "time:hour", "time:day", "time:week", "time:month"];
-                    let hint = did_you_mean(name, Dimension::ALL.iter().map(|(_, n)| *n).chain(times));
+                    let named: Vec<String> = super::place_names::NAMED.map(super::place_names::api_name).into();
+                    let known =
+                        Dimension::ALL.iter().map(|(_, n)| *n).chain(times).chain(named.iter().map(String::as_str));
+                    let hint = did_you_mean(name, known);
                     invalid(format!("unknown dimension `{name}`{hint}"))
                 },
                 Ok,

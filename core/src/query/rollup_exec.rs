@@ -15,7 +15,7 @@ pub fn execute_rollups(store: &dyn RollupRead, query: &Query, budget: &WorkBudge
     anyhow::ensure!(!query.groupings.contains(&Grouping::Goal), "event:goal must be expanded before the rollups");
     let grain = if query.groupings.contains(&Grouping::Hour) { Grain::Hour } else { Grain::Day };
     let slot = query.groupings.iter().find_map(|g| match g {
-        Grouping::Dim(d) => Some(Slot::Of(*d)),
+        Grouping::Dim(d) | Grouping::Name(d) => Some(Slot::Of(*d)),
         Grouping::Prop(_) => Some(Slot::Props),
         _ => None,
     });
@@ -53,7 +53,7 @@ pub fn execute_rollups(store: &dyn RollupRead, query: &Query, budget: &WorkBudge
                 Grouping::Week => week_label(at, first),
                 Grouping::Month => month_label(at),
                 // `event:goal` never reaches an executor: `query::goals` expands it.
-                Grouping::Dim(_) | Grouping::Prop(_) | Grouping::Goal => value.to_owned(),
+                Grouping::Dim(_) | Grouping::Name(_) | Grouping::Prop(_) | Grouping::Goal => value.to_owned(),
             })
             .collect();
         let next = groups.len();

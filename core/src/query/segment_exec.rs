@@ -8,6 +8,7 @@
 use super::exec::{Group, Row, day_label, finish, hour_label, month_index, month_label, week_label, week_start};
 use super::filter::{Compiled, Field, FilterExpr, NO_PROP};
 use super::limits::{OverBudget, WorkBudget};
+use super::place_names;
 use super::request::{Grouping, Metric, Query};
 use crate::embedded::store::Store;
 use crate::embedded::store::segments::{COUNTERS, Segment};
@@ -205,6 +206,10 @@ impl<'s> Test<'s> {
                         let (values, codes) = segment.dimension(column_of(*d))?;
                         (values.iter().map(|v| matcher.passes(v)).collect(), codes)
                     }
+                    Field::Name(d) => {
+                        let (values, codes) = segment.dimension(column_of(*d))?;
+                        (values.iter().map(|v| matcher.passes(&place_names::display(*d, v))).collect(), codes)
+                    }
                     Field::Prop(name) => {
                         let (sets, codes) = segment.dimension(PROPS)?;
                         let value = |set: &String| value_in(set, name).unwrap_or_else(|| NO_PROP.into());
@@ -304,7 +309,7 @@ fn scan(
     for grouping in &query.groupings {
         parts.push(match grouping {
             Grouping::Goal => anyhow::bail!("event:goal must be expanded before the segments"),
-            Grouping::Dim(d) => {
+            Grouping::Dim(d) | Grouping::Name(d) => {
                 let (values, codes) = segment.dimension(column_of(*d))?;
                 (Part::Dimension(values, codes), values.len().max(1) as u128)
             }
