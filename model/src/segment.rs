@@ -1,10 +1,13 @@
 //! Segment rows: what events contribute to the columnar tier (tier 2), dictionary-encoded as they
 //! are added.
 //!
-//! An event adds one *event row* (its bucket, visitor id and cell key: its own name, hostname and
-//! page, its visit's other dimensions, with its event counters), and, when it changes its visit,
-//! one *visit row* (the visit's start bucket and entry cell, with the visit counters' change).
-//! Rows with the same (bucket, visitor, dimension values) are one row with summed counters, which
+//! An event adds one *event row* (its bucket, visitor id, visit id and cell key: its own name,
+//! hostname and page, its visit's other dimensions, with its event counters), and, when it
+//! changes its visit, one *visit row* (the visit's start bucket and entry cell, with the visit
+//! counters' change). The visit id ([`visit_id`]) tells which events and visit rows belong to one
+//! visit, so that queries can count the visits that contain an event (Plausible's meaning of
+//! `visits` filtered or grouped by an event's page or name, and of `has_done`).
+//! Rows with the same (bucket, visitor, visit, dimension values) are one row with summed counters, which
 //! changes no answer: every answer sums counters and counts distinct visitors among the rows with
 //! `events > 0` (a visit row never adds a visitor, as in the cells it replaces).
 //!
@@ -48,8 +51,21 @@ impl RowSums {
     }
 }
 
-/// A row's identity: bucket, visitor id and the dictionary code of each dimension value.
-pub type RowId = (Bucket, u64, [u32; DIMENSIONS]);
+/// A row's identity: bucket, visitor id, visit id and the dictionary code of each dimension value.
+pub type RowId = (Bucket, u64, u64, [u32; DIMENSIONS]);
+
+/// The id of the visit that `start_visitor` started at `started_ms` (a visit's identity, as
+/// [`Contribution::visit_key`] gives it), mixed into 64 bits: the same on every flush and
+/// process, distinct for distinct visits but with a chance of about 2⁻⁶⁴ a pair.
+pub fn visit_id(start_visitor: u64, started_ms: i64) -> u64 {
+    fn mix(mut z: u64) -> u64 {
+        // SplitMix64's finaliser.
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    mix(start_visitor ^ mix(started_ms as u64).rotate_left(17))
+}
 
 /// The column of a cell dimension (its index in [`Dimension::CELL`]). The exit dimensions have no
 /// column: the query planner never sends them to the segments.
@@ -130,12 +146,16 @@ impl SegmentRows {
         }
         codes[PROPS] = self.dictionaries[PROPS].code(props);
         codes[CURRENCY] = self.dictionaries[CURRENCY].code(currency);
-        self.add_codes((c.bucket, c.visitor, codes), &RowSums { counters: c.counters, revenue_micros: revenue });
+        let visit = visit_id(c.start_visitor, c.visit_started_ms);
+        self.add_codes((c.bucket, c.visitor, visit, codes), &RowSums { counters: c.counters, revenue_micros: revenue });
         if !c.visit.is_zero() {
             codes[..entry.len()].copy_from_slice(&entry);
             codes[PROPS] = self.dictionaries[PROPS].code("");
             codes[CURRENCY] = self.dictionaries[CURRENCY].code("");
-            self.add_codes((c.visit_bucket, c.visitor, codes), &RowSums { counters: c.visit, revenue_micros: 0 });
+            self.add_codes(
+                (c.visit_bucket, c.visitor, visit, codes),
+                &RowSums { counters: c.visit, revenue_micros: 0 },
+            );
         }
     }
 
@@ -232,7 +252,7 @@ mod tests {
             }
             let mut counters: BTreeMap<(Bucket, Vec<String>), Counters> = BTreeMap::new();
             let mut visitors: BTreeSet<(Bucket, Vec<String>, u64)> = BTreeSet::new();
-            for (&(bucket, visitor, codes), c) in &rows.rows {
+            for (&(bucket, visitor, _, codes), c) in &rows.rows {
                 let key: Vec<String> = (0..DIMENSIONS).map(|i| rows.dictionaries[i].values[codes[i] as usize].clone()).collect();
                 counters.entry((bucket, key.clone())).or_default().add(&c.counters);
                 if c.counters.events > 0 {

@@ -274,9 +274,25 @@ struct Ask {
 /// A filter as the test writes it: a comparison, or an `or` / `not` of them.
 #[derive(Debug, Clone, PartialEq)]
 enum Cond {
-    Leaf { op: &'static str, dim: &'static str, values: Vec<String>, any_case: bool },
+    Leaf {
+        op: &'static str,
+        dim: &'static str,
+        values: Vec<String>,
+        any_case: bool,
+    },
     Or(Vec<Cond>),
     Not(Box<Cond>),
+    /// `has_done` (or `has_not_done`): the visit holds (no) event in the range that passes it.
+    HasDone(Box<Cond>, bool),
+}
+
+/// What a condition sees of an event: the site, the event, its visit's first event, and whether
+/// its visit holds an event in the range that passes a `has_done`'s condition.
+struct Seen<'a> {
+    site: &'a str,
+    event: &'a Raw,
+    entry: &'a Raw,
+    done: &'a dyn Fn(&Cond) -> bool,
 }
 
 impl Cond {
@@ -286,6 +302,8 @@ impl Cond {
             Cond::Leaf { op, dim, values, any_case: true } => json!([op, dim, values, {"case_sensitive": false}]),
             Cond::Or(any) => json!(["or", any.iter().map(Cond::json).collect::<Vec<_>>()]),
             Cond::Not(inner) => json!(["not", inner.json()]),
+            Cond::HasDone(inner, false) => json!(["has_done", inner.json()]),
+            Cond::HasDone(inner, true) => json!(["has_not_done", inner.json()]),
         }
     }
 
@@ -293,13 +311,25 @@ impl Cond {
         match self {
             Cond::Leaf { dim, .. } => vec![*dim],
             Cond::Or(any) => any.iter().flat_map(Cond::dims).collect(),
-            Cond::Not(inner) => inner.dims(),
+            Cond::Not(inner) | Cond::HasDone(inner, _) => inner.dims(),
+        }
+    }
+
+    /// Whether it compares an event's own field outside a `has_done` (then a visit counts when
+    /// one of its events passes).
+    fn reads_events(&self) -> bool {
+        match self {
+            Cond::Leaf { dim, .. } => dim.starts_with("event:"),
+            Cond::Or(any) => any.iter().any(Cond::reads_events),
+            Cond::Not(inner) => inner.reads_events(),
+            Cond::HasDone(..) => false,
         }
     }
 
     /// The brute force: Plausible's meaning of each operator, on the event's (or its visit's)
     /// value; without case, both sides lower-cased.
-    fn holds(&self, site: &str, event: &Raw, entry: &Raw) -> bool {
+    fn holds(&self, seen: &Seen<'_>) -> bool {
+        let (site, event, entry) = (seen.site, seen.event, seen.entry);
         match self {
             Cond::Leaf { op, dim, values, any_case } => {
                 let fold = |s: &str| if *any_case { s.to_lowercase() } else { s.to_owned() };
@@ -312,8 +342,9 @@ impl Cond {
                 });
                 hit != op.ends_with("_not")
             }
-            Cond::Or(any) => any.iter().any(|c| c.holds(site, event, entry)),
-            Cond::Not(inner) => !inner.holds(site, event, entry),
+            Cond::Or(any) => any.iter().any(|c| c.holds(seen)),
+            Cond::Not(inner) => !inner.holds(seen),
+            Cond::HasDone(inner, negated) => (seen.done)(inner) != *negated,
         }
     }
 }
@@ -362,14 +393,16 @@ impl Ask {
         Ask { first: shift(first), last: shift(last), compare: false, ..self.clone() }
     }
 
-    fn passes(&self, site: &str, event: &Raw, entry: &Raw) -> bool {
-        self.filters.iter().all(|c| c.holds(site, event, entry))
+    fn passes(&self, seen: &Seen<'_>) -> bool {
+        self.filters.iter().all(|c| c.holds(seen))
     }
 }
 
 #[derive(Default)]
 struct Group {
     ids: BTreeSet<(u64, i64)>,
+    /// The visits (person, start) of the group's events, where visits are counted by events.
+    visit_ids: BTreeSet<(u64, i64)>,
     events: i64,
     pageviews: i64,
     visits: i64,
@@ -431,6 +464,10 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
             })
             .collect()
     };
+    // Grouped or filtered by an event's own field, `visits` counts the visits with events in the
+    // group, as Plausible counts them.
+    let reads_events = ask.filters.iter().any(Cond::reads_events);
+    let by_events = reads_events || ask.groupings.iter().any(|g| g.starts_with("event:"));
     let mut groups: BTreeMap<Vec<String>, Group> = BTreeMap::new();
     for visit in visits(events) {
         let entry = &visit[0];
@@ -458,10 +495,26 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
             continue;
         }
         let has_props = |e: &Raw| !ask.groupings.iter().any(|g| g.starts_with("event:props:")) || e.name == "Signup";
+        // `has_done`: whether the visit holds an event in the range that passes the condition.
+        let done = |inner: &Cond| {
+            visit
+                .iter()
+                .any(|e| in_range(e.at_ms) && inner.holds(&Seen { site, event: e, entry, done: &|_: &Cond| false }))
+        };
+        let done: &dyn Fn(&Cond) -> bool = &done;
+        let seen = |event| Seen { site, event, entry, done };
+        // Filtered by an event's own field, a visit counts when one of its events in the range
+        // passes the filters; else when it passes them itself.
+        let visit_in = if reads_events {
+            visit.iter().any(|e| in_range(e.at_ms) && ask.passes(&seen(e)))
+        } else {
+            ask.passes(&seen(entry))
+        };
         for e in &visit {
-            if in_range(e.at_ms) && ask.passes(site, e, entry) && has_props(e) {
+            if in_range(e.at_ms) && ask.passes(&seen(e)) && has_props(e) {
                 let g = groups.entry(key(e, entry)).or_default();
                 g.ids.insert((e.person, e.at_ms.div_euclid(DAY_MS)));
+                g.visit_ids.insert((entry.person, entry.at_ms));
                 g.events += 1;
                 g.pageviews += i64::from(e.name == "pageview");
                 if let Some((cents, currency)) = e.revenue {
@@ -471,7 +524,7 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
             }
         }
         // Props are on events: their queries ask no visit metrics.
-        if !ask.by_prop() && in_range(entry.at_ms) && ask.passes(site, entry, entry) {
+        if !ask.by_prop() && in_range(entry.at_ms) && visit_in {
             let g = groups.entry(key(entry, entry)).or_default();
             g.visits += 1;
             let engaged = visit[1..].iter().any(|e| e.name == "pageview" || e.interactive);
@@ -497,7 +550,7 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
             let per_visit = |n: i64| if g.visits > 0 { n as f64 / g.visits as f64 } else { 0.0 };
             let all = [
                 json!(g.ids.len()),
-                json!(g.visits),
+                json!(if by_events { g.visit_ids.len() as i64 } else { g.visits }),
                 json!(g.pageviews),
                 json!(g.events),
                 json!((per_visit(g.bounces) * 100.0).round() as i64),
@@ -543,6 +596,15 @@ fn random_ask(rng: &mut Rng, days: &[String]) -> Ask {
         let filter = match rng.below(6) {
             0 => Cond::Or(vec![random_leaf(rng), random_leaf(rng)]),
             1 => Cond::Not(Box::new(random_leaf(rng))),
+            2 => {
+                let (dim, values) = if rng.below(2) == 0 {
+                    ("event:page", &PAGES[..])
+                } else {
+                    ("event:name", &["Signup", "pageview"][..])
+                };
+                let inner = Cond::Leaf { op: "is", dim, values: vec![(*rng.pick(values)).to_owned()], any_case: false };
+                Cond::HasDone(Box::new(inner), rng.below(2) == 0)
+            }
             _ => random_leaf(rng),
         };
         // The same filter twice is a 400 (a query limit), not a question.
@@ -712,6 +774,8 @@ async fn both_tiers_equal_brute_force_across_zones() {
     let mut rows_compared = 0;
     let mut revenue_rows = 0;
     let mut compared = 0;
+    // Queries with a `has_done`, and queries whose visits count by their events.
+    let (mut behavioural, mut by_events) = (0, 0);
     for round in 0..500 {
         let (site, zone, events, key, _) = &sites[round % sites.len()];
         let ask = random_ask(&mut rng, &days);
@@ -735,6 +799,12 @@ async fn both_tiers_equal_brute_force_across_zones() {
             })
             .collect();
         let want = brute(site, zone, events, &ask);
+        behavioural += usize::from(ask.filters.iter().any(|f| matches!(f, Cond::HasDone(..))));
+        by_events += usize::from(
+            ask.metrics().contains(&"visits")
+                && (ask.filters.iter().any(Cond::reads_events)
+                    || ask.groupings.iter().any(|g| g.starts_with("event:"))),
+        );
         if ask.compare {
             let got_comparison: BTreeMap<Vec<String>, Value> = answer["results"]
                 .as_array()
@@ -757,8 +827,10 @@ async fn both_tiers_equal_brute_force_across_zones() {
         assert_eq!(got, want, "site {site}, query {ask:?}, tier {}", answer["meta"]["tier"]);
     }
     eprintln!(
-        "oracle: {rows_compared} answer rows compared ({revenue_rows} with revenue, {compared} queries with comparisons), by tier {tiers:?}"
+        "oracle: {rows_compared} answer rows compared ({revenue_rows} with revenue, {compared} queries with comparisons, \
+         {behavioural} with has_done, {by_events} counting visits by their events), by tier {tiers:?}"
     );
+    assert!(behavioural > 20 && by_events > 50, "too few: {behavioural} has_done, {by_events} visits by events");
     assert!(compared > 20, "too few comparisons: {compared}");
     assert!(rows_compared > 1_000, "too few rows to be a test: {rows_compared}");
     assert!(revenue_rows > 200, "too few rows with revenue: {revenue_rows}");

@@ -19,6 +19,9 @@ pub struct Group {
     pub visitors: u64,
     /// Summed revenue, per currency.
     pub revenue: RevenueSums,
+    /// Distinct visits among the group's events, where the query counts visits by their events
+    /// (grouped or filtered by an event's own field); else `visits` is the counters' sum.
+    pub visits: Option<u64>,
 }
 
 /// One answer row.
@@ -145,7 +148,7 @@ fn metric(metric: Metric, group: &Group) -> Value {
         Metric::Visitors | Metric::Percentage | Metric::ConversionRate | Metric::GroupConversionRate => {
             json!(visitors)
         }
-        Metric::Visits => json!(c.visits),
+        Metric::Visits => json!(group.visits.map_or(c.visits, |v| v as i64)),
         Metric::Pageviews => json!(c.pageviews),
         Metric::Events => json!(c.events),
         Metric::BounceRate => json!((per_visit(c.bounces) * 100.0).round() as i64),

@@ -31,6 +31,16 @@ pub enum Field {
 }
 
 impl Field {
+    /// Whether it is an event's own field (page, name, hostname, a prop, a goal) rather than its
+    /// visit's.
+    pub fn is_event_own(&self) -> bool {
+        match self {
+            Field::Dim(d) => d.is_event_own(),
+            Field::Name(_) => false,
+            Field::Prop(_) | Field::Goal => true,
+        }
+    }
+
     /// Its API name.
     pub fn name(&self) -> String {
         match self {
@@ -104,6 +114,14 @@ pub enum FilterExpr {
     Or(Vec<FilterExpr>),
     /// It does not pass.
     Not(Box<FilterExpr>),
+    /// `["has_done", filter]` (or `has_not_done`, `negated`): the rows of visits that hold (or
+    /// hold no) event passing `filter` in the range; `filter` compares event fields only.
+    HasDone {
+        /// The events to look for.
+        inner: Box<FilterExpr>,
+        /// `has_not_done`.
+        negated: bool,
+    },
 }
 
 impl FilterExpr {
@@ -118,7 +136,28 @@ impl FilterExpr {
         match self {
             FilterExpr::Leaf(filter) => out.push(filter),
             FilterExpr::And(all) | FilterExpr::Or(all) => all.iter().for_each(|e| e.collect_leaves(out)),
-            FilterExpr::Not(inner) => inner.collect_leaves(out),
+            FilterExpr::Not(inner) | FilterExpr::HasDone { inner, .. } => inner.collect_leaves(out),
+        }
+    }
+
+    /// Whether it compares an event's own field (page, name, hostname, a prop or a goal) other
+    /// than inside `has_done`: then a visit is in when one of its events passes.
+    pub fn reads_events(&self) -> bool {
+        match self {
+            FilterExpr::Leaf(filter) => filter.field.is_event_own(),
+            FilterExpr::And(all) | FilterExpr::Or(all) => all.iter().any(FilterExpr::reads_events),
+            FilterExpr::Not(inner) => inner.reads_events(),
+            FilterExpr::HasDone { .. } => false,
+        }
+    }
+
+    /// Whether a `has_done` or `has_not_done` is in it.
+    pub fn has_done_inside(&self) -> bool {
+        match self {
+            FilterExpr::Leaf(_) => false,
+            FilterExpr::And(all) | FilterExpr::Or(all) => all.iter().any(FilterExpr::has_done_inside),
+            FilterExpr::Not(inner) => inner.has_done_inside(),
+            FilterExpr::HasDone { .. } => true,
         }
     }
 
@@ -129,6 +168,9 @@ impl FilterExpr {
             FilterExpr::And(all) => Compiled::And(all.iter().map(FilterExpr::compile).collect::<Result<_, _>>()?),
             FilterExpr::Or(any) => Compiled::Or(any.iter().map(FilterExpr::compile).collect::<Result<_, _>>()?),
             FilterExpr::Not(inner) => Compiled::Not(Box::new(inner.compile()?)),
+            FilterExpr::HasDone { inner, negated } => {
+                Compiled::HasDone { inner: Box::new(inner.compile()?), negated: *negated, visits: Default::default() }
+            }
         })
     }
 }
@@ -144,6 +186,16 @@ pub enum Compiled {
     Or(Vec<Compiled>),
     /// It does not pass.
     Not(Box<Compiled>),
+    /// `has_done` / `has_not_done`: the visits whose events pass `inner`, found by the executor
+    /// before its scan.
+    HasDone {
+        /// The events to look for.
+        inner: Box<Compiled>,
+        /// `has_not_done`.
+        negated: bool,
+        /// The ids of the visits with such an event (`tally_model::segment::visit_id`).
+        visits: std::sync::OnceLock<std::collections::HashSet<u64>>,
+    },
 }
 
 /// One comparison, ready to test values.
@@ -246,11 +298,21 @@ fn parse_expr(filter: &Value, depth: usize) -> Result<FilterExpr, QueryError> {
     }
     let parts = filter.as_array().ok_or_else(shape)?;
     match parts.as_slice() {
-        [op, _] if op == "has_done" || op == "has_not_done" => Err(QueryError(format!(
-            "`{}` (a behavioural filter) is not supported yet: it needs each event's visit, which the segments \
-             do not keep yet; filter the events themselves instead",
-            op.as_str().unwrap_or("")
-        ))),
+        [op, inner] if op == "has_done" || op == "has_not_done" => {
+            let inner = parse_expr(inner, depth + 1)?;
+            if let Some(leaf) = inner.leaves().into_iter().find(|f| !f.field.is_event_own()) {
+                return Err(QueryError(format!(
+                    "`{}` looks for events: its filter compares event:page, event:name, event:hostname, \
+                     event:goal or event:props:*, not `{}`",
+                    op.as_str().unwrap_or(""),
+                    leaf.field.name()
+                )));
+            }
+            if inner.has_done_inside() {
+                return Err(QueryError("`has_done` and `has_not_done` do not nest".into()));
+            }
+            Ok(FilterExpr::HasDone { inner: Box::new(inner), negated: op == "has_not_done" })
+        }
         [op, inner] if op == "and" || op == "or" => {
             let inner = inner.as_array().ok_or_else(shape)?;
             if inner.is_empty() {

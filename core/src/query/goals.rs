@@ -79,6 +79,9 @@ fn expand(expr: &FilterExpr, goals: &[Goal]) -> Result<FilterExpr, QueryError> {
         FilterExpr::And(all) => FilterExpr::And(all.iter().map(|e| expand(e, goals)).collect::<Result<_, _>>()?),
         FilterExpr::Or(any) => FilterExpr::Or(any.iter().map(|e| expand(e, goals)).collect::<Result<_, _>>()?),
         FilterExpr::Not(inner) => FilterExpr::Not(Box::new(expand(inner, goals)?)),
+        FilterExpr::HasDone { inner, negated } => {
+            FilterExpr::HasDone { inner: Box::new(expand(inner, goals)?), negated: *negated }
+        }
     })
 }
 

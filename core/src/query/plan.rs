@@ -1,9 +1,9 @@
 //! The query planner: which tier answers a query. Tier 1, the per-dimension rollups, answers
 //! what it holds exactly (no filters, at most one dimension or prop and one time grouping, by hour
-//! only for the totals and the exit pages); everything
-//! else goes to tier 2, the columnar segments (which the DynamoDB store does not have yet).
+//! only for the totals and the exit pages; not `visits` by an event's page, name or hostname,
+//! which count the visits that hold such events); everything else goes to tier 2, the columnar segments (which the DynamoDB store does not have yet).
 
-use super::request::{Grouping, Query};
+use super::request::{Grouping, Metric, Query};
 use serde::Serialize;
 use tally_model::breakdown::Slot;
 
@@ -28,7 +28,11 @@ pub fn plan(query: &Query) -> Tier {
         None => true,
     };
     let by_hour = query.groupings.contains(&Grouping::Hour);
-    if query.filters.is_empty() && fields.len() <= 1 && times <= 1 && (hours_held || !by_hour) {
+    // Visits by an event's own field are the visits that hold such events: the rollups count a
+    // visit where it entered, so the segments (which keep each event's visit) answer.
+    let visits_by_events = query.metrics.contains(&Metric::Visits)
+        && fields.iter().any(|g| matches!(g, Grouping::Dim(d) if d.is_event_own()));
+    if query.filters.is_empty() && fields.len() <= 1 && times <= 1 && (hours_held || !by_hour) && !visits_by_events {
         Tier::Rollups
     } else {
         Tier::Segments
@@ -58,6 +62,9 @@ mod tests {
         assert_eq!(tier(&format!(r#"{{{base},"dimensions":["event:page","time:week"]}}"#)), Tier::Rollups);
         assert_eq!(tier(&format!(r#"{{{base},"dimensions":["time:month"]}}"#)), Tier::Rollups);
         assert_eq!(tier(&format!(r#"{{{base},"filters":[["is","visit:country",["DE"]]]}}"#)), Tier::Segments);
+        let visits = r#""site_id":"a.com","metrics":["visits"],"date_range":"7d""#;
+        assert_eq!(tier(&format!(r#"{{{visits},"dimensions":["event:page"]}}"#)), Tier::Segments);
+        assert_eq!(tier(&format!(r#"{{{visits},"dimensions":["visit:entry_page"]}}"#)), Tier::Rollups);
         assert_eq!(tier(&format!(r#"{{{base},"dimensions":["event:props:plan"]}}"#)), Tier::Rollups);
         assert_eq!(tier(&format!(r#"{{{base},"filters":[["is","event:props:plan",["pro"]]]}}"#)), Tier::Segments);
     }

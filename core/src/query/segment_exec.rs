@@ -13,8 +13,9 @@ use super::request::{Grouping, Metric, Query};
 use crate::embedded::store::Store;
 use crate::embedded::store::segments::{COUNTERS, Segment};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use tally_model::money::{Currency, RevenueSums};
 use tally_model::props::value_in;
 use tally_model::rollup::{Bucket, Counters};
@@ -49,7 +50,7 @@ impl hashbrown::Equivalent<Vec<String>> for LabelsRef<'_> {
 struct Groups {
     max: usize,
     index: hashbrown::HashMap<Vec<String>, usize, Fast>,
-    groups: Vec<(Vec<String>, Counters, Vec<u64>, RevenueSums)>,
+    groups: Vec<(Vec<String>, Counters, Vec<u64>, RevenueSums, Vec<u64>)>,
     /// The overflow group's index, once rows went to it.
     overflow: Option<usize>,
     /// Whether this or a merged share went over the budget.
@@ -69,20 +70,20 @@ impl Groups {
             self.over = true;
             let next = self.groups.len();
             return *self.overflow.get_or_insert_with(|| {
-                self.groups.push((Vec::new(), Counters::default(), Vec::new(), RevenueSums::default()));
+                self.groups.push((Vec::new(), Counters::default(), Vec::new(), RevenueSums::default(), Vec::new()));
                 next
             });
         }
         let at = self.groups.len();
         let owned: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
         self.index.insert(owned.clone(), at);
-        self.groups.push((owned, Counters::default(), Vec::new(), RevenueSums::default()));
+        self.groups.push((owned, Counters::default(), Vec::new(), RevenueSums::default(), Vec::new()));
         at
     }
 
     fn merge(&mut self, other: Groups) {
         self.over |= other.over;
-        for (at, (labels, counters, visitors, revenue)) in other.groups.into_iter().enumerate() {
+        for (at, (labels, counters, visitors, revenue, visits)) in other.groups.into_iter().enumerate() {
             if Some(at) == other.overflow {
                 continue;
             }
@@ -92,20 +93,43 @@ impl Groups {
             group.1.add(&counters);
             group.2.extend(visitors);
             group.3.merge(&revenue);
+            group.4.extend(visits);
         }
     }
 
-    /// Each group with its distinct visitors.
-    fn finish(self) -> Vec<Group> {
+    /// Each group with its distinct visitors (and, where the query counts visits by their
+    /// events, its distinct visits).
+    fn finish(self, distinct_visits: bool) -> Vec<Group> {
+        let distinct = |mut ids: Vec<u64>| {
+            ids.sort_unstable();
+            ids.dedup();
+            ids.len() as u64
+        };
         self.groups
             .into_iter()
-            .map(|(labels, counters, mut ids, revenue)| {
-                ids.sort_unstable();
-                ids.dedup();
-                Group { labels, counters, visitors: ids.len() as u64, revenue }
+            .map(|(labels, counters, ids, revenue, visits)| Group {
+                labels,
+                counters,
+                visitors: distinct(ids),
+                revenue,
+                visits: distinct_visits.then(|| distinct(visits)),
             })
             .collect()
     }
+}
+
+/// The counters of an event row (events, page views); the rest are a visit's.
+const EVENT_COUNTERS: usize = 2;
+
+/// How a query counts visits, as Plausible does: grouped or filtered by an event's own field
+/// (page, name, hostname, a prop, a goal), `visits` counts the distinct visits with an event in
+/// the group; filtered by one, a visit's counters (visits, bounces, duration, views) count when
+/// one of its events in the range passes the filters, wherever the visit entered.
+struct VisitRule {
+    /// `visits` is the number of distinct visits among a group's event rows.
+    distinct: bool,
+    /// With filters on an event's own field: the visits with an event that passes them.
+    holding: Option<HashSet<u64>>,
 }
 
 /// Runs a query over the segments of its range, on as many threads as there are cores (each
@@ -113,12 +137,33 @@ impl Groups {
 pub fn execute_segments(store: &Store, query: &Query, budget: &WorkBudget) -> anyhow::Result<Vec<Row>> {
     let segments = store.segments_for(&query.site, query.buckets.clone())?;
     let filters: Vec<Compiled> = query.filters.iter().map(FilterExpr::compile).collect::<Result<_, _>>()?;
+    // `has_done`: the visits with such events, found before the scan.
+    for filter in &filters {
+        find_has_done_visits(filter, &segments, budget)?;
+    }
+    let asks_visits = query
+        .metrics
+        .iter()
+        .any(|m| matches!(m, Metric::Visits | Metric::BounceRate | Metric::VisitDuration | Metric::ViewsPerVisit));
+    let reads_events = query.filters.iter().any(FilterExpr::reads_events);
+    let groups_events = query
+        .groupings
+        .iter()
+        .any(|g| matches!(g, Grouping::Prop(_)) || matches!(g, Grouping::Dim(d) if d.is_event_own()));
+    let rule = VisitRule {
+        distinct: (reads_events || groups_events) && query.metrics.contains(&Metric::Visits),
+        holding: if reads_events && asks_visits {
+            Some(visits_with(&segments, &filters.iter().collect::<Vec<_>>(), budget)?)
+        } else {
+            None
+        },
+    };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(segments.len()).max(1);
     let scan_share = |share: usize| -> anyhow::Result<Groups> {
         let mut groups = Groups::new(budget.max_groups);
         for (segment, lo, hi) in segments.iter().skip(share).step_by(threads) {
             budget.check_time()?;
-            scan(segment, *lo, *hi, query, &filters, &mut groups)?;
+            scan(segment, *lo, *hi, query, &filters, &rule, &mut groups)?;
         }
         Ok(groups)
     };
@@ -141,13 +186,65 @@ pub fn execute_segments(store: &Store, query: &Query, budget: &WorkBudget) -> an
     if groups.over {
         return Err(OverBudget::groups(budget.max_groups).into());
     }
-    let mut groups = groups.finish();
+    let mut groups = groups.finish(rule.distinct);
     // Props are on events: a group that only visit rows reached (they have no props) is no row
     // of a prop query, which asks event metrics only.
     if query.reads_props() {
         groups.retain(|g| g.counters.events > 0);
     }
     Ok(finish(query, groups))
+}
+
+/// The ids of the visits with an event row in the range that passes every one of `exprs`.
+fn visits_with(
+    segments: &[(Arc<Segment>, Bucket, Bucket)],
+    exprs: &[&Compiled],
+    budget: &WorkBudget,
+) -> anyhow::Result<HashSet<u64>> {
+    let mut out = HashSet::new();
+    for (segment, lo, hi) in segments {
+        budget.check_time()?;
+        let test = Test::All(exprs.iter().map(|e| Test::of(segment, e)).collect::<anyhow::Result<_>>()?).simplified();
+        if matches!(test, Test::Const(false)) {
+            continue;
+        }
+        let (first, last) = segment.buckets;
+        let buckets = if *lo > first || *hi < last { Some(segment.buckets()?) } else { None };
+        let (events, visits) = (segment.counter(0)?, segment.visits()?);
+        for row in 0..segment.rows {
+            if let Some(b) = buckets
+                && !(*lo..=*hi).contains(&Bucket::from(b[row]))
+            {
+                continue;
+            }
+            if events[row] > 0 && test.passes(row) {
+                out.insert(visits[row]);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Fills in the visits of every `has_done` in `expr` (each looks for events passing its filter).
+fn find_has_done_visits(
+    expr: &Compiled,
+    segments: &[(Arc<Segment>, Bucket, Bucket)],
+    budget: &WorkBudget,
+) -> anyhow::Result<()> {
+    match expr {
+        Compiled::Leaf(_) => {}
+        Compiled::And(all) | Compiled::Or(all) => {
+            for e in all {
+                find_has_done_visits(e, segments, budget)?;
+            }
+        }
+        Compiled::Not(inner) => find_has_done_visits(inner, segments, budget)?,
+        Compiled::HasDone { inner, visits, .. } => {
+            let found = visits_with(segments, &[inner.as_ref()], budget)?;
+            let _ = visits.set(found);
+        }
+    }
+    Ok(())
 }
 
 /// Which counters the query's metrics read, by index into [`COUNTERS`].
@@ -189,6 +286,8 @@ enum Part<'a> {
 enum Test<'s> {
     /// Every row passes, or none does.
     Const(bool),
+    /// A row passes when its visit is (or, negated, is not) one of a `has_done`'s visits.
+    InVisits(&'s [u64], &'s HashSet<u64>, bool),
     /// A row passes when its code's entry is true.
     Leaf(&'s [u32], Vec<bool>),
     All(Vec<Test<'s>>),
@@ -197,7 +296,7 @@ enum Test<'s> {
 }
 
 impl<'s> Test<'s> {
-    fn of(segment: &'s Segment, expr: &Compiled) -> anyhow::Result<Test<'s>> {
+    fn of(segment: &'s Segment, expr: &'s Compiled) -> anyhow::Result<Test<'s>> {
         Ok(match expr {
             Compiled::Leaf(matcher) => {
                 let (pass, codes): (Vec<bool>, &[u32]) = match &matcher.filter.field {
@@ -221,6 +320,15 @@ impl<'s> Test<'s> {
             Compiled::And(all) => Test::All(all.iter().map(|e| Test::of(segment, e)).collect::<anyhow::Result<_>>()?),
             Compiled::Or(any) => Test::Any(any.iter().map(|e| Test::of(segment, e)).collect::<anyhow::Result<_>>()?),
             Compiled::Not(inner) => Test::Not(Box::new(Test::of(segment, inner)?)),
+            Compiled::HasDone { negated, visits, .. } => {
+                let visits =
+                    visits.get().ok_or_else(|| anyhow::anyhow!("has_done's visits must be found before the scan"))?;
+                if visits.is_empty() {
+                    Test::Const(*negated)
+                } else {
+                    Test::InVisits(segment.visits()?, visits, *negated)
+                }
+            }
         }
         .simplified())
     }
@@ -264,6 +372,7 @@ impl<'s> Test<'s> {
         match self {
             Test::Const(b) => *b,
             Test::Leaf(codes, pass) => pass[codes[row] as usize],
+            Test::InVisits(ids, visits, negated) => visits.contains(&ids[row]) != *negated,
             Test::All(all) => all.iter().all(|t| t.passes(row)),
             Test::Any(any) => any.iter().any(|t| t.passes(row)),
             Test::Not(inner) => !inner.passes(row),
@@ -278,6 +387,7 @@ fn scan(
     hi: Bucket,
     query: &Query,
     filters: &[Compiled],
+    rule: &VisitRule,
     out: &mut Groups,
 ) -> anyhow::Result<()> {
     let (first, last) = segment.buckets;
@@ -285,9 +395,11 @@ fn scan(
     let range_first_day = query.buckets.start.div_euclid(24);
     let buckets = if lo > first || hi < last || by_time { Some(segment.buckets()?) } else { None };
     let test = Test::All(filters.iter().map(|f| Test::of(segment, f)).collect::<anyhow::Result<_>>()?).simplified();
-    if matches!(test, Test::Const(false)) {
+    // With visits found by their events, a visit row may count where no row passes the filters.
+    if matches!(test, Test::Const(false)) && rule.holding.as_ref().is_none_or(HashSet::is_empty) {
         return Ok(());
     }
+    let visit_ids = if rule.distinct || rule.holding.is_some() { Some(segment.visits()?) } else { None };
     let mut filters: Vec<(&[u32], Vec<bool>)> = Vec::new();
     // A prop grouping: each prop set's value of the prop (the labels, per props code), and only
     // the rows whose set has the prop.
@@ -335,8 +447,10 @@ fn scan(
         anyhow::bail!("too many combinations of grouped values in one segment; group by fewer dimensions");
     };
     let mut needed = needed_counters(&query.metrics);
-    // A prop query keeps only groups with events (see `execute_segments`): it needs them.
-    needed[0] |= query.reads_props();
+    // A prop query keeps only groups with events (see `execute_segments`): it needs them; so
+    // does counting visits by their event rows.
+    needed[0] |= query.reads_props() || rule.distinct;
+    let events = if rule.distinct { Some(segment.counter(0)?) } else { None };
     let mut counters: Vec<(usize, &[i64])> = Vec::new();
     for (i, needed) in needed.iter().enumerate() {
         if *needed {
@@ -364,7 +478,8 @@ fn scan(
     let is_dense = combinations <= dense_up_to;
     let mut dense: Vec<u32> = if is_dense { vec![u32::MAX; combinations as usize] } else { Vec::new() };
     let mut sparse: HashMap<u128, u32> = HashMap::new();
-    let mut local: Vec<(usize, [i64; COUNTERS.len()], Option<u64>, RevenueSums)> = Vec::new();
+    // Local groups: global index, counters, last visitor added, revenue, last visit added.
+    let mut local: Vec<(usize, [i64; COUNTERS.len()], Option<u64>, RevenueSums, Option<u64>)> = Vec::new();
     'rows: for row in 0..segment.rows {
         let bucket = match buckets {
             Some(b) => {
@@ -381,7 +496,17 @@ fn scan(
                 continue 'rows;
             }
         }
-        if !test.passes(row) {
+        // The event part of a row (events, page views, visitors, revenue) counts when the row
+        // passes the filters; its visit part when its visit does (see `VisitRule`).
+        let event_pass = test.passes(row);
+        let visit_pass = match (&rule.holding, visit_ids) {
+            // A row without visit counters adds nothing by its visit (and makes no group).
+            (Some(holding), Some(ids)) => {
+                holding.contains(&ids[row]) && counters.iter().any(|(i, v)| *i >= EVENT_COUNTERS && v[row] != 0)
+            }
+            _ => event_pass,
+        };
+        if !event_pass && !visit_pass {
             continue;
         }
         let mut key = 0u128;
@@ -416,13 +541,25 @@ fn scan(
                 }
             };
             *slot = u32::try_from(local.len())?;
-            local.push((global, [0; COUNTERS.len()], None, RevenueSums::default()));
+            local.push((global, [0; COUNTERS.len()], None, RevenueSums::default(), None));
         }
         let group = &mut local[*slot as usize];
         for (i, values) in &counters {
-            group.1[*i] += values[row];
+            if (*i < EVENT_COUNTERS && event_pass) || (*i >= EVENT_COUNTERS && visit_pass) {
+                group.1[*i] += values[row];
+            }
+        }
+        if let Some(events) = events
+            && event_pass
+            && events[row] > 0
+            && let Some(ids) = visit_ids
+            && group.4 != Some(ids[row])
+        {
+            group.4 = Some(ids[row]);
+            out.groups[group.0].4.push(ids[row]);
         }
         if let Some((ids, events)) = visitors
+            && event_pass
             && events[row] > 0
             && group.2 != Some(ids[row])
         {
@@ -430,12 +567,13 @@ fn scan(
             out.groups[group.0].2.push(ids[row]);
         }
         if let Some((known, codes, amounts, events)) = &revenue
+            && event_pass
             && let Some(currency) = known[codes[row] as usize]
         {
             group.3.add(currency, amounts[row], events[row]);
         }
     }
-    for (global, sums, _, revenue) in local {
+    for (global, sums, _, revenue, _) in local {
         let group = &mut out.groups[global];
         group.1.add(&Counters::from_array(sums));
         group.3.merge(&revenue);

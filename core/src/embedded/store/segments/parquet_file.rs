@@ -1,11 +1,11 @@
 //! A segment as a Parquet file: one row group, every column dictionary-encoded and
 //! Snappy-compressed, dimension columns as Arrow dictionaries of strings so that any Parquet
-//! reader (DuckDB, ClickHouse, pandas) sees plain text columns. Only the time, visitor and
+//! reader (DuckDB, ClickHouse, pandas) sees plain text columns. Only the time, visitor, visit and
 //! counter columns carry min/max statistics: those of the text columns were 3 % of an
 //! import's CPU samples in a profile (every value compared as it is written), and no query of
 //! ours reads them.
 
-use super::segment::{BUCKET, COLUMNS, COUNTERS, Column, REVENUE, Segment, VISITOR};
+use super::segment::{BUCKET, COLUMNS, COUNTERS, Column, REVENUE, Segment, VISIT, VISITOR};
 use anyhow::Context;
 use arrow_array::types::UInt32Type;
 use arrow_array::{
@@ -33,7 +33,7 @@ const MONEY_SCALE: i8 = 6;
 
 /// The file's column names, in column order.
 fn column_names() -> Vec<&'static str> {
-    let mut names = vec!["local_hour", "visitor_id"];
+    let mut names = vec!["local_hour", "visitor_id", "visit_id"];
     names.extend(Dimension::CELL.iter().map(|(_, name)| name.split_once(':').map_or(*name, |(_, n)| n)));
     names.extend(["props", "revenue_currency"]);
     names.extend(COUNTERS);
@@ -47,8 +47,8 @@ fn schema() -> Schema {
         .map(|i| {
             let kind = match i {
                 BUCKET => DataType::Int32,
-                VISITOR => DataType::UInt64,
-                i if i < 2 + DIMENSIONS => DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8)),
+                VISITOR | VISIT => DataType::UInt64,
+                i if i < 3 + DIMENSIONS => DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8)),
                 REVENUE => DataType::Decimal128(MONEY_PRECISION, MONEY_SCALE),
                 _ => DataType::Int64,
             };
@@ -83,7 +83,7 @@ pub fn write(segment: &Segment, path: &Path) -> anyhow::Result<u64> {
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(segment.rows.max(1)))
         .set_dictionary_page_size_limit(64 << 20);
-    for name in &column_names()[2..2 + DIMENSIONS] {
+    for name in &column_names()[3..3 + DIMENSIONS] {
         properties = properties.set_column_statistics_enabled(ColumnPath::from(*name), EnabledStatistics::None);
     }
     let properties = properties.build();
@@ -111,8 +111,8 @@ pub fn read_column(path: &Path, i: usize) -> anyhow::Result<Column> {
     let reader = builder.with_projection(mask).with_batch_size(1 << 16).build()?;
     let mut out = match i {
         BUCKET => Column::Buckets(Vec::new()),
-        VISITOR => Column::Visitors(Vec::new()),
-        i if i < 2 + DIMENSIONS => Column::Dimension { values: Vec::new(), codes: Vec::new() },
+        VISITOR | VISIT => Column::Visitors(Vec::new()),
+        i if i < 3 + DIMENSIONS => Column::Dimension { values: Vec::new(), codes: Vec::new() },
         REVENUE => Column::Money(Vec::new()),
         _ => Column::Counter(Vec::new()),
     };

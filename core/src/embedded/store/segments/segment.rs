@@ -11,23 +11,25 @@ use tally_model::segment::{DIMENSIONS, RowId, RowSums, SegmentRows};
 
 /// The counters a row carries, in column order.
 pub const COUNTERS: [&str; 6] = Counters::NAMES;
-/// Columns of a segment: bucket, visitor, the dimensions, the counters, the revenue.
-pub const COLUMNS: usize = 2 + DIMENSIONS + COUNTERS.len() + 1;
+/// Columns of a segment: bucket, visitor, visit, the dimensions, the counters, the revenue.
+pub const COLUMNS: usize = 3 + DIMENSIONS + COUNTERS.len() + 1;
 /// The column of revenue in micro-units (of the row's currency column).
 pub const REVENUE: usize = COLUMNS - 1;
 /// The column of local-hour buckets.
 pub const BUCKET: usize = 0;
 /// The column of visitor ids.
 pub const VISITOR: usize = 1;
+/// The column of visit ids (`tally_model::segment::visit_id`).
+pub const VISIT: usize = 2;
 
 /// The column of dimension `i` (its index in `Dimension::CELL`, or `tally_model::segment::PROPS`).
 pub const fn dimension_column(i: usize) -> usize {
-    2 + i
+    3 + i
 }
 
 /// The column of counter `i` (its index in [`COUNTERS`]).
 pub const fn counter_column(i: usize) -> usize {
-    2 + DIMENSIONS + i
+    3 + DIMENSIONS + i
 }
 
 /// One column's values.
@@ -35,7 +37,7 @@ pub const fn counter_column(i: usize) -> usize {
 pub enum Column {
     /// Local-hour buckets.
     Buckets(Vec<i32>),
-    /// Visitor ids.
+    /// Visitor ids, or visit ids.
     Visitors(Vec<u64>),
     /// A dimension: its distinct values and each row's code into them.
     Dimension {
@@ -119,7 +121,8 @@ struct PendingBlobRef<'a> {
 
 impl Segment {
     /// A segment in memory from `rows` whose bucket passes `keep`, or `None` if none does.
-    /// With `sorted`, rows are ordered by (visitor, bucket, codes), which Parquet compresses best.
+    /// With `sorted`, rows are ordered by (visitor, bucket, visit, codes), which Parquet compresses
+    /// best.
     pub fn from_rows(
         site: &str,
         generation: u32,
@@ -128,19 +131,20 @@ impl Segment {
         sorted: bool,
         origin: Origin,
     ) -> Option<Segment> {
-        let mut picked: Vec<(&RowId, &RowSums)> = rows.rows.iter().filter(|((b, _, _), _)| keep(*b)).collect();
+        let mut picked: Vec<(&RowId, &RowSums)> = rows.rows.iter().filter(|((b, _, _, _), _)| keep(*b)).collect();
         if picked.is_empty() {
             return None;
         }
         if sorted {
-            picked.sort_unstable_by_key(|((bucket, visitor, codes), _)| (*visitor, *bucket, *codes));
+            picked.sort_unstable_by_key(|((bucket, visitor, visit, codes), _)| (*visitor, *bucket, *visit, *codes));
         }
         let mut columns: Vec<Column> = Vec::with_capacity(COLUMNS);
         columns
-            .push(Column::Buckets(picked.iter().map(|((b, _, _), _)| i32::try_from(*b).unwrap_or(i32::MAX)).collect()));
-        columns.push(Column::Visitors(picked.iter().map(|((_, v, _), _)| *v).collect()));
+            .push(Column::Buckets(picked.iter().map(|((b, ..), _)| i32::try_from(*b).unwrap_or(i32::MAX)).collect()));
+        columns.push(Column::Visitors(picked.iter().map(|((_, v, _, _), _)| *v).collect()));
+        columns.push(Column::Visitors(picked.iter().map(|((_, _, visit, _), _)| *visit).collect()));
         for (i, dictionary) in rows.dictionaries.iter().enumerate() {
-            let codes = picked.iter().map(|((_, _, codes), _)| codes[i]).collect();
+            let codes = picked.iter().map(|((_, _, _, codes), _)| codes[i]).collect();
             columns.push(Column::Dimension { values: dictionary.values.clone(), codes });
         }
         let values: Vec<[i64; COUNTERS.len()]> = picked.iter().map(|(_, s)| s.counters.to_array()).collect();
@@ -221,6 +225,14 @@ impl Segment {
         }
     }
 
+    /// The visit id of each row.
+    pub fn visits(&self) -> anyhow::Result<&[u64]> {
+        match self.column(VISIT)? {
+            Column::Visitors(v) => Ok(v),
+            _ => anyhow::bail!("the visit column has the wrong type"),
+        }
+    }
+
     /// Dimension `i` (its index in `Dimension::CELL`, or `tally_model::segment::PROPS`): its values
     /// and each row's code.
     pub fn dimension(&self, i: usize) -> anyhow::Result<(&[String], &[u32])> {
@@ -255,7 +267,7 @@ impl Segment {
     /// Adds this segment's rows with a bucket in `lo..=hi` into `out`, re-encoding their values
     /// into `out`'s dictionaries.
     pub fn add_rows_to(&self, out: &mut SegmentRows, lo: Bucket, hi: Bucket) -> anyhow::Result<()> {
-        let (buckets, visitors) = (self.buckets()?, self.visitors()?);
+        let (buckets, visitors, visits) = (self.buckets()?, self.visitors()?, self.visits()?);
         let mut dims: Vec<(&[String], &[u32], Vec<u32>)> = Vec::with_capacity(DIMENSIONS);
         for i in 0..DIMENSIONS {
             let (values, codes) = self.dimension(i)?;
@@ -280,7 +292,7 @@ impl Segment {
                 counters: Counters::from_array(std::array::from_fn(|i| counters[i][row])),
                 revenue_micros: revenue[row],
             };
-            out.add_codes((bucket, visitors[row], codes), &delta);
+            out.add_codes((bucket, visitors[row], visits[row], codes), &delta);
         }
         Ok(())
     }
