@@ -27,3 +27,4 @@ mod retention;
 mod revenue;
 mod trusted_proxies;
 mod vectors;
+mod visit_semantics;
