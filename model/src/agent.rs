@@ -32,7 +32,7 @@ impl Device {
 pub struct Agent {
     /// Browser name, e.g. "Chrome"; "Unknown" when not recognised.
     pub browser: String,
-    /// Browser major version, e.g. "120"; empty when unknown.
+    /// Browser version as major.minor (as Plausible reports it), e.g. "120.0"; empty when unknown.
     pub browser_version: String,
     /// Operating system name, e.g. "Windows"; "Unknown" when not recognised.
     pub os: String,
@@ -77,7 +77,7 @@ pub fn classify(user_agent: &str) -> Agent {
     let (os, os_version) = map_os(os, os_version);
     Agent {
         browser: rename(BROWSER_NAMES, browser).to_string(),
-        browser_version: major(version).to_string(),
+        browser_version: major_minor(version).to_string(),
         os,
         os_version,
         device: device(user_agent, category),
@@ -161,7 +161,7 @@ mod tests {
         (
             "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
             "Chrome",
-            "120",
+            "120.0",
             "Windows",
             "10",
             Device::Desktop,
@@ -170,7 +170,7 @@ mod tests {
         (
             "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
             "Firefox",
-            "121",
+            "121.0",
             "Linux",
             "",
             Device::Desktop,
@@ -179,7 +179,7 @@ mod tests {
         (
             "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Safari/605.1.15",
             "Safari",
-            "17",
+            "17.2",
             "macOS",
             "10.15",
             Device::Desktop,
@@ -188,7 +188,7 @@ mod tests {
         (
             "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:121.0) Gecko/20100101 Firefox/121.0",
             "Firefox",
-            "121",
+            "121.0",
             "macOS",
             "10.15",
             Device::Desktop,
@@ -197,7 +197,7 @@ mod tests {
         (
             "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Mobile/15E148 Safari/604.1",
             "Safari",
-            "17",
+            "17.2",
             "iOS",
             "17.2",
             Device::Mobile,
@@ -206,7 +206,7 @@ mod tests {
         (
             "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/120.0.6099.119 Mobile/15E148 Safari/604.1",
             "Chrome",
-            "120",
+            "120.0",
             "iOS",
             "17.2",
             Device::Mobile,
@@ -215,7 +215,7 @@ mod tests {
         (
             "Mozilla/5.0 (iPad; CPU OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.2 Mobile/15E148 Safari/604.1",
             "Safari",
-            "17",
+            "17.2",
             "iOS",
             "17.2",
             Device::Tablet,
@@ -224,7 +224,7 @@ mod tests {
         (
             "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.144 Mobile Safari/537.36",
             "Chrome",
-            "120",
+            "120.0",
             "Android",
             "14",
             Device::Mobile,
@@ -233,7 +233,7 @@ mod tests {
         (
             "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.6099.144 Safari/537.36",
             "Chrome",
-            "120",
+            "120.0",
             "Android",
             "13",
             Device::Tablet,
@@ -242,7 +242,7 @@ mod tests {
         (
             "Mozilla/5.0 (Android 14; Tablet; rv:121.0) Gecko/121.0 Firefox/121.0",
             "Firefox",
-            "121",
+            "121.0",
             "Android",
             "14",
             Device::Tablet,
@@ -251,7 +251,7 @@ mod tests {
         (
             "Mozilla/5.0 (Linux; U; Android 4.4.2; en-us; SCH-I535 Build/KOT49H) AppleWebKit/534.30 (KHTML, like Gecko) Version/4.0 Mobile Safari/534.30",
             "Safari",
-            "4",
+            "4.0",
             "Android",
             "4.4",
             Device::Mobile,
@@ -260,7 +260,7 @@ mod tests {
         (
             "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 Edg/120.0.2210.91",
             "Edge",
-            "120",
+            "120.0",
             "Windows",
             "10",
             Device::Desktop,
@@ -269,7 +269,7 @@ mod tests {
         (
             "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36 OPR/106.0.0.0",
             "Opera",
-            "106",
+            "106.0",
             "Windows",
             "10",
             Device::Desktop,
@@ -278,7 +278,7 @@ mod tests {
         (
             "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/23.0 Chrome/115.0.0.0 Mobile Safari/537.36",
             "Samsung Internet",
-            "23",
+            "23.0",
             "Android",
             "14",
             Device::Mobile,
@@ -287,7 +287,7 @@ mod tests {
         (
             "Mozilla/5.0 (Windows NT 6.1; WOW64; Trident/7.0; rv:11.0) like Gecko",
             "Internet Explorer",
-            "11",
+            "11.0",
             "Windows",
             "7",
             Device::Desktop,
@@ -296,7 +296,7 @@ mod tests {
         (
             "Mozilla/5.0 (compatible; MSIE 9.0; Windows NT 6.1; WOW64; Trident/5.0; SLCC2; Media Center PC 6.0; Tablet PC 2.0)",
             "Internet Explorer",
-            "9",
+            "9.0",
             "Windows",
             "7",
             Device::Desktop,
@@ -305,7 +305,7 @@ mod tests {
         (
             "Mozilla/5.0 (Windows NT 5.1) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/49.0 Safari/537.36",
             "Chrome",
-            "49",
+            "49.0",
             "Windows",
             "XP",
             Device::Desktop,
@@ -314,7 +314,7 @@ mod tests {
         (
             "Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
             "Chrome",
-            "120",
+            "120.0",
             "Chrome OS",
             "",
             Device::Desktop,
@@ -368,7 +368,7 @@ mod tests {
         (
             "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.6099.28 Safari/537.36",
             "Chrome",
-            "120",
+            "120.0",
             "Linux",
             "",
             Device::Desktop,
@@ -386,6 +386,7 @@ mod tests {
 
     #[test]
     fn classifies_table() {
+        let mut wrong = Vec::new();
         for &(ua, browser, bv, os, ov, device, bot) in CASES {
             let want = Agent {
                 browser: browser.into(),
@@ -395,8 +396,12 @@ mod tests {
                 device,
                 bot,
             };
-            assert_eq!(classify(ua), want, "user agent {ua:?}");
+            let got = classify(ua);
+            if got != want {
+                wrong.push(format!("{ua:?}: got {got:?}, want {want:?}"));
+            }
         }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     }
 
     #[test]
