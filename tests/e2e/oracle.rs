@@ -1,8 +1,9 @@
 //! The oracle: random traffic on sites in five time zones (half- and quarter-hour offsets, DST
 //! changes in the range, visits across local and UTC midnights, custom events with props and
-//! revenue) goes in through `tally import`; hundreds of random queries, answered by both tiers,
-//! are compared with a brute-force computation over the raw events written here, independently
-//! of Tally's code.
+//! revenue) goes in through `tally import`; goals are saved after it; 500 random queries (every
+//! filter operator, `and`/`or`/`not`, `has_done`, goals as dimension and filter, comparisons,
+//! the `_name` dimensions), answered by both tiers, are compared with a brute-force computation
+//! over the raw events written here, independently of Tally's code.
 
 use crate::harness::{ServerProcess, TALLY, TempDir, http_client, key_create, site_add, tally_ok};
 use jiff::Timestamp;
@@ -82,6 +83,8 @@ const VISIT_METRICS: [&str; 6] =
     ["visitors", "visits", "bounce_rate", "visit_duration", "views_per_visit", "percentage"];
 /// What custom props answer (they are event rows).
 const PROP_METRICS: [&str; 6] = ["visitors", "events", "pageviews", "total_revenue", "average_revenue", "percentage"];
+/// What the oracle asks grouped by goal.
+const GOAL_METRICS: [&str; 3] = ["visitors", "events", "conversion_rate"];
 const ALL_METRICS: [&str; 10] = [
     "visitors",
     "visits",
@@ -284,6 +287,20 @@ enum Cond {
     Not(Box<Cond>),
     /// `has_done` (or `has_not_done`): the visit holds (no) event in the range that passes it.
     HasDone(Box<Cond>, bool),
+    /// `["is" | "is_not", "event:goal", [goal]]`: the event converts (or does not convert) a goal.
+    Goal(&'static str, bool),
+}
+
+/// The goals every site saves after its traffic was imported: (name, `tally goal add` flag, value).
+const GOALS: [(&str, &str, &str); 2] = [("Signup", "--event", "Signup"), ("Visit /docs/*", "--page", "/docs/*")];
+
+/// Whether `event` converts the goal named `goal` (as the brute force reads the goals: a custom
+/// event by name; page views of a path with one segment after `/docs/`).
+fn converts(goal: &str, event: &Raw) -> bool {
+    match goal {
+        "Signup" => event.name == "Signup",
+        _ => event.name == "pageview" && event.page.strip_prefix("/docs/").is_some_and(|rest| !rest.contains('/')),
+    }
 }
 
 /// What a condition sees of an event: the site, the event, its visit's first event, and whether
@@ -304,6 +321,7 @@ impl Cond {
             Cond::Not(inner) => json!(["not", inner.json()]),
             Cond::HasDone(inner, false) => json!(["has_done", inner.json()]),
             Cond::HasDone(inner, true) => json!(["has_not_done", inner.json()]),
+            Cond::Goal(goal, negated) => json!([if *negated { "is_not" } else { "is" }, "event:goal", [goal]]),
         }
     }
 
@@ -312,6 +330,7 @@ impl Cond {
             Cond::Leaf { dim, .. } => vec![*dim],
             Cond::Or(any) => any.iter().flat_map(Cond::dims).collect(),
             Cond::Not(inner) | Cond::HasDone(inner, _) => inner.dims(),
+            Cond::Goal(..) => vec!["event:goal"],
         }
     }
 
@@ -323,6 +342,7 @@ impl Cond {
             Cond::Or(any) => any.iter().any(Cond::reads_events),
             Cond::Not(inner) => inner.reads_events(),
             Cond::HasDone(..) => false,
+            Cond::Goal(..) => true,
         }
     }
 
@@ -345,6 +365,7 @@ impl Cond {
             Cond::Or(any) => any.iter().any(|c| c.holds(seen)),
             Cond::Not(inner) => !inner.holds(seen),
             Cond::HasDone(inner, negated) => (seen.done)(inner) != *negated,
+            Cond::Goal(goal, negated) => converts(goal, event) != *negated,
         }
     }
 }
@@ -360,7 +381,9 @@ impl Ask {
     }
 
     fn metrics(&self) -> &'static [&'static str] {
-        if self.by_exit() {
+        if self.groupings.iter().any(|g| g == "event:goal") {
+            &GOAL_METRICS
+        } else if self.by_exit() {
             &VISIT_METRICS
         } else if self.by_prop() {
             &PROP_METRICS
@@ -437,6 +460,28 @@ fn revenue_metric(revenue: &BTreeMap<&'static str, (i64, i64)>, average: bool) -
 
 /// The brute-force answer: group values → the seven metrics, as the API defines them.
 fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec<String>, Vec<Value>> {
+    if ask.groupings == ["event:goal"] {
+        // A row per goal with conversions: its converting visitors and events under the filters,
+        // and those visitors as a share of every visitor under the filters other than goals.
+        let others: Vec<Cond> = ask.filters.iter().filter(|f| !f.dims().contains(&"event:goal")).cloned().collect();
+        let everyone = Ask { groupings: Vec::new(), filters: others, ..ask.clone() };
+        let total = brute(site, zone, events, &everyone)[&Vec::new()][0].as_u64().unwrap();
+        let mut out = BTreeMap::new();
+        for (goal, _, _) in GOALS {
+            let mut filters = ask.filters.clone();
+            filters.push(Cond::Goal(goal, false));
+            let one = Ask { groupings: Vec::new(), filters, ..ask.clone() };
+            let row = &brute(site, zone, events, &one)[&Vec::new()];
+            let at = |metric: &str| one.metrics().iter().position(|m| *m == metric).unwrap();
+            let (visitors, events) = (row[at("visitors")].as_u64().unwrap(), row[at("events")].as_u64().unwrap());
+            if visitors > 0 || events > 0 {
+                let rate =
+                    if total == 0 { 0.0 } else { (visitors as f64 * 100.0 * 100.0 / total as f64).round() / 100.0 };
+                out.insert(vec![goal.to_owned()], vec![json!(visitors), json!(events), json!(rate)]);
+            }
+        }
+        return out;
+    }
     let local = |ms: i64| zone.to_datetime(Timestamp::from_millisecond(ms).unwrap());
     let in_range = |ms: i64| {
         let day = local(ms).date().to_string();
@@ -607,12 +652,19 @@ fn random_ask(rng: &mut Rng, days: &[String]) -> Ask {
             }
             _ => random_leaf(rng),
         };
+        let filter = if rng.below(10) == 0 { Cond::Goal(rng.pick(&GOALS).0, rng.below(3) == 0) } else { filter };
         // The same filter twice is a 400 (a query limit), not a question.
         if !filters.contains(&filter) {
             filters.push(filter);
         }
     }
-    let compare = !groupings.iter().any(|g| g.starts_with("time")) && rng.below(4) == 0;
+    // Grouped by goal, now and then (goals were saved after the traffic).
+    let groupings = if rng.below(10) == 0 { vec!["event:goal".to_owned()] } else { groupings };
+    if groupings == ["event:goal"] {
+        // Props answer event metrics only, not conversion rates.
+        filters.retain(|f: &Cond| !f.dims().iter().any(|d| d.starts_with("event:props:")));
+    }
+    let compare = !groupings.iter().any(|g| g.starts_with("time") || g == "event:goal") && rng.below(4) == 0;
     Ask { first: days[a].clone(), last: days[b].clone(), groupings, filters, compare }
 }
 
@@ -764,6 +816,12 @@ async fn both_tiers_equal_brute_force_across_zones() {
     let again = tally_ok(&["import", sites[0].4.to_str().unwrap(), "--data-dir", data, "--no-progress"]);
     assert!(again.contains(&format!("already imported (skipped): {}", sites[0].2.len())), "{again}");
 
+    // Goals saved after the traffic count over all of it.
+    for (site, ..) in &sites {
+        for (_, flag, value) in GOALS {
+            tally_ok(&["goal", "add", "--site", site, flag, value, "--data-dir", data]);
+        }
+    }
     let server = ServerProcess::spawn(dir.path(), &[]);
     let client = http_client();
     let days: Vec<String> = (-1..=DAYS)
@@ -774,8 +832,8 @@ async fn both_tiers_equal_brute_force_across_zones() {
     let mut rows_compared = 0;
     let mut revenue_rows = 0;
     let mut compared = 0;
-    // Queries with a `has_done`, and queries whose visits count by their events.
-    let (mut behavioural, mut by_events) = (0, 0);
+    // Queries with a `has_done`, queries whose visits count by their events, queries by goal.
+    let (mut behavioural, mut by_events, mut by_goal) = (0, 0, 0);
     for round in 0..500 {
         let (site, zone, events, key, _) = &sites[round % sites.len()];
         let ask = random_ask(&mut rng, &days);
@@ -800,6 +858,8 @@ async fn both_tiers_equal_brute_force_across_zones() {
             .collect();
         let want = brute(site, zone, events, &ask);
         behavioural += usize::from(ask.filters.iter().any(|f| matches!(f, Cond::HasDone(..))));
+        by_goal +=
+            usize::from(ask.groupings == ["event:goal"] || ask.filters.iter().any(|f| matches!(f, Cond::Goal(..))));
         by_events += usize::from(
             ask.metrics().contains(&"visits")
                 && (ask.filters.iter().any(Cond::reads_events)
@@ -828,8 +888,9 @@ async fn both_tiers_equal_brute_force_across_zones() {
     }
     eprintln!(
         "oracle: {rows_compared} answer rows compared ({revenue_rows} with revenue, {compared} queries with comparisons, \
-         {behavioural} with has_done, {by_events} counting visits by their events), by tier {tiers:?}"
+         {behavioural} with has_done, {by_events} counting visits by their events, {by_goal} by goal), by tier {tiers:?}"
     );
+    assert!(by_goal > 40, "too few goal queries: {by_goal}");
     assert!(behavioural > 20 && by_events > 50, "too few: {behavioural} has_done, {by_events} visits by events");
     assert!(compared > 20, "too few comparisons: {compared}");
     assert!(rows_compared > 1_000, "too few rows to be a test: {rows_compared}");
