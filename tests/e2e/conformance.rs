@@ -243,6 +243,15 @@ async fn plausible_examples_answer_in_the_documented_shapes_and_validate_against
     let content_type = csv.headers()["content-type"].to_str().unwrap().split(';').next().unwrap().to_owned();
     record("post", "/api/v2/query", csv.status().as_u16(), &content_type, Value::Null);
 
+    let export = client
+        .post(format!("{base}/api/v2/export"))
+        .bearer_auth(&key)
+        .json(&json!({"site_id": SITE, "date_range": ["2026-11-01", "2026-11-30"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.status(), 200);
+    record("post", "/api/v2/export", 200, export.headers()["content-type"].to_str().unwrap(), Value::Null);
     let doc_file = dir.path().join("openapi.json");
     let answers_file = dir.path().join("answers.json");
     std::fs::write(&doc_file, serde_json::to_vec(&document).unwrap()).unwrap();

@@ -29,7 +29,9 @@ pub fn response(columns: &[String], results: &[u8]) -> Result<Response, ApiError
     Ok(([(header::CONTENT_TYPE, csv)], Bytes::from(body)).into_response())
 }
 
-fn cell(value: &Value) -> String {
+/// A value as a CSV cell: text as it is, a revenue object as its `value` (empty for none or
+/// several currencies), `null` empty.
+pub fn cell(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),

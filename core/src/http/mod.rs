@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body;
 pub mod csv_export;
 pub mod error;
+pub mod export;
 pub mod ingest;
 pub mod ingest_limit;
 pub mod listen;
@@ -128,7 +129,7 @@ pub fn query_cache(bytes: u64) -> QueryCache {
 }
 
 /// The router: `POST /api/event` (public, CORS; only with ingest state), `POST /api/v2/query`,
-/// `GET /api/v2/drops` (bearer key), `GET` and `POST /api/v1/sites` (admin key),
+/// `GET /api/v2/drops`, `POST /api/v2/export` (bearer key), `GET` and `POST /api/v1/sites` (admin key),
 /// `GET /api/health`, `GET /api/openapi.json`.
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
@@ -139,6 +140,7 @@ pub fn router(state: AppState) -> Router {
     router
         .route("/api/v2/query", post(query::query))
         .route("/api/v2/drops", get(query::drops))
+        .route("/api/v2/export", post(export::export))
         .route("/api/v1/sites", get(admin::list_sites).post(admin::add_site))
         .route("/api/v1/sites/goals", get(admin::list_goals).put(admin::put_goal))
         .route("/api/health", get(query::health))

@@ -19,6 +19,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
     paths(
         super::query::query,
         super::query::drops,
+        super::export::export,
         super::admin::list_sites,
         super::admin::add_site,
         super::admin::list_goals,

@@ -1,0 +1,76 @@
+//! `POST /api/v2/export`: a site's reports over a range as a zip of CSV files, each equal to the
+//! Stats API's answer to the same question.
+
+use crate::harness::{TestServer, Visitor, pageview};
+use serde_json::{Value, json};
+use std::io::Read;
+
+const SITE: &str = "export.example";
+
+#[tokio::test]
+async fn a_zip_of_every_report_equal_to_the_api() {
+    let server = TestServer::start("export", &[SITE]);
+    for (n, page) in ["/", "/a,b", "/pricing", "/", "/docs"].iter().enumerate() {
+        let visitor = Visitor::new(n as u32 % 3);
+        assert_eq!(server.post_event(pageview(SITE, page).to_string(), &visitor.headers()).await.status, 202);
+    }
+    let pageviews = json!({"site_id": SITE, "metrics": ["pageviews"], "date_range": "day"});
+    let mut settled = false;
+    for _ in 0..100 {
+        if server.totals(&pageviews).await.is_ok_and(|t| t == [5.0]) {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(settled, "the events were not counted");
+
+    let response = server
+        .client()
+        .post(server.url("/api/v2/export"))
+        .bearer_auth(server.key(SITE))
+        .json(&json!({"site_id": SITE, "date_range": "day"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/zip");
+    let bytes = response.bytes().await.unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut files = std::collections::BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut file = zip.by_index(i).unwrap();
+        let mut text = String::new();
+        file.read_to_string(&mut text).unwrap();
+        files.insert(file.name().unwrap().to_string(), text);
+    }
+    for name in ["visitors.csv", "sources.csv", "pages.csv", "entry_pages.csv", "exit_pages.csv", "countries.csv"] {
+        assert!(files.contains_key(name), "{name} missing from {:?}", files.keys());
+    }
+    // pages.csv is the API's page breakdown, every row, as CSV (a comma in a path quoted).
+    let pages = json!({"site_id": SITE, "metrics": ["visitors", "pageviews", "bounce_rate"], "date_range": "day",
+                       "dimensions": ["event:page"]});
+    let answer: Value = server.query(&pages).await.unwrap();
+    let mut expected = String::from("page,visitors,pageviews,bounce_rate\n");
+    for row in answer["results"].as_array().unwrap() {
+        let page = row["dimensions"][0].as_str().unwrap();
+        let page = if page.contains(',') { format!("\"{page}\"") } else { page.to_owned() };
+        let m = &row["metrics"];
+        expected += &format!("{page},{},{},{}\n", m[0], m[1], m[2]);
+    }
+    assert_eq!(files["pages.csv"], expected);
+    let visitors_csv = &files["visitors.csv"];
+    assert!(visitors_csv.starts_with("date,visitors,pageviews,visits,views_per_visit,bounce_rate,visit_duration\n"));
+    assert!(visitors_csv.lines().nth(1).is_some_and(|l| l.split(',').nth(2) == Some("5")), "{visitors_csv}");
+
+    // Bad input: a clear 400.
+    let bad = server
+        .client()
+        .post(server.url("/api/v2/export"))
+        .bearer_auth(server.key(SITE))
+        .json(&json!({"site_id": SITE, "date_range": "9x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}
