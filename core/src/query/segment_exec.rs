@@ -43,6 +43,28 @@ impl hashbrown::Equivalent<Vec<String>> for LabelsRef<'_> {
     }
 }
 
+/// One group's sums over segments.
+#[derive(Default)]
+struct Accumulated {
+    labels: Vec<String>,
+    counters: Counters,
+    /// The visitor ids of its rows with events (with repeats).
+    visitors: Vec<u64>,
+    revenue: RevenueSums,
+    /// The visit ids of its rows with events, where visits count by their events (with repeats).
+    visits: Vec<u64>,
+}
+
+/// One group's sums within a segment: its index in [`Groups`], counters, and the last visitor
+/// and visit it added (rows of one visitor and visit come together).
+struct Local {
+    global: usize,
+    sums: [i64; COUNTERS.len()],
+    last_visitor: Option<u64>,
+    revenue: RevenueSums,
+    last_visit: Option<u64>,
+}
+
 /// Answers accumulated over segments: per group its labels, counters, revenue and the visitor
 /// ids of its rows (with repeats; [`Groups::finish`] counts the distinct ones).
 /// Past `max` groups, rows of new groups go to one overflow group, and the query is refused
@@ -50,7 +72,7 @@ impl hashbrown::Equivalent<Vec<String>> for LabelsRef<'_> {
 struct Groups {
     max: usize,
     index: hashbrown::HashMap<Vec<String>, usize, Fast>,
-    groups: Vec<(Vec<String>, Counters, Vec<u64>, RevenueSums, Vec<u64>)>,
+    groups: Vec<Accumulated>,
     /// The overflow group's index, once rows went to it.
     overflow: Option<usize>,
     /// Whether this or a merged share went over the budget.
@@ -70,30 +92,30 @@ impl Groups {
             self.over = true;
             let next = self.groups.len();
             return *self.overflow.get_or_insert_with(|| {
-                self.groups.push((Vec::new(), Counters::default(), Vec::new(), RevenueSums::default(), Vec::new()));
+                self.groups.push(Accumulated::default());
                 next
             });
         }
         let at = self.groups.len();
         let owned: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
         self.index.insert(owned.clone(), at);
-        self.groups.push((owned, Counters::default(), Vec::new(), RevenueSums::default(), Vec::new()));
+        self.groups.push(Accumulated { labels: owned, ..Accumulated::default() });
         at
     }
 
     fn merge(&mut self, other: Groups) {
         self.over |= other.over;
-        for (at, (labels, counters, visitors, revenue, visits)) in other.groups.into_iter().enumerate() {
+        for (at, theirs) in other.groups.into_iter().enumerate() {
             if Some(at) == other.overflow {
                 continue;
             }
-            let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+            let refs: Vec<&str> = theirs.labels.iter().map(String::as_str).collect();
             let at = self.at(&refs);
             let group = &mut self.groups[at];
-            group.1.add(&counters);
-            group.2.extend(visitors);
-            group.3.merge(&revenue);
-            group.4.extend(visits);
+            group.counters.add(&theirs.counters);
+            group.visitors.extend(theirs.visitors);
+            group.revenue.merge(&theirs.revenue);
+            group.visits.extend(theirs.visits);
         }
     }
 
@@ -107,12 +129,12 @@ impl Groups {
         };
         self.groups
             .into_iter()
-            .map(|(labels, counters, ids, revenue, visits)| Group {
-                labels,
-                counters,
-                visitors: distinct(ids),
-                revenue,
-                visits: distinct_visits.then(|| distinct(visits)),
+            .map(|g| Group {
+                labels: g.labels,
+                counters: g.counters,
+                visitors: distinct(g.visitors),
+                revenue: g.revenue,
+                visits: distinct_visits.then(|| distinct(g.visits)),
             })
             .collect()
     }
@@ -478,8 +500,7 @@ fn scan(
     let is_dense = combinations <= dense_up_to;
     let mut dense: Vec<u32> = if is_dense { vec![u32::MAX; combinations as usize] } else { Vec::new() };
     let mut sparse: HashMap<u128, u32> = HashMap::new();
-    // Local groups: global index, counters, last visitor added, revenue, last visit added.
-    let mut local: Vec<(usize, [i64; COUNTERS.len()], Option<u64>, RevenueSums, Option<u64>)> = Vec::new();
+    let mut local: Vec<Local> = Vec::new();
     'rows: for row in 0..segment.rows {
         let bucket = match buckets {
             Some(b) => {
@@ -541,42 +562,48 @@ fn scan(
                 }
             };
             *slot = u32::try_from(local.len())?;
-            local.push((global, [0; COUNTERS.len()], None, RevenueSums::default(), None));
+            local.push(Local {
+                global,
+                sums: [0; COUNTERS.len()],
+                last_visitor: None,
+                revenue: RevenueSums::default(),
+                last_visit: None,
+            });
         }
         let group = &mut local[*slot as usize];
         for (i, values) in &counters {
             if (*i < EVENT_COUNTERS && event_pass) || (*i >= EVENT_COUNTERS && visit_pass) {
-                group.1[*i] += values[row];
+                group.sums[*i] += values[row];
             }
         }
         if let Some(events) = events
             && event_pass
             && events[row] > 0
             && let Some(ids) = visit_ids
-            && group.4 != Some(ids[row])
+            && group.last_visit != Some(ids[row])
         {
-            group.4 = Some(ids[row]);
-            out.groups[group.0].4.push(ids[row]);
+            group.last_visit = Some(ids[row]);
+            out.groups[group.global].visits.push(ids[row]);
         }
         if let Some((ids, events)) = visitors
             && event_pass
             && events[row] > 0
-            && group.2 != Some(ids[row])
+            && group.last_visitor != Some(ids[row])
         {
-            group.2 = Some(ids[row]);
-            out.groups[group.0].2.push(ids[row]);
+            group.last_visitor = Some(ids[row]);
+            out.groups[group.global].visitors.push(ids[row]);
         }
         if let Some((known, codes, amounts, events)) = &revenue
             && event_pass
             && let Some(currency) = known[codes[row] as usize]
         {
-            group.3.add(currency, amounts[row], events[row]);
+            group.revenue.add(currency, amounts[row], events[row]);
         }
     }
-    for (global, sums, _, revenue, _) in local {
-        let group = &mut out.groups[global];
-        group.1.add(&Counters::from_array(sums));
-        group.3.merge(&revenue);
+    for one in local {
+        let group = &mut out.groups[one.global];
+        group.counters.add(&Counters::from_array(one.sums));
+        group.revenue.merge(&one.revenue);
     }
     Ok(())
 }
