@@ -212,8 +212,13 @@ mod tests {
         assert!(last >= jiff::Timestamp::from_second(started.as_second()).expect("ts") && last <= Timestamp::now());
         assert_eq!(last_used_in_file(tmp.path(), &idle_id), None, "an unused key has no last use");
 
-        // The snapshot shows what was written once the file is reloaded.
-        thread::sleep(Duration::from_millis(300));
+        // The snapshot shows what was written once the file is reloaded (polled: the reload
+        // runs on its own thread, later on a loaded machine).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while registry.snapshot().key_scope(&used).expect("known").last_used != Some(last) && Instant::now() < deadline
+        {
+            thread::sleep(Duration::from_millis(20));
+        }
         assert_eq!(registry.snapshot().key_scope(&used).expect("known").last_used, Some(last));
         assert_eq!(registry.snapshot().key_scope(&idle).expect("known").last_used, None);
     }
