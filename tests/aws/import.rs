@@ -57,6 +57,41 @@ fn ndjson() -> (String, usize) {
     (lines.join("\n") + "\n", events)
 }
 
+/// The conformance suite's requests (Plausible's Stats API v2 examples, `tests/e2e/conformance.rs`)
+/// on both stores over the same events: what `tally query` answers equals what `tally serve`
+/// answers; what it cannot answer yet (filters, goals, anything the segments answer) is a 400
+/// that says the DynamoDB store lacks it.
+async fn conformance_on_both(dynamo: &str, dynamo_key: &str, embedded: &str, embedded_key: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/vectors/stats_api_v2_examples.json");
+    let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let (mut same, mut refused) = (0, 0);
+    for example in file["examples"].as_array().unwrap() {
+        let mut request = example["request"].clone();
+        request["site_id"] = serde_json::json!(SITES[0]);
+        let got = crate::bed::ask(dynamo, dynamo_key, &request).await;
+        let status = got.status().as_u16();
+        let got: serde_json::Value = got.json().await.unwrap();
+        let want = crate::bed::ask(embedded, embedded_key, &request).await;
+        let want_status = want.status().as_u16();
+        let want: serde_json::Value = want.json().await.unwrap();
+        let name = example["name"].as_str().unwrap();
+        if status == 200 {
+            assert_eq!((want_status, &got["results"]), (200, &want["results"]), "{name}: {request}");
+            same += 1;
+        } else {
+            let message = got["error"].as_str().unwrap_or("");
+            assert_eq!(status, 400, "{name}: {got}");
+            assert!(
+                message.contains("DynamoDB store") || want_status == 400,
+                "{name}: tally query refused with {got}, tally serve answered {want_status}"
+            );
+            refused += 1;
+        }
+    }
+    eprintln!("conformance on both stores: {same} answered alike, {refused} refused by tally query with a 400");
+    assert!(same >= 10, "only {same} examples answered alike");
+}
+
 /// Runs `tally import --kinesis-stream events` (2 sub-partitions) and returns its output.
 fn import_to_stream(kinesalite: &str, file: &std::path::Path, dir: &std::path::Path) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_tally"))
@@ -190,6 +225,7 @@ async fn an_import_through_kinesis_counts_what_the_embedded_import_counts() {
         }
     };
     compare_after().await;
+    conformance_on_both(&dynamo_answers.url, &aws_key, &embedded_answers.url, &embedded_key).await;
     let _ = std::fs::remove_dir_all(aws_dir);
     let _ = std::fs::remove_dir_all(embedded_dir);
 }
