@@ -81,8 +81,21 @@ const COUNTRY_NAMES: [&str; 3] = ["Germany", "India", "Canada"];
 const EXIT_DIMENSIONS: [&str; 2] = ["visit:exit_page", "visit:exit_page_hostname"];
 const VISIT_METRICS: [&str; 6] =
     ["visitors", "visits", "bounce_rate", "visit_duration", "views_per_visit", "percentage"];
-/// What custom props answer (they are event rows).
-const PROP_METRICS: [&str; 6] = ["visitors", "events", "pageviews", "total_revenue", "average_revenue", "percentage"];
+/// What an event dimension other than the page answers (as Plausible: no session metrics).
+const EVENT_METRICS: [&str; 7] =
+    ["visitors", "visits", "events", "pageviews", "total_revenue", "average_revenue", "percentage"];
+/// Filtered by the page, everything but views per visit (as Plausible).
+const ALL_BUT_VIEWS_PER_VISIT: [&str; 9] = [
+    "visitors",
+    "visits",
+    "pageviews",
+    "events",
+    "bounce_rate",
+    "visit_duration",
+    "total_revenue",
+    "average_revenue",
+    "percentage",
+];
 /// What the oracle asks grouped by goal.
 const GOAL_METRICS: [&str; 3] = ["visitors", "events", "conversion_rate"];
 const ALL_METRICS: [&str; 10] = [
@@ -376,8 +389,7 @@ impl Ask {
     }
 
     fn by_prop(&self) -> bool {
-        let prop = |d: &str| d.starts_with("event:props:");
-        self.groupings.iter().any(|g| prop(g)) || self.filters.iter().flat_map(Cond::dims).any(prop)
+        self.groupings.iter().any(|g| g.starts_with("event:props:"))
     }
 
     fn metrics(&self) -> &'static [&'static str] {
@@ -385,8 +397,10 @@ impl Ask {
             &GOAL_METRICS
         } else if self.by_exit() {
             &VISIT_METRICS
-        } else if self.by_prop() {
-            &PROP_METRICS
+        } else if self.groupings.iter().any(|g| g.starts_with("event:") && g != "event:page") {
+            &EVENT_METRICS
+        } else if self.filters.iter().flat_map(Cond::dims).any(|d| d == "event:page") {
+            &ALL_BUT_VIEWS_PER_VISIT
         } else {
             &ALL_METRICS
         }

@@ -31,7 +31,7 @@ pub fn plan(query: &Query) -> Tier {
     // Visits by an event's own field are the visits that hold such events: the rollups count a
     // visit where it entered, so the segments (which keep each event's visit) answer.
     let visits_by_events = query.metrics.contains(&Metric::Visits)
-        && fields.iter().any(|g| matches!(g, Grouping::Dim(d) if d.is_event_own()));
+        && fields.iter().any(|g| matches!(g, Grouping::Prop(_)) || matches!(g, Grouping::Dim(d) if d.is_event_own()));
     if query.filters.is_empty() && fields.len() <= 1 && times <= 1 && (hours_held || !by_hour) && !visits_by_events {
         Tier::Rollups
     } else {

@@ -327,7 +327,7 @@ impl Query {
         {
             return invalid(format!("{} needs the event:goal dimension or an event:goal filter", m.name()));
         }
-        check_props(&metrics, &groupings, &leaves)?;
+        check_session_metrics(&metrics, &groupings, &leaves)?;
         let order = parse_order(request.order_by.as_deref(), &request.metrics, &request.dimensions, &groupings)?;
         let include = parse_include(request.include.as_ref(), &groupings, &buckets, zone, now)?;
         let page = request.pagination.unwrap_or(Pagination { limit: MAX_LIMIT, offset: 0 });
@@ -427,18 +427,30 @@ fn check_exit_dimensions(metrics: &[Metric], groupings: &[Grouping], filters: &[
 }
 
 /// Custom props are event rows: they answer event metrics (visitors, events, pageviews, revenue).
-fn check_props(metrics: &[Metric], groupings: &[Grouping], filters: &[&Filter]) -> Result<(), QueryError> {
-    let grouped = groupings.iter().find_map(|g| if let Grouping::Prop(n) = g { Some(n) } else { None });
-    let filtered = filters.iter().find_map(|f| if let Field::Prop(n) = &f.field { Some(n) } else { None });
-    let Some(name) = grouped.or(filtered) else { return Ok(()) };
-    let event_metric = |m: &Metric| {
-        matches!(m, Metric::Visitors | Metric::Percentage | Metric::Events | Metric::Pageviews) || m.is_revenue()
-    };
-    if let Some(m) = metrics.iter().find(|m| !event_metric(m)) {
-        let m = m.name();
+/// The metric and dimension combinations Plausible refuses, refused alike: the session metrics
+/// (`bounce_rate`, `visit_duration`, `views_per_visit`) with an event dimension other than
+/// `event:page` (a name, hostname, goal or prop has no visit of its own to describe), and
+/// `views_per_visit` filtered by `event:page`.
+fn check_session_metrics(metrics: &[Metric], groupings: &[Grouping], filters: &[&Filter]) -> Result<(), QueryError> {
+    let session: Vec<&str> = metrics
+        .iter()
+        .filter(|m| matches!(m, Metric::BounceRate | Metric::VisitDuration | Metric::ViewsPerVisit))
+        .map(|m| m.name())
+        .collect();
+    let event_dimension = groupings.iter().any(|g| match g {
+        Grouping::Goal | Grouping::Prop(_) => true,
+        Grouping::Dim(d) => d.is_event_own() && *d != Dimension::Page,
+        _ => false,
+    });
+    if !session.is_empty() && event_dimension {
         return invalid(format!(
-            "`{PROP_PREFIX}{name}` answers visitors, events, pageviews, total_revenue and average_revenue; `{m}` by custom prop is not kept yet"
+            "session metric(s) `{}` cannot be queried along with event dimensions (event:name, event:hostname, \
+             event:goal, event:props:*); event:page and visit dimensions can",
+            session.join("`, `")
         ));
+    }
+    if metrics.contains(&Metric::ViewsPerVisit) && filters.iter().any(|f| f.field == Field::Dim(Dimension::Page)) {
+        return invalid("metric `views_per_visit` cannot be queried with a filter on `event:page`");
     }
     Ok(())
 }
@@ -588,7 +600,9 @@ mod tests {
             r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["visit:exit_page","event:page"]}"#,
             r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","filters":[["is","visit:exit_page",["/"]]]}"#,
             r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["visit:exit_page","time:day","time:hour"]}"#,
-            r#"{"site_id":"a.com","metrics":["visits"],"date_range":"day","dimensions":["event:props:plan"]}"#,
+            r#"{"site_id":"a.com","metrics":["bounce_rate"],"date_range":"day","dimensions":["event:props:plan"]}"#,
+            r#"{"site_id":"a.com","metrics":["visit_duration"],"date_range":"day","dimensions":["event:name"]}"#,
+            r#"{"site_id":"a.com","metrics":["views_per_visit"],"date_range":"day","filters":[["is","event:page",["/"]]]}"#,
             r#"{"site_id":"a.com","metrics":["visitors"],"date_range":"day","dimensions":["event:props:"]}"#,
         ];
         for json in bad {
