@@ -436,6 +436,21 @@ mod tests {
     }
 
     #[test]
+    fn has_done_takes_event_filters_once() {
+        let parsed = parse_filters(&[json!([
+            "has_not_done",
+            ["or", [["is", "event:name", ["Signup"]], ["contains", "event:page", ["/x"]]]]
+        ])])
+        .expect("parses");
+        assert!(matches!(&parsed[0], FilterExpr::HasDone { negated: true, .. }));
+        assert_eq!(parsed[0].leaves().len(), 2, "its comparisons count against the limit");
+        assert!(!parsed[0].reads_events(), "a visit filter, not an event one");
+        let error = |f: Value| parse_filters(&[f]).expect_err("refused").0;
+        assert!(error(json!(["has_done", ["is", "visit:country", ["DE"]]])).contains("looks for events"));
+        assert!(error(json!(["has_done", ["has_done", ["is", "event:page", ["/"]]]])).contains("do not nest"));
+    }
+
+    #[test]
     fn bad_filters_say_what_to_fix() {
         let error = |f: Value| parse_filters(&[f]).expect_err("refused").0;
         assert!(error(json!(["like", "event:page", ["/"]])).contains("unsupported filter operator"));
