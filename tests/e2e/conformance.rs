@@ -166,11 +166,16 @@ async fn plausible_examples_answer_in_the_documented_shapes_and_validate_against
     let document: Value =
         client.get(format!("{}/api/openapi.json", server.base())).send().await.unwrap().json().await.unwrap();
     let mut recorded = Vec::new();
-    let mut record = |method: &str, path: &str, status: u16, content_type: &str, body: Value| {
-        recorded.push(
-            json!({"method": method, "path": path, "status": status, "content_type": content_type, "body": body}),
-        );
-    };
+    // What each request got, with its JSON body where the document must describe it.
+    let mut record =
+        |method: &str, path: &str, status: u16, content_type: &str, body: Value, request: Option<&Value>| {
+            let mut one =
+                json!({"method": method, "path": path, "status": status, "content_type": content_type, "body": body});
+            if let Some(request) = request {
+                one["request"] = request.clone();
+            }
+            recorded.push(one);
+        };
 
     let mut failures = Vec::new();
     let mut answered = 0;
@@ -188,7 +193,7 @@ async fn plausible_examples_answer_in_the_documented_shapes_and_validate_against
             .unwrap();
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap();
-        record("post", "/api/v2/query", status, "application/json", body.clone());
+        record("post", "/api/v2/query", status, "application/json", body.clone(), Some(request));
         match (status, example.get("tally")) {
             (200, None) => {
                 answered += 1;
@@ -224,15 +229,15 @@ async fn plausible_examples_answer_in_the_documented_shapes_and_validate_against
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         assert_eq!(status, expected, "{body}");
-        record("post", "/api/v2/query", status, "application/json", response.json().await.unwrap());
+        record("post", "/api/v2/query", status, "application/json", response.json().await.unwrap(), None);
     }
     let drops = client.get(format!("{base}/api/v2/drops?site_id={SITE}")).bearer_auth(&key).send().await.unwrap();
-    record("get", "/api/v2/drops", drops.status().as_u16(), "application/json", drops.json().await.unwrap());
+    record("get", "/api/v2/drops", drops.status().as_u16(), "application/json", drops.json().await.unwrap(), None);
     let sites = client.get(format!("{base}/api/v1/sites")).bearer_auth(&key).send().await.unwrap();
     assert_eq!(sites.status(), 403, "a stats key may not list sites");
-    record("get", "/api/v1/sites", 403, "application/json", sites.json().await.unwrap());
+    record("get", "/api/v1/sites", 403, "application/json", sites.json().await.unwrap(), None);
     let event = client.post(format!("{base}/api/event")).body("{").send().await.unwrap();
-    record("post", "/api/event", event.status().as_u16(), "application/json", event.json().await.unwrap());
+    record("post", "/api/event", event.status().as_u16(), "application/json", event.json().await.unwrap(), None);
     let csv = client
         .post(format!("{base}/api/v2/query?format=csv"))
         .bearer_auth(&key)
@@ -241,7 +246,7 @@ async fn plausible_examples_answer_in_the_documented_shapes_and_validate_against
         .await
         .unwrap();
     let content_type = csv.headers()["content-type"].to_str().unwrap().split(';').next().unwrap().to_owned();
-    record("post", "/api/v2/query", csv.status().as_u16(), &content_type, Value::Null);
+    record("post", "/api/v2/query", csv.status().as_u16(), &content_type, Value::Null, None);
 
     let export = client
         .post(format!("{base}/api/v2/export"))
@@ -251,7 +256,7 @@ async fn plausible_examples_answer_in_the_documented_shapes_and_validate_against
         .await
         .unwrap();
     assert_eq!(export.status(), 200);
-    record("post", "/api/v2/export", 200, export.headers()["content-type"].to_str().unwrap(), Value::Null);
+    record("post", "/api/v2/export", 200, export.headers()["content-type"].to_str().unwrap(), Value::Null, None);
     let doc_file = dir.path().join("openapi.json");
     let answers_file = dir.path().join("answers.json");
     std::fs::write(&doc_file, serde_json::to_vec(&document).unwrap()).unwrap();

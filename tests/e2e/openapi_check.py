@@ -3,7 +3,9 @@
 Usage: openapi_check.py OPENAPI_JSON ANSWERS_JSON
 
 OPENAPI_JSON is what `GET /api/openapi.json` served. ANSWERS_JSON is a list of
-{"method", "path", "status", "content_type", "body"} recorded from real requests. The document
+{"method", "path", "status", "content_type", "body"} recorded from real requests, with the
+JSON "request" body where there was one: it must validate against the operation's request body
+schema. The document
 must be a valid OpenAPI 3.1 description (openapi-spec-validator), and every answer's body must
 validate against the schema the document gives for its operation, status and content type, with
 objects closed: a property the document does not describe is an error, so the document cannot
@@ -42,6 +44,16 @@ def main():
         if operation is None:
             failures.append(f"{where}: the document has no such operation")
             continue
+        if "request" in answer:
+            request_schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            if request_schema is None:
+                failures.append(f"{where}: the document describes no JSON request body")
+            else:
+                schema = dict(closed(request_schema))
+                schema["components"] = components
+                for error in jsonschema.Draft202012Validator(schema).iter_errors(answer["request"]):
+                    at = "/".join(str(p) for p in error.absolute_path)
+                    failures.append(f"{where}: request at /{at}: {error.message[:300]}")
         response = operation.get("responses", {}).get(str(answer["status"]))
         if response is None:
             failures.append(f"{where}: the document lists no such status")

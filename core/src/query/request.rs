@@ -64,7 +64,7 @@ fn date_range_schema() -> utoipa::openapi::schema::Schema {
 pub fn filters_schema() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{ArrayBuilder, Type};
     let expression = ArrayBuilder::new().description(Some(
-        "[operator, dimension, [values], {\"case_sensitive\": false}?], [\"and\"|\"or\", [filters]] or [\"not\", filter]",
+        "[operator, dimension, [values], {\"case_sensitive\": false}?], [\"and\"|\"or\", [filters]], [\"not\", filter] or [\"has_done\"|\"has_not_done\", filter]",
     ));
     ArrayBuilder::new().items(expression).schema_type(Type::Array).build().into()
 }
