@@ -159,4 +159,29 @@ async fn saved_segments_stand_for_their_filters() {
         tally_ok(&["segment", "list", "--site", SEGMENTED, "--data-dir", &data]),
         format!("1\tGermans\t{filters}\n")
     );
+
+    // Through the API: any key of the site lists them; admin keys save and remove them.
+    let (status, listed) =
+        server.get(&format!("/api/v1/sites/segments?site_id={SEGMENTED}"), Some(server.key(SEGMENTED))).await;
+    assert_eq!(status, 200, "{listed}");
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["segments"], json!([{"id": 1, "name": "Germans", "filters": [["is", "visit:country", ["DE"]]]}]));
+    let admin =
+        tally_ok(&["key", "create", "--site", SEGMENTED, "--scope", "admin", "--data-dir", &data]).trim().to_owned();
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let url = server.url("/api/v1/sites/segments");
+    let put = |key: &str, body: serde_json::Value| server.client().put(url.clone()).bearer_auth(key).json(&body).send();
+    let french = json!({"site_id": SEGMENTED, "name": "French", "filters": [["is", "visit:country", ["FR"]]]});
+    assert_eq!(put(server.key(SEGMENTED), french.clone()).await.unwrap().status(), 403, "a stats key may not save");
+    let saved: serde_json::Value = put(&admin, french).await.unwrap().json().await.unwrap();
+    assert_eq!(saved["id"], 2, "{saved}");
+    let bad = json!({"site_id": SEGMENTED, "name": "Bad", "filters": [["like", "event:page", ["/"]]]});
+    assert_eq!(put(&admin, bad).await.unwrap().status(), 400, "filters are checked");
+    let french_only = query_body(SEGMENTED, &["visitors"], json!({"filters": [["is", "segment", [2]]]}));
+    assert_eq!(server.totals(&french_only).await.unwrap(), vec![2.0], "saved through the API, used at once");
+    let removed =
+        server.client().delete(format!("{url}?site_id={SEGMENTED}&id=2")).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(removed.status(), 200);
+    let (status, _) = server.query_raw(server.key(SEGMENTED), &french_only).await;
+    assert_eq!(status, 400, "a removed segment is gone");
 }

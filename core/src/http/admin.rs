@@ -169,7 +169,7 @@ fn goal_view(goal: &Goal) -> GoalView {
 }
 
 /// The request's key if it is valid, within its rate limit and an admin key.
-fn admin_key<'a>(
+pub(super) fn admin_key<'a>(
     app: &AppState,
     registry: &'a crate::registry::Snapshot,
     headers: &HeaderMap,

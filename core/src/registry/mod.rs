@@ -129,4 +129,24 @@ impl Registry {
         self.inner.reloader.reload_now();
         Ok(added)
     }
+
+    /// Saves a segment (filters already checked), as [`add_segment`] does, then reloads. Blocking.
+    ///
+    /// # Errors
+    /// As [`add_segment`].
+    pub fn add_segment(&self, site: &str, name: &str, filters: &str) -> Result<SavedSegment, RegistryError> {
+        let saved = add_segment(&self.inner.data_dir, site, name, filters)?;
+        self.inner.reloader.reload_now();
+        Ok(saved)
+    }
+
+    /// Removes a segment, as [`remove_segment`] does, then reloads. Blocking.
+    ///
+    /// # Errors
+    /// As [`remove_segment`].
+    pub fn remove_segment(&self, site: &str, id: u32) -> Result<(), RegistryError> {
+        remove_segment(&self.inner.data_dir, site, id)?;
+        self.inner.reloader.reload_now();
+        Ok(())
+    }
 }
