@@ -380,10 +380,14 @@ enum GoalCommand {
         /// The page path pattern.
         #[arg(long)]
         page: Option<String>,
+        /// Makes an event goal a revenue goal in this currency (ISO 4217, such as EUR): grouped
+        /// by goal, its revenue metrics count its events' revenue in this currency.
+        #[arg(long, requires = "event")]
+        currency: Option<String>,
         #[command(flatten)]
         of: SiteData,
     },
-    /// List a site's goals: name, type, event or path.
+    /// List a site's goals: name, type, event or path (and a revenue goal's currency).
     List {
         #[command(flatten)]
         of: SiteData,
@@ -526,9 +530,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(out, "      and send events to POST /api/event with \"domain\":\"{}\"", site.domain)?;
             Ok(())
         }
-        Command::Goal(GoalCommand::Add { event, page, of: SiteData { site, data } }) => {
+        Command::Goal(GoalCommand::Add { event, page, currency, of: SiteData { site, data } }) => {
             let goal = match (event, page) {
-                (Some(event_name), None) => registry::Goal::Event { event_name },
+                (Some(event_name), None) => registry::Goal::Event { event_name, currency },
                 (None, Some(page_path)) => registry::Goal::Page { page_path },
                 _ => anyhow::bail!("give --event NAME or --page PATH"),
             };
@@ -571,7 +575,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut out = std::io::stdout().lock();
             for goal in &site.goals {
                 match goal {
-                    registry::Goal::Event { event_name } => writeln!(out, "{}	event	{event_name}", goal.name())?,
+                    registry::Goal::Event { event_name, currency: None } => {
+                        writeln!(out, "{}	event	{event_name}", goal.name())?
+                    }
+                    registry::Goal::Event { event_name, currency: Some(currency) } => {
+                        writeln!(out, "{}	event	{event_name}	{currency}", goal.name())?
+                    }
                     registry::Goal::Page { page_path } => writeln!(out, "{}	page	{page_path}", goal.name())?,
                 }
             }

@@ -93,3 +93,61 @@ async fn revenue_is_exact_per_currency_in_both_tiers() {
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("total_revenue"), "{text}");
 }
+
+#[tokio::test]
+async fn revenue_goals_report_their_currency_and_other_goals_none() {
+    let server = TestServer::start("revenue-goals", &[SITE]);
+    let sends = json!([
+        purchase("/checkout", json!("10.50"), "EUR"),
+        purchase("/checkout", json!("4"), "EUR"),
+        purchase("/checkout", json!("7"), "USD"),
+        {"n": "Signup", "u": format!("https://{SITE}/"), "d": SITE},
+    ]);
+    assert_eq!(server.post_event(sends.to_string(), &Visitor::new(1).headers()).await.status, 202);
+    let data = server.data_dir().to_str().unwrap().to_owned();
+    let add = |args: &[&str]| {
+        let mut all = vec!["goal", "add", "--site", SITE, "--data-dir", &data];
+        all.extend_from_slice(args);
+        crate::harness::tally_ok(&all)
+    };
+    add(&["--event", "Purchase", "--currency", "EUR"]);
+    add(&["--event", "Signup"]);
+    let listed = crate::harness::tally_ok(&["goal", "list", "--site", SITE, "--data-dir", &data]);
+    assert_eq!(listed, "Purchase\tevent\tPurchase\tEUR\nSignup\tevent\tSignup\n");
+    let bad = crate::harness::run_cli(&[
+        "goal",
+        "add",
+        "--site",
+        SITE,
+        "--event",
+        "X",
+        "--currency",
+        "euro",
+        "--data-dir",
+        &data,
+    ]);
+    assert!(!bad.status.success() && bad.stderr.contains("ISO 4217"), "{bad:?}");
+
+    let by_goal =
+        query_body(SITE, &["total_revenue", "average_revenue", "events"], json!({"dimensions": ["event:goal"]}));
+    let answer = eventually(
+        "both goals answered",
+        POLL_DEADLINE,
+        || server.query(&by_goal),
+        |a| a.as_ref().is_ok_and(|a| a["results"].as_array().is_some_and(|r| r.len() == 2)),
+    )
+    .await
+    .unwrap();
+    // Purchase: its EUR revenue only (the USD purchase is left out: Tally converts none).
+    assert_eq!(
+        revenue_rows(&answer),
+        vec![
+            (
+                "Purchase".to_owned(),
+                json!({"value": 14.5, "currency": "EUR", "by_currency": {"EUR": 14.5}}),
+                json!({"value": 7.25, "currency": "EUR", "by_currency": {"EUR": 7.25}})
+            ),
+            ("Signup".to_owned(), Value::Null, Value::Null),
+        ]
+    );
+}

@@ -98,6 +98,9 @@ pub struct NewGoal {
     /// The path pattern (page goals).
     #[serde(default)]
     pub page_path: Option<String>,
+    /// A revenue goal's currency (event goals; ISO 4217, such as EUR).
+    #[serde(default)]
+    pub currency: Option<String>,
 }
 
 /// A site's goals: `{"goals": [{"id": name, "goal_type": …, "event_name"|"page_path": …, "display_name": …}]}`.
@@ -137,8 +140,13 @@ pub async fn put_goal(State(app): State<AppState>, headers: HeaderMap, body: Bod
         let request: NewGoal =
             serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid goal: {e}")))?;
         let site = super::auth::authorize(&registry, key, &request.site_id)?;
+        if request.goal_type == "page" && request.currency.is_some() {
+            return Err(ApiError::BadRequest(
+                "a currency makes an event goal a revenue goal; page goals have none".into(),
+            ));
+        }
         let goal = match (request.goal_type.as_str(), request.event_name, request.page_path) {
-            ("event", Some(event_name), None) => Goal::Event { event_name },
+            ("event", Some(event_name), None) => Goal::Event { event_name, currency: request.currency },
             ("page", None, Some(page_path)) => Goal::Page { page_path },
             _ => {
                 return Err(ApiError::BadRequest(
@@ -162,10 +170,21 @@ pub async fn put_goal(State(app): State<AppState>, headers: HeaderMap, body: Bod
 /// A goal as the Sites API shows it (its id is its name, which answers use).
 fn goal_view(goal: &Goal) -> GoalView {
     let (goal_type, event_name, page_path) = match goal {
-        Goal::Event { event_name } => ("event", Some(event_name.clone()), None),
+        Goal::Event { event_name, .. } => ("event", Some(event_name.clone()), None),
         Goal::Page { page_path } => ("page", None, Some(page_path.clone())),
     };
-    GoalView { id: goal.name(), goal_type: goal_type.into(), event_name, page_path, display_name: goal.name() }
+    let currency = match goal {
+        Goal::Event { currency, .. } => currency.clone(),
+        Goal::Page { .. } => None,
+    };
+    GoalView {
+        id: goal.name(),
+        goal_type: goal_type.into(),
+        event_name,
+        page_path,
+        currency,
+        display_name: goal.name(),
+    }
 }
 
 /// The request's key if it is valid, within its rate limit and an admin key.

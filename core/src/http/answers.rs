@@ -205,6 +205,9 @@ pub struct GoalView {
     /// The page path pattern (`*`: any characters but `/`; `**`: any), for a page goal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub page_path: Option<String>,
+    /// A revenue goal's currency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
     /// The name to show.
     pub display_name: String,
 }

@@ -19,7 +19,7 @@ pub fn goal_filter(goal: &Goal) -> FilterExpr {
     let leaf =
         |op, field, value: String| FilterExpr::Leaf(Filter { op, field, values: vec![value], case_sensitive: true });
     match goal {
-        Goal::Event { event_name } => leaf(Op::Is, Field::Dim(Dimension::Name), event_name.clone()),
+        Goal::Event { event_name, .. } => leaf(Op::Is, Field::Dim(Dimension::Name), event_name.clone()),
         Goal::Page { page_path } => FilterExpr::And(vec![
             leaf(Op::Is, Field::Dim(Dimension::Name), "pageview".to_owned()),
             leaf(Op::Matches, Field::Dim(Dimension::Page), path_regex(page_path)),
@@ -85,6 +85,19 @@ fn expand(expr: &FilterExpr, goals: &[Goal]) -> Result<FilterExpr, QueryError> {
     })
 }
 
+/// A revenue metric of a goal's row, as Plausible reports revenue by goal: a revenue goal's
+/// revenue in its currency (its events' revenue in other currencies left out: Tally converts
+/// none), and `null` for other goals.
+fn goal_revenue(goal: &Goal, value: &serde_json::Value) -> serde_json::Value {
+    let Goal::Event { currency: Some(currency), .. } = goal else { return serde_json::Value::Null };
+    match value["by_currency"].get(currency.as_str()) {
+        Some(amount) => {
+            serde_json::json!({"value": amount, "currency": currency, "by_currency": {currency.as_str(): amount}})
+        }
+        None => serde_json::Value::Null,
+    }
+}
+
 /// A filter no event passes.
 fn never() -> FilterExpr {
     FilterExpr::Leaf(Filter {
@@ -134,6 +147,11 @@ pub async fn answer(stats: &dyn StatsSource, query: Query, budget: WorkBudget) -
                 for mut row in
                     rows.into_iter().filter(|r| r.metrics.iter().any(|m| m.as_f64().is_some_and(|v| v > 0.0)))
                 {
+                    for (metric, value) in query.metrics.iter().zip(row.metrics.iter_mut()) {
+                        if metric.is_revenue() {
+                            *value = goal_revenue(goal, value);
+                        }
+                    }
                     row.dimensions.insert(at, goal.name());
                     all.push(row);
                 }

@@ -49,6 +49,10 @@ pub enum Goal {
     Event {
         /// The event's name.
         event_name: String,
+        /// A revenue goal's currency (ISO 4217): grouped by goal, its revenue metrics count its
+        /// events' revenue in this currency.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        currency: Option<String>,
     },
     /// A page view of a path that matches this pattern: `*` stands for any characters but `/`,
     /// `**` for any characters.
@@ -62,7 +66,7 @@ impl Goal {
     /// Its name in answers, as Plausible names goals: the event's name, or `Visit /path`.
     pub fn name(&self) -> String {
         match self {
-            Goal::Event { event_name } => event_name.clone(),
+            Goal::Event { event_name, .. } => event_name.clone(),
             Goal::Page { page_path } => format!("Visit {page_path}"),
         }
     }
