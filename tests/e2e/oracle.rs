@@ -81,6 +81,9 @@ const COUNTRY_NAMES: [&str; 3] = ["Germany", "India", "Canada"];
 const EXIT_DIMENSIONS: [&str; 2] = ["visit:exit_page", "visit:exit_page_hostname"];
 const VISIT_METRICS: [&str; 6] =
     ["visitors", "visits", "bounce_rate", "visit_duration", "views_per_visit", "percentage"];
+/// By exit page, also the exit rate.
+const EXIT_PAGE_METRICS: [&str; 7] =
+    ["visitors", "visits", "bounce_rate", "visit_duration", "views_per_visit", "percentage", "exit_rate"];
 /// What an event dimension other than the page answers (as Plausible: no session metrics).
 const EVENT_METRICS: [&str; 7] =
     ["visitors", "visits", "events", "pageviews", "total_revenue", "average_revenue", "percentage"];
@@ -395,6 +398,8 @@ impl Ask {
     fn metrics(&self) -> &'static [&'static str] {
         if self.groupings.iter().any(|g| g == "event:goal") {
             &GOAL_METRICS
+        } else if self.groupings.iter().any(|g| g == "visit:exit_page") {
+            &EXIT_PAGE_METRICS
         } else if self.by_exit() {
             &VISIT_METRICS
         } else if self.groupings.iter().any(|g| g.starts_with("event:") && g != "event:page") {
@@ -603,9 +608,27 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
         let row = brute(site, zone, events, &ungrouped).remove(&Vec::new()).unwrap();
         row[0].as_u64().unwrap() as usize
     };
+    // `exit_rate`: a group's exits over the page views of its page in the same period.
+    let mut views: BTreeMap<Vec<String>, i64> = BTreeMap::new();
+    if ask.by_exit() {
+        for visit in visits(events) {
+            for e in visit.iter().filter(|e| e.name == "pageview" && in_range(e.at_ms)) {
+                let mut k = key(e, &visit[0]);
+                for (i, g) in ask.groupings.iter().enumerate() {
+                    match g.as_str() {
+                        "visit:exit_page" => k[i] = e.page.into(),
+                        "visit:exit_page_hostname" => k[i] = site.into(),
+                        _ => {}
+                    }
+                }
+                *views.entry(k).or_default() += 1;
+            }
+        }
+    }
     groups
         .into_iter()
         .map(|(k, g)| {
+            let page_views = views.get(&k).copied().unwrap_or(0);
             let per_visit = |n: i64| if g.visits > 0 { n as f64 / g.visits as f64 } else { 0.0 };
             let all = [
                 json!(g.ids.len()),
@@ -618,8 +641,14 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
                 revenue_metric(&g.revenue, false),
                 revenue_metric(&g.revenue, true),
                 json!(if total == 0 { 0.0 } else { (g.ids.len() as f64 * 1000.0 / total as f64).round() / 10.0 }),
+                if page_views == 0 {
+                    Value::Null
+                } else {
+                    json!((g.visits as f64 * 1000.0 / page_views as f64).round() / 10.0)
+                },
             ];
-            let metrics = ask.metrics().iter().map(|m| all[ALL_METRICS.iter().position(|a| a == m).unwrap()].clone());
+            let at = |m: &str| ALL_METRICS.iter().position(|a| *a == m).unwrap_or(ALL_METRICS.len());
+            let metrics = ask.metrics().iter().map(|m| all[at(m)].clone());
             let metrics = metrics.collect();
             (k, metrics)
         })

@@ -118,7 +118,7 @@ pub fn attach(query: &Query, comparison: &Comparison, page: &[Row], previous: &[
 /// A metric's value for a group with nothing in it.
 fn zero(metric: Metric) -> Value {
     match metric {
-        Metric::TotalRevenue | Metric::AverageRevenue => Value::Null,
+        Metric::TotalRevenue | Metric::AverageRevenue | Metric::ExitRate => Value::Null,
         Metric::ViewsPerVisit | Metric::Percentage => json!(0.0),
         _ => json!(0),
     }
@@ -135,6 +135,9 @@ fn change(metric: Metric, old: &Value, new: &Value) -> Value {
     let (Some(old), Some(new)) = (number(old), number(new)) else { return Value::Null };
     if metric == Metric::BounceRate {
         return if old > 0.0 { json!((new - old).round() as i64) } else { Value::Null };
+    }
+    if metric == Metric::ExitRate {
+        return json!(((new - old) * 10.0).round() / 10.0);
     }
     if old == 0.0 {
         return json!(if new > 0.0 { 100 } else { 0 });
@@ -154,6 +157,8 @@ mod tests {
         assert_eq!(change(Metric::Visitors, &json!(3), &json!(1)), json!(-67));
         assert_eq!(change(Metric::BounceRate, &json!(40), &json!(55)), json!(15), "points, not percent");
         assert_eq!(change(Metric::BounceRate, &json!(0), &json!(55)), Value::Null);
+        assert_eq!(change(Metric::ExitRate, &json!(50.0), &json!(33.3)), json!(-16.7), "points, one decimal");
+        assert_eq!(change(Metric::ExitRate, &Value::Null, &json!(100.0)), Value::Null);
         assert_eq!(change(Metric::TotalRevenue, &Value::Null, &json!({"value": 5.0})), Value::Null);
     }
 

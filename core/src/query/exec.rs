@@ -148,7 +148,8 @@ fn metric(metric: Metric, group: &Group) -> Value {
         Metric::Visitors | Metric::Percentage | Metric::ConversionRate | Metric::GroupConversionRate => {
             json!(visitors)
         }
-        Metric::Visits => json!(group.visits.map_or(c.visits, |v| v as i64)),
+        // The exits, which `query::exit_rate` turns into a share of the page's page views.
+        Metric::Visits | Metric::ExitRate => json!(group.visits.map_or(c.visits, |v| v as i64)),
         Metric::Pageviews => json!(c.pageviews),
         Metric::Events => json!(c.events),
         Metric::BounceRate => json!((per_visit(c.bounces) * 100.0).round() as i64),

@@ -6,6 +6,7 @@
 pub mod comparison;
 pub mod date_range;
 pub mod exec;
+pub mod exit_rate;
 pub mod filter;
 pub mod goals;
 pub mod limits;

@@ -11,15 +11,19 @@ use serde_json::json;
 use std::collections::HashMap;
 
 /// Answers `query` from `stats` within `budget`, with its `percentage` columns as shares.
+/// (and `exit_rate` divided, [`super::exit_rate`]).
 pub async fn answer(stats: &dyn StatsSource, query: Query, budget: WorkBudget) -> anyhow::Result<(Tier, Vec<Row>)> {
     let columns = columns_of(&query, Metric::Percentage);
-    if columns.is_empty() {
-        return stats.answer(query, budget).await;
-    }
-    let totals = visitors_by(stats, &query, Vec::new(), query.filters.clone(), budget).await?;
-    let (tier, mut rows) = stats.answer(query, budget).await?;
-    let total = totals.get(&Vec::new()).copied().unwrap_or(0);
-    to_shares(&mut rows, &columns, 1, |_| total);
+    let (tier, mut rows) = if columns.is_empty() {
+        stats.answer(query.clone(), budget).await?
+    } else {
+        let totals = visitors_by(stats, &query, Vec::new(), query.filters.clone(), budget).await?;
+        let (tier, mut rows) = stats.answer(query.clone(), budget).await?;
+        let total = totals.get(&Vec::new()).copied().unwrap_or(0);
+        to_shares(&mut rows, &columns, 1, |_| total);
+        (tier, rows)
+    };
+    super::exit_rate::divide(stats, &query, &mut rows, budget).await?;
     Ok((tier, rows))
 }
 

@@ -116,10 +116,13 @@ pub enum Metric {
     /// The group's converting visitors as a share of the visitors with the same values of the
     /// other dimensions (the filters other than goals), in percent with two decimals.
     GroupConversionRate,
+    /// With `visit:exit_page`: the visits that left from the page as a share of its page views,
+    /// in percent with one decimal (the executors give the visits; [`super::exit_rate`] divides).
+    ExitRate,
 }
 
 impl Metric {
-    const ALL: [(Metric, &'static str); 12] = [
+    const ALL: [(Metric, &'static str); 13] = [
         (Metric::Visitors, "visitors"),
         (Metric::Visits, "visits"),
         (Metric::Pageviews, "pageviews"),
@@ -132,6 +135,7 @@ impl Metric {
         (Metric::Percentage, "percentage"),
         (Metric::ConversionRate, "conversion_rate"),
         (Metric::GroupConversionRate, "group_conversion_rate"),
+        (Metric::ExitRate, "exit_rate"),
     ];
 
     fn parse(name: &str) -> Option<Metric> {
@@ -296,10 +300,10 @@ impl Query {
     pub fn resolve(request: &QueryRequest, zone: &TimeZone, now: Timestamp) -> Result<Query, QueryError> {
         let metrics = request.metrics.iter().map(|m| Metric::parse(m).ok_or(m)).collect::<Result<Vec<_>, _>>();
         let metrics = metrics.or_else(|m| {
-            if matches!(m.as_str(), "time_on_page" | "scroll_depth" | "exit_rate") {
+            if matches!(m.as_str(), "time_on_page" | "scroll_depth") {
                 return invalid(format!(
                     "`{m}` is not supported yet: it needs the engagement events of Plausible's tracker (scroll depth, \
-                     engaged time) or each page view's visit, which Tally does not store yet"
+                     engaged time), which Tally does not store yet"
                 ));
             }
             let hint = did_you_mean(m, Metric::ALL.iter().map(|(_, n)| *n));
@@ -401,10 +405,14 @@ fn check_exit_dimensions(metrics: &[Metric], groupings: &[Grouping], filters: &[
     if let Some(f) = filters.iter().find(|f| matches!(f.field, Field::Dim(d) if d.is_exit())) {
         return invalid(format!("filtering by `{}` is not supported yet; group by it instead", f.field.name()));
     }
-    let Some(exit) = groupings.iter().find_map(|g| match g {
+    let exit = groupings.iter().find_map(|g| match g {
         Grouping::Dim(d) if d.is_exit() => Some(*d),
         _ => None,
-    }) else {
+    });
+    if metrics.contains(&Metric::ExitRate) && exit != Some(Dimension::ExitPage) {
+        return invalid("metric `exit_rate` needs the `visit:exit_page` dimension");
+    }
+    let Some(exit) = exit else {
         return Ok(());
     };
     let name = exit.name();
@@ -420,7 +428,7 @@ fn check_exit_dimensions(metrics: &[Metric], groupings: &[Grouping], filters: &[
     if let Some(m) = metrics.iter().find(|m| matches!(m, Metric::Pageviews | Metric::Events) || m.is_revenue()) {
         let m = m.name();
         return invalid(format!(
-            "`{name}` answers visit metrics (visitors, visits, bounce_rate, visit_duration, views_per_visit), not `{m}`"
+            "`{name}` answers visit metrics (visitors, visits, bounce_rate, visit_duration, views_per_visit, exit_rate), not `{m}`"
         ));
     }
     Ok(())

@@ -282,7 +282,7 @@ fn needed_counters(metrics: &[Metric]) -> [bool; COUNTERS.len()] {
             | Metric::TotalRevenue
             | Metric::AverageRevenue => &[0],
             Metric::Pageviews => &[1],
-            Metric::Visits => &[2],
+            Metric::Visits | Metric::ExitRate => &[2],
             Metric::BounceRate => &[2, 3],
             Metric::VisitDuration => &[2, 4],
             Metric::ViewsPerVisit => &[2, 5],

@@ -1,0 +1,58 @@
+//! The `exit_rate` metric, as Plausible defines it: grouped by `visit:exit_page`, the visits that
+//! left from a page as a share of that page's page views in the same range (and time period),
+//! in percent with one decimal. The executors answer it with the exits; this asks the store for
+//! the page views by `event:page` (with the same time grouping) and divides, then orders the rows
+//! again, since the shares may order differently than the exits did.
+
+use super::exec::{Row, compare};
+use super::limits::WorkBudget;
+use super::percentage::columns_of;
+use super::request::{Grouping, Include, Metric, Query, SortKey};
+use super::source::StatsSource;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use tally_model::dimension::Dimension;
+
+/// Turns the exits in the `exit_rate` columns of `rows` into shares of the pages' page views.
+pub async fn divide(
+    stats: &dyn StatsSource,
+    query: &Query,
+    rows: &mut [Row],
+    budget: WorkBudget,
+) -> anyhow::Result<()> {
+    let columns = columns_of(query, Metric::ExitRate);
+    if columns.is_empty() {
+        return Ok(());
+    }
+    // The same question of the pages: their page views, by the same groupings.
+    let groupings: Vec<Grouping> = query
+        .groupings
+        .iter()
+        .map(|g| if *g == Grouping::Dim(Dimension::ExitPage) { Grouping::Dim(Dimension::Page) } else { g.clone() })
+        .collect();
+    let pages = Query {
+        metrics: vec![Metric::Pageviews],
+        groupings,
+        order: vec![(SortKey::Metric(0), true)],
+        limit: usize::MAX,
+        offset: 0,
+        include: Include::default(),
+        ..query.clone()
+    };
+    let (_, page_rows) = stats.answer(pages, budget).await?;
+    let views: HashMap<Vec<String>, f64> = page_rows
+        .into_iter()
+        .map(|r| (r.dimensions, r.metrics.first().and_then(Value::as_f64).unwrap_or(0.0)))
+        .collect();
+    for row in rows.iter_mut() {
+        let pageviews = views.get(&row.dimensions).copied().unwrap_or(0.0);
+        for &i in &columns {
+            let exits = row.metrics[i].as_f64().unwrap_or(0.0);
+            // Null where the page had no page views (a visit of custom events only).
+            row.metrics[i] =
+                if pageviews > 0.0 { json!((exits * 1000.0 / pageviews).round() / 10.0) } else { Value::Null };
+        }
+    }
+    rows.sort_by(|a, b| compare(query, a, b));
+    Ok(())
+}
