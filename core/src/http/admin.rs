@@ -6,7 +6,7 @@
 
 use super::AppState;
 use super::answers::{ErrorBody, GoalView, GoalsAnswer, SiteView, SitesAnswer};
-use super::auth::{authenticate, require_admin};
+use super::auth::{rated_key, require_admin};
 use super::body::read_bounded;
 use super::error::ApiError;
 use crate::registry::{Goal, KeyScope, RegistryError, Site};
@@ -157,11 +157,21 @@ pub async fn put_goal(State(app): State<AppState>, headers: HeaderMap, body: Bod
         (site.domain.clone(), goal)
     };
     let registry = app.registry.clone();
-    let added = tokio::task::spawn_blocking(move || registry.add_goal(&domain, goal))
+    let (goal, _) = write_settings("adding a goal", move || registry.add_goal(&domain, goal)).await?;
+    Ok(Json(goal_view(&goal)))
+}
+
+/// Runs a write of a site's settings (goals, segments) to the registry off the async threads:
+/// a setting the registry refuses is a 400 with its reason, anything else a 500.
+pub(super) async fn write_settings<T: Send + 'static>(
+    what: &str,
+    write: impl FnOnce() -> Result<T, RegistryError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let written = tokio::task::spawn_blocking(write)
         .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("adding a goal stopped: {e}")))?;
-    match added {
-        Ok((goal, _)) => Ok(Json(goal_view(&goal))),
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("{what} stopped: {e}")))?;
+    match written {
+        Ok(value) => Ok(value),
         Err(e @ RegistryError::InvalidSetting(_)) => Err(ApiError::BadRequest(e.to_string())),
         Err(e) => Err(ApiError::Internal(e.into())),
     }
@@ -193,10 +203,7 @@ pub(super) fn admin_key<'a>(
     registry: &'a crate::registry::Snapshot,
     headers: &HeaderMap,
 ) -> Result<&'a KeyScope, ApiError> {
-    let key = authenticate(registry, headers)?;
-    if let Some(limit) = &app.key_rate {
-        limit.check(&key.id)?;
-    }
+    let key = rated_key(app, registry, headers)?;
     require_admin(key)?;
     Ok(key)
 }

@@ -32,6 +32,20 @@ pub fn authenticate<'a>(registry: &'a Snapshot, headers: &HeaderMap) -> Result<&
     Ok(key)
 }
 
+/// The valid key the request carries ([`authenticate`]), within its rate limit (else a 429):
+/// what every keyed route starts with.
+pub fn rated_key<'a>(
+    app: &super::AppState,
+    registry: &'a Snapshot,
+    headers: &HeaderMap,
+) -> Result<&'a KeyScope, ApiError> {
+    let key = authenticate(registry, headers)?;
+    if let Some(limit) = &app.key_rate {
+        limit.check(&key.id)?;
+    }
+    Ok(key)
+}
+
 /// Whether an authenticated key may use the admin routes: only an admin key (else 403).
 pub fn require_admin(key: &KeyScope) -> Result<(), ApiError> {
     match key.scope {

@@ -6,7 +6,7 @@
 
 use super::AppState;
 use super::answers::ErrorBody;
-use super::auth::{authenticate, authorize};
+use super::auth::{authorize, rated_key};
 use super::body::read_bounded;
 use super::csv_export::cell;
 use super::error::ApiError;
@@ -77,10 +77,7 @@ pub struct ExportRequest {
     ))]
 pub async fn export(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let registry = app.registry.snapshot();
-    let key = authenticate(&registry, &headers)?;
-    if let Some(limit) = &app.key_rate {
-        limit.check(&key.id)?;
-    }
+    let key = rated_key(&app, &registry, &headers)?;
     let body = read_bounded(body, MAX_BODY_BYTES, "an export body").await?;
     let request: ExportRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid export: {e}")))?;

@@ -1,7 +1,7 @@
 //! `POST /api/v2/query`, `GET /api/v2/drops` and `GET /api/health`.
 
 use super::answers::{DropsAnswer, ErrorBody, PageEcho, QueryAnswer, QueryEcho, QueryMeta};
-use super::auth::{authenticate, authorize};
+use super::auth::{authorize, rated_key};
 use super::body::read_bounded;
 use super::error::ApiError;
 use super::{AppState, CachedAnswer, csv_export, realtime};
@@ -42,10 +42,7 @@ pub async fn query(
     body: Body,
 ) -> Result<Response, ApiError> {
     let registry = app.registry.snapshot();
-    let key = authenticate(&registry, &headers)?;
-    if let Some(limit) = &app.key_rate {
-        limit.check(&key.id)?;
-    }
+    let key = rated_key(&app, &registry, &headers)?;
     if let Some(format) = params.format.as_deref().filter(|f| !matches!(*f, "csv" | "json")) {
         return Err(ApiError::BadRequest(format!("format is csv or json, not `{format}`")));
     }
@@ -181,10 +178,7 @@ pub async fn drops(
     UrlQuery(params): UrlQuery<DropsParams>,
 ) -> Result<Json<DropsAnswer>, ApiError> {
     let registry = app.registry.snapshot();
-    let key = authenticate(&registry, &headers)?;
-    if let Some(limit) = &app.key_rate {
-        limit.check(&key.id)?;
-    }
+    let key = rated_key(&app, &registry, &headers)?;
     let site = match &params.site_id {
         Some(site_id) => authorize(&registry, key, site_id)?.domain.clone(),
         None => String::new(),

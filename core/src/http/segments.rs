@@ -4,12 +4,12 @@
 //! `DELETE /api/v1/sites/segments?site_id=…&id=…` removes one (admin keys).
 
 use super::AppState;
-use super::admin::admin_key as admin;
+use super::admin::{admin_key as admin, write_settings};
 use super::answers::ErrorBody;
-use super::auth::{authenticate, authorize};
+use super::auth::{authorize, rated_key};
 use super::body::read_bounded;
 use super::error::ApiError;
-use crate::registry::{RegistryError, SavedSegment};
+use crate::registry::SavedSegment;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -80,10 +80,7 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Json<SegmentsAnswer>, ApiError> {
     let registry = app.registry.snapshot();
-    let key = authenticate(&registry, &headers)?;
-    if let Some(limit) = &app.key_rate {
-        limit.check(&key.id)?;
-    }
+    let key = rated_key(&app, &registry, &headers)?;
     let site = authorize(&registry, key, &params.site_id)?;
     Ok(Json(SegmentsAnswer { segments: site.segments.iter().map(view).collect() }))
 }
@@ -111,14 +108,8 @@ pub async fn put(State(app): State<AppState>, headers: HeaderMap, body: Body) ->
         (site.domain.clone(), request.name, filters)
     };
     let registry = app.registry.clone();
-    let saved = tokio::task::spawn_blocking(move || registry.add_segment(&domain, &name, &filters))
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("saving a segment stopped: {e}")))?;
-    match saved {
-        Ok(segment) => Ok(Json(view(&segment))),
-        Err(e @ RegistryError::InvalidSetting(_)) => Err(ApiError::BadRequest(e.to_string())),
-        Err(e) => Err(ApiError::Internal(e.into())),
-    }
+    let segment = write_settings("saving a segment", move || registry.add_segment(&domain, &name, &filters)).await?;
+    Ok(Json(view(&segment)))
 }
 
 /// Removes a segment of a site the admin key may read.
@@ -145,12 +136,6 @@ pub async fn delete(
         (site.domain.clone(), id)
     };
     let registry = app.registry.clone();
-    let removed = tokio::task::spawn_blocking(move || registry.remove_segment(&domain, id))
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("removing a segment stopped: {e}")))?;
-    match removed {
-        Ok(()) => Ok(Json(serde_json::json!({ "deleted": true }))),
-        Err(e @ RegistryError::InvalidSetting(_)) => Err(ApiError::BadRequest(e.to_string())),
-        Err(e) => Err(ApiError::Internal(e.into())),
-    }
+    write_settings("removing a segment", move || registry.remove_segment(&domain, id)).await?;
+    Ok(Json(serde_json::json!({ "deleted": true })))
 }
