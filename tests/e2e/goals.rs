@@ -100,6 +100,22 @@ async fn goals_saved_later_count_all_history() {
     )
     .await;
     assert!(after.is_ok(), "{after:?}");
+
+    // Removed through the Sites API by its id (its name, URL-encoded), for admin keys only.
+    let remove = |key: String| {
+        server
+            .client()
+            .delete(server.url(&format!("/api/v1/sites/goals/Visit%20%2Fpricing?site_id={SITE}")))
+            .bearer_auth(key)
+            .send()
+    };
+    assert_eq!(remove(server.key(SITE).to_owned()).await.unwrap().status(), 403, "a stats key may not");
+    let removed = remove(admin.clone()).await.unwrap();
+    assert_eq!(removed.status(), 200);
+    assert_eq!(removed.json::<serde_json::Value>().await.unwrap(), json!({"deleted": true}));
+    assert_eq!(remove(admin.clone()).await.unwrap().status(), 400, "no goal of that name any more");
+    let listed = tally_ok(&["goal", "list", "--site", SITE, "--data-dir", &data]);
+    assert_eq!(listed, "Signup\tevent\tSignup\n");
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! The admin routes, in the shape of Plausible's Sites API, for admin keys only:
 //! `GET /api/v1/sites` lists the sites the key may read, `POST /api/v1/sites` registers a site
 //! and adds it to the key's scope; `GET /api/v1/sites/goals?site_id=…` lists a site's goals and
-//! `PUT /api/v1/sites/goals` finds or creates one. A stats key gets a 403; a missing, unknown or expired key a
+//! `PUT /api/v1/sites/goals` finds or creates one, `DELETE /api/v1/sites/goals/{goal_id}` removes
+//! one. A stats key gets a 403; a missing, unknown or expired key a
 //! 401, as on the Stats API, and both count against the key's rate limit.
 
 use super::AppState;
@@ -159,6 +160,34 @@ pub async fn put_goal(State(app): State<AppState>, headers: HeaderMap, body: Bod
     let registry = app.registry.clone();
     let (goal, _) = write_settings("adding a goal", move || registry.add_goal(&domain, goal)).await?;
     Ok(Json(goal_view(&goal)))
+}
+
+/// Removes a goal (its id is its name) of a site the admin key may read, as Plausible's
+/// `DELETE /api/v1/sites/goals/:goal_id` does.
+#[utoipa::path(delete, path = "/api/v1/sites/goals/{goal_id}", tag = "sites", security(("api_key" = [])),
+    params(("goal_id" = String, Path, description = "The goal's id: its name (`Signup`, `Visit /blog/*`), URL-encoded"),
+           ("site_id" = String, Query, description = "The site's domain")),
+    responses(
+        (status = 200, description = "Removed: `{\"deleted\": true}`", body = Object),
+        (status = 400, description = "No goal of that name", body = ErrorBody),
+        (status = 401, description = "No key, an unknown key or an expired one", body = ErrorBody),
+        (status = 403, description = "A stats key", body = ErrorBody),
+        (status = 404, description = "No such site, or not the key's", body = ErrorBody),
+    ))]
+pub async fn delete_goal(
+    State(app): State<AppState>,
+    axum::extract::Path(goal_id): axum::extract::Path<String>,
+    axum::extract::Query(param): axum::extract::Query<SiteParam>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let domain = {
+        let registry = app.registry.snapshot();
+        let key = admin_key(&app, &registry, &headers)?;
+        super::auth::authorize(&registry, key, &param.site_id)?.domain.clone()
+    };
+    let registry = app.registry.clone();
+    write_settings("removing a goal", move || registry.remove_goal(&domain, &goal_id)).await?;
+    Ok(Json(serde_json::json!({ "deleted": true })))
 }
 
 /// Runs a write of a site's settings (goals, segments) to the registry off the async threads:

@@ -144,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v2/export", post(export::export))
         .route("/api/v1/sites", get(admin::list_sites).post(admin::add_site))
         .route("/api/v1/sites/goals", get(admin::list_goals).put(admin::put_goal))
+        .route("/api/v1/sites/goals/{goal_id}", axum::routing::delete(admin::delete_goal))
         .route("/api/v1/sites/segments", get(segments::list).put(segments::put).delete(segments::delete))
         .route("/api/health", get(query::health))
         .route("/api/openapi.json", get(openapi::openapi_json))

@@ -24,6 +24,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::admin::add_site,
         super::admin::list_goals,
         super::admin::put_goal,
+        super::admin::delete_goal,
         super::segments::list,
         super::segments::put,
         super::segments::delete,

@@ -130,6 +130,16 @@ impl Registry {
         Ok(added)
     }
 
+    /// Removes a goal by its name, as [`remove_goal`] does, then reloads. Blocking.
+    ///
+    /// # Errors
+    /// As [`remove_goal`].
+    pub fn remove_goal(&self, site: &str, name: &str) -> Result<(), RegistryError> {
+        remove_goal(&self.inner.data_dir, site, name)?;
+        self.inner.reloader.reload_now();
+        Ok(())
+    }
+
     /// Saves a segment (filters already checked), as [`add_segment`] does, then reloads. Blocking.
     ///
     /// # Errors
