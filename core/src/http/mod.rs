@@ -130,8 +130,9 @@ pub fn query_cache(bytes: u64) -> QueryCache {
 }
 
 /// The router: `POST /api/event` (public, CORS; only with ingest state), `POST /api/v2/query`,
-/// `GET /api/v2/drops`, `POST /api/v2/export` (bearer key), `GET` and `POST /api/v1/sites` (admin key),
-/// `GET /api/health`, `GET /api/openapi.json`.
+/// `GET /api/v2/drops`, `POST /api/v2/export`, `GET /api/v1/sites/segments` (bearer key), `GET` and
+/// `POST /api/v1/sites`, `GET`, `PUT` and `DELETE` of goals and `PUT` and `DELETE` of segments
+/// under `/api/v1/sites` (admin key), `GET /api/health`, `GET /api/openapi.json`.
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
     if state.ingest.is_some() {
