@@ -76,7 +76,13 @@ class Tally:
                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.server.stdout.readline().strip()
         host, port = line.removeprefix("listening on http://").rsplit(":", 1)
-        self.conn = http.client.HTTPConnection(host, int(port))
+        self.address = (host, int(port))
+        self.reconnect()
+
+    def reconnect(self):
+        """A fresh keep-alive connection: the server closes one idle for longer than its header
+        timeout (10 s), which the peers' turns between Tally's questions can exceed."""
+        self.conn = http.client.HTTPConnection(*self.address)
 
     def stop(self):
         if self.server:
@@ -176,6 +182,7 @@ def main():
     results = []
     try:
         for name, metrics, dims, filters, limit, sql, kind in QUERIES:
+            tally.reconnect()
             miss, answer = timed(lambda i: tally.query(key, tally_body(metrics, dims, filters, limit, i)), args.runs)
             hit, _ = timed(lambda i: tally.query(key, tally_body(metrics, dims, filters, limit, 0)), args.runs)
             d_times, d_rows = timed(lambda i: duck.execute(sql).fetchall(), args.runs)
