@@ -24,7 +24,7 @@ async fn visits_hold_their_pages_and_events() {
         ("c", "pageview", "/", 20),
         ("c", "pageview", "/docs", 50),
     ];
-    let lines: Vec<String> = events
+    let mut lines: Vec<String> = events
         .iter()
         .map(|(visitor, name, page, s)| {
             json!({"name": name, "url": format!("https://{SITE}{page}"), "domain": SITE, "timestamp": T0 + s * 1000,
@@ -32,6 +32,12 @@ async fn visits_hold_their_pages_and_events() {
             .to_string()
         })
         .collect();
+    // The next day, d: one visit of one sign-up with a prop, from France.
+    lines.push(
+        json!({"name": "Signup", "url": format!("https://{SITE}/pricing"), "domain": SITE, "timestamp": T0 + 86_400_000,
+               "user_agent": UA, "visitor": "d", "country": "FR", "props": {"plan": "pro"}})
+        .to_string(),
+    );
     let file = dir.path().join("events.ndjson");
     std::fs::write(&file, lines.join("\n")).unwrap();
     tally_ok(&["import", file.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap(), "--no-progress"]);
@@ -72,6 +78,17 @@ async fn visits_hold_their_pages_and_events() {
     assert_eq!(ask(json!(["visitors", "pageviews"]), docs).await, vec![(json!([]), json!([1, 2]))]);
     let never = json!({"filters": [["has_not_done", ["is", "event:name", ["Signup"]]]]});
     assert_eq!(ask(json!(["visitors", "visits", "pageviews"]), never).await, vec![(json!([]), json!([2, 2, 3]))]);
+    // Filtered by a prop, visits are those with an event that has it: d's visit for `pro`, none
+    // for `(none)` (its visit row, which has no props, makes no row of its own). Only `visits`
+    // asked: counted from the events alone, without looking the visits up first.
+    let next_day = |filter: Value| {
+        json!({"date_range": ["2026-11-11", "2026-11-11"], "dimensions": ["visit:country"],
+                                          "filters": [filter]})
+    };
+    let pro = next_day(json!(["is", "event:props:plan", ["pro"]]));
+    assert_eq!(ask(json!(["visits"]), pro).await, vec![(json!(["FR"]), json!([1]))]);
+    let none = next_day(json!(["is", "event:props:plan", ["(none)"]]));
+    assert_eq!(ask(json!(["visits"]), none).await, vec![]);
     // `has_done` looks for events only.
     let response = client
         .post(format!("{}/api/v2/query", server.base()))

@@ -6,11 +6,10 @@
 
 use super::exec::{Row, compare};
 use super::limits::WorkBudget;
-use super::percentage::columns_of;
-use super::request::{Grouping, Include, Metric, Query, SortKey};
+use super::percentage::{columns_of, counts_by};
+use super::request::{Grouping, Metric, Query};
 use super::source::StatsSource;
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use tally_model::dimension::Dimension;
 
 /// Turns the exits in the `exit_rate` columns of `rows` into shares of the pages' page views.
@@ -30,22 +29,9 @@ pub async fn divide(
         .iter()
         .map(|g| if *g == Grouping::Dim(Dimension::ExitPage) { Grouping::Dim(Dimension::Page) } else { g.clone() })
         .collect();
-    let pages = Query {
-        metrics: vec![Metric::Pageviews],
-        groupings,
-        order: vec![(SortKey::Metric(0), true)],
-        limit: usize::MAX,
-        offset: 0,
-        include: Include::default(),
-        ..query.clone()
-    };
-    let (_, page_rows) = stats.answer(pages, budget).await?;
-    let views: HashMap<Vec<String>, f64> = page_rows
-        .into_iter()
-        .map(|r| (r.dimensions, r.metrics.first().and_then(Value::as_f64).unwrap_or(0.0)))
-        .collect();
+    let views = counts_by(stats, query, Metric::Pageviews, groupings, query.filters.clone(), budget).await?;
     for row in rows.iter_mut() {
-        let pageviews = views.get(&row.dimensions).copied().unwrap_or(0.0);
+        let pageviews = views.get(&row.dimensions).copied().unwrap_or(0) as f64;
         for &i in &columns {
             let exits = row.metrics[i].as_f64().unwrap_or(0.0);
             // Null where the page had no page views (a visit of custom events only).

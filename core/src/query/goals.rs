@@ -164,7 +164,8 @@ pub async fn answer(stats: &dyn StatsSource, query: Query, budget: WorkBudget) -
     let without_goals: Vec<FilterExpr> = query.filters.iter().filter(|e| !reads_goals(e)).cloned().collect();
     let columns = percentage::columns_of(&query, Metric::ConversionRate);
     if !columns.is_empty() {
-        let totals = percentage::visitors_by(stats, &query, Vec::new(), without_goals.clone(), budget).await?;
+        let totals =
+            percentage::counts_by(stats, &query, Metric::Visitors, Vec::new(), without_goals.clone(), budget).await?;
         let total = totals.get(&Vec::new()).copied().unwrap_or(0);
         percentage::to_shares(&mut rows, &columns, 2, |_| total);
     }
@@ -175,7 +176,7 @@ pub async fn answer(stats: &dyn StatsSource, query: Query, budget: WorkBudget) -
         if let Some(at) = grouped {
             groupings.remove(at);
         }
-        let totals = percentage::visitors_by(stats, &query, groupings, without_goals, budget).await?;
+        let totals = percentage::counts_by(stats, &query, Metric::Visitors, groupings, without_goals, budget).await?;
         let other_dimensions = |row: &Row| {
             let mut key = row.dimensions.clone();
             if let Some(at) = grouped {

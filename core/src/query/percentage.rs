@@ -10,20 +10,23 @@ use super::{StatsSource, Tier};
 use serde_json::json;
 use std::collections::HashMap;
 
-/// Answers `query` from `stats` within `budget`, with its `percentage` columns as shares.
-/// (and `exit_rate` divided, [`super::exit_rate`]).
+/// Answers `query` from `stats` within `budget`, with its `percentage` columns as shares (and
+/// its `exit_rate` columns divided, [`super::exit_rate`]).
 pub async fn answer(stats: &dyn StatsSource, query: Query, budget: WorkBudget) -> anyhow::Result<(Tier, Vec<Row>)> {
     let columns = columns_of(&query, Metric::Percentage);
-    let (tier, mut rows) = if columns.is_empty() {
-        stats.answer(query.clone(), budget).await?
+    let total = if columns.is_empty() {
+        0
     } else {
-        let totals = visitors_by(stats, &query, Vec::new(), query.filters.clone(), budget).await?;
-        let (tier, mut rows) = stats.answer(query.clone(), budget).await?;
-        let total = totals.get(&Vec::new()).copied().unwrap_or(0);
-        to_shares(&mut rows, &columns, 1, |_| total);
-        (tier, rows)
+        let totals = counts_by(stats, &query, Metric::Visitors, Vec::new(), query.filters.clone(), budget).await?;
+        totals.get(&Vec::new()).copied().unwrap_or(0)
     };
-    super::exit_rate::divide(stats, &query, &mut rows, budget).await?;
+    // The exit rates need the query after its answer; only then is it kept.
+    let exits = query.metrics.contains(&Metric::ExitRate).then(|| query.clone());
+    let (tier, mut rows) = stats.answer(query, budget).await?;
+    to_shares(&mut rows, &columns, 1, |_| total);
+    if let Some(query) = exits {
+        super::exit_rate::divide(stats, &query, &mut rows, budget).await?;
+    }
     Ok((tier, rows))
 }
 
@@ -32,17 +35,19 @@ pub fn columns_of(query: &Query, metric: Metric) -> Vec<usize> {
     query.metrics.iter().enumerate().filter(|(_, m)| **m == metric).map(|(i, _)| i).collect()
 }
 
-/// The visitors of `query`'s range under `filters`, per group of `groupings` (the groups'
-/// labels; one group with no labels without groupings): the denominators of the share metrics.
-pub async fn visitors_by(
+/// A count `metric` (visitors, page views) of `query`'s range under `filters`, per group of
+/// `groupings` (the groups' labels; one group with no labels without groupings): the
+/// denominators of the share metrics.
+pub async fn counts_by(
     stats: &dyn StatsSource,
     query: &Query,
+    metric: Metric,
     groupings: Vec<Grouping>,
     filters: Vec<FilterExpr>,
     budget: WorkBudget,
 ) -> anyhow::Result<HashMap<Vec<String>, u64>> {
     let totals = Query {
-        metrics: vec![Metric::Visitors],
+        metrics: vec![metric],
         groupings,
         filters,
         order: vec![(SortKey::Metric(0), true)],

@@ -150,7 +150,8 @@ const EVENT_COUNTERS: usize = 2;
 struct VisitRule {
     /// `visits` is the number of distinct visits among a group's event rows.
     distinct: bool,
-    /// With filters on an event's own field: the visits with an event that passes them.
+    /// With filters on an event's own field, when the query asks visit counters: the visits with
+    /// an event that passes them.
     holding: Option<HashSet<u64>>,
 }
 
@@ -163,10 +164,10 @@ pub fn execute_segments(store: &Store, query: &Query, budget: &WorkBudget) -> an
     for filter in &filters {
         find_has_done_visits(filter, &segments, budget)?;
     }
-    let asks_visits = query
-        .metrics
-        .iter()
-        .any(|m| matches!(m, Metric::Visits | Metric::BounceRate | Metric::VisitDuration | Metric::ViewsPerVisit));
+    // `visits` itself counts distinct visit ids here; the other visit metrics need the visit
+    // counters of the visits that hold a passing event.
+    let asks_visit_counters =
+        query.metrics.iter().any(|m| matches!(m, Metric::BounceRate | Metric::VisitDuration | Metric::ViewsPerVisit));
     let reads_events = query.filters.iter().any(FilterExpr::reads_events);
     let groups_events = query
         .groupings
@@ -174,7 +175,7 @@ pub fn execute_segments(store: &Store, query: &Query, budget: &WorkBudget) -> an
         .any(|g| matches!(g, Grouping::Prop(_)) || matches!(g, Grouping::Dim(d) if d.is_event_own()));
     let rule = VisitRule {
         distinct: (reads_events || groups_events) && query.metrics.contains(&Metric::Visits),
-        holding: if reads_events && asks_visits {
+        holding: if reads_events && asks_visit_counters {
             Some(visits_with(&segments, &filters.iter().collect::<Vec<_>>(), budget)?)
         } else {
             None
