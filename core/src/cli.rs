@@ -268,6 +268,10 @@ struct IngestArgs {
     /// The S3 bucket for the shard workers' state snapshots (open visits and visitor sightings).
     #[arg(long, env = "TALLY_SNAPSHOT_BUCKET")]
     snapshot_bucket: String,
+    /// The S3 bucket of tier 2: the segment objects (Parquet) that `tally query` reads for
+    /// filtered and multi-dimension questions.
+    #[arg(long, env = "TALLY_SEGMENT_BUCKET")]
+    segment_bucket: String,
     /// S3 endpoint URL, to use a stand-in such as a moto server.
     #[arg(long, env = "TALLY_S3_ENDPOINT")]
     s3_endpoint: Option<String>,
@@ -302,6 +306,16 @@ struct QueryArgs {
     /// DynamoDB endpoint URL, to use a stand-in such as dynoxide.
     #[arg(long, env = "TALLY_DYNAMODB_ENDPOINT")]
     dynamodb_endpoint: Option<String>,
+    /// The S3 bucket of segment objects that `tally ingest` writes (`--segment-bucket`); without
+    /// it, filtered and multi-dimension questions are refused with a 400.
+    #[arg(long, env = "TALLY_SEGMENT_BUCKET")]
+    segment_bucket: Option<String>,
+    /// S3 endpoint URL, to use a stand-in such as a moto server.
+    #[arg(long, env = "TALLY_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// Most memory the cache of decoded segment objects takes, in MiB.
+    #[arg(long, env = "TALLY_SEGMENT_CACHE_MB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    segment_cache_mb: u64,
     /// Use fixed dummy credentials (stand-ins accept any) instead of the AWS credential chain.
     #[arg(long, env = "TALLY_STAND_IN_CREDENTIALS")]
     stand_in_credentials: bool,
@@ -514,13 +528,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let regions = if args.regions.is_empty() { vec![args.region.clone()] } else { args.regions };
             let aws = AwsSettings {
                 region: args.region,
-                endpoints: Endpoints { dynamodb: args.dynamodb_endpoint, ..Endpoints::default() },
+                endpoints: Endpoints { dynamodb: args.dynamodb_endpoint, s3: args.s3_endpoint, ..Endpoints::default() },
                 static_credentials: args.stand_in_credentials,
             };
             let (app, listen, data_dir) = (args.app, args.listen, args.data.data_dir);
             let (queries, http) = (args.queries.budget(), args.http.limits());
-            let sub_partitions = args.sub_partitions;
-            serve_queries(QuerySettings { aws, app, regions, sub_partitions, listen, data_dir, queries, http }).await
+            let (sub_partitions, segment_bucket) = (args.sub_partitions, args.segment_bucket);
+            let segment_cache_bytes = args.segment_cache_mb << 20;
+            let settings = QuerySettings {
+                aws,
+                app,
+                regions,
+                sub_partitions,
+                listen,
+                data_dir,
+                queries,
+                http,
+                segment_bucket,
+                segment_cache_bytes,
+            };
+            serve_queries(settings).await
         }
         Command::Site(SiteCommand::Add { domain, timezone, data }) => {
             let site = registry::add_site(&data.data_dir, &domain, Some(&timezone))?;
@@ -675,6 +702,7 @@ fn ingest_settings(args: IngestArgs) -> IngestSettings {
         max_records_per_flush: args.max_records_per_flush,
         fold_interval: Duration::from_secs(args.fold_interval_s),
         snapshot_bucket: args.snapshot_bucket,
+        segment_bucket: args.segment_bucket,
         snapshot_interval: Duration::from_secs(args.snapshot_interval_s),
     }
 }

@@ -206,9 +206,9 @@ impl Consumer {
         let interval = ms.to_string();
         // Folds every second unless the caller picks its own interval, so tests exercise them.
         let fold: &[&str] = if extra.contains(&"--fold-interval-s") { &[] } else { &["--fold-interval-s", "1"] };
-        // Snapshots into a bucket of the data directory's own, on the shared moto server.
-        let name = data_dir.file_name().unwrap_or_default().to_string_lossy().to_lowercase();
-        let bucket: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(63).collect();
+        // Snapshots and segments into buckets of the data directory's own, on the shared moto server.
+        let bucket = bucket_of(data_dir, "");
+        let segments = bucket_of(data_dir, "seg-");
         let (child, line) = start_tally(
             Command::new(env!("CARGO_BIN_EXE_tally"))
                 .args(["ingest", "--stream", stream, "--region", region, "--app", "t", "--stand-in-credentials"])
@@ -218,6 +218,7 @@ impl Consumer {
                 .arg(data_dir)
                 .args(fold)
                 .args(["--s3-endpoint", crate::stand_ins::moto_s3(), "--snapshot-bucket", &bucket])
+                .args(["--segment-bucket", &segments])
                 .args(if extra.contains(&"--snapshot-interval-s") { &[][..] } else { &["--snapshot-interval-s", "2"] })
                 .args(extra)
                 .env("TALLY_LOG", std::env::var("TALLY_E2E_LOG").unwrap_or_else(|_| "warn".into())),
@@ -247,6 +248,24 @@ impl Drop for Consumer {
     }
 }
 
+/// The S3 bucket named after a data directory, with `prefix`: snapshots (`""`) or segments (`"seg-"`).
+pub fn bucket_of(data_dir: &Path, prefix: &str) -> String {
+    let name = data_dir.file_name().unwrap_or_default().to_string_lossy().to_lowercase();
+    let name = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' });
+    prefix.chars().chain(name).take(63).collect()
+}
+
+/// The keys of every segment object that `tally ingest` wrote for the data directory `data_dir`.
+pub async fn segment_keys(data_dir: &Path) -> Vec<String> {
+    let client = tally_core::aws::clients::s3(&crate::stand_ins::settings(None, None)).await;
+    let mut pages = client.list_objects_v2().bucket(bucket_of(data_dir, "seg-")).into_paginator().send();
+    let mut keys = Vec::new();
+    while let Some(page) = pages.next().await {
+        keys.extend(page.unwrap().contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+    }
+    keys
+}
+
 /// Starts a `tally` child process (stand-ins: no instance metadata) and reads its first line.
 fn start_tally(command: &mut Command) -> (Child, String) {
     let mut child = command
@@ -273,6 +292,7 @@ impl QueryServer {
             Command::new(env!("CARGO_BIN_EXE_tally"))
                 .args(["query", "--listen", "127.0.0.1:0", "--region", "us-east-1", "--regions", regions, "--app", "t"])
                 .args(["--sub-partitions", &subs.to_string(), "--dynamodb-endpoint", dynamo, "--stand-in-credentials"])
+                .args(["--s3-endpoint", crate::stand_ins::moto_s3(), "--segment-bucket", &bucket_of(data_dir, "seg-")])
                 .arg("--data-dir")
                 .arg(data_dir)
                 .env("TALLY_LOG", "warn"),

@@ -13,7 +13,17 @@ fn query_and_ingest_refuse_a_data_directory_without_a_registry() {
     std::fs::create_dir_all(&dir).unwrap();
     for args in [
         vec!["query", "--region", "us-east-1", "--listen", "127.0.0.1:0"],
-        vec!["ingest", "--stream", "events", "--region", "us-east-1", "--snapshot-bucket", "b"],
+        vec![
+            "ingest",
+            "--stream",
+            "events",
+            "--region",
+            "us-east-1",
+            "--snapshot-bucket",
+            "b",
+            "--segment-bucket",
+            "s",
+        ],
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_tally"))
             .args(&args)

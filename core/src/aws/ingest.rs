@@ -7,6 +7,7 @@ use crate::aws::dynamo::Tables;
 use crate::aws::dynamo::snapshots::{Objects, ensure_bucket};
 use crate::aws::kinesis::shard_reader::ReaderSettings;
 use crate::aws::lease::LeaseTable;
+use crate::aws::segments::SegmentObjects;
 use crate::registry::Registry;
 use crate::telemetry;
 use std::io::Write;
@@ -43,6 +44,8 @@ pub struct IngestSettings {
     pub fold_interval: Duration,
     /// The S3 bucket of the shard workers' state snapshots.
     pub snapshot_bucket: String,
+    /// The S3 bucket of the segment objects (tier 2).
+    pub segment_bucket: String,
     /// Shortest time between two snapshots of a shard worker's state.
     pub snapshot_interval: Duration,
     /// Where to serve `/metrics` and `/ready`, if anywhere.
@@ -56,10 +59,13 @@ pub async fn ingest(settings: IngestSettings) -> anyhow::Result<()> {
     let kinesis = clients::kinesis(&settings.aws).await;
     let dynamo = clients::dynamodb(&settings.aws).await;
     let tables = Tables::named(&settings.app, &settings.aws.region);
-    let objects = Objects { client: clients::s3(&settings.aws).await, bucket: settings.snapshot_bucket.clone() };
+    let s3 = clients::s3(&settings.aws).await;
+    let objects = Objects { client: s3.clone(), bucket: settings.snapshot_bucket.clone() };
+    let segments = SegmentObjects { client: s3, bucket: settings.segment_bucket.clone() };
     if settings.create_tables {
         tables.create_if_missing(&dynamo).await?;
         ensure_bucket(&objects).await?;
+        crate::aws::segments::ensure_bucket(&segments).await?;
     }
     let ctx = Arc::new(ShardContext {
         kinesis,
@@ -74,6 +80,7 @@ pub async fn ingest(settings: IngestSettings) -> anyhow::Result<()> {
         snapshot_interval: settings.snapshot_interval,
         fold_interval: settings.fold_interval,
         objects,
+        segments,
         reader: ReaderSettings::default(),
     });
     let (stop, stopped) = watch::channel(false);

@@ -13,4 +13,5 @@ pub mod ingest;
 pub mod kinesis;
 pub mod lease;
 pub mod query_serve;
+pub mod segments;
 pub mod stats;

@@ -1,7 +1,10 @@
-//! `tally query`: the query API over the DynamoDB aggregates that `tally ingest` writes.
+//! `tally query`: the query API over the DynamoDB aggregates and the S3 segment objects that
+//! `tally ingest` writes.
 
 use crate::aws::clients::{self, AwsSettings};
 use crate::aws::dynamo::Tables;
+use crate::aws::segments::SegmentObjects;
+use crate::aws::segments::read::SegmentReader;
 use crate::aws::stats::DynamoStats;
 use crate::http::listen::{announce, shutdown_signal};
 use crate::http::query_gate::QueryBudget;
@@ -31,6 +34,10 @@ pub struct QuerySettings {
     pub queries: QueryBudget,
     /// Timeouts and the connection cap of the HTTP server.
     pub http: crate::http::server::HttpLimits,
+    /// The bucket of segment objects, if tier 2 is to be read.
+    pub segment_bucket: Option<String>,
+    /// Most bytes of decoded segment objects kept in memory.
+    pub segment_cache_bytes: u64,
 }
 
 /// Serves queries until SIGINT or SIGTERM.
@@ -47,6 +54,13 @@ pub async fn serve_queries(settings: QuerySettings) -> anyhow::Result<()> {
         client: clients::dynamodb(&settings.aws).await,
         table: Tables::named(&settings.app, &settings.aws.region).aggregates,
         lineages,
+        segments: match settings.segment_bucket {
+            Some(bucket) => {
+                let objects = SegmentObjects { client: clients::s3(&settings.aws).await, bucket };
+                Some(SegmentReader::new(objects, settings.segment_cache_bytes))
+            }
+            None => None,
+        },
     };
     let state = AppState::new(registry, Arc::new(stats), None, &settings.queries);
     let listener = tokio::net::TcpListener::bind(settings.listen)

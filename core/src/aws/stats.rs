@@ -1,18 +1,19 @@
-//! The read seam's DynamoDB side: answers from the rollup items that `tally ingest` writes —
-//! every query the planner gives to the rollups (no filters; at most one dimension or prop and
-//! one time grouping; by hour only for the totals and exit pages), exactly as `tally serve`
-//! answers it. Other queries need the segments, which the DynamoDB store does not have yet: a
-//! clear refusal. Cached answers are keyed by a 5-second window, so an answer can be up to 5 s
-//! stale.
+//! The read seam's DynamoDB side: answers from what `tally ingest` writes, exactly as `tally
+//! serve` answers — the queries the planner gives to the rollups from the rollup items in
+//! DynamoDB, the others (filters, several dimensions, visits by their events, `has_done`) from
+//! the segment objects in S3 (`aws/segments/`), when `tally query` is given their bucket (else
+//! a clear refusal). Cached answers are keyed by a 5-second window, so an answer can be up to
+//! 5 s stale.
 
 use crate::aws::dynamo::read::{load_drops, load_slot};
 use crate::aws::dynamo::rows::MergedRows;
+use crate::aws::segments::read::SegmentReader;
 use crate::embedded::store::RollupRead;
 use crate::query::limits::WorkBudget;
 use crate::query::limits::{MAX_RANGE_DAYS_DYNAMODB, range_refusal};
 use crate::query::request::Grouping;
 use crate::query::source::{Freshness, Pending, StatsSource};
-use crate::query::{Query, Tier, execute_rollups, plan};
+use crate::query::{Query, Tier, execute_rollups, execute_segments, plan};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use tally_model::breakdown::{Grain, Slot, Tallies};
@@ -28,6 +29,8 @@ pub struct DynamoStats {
     pub table: String,
     /// The writer lineages to merge: every (region, sub-partition).
     pub lineages: Vec<(String, u16)>,
+    /// The reader of segment objects (tier 2), if `tally query` has their bucket.
+    pub segments: Option<SegmentReader>,
 }
 
 /// One slot's rows, loaded for a query's days.
@@ -72,10 +75,10 @@ impl StatsSource for DynamoStats {
         if let Some(refusal) = range_refusal(query, MAX_RANGE_DAYS_DYNAMODB) {
             return Some(refusal);
         }
-        (plan(query) != Tier::Rollups).then(|| {
-            "the DynamoDB store answers unfiltered queries with at most one dimension (or prop) and one time \
-             grouping, by hour only for the totals and exit pages; filters and other groupings need the segments, \
-             which it does not have yet"
+        (plan(query) != Tier::Rollups && self.segments.is_none()).then(|| {
+            "this tally query answers unfiltered queries with at most one dimension (or prop) and one time \
+             grouping, by hour only for the totals and exit pages; filters and other groupings need the segments: \
+             start it with --segment-bucket (the bucket tally ingest writes them to)"
                 .to_owned()
         })
     }
@@ -87,6 +90,13 @@ impl StatsSource for DynamoStats {
 
     fn answer(&self, query: Query, budget: WorkBudget) -> Pending<'_, (Tier, Vec<crate::query::exec::Row>)> {
         Box::pin(async move {
+            if plan(&query) == Tier::Segments {
+                let reader = self.segments.as_ref().ok_or_else(|| anyhow::anyhow!("no segment bucket"))?;
+                let segments = reader.segments_for(&query.site, query.buckets.clone()).await?;
+                budget.check_time()?;
+                let rows = tokio::task::spawn_blocking(move || execute_segments(&segments, &query, &budget)).await??;
+                return Ok((Tier::Segments, rows));
+            }
             let days = (query.buckets.start.div_euclid(24), (query.buckets.end - 1).div_euclid(24));
             let slot = slot_of(&query).code();
             let rows = load_slot(&self.client, &self.table, &query.site, &self.lineages, slot, days).await?;
@@ -95,13 +105,19 @@ impl StatsSource for DynamoStats {
         })
     }
 
-    fn first_day<'a>(&'a self, _site: &'a str) -> Pending<'a, Option<i64>> {
-        Box::pin(async {
-            Err(crate::query::QueryError(
-                "date_range `all` needs the site's first day of data, which tally query cannot look up yet; give dates"
-                    .to_owned(),
-            )
-            .into())
+    /// The first local day with segment objects: every event writes segment rows, so it is the
+    /// first day with data.
+    fn first_day<'a>(&'a self, site: &'a str) -> Pending<'a, Option<i64>> {
+        Box::pin(async move {
+            match &self.segments {
+                Some(reader) => Ok(reader.first_day(site).await?),
+                None => Err(crate::query::QueryError(
+                    "date_range `all` needs the site's first day of data, which tally query finds in the segments: \
+                     start it with --segment-bucket, or give dates"
+                        .to_owned(),
+                )
+                .into()),
+            }
         })
     }
 

@@ -55,7 +55,9 @@ impl StatsSource for EmbeddedStats {
             let store = self.store.clone();
             let rows = tokio::task::spawn_blocking(move || match tier {
                 Tier::Rollups => execute_rollups(store.as_ref(), &query, &budget),
-                Tier::Segments => execute_segments(store.as_ref(), &query, &budget),
+                Tier::Segments => {
+                    execute_segments(&store.segments_for(&query.site, query.buckets.clone())?, &query, &budget)
+                }
             })
             .await??;
             Ok((tier, rows))

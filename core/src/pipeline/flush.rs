@@ -73,8 +73,8 @@ fn sightings_of<'a>(
 pub struct Flush {
     /// Per-dimension rollup deltas per lineage.
     pub breakdowns: FastMap<Lineage, Breakdown>,
-    /// Segment rows per site (only in a flush made by [`Flush::with_segments`]).
-    pub segments: FastMap<String, SegmentRows>,
+    /// Segment rows per lineage (only in a flush made by [`Flush::with_segments`]).
+    pub segments: FastMap<Lineage, SegmentRows>,
     /// The new sightings state of every visitor id this flush saw, per (site, visitor id).
     pub sightings: VisitorMap<Sightings>,
     /// Whether to build segment rows too.
@@ -91,9 +91,8 @@ pub struct Flush {
 }
 
 impl Flush {
-    /// A flush that builds segment rows as well as the per-dimension rollups (the embedded
-    /// store's two tiers; [`Flush::default`] builds the rollups only, as the DynamoDB store
-    /// keeps them).
+    /// A flush that builds segment rows as well as the per-dimension rollups (both stores' two
+    /// tiers; [`Flush::default`] builds the rollups only, for tests and benchmarks of tier 1).
     pub fn with_segments() -> Flush {
         Flush { segments_on: true, ..Flush::default() }
     }
@@ -168,10 +167,7 @@ impl Flush {
         }
         if self.segments_on {
             let props = tally_model::props::set_text(&event.props);
-            match self.segments.get_mut(event.site.as_str()) {
-                Some(rows) => rows.add(&contribution, &props, money),
-                None => self.segments.entry(event.site.clone()).or_default().add(&contribution, &props, money),
-            }
+            self.segments.entry_ref(&SiteKey(&event.site, sub)).or_default().add(&contribution, &props, money);
         }
         *self.sessions.entry_ref(&SiteKey(&event.site, event.visitor.current)).or_default() = Some(next);
         Ok(())

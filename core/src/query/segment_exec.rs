@@ -10,8 +10,7 @@ use super::filter::{Compiled, Field, FilterExpr, NO_PROP};
 use super::limits::{OverBudget, WorkBudget};
 use super::place_names;
 use super::request::{Grouping, Metric, Query};
-use crate::embedded::store::Store;
-use crate::embedded::store::segments::{COUNTERS, Segment};
+use crate::columnar::{COUNTERS, Segment};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -155,14 +154,18 @@ struct VisitRule {
     holding: Option<HashSet<u64>>,
 }
 
-/// Runs a query over the segments of its range, on as many threads as there are cores (each
-/// takes every n-th segment), merging their groups at the end.
-pub fn execute_segments(store: &Store, query: &Query, budget: &WorkBudget) -> anyhow::Result<Vec<Row>> {
-    let segments = store.segments_for(&query.site, query.buckets.clone())?;
+/// Runs a query over `segments`, those of its site and range with the buckets it reads of each
+/// (as a store finds them), on as many threads as there are cores (each takes every n-th
+/// segment), merging their groups at the end.
+pub fn execute_segments(
+    segments: &[(Arc<Segment>, Bucket, Bucket)],
+    query: &Query,
+    budget: &WorkBudget,
+) -> anyhow::Result<Vec<Row>> {
     let filters: Vec<Compiled> = query.filters.iter().map(FilterExpr::compile).collect::<Result<_, _>>()?;
     // `has_done`: the visits with such events, found before the scan.
     for filter in &filters {
-        find_has_done_visits(filter, &segments, budget)?;
+        find_has_done_visits(filter, segments, budget)?;
     }
     // `visits` itself counts distinct visit ids here; the other visit metrics need the visit
     // counters of the visits that hold a passing event.
@@ -176,7 +179,7 @@ pub fn execute_segments(store: &Store, query: &Query, budget: &WorkBudget) -> an
     let rule = VisitRule {
         distinct: (reads_events || groups_events) && query.metrics.contains(&Metric::Visits),
         holding: if reads_events && asks_visit_counters {
-            Some(visits_with(&segments, &filters.iter().collect::<Vec<_>>(), budget)?)
+            Some(visits_with(segments, &filters.iter().collect::<Vec<_>>(), budget)?)
         } else {
             None
         },
@@ -612,7 +615,7 @@ fn scan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::embedded::store::Progress;
+    use crate::embedded::store::{Progress, Store};
     use crate::pipeline::flush::Flush;
     use crate::query::{Query, QueryRequest};
     use jiff::Timestamp;
@@ -692,7 +695,8 @@ mod tests {
         let request: QueryRequest = serde_json::from_str(json).expect("request");
         let now: Timestamp = "1970-01-03T12:00:00Z".parse().expect("now");
         let query = Query::resolve(&request, &TimeZone::UTC, now).expect("valid query");
-        execute_segments(store, &query, &WorkBudget::standard()).expect("executes")
+        let segments = store.segments_for(&query.site, query.buckets.clone()).expect("segments");
+        execute_segments(&segments, &query, &WorkBudget::standard()).expect("executes")
     }
 
     #[test]
@@ -758,7 +762,9 @@ mod tests {
         let query = Query::resolve(&request, &TimeZone::UTC, now).expect("valid query");
         let spent = WorkBudget { deadline: std::time::Instant::now(), seconds: 7, max_groups: 10 };
         std::thread::sleep(std::time::Duration::from_millis(2));
-        for outcome in [execute_segments(&store, &query, &spent), crate::query::execute_rollups(&store, &query, &spent)]
+        let segments = store.segments_for(&query.site, query.buckets.clone()).expect("segments");
+        for outcome in
+            [execute_segments(&segments, &query, &spent), crate::query::execute_rollups(&store, &query, &spent)]
         {
             let error = outcome.expect_err("out of time");
             assert_eq!(error.downcast_ref::<OverBudget>(), Some(&OverBudget::time(7)), "{error:#}");

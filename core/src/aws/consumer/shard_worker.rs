@@ -16,6 +16,7 @@ use crate::aws::dynamo::{self, FlushRecord, StoreError, Tables};
 use crate::aws::kinesis::api::{self, KinesisError, KinesisRecord, StartAt};
 use crate::aws::kinesis::shard_reader::{ReaderSettings, ShardBatch, read_shard};
 use crate::aws::lease::{Lease, LeaseError, LeaseTable};
+use crate::aws::segments::{self, SegmentObjects};
 use crate::embedded::state::sightings_kept;
 use crate::pipeline::fact_cache::FactCache;
 use crate::pipeline::flush::{Flush, SessionLookup};
@@ -79,6 +80,8 @@ pub struct ShardContext {
     pub fold_interval: Duration,
     /// Where snapshots go.
     pub objects: snapshots::Objects,
+    /// Where segment objects go.
+    pub segments: SegmentObjects,
     /// How the shard is read.
     pub reader: ReaderSettings,
 }
@@ -399,8 +402,8 @@ impl Worker {
         })
         .await?;
         let entries = self.decode(&records);
-        let flush = self.build(&entries)?;
-        let applied = dynamo::apply::apply(&ctx.dynamo, &ctx.tables, &ctx.region, &record, &flush).await?;
+        let mut flush = self.build(&entries)?;
+        let applied = self.apply(&record, &mut flush).await?;
         tracing::info!(
             shard_id = self.lease.shard_id,
             seq = next,
@@ -456,7 +459,7 @@ impl Worker {
         }
         let records: Vec<KinesisRecord> = gathered.into_iter().flat_map(|b| b.records).collect();
         let entries = self.decode(&records);
-        let flush = self.build(&entries)?;
+        let mut flush = self.build(&entries)?;
         let end_sequence = match (last_sequence, shard_end) {
             (Some(sequence), false) => sequence,
             (_, true) => Lease::SHARD_END.to_owned(),
@@ -472,7 +475,7 @@ impl Worker {
         };
         let ctx = self.ctx.clone();
         dynamo::flush_log::write(&ctx.dynamo, &ctx.tables, &self.lease, &record, now_s).await?;
-        let applied = dynamo::apply::apply(&ctx.dynamo, &ctx.tables, &ctx.region, &record, &flush).await?;
+        let applied = self.apply(&record, &mut flush).await?;
         self.commit(&record).await?;
         tracing::debug!(shard_id = record.shard_id, seq = record.seq, entries = entries.len(), ?applied, "flushed");
         telemetry::flushed(started.elapsed().as_secs_f64(), applied.written + applied.already, applied.throttled);
@@ -485,6 +488,25 @@ impl Worker {
         }
         self.fold_due().await;
         Ok(())
+    }
+
+    /// Applies a logged flush: its rollup deltas and drop counts to DynamoDB, its segment rows
+    /// (taken out of it) to S3, both idempotently. The lineage days it wrote segments for count
+    /// as unfolded too (they are the days of its deltas).
+    async fn apply(&self, record: &FlushRecord, flush: &mut Flush) -> Result<dynamo::apply::Applied, WorkerError> {
+        let ctx = &self.ctx;
+        let rows = std::mem::take(&mut flush.segments);
+        let (applied, written) = tokio::try_join!(
+            dynamo::apply::apply(&ctx.dynamo, &ctx.tables, &ctx.region, record, flush),
+            segments::write::write_flush(&ctx.segments, &ctx.region, record, rows),
+        )?;
+        let mut applied = applied;
+        for (site, sub, day, _) in written.days {
+            if !applied.days.iter().any(|(s, b, d, _)| *s == site && *b == sub && *d == day) {
+                applied.days.push((site, sub, day, 0));
+            }
+        }
+        Ok(applied)
     }
 
     /// Takes an applied flush into the state: its visits and sightings, its unfolded days.
@@ -553,6 +575,10 @@ impl Worker {
                 let (site, sub, day) = &key;
                 let lineage = (site.as_str(), ctx.region.as_str(), *sub);
                 let result = dynamo::folds::fold(&ctx.dynamo, &ctx.tables.aggregates, lineage, *day, upto).await;
+                let result = match result {
+                    Ok(folded) => segments::fold::fold(&ctx.segments, lineage, *day, upto).await.map(|_| folded),
+                    Err(error) => Err(error),
+                };
                 (key, result)
             });
         }
@@ -618,7 +644,7 @@ impl Worker {
     fn build(&mut self, entries: &[(LogEntry, u16)]) -> Result<Flush, WorkerError> {
         let registry = self.ctx.registry.snapshot();
         let zone_of = |site: &str| registry.site(site).map(|s| s.timezone.clone());
-        let mut flush = Flush::default().with_facts(std::mem::take(&mut self.facts));
+        let mut flush = Flush::with_segments().with_facts(std::mem::take(&mut self.facts));
         for (entry, sub) in entries {
             flush.add(entry, *sub, &zone_of, &*self).map_err(|e| StoreError::Other(format!("{e:#}")))?;
         }

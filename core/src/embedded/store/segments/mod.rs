@@ -9,16 +9,14 @@
 //! so a query sees every row exactly once, before, during and after a persist. A file that no
 //! committed transaction lists (a persist killed half-way) is deleted on open.
 
-mod parquet_file;
-mod segment;
-
-pub use segment::{COUNTERS, Column, Segment};
+pub use crate::columnar::{COUNTERS, Column, Segment};
 
 use super::keys::{SEGMENT_FILES, SEGMENT_PENDING};
+use crate::columnar::parquet_file;
+use crate::columnar::segment::{Origin, from_pending_blob};
 use crate::embedded::database::SharedDatabase;
 use anyhow::Context;
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
-use segment::{Origin, from_pending_blob};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -119,11 +117,11 @@ impl Segments {
     /// generation (`generation_of(site, day)`).
     pub fn prepare(
         &self,
-        rows: &crate::pipeline::flush::FastMap<String, SegmentRows>,
+        rows: &crate::pipeline::flush::FastMap<crate::pipeline::flush::Lineage, SegmentRows>,
         mut generation_of: impl FnMut(&str, i64) -> anyhow::Result<u32>,
     ) -> anyhow::Result<Vec<Segment>> {
         let mut out = Vec::new();
-        for (site, rows) in rows {
+        for ((site, _sub), rows) in rows {
             let days: BTreeSet<i64> = rows.rows.keys().map(|(b, _, _, _)| day_of(*b)).collect();
             let mut by_generation: BTreeMap<u32, HashSet<i64>> = BTreeMap::new();
             for day in days {

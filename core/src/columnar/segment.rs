@@ -1,6 +1,6 @@
 //! One segment: an immutable, columnar, dictionary-encoded set of segment rows of one site and
-//! generation, either in memory (a flush not yet persisted) or a Parquet file whose columns load
-//! on first use and stay loaded.
+//! generation, either in memory (a flush not yet persisted, or an S3 object read whole) or a
+//! Parquet file whose columns load on first use and stay loaded.
 
 use super::parquet_file;
 use serde::{Deserialize, Serialize};
@@ -84,6 +84,8 @@ pub enum Origin {
         /// Its path.
         path: PathBuf,
     },
+    /// An S3 object of the DynamoDB store, read whole (`aws/segments/`).
+    Object(String),
 }
 
 /// An immutable segment.
@@ -190,7 +192,7 @@ impl Segment {
             return Ok(column);
         }
         let Origin::File { path, .. } = &self.origin else {
-            anyhow::bail!("a pending segment lacks column {i}");
+            anyhow::bail!("a segment held in memory lacks column {i}");
         };
         let column = parquet_file::read_column(path, i)?;
         anyhow::ensure!(

@@ -18,6 +18,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::reader::ChunkReader;
 use parquet::schema::types::ColumnPath;
 use std::collections::HashMap;
 use std::io::Write;
@@ -58,9 +59,8 @@ fn schema() -> Schema {
     Schema::new(fields)
 }
 
-/// Writes `segment` (all columns) to `path` through a temporary file, synced before it is renamed
-/// into place; returns the file's size in bytes.
-pub fn write(segment: &Segment, path: &Path) -> anyhow::Result<u64> {
+/// Encodes `segment` (all columns) into `out`, and returns it.
+fn encode_into<W: Write + Send>(segment: &Segment, out: W) -> anyhow::Result<W> {
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(COLUMNS);
     for column in segment.all_columns()? {
         let array: ArrayRef = match column {
@@ -86,15 +86,25 @@ pub fn write(segment: &Segment, path: &Path) -> anyhow::Result<u64> {
     for name in &column_names()[3..3 + DIMENSIONS] {
         properties = properties.set_column_statistics_enabled(ColumnPath::from(*name), EnabledStatistics::None);
     }
-    let properties = properties.build();
+    let mut writer = ArrowWriter::try_new(out, batch.schema(), Some(properties.build()))?;
+    writer.write(&batch)?;
+    Ok(writer.into_inner()?)
+}
+
+/// `segment` as the bytes of a Parquet file (an S3 object's body).
+pub fn encode(segment: &Segment) -> anyhow::Result<Vec<u8>> {
+    encode_into(segment, Vec::new())
+}
+
+/// Writes `segment` (all columns) to `path` through a temporary file, synced before it is renamed
+/// into place; returns the file's size in bytes.
+pub fn write(segment: &Segment, path: &Path) -> anyhow::Result<u64> {
     let tmp = path.with_extension("parquet.tmp");
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let mut writer = ArrowWriter::try_new(std::io::BufWriter::new(file), batch.schema(), Some(properties))?;
-    writer.write(&batch)?;
-    let mut out = writer.into_inner()?;
+    let mut out = encode_into(segment, std::io::BufWriter::new(file))?;
     out.flush()?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
@@ -106,7 +116,17 @@ pub fn write(segment: &Segment, path: &Path) -> anyhow::Result<u64> {
 /// Reads column `i` of the file at `path`.
 pub fn read_column(path: &Path, i: usize) -> anyhow::Result<Column> {
     let file = std::fs::File::open(path).with_context(|| format!("opening segment {}", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+    column_of(file, i, &path.display().to_string())
+}
+
+/// Every column of a Parquet segment held in memory (an S3 object's body), named `what` in errors.
+pub fn decode(bytes: bytes::Bytes, what: &str) -> anyhow::Result<Vec<Column>> {
+    (0..COLUMNS).map(|i| column_of(bytes.clone(), i, what)).collect()
+}
+
+/// Reads column `i` of the Parquet segment `source`, named `path` in errors.
+fn column_of<R: ChunkReader + 'static>(source: R, i: usize, path: &str) -> anyhow::Result<Column> {
+    let builder = ParquetRecordBatchReaderBuilder::try_new(source)?;
     let mask = ProjectionMask::roots(builder.parquet_schema(), [i]);
     let reader = builder.with_projection(mask).with_batch_size(1 << 16).build()?;
     let mut out = match i {
@@ -118,9 +138,9 @@ pub fn read_column(path: &Path, i: usize) -> anyhow::Result<Column> {
     };
     let mut interned: HashMap<String, u32> = HashMap::new();
     for batch in reader {
-        let batch = batch.with_context(|| format!("reading {}", path.display()))?;
+        let batch = batch.with_context(|| format!("reading {path}"))?;
         let array = batch.column(0);
-        anyhow::ensure!(array.null_count() == 0, "{}: column {i} has nulls", path.display());
+        anyhow::ensure!(array.null_count() == 0, "{path}: column {i} has nulls");
         let any = array.as_any();
         match &mut out {
             Column::Buckets(v) => v.extend(downcast::<Int32Array>(any, path)?.values().iter()),
@@ -151,6 +171,6 @@ pub fn read_column(path: &Path, i: usize) -> anyhow::Result<Column> {
     Ok(out)
 }
 
-fn downcast<'a, T: 'static>(any: &'a dyn std::any::Any, path: &Path) -> anyhow::Result<&'a T> {
-    any.downcast_ref::<T>().ok_or_else(|| anyhow::anyhow!("{}: a column has an unexpected type", path.display()))
+fn downcast<'a, T: 'static>(any: &'a dyn std::any::Any, path: &str) -> anyhow::Result<&'a T> {
+    any.downcast_ref::<T>().ok_or_else(|| anyhow::anyhow!("{path}: a column has an unexpected type"))
 }
