@@ -104,21 +104,29 @@ async fn two_consumers_count_a_four_shard_stream_exactly() {
     eprintln!("site7.example: {truth} distinct visitors, counted {counted}");
     assert_eq!(counted, truth);
     assert_eq!(query.drops(&key, "site7.example").await, serde_json::json!({"bot": 10}));
-    // What needs the segments, which the DynamoDB store does not have yet, is a 400 that says
-    // so, never a wrong answer.
-    let refused = [
-        serde_json::json!({"metrics": ["events"], "filters": [["is", "event:props:plan", ["pro"]]]}),
-        serde_json::json!({"metrics": ["visits"], "dimensions": ["visit:country", "visit:device"]}),
-        serde_json::json!({"metrics": ["visitors"], "dimensions": ["event:page", "time:hour"]}),
-    ];
-    for mut body in refused {
-        body["site_id"] = "site7.example".into();
-        body["date_range"] = serde_json::json!([day, day]);
-        let response = ask(&query.url, &key, &body).await;
-        assert_eq!(response.status(), 400, "{body}");
-        let text = response.text().await.unwrap();
-        assert!(text.contains("segments, which it does not have yet"), "{body}: {text}");
-    }
+    // The segments (S3 objects of both consumers, every shard and sub-partition) count the same:
+    // a filter every event passes, and two dimensions summed up, against the exact totals.
+    let site7 = &expected["site7.example"];
+    let segments = |extra: serde_json::Value| {
+        let mut body = serde_json::json!({"site_id": "site7.example", "date_range": [day, day]});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let url = query.url.clone();
+        let key = key.clone();
+        async move {
+            let response = ask(&url, &key, &body).await;
+            assert_eq!(response.status(), 200, "{body}");
+            let answer: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(answer["meta"]["tier"], "segments", "{body}");
+            answer["results"].as_array().unwrap().clone()
+        }
+    };
+    let everything = serde_json::json!([["contains", "event:page", ["/"]]]);
+    let filtered = segments(serde_json::json!({"metrics": ["visitors", "events"], "filters": everything})).await;
+    assert_eq!(filtered[0]["metrics"], serde_json::json!([truth as i64, site7.events]));
+    let grid =
+        segments(serde_json::json!({"metrics": ["visits"], "dimensions": ["visit:country", "visit:device"]})).await;
+    let visits: i64 = grid.iter().map(|r| r["metrics"][0].as_i64().unwrap()).sum();
+    assert_eq!(visits, site7.visits, "visits by country and device add up to the visits");
     assert!(a.terminate().success());
     assert!(b.terminate().success());
     let _ = std::fs::remove_dir_all(dir);

@@ -10,6 +10,7 @@ mod import;
 mod ingest;
 mod kinesis;
 mod lease;
+mod oracle;
 mod proxy;
 mod query_server;
 mod reads;

@@ -214,8 +214,10 @@ pub fn execute_segments(
     }
     let mut groups = groups.finish(rule.distinct);
     // Props are on events: a group that only visit rows reached (they have no props) is no row
-    // of a prop query, which asks event metrics only.
-    if query.reads_props() {
+    // of a query grouped by a prop. Filtered by a prop, such a group stays, as under any event
+    // filter: the visit counters of a visit holding a passing event land in the hour it began,
+    // which may hold none of its passing events.
+    if query.prop_grouping().is_some() {
         groups.retain(|g| g.counters.events > 0);
     }
     Ok(finish(query, groups))
