@@ -1,7 +1,8 @@
 //! The oracle on the DynamoDB store: the traffic of the embedded oracle (`tests/e2e/oracle.rs`;
 //! five time zones, DST, visits across midnights, custom events with props and revenue) goes
-//! through `tally import --kinesis-stream` (two sub-partitions per site) to `tally ingest`, which
-//! is SIGKILLed part-way and started again; goals are saved after the traffic; then 500 random
+//! through `tally import --kinesis-stream` (one sub-partition per site: with more, a visit across
+//! a UTC midnight splits, a known limit in ARCHITECTURE.md) to `tally ingest`, which is SIGKILLed
+//! part-way and started again; goals are saved after the traffic; then 500 random
 //! queries to `tally query` — rollups from DynamoDB, segments from S3 — are compared with the
 //! same brute force over the raw events.
 

@@ -96,5 +96,5 @@ async fn both_tiers_equal_brute_force_across_zones() {
     let server = ServerProcess::spawn(dir.path(), &[]);
     let sites: Vec<OracleSite> =
         sites.into_iter().map(|(site, zone, events, key, _)| (site, zone, events, key)).collect();
-    run_queries(&server.base(), &sites, &mut rng).await;
+    run_queries(server.base(), &sites, &mut rng).await;
 }

@@ -16,6 +16,9 @@ use tokio::task::JoinSet;
 /// Objects written at once.
 const CONCURRENCY: usize = 16;
 
+/// One object to write: its lineage (site, sub-partition), local day, key and body.
+type Encoded = (String, u16, Day, String, Vec<u8>);
+
 /// What writing a flush's segments did: per (site, sub-partition, local day), the object's bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Written {
@@ -35,7 +38,7 @@ pub async fn write_flush(
     }
     let (region, shard, seq, time_s) = (region.to_owned(), record.shard_id.clone(), record.seq, record.time_s);
     // Encoding is CPU work: off the async threads.
-    let encoded = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<(String, u16, Day, String, Vec<u8>)>> {
+    let encoded = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Encoded>> {
         let mut out = Vec::new();
         for ((site, sub), rows) in &segments {
             let days: BTreeSet<Day> = rows.rows.keys().map(|(b, ..)| day_of(*b)).collect();
