@@ -11,6 +11,7 @@ use tally_model::event::LogEntry;
 use tally_model::hostnames;
 use tally_model::ingest::{self, RequestContext, answer_counts};
 use tally_model::limits::MAX_BODY_BYTES;
+use tally_model::record;
 use tally_model::reject::Rejection;
 use worker::{Date, Env, Request, Response, Result};
 
@@ -60,9 +61,11 @@ pub async fn event(mut req: Request, env: &Env) -> Result<Response> {
     let mut entries = parsed.enrich(&ctx, |domain| matches!(settings.get(domain), Some(Some(_))));
     hostnames::enforce(&mut entries, |site| Some(settings.get(site)?.as_ref()?.allowed_hostnames.as_slice()));
 
-    if let Err(error) =
-        queue_message::send(&env.queue(config::binding::EVENTS)?, &queue_message::encode(&entries)).await
-    {
+    // The sub-partition of each entry, from the IP that the queue consumer will not see.
+    let sub_partitions = config::sub_partitions(env)?;
+    let subs: Vec<u16> = entries.iter().map(|e| record::sub_of_request(e, ip, sub_partitions)).collect();
+    let message = queue_message::encode(&entries, &subs);
+    if let Err(error) = queue_message::send(&env.queue(config::binding::EVENTS)?, &message).await {
         return unavailable(&error);
     }
     accepted(&entries)

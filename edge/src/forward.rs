@@ -13,7 +13,8 @@ use crate::queue_message;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tally_model::codec;
-use tally_model::record::{MAX_RECORD_BYTES, Packer, Record, partition_key};
+use tally_model::event::LogEntry;
+use tally_model::record::{MAX_RECORD_BYTES, Packer, Record, partition_key, sub_partition};
 use wasm_bindgen::JsValue;
 use worker::{Delay, Env, MessageBatch, MessageExt, Result};
 
@@ -28,8 +29,14 @@ pub async fn forward(batch: &MessageBatch<JsValue>, env: &Env) -> Result<()> {
     for (index, message) in messages.iter().enumerate() {
         match queue_message::decode(&message.body()) {
             Ok(entries) => {
-                for entry in &entries {
-                    packer.push_from(&partition_key(entry, |_| sub_partitions), codec::encode(entry), index);
+                for (entry, sub) in &entries {
+                    // A message of the release before carries no sub-partitions: its events go
+                    // by their visitor id, as they did then.
+                    let sub = sub.unwrap_or_else(|| match entry {
+                        LogEntry::Event(event) => sub_partition(event.visitor.current, sub_partitions),
+                        LogEntry::Drop(_) | LogEntry::Drops(_) => 0,
+                    });
+                    packer.push_from(&partition_key(entry, sub), codec::encode(entry), index);
                 }
             }
             Err(error) => {

@@ -3,13 +3,16 @@
 //!
 //! Version 1 is `[0x01] ++ postcard(Vec<Vec<u8>>)`, each inner vector one entry as
 //! [`crate::codec::encode`] writes it: a varint count, then each entry as a varint length and its
-//! bytes. A record carries entries of one partition key, `site#sub`, where `sub` is the visitor's
-//! sub-partition of its site: all events of one visitor-day share a key, hence a shard, and a
-//! large site spreads over as many keys as it has sub-partitions.
+//! bytes. A record carries entries of one partition key, `site#sub`, where `sub` is the
+//! sub-partition of the event's route (`visitor::route`: site, IP and user agent, unchanged at
+//! midnight): all events of one visitor, also of a visit across a UTC midnight, share a key,
+//! hence a shard, and a large site spreads over as many keys as it has sub-partitions.
 
 use crate::codec::{self, CodecError};
 use crate::event::LogEntry;
+use crate::visitor::route;
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 /// The version byte in front of every record.
 pub const RECORD_VERSION: u8 = 1;
@@ -50,19 +53,28 @@ pub enum RecordError {
     },
 }
 
-/// The sub-partition of a visitor within a site that has `sub_partitions` of them (at least 1).
-pub fn sub_partition(visitor: u64, sub_partitions: u16) -> u16 {
+/// The sub-partition of a route (`visitor::route`) within a site that has `sub_partitions` of
+/// them (at least 1).
+pub fn sub_partition(route: u64, sub_partitions: u16) -> u16 {
     // The remainder is below `sub_partitions`, so it fits.
-    (visitor % u64::from(sub_partitions.max(1))) as u16
+    (route % u64::from(sub_partitions.max(1))) as u16
 }
 
-/// The partition key of a log entry: events by site and visitor sub-partition; drops by site
-/// (or `#0` when they name none), in sub-partition 0.
-pub fn partition_key(entry: &LogEntry, sub_partitions: impl Fn(&str) -> u16) -> String {
+/// The sub-partition of an entry made from a request from `ip`, for a site with
+/// `sub_partitions`: an event's by the route of its site, `ip` and user agent (the visit's, so
+/// the same on both sides of a midnight); a drop's 0.
+pub fn sub_of_request(entry: &LogEntry, ip: IpAddr, sub_partitions: u16) -> u16 {
     match entry {
-        LogEntry::Event(event) => {
-            format!("{}#{}", event.site, sub_partition(event.visitor.current, sub_partitions(&event.site)))
-        }
+        LogEntry::Event(event) => sub_partition(route(&event.site, ip, &event.user_agent), sub_partitions),
+        LogEntry::Drop(_) | LogEntry::Drops(_) => 0,
+    }
+}
+
+/// The partition key of a log entry in sub-partition `sub`: events by site and sub-partition;
+/// drops by site (or `#0` when they name none), in sub-partition 0.
+pub fn partition_key(entry: &LogEntry, sub: u16) -> String {
+    match entry {
+        LogEntry::Event(event) => format!("{}#{sub}", event.site),
         LogEntry::Drop(drop) => format!("{}#0", drop.site.as_deref().unwrap_or("")),
         LogEntry::Drops(drops) => format!("{}#0", drops.site.as_deref().unwrap_or("")),
     }
@@ -154,13 +166,47 @@ fn varint_len(n: usize) -> usize {
     (bits.max(1) as usize).div_ceil(7)
 }
 
-/// Packs log entries into records with the largest allowed size.
-pub fn pack(entries: &[LogEntry], sub_partitions: impl Fn(&str) -> u16) -> Vec<Record> {
+/// Packs log entries into records with the largest allowed size, each in the sub-partition
+/// `sub_of` gives it.
+pub fn pack(entries: &[LogEntry], sub_of: impl Fn(&LogEntry) -> u16) -> Vec<Record> {
     let mut packer = Packer::new(MAX_RECORD_BYTES);
     for entry in entries {
-        packer.push(&partition_key(entry, &sub_partitions), codec::encode(entry));
+        packer.push(&partition_key(entry, sub_of(entry)), codec::encode(entry));
     }
     packer.finish()
+}
+
+/// The first byte of [`with_subs`] data.
+const WITH_SUBS: u8 = 0xf2;
+
+/// Encoded entries with the sub-partition of each (the edge's queue messages, whose consumer no
+/// longer knows the request's IP): `0xF2`, the count as a little-endian u16, one little-endian
+/// u16 per entry, then the entries as [`record_data`] writes them.
+pub fn with_subs(entries: &[Vec<u8>], subs: &[u16]) -> Vec<u8> {
+    // A request's entries are at most a batch (25) and a counted drop, far below u16::MAX.
+    let count = u16::try_from(entries.len()).unwrap_or(u16::MAX);
+    let mut out = vec![WITH_SUBS];
+    out.extend(count.to_le_bytes());
+    out.extend((0..usize::from(count)).flat_map(|i| subs.get(i).copied().unwrap_or(0).to_le_bytes()));
+    out.extend(record_data(&entries[..usize::from(count)]));
+    out
+}
+
+/// The entries of [`with_subs`] data with their sub-partitions, or of plain record data (what
+/// the edge queued before it sent sub-partitions) with `None`.
+pub fn unpack_with_subs(data: &[u8]) -> Result<Vec<(LogEntry, Option<u16>)>, RecordError> {
+    let Some((&WITH_SUBS, rest)) = data.split_first() else {
+        return Ok(unpack(data)?.into_iter().map(|e| (e, None)).collect());
+    };
+    let malformed = |what: &str| RecordError::Malformed(what.to_owned());
+    let count = rest.get(..2).map(|c| usize::from(u16::from_le_bytes([c[0], c[1]]))).ok_or(malformed("no count"))?;
+    let subs = rest.get(2..2 + 2 * count).ok_or(malformed("fewer sub-partitions than the count"))?;
+    let entries = unpack(&rest[2 + 2 * count..])?;
+    if entries.len() != count {
+        return Err(malformed(&format!("{} entries for {count} sub-partitions", entries.len())));
+    }
+    let subs = subs.chunks_exact(2).map(|c| Some(u16::from_le_bytes([c[0], c[1]])));
+    Ok(entries.into_iter().zip(subs).collect())
 }
 
 /// Unpacks a record's data into its entries.
@@ -211,9 +257,9 @@ mod tests {
         // A change here breaks every record in flight: bump RECORD_VERSION instead.
         // Record version 1 holding entries of codec version 3.
         let drop = LogEntry::Drop(Drop { id: Some(EventId(7)), site: None, reason: DropReason::Bot, received_ms: 1 });
-        let records = pack(&[drop], |_| 1);
+        let records = pack(&[drop], |_| 0);
         assert_eq!(records, vec![Record { partition_key: "#0".into(), data: vec![1, 1, 7, 3, 1, 1, 7, 0, 0, 2] }]);
-        let records = pack(&[event("a.com", 7, 1)], |_| 4);
+        let records = pack(&[event("a.com", 7, 1)], |_| 3);
         assert_eq!(records[0].partition_key, "a.com#3");
         assert_eq!(
             hex(&records[0].data),
@@ -222,19 +268,39 @@ mod tests {
     }
 
     #[test]
-    fn one_visitor_one_key_and_sites_spread_over_their_sub_partitions() {
+    fn one_visitor_one_key_on_both_sides_of_midnight_and_sites_spread_over_their_sub_partitions() {
+        let ip = |i: u8| IpAddr::from([10, 0, 0, i]);
         let keys = |site: &str, subs: u16| {
-            (0..64u64).map(|v| partition_key(&event(site, v, 0), |_| subs)).collect::<std::collections::BTreeSet<_>>()
+            (0..64u8)
+                .map(|i| partition_key(&event(site, 0, 0), sub_of_request(&event(site, 0, 0), ip(i), subs)))
+                .collect::<std::collections::BTreeSet<_>>()
         };
         assert_eq!(keys("small.com", 1).len(), 1);
         assert_eq!(keys("big.com", 8).len(), 8);
-        assert_eq!(partition_key(&event("a.com", 9, 0), |_| 4), partition_key(&event("a.com", 9, 1), |_| 4));
+        // The visitor ids change at midnight; the route (site, IP, user agent) does not.
+        let (before, after) = (event("a.com", 9, 0), event("a.com", 10, 1));
+        assert_eq!(sub_of_request(&before, ip(1), 4), sub_of_request(&after, ip(1), 4));
+        assert_eq!(partition_key(&before, 2), "a.com#2");
+    }
+
+    #[test]
+    fn sub_partitions_travel_with_their_entries_and_plain_data_still_reads() {
+        let entries = [event("a.com", 1, 1), event("b.com", 2, 2)];
+        let encoded: Vec<Vec<u8>> = entries.iter().map(codec::encode).collect();
+        let back = unpack_with_subs(&with_subs(&encoded, &[3, 0])).expect("decodes");
+        assert_eq!(back, vec![(entries[0].clone(), Some(3)), (entries[1].clone(), Some(0))]);
+        let plain = unpack_with_subs(&record_data(&encoded)).expect("decodes");
+        assert_eq!(plain, vec![(entries[0].clone(), None), (entries[1].clone(), None)]);
+        assert!(unpack_with_subs(&[WITH_SUBS, 5, 0, 1]).is_err(), "truncated");
     }
 
     #[test]
     fn packs_many_entries_per_record_and_round_trips() {
         let entries: Vec<LogEntry> = (0..1_000u64).map(|i| event("a.com", i % 2, u128::from(i))).collect();
-        let records = pack(&entries, |_| 2);
+        let records = pack(&entries, |e| match e {
+            LogEntry::Event(event) => sub_partition(event.visitor.current, 2),
+            LogEntry::Drop(_) | LogEntry::Drops(_) => 0,
+        });
         assert_eq!(records.len(), 2, "one record per partition key");
         let mut back: Vec<LogEntry> = records.iter().flat_map(|r| unpack(&r.data).expect("unpacks")).collect();
         back.sort_by_key(|e| match e {

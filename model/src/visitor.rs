@@ -51,6 +51,24 @@ pub fn visitor_id(salt: &Salt, site: &str, ip: IpAddr, user_agent: &str) -> u64 
     hasher.finish()
 }
 
+/// The key of [`route`]: fixed and not secret, since a route never leaves its producer whole —
+/// only its remainder by the sub-partition count (a few bits, 0 for most sites) does, in Kinesis
+/// partition keys, and nothing stores it.
+const ROUTE_KEY: Salt = Salt(*b"tally route v1\0\0");
+
+/// The route of (site, ip, user agent): which sub-partition its events go to
+/// (`record::sub_partition`). Unlike the visitor id it does not change at midnight, so every
+/// event of a visit reaches the same sub-partition (and shard), also when the visit goes on
+/// across a UTC midnight and the visitor id changes under it.
+pub fn route(site: &str, ip: IpAddr, user_agent: &str) -> u64 {
+    visitor_id(&ROUTE_KEY, site, ip, user_agent)
+}
+
+/// The route of an explicit visitor key (an import's `visitor` field) on `site`.
+pub fn route_of_key(site: &str, key: &str) -> u64 {
+    visitor_id_of_key(&ROUTE_KEY, site, key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use tally_core::aws::kinesis::api::{self, StartAt};
 use tally_model::event::LogEntry;
-use tally_model::record::{sub_partition, unpack};
+use tally_model::record::unpack;
 
 const SITES: [&str; 2] = ["site0.example", "site1.example"];
 const DAYS: [&str; 3] = ["2026-11-01", "2026-11-02", "2026-11-03"];
@@ -147,18 +147,33 @@ async fn an_import_through_kinesis_counts_what_the_embedded_import_counts() {
     let again = import_to_stream(&bed.kinesalite.url, &file, &aws_dir);
     assert!(again.contains(&format!("already imported (skipped): {events}")), "{again}");
 
-    // Each event once, under `site#sub` of its visitor.
+    // Each event once, under `site#sub` of its visitor's route: one key per visitor id, and the
+    // same key on both sides of a UTC midnight (the event's previous id, seen the day before).
     let carried = read_stream(&bed.kinesis).await;
     assert_eq!(carried.len(), events);
+    let mut key_of: BTreeMap<u64, &str> = BTreeMap::new();
     let ids: BTreeSet<u128> = carried
         .iter()
         .map(|(key, entry)| {
             let LogEntry::Event(event) = entry else { panic!("only events are put: {entry:?}") };
-            assert_eq!(key, &format!("{}#{}", event.site, sub_partition(event.visitor.current, 2)));
+            assert!(key == &format!("{}#0", event.site) || key == &format!("{}#1", event.site), "{key}");
+            assert_eq!(*key_of.entry(event.visitor.current).or_insert(key), key.as_str(), "one key per visitor");
             event.id.0
         })
         .collect();
     assert_eq!(ids.len(), events, "event ids are unique");
+    let mut across_midnight = 0;
+    for (key, entry) in &carried {
+        let LogEntry::Event(event) = entry else { continue };
+        if let Some(before) =
+            key_of.get(&event.visitor.previous).filter(|_| event.visitor.previous != event.visitor.current)
+        {
+            assert_eq!(before, key, "a visitor keeps its key across midnight");
+            across_midnight += 1;
+        }
+    }
+    assert!(across_midnight > 0, "some visitors come back the next UTC day");
+    assert_eq!(key_of.values().collect::<BTreeSet<_>>().len(), 4, "both sites use both sub-partitions");
 
     // `tally ingest` counts them exactly.
     let consumer = Consumer::start(&bed.kinesalite.url, &bed.dynamo.url, "events", &aws_dir, "w1");

@@ -47,7 +47,10 @@ pub fn trace(n: usize, sites: usize, start_ms: i64) -> Vec<LogEntry> {
 
 /// Puts every entry on the stream, packed, retrying only the failed records.
 pub async fn put_all(client: &aws_sdk_kinesis::Client, stream: &str, entries: &[LogEntry], subs: u16) -> usize {
-    let records = pack(entries, |_| subs);
+    let records = pack(entries, |e| match e {
+        LogEntry::Event(event) => tally_model::record::sub_partition(event.visitor.current, subs),
+        LogEntry::Drop(_) | LogEntry::Drops(_) => 0,
+    });
     for chunk in api::put_batches(&records) {
         let mut pending: Vec<_> = chunk.to_vec();
         while !pending.is_empty() {

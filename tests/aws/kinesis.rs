@@ -44,7 +44,7 @@ fn entries(ids: std::ops::Range<u128>) -> Vec<LogEntry> {
 }
 
 fn records(ids: std::ops::Range<u128>) -> Vec<Record> {
-    pack(&entries(ids), |_| 1)
+    pack(&entries(ids), |_| 0)
 }
 
 async fn put(client: &Client, records: &[Record]) {

@@ -1,8 +1,8 @@
 //! The oracle on the DynamoDB store: the traffic of the embedded oracle (`tests/e2e/oracle.rs`;
 //! five time zones, DST, visits across midnights, custom events with props and revenue) goes
-//! through `tally import --kinesis-stream` (one sub-partition per site: with more, a visit across
-//! a UTC midnight splits, a known limit in ARCHITECTURE.md) to `tally ingest`, which is SIGKILLed
-//! part-way and started again; goals are saved after the traffic; then 500 random
+//! through `tally import --kinesis-stream` (two sub-partitions per site; visits across a UTC
+//! midnight stay in one, by their route) to `tally ingest`, which is SIGKILLed part-way and
+//! started again; goals are saved after the traffic; then 500 random
 //! queries to `tally query` — rollups from DynamoDB, segments from S3 — are compared with the
 //! same brute force over the raw events.
 
@@ -42,7 +42,7 @@ async fn dynamodb_answers_equal_brute_force_across_zones() {
     std::fs::write(&file, lines).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_tally"))
         .args(["import", "--no-progress", "--kinesis-stream", "events", "--region", "us-east-1"])
-        .args(["--kinesis-endpoint", &bed.kinesalite.url, "--stand-in-credentials", "--sub-partitions", "1"])
+        .args(["--kinesis-endpoint", &bed.kinesalite.url, "--stand-in-credentials", "--sub-partitions", "2"])
         .arg(&file)
         .arg("--data-dir")
         .arg(&dir)
@@ -69,7 +69,7 @@ async fn dynamodb_answers_equal_brute_force_across_zones() {
             tally_core::registry::add_goal(&dir, site, goal).unwrap();
         }
     }
-    let server = QueryServer::start(&bed.dynamo.url, &dir, "us-east-1", 1);
+    let server = QueryServer::start(&bed.dynamo.url, &dir, "us-east-1", 2);
     // Wait until both tiers hold every event (each read is at most 5 s stale: the query cache).
     let deadline = Instant::now() + Duration::from_secs(120);
     for (site, _, events, key) in &sites {

@@ -8,7 +8,6 @@ use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tally_model::event::LogEntry;
-use tally_model::record::sub_partition;
 
 const SITE: &str = "shop.example";
 /// The Worker's test environment's SUB_PARTITIONS.
@@ -59,10 +58,19 @@ async fn posted_events_are_exactly_the_events_on_the_stream() {
     let mut arrived = BTreeSet::new();
     let mut keys = BTreeSet::new();
     let mut visitors = BTreeSet::new();
+    let mut key_of_agent = std::collections::BTreeMap::new();
     for (key, entry) in &entries {
         let LogEntry::Event(event) = entry else { panic!("unexpected drop {entry:?}") };
         assert_eq!(event.site, SITE);
-        assert_eq!(key, &format!("{SITE}#{}", sub_partition(event.visitor.current, SUB_PARTITIONS)));
+        // The sub-partition of the route (site, IP, user agent): one per visitor, all day and
+        // across midnight.
+        let sub: u16 = key.strip_prefix(&format!("{SITE}#")).and_then(|s| s.parse().ok()).expect("site#sub");
+        assert!(sub < SUB_PARTITIONS, "{key}");
+        assert_eq!(
+            key_of_agent.entry(event.user_agent.clone()).or_insert_with(|| key.clone()),
+            key,
+            "one key per visitor"
+        );
         arrived.insert(path_of(&event.url));
         assert_ne!(event.visitor.current, event.visitor.previous, "today's and yesterday's salts differ");
         visitors.insert(event.visitor.current);

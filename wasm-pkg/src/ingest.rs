@@ -6,6 +6,7 @@ use crate::js::to_js;
 use crate::sites::SiteCheck;
 use crate::types::{IngestContext, IngestResult, Sites};
 use serde::Serialize;
+use std::net::IpAddr;
 use tally_model::event::LogEntry;
 use tally_model::ingest::answer_counts;
 use tally_model::record::{self, Record};
@@ -40,10 +41,10 @@ impl Answer {
         Answer { status: rejection.status(), error, accepted: 0, dropped: Vec::new(), records: Vec::new() }
     }
 
-    fn taken(entries: &[LogEntry], sub_partitions: u16) -> Answer {
+    fn taken(entries: &[LogEntry], ip: IpAddr, sub_partitions: u16) -> Answer {
         let (accepted, dropped) = answer_counts(entries);
         let accepted = u32::try_from(accepted).unwrap_or(u32::MAX);
-        let records = record::pack(entries, |_| sub_partitions)
+        let records = record::pack(entries, |entry| record::sub_of_request(entry, ip, sub_partitions))
             .into_iter()
             .map(|Record { partition_key, data }| PackedRecord { partition_key, data })
             .collect();
@@ -75,8 +76,9 @@ pub fn ingest(
 }
 
 fn decide(body: &[u8], context: &Context, sites: &SiteCheck, sub_partitions: u16) -> Answer {
-    match tally_model::ingest::ingest(body, &context.request(), |site| sites.contains(site)) {
-        Ok(entries) => Answer::taken(&entries, sub_partitions),
+    let request = context.request();
+    match tally_model::ingest::ingest(body, &request, |site| sites.contains(site)) {
+        Ok(entries) => Answer::taken(&entries, request.ip, sub_partitions),
         Err(rejection) => Answer::rejected(rejection),
     }
 }

@@ -1,4 +1,5 @@
-//! `visitorId(salt, site, ip, userAgent)`: the model's keyed hash, for hosts and tests.
+//! `visitorId(salt, site, ip, userAgent)` and `route(site, ip, userAgent)`: the model's keyed
+//! hashes, for hosts and tests.
 
 use crate::js::bytes16;
 use std::net::IpAddr;
@@ -17,4 +18,13 @@ pub fn visitor_id(
     let salt = Salt(bytes16(&js_sys::Uint8Array::from(salt).into(), "salt")?);
     let ip: IpAddr = ip.trim().parse().map_err(|_| JsError::new(&format!("not an IP address: {ip:?}")))?;
     Ok(visitor::visitor_id(&salt, site, ip, user_agent))
+}
+
+/// The route of (site id, IP, user agent) as a `bigint`: its remainder by the sub-partition
+/// count is the sub-partition `ingest` packs the visitor's events under, the same on every day.
+/// Throws on an unreadable IP.
+#[wasm_bindgen(js_name = route)]
+pub fn route(site: &str, ip: &str, #[wasm_bindgen(js_name = userAgent)] user_agent: &str) -> Result<u64, JsError> {
+    let ip: IpAddr = ip.trim().parse().map_err(|_| JsError::new(&format!("not an IP address: {ip:?}")))?;
+    Ok(visitor::route(site, ip, user_agent))
 }

@@ -145,14 +145,16 @@ describe('ingest', () => {
     assert.deepEqual(geo({ country: null, region: 'TX', city: 'Austin' }), [null, null]);
   });
 
-  test('routes each visitor to its sub-partition of the site', () => {
+  test('routes each visitor to its sub-partition of the site, by a route that does not change at midnight', () => {
     const subPartitions = 4;
     const keys = new Set();
     for (let i = 0; i < 40; i += 1) {
-      const result = tally.ingest(body(event), context({ ip: `192.0.2.${i}` }), ['a.example'], subPartitions);
+      const ip = `192.0.2.${i}`;
+      const result = tally.ingest(body(event), context({ ip }), ['a.example'], subPartitions);
       const [record] = result.records;
       const [entry] = tally.unpackRecord(record.data);
-      assert.equal(record.partitionKey, `a.example#${entry.visitor.current % BigInt(subPartitions)}`);
+      const route = tally.route('a.example', ip, entry.userAgent);
+      assert.equal(record.partitionKey, `a.example#${route % BigInt(subPartitions)}`);
       keys.add(record.partitionKey);
     }
     assert.equal(keys.size, subPartitions, `40 visitors used only ${[...keys]}`);

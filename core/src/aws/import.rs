@@ -20,7 +20,8 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::time::Duration;
 use tally_model::codec;
-use tally_model::record::{MAX_RECORD_BYTES, Packer, Record, partition_key};
+use tally_model::event::LogEntry;
+use tally_model::record::{MAX_RECORD_BYTES, Packer, Record, partition_key, sub_partition};
 
 /// Attempts to put one batch of records (throttles and failed records are retried with backoff)
 /// before the import stops with an error.
@@ -101,7 +102,11 @@ pub fn import(
                 skipped += 1;
                 continue;
             }
-            packer.push_from(&partition_key(entry, |_| settings.sub_partitions), codec::encode(entry), index);
+            let sub = match entry {
+                LogEntry::Event(_) => sub_partition(batch.routes[index], settings.sub_partitions),
+                LogEntry::Drop(_) | LogEntry::Drops(_) => 0,
+            };
+            packer.push_from(&partition_key(entry, sub), codec::encode(entry), index);
         }
         let (packed, origins): (Vec<Record>, Vec<Vec<usize>>) = packer.finish_with_origins().into_iter().unzip();
         let mut at = 0;

@@ -21,7 +21,7 @@ use std::time::Duration;
 use tally_model::agent;
 use tally_model::event::LogEntry;
 use tally_model::ingest::{Parsed, RequestContext};
-use tally_model::visitor::{Salt, Salts, visitor_id_of_key};
+use tally_model::visitor::{Salt, Salts, route, route_of_key, visitor_id_of_key};
 use tally_model::wire;
 
 /// Entries handed to the sink at once.
@@ -69,6 +69,8 @@ pub struct Batch {
     pub entries: Vec<LogEntry>,
     /// Their ids.
     pub ids: Vec<ImportId>,
+    /// Their routes (`tally_model::visitor::route`), which pick their sub-partitions on a stream.
+    pub routes: Vec<u64>,
 }
 
 /// Reads every line of `reader` and hands the entries to `sink` in batches of [`BATCH`]; the
@@ -105,12 +107,13 @@ pub fn read_lines(
         }
         summary.lines += 1;
         match parse_line(line, key, is_site, &mut bots) {
-            Ok((LogEntry::Drop(drop), _)) => {
+            Ok((LogEntry::Drop(drop), ..)) => {
                 *summary.dropped.entry(drop.reason.as_str().to_owned()).or_default() += 1;
             }
-            Ok((entry, id)) => {
+            Ok((entry, id, route)) => {
                 batch.entries.push(entry);
                 batch.ids.push(id);
+                batch.routes.push(route);
             }
             Err(reason) => *summary.rejected.entry(reason.to_owned()).or_default() += 1,
         }
@@ -238,7 +241,7 @@ fn parse_line(
     key: &[u8; 16],
     is_site: &dyn Fn(&str) -> bool,
     bots: &mut Bots,
-) -> Result<(LogEntry, ImportId), &'static str> {
+) -> Result<(LogEntry, ImportId, u64), &'static str> {
     if line.len() > MAX_LINE_BYTES {
         return Err("line_too_long");
     }
@@ -296,11 +299,18 @@ fn parse_line(
     let (Some(mut entry), true) = (entries.pop(), entries.is_empty()) else {
         return Err("not_one_event");
     };
-    if let (LogEntry::Event(event), Who::Key(visitor)) = (&mut entry, &visitor) {
-        event.visitor.current = visitor_id_of_key(&salts.current, &event.site, visitor);
-        event.visitor.previous = visitor_id_of_key(&salts.previous, &event.site, visitor);
+    let mut route_of = 0;
+    if let LogEntry::Event(event) = &mut entry {
+        route_of = match &visitor {
+            Who::Key(visitor) => {
+                event.visitor.current = visitor_id_of_key(&salts.current, &event.site, visitor);
+                event.visitor.previous = visitor_id_of_key(&salts.previous, &event.site, visitor);
+                route_of_key(&event.site, visitor)
+            }
+            Who::Ip(ip) => route(&event.site, *ip, &event.user_agent),
+        };
     }
-    Ok((entry, id))
+    Ok((entry, id, route_of))
 }
 
 /// What an imported visitor id is made of.
@@ -356,7 +366,7 @@ mod tests {
     }
 
     fn parse(text: &str) -> Result<(LogEntry, ImportId), &'static str> {
-        parse_line(text.as_bytes(), &[7; 16], &|d| d == "a.com", &mut Bots::default())
+        parse_line(text.as_bytes(), &[7; 16], &|d| d == "a.com", &mut Bots::default()).map(|(e, id, _)| (e, id))
     }
 
     #[test]

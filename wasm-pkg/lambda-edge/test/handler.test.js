@@ -145,10 +145,18 @@ describe('POST /api/event', () => {
     assert.equal(got.length, wantIds.length, 'every accepted event once');
     assert.deepEqual(got, [...wantIds].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
     assert.deepEqual(entries.filter((e) => e.kind === 'drop').map((e) => e.reason).sort(), [...wantDrops].sort());
-    // Routing: events by site and visitor sub-partition, drops by site in sub-partition 0.
+    // Routing: events by site and the sub-partition of their route (site, IP, user agent: one
+    // key per visitor, unchanged at midnight), drops by site in sub-partition 0.
+    const keyOf = new Map();
     for (const e of entries) {
-      const want = e.kind === 'event' ? `${e.site}#${e.visitor.current % 4n}` : `${e.site ?? ''}#0`;
-      assert.equal(e.partitionKey, want);
+      if (e.kind !== 'event') {
+        assert.equal(e.partitionKey, `${e.site ?? ''}#0`);
+        continue;
+      }
+      assert.match(e.partitionKey, new RegExp(`^${e.site.replace('.', '\\.')}#[0-3]$`));
+      const visitor = `${e.site} ${e.visitor.current}`;
+      assert.equal(keyOf.get(visitor) ?? e.partitionKey, e.partitionKey, 'one key per visitor');
+      keyOf.set(visitor, e.partitionKey);
     }
     assert.ok(records.length < entries.length, 'entries are packed several to a record');
     // Visitor ids come from the day's shared salts in the table.
@@ -158,6 +166,7 @@ describe('POST /api/event', () => {
     assert.deepEqual([first.country, first.region, first.city], ['DE', 'DE-BY', 'Munich']);
     assert.equal(first.visitor.current, tally.visitorId(current, 'shop.example', '198.51.100.1', BROWSER));
     assert.equal(first.visitor.previous, tally.visitorId(previous, 'shop.example', '198.51.100.1', BROWSER));
+    assert.equal(first.partitionKey, `shop.example#${tally.route('shop.example', '198.51.100.1', BROWSER) % 4n}`);
   });
 
   test('answers 413 for a body CloudFront truncated, and 400 for no body', async () => {
