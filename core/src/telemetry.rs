@@ -28,6 +28,10 @@ pub const WRITES_PER_FLUSH: &str = "tally_ingest_writes_per_flush";
 pub const THROTTLES: &str = "tally_ingest_throttles_total";
 /// Lease changes of this process, per kind (`taken`, `stolen`, `lost`, `released`).
 pub const LEASE_CHANGES: &str = "tally_ingest_lease_changes_total";
+/// Segment objects put to S3 (tier 2), per kind (`flush`, `fold`).
+pub const SEGMENT_OBJECTS: &str = "tally_ingest_segment_objects_total";
+/// Bytes of the segment objects put to S3, per kind (`flush`, `fold`).
+pub const SEGMENT_BYTES: &str = "tally_ingest_segment_bytes_total";
 
 /// Installs the process-wide recorder; returns the handle that renders the metrics.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
@@ -41,6 +45,8 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_histogram!(WRITES_PER_FLUSH, "DynamoDB item updates per flush");
     metrics::describe_counter!(THROTTLES, "throttled DynamoDB item updates retried");
     metrics::describe_counter!(LEASE_CHANGES, "lease changes of this process, per kind");
+    metrics::describe_counter!(SEGMENT_OBJECTS, "segment objects put to S3, per kind (flush, fold)");
+    metrics::describe_counter!(SEGMENT_BYTES, "bytes of segment objects put to S3, per kind (flush, fold)");
     Ok(handle)
 }
 
@@ -62,6 +68,12 @@ pub fn flushed(seconds: f64, writes: usize, throttles: usize) {
     histogram!(FLUSH_SECONDS).record(seconds);
     histogram!(WRITES_PER_FLUSH).record(writes as f64);
     counter!(THROTTLES).increment(throttles as u64);
+}
+
+/// Counts a segment object of `bytes` put to S3, of `kind` (`flush` or `fold`).
+pub fn segment_put(kind: &'static str, bytes: usize) {
+    counter!(SEGMENT_OBJECTS, "kind" => kind).increment(1);
+    counter!(SEGMENT_BYTES, "kind" => kind).increment(bytes as u64);
 }
 
 /// Serves `GET /metrics` and `GET /ready` (200 until `stopping` turns true, then 503, so a

@@ -257,13 +257,19 @@ pub fn bucket_of(data_dir: &Path, prefix: &str) -> String {
 
 /// The keys of every segment object that `tally ingest` wrote for the data directory `data_dir`.
 pub async fn segment_keys(data_dir: &Path) -> Vec<String> {
+    segment_objects(data_dir).await.into_iter().map(|(key, _)| key).collect()
+}
+
+/// Every segment object that `tally ingest` wrote for the data directory `data_dir`, with its size.
+pub async fn segment_objects(data_dir: &Path) -> Vec<(String, i64)> {
     let client = tally_core::aws::clients::s3(&crate::stand_ins::settings(None, None)).await;
     let mut pages = client.list_objects_v2().bucket(bucket_of(data_dir, "seg-")).into_paginator().send();
-    let mut keys = Vec::new();
+    let mut objects = Vec::new();
     while let Some(page) = pages.next().await {
-        keys.extend(page.unwrap().contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        let page = page.unwrap();
+        objects.extend(page.contents().iter().filter_map(|o| Some((o.key()?.to_owned(), o.size().unwrap_or(0)))));
     }
-    keys
+    objects
 }
 
 /// Starts a `tally` child process (stand-ins: no instance metadata) and reads its first line.

@@ -82,6 +82,11 @@ struct Measured {
     counts: Counts,
     visitors: usize,
     peak_kib: u64,
+    /// The segment objects (tier 2, S3) kept at the end: how many, and their bytes.
+    segments: (usize, i64),
+    /// The consumer's `tally_ingest_segment_*` counters: per kind (`flush`, `fold`), objects
+    /// and bytes put.
+    puts: BTreeMap<String, (f64, f64)>,
 }
 
 /// Puts `seconds` of the trace on a 2-shard stream for a consumer flushing every
@@ -93,7 +98,9 @@ async fn measure(flush_interval_ms: u64, seconds: u64, fold_s: &str) -> Measured
     let dir = data_dir(&format!("writes-{flush_interval_ms}"), SITES);
     // A flush ends at the interval, not at the record cap (this trace puts one or two events in a
     // record, so the default cap of 10,000 records would end a 60 s flush after about 13 s).
+    let metrics = crate::bed::free_address();
     let args = ["--fold-interval-s", fold_s, "--snapshot-interval-s", "60", "--max-records-per-flush", "10000000"];
+    let args = [&args[..], &["--metrics-listen", &metrics]].concat();
     let consumer = Consumer::with_args_at(&kinesalite.url, &proxy.url, "events", &dir, "a", flush_interval_ms, &args);
     let (sites, pages) = (Zipf::new(SITES, 1.1), Zipf::new(200, 1.2));
     let mut random = Uniform(0x9e37_79b9_7f4a_7c15);
@@ -132,14 +139,34 @@ async fn measure(flush_interval_ms: u64, seconds: u64, fold_s: &str) -> Measured
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0);
+    let scraped = reqwest::get(format!("http://{metrics}/metrics")).await.unwrap().text().await.unwrap();
     assert!(consumer.terminate().success());
+    let objects = crate::bed::segment_objects(&dir).await;
+    let segments = (objects.len(), objects.iter().map(|(_, size)| size).sum());
     let _ = std::fs::remove_dir_all(dir);
     for (site, (events, ids)) in &truth {
         let (counters, visitors) = stored.get(site).cloned().unwrap_or_default();
         assert_eq!((counters.events, visitors), (*events, ids.len() as i64), "{site}: events and visitors stored");
     }
     let visitors = truth.values().map(|(_, ids)| ids.len()).sum();
-    Measured { events: sent, counts: proxy.counts(), visitors, peak_kib }
+    Measured { events: sent, counts: proxy.counts(), visitors, peak_kib, segments, puts: segment_puts(&scraped) }
+}
+
+/// The `tally_ingest_segment_objects_total` and `…_bytes_total` counters of a `/metrics` page,
+/// per kind.
+fn segment_puts(page: &str) -> BTreeMap<String, (f64, f64)> {
+    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for line in page.lines() {
+        let Some((name, value)) = line.rsplit_once(' ') else { continue };
+        let value: f64 = value.parse().unwrap_or(0.0);
+        let kind = |prefix: &str| name.strip_prefix(prefix).and_then(|l| l.split('"').nth(1)).map(str::to_owned);
+        if let Some(kind) = kind("tally_ingest_segment_objects_total{") {
+            out.entry(kind).or_default().0 += value;
+        } else if let Some(kind) = kind("tally_ingest_segment_bytes_total{") {
+            out.entry(kind).or_default().1 += value;
+        }
+    }
+    out
 }
 
 /// A few seconds of the benchmark with a fold every second, so it cannot rot: every event and
@@ -150,6 +177,10 @@ async fn writes_benchmark_smoke() {
     assert!(measured.events >= RATE_PER_SECOND, "{} events", measured.events);
     for purpose in ["delta write", "flush log write", "fold write", "fold marker write"] {
         assert!(measured.counts.by_purpose.get(purpose).is_some_and(|(units, _)| *units > 0.0), "no {purpose}");
+    }
+    assert!(measured.segments.0 > 0 && measured.segments.1 > 0, "segment objects written: {:?}", measured.segments);
+    for kind in ["flush", "fold"] {
+        assert!(measured.puts.get(kind).is_some_and(|(n, bytes)| *n > 0.0 && *bytes > 0.0), "{:?}", measured.puts);
     }
 }
 
@@ -168,7 +199,7 @@ async fn writes_per_event() {
     let fold = std::env::var("TALLY_WRITES_FOLD_S").unwrap_or_else(|_| "86400".into());
     for interval in intervals {
         let seconds = MIN_SECONDS.max(3 * interval / 1_000);
-        let Measured { events, counts, visitors, peak_kib } = measure(interval, seconds, &fold).await;
+        let Measured { events, counts, visitors, peak_kib, segments, puts } = measure(interval, seconds, &fold).await;
         let (requests, units) = (counts.write_requests(), counts.write_units());
         let per_event = |units: f64| units / events as f64;
         let writes: Vec<String> = counts
@@ -200,6 +231,18 @@ async fn writes_per_event() {
             "{interval:>8} ms | folds of a lineage's day: {folds}, {:.1} write units each | read units (units; requests): {}",
             fold_units / folds.max(1) as f64,
             reads.join(", ")
+        );
+        let (flush, fold) =
+            (puts.get("flush").copied().unwrap_or_default(), puts.get("fold").copied().unwrap_or_default());
+        eprintln!(
+            "{interval:>8} ms | S3 segment PUTs: {} of flushes ({:.4} per event, {:.1} bytes per event), {} of folds ({:.1} bytes per event); {} objects kept at the end, {:.1} bytes per event",
+            flush.0,
+            flush.0 / events as f64,
+            flush.1 / events as f64,
+            fold.0,
+            fold.1 / events as f64,
+            segments.0,
+            segments.1 as f64 / events as f64
         );
         eprintln!(
             "{interval:>8} ms | consumer peak resident memory {} MiB for {visitors} distinct site visitors: {:.0} MiB per million",

@@ -213,11 +213,11 @@ pub fn execute_segments(
         return Err(OverBudget::groups(budget.max_groups).into());
     }
     let mut groups = groups.finish(rule.distinct);
-    // Props are on events: a group that only visit rows reached (they have no props) is no row
-    // of a query grouped by a prop. Filtered by a prop, such a group stays, as under any event
-    // filter: the visit counters of a visit holding a passing event land in the hour it began,
-    // which may hold none of its passing events.
-    if query.prop_grouping().is_some() {
+    // A group that only visit rows reached is no row of a query grouped by a prop (props are on
+    // events; visit rows have none), nor of one whose visits count by their events (filtered by
+    // an event field) unless it asks the visit counters: those of a visit holding a passing event
+    // land in the hour it began, which may hold none of its passing events.
+    if query.prop_grouping().is_some() || (reads_events && rule.holding.is_none()) {
         groups.retain(|g| g.counters.events > 0);
     }
     Ok(finish(query, groups))

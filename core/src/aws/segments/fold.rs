@@ -75,8 +75,10 @@ pub async fn fold(
     .await
     .map_err(|e| StoreError::Other(e.to_string()))?
     .map_err(|e| StoreError::Other(format!("folding {lineage}: {e:#}")))?;
+    let bytes = body.len();
     let put = objects.client.put_object().bucket(&objects.bucket).key(&key).body(body.into()).send().await;
     put.map_err(|e| s3_error(&format!("writing {key}"), e))?;
+    crate::telemetry::segment_put("fold", bytes);
     // What the new fold replaces: every flush object up to `upto` (also any a paused former
     // holder wrote again after an earlier fold) and the older folds.
     let stale: Vec<ObjectIdentifier> = parsed

@@ -70,6 +70,7 @@ pub async fn write_flush(
             let bytes = body.len();
             let put = objects.client.put_object().bucket(&objects.bucket).key(&key).body(body.into()).send().await;
             put.map_err(|e| s3_error(&format!("writing {key}"), e))?;
+            crate::telemetry::segment_put("flush", bytes);
             Ok::<_, StoreError>((site, sub, day, bytes))
         });
     }
