@@ -2,8 +2,9 @@
 //! changes in the range, visits across local and UTC midnights, custom events with props and
 //! revenue) goes in through `tally import`; goals are saved after it; 500 random queries (every
 //! filter operator, `and`/`or`/`not`, `has_done`, goals as dimension and filter, comparisons,
-//! the `_name` dimensions), answered by both tiers, are compared with a brute-force computation
-//! over the raw events written here, independently of Tally's code.
+//! the `_name` dimensions, now and then only some of the metrics), answered by both tiers, are
+//! compared with a brute-force computation over the raw events written here, independently of
+//! Tally's code.
 
 use crate::harness::{ServerProcess, TALLY, TempDir, key_create, site_add, tally_ok};
 

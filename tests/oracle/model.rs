@@ -286,6 +286,8 @@ struct Ask {
     filters: Vec<Cond>,
     /// Compare with the previous period (asked only without a time dimension).
     compare: bool,
+    /// Which of the shape's metrics to ask, as a bit mask over them (0: all of them).
+    subset: u16,
 }
 
 /// A filter as the test writes it: a comparison, or an `or` / `not` of them.
@@ -393,7 +395,14 @@ impl Ask {
         self.groupings.iter().any(|g| g.starts_with("event:props:"))
     }
 
-    fn metrics(&self) -> &'static [&'static str] {
+    /// The metrics asked: the shape's, or the subset of them.
+    fn metrics(&self) -> Vec<&'static str> {
+        let all = self.shape_metrics();
+        all.iter().enumerate().filter(|(i, _)| self.subset == 0 || self.subset & (1 << i) != 0).map(|(_, m)| *m).collect()
+    }
+
+    /// Every metric the query's shape allows (as Plausible allows them).
+    fn shape_metrics(&self) -> &'static [&'static str] {
         if self.groupings.iter().any(|g| g == "event:goal") {
             &GOAL_METRICS
         } else if self.groupings.iter().any(|g| g == "visit:exit_page") {
@@ -606,7 +615,7 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
     let total = if ask.groupings.is_empty() {
         groups.values().next().map_or(0, |g| g.ids.len())
     } else {
-        let ungrouped = Ask { groupings: Vec::new(), ..ask.clone() };
+        let ungrouped = Ask { groupings: Vec::new(), subset: 0, ..ask.clone() };
         let row = brute(site, zone, events, &ungrouped).remove(&Vec::new()).unwrap();
         row[0].as_u64().unwrap() as usize
     };
@@ -650,8 +659,7 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
                 },
             ];
             let at = |m: &str| ALL_METRICS.iter().position(|a| *a == m).unwrap_or(ALL_METRICS.len());
-            let metrics = ask.metrics().iter().map(|m| all[at(m)].clone());
-            let metrics = metrics.collect();
+            let metrics = ask.metrics().iter().map(|m| all[at(m)].clone()).collect();
             (k, metrics)
         })
         .collect()
@@ -667,7 +675,7 @@ fn random_ask(rng: &mut Rng, days: &[String]) -> Ask {
         if rng.below(2) == 0 {
             groupings.push((*rng.pick(&TIMES)).to_owned());
         }
-        return Ask { first: days[a].clone(), last: days[b].clone(), groupings, filters: Vec::new(), compare: false };
+        return Ask { first: days[a].clone(), last: days[b].clone(), groupings, filters: Vec::new(), compare: false, subset: 0 };
     }
     let groupings = match rng.below(6) {
         0 => vec![],
@@ -710,7 +718,13 @@ fn random_ask(rng: &mut Rng, days: &[String]) -> Ask {
         filters.retain(|f: &Cond| !f.dims().iter().any(|d| d.starts_with("event:props:")));
     }
     let compare = !groupings.iter().any(|g| g.starts_with("time") || g == "event:goal") && rng.below(4) == 0;
-    Ask { first: days[a].clone(), last: days[b].clone(), groupings, filters, compare }
+    let mut ask = Ask { first: days[a].clone(), last: days[b].clone(), groupings, filters, compare, subset: 0 };
+    // Now and then only some of the metrics: what a query counts must not depend on what else it asks.
+    if ask.groupings != ["event:goal"] && rng.below(3) == 0 {
+        let all = (1u64 << ask.shape_metrics().len()) - 1;
+        ask.subset = u16::try_from(1 + rng.below(all)).unwrap();
+    }
+    ask
 }
 
 /// The brute force of `include.comparisons` (previous period) for the rows `want`: each group's
@@ -800,6 +814,8 @@ async fn run_queries(base: &str, sites: &[OracleSite], rng: &mut Rng) {
     let mut compared = 0;
     // Queries with a `has_done`, queries whose visits count by their events, queries by goal.
     let (mut behavioural, mut by_events, mut by_goal) = (0, 0, 0);
+    // Queries that ask only some of the metrics their shape allows.
+    let mut subsets = 0;
     for round in 0..500 {
         let (site, zone, events, key) = &sites[round % sites.len()];
         let ask = random_ask(rng, &days);
@@ -824,6 +840,7 @@ async fn run_queries(base: &str, sites: &[OracleSite], rng: &mut Rng) {
             .collect();
         let want = brute(site, zone, events, &ask);
         behavioural += usize::from(ask.filters.iter().any(|f| matches!(f, Cond::HasDone(..))));
+        subsets += usize::from(ask.subset != 0);
         by_goal +=
             usize::from(ask.groupings == ["event:goal"] || ask.filters.iter().any(|f| matches!(f, Cond::Goal(..))));
         by_events += usize::from(
@@ -854,9 +871,11 @@ async fn run_queries(base: &str, sites: &[OracleSite], rng: &mut Rng) {
     }
     eprintln!(
         "oracle: {rows_compared} answer rows compared ({revenue_rows} with revenue, {compared} queries with comparisons, \
-         {behavioural} with has_done, {by_events} counting visits by their events, {by_goal} by goal), by tier {tiers:?}"
+         {behavioural} with has_done, {by_events} counting visits by their events, {by_goal} by goal, {subsets} asking some \
+         of the metrics), by tier {tiers:?}"
     );
     assert!(by_goal > 40, "too few goal queries: {by_goal}");
+    assert!(subsets > 100, "too few queries asking some of the metrics: {subsets}");
     assert!(behavioural > 20 && by_events > 50, "too few: {behavioural} has_done, {by_events} visits by events");
     assert!(compared > 20, "too few comparisons: {compared}");
     assert!(rows_compared > 1_000, "too few rows to be a test: {rows_compared}");

@@ -214,11 +214,15 @@ pub fn execute_segments(
     }
     let mut groups = groups.finish(rule.distinct);
     // A group that only visit rows reached is no row of a query grouped by a prop (props are on
-    // events; visit rows have none), nor of one whose visits count by their events (filtered by
-    // an event field) unless it asks the visit counters: those of a visit holding a passing event
-    // land in the hour it began, which may hold none of its passing events.
-    if query.prop_grouping().is_some() || (reads_events && rule.holding.is_none()) {
+    // events; visit rows have none). Filtered by an event field, it is a row only when the query
+    // asks the visit counters and a visit holding a passing event began in it (those counters
+    // land in the hour and entry cell where the visit began, which may hold none of its passing
+    // events).
+    if query.prop_grouping().is_some() {
         groups.retain(|g| g.counters.events > 0);
+    } else if reads_events {
+        let counts_visits = rule.holding.is_some();
+        groups.retain(|g| g.counters.events > 0 || (counts_visits && g.counters.visits > 0));
     }
     Ok(finish(query, groups))
 }
@@ -475,9 +479,10 @@ fn scan(
         anyhow::bail!("too many combinations of grouped values in one segment; group by fewer dimensions");
     };
     let mut needed = needed_counters(&query.metrics);
-    // A prop query keeps only groups with events (see `execute_segments`): it needs them; so
-    // does counting visits by their event rows.
-    needed[0] |= query.reads_props() || rule.distinct;
+    // Groups that only visit rows reach are dropped by their events (see `execute_segments`)
+    // under prop groupings and event filters, and visits count by their event rows: all need
+    // the events counter.
+    needed[0] |= query.reads_props() || rule.distinct || query.filters.iter().any(FilterExpr::reads_events);
     let events = if rule.distinct { Some(segment.counter(0)?) } else { None };
     let mut counters: Vec<(usize, &[i64])> = Vec::new();
     for (i, needed) in needed.iter().enumerate() {
