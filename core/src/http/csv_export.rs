@@ -1,6 +1,8 @@
 //! CSV answers of `POST /api/v2/query` (`Accept: text/csv` or `?format=csv`): one header line
 //! of the query's dimensions and metrics as it names them, then one line per row of the page.
-//! A revenue metric is its `value` (empty where a row has none, or several currencies).
+//! A revenue metric is its `value` (empty where a row has none, or several currencies). The
+//! body is streamed, [`ROWS_PER_CHUNK`] lines at a time, from the (cached) answer's rows: the
+//! whole CSV text is never held at once.
 
 use super::error::ApiError;
 use axum::body::Bytes;
@@ -14,19 +16,38 @@ pub fn wanted(headers: &HeaderMap, format: Option<&str>) -> bool {
     format == Some("csv") || accept.split(',').any(|t| t.trim().starts_with("text/csv"))
 }
 
-/// The page's rows (the `results` JSON) as CSV under `columns`.
+/// Lines of CSV encoded per chunk of a streamed body.
+const ROWS_PER_CHUNK: usize = 1_000;
+
+/// The page's rows (the `results` JSON) as a streamed CSV body under `columns`.
 pub fn response(columns: &[String], results: &[u8]) -> Result<Response, ApiError> {
     let rows: Vec<Value> = serde_json::from_slice(results).map_err(|e| ApiError::Internal(e.into()))?;
-    let mut out = csv::Writer::from_writer(Vec::new());
-    out.write_record(columns).map_err(|e| ApiError::Internal(e.into()))?;
-    for row in &rows {
-        let cells =
-            row["dimensions"].as_array().into_iter().flatten().chain(row["metrics"].as_array().into_iter().flatten());
-        out.write_record(cells.map(cell)).map_err(|e| ApiError::Internal(e.into()))?;
-    }
-    let body = out.into_inner().map_err(|e| ApiError::Internal(anyhow::anyhow!("writing CSV: {e}")))?;
+    let header = lines(std::iter::once(columns.iter().map(String::clone).collect::<Vec<_>>()))?;
+    let mut rows = rows.into_iter();
+    let chunks = std::iter::once(Ok(header)).chain(std::iter::from_fn(move || {
+        let chunk: Vec<Vec<String>> = rows.by_ref().take(ROWS_PER_CHUNK).map(|row| row_cells(&row)).collect();
+        (!chunk.is_empty()).then(|| lines(chunk.into_iter()))
+    }));
+    let body = axum::body::Body::from_stream(futures_util::stream::iter(chunks));
     let csv = HeaderValue::from_static("text/csv; charset=utf-8");
-    Ok(([(header::CONTENT_TYPE, csv)], Bytes::from(body)).into_response())
+    Ok(([(header::CONTENT_TYPE, csv)], body).into_response())
+}
+
+/// A row's dimensions then metrics, as cells.
+fn row_cells(row: &Value) -> Vec<String> {
+    let cells =
+        row["dimensions"].as_array().into_iter().flatten().chain(row["metrics"].as_array().into_iter().flatten());
+    cells.map(cell).collect()
+}
+
+/// Records as CSV lines.
+fn lines(records: impl Iterator<Item = Vec<String>>) -> Result<Bytes, ApiError> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    for record in records {
+        out.write_record(&record).map_err(|e| ApiError::Internal(e.into()))?;
+    }
+    let text = out.into_inner().map_err(|e| ApiError::Internal(anyhow::anyhow!("writing CSV: {e}")))?;
+    Ok(Bytes::from(text))
 }
 
 /// A value as a CSV cell: text as it is, a revenue object as its `value` (empty for none or
@@ -62,6 +83,17 @@ mod tests {
             body,
             "event:page,visit:country,visitors,views_per_visit,total_revenue\n\"/a,b\",DE,3,1.5,12.5\n\"/\"\"q\"\"\",(not set),1,0.0,\n"
         );
+    }
+
+    #[test]
+    fn a_long_answer_streams_in_chunks_with_every_line() {
+        let rows: Vec<Value> =
+            (0..2 * ROWS_PER_CHUNK + 7).map(|i| json!({"dimensions": [format!("/p{i}")], "metrics": [i]})).collect();
+        let columns: Vec<String> = ["event:page", "visitors"].map(str::to_owned).to_vec();
+        let body = futures_body(response(&columns, Value::Array(rows).to_string().as_bytes()).expect("csv"));
+        let lines: Vec<&str> = body.lines().collect();
+        assert_eq!(lines.len(), 2 * ROWS_PER_CHUNK + 8);
+        assert_eq!((lines[0], lines[1], lines[lines.len() - 1]), ("event:page,visitors", "/p0,0", "/p2006,2006"));
     }
 
     fn futures_body(response: Response) -> String {
