@@ -470,3 +470,20 @@ pub async fn unfolded_days(client: &aws_sdk_dynamodb::Client, table: &str) -> us
     }
     newest.iter().filter(|(pk, time)| folded.get(*pk).is_none_or(|upto| upto < *time)).count()
 }
+
+/// Runs `tally import --kinesis-stream events` of `file` with `subs` sub-partitions per site, for
+/// the sites of `dir`, and returns its output (it must succeed).
+pub fn import_to_stream(kinesalite: &str, file: &Path, dir: &Path, subs: u16) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["import", "--no-progress", "--kinesis-stream", "events", "--region", "us-east-1"])
+        .args(["--kinesis-endpoint", kinesalite, "--stand-in-credentials", "--sub-partitions", &subs.to_string()])
+        .arg(file)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}

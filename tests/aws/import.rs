@@ -3,7 +3,8 @@
 //! answers; every event travels once, under its visitor's partition key.
 
 use crate::bed::{
-    Bed, Consumer, DASHBOARD, QueryServer, Serve, dashboard_answer, data_dir, ground_truth, settle, unfolded_days,
+    Bed, Consumer, DASHBOARD, QueryServer, Serve, dashboard_answer, data_dir, ground_truth, import_to_stream, settle,
+    unfolded_days,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
@@ -95,22 +96,6 @@ async fn conformance_on_both(dynamo: &str, dynamo_key: &str, embedded: &str, emb
     assert!(with_rows >= 30, "only {with_rows} of the answers alike have rows");
 }
 
-/// Runs `tally import --kinesis-stream events` (2 sub-partitions) and returns its output.
-fn import_to_stream(kinesalite: &str, file: &std::path::Path, dir: &std::path::Path) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["import", "--no-progress", "--kinesis-stream", "events", "--region", "us-east-1"])
-        .args(["--kinesis-endpoint", kinesalite, "--stand-in-credentials", "--sub-partitions", "2"])
-        .arg(file)
-        .arg("--data-dir")
-        .arg(dir)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    stdout
-}
-
 /// Every entry on the stream, with its record's partition key.
 async fn read_stream(client: &aws_sdk_kinesis::Client) -> Vec<(String, LogEntry)> {
     let mut out = Vec::new();
@@ -138,13 +123,13 @@ async fn an_import_through_kinesis_counts_what_the_embedded_import_counts() {
     let file = aws_dir.join("events.ndjson");
     std::fs::write(&file, &text).unwrap();
 
-    let stdout = import_to_stream(&bed.kinesalite.url, &file, &aws_dir);
+    let stdout = import_to_stream(&bed.kinesalite.url, &file, &aws_dir, 2);
     assert!(stdout.starts_with(&format!("imported {events} events from {} lines", events + 2)), "{stdout}");
     assert!(stdout.contains("not_a_json_object: 1") && stdout.contains("unknown_site: 1"), "{stdout}");
     assert!(stdout.contains("put on Kinesis stream events in"), "{stdout}");
 
     // Running it again puts nothing more: the data directory knows what it put.
-    let again = import_to_stream(&bed.kinesalite.url, &file, &aws_dir);
+    let again = import_to_stream(&bed.kinesalite.url, &file, &aws_dir, 2);
     assert!(again.contains(&format!("already imported (skipped): {events}")), "{again}");
 
     // Each event once, under `site#sub` of its visitor's route: one key per visitor id, and the

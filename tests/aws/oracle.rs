@@ -7,7 +7,6 @@
 //! same brute force over the raw events.
 
 use crate::bed::{Bed, Consumer, QueryServer, ask, data_dir};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 include!("../oracle/model.rs");
@@ -40,16 +39,7 @@ async fn dynamodb_answers_equal_brute_force_across_zones() {
     }
     let file = dir.join("traffic.ndjson");
     std::fs::write(&file, lines).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["import", "--no-progress", "--kinesis-stream", "events", "--region", "us-east-1"])
-        .args(["--kinesis-endpoint", &bed.kinesalite.url, "--stand-in-credentials", "--sub-partitions", "2"])
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(&dir)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    crate::bed::import_to_stream(&bed.kinesalite.url, &file, &dir, 2);
 
     // Small flushes, killed (SIGKILL) after a second: the next consumer recovers the logged flush
     // and rebuilds the visits from a snapshot and a replay.

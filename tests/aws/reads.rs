@@ -70,17 +70,7 @@ async fn measure(events: u64, fold_interval_s: u64, flush_interval_ms: u64) -> (
 
     let bed = Bed::start(2).await;
     let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_tally"))
-        .args(["import", "--no-progress", "--kinesis-stream", "events", "--region", "us-east-1"])
-        .args(["--kinesis-endpoint", &bed.kinesalite.url, "--stand-in-credentials"])
-        .arg(generated.join("events.ndjson"))
-        .arg("--data-dir")
-        .arg(&dir)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let summary = String::from_utf8_lossy(&output.stdout);
+    let summary = crate::bed::import_to_stream(&bed.kinesalite.url, &generated.join("events.ndjson"), &dir, 1);
     let accepted: i64 = summary.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("imported N events");
     eprintln!("{accepted} events put on the stream in {:.1} s", started.elapsed().as_secs_f64());
 
