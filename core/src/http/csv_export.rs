@@ -1,7 +1,7 @@
 //! CSV answers of `POST /api/v2/query` (`Accept: text/csv` or `?format=csv`): one header line
 //! of the query's dimensions and metrics as it names them, then one line per row of the page.
 //! A revenue metric is its `value` (empty where a row has none, or several currencies). The
-//! body is streamed, [`ROWS_PER_CHUNK`] lines at a time, from the (cached) answer's rows: the
+//! body is streamed, 1,000 lines at a time, from the (cached) answer's rows: the
 //! whole CSV text is never held at once.
 
 use super::error::ApiError;
