@@ -1,7 +1,8 @@
 //! The query planner: which tier answers a query. Tier 1, the per-dimension rollups, answers
 //! what it holds exactly (no filters, at most one dimension or prop and one time grouping, by hour
 //! only for the totals and the exit pages; not `visits` by an event's page, name or hostname,
-//! which count the visits that hold such events); everything else goes to tier 2, the columnar segments (which the DynamoDB store does not have yet).
+//! which count the visits that hold such events); everything else goes to tier 2, the columnar
+//! segments (files beside the embedded store, S3 objects for the DynamoDB store).
 
 use super::request::{Grouping, Metric, Query};
 use serde::Serialize;
