@@ -1,6 +1,8 @@
 //! Reads segment objects for a query: per local day of the range, one listing of the day's
 //! objects (every lineage), the live ones of it (`keys::live`), each decoded once and kept in a
-//! cache bounded in bytes (objects never change: a key names one content for good).
+//! cache bounded in bytes (objects never change: a key names one content for good). A day's
+//! listing is kept for [`LISTING_TTL`], so the questions of one dashboard load share it (answers
+//! may be as old as that, like `tally query`'s answer cache).
 
 use super::keys::{day_of_prefix, day_prefix, live, site_prefix};
 use super::{SegmentObjects, get_object, list_keys, s3_error};
@@ -17,6 +19,11 @@ const DAY_CONCURRENCY: usize = 16;
 /// and its read, at most once per fold).
 const LIST_ATTEMPTS: usize = 4;
 
+/// How long a day's listing is used again.
+pub const LISTING_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+/// Most day listings kept.
+const MAX_LISTINGS: u64 = 100_000;
+
 /// A segment with the buckets a query reads of it.
 pub type Slice = (Arc<Segment>, Bucket, Bucket);
 
@@ -25,6 +32,8 @@ pub type Slice = (Arc<Segment>, Bucket, Bucket);
 pub struct SegmentReader {
     objects: SegmentObjects,
     cache: moka::future::Cache<String, Arc<Segment>>,
+    /// The live keys of a day prefix, as listed at most [`LISTING_TTL`] ago.
+    listings: moka::future::Cache<String, Arc<Vec<String>>>,
 }
 
 /// About how many bytes a decoded segment holds in memory.
@@ -48,7 +57,8 @@ impl SegmentReader {
             .max_capacity(cache_bytes)
             .weigher(|_: &String, segment: &Arc<Segment>| weight(segment))
             .build();
-        SegmentReader { objects, cache }
+        let listings = moka::future::Cache::builder().max_capacity(MAX_LISTINGS).time_to_live(LISTING_TTL).build();
+        SegmentReader { objects, cache, listings }
     }
 
     /// The segments of `site` holding buckets `buckets`, with the part of each a query reads.
@@ -82,12 +92,19 @@ impl SegmentReader {
     async fn day(&self, site: &str, day: Day) -> Result<Vec<Arc<Segment>>, StoreError> {
         let prefix = day_prefix(site, day);
         'listing: for _ in 0..LIST_ATTEMPTS {
-            let keys = live(&list_keys(&self.objects, &prefix).await?);
+            let listed = self.listings.try_get_with(prefix.clone(), async {
+                Ok::<_, StoreError>(Arc::new(live(&list_keys(&self.objects, &prefix).await?)))
+            });
+            let keys = listed.await.map_err(|e| StoreError::Other(e.to_string()))?;
             let mut segments = Vec::with_capacity(keys.len());
-            for key in keys {
-                match self.load(site, &key).await? {
+            for key in keys.iter() {
+                match self.load(site, key).await? {
                     Some(segment) => segments.push(segment),
-                    None => continue 'listing,
+                    None => {
+                        // Folded away since the listing: list the day again.
+                        self.listings.invalidate(&prefix).await;
+                        continue 'listing;
+                    }
                 }
             }
             return Ok(segments);
