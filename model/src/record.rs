@@ -180,15 +180,15 @@ pub fn pack(entries: &[LogEntry], sub_of: impl Fn(&LogEntry) -> u16) -> Vec<Reco
 const WITH_SUBS: u8 = 0xf2;
 
 /// Encoded entries with the sub-partition of each (the edge's queue messages, whose consumer no
-/// longer knows the request's IP): `0xF2`, the count as a little-endian u16, one little-endian
-/// u16 per entry, then the entries as [`record_data`] writes them.
+/// longer knows the request's IP): `0xF2`, the count as a little-endian u32, one little-endian
+/// u16 per entry (0 past the end of `subs`), then the entries as [`record_data`] writes them.
 pub fn with_subs(entries: &[Vec<u8>], subs: &[u16]) -> Vec<u8> {
-    // A request's entries are at most a batch (25) and a counted drop, far below u16::MAX.
-    let count = u16::try_from(entries.len()).unwrap_or(u16::MAX);
+    // A request's entries are a batch (at most 25) and a counted drop: far below u32::MAX.
+    let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
     let mut out = vec![WITH_SUBS];
     out.extend(count.to_le_bytes());
-    out.extend((0..usize::from(count)).flat_map(|i| subs.get(i).copied().unwrap_or(0).to_le_bytes()));
-    out.extend(record_data(&entries[..usize::from(count)]));
+    out.extend((0..entries.len()).flat_map(|i| subs.get(i).copied().unwrap_or(0).to_le_bytes()));
+    out.extend(record_data(entries));
     out
 }
 
@@ -199,9 +199,11 @@ pub fn unpack_with_subs(data: &[u8]) -> Result<Vec<(LogEntry, Option<u16>)>, Rec
         return Ok(unpack(data)?.into_iter().map(|e| (e, None)).collect());
     };
     let malformed = |what: &str| RecordError::Malformed(what.to_owned());
-    let count = rest.get(..2).map(|c| usize::from(u16::from_le_bytes([c[0], c[1]]))).ok_or(malformed("no count"))?;
-    let subs = rest.get(2..2 + 2 * count).ok_or(malformed("fewer sub-partitions than the count"))?;
-    let entries = unpack(&rest[2 + 2 * count..])?;
+    let count = rest.get(..4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).ok_or(malformed("no count"))?;
+    let count = usize::try_from(count).map_err(|_| malformed("count"))?;
+    let subs_end = count.checked_mul(2).and_then(|n| n.checked_add(4)).ok_or(malformed("count"))?;
+    let subs = rest.get(4..subs_end).ok_or(malformed("fewer sub-partitions than the count"))?;
+    let entries = unpack(&rest[subs_end..])?;
     if entries.len() != count {
         return Err(malformed(&format!("{} entries for {count} sub-partitions", entries.len())));
     }
@@ -291,7 +293,7 @@ mod tests {
         assert_eq!(back, vec![(entries[0].clone(), Some(3)), (entries[1].clone(), Some(0))]);
         let plain = unpack_with_subs(&record_data(&encoded)).expect("decodes");
         assert_eq!(plain, vec![(entries[0].clone(), None), (entries[1].clone(), None)]);
-        assert!(unpack_with_subs(&[WITH_SUBS, 5, 0, 1]).is_err(), "truncated");
+        assert!(unpack_with_subs(&[WITH_SUBS, 5, 0, 0, 0, 1]).is_err(), "truncated");
     }
 
     #[test]

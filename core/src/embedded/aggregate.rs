@@ -200,7 +200,7 @@ impl Aggregator {
             return self.finish_applying(carry).map(|()| 0);
         };
         let read = started.elapsed();
-        let mut flush = Flush::with_segments().with_facts(std::mem::take(&mut carry.facts));
+        let mut flush = Flush::default().with_facts(std::mem::take(&mut carry.facts));
         // A snapshot that is done is in the store now: the reader opened below sees it.
         carry.collect_snapshot(false);
         {
@@ -318,7 +318,7 @@ impl Aggregator {
             let mut entries = self.log.read_after(at, self.batching.max_entries.max(1))?;
             entries.retain(|(offset, _)| *offset <= applied.offset);
             let Some(&(last, _)) = entries.last() else { break };
-            let mut flush = Flush::with_segments();
+            let mut flush = Flush::default();
             {
                 let stored = self.store.state_reader()?;
                 let layers = Layers { applying: None, delta: &delta, snapshotting: None, stored: &stored };

@@ -73,12 +73,10 @@ fn sightings_of<'a>(
 pub struct Flush {
     /// Per-dimension rollup deltas per lineage.
     pub breakdowns: FastMap<Lineage, Breakdown>,
-    /// Segment rows per lineage (only in a flush made by [`Flush::with_segments`]).
+    /// Segment rows per lineage.
     pub segments: FastMap<Lineage, SegmentRows>,
     /// The new sightings state of every visitor id this flush saw, per (site, visitor id).
     pub sightings: VisitorMap<Sightings>,
-    /// Whether to build segment rows too.
-    segments_on: bool,
     /// User agents and pages normalised so far (they repeat heavily); [`Flush::take_facts`]
     /// hands them to the next flush.
     facts: FactCache,
@@ -91,12 +89,6 @@ pub struct Flush {
 }
 
 impl Flush {
-    /// A flush that builds segment rows as well as the per-dimension rollups (both stores' two
-    /// tiers; [`Flush::default`] builds the rollups only, for tests and benchmarks of tier 1).
-    pub fn with_segments() -> Flush {
-        Flush { segments_on: true, ..Flush::default() }
-    }
-
     /// Starts with the user agents and pages an earlier flush normalised.
     pub fn with_facts(mut self, facts: FactCache) -> Flush {
         self.facts = facts;
@@ -165,10 +157,8 @@ impl Flush {
             let start_seen = sightings_of(&mut self.sightings, &event.site, contribution.start_visitor, stored)?;
             breakdown.add_exit(&contribution, start_seen);
         }
-        if self.segments_on {
-            let props = tally_model::props::set_text(&event.props);
-            self.segments.entry_ref(&SiteKey(&event.site, sub)).or_default().add(&contribution, &props, money);
-        }
+        let props = tally_model::props::set_text(&event.props);
+        self.segments.entry_ref(&SiteKey(&event.site, sub)).or_default().add(&contribution, &props, money);
         *self.sessions.entry_ref(&SiteKey(&event.site, event.visitor.current)).or_default() = Some(next);
         Ok(())
     }

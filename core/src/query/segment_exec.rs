@@ -677,7 +677,7 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let (store, _) = Store::open(&path).expect("store");
         for (i, e) in events.iter().enumerate() {
-            let mut flush = Flush::with_segments();
+            let mut flush = Flush::default();
             flush.add(&LogEntry::Event(Box::new(e.clone())), 0, &|_| None, &store).expect("adds");
             let progress = Progress { offset: i as u64 + 1, until_ms: 0 };
             store.apply(&flush, progress).expect("apply");

@@ -501,8 +501,10 @@ impl Worker {
             segments::write::write_flush(&ctx.segments, &ctx.region, record, rows),
         )?;
         let mut applied = applied;
+        let known: std::collections::HashSet<(String, u16, Day)> =
+            applied.days.iter().map(|(site, sub, day, _)| (site.clone(), *sub, *day)).collect();
         for (site, sub, day, _) in written.days {
-            if !applied.days.iter().any(|(s, b, d, _)| *s == site && *b == sub && *d == day) {
+            if !known.contains(&(site.clone(), sub, day)) {
                 applied.days.push((site, sub, day, 0));
             }
         }
@@ -644,7 +646,7 @@ impl Worker {
     fn build(&mut self, entries: &[(LogEntry, u16)]) -> Result<Flush, WorkerError> {
         let registry = self.ctx.registry.snapshot();
         let zone_of = |site: &str| registry.site(site).map(|s| s.timezone.clone());
-        let mut flush = Flush::with_segments().with_facts(std::mem::take(&mut self.facts));
+        let mut flush = Flush::default().with_facts(std::mem::take(&mut self.facts));
         for (entry, sub) in entries {
             flush.add(entry, *sub, &zone_of, &*self).map_err(|e| StoreError::Other(format!("{e:#}")))?;
         }

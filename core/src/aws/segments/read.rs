@@ -12,6 +12,7 @@ use crate::columnar::{COUNTERS, Column, Origin, Segment, parquet_file};
 use std::sync::Arc;
 use tally_model::breakdown::Day;
 use tally_model::rollup::Bucket;
+use tally_model::segment::DIMENSIONS;
 
 /// Days listed and loaded at once.
 const DAY_CONCURRENCY: usize = 16;
@@ -38,16 +39,12 @@ pub struct SegmentReader {
 
 /// About how many bytes a decoded segment holds in memory.
 fn weight(segment: &Segment) -> u32 {
-    let text: usize = (0..segment_dimensions())
+    let text: usize = (0..DIMENSIONS)
         .filter_map(|i| segment.dimension(i).ok())
         .map(|(values, _)| values.iter().map(|v| v.len() + 24).sum::<usize>())
         .sum();
-    let per_row = 3 * 8 + segment_dimensions() * 4 + COUNTERS.len() * 8 + 16;
+    let per_row = 3 * 8 + DIMENSIONS * 4 + COUNTERS.len() * 8 + 16;
     u32::try_from(text + segment.rows * per_row).unwrap_or(u32::MAX)
-}
-
-fn segment_dimensions() -> usize {
-    tally_model::segment::DIMENSIONS
 }
 
 impl SegmentReader {

@@ -480,7 +480,7 @@ mod tests {
         let (store, _) = Store::open_with(&path, policy).expect("store");
         let day = 86_400_000;
         for round in 0..4u64 {
-            let mut flush = Flush::with_segments();
+            let mut flush = Flush::default();
             for (i, at) in [1_000, day + 1_000, day + 2_000].into_iter().enumerate() {
                 flush.add(&event(at, round * 10 + i as u64, "/"), 0, &|_| None, &store).expect("adds");
             }
