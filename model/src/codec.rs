@@ -1,22 +1,28 @@
 //! The one codec for log entries: a version byte, then postcard.
 //!
-//! Version 3 (written) is `[0x03] ++ postcard(LogEntry)`. Version 4 is the same layout with one
-//! more kind of entry, counted drops ([`LogEntry::Drops`]): only those are written as version 4,
-//! so everything a version-3 reader (an older tally, an edge in flight) could read before, it
-//! still reads. Version 2 (still read) had no region
+//! Version 5 (written for engagement events only) is `[0x05] ++ postcard(LogEntry)` with the
+//! current [`Event`], which ends with its [`crate::event::Engagement`]. Every other entry is
+//! still written as version 3 or 4, so everything a version-3 or 4 reader (an older tally, an
+//! edge in flight) could read before, it still reads; it refuses only engagement events, which
+//! it would have counted as custom events.
+//! Version 3 is `[0x03] ++ postcard(LogEntry)` with events as [`EventV3`] (no engagement).
+//! Version 4 is the same layout with one
+//! more kind of entry, counted drops ([`LogEntry::Drops`]): only those are written as version 4. Version 2 (still read) had no region
 //! or city on events; they decode with both `None`. Version 1 (still read) had no id on drops
 //! either; its drops decode with `id: None`. Postcard's format is stable and documented, so
 //! records written today decode tomorrow; a change to [`crate::event`] needs a new version.
 
-use crate::event::{Drop, Event, EventId, LogEntry, VisitorIds};
+use crate::event::{Drop, DropCount, Event, EventId, LogEntry, VisitorIds};
 use crate::reject::DropReason;
 use crate::wire::Revenue;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The version byte written in front of events and single drops.
 pub const VERSION: u8 = 3;
 /// The version byte written in front of counted drops, the one kind of entry version 3 lacks.
 pub const VERSION_WITH_COUNTS: u8 = 4;
+/// The version byte written in front of engagement events, the one kind of event version 4 lacks.
+pub const VERSION_WITH_ENGAGEMENT: u8 = 5;
 
 /// Why bytes could not be decoded.
 #[non_exhaustive]
@@ -35,10 +41,17 @@ pub enum CodecError {
 
 /// Encodes one entry.
 pub fn encode(entry: &LogEntry) -> Vec<u8> {
-    let version = if matches!(entry, LogEntry::Drops(_)) { VERSION_WITH_COUNTS } else { VERSION };
-    let mut out = vec![version];
     // Serialising into a Vec cannot fail for these plain types.
-    out.extend(postcard::to_allocvec(entry).unwrap_or_default());
+    let (version, body) = match entry {
+        LogEntry::Event(event) if event.engagement.is_some() => {
+            (VERSION_WITH_ENGAGEMENT, postcard::to_allocvec(entry).unwrap_or_default())
+        }
+        LogEntry::Event(event) => (VERSION, postcard::to_allocvec(&LogEntryV3Ref::Event(EventV3Ref::of(event))).unwrap_or_default()),
+        LogEntry::Drops(_) => (VERSION_WITH_COUNTS, postcard::to_allocvec(entry).unwrap_or_default()),
+        LogEntry::Drop(_) => (VERSION, postcard::to_allocvec(entry).unwrap_or_default()),
+    };
+    let mut out = vec![version];
+    out.extend(body);
     out
 }
 
@@ -47,11 +60,119 @@ pub fn decode(bytes: &[u8]) -> Result<LogEntry, CodecError> {
     let malformed = |e: postcard::Error| CodecError::Malformed(e.to_string());
     match bytes.split_first() {
         None => Err(CodecError::Empty),
-        Some((&(VERSION | VERSION_WITH_COUNTS), rest)) => postcard::from_bytes(rest).map_err(malformed),
+        Some((&VERSION_WITH_ENGAGEMENT, rest)) => postcard::from_bytes(rest).map_err(malformed),
+        Some((&(VERSION | VERSION_WITH_COUNTS), rest)) => {
+            postcard::from_bytes::<LogEntryV3>(rest).map(LogEntry::from).map_err(malformed)
+        }
         Some((&2, rest)) => postcard::from_bytes::<LogEntryV2>(rest).map(LogEntry::from).map_err(malformed),
         Some((&1, rest)) => postcard::from_bytes::<LogEntryV1>(rest).map(LogEntry::from).map_err(malformed),
         Some((&other, _)) => Err(CodecError::UnknownVersion(other)),
     }
+}
+
+/// An event as versions 3 and 4 have it: the current fields but for the engagement.
+#[derive(Deserialize)]
+struct EventV3 {
+    id: EventId,
+    received_ms: i64,
+    site: String,
+    name: String,
+    url: String,
+    referrer: Option<String>,
+    props: Vec<(String, String)>,
+    revenue: Option<Revenue>,
+    interactive: bool,
+    user_agent: String,
+    country: Option<String>,
+    visitor: VisitorIds,
+    region: Option<String>,
+    city: Option<String>,
+}
+
+impl From<EventV3> for Event {
+    fn from(e: EventV3) -> Event {
+        Event {
+            id: e.id,
+            received_ms: e.received_ms,
+            site: e.site,
+            name: e.name,
+            url: e.url,
+            referrer: e.referrer,
+            props: e.props,
+            revenue: e.revenue,
+            interactive: e.interactive,
+            user_agent: e.user_agent,
+            country: e.country,
+            visitor: e.visitor,
+            region: e.region,
+            city: e.city,
+            engagement: None,
+        }
+    }
+}
+
+/// An [`EventV3`] borrowed from an event, for writing (serialised alike).
+#[derive(Serialize)]
+struct EventV3Ref<'a> {
+    id: EventId,
+    received_ms: i64,
+    site: &'a str,
+    name: &'a str,
+    url: &'a str,
+    referrer: &'a Option<String>,
+    props: &'a [(String, String)],
+    revenue: &'a Option<Revenue>,
+    interactive: bool,
+    user_agent: &'a str,
+    country: &'a Option<String>,
+    visitor: VisitorIds,
+    region: &'a Option<String>,
+    city: &'a Option<String>,
+}
+
+impl<'a> EventV3Ref<'a> {
+    fn of(e: &'a Event) -> EventV3Ref<'a> {
+        EventV3Ref {
+            id: e.id,
+            received_ms: e.received_ms,
+            site: &e.site,
+            name: &e.name,
+            url: &e.url,
+            referrer: &e.referrer,
+            props: &e.props,
+            revenue: &e.revenue,
+            interactive: e.interactive,
+            user_agent: &e.user_agent,
+            country: &e.country,
+            visitor: e.visitor,
+            region: &e.region,
+            city: &e.city,
+        }
+    }
+}
+
+/// A version 3 or 4 entry (variants in [`LogEntry`]'s order).
+#[derive(Deserialize)]
+enum LogEntryV3 {
+    Event(Box<EventV3>),
+    Drop(Drop),
+    Drops(DropCount),
+}
+
+impl From<LogEntryV3> for LogEntry {
+    fn from(entry: LogEntryV3) -> LogEntry {
+        match entry {
+            LogEntryV3::Event(event) => LogEntry::Event(Box::new(Event::from(*event))),
+            LogEntryV3::Drop(drop) => LogEntry::Drop(drop),
+            LogEntryV3::Drops(drops) => LogEntry::Drops(drops),
+        }
+    }
+}
+
+/// A version 3 event entry, borrowed, for writing: variant 0 of [`LogEntryV3`].
+#[derive(Serialize)]
+enum LogEntryV3Ref<'a> {
+    Event(EventV3Ref<'a>),
 }
 
 /// An event as versions 1 and 2 wrote it: the current fields but for the region and city.
@@ -88,6 +209,7 @@ impl From<EventV2> for Event {
             visitor: e.visitor,
             region: None,
             city: None,
+            engagement: None,
         }
     }
 }
@@ -129,7 +251,7 @@ impl From<LogEntryV1> for LogEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::DropCount;
+    use crate::event::Engagement;
 
     fn sample() -> Event {
         Event {
@@ -147,6 +269,7 @@ mod tests {
             visitor: VisitorIds { current: 1, previous: 2 },
             region: None,
             city: None,
+            engagement: None,
         }
     }
 
@@ -173,6 +296,22 @@ mod tests {
         assert_eq!(hex(&encode(&LogEntry::Event(Box::new(sample_v3())))), format!("03{}{region_city}", &V1_EVENT[2..]));
         let drop = Drop { id: Some(EventId(7)), site: None, reason: DropReason::Bot, received_ms: 1 };
         assert_eq!(hex(&encode(&LogEntry::Drop(drop))), "03010107000002");
+    }
+
+    #[test]
+    fn version_5_holds_engagement_events_only() {
+        let engaged =
+            Event { name: "engagement".into(), engagement: Some(Engagement { scroll_depth: Some(80), engaged_ms: 4_200 }), ..sample_v3() };
+        let bytes = encode(&LogEntry::Event(Box::new(engaged.clone())));
+        // The version-3 layout, then Some(Some(80), 4200 as a varint).
+        let v3 = hex(&encode(&LogEntry::Event(Box::new(sample_v3()))));
+        assert!(v3.starts_with("03"));
+        let name = hex(b"engagement");
+        let body = v3[2..].replace(&format!("08{}", hex(b"pageview")), &format!("0a{name}"));
+        assert_eq!(hex(&bytes), format!("05{body}010150e820"));
+        assert_eq!(decode(&bytes), Ok(LogEntry::Event(Box::new(engaged))));
+        let none = Event { engagement: Some(Engagement { scroll_depth: None, engaged_ms: 0 }), ..sample() };
+        assert_eq!(decode(&encode(&LogEntry::Event(Box::new(none.clone())))), Ok(LogEntry::Event(Box::new(none))));
     }
 
     #[test]

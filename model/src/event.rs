@@ -52,12 +52,32 @@ pub struct Event {
     pub region: Option<String>,
     /// City name from the edge's geo data, if known (never without a country).
     pub city: Option<String>,
+    /// What an `engagement` event measured (codec version 5); `None` on every other event.
+    pub engagement: Option<Engagement>,
+}
+
+/// The name of the events Plausible's tracker sends when a page is hidden or left: they carry
+/// scroll depth and engaged time ([`Engagement`]), and change no visit and no event count.
+pub const ENGAGEMENT: &str = "engagement";
+
+/// What one `engagement` event measured on its page since the previous one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Engagement {
+    /// The deepest the page was scrolled, percent of its height (0–100), if the tracker sent it.
+    pub scroll_depth: Option<u8>,
+    /// Milliseconds the page was visible and focused since the previous engagement event.
+    pub engaged_ms: u32,
 }
 
 impl Event {
     /// Whether this is a page view.
     pub fn is_pageview(&self) -> bool {
         self.name == "pageview"
+    }
+
+    /// Whether this is an engagement event (which the wire gives an [`Engagement`]).
+    pub fn is_engagement(&self) -> bool {
+        self.engagement.is_some()
     }
 }
 

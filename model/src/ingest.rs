@@ -170,6 +170,7 @@ fn build_event(event: WireEvent, ctx: &RequestContext<'_>, id: EventId) -> Event
         visitor,
         region,
         city,
+        engagement: event.engagement,
     }
 }
 

@@ -247,6 +247,7 @@ mod tests {
             visitor: VisitorIds { current: visitor, previous: visitor },
             region: None,
             city: None,
+            engagement: None,
         }))
     }
 

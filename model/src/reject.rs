@@ -97,11 +97,14 @@ pub enum DropReason {
     /// The client or the site sent more than its rate limit (`tally serve`); such refusals are
     /// logged as counts ([`crate::event::DropCount`]), never one entry each.
     RateLimited,
+    /// An `engagement` event arrived when its visitor had no open visit (as Plausible drops
+    /// it). Counted by the aggregator, never logged.
+    EngagementWithoutVisit,
 }
 
 impl DropReason {
     /// Every reason, in a stable order.
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Bot,
         DropReason::UnknownSite,
         DropReason::MissingField,
@@ -117,6 +120,7 @@ impl DropReason {
         DropReason::InvalidDomain,
         DropReason::HostnameNotAllowed,
         DropReason::RateLimited,
+        DropReason::EngagementWithoutVisit,
     ];
 
     /// The stable snake_case name of the reason.
@@ -137,6 +141,7 @@ impl DropReason {
             DropReason::InvalidDomain => "invalid_domain",
             DropReason::HostnameNotAllowed => "hostname_not_allowed",
             DropReason::RateLimited => "rate_limited",
+            DropReason::EngagementWithoutVisit => "engagement_without_visit",
         }
     }
 }

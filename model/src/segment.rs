@@ -11,11 +11,16 @@
 //! changes no answer: every answer sums counters and counts distinct visitors among the rows with
 //! `events > 0` (a visit row never adds a visitor, as in the cells it replaces).
 //!
+//! An engagement event adds an *engagement row* ([`SegmentRows::add_engagement`]): no counters,
+//! only what it measured ([`EngagementSums`]), which the `scroll_depth` and `time_on_page`
+//! metrics read.
+//!
 //! An event with revenue has its currency in the [`CURRENCY`] column and its amount in the row's
 //! `revenue_micros`; since the currency is part of the row's identity, a row's revenue is in one
 //! currency and its `events` are the events that carried it.
 
 use crate::dimension::Dimension;
+use crate::event::Engagement;
 use crate::money::Money;
 use crate::rollup::{Bucket, Counters};
 use crate::session::Contribution;
@@ -34,13 +39,22 @@ pub const PROPS: usize = Dimension::CELL.len();
 /// The column of an event's revenue currency (`""` for events without revenue and visit rows).
 pub const CURRENCY: usize = Dimension::CELL.len() + 1;
 
-/// The sums a row carries: its counters, then its revenue in micro-units of its currency.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The sums a row carries: its counters, its revenue in micro-units of its currency, and what
+/// engagement events measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowSums {
     /// Event and visit counters.
     pub counters: Counters,
     /// Revenue in micro-units of the row's [`CURRENCY`] (0 without one).
     pub revenue_micros: i128,
+    /// What its engagement events measured (only engagement rows have any).
+    pub engagement: EngagementSums,
+}
+
+impl Default for RowSums {
+    fn default() -> RowSums {
+        RowSums { counters: Counters::default(), revenue_micros: 0, engagement: EngagementSums::NONE }
+    }
 }
 
 impl RowSums {
@@ -48,6 +62,31 @@ impl RowSums {
     pub fn add(&mut self, other: &RowSums) {
         self.counters.add(&other.counters);
         self.revenue_micros += other.revenue_micros;
+        self.engagement.add(&other.engagement);
+    }
+}
+
+/// What a row's engagement events measured: how many there were, their engaged time, and the
+/// deepest scroll any of them reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngagementSums {
+    /// Engagement events.
+    pub events: i64,
+    /// Their engaged time, summed, in milliseconds.
+    pub engaged_ms: i64,
+    /// The greatest scroll depth they reported, percent; -1 when none reported one.
+    pub max_scroll_depth: i64,
+}
+
+impl EngagementSums {
+    /// No engagement events.
+    pub const NONE: EngagementSums = EngagementSums { events: 0, engaged_ms: 0, max_scroll_depth: -1 };
+
+    /// Adds `other` into `self` (sums, and the greater scroll depth).
+    pub fn add(&mut self, other: &EngagementSums) {
+        self.events += other.events;
+        self.engaged_ms += other.engaged_ms;
+        self.max_scroll_depth = self.max_scroll_depth.max(other.max_scroll_depth);
     }
 }
 
@@ -147,16 +186,44 @@ impl SegmentRows {
         codes[PROPS] = self.dictionaries[PROPS].code(props);
         codes[CURRENCY] = self.dictionaries[CURRENCY].code(currency);
         let visit = visit_id(c.start_visitor, c.visit_started_ms);
-        self.add_codes((c.bucket, c.visitor, visit, codes), &RowSums { counters: c.counters, revenue_micros: revenue });
+        self.add_codes(
+            (c.bucket, c.visitor, visit, codes),
+            &RowSums { counters: c.counters, revenue_micros: revenue, engagement: EngagementSums::NONE },
+        );
         if !c.visit.is_zero() {
             codes[..entry.len()].copy_from_slice(&entry);
             codes[PROPS] = self.dictionaries[PROPS].code("");
             codes[CURRENCY] = self.dictionaries[CURRENCY].code("");
             self.add_codes(
                 (c.visit_bucket, c.visitor, visit, codes),
-                &RowSums { counters: c.visit, revenue_micros: 0 },
+                &RowSums { counters: c.visit, revenue_micros: 0, engagement: EngagementSums::NONE },
             );
         }
+    }
+
+    /// Adds one engagement event of the visit `visit` (which it changes in nothing): an
+    /// *engagement row* of its bucket, visitor, visit and cell (named [`crate::event::ENGAGEMENT`], with its own
+    /// hostname, page and prop set, its visit's other values) that has no counters, only
+    /// [`EngagementSums`]. `c` is what the visit's events contribute, with the engagement's own
+    /// bucket, name, hostname and page.
+    pub fn add_engagement(&mut self, c: &Contribution<'_>, props: &str, engagement: &Engagement) {
+        let entry = self.entry_codes(c);
+        let mut codes = [0u32; DIMENSIONS];
+        for (i, (dimension, _)) in Dimension::CELL.iter().enumerate() {
+            codes[i] = if dimension.is_event_own() { self.dictionaries[i].code(c.value(*dimension)) } else { entry[i] };
+        }
+        codes[PROPS] = self.dictionaries[PROPS].code(props);
+        codes[CURRENCY] = self.dictionaries[CURRENCY].code("");
+        let sums = EngagementSums {
+            events: 1,
+            engaged_ms: i64::from(engagement.engaged_ms),
+            max_scroll_depth: engagement.scroll_depth.map_or(-1, i64::from),
+        };
+        let visit = visit_id(c.start_visitor, c.visit_started_ms);
+        self.add_codes(
+            (c.bucket, c.visitor, visit, codes),
+            &RowSums { counters: Counters::default(), revenue_micros: 0, engagement: sums },
+        );
     }
 
     /// The codes of the entry cell of the visit of `c`, looked up on its first event here.

@@ -218,6 +218,28 @@ pub fn contribution<'a>(
     }
 }
 
+/// What an engagement event contributes to `visit`, the open visit it belongs to, which it
+/// changes in nothing (no bounce ended, no duration, no page view, no event counted; as in
+/// Plausible): only its own bucket, name, hostname and page, for its engagement row
+/// ([`crate::segment::SegmentRows::add_engagement`]).
+pub fn engagement<'a>(visit: &'a Session, event: &'a Event, facts: &'a Facts, bucket: Bucket) -> Contribution<'a> {
+    Contribution {
+        bucket,
+        name: &event.name,
+        hostname: &facts.landing.page.hostname,
+        page: &facts.landing.page.path,
+        counters: Counters::default(),
+        visitor: event.visitor.current,
+        visit_bucket: visit.start_bucket,
+        entry: &visit.entry,
+        visit: Counters::default(),
+        exit: &visit.exit,
+        exit_moved: None,
+        start_visitor: visit.start_visitor,
+        visit_started_ms: visit.started_ms,
+    }
+}
+
 fn start(event: &Event, facts: &Facts, bucket: Bucket, pageview: i64) -> (Session, Counters) {
     let entry = Box::new(entry_key(event, facts));
     let visit = Counters { visits: 1, bounces: 1, visit_pageviews: pageview, ..Counters::default() };
@@ -284,6 +306,7 @@ mod tests {
             visitor: VisitorIds { current: 1, previous: 2 },
             region: None,
             city: None,
+            engagement: None,
         }
     }
 

@@ -5,6 +5,7 @@
 //! Problems with the body as a whole are a [`Rejection`]; problems with one event are a
 //! [`DropReason`] for that event alone.
 
+use crate::event::{ENGAGEMENT, Engagement};
 use crate::limits::{
     MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_EVENT_NAME_CHARS, MAX_JSON_DEPTH, MAX_PROP_NAME_CHARS, MAX_PROP_VALUE_CHARS,
     MAX_PROPS, MAX_REFERRER_CHARS, MAX_URL_CHARS,
@@ -40,6 +41,8 @@ pub struct WireEvent {
     pub revenue: Option<Revenue>,
     /// Whether the event counts against a bounce (Plausible's `interactive`, default true).
     pub interactive: bool,
+    /// An `engagement` event's scroll depth (`sd`) and engaged time (`e`); `None` on others.
+    pub engagement: Option<Engagement>,
 }
 
 /// An event of the body that cannot be taken, with the domain it named when that was readable.
@@ -174,7 +177,9 @@ fn check_fields(event: &Map<String, Value>, domain: &str) -> Result<WireEvent, D
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(DropReason::WrongType),
     };
+    let engagement = (name == ENGAGEMENT).then(|| parse_engagement(event)).transpose()?;
     Ok(WireEvent {
+        engagement,
         name: name.to_owned(),
         url: url.to_owned(),
         domain: domain.to_owned(),
@@ -183,6 +188,28 @@ fn check_fields(event: &Map<String, Value>, domain: &str) -> Result<WireEvent, D
         revenue: field(event, "revenue", "$").map(parse_revenue).transpose()?,
         interactive,
     })
+}
+
+/// Longest engaged time one engagement event may report (Plausible's bound): 30 days.
+const MAX_ENGAGED_MS: u64 = 30 * 24 * 3_600_000;
+
+/// An engagement event's `sd` (scroll depth in percent: a number or numeric string, above 100
+/// taken as 100, negative or unreadable as not sent) and `e` (engaged milliseconds, 0 when
+/// missing or out of `0..30 days`), as Plausible reads them. One that carries neither is dropped.
+fn parse_engagement(event: &Map<String, Value>) -> Result<Engagement, DropReason> {
+    let number = |value: Option<&Value>| match value {
+        Some(Value::Number(n)) => n.as_f64(),
+        Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    let scroll_depth = number(event.get("sd")).filter(|d| d.is_finite() && *d >= 0.0).map(|d| d.round().min(100.0) as u8);
+    let engaged_ms = number(event.get("e"))
+        .filter(|e| e.is_finite() && *e >= 0.0 && *e < MAX_ENGAGED_MS as f64)
+        .map_or(0, |e| e as u32);
+    if scroll_depth.is_none() && engaged_ms == 0 {
+        return Err(DropReason::MissingField);
+    }
+    Ok(Engagement { scroll_depth, engaged_ms })
 }
 
 /// Props are an object of scalars, or (as older trackers send them) a string holding one.

@@ -40,6 +40,7 @@ pub fn trace(n: usize, sites: usize, start_ms: i64) -> Vec<LogEntry> {
                 visitor: VisitorIds { current: visitor, previous: visitor },
                 region: None,
                 city: None,
+                engagement: None,
             }))
         })
         .collect()

@@ -38,6 +38,7 @@ fn entries(ids: std::ops::Range<u128>) -> Vec<LogEntry> {
             visitor: VisitorIds { current: 7, previous: 7 },
             region: None,
             city: None,
+            engagement: None,
         }))
     })
     .collect()

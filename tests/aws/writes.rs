@@ -72,6 +72,7 @@ fn event(id: u64, sites: &Zipf, pages: &Zipf, random: &mut Uniform, now_ms: i64)
         visitor: VisitorIds { current: visitor, previous: visitor },
         region: None,
         city: None,
+        engagement: None,
     }))
 }
 

@@ -5,7 +5,7 @@
 //! import's CPU samples in a profile (every value compared as it is written), and no query of
 //! ours reads them.
 
-use super::segment::{BUCKET, COLUMNS, COUNTERS, Column, REVENUE, Segment, VISIT, VISITOR};
+use super::segment::{BUCKET, COLUMNS, COUNTERS, Column, REVENUE, Segment, VISIT, VISITOR, absent_value};
 use anyhow::Context;
 use arrow_array::types::UInt32Type;
 use arrow_array::{
@@ -38,7 +38,7 @@ fn column_names() -> Vec<&'static str> {
     names.extend(Dimension::CELL.iter().map(|(_, name)| name.split_once(':').map_or(*name, |(_, n)| n)));
     names.extend(["props", "revenue_currency"]);
     names.extend(COUNTERS);
-    names.push("revenue");
+    names.extend(["revenue", "engagements", "engaged_ms", "max_scroll_depth"]);
     names
 }
 
@@ -127,6 +127,11 @@ pub fn decode(bytes: bytes::Bytes, what: &str) -> anyhow::Result<Vec<Column>> {
 /// Reads column `i` of the Parquet segment `source`, named `path` in errors.
 fn column_of<R: ChunkReader + 'static>(source: R, i: usize, path: &str) -> anyhow::Result<Column> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(source)?;
+    // Files written before the engagement columns existed: rows without engagement.
+    if i >= builder.parquet_schema().root_schema().get_fields().len() && i > REVENUE {
+        let rows = usize::try_from(builder.metadata().file_metadata().num_rows())?;
+        return Ok(Column::Counter(vec![absent_value(i); rows]));
+    }
     let mask = ProjectionMask::roots(builder.parquet_schema(), [i]);
     let reader = builder.with_projection(mask).with_batch_size(1 << 16).build()?;
     let mut out = match i {

@@ -7,14 +7,29 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use tally_model::rollup::{Bucket, Counters};
-use tally_model::segment::{DIMENSIONS, RowId, RowSums, SegmentRows};
+use tally_model::segment::{DIMENSIONS, EngagementSums, RowId, RowSums, SegmentRows};
 
 /// The counters a row carries, in column order.
 pub const COUNTERS: [&str; 6] = Counters::NAMES;
-/// Columns of a segment: bucket, visitor, visit, the dimensions, the counters, the revenue.
-pub const COLUMNS: usize = 3 + DIMENSIONS + COUNTERS.len() + 1;
+/// Columns of a segment: bucket, visitor, visit, the dimensions, the counters, the revenue, the
+/// engagement sums.
+pub const COLUMNS: usize = 3 + DIMENSIONS + COUNTERS.len() + 1 + ENGAGEMENT_COLUMNS;
 /// The column of revenue in micro-units (of the row's currency column).
-pub const REVENUE: usize = COLUMNS - 1;
+pub const REVENUE: usize = 3 + DIMENSIONS + COUNTERS.len();
+/// The columns of engagement sums, after the revenue: engagement events, engaged milliseconds,
+/// greatest scroll depth (-1: none). Segments written before them read as rows without any.
+pub const ENGAGEMENT_COLUMNS: usize = 3;
+/// The column of engagement events (the first engagement column).
+pub const ENGAGEMENTS: usize = REVENUE + 1;
+/// The column of engaged milliseconds.
+pub const ENGAGED_MS: usize = REVENUE + 2;
+/// The column of the greatest scroll depth.
+pub const MAX_SCROLL_DEPTH: usize = REVENUE + 3;
+
+/// The value of column `i` in a row that has none: a segment written before the column existed.
+pub fn absent_value(i: usize) -> i64 {
+    if i == MAX_SCROLL_DEPTH { EngagementSums::NONE.max_scroll_depth } else { 0 }
+}
 /// The column of local-hour buckets.
 pub const BUCKET: usize = 0;
 /// The column of visitor ids.
@@ -154,13 +169,20 @@ impl Segment {
             columns.push(Column::Counter(values.iter().map(|v| v[i]).collect()));
         }
         columns.push(Column::Money(picked.iter().map(|(_, s)| s.revenue_micros).collect()));
+        columns.push(Column::Counter(picked.iter().map(|(_, s)| s.engagement.events).collect()));
+        columns.push(Column::Counter(picked.iter().map(|(_, s)| s.engagement.engaged_ms).collect()));
+        columns.push(Column::Counter(picked.iter().map(|(_, s)| s.engagement.max_scroll_depth).collect()));
         Some(Segment::loaded(site, generation, columns, origin))
     }
 
-    /// A segment whose columns are all at hand, in column order; its bucket range is that of its
+    /// A segment whose columns are all at hand, in column order (those written before the
+    /// engagement columns existed lack them: they are filled in); its bucket range is that of its
     /// bucket column.
-    pub fn loaded(site: &str, generation: u32, columns: Vec<Column>, origin: Origin) -> Segment {
+    pub fn loaded(site: &str, generation: u32, mut columns: Vec<Column>, origin: Origin) -> Segment {
         let rows = columns.first().map_or(0, Column::len);
+        for i in columns.len()..COLUMNS {
+            columns.push(Column::Counter(vec![absent_value(i); rows]));
+        }
         let buckets = match columns.get(BUCKET) {
             Some(Column::Buckets(b)) => b
                 .iter()
@@ -260,6 +282,16 @@ impl Segment {
         }
     }
 
+    /// The engagement sums of each row: engagement events, engaged milliseconds, greatest scroll
+    /// depth (-1: none).
+    pub fn engagement(&self) -> anyhow::Result<[&[i64]; ENGAGEMENT_COLUMNS]> {
+        let column = |i: usize| match self.column(i)? {
+            Column::Counter(v) => Ok(v.as_slice()),
+            _ => anyhow::bail!("engagement column {i} has the wrong type"),
+        };
+        Ok([column(ENGAGEMENTS)?, column(ENGAGED_MS)?, column(MAX_SCROLL_DEPTH)?])
+    }
+
     /// The blob the pending table keeps for this (in-memory) segment.
     pub fn pending_blob(&self) -> anyhow::Result<Vec<u8>> {
         let blob = PendingBlobRef { site: &self.site, generation: self.generation, columns: self.all_columns()? };
@@ -277,6 +309,7 @@ impl Segment {
         }
         let counters: Vec<&[i64]> = (0..COUNTERS.len()).map(|i| self.counter(i)).collect::<anyhow::Result<_>>()?;
         let revenue = self.revenue()?;
+        let [engagements, engaged_ms, max_scroll_depth] = self.engagement()?;
         for row in 0..self.rows {
             let bucket = Bucket::from(buckets[row]);
             if bucket < lo || bucket > hi {
@@ -293,6 +326,11 @@ impl Segment {
             let delta = RowSums {
                 counters: Counters::from_array(std::array::from_fn(|i| counters[i][row])),
                 revenue_micros: revenue[row],
+                engagement: EngagementSums {
+                    events: engagements[row],
+                    engaged_ms: engaged_ms[row],
+                    max_scroll_depth: max_scroll_depth[row],
+                },
             };
             out.add_codes((bucket, visitors[row], visits[row], codes), &delta);
         }
@@ -303,7 +341,11 @@ impl Segment {
 /// Decodes a pending table blob into a segment.
 pub fn from_pending_blob(seq: u64, bytes: &[u8]) -> anyhow::Result<Segment> {
     let blob: PendingBlob = postcard::from_bytes(bytes)?;
-    anyhow::ensure!(blob.columns.len() == COLUMNS, "pending segment {seq} has {} columns", blob.columns.len());
+    let columns = blob.columns.len();
+    anyhow::ensure!(
+        columns == COLUMNS || columns == COLUMNS - ENGAGEMENT_COLUMNS,
+        "pending segment {seq} has {columns} columns"
+    );
     let rows = blob.columns[BUCKET].len();
     anyhow::ensure!(blob.columns.iter().all(|c| c.len() == rows), "pending segment {seq} has ragged columns");
     anyhow::ensure!(

@@ -1,6 +1,7 @@
 //! The last 30 minutes of live events, in memory, for realtime answers (`date_range:
 //! "realtime"`, the last 5 minutes, and `"30m"`): seconds old, exact, and independent of the
-//! hour buckets of the store. Ingest adds each acknowledged event; a start fills it from the tail
+//! hour buckets of the store. Engagement events are left out, as Plausible's current visitors
+//! leave them out. Ingest adds each acknowledged event; a start fills it from the tail
 //! of the event log.
 
 use crate::embedded::log::EventLog;
@@ -50,6 +51,7 @@ impl RecentEvents {
         let mut found = Vec::new();
         log.scan_newest_first(MAX_EVENTS, |bytes| match codec::decode(bytes) {
             Ok(LogEntry::Event(event)) if event.received_ms < since => false,
+            Ok(LogEntry::Event(event)) if event.is_engagement() => true,
             Ok(LogEntry::Event(event)) => {
                 found.push(recent.entry(&event.site, event.visitor.current, event.received_ms, event.is_pageview()));
                 true
@@ -79,7 +81,7 @@ impl RecentEvents {
         let added: Vec<Recent> = entries
             .iter()
             .filter_map(|e| match e {
-                LogEntry::Event(event) => {
+                LogEntry::Event(event) if !event.is_engagement() => {
                     Some(self.entry(&event.site, event.visitor.current, event.received_ms, event.is_pageview()))
                 }
                 _ => None,
@@ -131,6 +133,7 @@ mod tests {
             visitor: VisitorIds { current: visitor, previous: visitor },
             region: None,
             city: None,
+            engagement: None,
         }))
     }
 

@@ -82,6 +82,7 @@ mod tests {
             visitor: VisitorIds { current: 1, previous: 1 },
             region: None,
             city: None,
+            engagement: None,
         }
     }
 

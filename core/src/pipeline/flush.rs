@@ -8,7 +8,8 @@ use crate::pipeline::timebucket::local_hour;
 use jiff::tz::TimeZone;
 use std::collections::BTreeMap;
 use tally_model::breakdown::{Breakdown, Sightings};
-use tally_model::event::{Event, LogEntry};
+use tally_model::event::{Engagement, Event, LogEntry};
+use tally_model::facts::Facts;
 use tally_model::money::Money;
 use tally_model::reject::DropReason;
 use tally_model::segment::SegmentRows;
@@ -139,6 +140,9 @@ impl Flush {
         };
         let bucket = local_hour(zone_of(&event.site).as_ref(), event.received_ms);
         let open = self.open_session(event, stored)?;
+        if let Some(engagement) = &event.engagement {
+            return self.add_engagement(event, engagement, &facts, bucket, sub, open);
+        }
         let (next, change) = session::apply(open, event, &facts, bucket);
         let contribution = session::contribution(&next, &change, event, &facts, bucket);
         let breakdown = self.breakdowns.entry_ref(&SiteKey(&event.site, sub)).or_default();
@@ -160,6 +164,36 @@ impl Flush {
         let props = tally_model::props::set_text(&event.props);
         self.segments.entry_ref(&SiteKey(&event.site, sub)).or_default().add(&contribution, &props, money);
         *self.sessions.entry_ref(&SiteKey(&event.site, event.visitor.current)).or_default() = Some(next);
+        Ok(())
+    }
+
+    /// An engagement event of a visit that `open` holds (the visitor's visit as
+    /// [`Flush::open_session`] took it out): an engagement row in the segments, the visit put
+    /// back unchanged. Without an open visit it is dropped, as Plausible drops it.
+    fn add_engagement(
+        &mut self,
+        event: &Event,
+        engagement: &Engagement,
+        facts: &Facts,
+        bucket: i64,
+        sub: u16,
+        open: Option<Session>,
+    ) -> anyhow::Result<()> {
+        match open.as_ref().filter(|visit| visit.continues_at(event.received_ms)) {
+            Some(visit) => {
+                let contribution = session::engagement(visit, event, facts, bucket);
+                let props = tally_model::props::set_text(&event.props);
+                self.segments.entry_ref(&SiteKey(&event.site, sub)).or_default().add_engagement(
+                    &contribution,
+                    &props,
+                    engagement,
+                );
+            }
+            None => *self.drops.entry((event.site.clone(), DropReason::EngagementWithoutVisit)).or_default() += 1,
+        }
+        if open.is_some() {
+            *self.sessions.entry_ref(&SiteKey(&event.site, event.visitor.current)).or_default() = open;
+        }
         Ok(())
     }
 

@@ -22,6 +22,21 @@ pub struct Group {
     /// Distinct visits among the group's events, where the query counts visits by their events
     /// (grouped or filtered by an event's own field); else `visits` is the counters' sum.
     pub visits: Option<u64>,
+    /// What the group's engagement events measured (tier 2, when the query asks for it).
+    pub engagement: Engaged,
+}
+
+/// What a group's engagement events measured, per visit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Engaged {
+    /// Visits with an engagement event in the group.
+    pub visits: u64,
+    /// Their engaged time, summed, in milliseconds.
+    pub engaged_ms: i64,
+    /// Visits with an engagement event that reported a scroll depth.
+    pub scrolled_visits: u64,
+    /// The deepest scroll of each of those visits, summed, in percent.
+    pub scroll_depth_sum: i64,
 }
 
 /// One answer row.
@@ -157,6 +172,23 @@ fn metric(metric: Metric, group: &Group) -> Value {
         Metric::ViewsPerVisit => json!((per_visit(c.visit_pageviews) * 100.0).round() / 100.0),
         Metric::TotalRevenue => revenue(&group.revenue, false),
         Metric::AverageRevenue => revenue(&group.revenue, true),
+        // Rounded half to even, as ClickHouse rounds Plausible's floating-point quotients.
+        Metric::ScrollDepth => {
+            let e = &group.engagement;
+            if e.scrolled_visits == 0 {
+                Value::Null
+            } else {
+                json!((e.scroll_depth_sum as f64 / e.scrolled_visits as f64).round_ties_even() as i64)
+            }
+        }
+        Metric::TimeOnPage => {
+            let e = &group.engagement;
+            if e.visits == 0 {
+                Value::Null
+            } else {
+                json!((e.engaged_ms as f64 / 1000.0 / e.visits as f64).round_ties_even() as i64)
+            }
+        }
     }
 }
 

@@ -33,7 +33,15 @@ pub fn plan(query: &Query) -> Tier {
     // visit where it entered, so the segments (which keep each event's visit) answer.
     let visits_by_events = query.metrics.contains(&Metric::Visits)
         && fields.iter().any(|g| matches!(g, Grouping::Prop(_)) || matches!(g, Grouping::Dim(d) if d.is_event_own()));
-    if query.filters.is_empty() && fields.len() <= 1 && times <= 1 && (hours_held || !by_hour) && !visits_by_events {
+    // What engagement events measured lives in the segments alone.
+    let engagement = query.asks_engagement();
+    if query.filters.is_empty()
+        && fields.len() <= 1
+        && times <= 1
+        && (hours_held || !by_hour)
+        && !visits_by_events
+        && !engagement
+    {
         Tier::Rollups
     } else {
         Tier::Segments

@@ -119,10 +119,16 @@ pub enum Metric {
     /// With `visit:exit_page`: the visits that left from the page as a share of its page views,
     /// in percent with one decimal (the executors give the visits; [`super::exit_rate`] divides).
     ExitRate,
+    /// Per visit the deepest scroll its engagement events reported on the group's pages, averaged
+    /// over the visits that reported one, in whole percent (`null` without any; needs `event:page`).
+    ScrollDepth,
+    /// The engaged time of the engagement events, per visit that sent one, in whole seconds
+    /// (`null` without any; needs `event:page`).
+    TimeOnPage,
 }
 
 impl Metric {
-    const ALL: [(Metric, &'static str); 13] = [
+    const ALL: [(Metric, &'static str); 15] = [
         (Metric::Visitors, "visitors"),
         (Metric::Visits, "visits"),
         (Metric::Pageviews, "pageviews"),
@@ -136,6 +142,8 @@ impl Metric {
         (Metric::ConversionRate, "conversion_rate"),
         (Metric::GroupConversionRate, "group_conversion_rate"),
         (Metric::ExitRate, "exit_rate"),
+        (Metric::ScrollDepth, "scroll_depth"),
+        (Metric::TimeOnPage, "time_on_page"),
     ];
 
     fn parse(name: &str) -> Option<Metric> {
@@ -150,6 +158,11 @@ impl Metric {
     /// Whether it is a revenue metric.
     pub fn is_revenue(self) -> bool {
         matches!(self, Metric::TotalRevenue | Metric::AverageRevenue)
+    }
+
+    /// Whether it reads what engagement events measured (tier 2 only).
+    pub fn is_engagement(self) -> bool {
+        matches!(self, Metric::ScrollDepth | Metric::TimeOnPage)
     }
 }
 
@@ -300,12 +313,6 @@ impl Query {
     pub fn resolve(request: &QueryRequest, zone: &TimeZone, now: Timestamp) -> Result<Query, QueryError> {
         let metrics = request.metrics.iter().map(|m| Metric::parse(m).ok_or(m)).collect::<Result<Vec<_>, _>>();
         let metrics = metrics.or_else(|m| {
-            if matches!(m.as_str(), "time_on_page" | "scroll_depth") {
-                return invalid(format!(
-                    "`{m}` is not supported yet: it needs the engagement events of Plausible's tracker (scroll depth, \
-                     engaged time), which Tally does not store yet"
-                ));
-            }
             let hint = did_you_mean(m, Metric::ALL.iter().map(|(_, n)| *n));
             invalid(format!("unknown metric `{m}`{hint}"))
         })?;
@@ -332,6 +339,7 @@ impl Query {
             return invalid(format!("{} needs the event:goal dimension or an event:goal filter", m.name()));
         }
         check_session_metrics(&metrics, &groupings, &leaves)?;
+        check_engagement_metrics(&metrics, &groupings, &leaves)?;
         let order = parse_order(request.order_by.as_deref(), &request.metrics, &request.dimensions, &groupings)?;
         let include = parse_include(request.include.as_ref(), &groupings, &buckets, zone, now)?;
         let page = request.pagination.unwrap_or(Pagination { limit: MAX_LIMIT, offset: 0 });
@@ -373,6 +381,11 @@ impl Query {
     /// The custom prop it groups by, if any.
     pub fn prop_grouping(&self) -> Option<&str> {
         self.groupings.iter().find_map(|g| if let Grouping::Prop(n) = g { Some(n.as_str()) } else { None })
+    }
+
+    /// Whether it asks `scroll_depth` or `time_on_page`.
+    pub fn asks_engagement(&self) -> bool {
+        self.metrics.iter().any(|m| m.is_engagement())
     }
 
     /// Whether it groups or filters by a custom prop.
@@ -461,6 +474,21 @@ fn check_session_metrics(metrics: &[Metric], groupings: &[Grouping], filters: &[
         return invalid("metric `views_per_visit` cannot be queried with a filter on `event:page`");
     }
     Ok(())
+}
+
+/// `scroll_depth` and `time_on_page` are measured per page: as in Plausible, they need the
+/// `event:page` dimension or a filter on it.
+fn check_engagement_metrics(metrics: &[Metric], groupings: &[Grouping], filters: &[&Filter]) -> Result<(), QueryError> {
+    let Some(metric) = metrics.iter().find(|m| m.is_engagement()) else {
+        return Ok(());
+    };
+    let by_page = groupings.contains(&Grouping::Dim(Dimension::Page))
+        || filters.iter().any(|f| f.field == Field::Dim(Dimension::Page));
+    if by_page {
+        Ok(())
+    } else {
+        invalid(format!("metric `{}` needs the `event:page` dimension or a filter on `event:page`", metric.name()))
+    }
 }
 
 /// The limits on how much a request asks ([`super::limits`]), before anything is parsed.

@@ -5,7 +5,7 @@
 //! rows that carry events, sorted and deduplicated at the end. Segments are shared out over the
 //! cores. [`finish`] (metrics, order, page) is shared with the other tiers.
 
-use super::exec::{Group, Row, day_label, finish, hour_label, month_index, month_label, week_label, week_start};
+use super::exec::{Engaged, Group, Row, day_label, finish, hour_label, month_index, month_label, week_label, week_start};
 use super::filter::{Compiled, Field, FilterExpr, NO_PROP};
 use super::limits::{OverBudget, WorkBudget};
 use super::place_names;
@@ -52,6 +52,9 @@ struct Accumulated {
     revenue: RevenueSums,
     /// The visit ids of its rows with events, where visits count by their events (with repeats).
     visits: Vec<u64>,
+    /// Where the query asks what engagement events measured: per engagement row its visit id,
+    /// engaged milliseconds and greatest scroll depth (-1: none).
+    engaged: Vec<(u64, i64, i64)>,
 }
 
 /// One group's sums within a segment: its index in [`Groups`], counters, and the last visitor
@@ -115,6 +118,7 @@ impl Groups {
             group.visitors.extend(theirs.visitors);
             group.revenue.merge(&theirs.revenue);
             group.visits.extend(theirs.visits);
+            group.engaged.extend(theirs.engaged);
         }
     }
 
@@ -134,9 +138,27 @@ impl Groups {
                 visitors: distinct(g.visitors),
                 revenue: g.revenue,
                 visits: distinct_visits.then(|| distinct(g.visits)),
+                engagement: engaged_per_visit(g.engaged),
             })
             .collect()
     }
+}
+
+/// What a group's engagement rows measured, per visit: engaged time summed over them, scroll
+/// depth the greatest any reported (Plausible's `time_on_page` and `scroll_depth` per session).
+fn engaged_per_visit(mut rows: Vec<(u64, i64, i64)>) -> Engaged {
+    rows.sort_unstable_by_key(|(visit, ..)| *visit);
+    let mut out = Engaged::default();
+    for one_visit in rows.chunk_by(|a, b| a.0 == b.0) {
+        out.visits += 1;
+        out.engaged_ms += one_visit.iter().map(|(_, ms, _)| ms).sum::<i64>();
+        let deepest = one_visit.iter().map(|(.., depth)| *depth).max().unwrap_or(-1);
+        if deepest >= 0 {
+            out.scrolled_visits += 1;
+            out.scroll_depth_sum += deepest;
+        }
+    }
+    out
 }
 
 /// The counters of an event row (events, page views); the rest are a visit's.
@@ -218,11 +240,17 @@ pub fn execute_segments(
     // asks the visit counters and a visit holding a passing event began in it (those counters
     // land in the hour and entry cell where the visit began, which may hold none of its passing
     // events).
+    // Engagement rows count nothing but what they measured: a group they alone reached is a row
+    // only when the query asks for that.
+    let asks_engagement = query.asks_engagement();
+    let engaged = |g: &Group| asks_engagement && g.engagement.visits > 0;
     if query.prop_grouping().is_some() {
-        groups.retain(|g| g.counters.events > 0);
+        groups.retain(|g| g.counters.events > 0 || engaged(g));
     } else if reads_events {
         let counts_visits = rule.holding.is_some();
-        groups.retain(|g| g.counters.events > 0 || (counts_visits && g.counters.visits > 0));
+        groups.retain(|g| g.counters.events > 0 || (counts_visits && g.counters.visits > 0) || engaged(g));
+    } else {
+        groups.retain(|g| g.counters != Counters::default() || engaged(g));
     }
     Ok(finish(query, groups))
 }
@@ -296,6 +324,7 @@ fn needed_counters(metrics: &[Metric]) -> [bool; COUNTERS.len()] {
             Metric::BounceRate => &[2, 3],
             Metric::VisitDuration => &[2, 4],
             Metric::ViewsPerVisit => &[2, 5],
+            Metric::ScrollDepth | Metric::TimeOnPage => &[],
         };
         for &i in uses {
             needed[i] = true;
@@ -431,7 +460,9 @@ fn scan(
     if matches!(test, Test::Const(false)) && rule.holding.as_ref().is_none_or(HashSet::is_empty) {
         return Ok(());
     }
-    let visit_ids = if rule.distinct || rule.holding.is_some() { Some(segment.visits()?) } else { None };
+    let asks_engagement = query.asks_engagement();
+    let visit_ids =
+        if rule.distinct || rule.holding.is_some() || asks_engagement { Some(segment.visits()?) } else { None };
     let mut filters: Vec<(&[u32], Vec<bool>)> = Vec::new();
     // A prop grouping: each prop set's value of the prop (the labels, per props code), and only
     // the rows whose set has the prop.
@@ -482,8 +513,11 @@ fn scan(
     // Groups that only visit rows reach are dropped by their events (see `execute_segments`)
     // under prop groupings and event filters, and visits count by their event rows: all need
     // the events counter.
-    needed[0] |= query.reads_props() || rule.distinct || query.filters.iter().any(FilterExpr::reads_events);
+    // Engagement rows (no counters) make groups too, which `execute_segments` drops when
+    // nothing counted in them: that needs the events counter of every row.
+    needed[0] = true;
     let events = if rule.distinct { Some(segment.counter(0)?) } else { None };
+    let engagement = if asks_engagement { Some(segment.engagement()?) } else { None };
     let mut counters: Vec<(usize, &[i64])> = Vec::new();
     for (i, needed) in needed.iter().enumerate() {
         if *needed {
@@ -610,6 +644,13 @@ fn scan(
         {
             group.revenue.add(currency, amounts[row], events[row]);
         }
+        if let Some([engagements, engaged_ms, depth]) = engagement
+            && event_pass
+            && engagements[row] > 0
+            && let Some(ids) = visit_ids
+        {
+            out.groups[group.global].engaged.push((ids[row], engaged_ms[row], depth[row]));
+        }
     }
     for one in local {
         let group = &mut out.groups[one.global];
@@ -667,6 +708,7 @@ mod tests {
             visitor: VisitorIds { current: visitor, previous: visitor },
             region: None,
             city: None,
+            engagement: None,
         }
     }
 

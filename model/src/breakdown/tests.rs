@@ -107,6 +107,7 @@ fn event(r: &Raw, n: usize) -> Event {
         visitor: VisitorIds { current: id(r.person, day), previous: id(r.person, day - 1) },
         region: None,
         city: None,
+        engagement: None,
     }
 }
 
