@@ -11,6 +11,7 @@ mod conformance;
 mod crash_recovery;
 mod date_ranges;
 mod disk_full;
+mod engagement;
 mod export;
 mod goals;
 mod harness;
