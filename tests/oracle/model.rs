@@ -97,6 +97,51 @@ const ALL_BUT_VIEWS_PER_VISIT: [&str; 9] = [
     "average_revenue",
     "percentage",
 ];
+/// Grouped by the page, also what engagement events measured.
+const PAGE_METRICS: [&str; 12] = [
+    "visitors",
+    "visits",
+    "pageviews",
+    "events",
+    "bounce_rate",
+    "visit_duration",
+    "views_per_visit",
+    "total_revenue",
+    "average_revenue",
+    "percentage",
+    "scroll_depth",
+    "time_on_page",
+];
+/// Filtered by the page: everything but views per visit, and what engagement events measured.
+const PAGE_FILTERED_METRICS: [&str; 11] = [
+    "visitors",
+    "visits",
+    "pageviews",
+    "events",
+    "bounce_rate",
+    "visit_duration",
+    "total_revenue",
+    "average_revenue",
+    "percentage",
+    "scroll_depth",
+    "time_on_page",
+];
+/// Every metric in the order `brute` computes them.
+const BRUTE_ORDER: [&str; 13] = [
+    "visitors",
+    "visits",
+    "pageviews",
+    "events",
+    "bounce_rate",
+    "visit_duration",
+    "views_per_visit",
+    "total_revenue",
+    "average_revenue",
+    "percentage",
+    "exit_rate",
+    "scroll_depth",
+    "time_on_page",
+];
 /// What the oracle asks grouped by goal.
 const GOAL_METRICS: [&str; 3] = ["visitors", "events", "conversion_rate"];
 const ALL_METRICS: [&str; 10] = [
@@ -148,6 +193,8 @@ struct Raw {
     agent: usize,
     /// Revenue of a custom event: an amount in cents and its currency.
     revenue: Option<(i64, &'static str)>,
+    /// An engagement event's scroll depth as sent (if sent) and engaged milliseconds.
+    engagement: Option<(Option<u64>, u64)>,
 }
 
 /// Visits of people with a fixed agent and country; some start just before a local or a UTC
@@ -190,7 +237,37 @@ fn traffic(rng: &mut Rng, zone: &TimeZone) -> Vec<Raw> {
                     place,
                     agent,
                     revenue,
+                    engagement: None,
                 });
+                // Now and then, engagement events on the page (Plausible's tracker sends them
+                // when the page is hidden or left): a depth (sometimes over 100, sometimes none)
+                // and an engaged time; some come so late that the visit has ended.
+                if !custom && rng.below(2) == 0 {
+                    let page = out.last().unwrap().page;
+                    for _ in 0..1 + rng.below(2) {
+                        let late = rng.below(12) == 0;
+                        let after = if late { 29 * 60_000 + rng.below(4 * 60_000) } else { 500 + rng.below(20 * 60_000) };
+                        let depth = match rng.below(6) {
+                            0 => None,
+                            1 => Some(100 + rng.below(60)),
+                            _ => Some(rng.below(101)),
+                        };
+                        let engaged = if depth.is_none() { 1 + rng.below(300_000) } else { rng.below(300_000) };
+                        out.push(Raw {
+                            person,
+                            at_ms: at + after as i64,
+                            page,
+                            name: "engagement",
+                            interactive: false,
+                            referrer,
+                            country,
+                            place,
+                            agent,
+                            revenue: None,
+                            engagement: Some((depth, engaged)),
+                        });
+                    }
+                }
                 at += 1_000 + rng.below(25 * 60_000) as i64;
             }
         }
@@ -217,6 +294,13 @@ fn ndjson(site: &str, events: &[Raw]) -> String {
         if !city.is_empty() {
             line["city"] = json!(city);
         }
+        if let Some((depth, engaged)) = r.engagement {
+            // Depths sent as numbers or numeric strings, as trackers and proxies do.
+            if let Some(depth) = depth {
+                line["sd"] = if i % 3 == 0 { json!(depth.to_string()) } else { json!(depth) };
+            }
+            line["e"] = json!(engaged);
+        }
         if let Some((cents, currency)) = r.revenue {
             // Sent as a string or as a JSON number, as trackers do.
             let amount = format!("{}.{:02}", cents / 100, cents % 100);
@@ -233,20 +317,36 @@ fn ndjson(site: &str, events: &[Raw]) -> String {
 
 /// A visit as the brute force sees it: one person's events with no gap over 30 minutes.
 fn visits(events: &[Raw]) -> Vec<Vec<Raw>> {
+    visits_with_engagement(events).into_iter().map(|(visit, _)| visit).collect()
+}
+
+/// The visits, each with its engagement events: those that came at most 30 minutes after the
+/// person's latest other event, which they belong to (they change no visit: no bounce ended, no
+/// duration, no new visit); the others are dropped.
+fn visits_with_engagement(events: &[Raw]) -> Vec<(Vec<Raw>, Vec<Raw>)> {
     let mut by_person: BTreeMap<u64, Vec<Raw>> = BTreeMap::new();
     for r in events {
         by_person.entry(r.person).or_default().push(r.clone());
     }
     let mut out = Vec::new();
     for list in by_person.into_values() {
-        let mut current: Vec<Raw> = Vec::new();
+        let mut current: (Vec<Raw>, Vec<Raw>) = (Vec::new(), Vec::new());
         for r in list {
-            if current.last().is_some_and(|l| r.at_ms - l.at_ms > 30 * 60_000) {
+            let open = current.0.last().is_some_and(|l| r.at_ms - l.at_ms <= 30 * 60_000);
+            if r.engagement.is_some() {
+                if open {
+                    current.1.push(r);
+                }
+                continue;
+            }
+            if !open && !current.0.is_empty() {
                 out.push(std::mem::take(&mut current));
             }
-            current.push(r);
+            current.0.push(r);
         }
-        out.push(current);
+        if !current.0.is_empty() {
+            out.push(current);
+        }
     }
     out
 }
@@ -412,7 +512,14 @@ impl Ask {
         } else if self.groupings.iter().any(|g| g.starts_with("event:") && g != "event:page") {
             &EVENT_METRICS
         } else if self.filters.iter().flat_map(Cond::dims).any(|d| d == "event:page") {
-            &ALL_BUT_VIEWS_PER_VISIT
+            // A page inside a `has_done` is not the page the engagement metrics need.
+            if self.filters.iter().any(|f| matches!(f, Cond::Leaf { dim: "event:page", .. })) {
+                &PAGE_FILTERED_METRICS
+            } else {
+                &ALL_BUT_VIEWS_PER_VISIT
+            }
+        } else if self.groupings.iter().any(|g| g == "event:page") {
+            &PAGE_METRICS
         } else {
             &ALL_METRICS
         }
@@ -460,6 +567,9 @@ struct Group {
     visit_pageviews: i64,
     /// Currency → (cents, events).
     revenue: BTreeMap<&'static str, (i64, i64)>,
+    /// Per visit (person, start) with engagement events in the group: their engaged time and
+    /// deepest scroll (capped at 100; `None`: none sent).
+    engaged: BTreeMap<(u64, i64), (u64, Option<u64>)>,
 }
 
 /// A revenue metric as the API defines it: `null` without revenue, else the amount per currency
@@ -539,8 +649,9 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
     // group, as Plausible counts them.
     let reads_events = ask.filters.iter().any(Cond::reads_events);
     let by_events = reads_events || ask.groupings.iter().any(|g| g.starts_with("event:"));
+    let asks_engagement = ask.metrics().iter().any(|m| ["scroll_depth", "time_on_page"].contains(m));
     let mut groups: BTreeMap<Vec<String>, Group> = BTreeMap::new();
-    for visit in visits(events) {
+    for (visit, engagements) in visits_with_engagement(events) {
         let entry = &visit[0];
         if ask.by_exit() {
             // A visit by where it left (the page of its latest page view, else of its first
@@ -592,6 +703,16 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
                     let sum = g.revenue.entry(currency).or_default();
                     (sum.0, sum.1) = (sum.0 + cents, sum.1 + 1);
                 }
+            }
+        }
+        // Engagement events, filtered as events are, measure their visit on their page.
+        for e in engagements.iter().filter(|_| asks_engagement) {
+            if in_range(e.at_ms) && ask.passes(&seen(e)) && has_props(e) {
+                let (depth, engaged) = e.engagement.unwrap();
+                let g = groups.entry(key(e, entry)).or_default();
+                let one = g.engaged.entry((entry.person, entry.at_ms)).or_default();
+                one.0 += engaged;
+                one.1 = one.1.max(depth.map(|d| d.min(100)));
             }
         }
         // Props are on events: their queries ask no visit metrics. Counting visits by their
@@ -657,8 +778,24 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
                 } else {
                     json!((g.visits as f64 * 1000.0 / page_views as f64).round() / 10.0)
                 },
+                // Per visit the deepest scroll, averaged over the visits that sent one; the
+                // engaged time per visit that sent any (rounded half to even, as ClickHouse).
+                {
+                    let depths: Vec<u64> = g.engaged.values().filter_map(|(_, d)| *d).collect();
+                    if depths.is_empty() {
+                        Value::Null
+                    } else {
+                        json!((depths.iter().sum::<u64>() as f64 / depths.len() as f64).round_ties_even() as i64)
+                    }
+                },
+                if g.engaged.is_empty() {
+                    Value::Null
+                } else {
+                    let ms: u64 = g.engaged.values().map(|(ms, _)| ms).sum();
+                    json!((ms as f64 / 1000.0 / g.engaged.len() as f64).round_ties_even() as i64)
+                },
             ];
-            let at = |m: &str| ALL_METRICS.iter().position(|a| *a == m).unwrap_or(ALL_METRICS.len());
+            let at = |m: &str| BRUTE_ORDER.iter().position(|a| *a == m).unwrap();
             let metrics = ask.metrics().iter().map(|m| all[at(m)].clone()).collect();
             (k, metrics)
         })
@@ -740,7 +877,7 @@ fn brute_comparison(
     want.iter()
         .map(|(k, now)| {
             let zero = |m: &str| match m {
-                "total_revenue" | "average_revenue" => Value::Null,
+                "total_revenue" | "average_revenue" | "scroll_depth" | "time_on_page" => Value::Null,
                 "views_per_visit" | "percentage" => json!(0.0),
                 _ => json!(0),
             };
@@ -811,6 +948,8 @@ async fn run_queries(base: &str, sites: &[OracleSite], rng: &mut Rng) {
     let mut tiers: BTreeMap<String, usize> = BTreeMap::new();
     let mut rows_compared = 0;
     let mut revenue_rows = 0;
+    // Rows with a scroll depth or time on page measured.
+    let mut engaged_rows = 0;
     let mut compared = 0;
     // Queries with a `has_done`, queries whose visits count by their events, queries by goal.
     let (mut behavioural, mut by_events, mut by_goal) = (0, 0, 0);
@@ -867,13 +1006,19 @@ async fn run_queries(base: &str, sites: &[OracleSite], rng: &mut Rng) {
         }
         rows_compared += want.len();
         revenue_rows += want.values().filter(|m| m.iter().any(|v| v.get("by_currency").is_some())).count();
+        let measured: Vec<usize> = (ask.metrics().iter().enumerate())
+            .filter(|(_, m)| ["scroll_depth", "time_on_page"].contains(m))
+            .map(|(i, _)| i)
+            .collect();
+        engaged_rows += want.values().filter(|m| measured.iter().any(|i| !m[*i].is_null())).count();
         assert_eq!(got, want, "site {site}, query {ask:?}, tier {}", answer["meta"]["tier"]);
     }
     eprintln!(
         "oracle: {rows_compared} answer rows compared ({revenue_rows} with revenue, {compared} queries with comparisons, \
          {behavioural} with has_done, {by_events} counting visits by their events, {by_goal} by goal, {subsets} asking some \
-         of the metrics), by tier {tiers:?}"
+         of the metrics, {engaged_rows} with a scroll depth or time on page), by tier {tiers:?}"
     );
+    assert!(engaged_rows > 50, "too few rows with a scroll depth or time on page: {engaged_rows}");
     assert!(by_goal > 40, "too few goal queries: {by_goal}");
     assert!(subsets > 100, "too few queries asking some of the metrics: {subsets}");
     assert!(behavioural > 20 && by_events > 50, "too few: {behavioural} has_done, {by_events} visits by events");

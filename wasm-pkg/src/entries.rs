@@ -35,6 +35,14 @@ struct EventView<'a> {
     visitor: VisitorView,
     region: Option<&'a str>,
     city: Option<&'a str>,
+    engagement: Option<EngagementView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EngagementView {
+    scroll_depth: Option<u8>,
+    engaged_ms: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -101,6 +109,9 @@ fn event_view(event: &Event) -> EventView<'_> {
         visitor: VisitorView { current: event.visitor.current, previous: event.visitor.previous },
         region: event.region.as_deref(),
         city: event.city.as_deref(),
+        engagement: event
+            .engagement
+            .map(|e| EngagementView { scroll_depth: e.scroll_depth, engaged_ms: e.engaged_ms }),
     }
 }
 

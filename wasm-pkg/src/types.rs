@@ -90,6 +90,9 @@ export interface EventEntry {
   /** ISO 3166-2 subdivision code, e.g. `US-TX`. */
   region: string | null;
   city: string | null;
+  /** What an `engagement` event measured (null on every other event): scroll depth in percent
+   * (null if not sent) and engaged milliseconds. */
+  engagement: { scrollDepth: number | null; engagedMs: number } | null;
 }
 
 /** A dropped event, counted per site and reason. */
