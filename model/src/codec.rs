@@ -46,7 +46,9 @@ pub fn encode(entry: &LogEntry) -> Vec<u8> {
         LogEntry::Event(event) if event.engagement.is_some() => {
             (VERSION_WITH_ENGAGEMENT, postcard::to_allocvec(entry).unwrap_or_default())
         }
-        LogEntry::Event(event) => (VERSION, postcard::to_allocvec(&LogEntryV3Ref::Event(EventV3Ref::of(event))).unwrap_or_default()),
+        LogEntry::Event(event) => {
+            (VERSION, postcard::to_allocvec(&LogEntryV3Ref::Event(EventV3Ref::of(event))).unwrap_or_default())
+        }
         LogEntry::Drops(_) => (VERSION_WITH_COUNTS, postcard::to_allocvec(entry).unwrap_or_default()),
         LogEntry::Drop(_) => (VERSION, postcard::to_allocvec(entry).unwrap_or_default()),
     };
@@ -300,8 +302,11 @@ mod tests {
 
     #[test]
     fn version_5_holds_engagement_events_only() {
-        let engaged =
-            Event { name: "engagement".into(), engagement: Some(Engagement { scroll_depth: Some(80), engaged_ms: 4_200 }), ..sample_v3() };
+        let engaged = Event {
+            name: "engagement".into(),
+            engagement: Some(Engagement { scroll_depth: Some(80), engaged_ms: 4_200 }),
+            ..sample_v3()
+        };
         let bytes = encode(&LogEntry::Event(Box::new(engaged.clone())));
         // The version-3 layout, then Some(Some(80), 4200 as a varint).
         let v3 = hex(&encode(&LogEntry::Event(Box::new(sample_v3()))));

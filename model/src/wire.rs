@@ -202,7 +202,8 @@ fn parse_engagement(event: &Map<String, Value>) -> Result<Engagement, DropReason
         Some(Value::String(s)) => s.trim().parse::<f64>().ok(),
         _ => None,
     };
-    let scroll_depth = number(event.get("sd")).filter(|d| d.is_finite() && *d >= 0.0).map(|d| d.round().min(100.0) as u8);
+    let scroll_depth =
+        number(event.get("sd")).filter(|d| d.is_finite() && *d >= 0.0).map(|d| d.round().min(100.0) as u8);
     let engaged_ms = number(event.get("e"))
         .filter(|e| e.is_finite() && *e >= 0.0 && *e < MAX_ENGAGED_MS as f64)
         .map_or(0, |e| e as u32);
@@ -289,6 +290,29 @@ mod tests {
         assert_eq!(long.props, vec![("k".into(), "v".into()), ("n".into(), "2".into())]);
         assert_eq!(long.revenue, Some(Revenue { amount: "1.50".into(), currency: "EUR".into() }));
         assert_eq!(short.expect("valid").props, long.props);
+    }
+
+    #[test]
+    fn engagement_events_carry_scroll_depth_and_engaged_time_as_plausible_reads_them() {
+        let engagement = |extra: &str| {
+            one(&format!(r#"{{"n":"engagement","u":"https://a.com/x","d":"a.com"{extra}}}"#))
+                .map(|e| e.engagement)
+                .map_err(|d| d.reason)
+        };
+        let measured = |scroll_depth, engaged_ms| Ok(Some(Engagement { scroll_depth, engaged_ms }));
+        assert_eq!(engagement(r#","sd":42,"e":1500"#), measured(Some(42), 1500));
+        assert_eq!(engagement(r#","sd":"42","e":"1500""#), measured(Some(42), 1500), "numeric strings");
+        assert_eq!(engagement(r#","sd":250"#), measured(Some(100), 0), "over 100 is 100");
+        assert_eq!(engagement(r#","sd":-3,"e":10"#), measured(None, 10), "negative: not sent");
+        assert_eq!(engagement(r#","sd":"deep","e":10"#), measured(None, 10), "unreadable: not sent");
+        assert_eq!(engagement(r#","sd":5,"e":-1"#), measured(Some(5), 0), "negative time: none");
+        assert_eq!(engagement(r#","sd":5,"e":2592000000"#), measured(Some(5), 0), "30 days or more: none");
+        assert_eq!(engagement(r#","sd":0"#), measured(Some(0), 0), "a depth of 0 is a measurement");
+        assert_eq!(engagement(""), Err(DropReason::MissingField), "measuring nothing");
+        assert_eq!(engagement(r#","e":0"#), Err(DropReason::MissingField));
+        // Other events ignore both keys.
+        let pageview = one(r#"{"n":"pageview","u":"https://a.com/x","d":"a.com","sd":42,"e":1500}"#);
+        assert_eq!(pageview.map(|e| e.engagement), Ok(None));
     }
 
     #[test]

@@ -179,3 +179,47 @@ fn column_of<R: ChunkReader + 'static>(source: R, i: usize, path: &str) -> anyho
 fn downcast<'a, T: 'static>(any: &'a dyn std::any::Any, path: &str) -> anyhow::Result<&'a T> {
     any.downcast_ref::<T>().ok_or_else(|| anyhow::anyhow!("{path}: a column has an unexpected type"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::columnar::segment::{ENGAGEMENT_COLUMNS, Origin};
+    use tally_model::segment::{EngagementSums, RowSums, SegmentRows};
+
+    /// A segment of two rows: one with engagement sums, one without.
+    fn segment() -> Segment {
+        let mut rows = SegmentRows::default();
+        let codes = [0u32; DIMENSIONS];
+        for dictionary in &mut rows.dictionaries {
+            dictionary.code("");
+        }
+        let engaged = EngagementSums { events: 2, engaged_ms: 9_000, max_scroll_depth: 75 };
+        rows.add_codes((10, 1, 1, codes), &RowSums { engagement: engaged, ..RowSums::default() });
+        let mut counted = RowSums::default();
+        counted.counters.events = 1;
+        rows.add_codes((11, 1, 1, codes), &counted);
+        Segment::from_rows("a.com", 1, &rows, |_| true, true, Origin::Object("test".into())).expect("rows")
+    }
+
+    #[test]
+    fn engagement_columns_round_trip_and_files_without_them_read_as_none() {
+        let bytes = bytes::Bytes::from(encode(&segment()).expect("encoded"));
+        let columns = decode(bytes.clone(), "test").expect("decoded");
+        let read = Segment::loaded("a.com", 1, columns, Origin::Object("test".into()));
+        let [events, ms, depth] = read.engagement().expect("engagement");
+        assert_eq!((events, ms, depth), (&[2, 0][..], &[9_000, 0][..], &[75, -1][..]));
+
+        // The same file as a release before the engagement columns wrote it.
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).expect("reader");
+        let mask = ProjectionMask::roots(builder.parquet_schema(), 0..COLUMNS - ENGAGEMENT_COLUMNS);
+        let batch = builder.with_projection(mask).build().expect("reader").next().expect("a batch").expect("read");
+        let mut older = ArrowWriter::try_new(Vec::new(), batch.schema(), None).expect("writer");
+        older.write(&batch).expect("written");
+        let older = bytes::Bytes::from(older.into_inner().expect("file"));
+        let columns = decode(older, "older").expect("decoded");
+        let read = Segment::loaded("a.com", 1, columns, Origin::Object("older".into()));
+        assert_eq!(read.counter(0).expect("events"), &[0, 1]);
+        let [events, ms, depth] = read.engagement().expect("engagement");
+        assert_eq!((events, ms, depth), (&[0, 0][..], &[0, 0][..], &[-1, -1][..]));
+    }
+}

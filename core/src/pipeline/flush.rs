@@ -8,7 +8,7 @@ use crate::pipeline::timebucket::local_hour;
 use jiff::tz::TimeZone;
 use std::collections::BTreeMap;
 use tally_model::breakdown::{Breakdown, Sightings};
-use tally_model::event::{Engagement, Event, LogEntry};
+use tally_model::event::{ENGAGEMENT, Engagement, Event, LogEntry};
 use tally_model::facts::Facts;
 use tally_model::money::Money;
 use tally_model::reject::DropReason;
@@ -143,6 +143,15 @@ impl Flush {
         if let Some(engagement) = &event.engagement {
             return self.add_engagement(event, engagement, &facts, bucket, sub, open);
         }
+        if event.name == ENGAGEMENT {
+            // Logged before engagement events kept what they measured (codec version 5): what
+            // the edge now drops as measuring nothing. Its visit is put back unchanged.
+            *self.drops.entry((event.site.clone(), DropReason::MissingField)).or_default() += 1;
+            if open.is_some() {
+                *self.sessions.entry_ref(&SiteKey(&event.site, event.visitor.current)).or_default() = open;
+            }
+            return Ok(());
+        }
         let (next, change) = session::apply(open, event, &facts, bucket);
         let contribution = session::contribution(&next, &change, event, &facts, bucket);
         let breakdown = self.breakdowns.entry_ref(&SiteKey(&event.site, sub)).or_default();
@@ -217,5 +226,73 @@ impl Flush {
             Some(known) => Ok(known.take()),
             None => stored.session(site, visitor),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tally_model::event::{EventId, VisitorIds};
+
+    /// No stored visits: every visit starts in the flush.
+    struct Nothing;
+
+    impl SessionLookup for Nothing {
+        fn session(&self, _site: &str, _visitor: u64) -> anyhow::Result<Option<Session>> {
+            Ok(None)
+        }
+    }
+
+    fn event(at_ms: i64, visitor: u64, name: &str, engagement: Option<Engagement>) -> LogEntry {
+        LogEntry::Event(Box::new(Event {
+            id: EventId(at_ms as u128),
+            received_ms: at_ms,
+            site: "a.com".into(),
+            name: name.into(),
+            url: "https://a.com/docs".into(),
+            referrer: None,
+            props: vec![],
+            revenue: None,
+            interactive: true,
+            user_agent: "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0".into(),
+            country: None,
+            visitor: VisitorIds { current: visitor, previous: visitor },
+            region: None,
+            city: None,
+            engagement,
+        }))
+    }
+
+    fn flush(entries: &[LogEntry]) -> Flush {
+        let mut flush = Flush::default();
+        for entry in entries {
+            flush.add(entry, 0, &|_| None, &Nothing).expect("added");
+        }
+        flush
+    }
+
+    #[test]
+    fn engagement_events_change_no_visit_and_count_nothing_but_their_row() {
+        let measured = Some(Engagement { scroll_depth: Some(60), engaged_ms: 4_000 });
+        let alone = flush(&[event(0, 1, "pageview", None)]);
+        let engaged = flush(&[
+            event(0, 1, "pageview", None),
+            event(10_000, 1, ENGAGEMENT, measured),
+            // Logged by an older release, which kept no measurement: counted as nothing.
+            event(20_000, 1, ENGAGEMENT, None),
+            // Another visitor without a visit.
+            event(30_000, 2, ENGAGEMENT, measured),
+        ]);
+        let lineage = ("a.com".to_owned(), 0);
+        assert_eq!(engaged.breakdowns[&lineage], alone.breakdowns[&lineage], "the rollups see nothing");
+        assert_eq!(engaged.sessions, alone.sessions, "the visit is unchanged");
+        let rows = &engaged.segments[&lineage].rows;
+        assert_eq!(rows.len(), alone.segments[&lineage].rows.len() + 1, "one engagement row");
+        let sums: Vec<_> = rows.values().filter(|s| s.engagement.events > 0).collect();
+        assert_eq!(sums.len(), 1);
+        assert_eq!((sums[0].engagement.engaged_ms, sums[0].engagement.max_scroll_depth), (4_000, 60));
+        assert_eq!(sums[0].counters, tally_model::rollup::Counters::default());
+        let drops: Vec<_> = engaged.drops.iter().map(|((_, reason), n)| (*reason, *n)).collect();
+        assert_eq!(drops, vec![(DropReason::MissingField, 1), (DropReason::EngagementWithoutVisit, 1)]);
     }
 }

@@ -118,11 +118,9 @@ pub fn attach(query: &Query, comparison: &Comparison, page: &[Row], previous: &[
 /// A metric's value for a group with nothing in it.
 fn zero(metric: Metric) -> Value {
     match metric {
-        Metric::TotalRevenue
-        | Metric::AverageRevenue
-        | Metric::ExitRate
-        | Metric::ScrollDepth
-        | Metric::TimeOnPage => Value::Null,
+        Metric::TotalRevenue | Metric::AverageRevenue | Metric::ExitRate | Metric::ScrollDepth | Metric::TimeOnPage => {
+            Value::Null
+        }
         Metric::ViewsPerVisit | Metric::Percentage => json!(0.0),
         _ => json!(0),
     }

@@ -5,7 +5,9 @@
 //! rows that carry events, sorted and deduplicated at the end. Segments are shared out over the
 //! cores. [`finish`] (metrics, order, page) is shared with the other tiers.
 
-use super::exec::{Engaged, Group, Row, day_label, finish, hour_label, month_index, month_label, week_label, week_start};
+use super::exec::{
+    Engaged, Group, Row, day_label, finish, hour_label, month_index, month_label, week_label, week_start,
+};
 use super::filter::{Compiled, Field, FilterExpr, NO_PROP};
 use super::limits::{OverBudget, WorkBudget};
 use super::place_names;
