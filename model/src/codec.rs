@@ -5,7 +5,7 @@
 //! still written as version 3 or 4, so everything a version-3 or 4 reader (an older tally, an
 //! edge in flight) could read before, it still reads; it refuses only engagement events, which
 //! it would have counted as custom events.
-//! Version 3 is `[0x03] ++ postcard(LogEntry)` with events as [`EventV3`] (no engagement).
+//! Version 3 is `[0x03] ++ postcard(LogEntry)` with events as `EventV3` has them (no engagement).
 //! Version 4 is the same layout with one
 //! more kind of entry, counted drops ([`LogEntry::Drops`]): only those are written as version 4. Version 2 (still read) had no region
 //! or city on events; they decode with both `None`. Version 1 (still read) had no id on drops

@@ -89,7 +89,8 @@ pub struct ComparisonRow {
     /// The row's dimensions in the other period (a time dimension maps to the label at the
     /// same position; `null` past the other period's end).
     pub dimensions: Vec<Option<String>>,
-    /// Its metrics there (zeros where the group did not occur).
+    /// Its metrics there (where the group did not occur: zeros, and `null` for the metrics that
+    /// are `null` without data: revenue, `exit_rate`, `scroll_depth`, `time_on_page`).
     pub metrics: Vec<Option<MetricValue>>,
     /// The change per metric: whole percent, percentage points for `bounce_rate`, `null`
     /// where a value is missing.
