@@ -316,6 +316,13 @@ struct QueryArgs {
     /// Most memory the cache of decoded segment objects takes, in MiB.
     #[arg(long, env = "TALLY_SEGMENT_CACHE_MB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     segment_cache_mb: u64,
+    /// The Kinesis stream the edge puts events on: followed from 30 minutes ago for realtime
+    /// answers (`date_range` `realtime` and `30m`); without it they are refused with a 400.
+    #[arg(long, env = "TALLY_STREAM")]
+    stream: Option<String>,
+    /// Kinesis endpoint URL, to use a stand-in such as kinesalite.
+    #[arg(long, env = "TALLY_KINESIS_ENDPOINT")]
+    kinesis_endpoint: Option<String>,
     /// Use fixed dummy credentials (stand-ins accept any) instead of the AWS credential chain.
     #[arg(long, env = "TALLY_STAND_IN_CREDENTIALS")]
     stand_in_credentials: bool,
@@ -528,7 +535,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let regions = if args.regions.is_empty() { vec![args.region.clone()] } else { args.regions };
             let aws = AwsSettings {
                 region: args.region,
-                endpoints: Endpoints { dynamodb: args.dynamodb_endpoint, s3: args.s3_endpoint, ..Endpoints::default() },
+                endpoints: Endpoints {
+                    dynamodb: args.dynamodb_endpoint,
+                    s3: args.s3_endpoint,
+                    kinesis: args.kinesis_endpoint,
+                },
                 static_credentials: args.stand_in_credentials,
             };
             let (app, listen, data_dir) = (args.app, args.listen, args.data.data_dir);
@@ -546,6 +557,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 http,
                 segment_bucket,
                 segment_cache_bytes,
+                stream: args.stream,
             };
             serve_queries(settings).await
         }

@@ -294,11 +294,17 @@ pub struct QueryServer {
 
 impl QueryServer {
     pub fn start(dynamo: &str, data_dir: &Path, regions: &str, subs: u16) -> QueryServer {
+        QueryServer::start_with(dynamo, data_dir, regions, subs, &[])
+    }
+
+    /// [`QueryServer::start`] with more flags.
+    pub fn start_with(dynamo: &str, data_dir: &Path, regions: &str, subs: u16, extra: &[&str]) -> QueryServer {
         let (child, line) = start_tally(
             Command::new(env!("CARGO_BIN_EXE_tally"))
                 .args(["query", "--listen", "127.0.0.1:0", "--region", "us-east-1", "--regions", regions, "--app", "t"])
                 .args(["--sub-partitions", &subs.to_string(), "--dynamodb-endpoint", dynamo, "--stand-in-credentials"])
                 .args(["--s3-endpoint", crate::stand_ins::moto_s3(), "--segment-bucket", &bucket_of(data_dir, "seg-")])
+                .args(extra)
                 .arg("--data-dir")
                 .arg(data_dir)
                 .env("TALLY_LOG", "warn"),

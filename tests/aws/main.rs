@@ -14,4 +14,5 @@ mod oracle;
 mod proxy;
 mod query_server;
 mod reads;
+mod realtime;
 mod writes;

@@ -3,9 +3,11 @@
 
 use crate::aws::clients::{self, AwsSettings};
 use crate::aws::dynamo::Tables;
+use crate::aws::kinesis::tail;
 use crate::aws::segments::SegmentObjects;
 use crate::aws::segments::read::SegmentReader;
 use crate::aws::stats::DynamoStats;
+use crate::embedded::recent::RecentEvents;
 use crate::http::listen::{announce, shutdown_signal};
 use crate::http::query_gate::QueryBudget;
 use crate::http::{AppState, router};
@@ -38,6 +40,8 @@ pub struct QuerySettings {
     pub segment_bucket: Option<String>,
     /// Most bytes of decoded segment objects kept in memory.
     pub segment_cache_bytes: u64,
+    /// The stream followed for realtime answers, if any.
+    pub stream: Option<String>,
 }
 
 /// Serves queries until SIGINT or SIGTERM.
@@ -62,7 +66,12 @@ pub async fn serve_queries(settings: QuerySettings) -> anyhow::Result<()> {
             None => None,
         },
     };
-    let state = AppState::new(registry, Arc::new(stats), None, &settings.queries);
+    let mut state = AppState::new(registry, Arc::new(stats), None, &settings.queries);
+    if let Some(stream) = settings.stream {
+        let recent = Arc::new(RecentEvents::default());
+        tokio::spawn(tail::follow(clients::kinesis(&settings.aws).await, stream, recent.clone()));
+        state.recent = Some(recent);
+    }
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;

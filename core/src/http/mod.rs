@@ -94,6 +94,9 @@ pub struct AppState {
     pub key_rate: Option<Arc<KeyRateLimit>>,
     /// The cache's hits and misses.
     pub cache_stats: Arc<CacheStats>,
+    /// The last 30 minutes of events, for realtime answers: what `tally serve` acknowledged, or
+    /// what `tally query` read from the stream (`None` without `--stream`).
+    pub recent: Option<Arc<crate::embedded::recent::RecentEvents>>,
 }
 
 impl AppState {
@@ -107,6 +110,7 @@ impl AppState {
         AppState {
             registry,
             stats,
+            recent: ingest.as_ref().map(|i| i.recent.clone()),
             ingest,
             cache: query_cache(budget.cache_bytes),
             queries: Arc::new(QueryGate::new(budget)),

@@ -55,7 +55,7 @@ pub async fn query(
     request.filters = crate::query::saved_segments::expand(&request.filters, &site.segments)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if let Some(minutes) = realtime::minutes(&request) {
-        let recent = app.ingest.as_ref().map(|i| i.recent.as_ref());
+        let recent = app.recent.as_deref();
         let answer = realtime::answer(&request, site, recent, minutes, now)?;
         return Ok(json_response(Bytes::from(serde_json::to_vec(&answer).map_err(|e| ApiError::Internal(e.into()))?)));
     }

@@ -1,6 +1,7 @@
 //! Realtime answers of `POST /api/v2/query`: `date_range` `"realtime"` (the last 5 minutes) or
-//! `"30m"` (the last 30), counted from the live events `tally serve` holds in memory
-//! ([`crate::embedded::recent`]), seconds old. They answer `visitors`, `pageviews` and `events`,
+//! `"30m"` (the last 30), counted from the live events held in memory
+//! ([`crate::embedded::recent`]: what `tally serve` acknowledged, or what `tally query` read
+//! from the stream), seconds old. They answer `visitors`, `pageviews` and `events`,
 //! unfiltered, in all or by `time:minute`; nothing is cached.
 
 use super::answers::{MetricValue, QueryAnswer, QueryEcho, QueryMeta, ResultRow};
@@ -28,7 +29,9 @@ pub fn answer(
 ) -> Result<QueryAnswer, ApiError> {
     let bad = |m: String| Err(ApiError::BadRequest(m));
     let Some(recent) = recent else {
-        return bad("realtime counts the live events of `tally serve`; `tally query` cannot answer it yet".into());
+        return bad("realtime counts the last 30 minutes of the stream: start `tally query` with `--stream` (and \
+             `--kinesis-endpoint` for a stand-in)"
+            .into());
     };
     if let Some(other) = request.metrics.iter().find(|m| !matches!(m.as_str(), "visitors" | "pageviews" | "events")) {
         return bad(format!("realtime answers visitors, pageviews and events, not `{other}`"));

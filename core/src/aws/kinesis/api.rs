@@ -122,6 +122,8 @@ pub enum StartAt {
     AfterSequenceNumber(String),
     /// After the newest record: only records put from now on.
     Latest,
+    /// At the first record put at or after this time, ms since the epoch.
+    AtTimestamp(i64),
 }
 
 /// One page of `GetRecords`.
@@ -192,6 +194,9 @@ pub async fn shard_iterator(
         StartAt::AfterSequenceNumber(sequence) => {
             request.shard_iterator_type(ShardIteratorType::AfterSequenceNumber).starting_sequence_number(sequence)
         }
+        StartAt::AtTimestamp(ms) => request
+            .shard_iterator_type(ShardIteratorType::AtTimestamp)
+            .timestamp(aws_sdk_kinesis::primitives::DateTime::from_millis(*ms)),
     };
     let output = request.send().await?;
     output.shard_iterator.ok_or_else(|| KinesisError::Other(format!("no shard iterator returned for {shard_id}")))

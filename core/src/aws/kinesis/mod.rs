@@ -2,3 +2,4 @@
 
 pub mod api;
 pub mod shard_reader;
+pub mod tail;
