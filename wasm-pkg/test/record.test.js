@@ -63,8 +63,23 @@ test('a batch of 25 round-trips through pack and unpack with every field', () =>
     visitor: { current, previous },
     region: 'NL-NH',
     city: 'Amsterdam',
+    engagement: null,
   }));
   assert.deepEqual(got, want);
+});
+
+test("an engagement event (Plausible's tracker) keeps its scroll depth and engaged time", () => {
+  const result = ingest([
+    { n: 'engagement', u: 'https://shop.example/item/1', d: 'shop.example', sd: 180, e: 4200 },
+    { n: 'engagement', u: 'https://shop.example/item/1', d: 'shop.example', e: '900' },
+    { n: 'engagement', u: 'https://shop.example/item/1', d: 'shop.example' },
+  ]);
+  assert.deepEqual([result.accepted, result.dropped], [2, ['missing_field']]);
+  const got = unpackAll(result).filter((e) => e.kind === 'event').map((e) => [e.name, e.engagement]);
+  assert.deepEqual(got, [
+    ['engagement', { scrollDepth: 100, engagedMs: 4200 }],
+    ['engagement', { scrollDepth: null, engagedMs: 900 }],
+  ]);
 });
 
 test('event ids are consecutive from firstEventId in body order, drops included', () => {
