@@ -109,9 +109,7 @@ fn event_view(event: &Event) -> EventView<'_> {
         visitor: VisitorView { current: event.visitor.current, previous: event.visitor.previous },
         region: event.region.as_deref(),
         city: event.city.as_deref(),
-        engagement: event
-            .engagement
-            .map(|e| EngagementView { scroll_depth: e.scroll_depth, engaged_ms: e.engaged_ms }),
+        engagement: event.engagement.map(|e| EngagementView { scroll_depth: e.scroll_depth, engaged_ms: e.engaged_ms }),
     }
 }
 
