@@ -74,3 +74,75 @@ async fn a_zip_of_every_report_equal_to_the_api() {
         .unwrap();
     assert_eq!(bad.status(), 400);
 }
+
+/// With filters, every report is answered under them; what the Stats API refuses under them
+/// (views per visit filtered by a page, exit pages filtered at all) is left out and listed.
+#[tokio::test]
+async fn a_filtered_zip_answers_every_report_under_the_filters() {
+    let server = TestServer::start("export-filtered", &[SITE]);
+    for (n, page) in ["/", "/pricing", "/", "/docs", "/pricing"].iter().enumerate() {
+        let visitor = Visitor::new(n as u32 % 3);
+        assert_eq!(server.post_event(pageview(SITE, page).to_string(), &visitor.headers()).await.status, 202);
+    }
+    let pageviews = json!({"site_id": SITE, "metrics": ["pageviews"], "date_range": "day"});
+    let mut settled = false;
+    for _ in 0..100 {
+        if server.totals(&pageviews).await.is_ok_and(|t| t == [5.0]) {
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(settled, "the events were not counted");
+    let filters = json!([["is", "event:page", ["/pricing"]]]);
+    let response = server
+        .client()
+        .post(server.url("/api/v2/export"))
+        .bearer_auth(server.key(SITE))
+        .json(&json!({"site_id": SITE, "date_range": "day", "filters": filters}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let bytes = response.bytes().await.unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut files = std::collections::BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut file = zip.by_index(i).unwrap();
+        let mut text = String::new();
+        file.read_to_string(&mut text).unwrap();
+        files.insert(file.name().unwrap().to_string(), text);
+    }
+    // Every report under the filter equals the API's answer under it.
+    let pages = json!({"site_id": SITE, "metrics": ["visitors", "pageviews", "bounce_rate"], "date_range": "day",
+                       "dimensions": ["event:page"], "filters": filters});
+    let answer: Value = server.query(&pages).await.unwrap();
+    let rows = answer["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{answer}");
+    let m = &rows[0]["metrics"];
+    assert_eq!(
+        files["pages.csv"],
+        format!("page,visitors,pageviews,bounce_rate\n/pricing,{},{},{}\n", m[0], m[1], m[2])
+    );
+    // Views per visit is refused under a page filter: visitors.csv has the other columns.
+    assert!(
+        files["visitors.csv"].starts_with("date,visitors,pageviews,visits,bounce_rate,visit_duration\n"),
+        "{}",
+        files["visitors.csv"]
+    );
+    assert!(!files.contains_key("exit_pages.csv"), "exit pages are answered unfiltered only");
+    let left_out = &files["not_exported.csv"];
+    assert!(left_out.starts_with("file,column,why\n"), "{left_out}");
+    assert!(left_out.contains("visitors.csv,views_per_visit,"), "{left_out}");
+    assert!(left_out.contains("exit_pages.csv,,"), "{left_out}");
+    // A filter that is not one: a clear 400.
+    let bad = server
+        .client()
+        .post(server.url("/api/v2/export"))
+        .bearer_auth(server.key(SITE))
+        .json(&json!({"site_id": SITE, "date_range": "day", "filters": [["is", "event:nope", ["x"]]]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+}

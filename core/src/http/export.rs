@@ -3,6 +3,10 @@
 //! parameters, referrers, pages, entry and exit pages, locations, devices, browsers and their
 //! versions, operating systems and theirs, hostnames and custom events. Each report is a Stats
 //! API query run through the same gate, cache-free, every row (no `(other)`, no row cap).
+//! With `filters`, every report is answered under them (as Plausible's dashboard exports what it
+//! shows); a column or report the Stats API refuses under them (views per visit filtered by a
+//! page, exit pages filtered at all) is left out and listed, with the reason, in
+//! `not_exported.csv`.
 
 use super::AppState;
 use super::answers::ErrorBody;
@@ -62,6 +66,10 @@ pub struct ExportRequest {
     /// A range as the Stats API takes it (`"30d"`, `["2026-11-01", "2026-11-30"]`, …).
     #[schema(value_type = Object)]
     pub date_range: Value,
+    /// Filters as the Stats API takes them (saved segments included); none by default.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub filters: Vec<Value>,
 }
 
 /// Answers a zip of the site's reports over the range.
@@ -85,21 +93,56 @@ pub async fn export(State(app): State<AppState>, headers: HeaderMap, body: Body)
     if request.date_range == "all" || request.date_range == "realtime" || request.date_range == "30m" {
         return Err(ApiError::BadRequest("an export's date_range is a preset such as 30d, or two dates".into()));
     }
+    let filters = crate::query::saved_segments::expand(&request.filters, &site.segments)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let now = jiff::Timestamp::now();
+    // The filters themselves must make a query (visitors in all is asked under any).
+    let total = QueryRequest {
+        site_id: site.domain.clone(),
+        metrics: vec!["visitors".to_owned()],
+        date_range: request.date_range.clone(),
+        dimensions: Vec::new(),
+        filters: filters.clone(),
+        order_by: None,
+        include: None,
+        pagination: None,
+    };
+    Query::resolve(&total, &site.timezone, now).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-    for (file, metrics, dimensions) in REPORTS {
-        let asked = QueryRequest {
+    // What the filters left out: (file, column or "", why).
+    let mut left_out: Vec<[String; 3]> = Vec::new();
+    for (file, all_metrics, dimensions) in REPORTS {
+        let ask = |metrics: &[&str]| QueryRequest {
             site_id: site.domain.clone(),
             metrics: metrics.iter().map(|m| (*m).to_owned()).collect(),
             date_range: request.date_range.clone(),
             dimensions: dimensions.iter().map(|d| (*d).to_owned()).collect(),
-            filters: Vec::new(),
+            filters: filters.clone(),
             order_by: None,
             include: None,
             pagination: None,
         };
-        let mut query = Query::resolve(&asked, &site.timezone, now).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let resolve = |metrics: &[&str]| Query::resolve(&ask(metrics), &site.timezone, now);
+        // Unfiltered, every report is answered: a refusal is the request's fault (its range).
+        let mut metrics: Vec<&str> = all_metrics.to_vec();
+        let mut query = match resolve(&metrics) {
+            Ok(query) => query,
+            Err(error) if filters.is_empty() => return Err(ApiError::BadRequest(error.to_string())),
+            Err(error) => {
+                // Keep the metrics the filters allow; a report left without any is left out.
+                metrics.retain(|m| resolve(&[m]).is_ok());
+                if metrics.is_empty() {
+                    left_out.push([(*file).to_owned(), String::new(), error.to_string()]);
+                    continue;
+                }
+                for refused in all_metrics.iter().filter(|m| !metrics.contains(m)) {
+                    let why = resolve(&[refused]).err().map_or_else(|| error.to_string(), |e| e.to_string());
+                    left_out.push([(*file).to_owned(), (*refused).to_owned(), why]);
+                }
+                resolve(&metrics).map_err(|e| ApiError::BadRequest(format!("{file}: {e}")))?
+            }
+        };
         query.site = site.domain.clone();
         if let Some(refusal) = app.stats.refuse(&query) {
             return Err(ApiError::BadRequest(format!("{file}: {refusal}")));
@@ -108,6 +151,16 @@ pub async fn export(State(app): State<AppState>, headers: HeaderMap, body: Body)
         let columns: Vec<&str> = dimensions.iter().chain(metrics.iter()).map(|c| column_name(c)).collect();
         zip.start_file(file, options).map_err(|e| ApiError::Internal(e.into()))?;
         zip.write_all(&csv_of(&columns, &rows)?).map_err(|e| ApiError::Internal(e.into()))?;
+    }
+    if !left_out.is_empty() {
+        let mut out = csv::Writer::from_writer(Vec::new());
+        out.write_record(["file", "column", "why"]).map_err(|e| ApiError::Internal(e.into()))?;
+        for row in &left_out {
+            out.write_record(row).map_err(|e| ApiError::Internal(e.into()))?;
+        }
+        let text = out.into_inner().map_err(|e| ApiError::Internal(anyhow::anyhow!("writing CSV: {e}")))?;
+        zip.start_file("not_exported.csv", options).map_err(|e| ApiError::Internal(e.into()))?;
+        zip.write_all(&text).map_err(|e| ApiError::Internal(e.into()))?;
     }
     let bytes = zip.finish().map_err(|e| ApiError::Internal(e.into()))?.into_inner();
     let name = format!("attachment; filename=\"{}-export.zip\"", site.domain);
