@@ -7,6 +7,31 @@ use std::io::Read;
 
 const SITE: &str = "export.example";
 
+/// Waits until the day's page views are `pageviews`.
+async fn settle(server: &TestServer, pageviews: f64) {
+    let body = json!({"site_id": SITE, "metrics": ["pageviews"], "date_range": "day"});
+    for _ in 0..100 {
+        if server.totals(&body).await.is_ok_and(|t| t == [pageviews]) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the events were not counted");
+}
+
+/// The files of a zip, by name.
+fn unzip(bytes: &[u8]) -> std::collections::BTreeMap<String, String> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut files = std::collections::BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut file = zip.by_index(i).unwrap();
+        let mut text = String::new();
+        file.read_to_string(&mut text).unwrap();
+        files.insert(file.name().unwrap().to_string(), text);
+    }
+    files
+}
+
 #[tokio::test]
 async fn a_zip_of_every_report_equal_to_the_api() {
     let server = TestServer::start("export", &[SITE]);
@@ -14,16 +39,7 @@ async fn a_zip_of_every_report_equal_to_the_api() {
         let visitor = Visitor::new(n as u32 % 3);
         assert_eq!(server.post_event(pageview(SITE, page).to_string(), &visitor.headers()).await.status, 202);
     }
-    let pageviews = json!({"site_id": SITE, "metrics": ["pageviews"], "date_range": "day"});
-    let mut settled = false;
-    for _ in 0..100 {
-        if server.totals(&pageviews).await.is_ok_and(|t| t == [5.0]) {
-            settled = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(settled, "the events were not counted");
+    settle(&server, 5.0).await;
 
     let response = server
         .client()
@@ -35,15 +51,7 @@ async fn a_zip_of_every_report_equal_to_the_api() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/zip");
-    let bytes = response.bytes().await.unwrap();
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
-    let mut files = std::collections::BTreeMap::new();
-    for i in 0..zip.len() {
-        let mut file = zip.by_index(i).unwrap();
-        let mut text = String::new();
-        file.read_to_string(&mut text).unwrap();
-        files.insert(file.name().unwrap().to_string(), text);
-    }
+    let files = unzip(&response.bytes().await.unwrap());
     for name in ["visitors.csv", "sources.csv", "pages.csv", "entry_pages.csv", "exit_pages.csv", "countries.csv"] {
         assert!(files.contains_key(name), "{name} missing from {:?}", files.keys());
     }
@@ -84,16 +92,7 @@ async fn a_filtered_zip_answers_every_report_under_the_filters() {
         let visitor = Visitor::new(n as u32 % 3);
         assert_eq!(server.post_event(pageview(SITE, page).to_string(), &visitor.headers()).await.status, 202);
     }
-    let pageviews = json!({"site_id": SITE, "metrics": ["pageviews"], "date_range": "day"});
-    let mut settled = false;
-    for _ in 0..100 {
-        if server.totals(&pageviews).await.is_ok_and(|t| t == [5.0]) {
-            settled = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(settled, "the events were not counted");
+    settle(&server, 5.0).await;
     let filters = json!([["is", "event:page", ["/pricing"]]]);
     let response = server
         .client()
@@ -104,15 +103,7 @@ async fn a_filtered_zip_answers_every_report_under_the_filters() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let bytes = response.bytes().await.unwrap();
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
-    let mut files = std::collections::BTreeMap::new();
-    for i in 0..zip.len() {
-        let mut file = zip.by_index(i).unwrap();
-        let mut text = String::new();
-        file.read_to_string(&mut text).unwrap();
-        files.insert(file.name().unwrap().to_string(), text);
-    }
+    let files = unzip(&response.bytes().await.unwrap());
     // Every report under the filter equals the API's answer under it.
     let pages = json!({"site_id": SITE, "metrics": ["visitors", "pageviews", "bounce_rate"], "date_range": "day",
                        "dimensions": ["event:page"], "filters": filters});
