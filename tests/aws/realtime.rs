@@ -45,6 +45,17 @@ async fn tally_query_answers_realtime_from_the_stream() {
     let error: Value = refused.json().await.unwrap();
     assert!(error["error"].as_str().unwrap().contains("--stream"), "{error}");
     drop(plain);
+    // A stream that is not there: `tally query` says so and stops.
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["query", "--listen", "127.0.0.1:0", "--region", "us-east-1", "--app", "t", "--stand-in-credentials"])
+        .args(["--dynamodb-endpoint", &bed.dynamo.url, "--stream", "nope", "--kinesis-endpoint", &bed.kinesalite.url])
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("--stream nope: no such Kinesis stream"), "{stderr}");
 
     let server = QueryServer::start_with(
         &bed.dynamo.url,

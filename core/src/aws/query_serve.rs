@@ -3,6 +3,7 @@
 
 use crate::aws::clients::{self, AwsSettings};
 use crate::aws::dynamo::Tables;
+use crate::aws::kinesis::api::{KinesisError, list_shards};
 use crate::aws::kinesis::tail;
 use crate::aws::segments::SegmentObjects;
 use crate::aws::segments::read::SegmentReader;
@@ -68,8 +69,13 @@ pub async fn serve_queries(settings: QuerySettings) -> anyhow::Result<()> {
     };
     let mut state = AppState::new(registry, Arc::new(stats), None, &settings.queries);
     if let Some(stream) = settings.stream {
+        let client = clients::kinesis(&settings.aws).await;
+        // A stream that is not there is a mistake to say at once, not realtime answers of zero.
+        if let Err(KinesisError::NotFound(why)) = list_shards(&client, &stream).await {
+            anyhow::bail!("--stream {stream}: no such Kinesis stream ({why})");
+        }
         let recent = Arc::new(RecentEvents::default());
-        tokio::spawn(tail::follow(clients::kinesis(&settings.aws).await, stream, recent.clone()));
+        tokio::spawn(tail::follow(client, stream, recent.clone()));
         state.recent = Some(recent);
     }
     let listener = tokio::net::TcpListener::bind(settings.listen)
