@@ -63,4 +63,9 @@ async fn closed_days_stay_cached_while_today_follows_live_events() {
     assert_eq!(status, 200);
     assert!(health["query_cache"]["hits"].as_u64().unwrap() >= 8, "{health}");
     assert!(health["query_cache"]["bytes"].as_u64().unwrap() > 0, "{health}");
+    // One load per miss here (no two identical misses at once), each timed.
+    let cache = &health["query_cache"];
+    assert_eq!(cache["loads"], cache["misses"], "{health}");
+    let (mean, max) = (cache["load_ms_mean"].as_f64().unwrap(), cache["load_ms_max"].as_f64().unwrap());
+    assert!(mean > 0.0 && max >= mean, "{health}");
 }

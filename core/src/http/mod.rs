@@ -55,8 +55,14 @@ pub struct CachedAnswer {
 pub struct CacheStats {
     /// Answers served from the cache.
     pub hits: std::sync::atomic::AtomicU64,
-    /// Answers computed.
+    /// Answers not found in the cache (concurrent identical ones wait for one load).
     pub misses: std::sync::atomic::AtomicU64,
+    /// Answers computed: the loads, one per set of concurrent identical misses.
+    pub loads: std::sync::atomic::AtomicU64,
+    /// Their time, summed, in microseconds.
+    pub load_micros: std::sync::atomic::AtomicU64,
+    /// The longest one, in microseconds.
+    pub max_load_micros: std::sync::atomic::AtomicU64,
 }
 
 /// What the public ingest endpoint needs.

@@ -81,6 +81,7 @@ pub async fn query(
         Some(cached) => (cached, true),
         None => {
             let compute = async {
+                let started = std::time::Instant::now();
                 let (tier, rows) = app.queries.answer(&app.stats, key.0.clone()).await?;
                 let query = &key.0;
                 let page_rows: Vec<Row> = rows.iter().skip(query.offset).take(query.limit).cloned().collect();
@@ -95,6 +96,11 @@ pub async fn query(
                     }
                 };
                 let results = Bytes::from(serde_json::to_vec(&page).map_err(|e| ApiError::Internal(e.into()))?);
+                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let stats = &app.cache_stats;
+                stats.loads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                stats.load_micros.fetch_add(micros, std::sync::atomic::Ordering::Relaxed);
+                stats.max_load_micros.fetch_max(micros, std::sync::atomic::Ordering::Relaxed);
                 Ok::<_, ApiError>(Arc::new(CachedAnswer { tier, results, total_rows: rows.len() }))
             };
             let loaded = app.cache.try_get_with(key.clone(), compute).await.map_err(|e| e.duplicate())?;
@@ -191,7 +197,7 @@ pub async fn drops(
 /// aggregation has come.
 #[utoipa::path(get, path = "/api/health", tag = "operations",
     responses(
-        (status = 200, description = "`{\"status\": \"ok\", …}`: the store answers; the log head, applied offset and lag; the answer cache's hits, misses, hit ratio, entries and bytes", body = Object),
+        (status = 200, description = "`{\"status\": \"ok\", …}`: the store answers; the log head, applied offset and lag; the answer cache's hits, misses, hit ratio, entries, bytes, loads and their mean and longest time in ms", body = Object),
         (status = 503, description = "`{\"status\": \"failing\", \"error\": …}`: a store or the log cannot be written or read", body = Object),
     ))]
 pub async fn health(State(app): State<AppState>) -> Result<Response, ApiError> {
@@ -200,6 +206,12 @@ pub async fn health(State(app): State<AppState>) -> Result<Response, ApiError> {
         app.cache_stats.hits.load(std::sync::atomic::Ordering::Relaxed),
         app.cache_stats.misses.load(std::sync::atomic::Ordering::Relaxed),
     );
+    let stats = &app.cache_stats;
+    let (loads, load_micros, max_load_micros) = (
+        stats.loads.load(std::sync::atomic::Ordering::Relaxed),
+        stats.load_micros.load(std::sync::atomic::Ordering::Relaxed),
+        stats.max_load_micros.load(std::sync::atomic::Ordering::Relaxed),
+    );
     app.cache.run_pending_tasks().await;
     body["query_cache"] = json!({
         "hits": hits,
@@ -207,6 +219,9 @@ pub async fn health(State(app): State<AppState>) -> Result<Response, ApiError> {
         "hit_ratio": if hits + misses == 0 { Value::Null } else { json!(hits as f64 / (hits + misses) as f64) },
         "entries": app.cache.entry_count(),
         "bytes": app.cache.weighted_size(),
+        "loads": loads,
+        "load_ms_mean": if loads == 0 { Value::Null } else { json!(load_micros as f64 / loads as f64 / 1000.0) },
+        "load_ms_max": if loads == 0 { Value::Null } else { json!(max_load_micros as f64 / 1000.0) },
     });
     let status = if body["status"] == "ok" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     Ok((status, Json(body)).into_response())
