@@ -97,51 +97,17 @@ const ALL_BUT_VIEWS_PER_VISIT: [&str; 9] = [
     "average_revenue",
     "percentage",
 ];
-/// Grouped by the page, also what engagement events measured.
-const PAGE_METRICS: [&str; 12] = [
-    "visitors",
-    "visits",
-    "pageviews",
-    "events",
-    "bounce_rate",
-    "visit_duration",
-    "views_per_visit",
-    "total_revenue",
-    "average_revenue",
-    "percentage",
-    "scroll_depth",
-    "time_on_page",
-];
+/// What engagement events measured, asked by page or filtered by page.
+const ENGAGEMENT_METRICS: [&str; 2] = ["scroll_depth", "time_on_page"];
+/// Grouped by the page: every metric, and what engagement events measured.
+static PAGE_METRICS: std::sync::LazyLock<Vec<&str>> =
+    std::sync::LazyLock::new(|| [&ALL_METRICS[..], &ENGAGEMENT_METRICS].concat());
 /// Filtered by the page: everything but views per visit, and what engagement events measured.
-const PAGE_FILTERED_METRICS: [&str; 11] = [
-    "visitors",
-    "visits",
-    "pageviews",
-    "events",
-    "bounce_rate",
-    "visit_duration",
-    "total_revenue",
-    "average_revenue",
-    "percentage",
-    "scroll_depth",
-    "time_on_page",
-];
+static PAGE_FILTERED_METRICS: std::sync::LazyLock<Vec<&str>> =
+    std::sync::LazyLock::new(|| [&ALL_BUT_VIEWS_PER_VISIT[..], &ENGAGEMENT_METRICS].concat());
 /// Every metric in the order `brute` computes them.
-const BRUTE_ORDER: [&str; 13] = [
-    "visitors",
-    "visits",
-    "pageviews",
-    "events",
-    "bounce_rate",
-    "visit_duration",
-    "views_per_visit",
-    "total_revenue",
-    "average_revenue",
-    "percentage",
-    "exit_rate",
-    "scroll_depth",
-    "time_on_page",
-];
+static BRUTE_ORDER: std::sync::LazyLock<Vec<&str>> =
+    std::sync::LazyLock::new(|| [&ALL_METRICS[..], &["exit_rate"], &ENGAGEMENT_METRICS].concat());
 /// What the oracle asks grouped by goal.
 const GOAL_METRICS: [&str; 3] = ["visitors", "events", "conversion_rate"];
 const ALL_METRICS: [&str; 10] = [
@@ -514,12 +480,12 @@ impl Ask {
         } else if self.filters.iter().flat_map(Cond::dims).any(|d| d == "event:page") {
             // A page inside a `has_done` is not the page the engagement metrics need.
             if self.filters.iter().any(|f| matches!(f, Cond::Leaf { dim: "event:page", .. })) {
-                &PAGE_FILTERED_METRICS
+                PAGE_FILTERED_METRICS.as_slice()
             } else {
                 &ALL_BUT_VIEWS_PER_VISIT
             }
         } else if self.groupings.iter().any(|g| g == "event:page") {
-            &PAGE_METRICS
+            PAGE_METRICS.as_slice()
         } else {
             &ALL_METRICS
         }
