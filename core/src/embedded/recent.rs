@@ -14,7 +14,7 @@ use tally_model::event::LogEntry;
 /// How far back realtime answers look.
 pub const WINDOW_MS: i64 = 30 * 60_000;
 /// Most events held (about 40 bytes each): beyond it the oldest go first.
-const MAX_EVENTS: usize = 4_000_000;
+pub const MAX_EVENTS: usize = 4_000_000;
 
 #[derive(Debug, Clone, Copy)]
 struct Recent {

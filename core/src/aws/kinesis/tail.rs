@@ -6,7 +6,7 @@
 
 use super::api::{self, StartAt};
 use super::shard_reader::{ReaderSettings, ShardBatch, read_shard};
-use crate::embedded::recent::{RecentEvents, WINDOW_MS};
+use crate::embedded::recent::{MAX_EVENTS, RecentEvents, WINDOW_MS};
 use aws_sdk_kinesis::Client;
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -19,17 +19,24 @@ use tokio::sync::{mpsc, watch};
 const RELIST: Duration = Duration::from_secs(30);
 
 /// The ids of the entries added over the window, so that an entry put twice (a producer's retry)
-/// counts once.
-#[derive(Default)]
+/// counts once: at most as many as the window holds events ([`MAX_EVENTS`]), the oldest
+/// forgotten first.
 struct SeenIds {
     ids: HashSet<u128>,
     order: VecDeque<(i64, u128)>,
+    max: usize,
+}
+
+impl Default for SeenIds {
+    fn default() -> SeenIds {
+        SeenIds { ids: HashSet::new(), order: VecDeque::new(), max: MAX_EVENTS }
+    }
 }
 
 impl SeenIds {
     /// Whether `entry` is an event not seen before (and remembers it).
     fn first_time(&mut self, entry: &LogEntry, now_ms: i64) -> bool {
-        while self.order.front().is_some_and(|(at, _)| *at < now_ms - 2 * WINDOW_MS) {
+        while self.order.front().is_some_and(|(at, _)| *at < now_ms - 2 * WINDOW_MS) || self.order.len() >= self.max {
             if let Some((_, id)) = self.order.pop_front() {
                 self.ids.remove(&id);
             }
@@ -135,5 +142,12 @@ mod tests {
         // Two windows later the ids are gone (their events left the window long before).
         assert!(seen.first_time(&event(3, now), now + 2 * WINDOW_MS + 1));
         assert_eq!(seen.ids.len(), 1);
+        // Never more ids than the bound: the oldest go first.
+        let mut few = SeenIds { max: 2, ..SeenIds::default() };
+        for id in 10..15 {
+            assert!(few.first_time(&event(id, now), now));
+        }
+        assert_eq!(few.ids.len(), 2);
+        assert!(!few.first_time(&event(14, now), now), "the newest are kept");
     }
 }
