@@ -75,9 +75,10 @@ impl Event {
         self.name == "pageview"
     }
 
-    /// Whether this is an engagement event (which the wire gives an [`Engagement`]).
+    /// Whether this is an engagement event: named [`ENGAGEMENT`] (the wire gives it an
+    /// [`Engagement`]; one logged before codec version 5 has none).
     pub fn is_engagement(&self) -> bool {
-        self.engagement.is_some()
+        self.name == ENGAGEMENT
     }
 }
 

@@ -72,10 +72,10 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         salts: salts.clone(),
         trusted_proxy_hops: settings.trusted_proxy_hops,
         limits: limits.clone(),
-        recent: Arc::new(RecentEvents::from_log(&log, jiff::Timestamp::now().as_millisecond())?),
     };
     let stats = Arc::new(EmbeddedStats { store: store.clone(), log: log.clone() });
-    let state = AppState::new(registry.clone(), stats, Some(ingest), &settings.queries);
+    let mut state = AppState::new(registry.clone(), stats, Some(ingest), &settings.queries);
+    state.recent = Some(Arc::new(RecentEvents::from_log(&log, jiff::Timestamp::now().as_millisecond())?));
     let (stop, stopped) = watch::channel(false);
     let (stop_refusals, refusals_stopped) = watch::channel(false);
     let logging_refusals = tokio::spawn(log_refusals(limits, log.clone(), refusals_stopped.clone()));

@@ -86,7 +86,9 @@ pub async fn event(
         tracing::error!(%error, "ingest could not append to the event log");
         ApiError::LogUnavailable
     })?;
-    ingest_state.recent.add(&entries, received_ms);
+    if let Some(recent) = &app.recent {
+        recent.add(&entries, received_ms);
+    }
     let mut response = (StatusCode::ACCEPTED, "ok").into_response();
     let out = response.headers_mut();
     out.insert("x-tally-accepted", HeaderValue::from(accepted));

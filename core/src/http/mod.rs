@@ -79,8 +79,6 @@ pub struct IngestState {
     pub trusted_proxy_hops: u8,
     /// Rate limits per client and per site, and the refusals waiting to be logged.
     pub limits: Arc<ingest_limit::IngestLimits>,
-    /// The last 30 minutes of acknowledged events, for realtime answers.
-    pub recent: Arc<crate::embedded::recent::RecentEvents>,
 }
 
 /// What every handler shares.
@@ -116,7 +114,7 @@ impl AppState {
         AppState {
             registry,
             stats,
-            recent: ingest.as_ref().map(|i| i.recent.clone()),
+            recent: None,
             ingest,
             cache: query_cache(budget.cache_bytes),
             queries: Arc::new(QueryGate::new(budget)),

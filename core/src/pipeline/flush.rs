@@ -8,7 +8,7 @@ use crate::pipeline::timebucket::local_hour;
 use jiff::tz::TimeZone;
 use std::collections::BTreeMap;
 use tally_model::breakdown::{Breakdown, Sightings};
-use tally_model::event::{ENGAGEMENT, Engagement, Event, LogEntry};
+use tally_model::event::{Event, LogEntry};
 use tally_model::facts::Facts;
 use tally_model::money::Money;
 use tally_model::reject::DropReason;
@@ -140,17 +140,8 @@ impl Flush {
         };
         let bucket = local_hour(zone_of(&event.site).as_ref(), event.received_ms);
         let open = self.open_session(event, stored)?;
-        if let Some(engagement) = &event.engagement {
-            return self.add_engagement(event, engagement, &facts, bucket, sub, open);
-        }
-        if event.name == ENGAGEMENT {
-            // Logged before engagement events kept what they measured (codec version 5): what
-            // the edge now drops as measuring nothing. Its visit is put back unchanged.
-            *self.drops.entry((event.site.clone(), DropReason::MissingField)).or_default() += 1;
-            if open.is_some() {
-                *self.sessions.entry_ref(&SiteKey(&event.site, event.visitor.current)).or_default() = open;
-            }
-            return Ok(());
+        if event.is_engagement() {
+            return self.add_engagement(event, &facts, bucket, sub, open);
         }
         let (next, change) = session::apply(open, event, &facts, bucket);
         let contribution = session::contribution(&next, &change, event, &facts, bucket);
@@ -178,18 +169,24 @@ impl Flush {
 
     /// An engagement event of a visit that `open` holds (the visitor's visit as
     /// [`Flush::open_session`] took it out): an engagement row in the segments, the visit put
-    /// back unchanged. Without an open visit it is dropped, as Plausible drops it.
+    /// back unchanged. Without an open visit it is dropped, as Plausible drops it; one logged
+    /// before engagement events kept what they measured (codec version 5) measures nothing and
+    /// is dropped as the edge now drops such an event.
     fn add_engagement(
         &mut self,
         event: &Event,
-        engagement: &Engagement,
         facts: &Facts,
         bucket: i64,
         sub: u16,
         open: Option<Session>,
     ) -> anyhow::Result<()> {
-        match open.as_ref().filter(|visit| visit.continues_at(event.received_ms)) {
-            Some(visit) => {
+        let visit = open.as_ref().filter(|visit| visit.continues_at(event.received_ms));
+        match (&event.engagement, visit) {
+            (None, _) => *self.drops.entry((event.site.clone(), DropReason::MissingField)).or_default() += 1,
+            (Some(_), None) => {
+                *self.drops.entry((event.site.clone(), DropReason::EngagementWithoutVisit)).or_default() += 1;
+            }
+            (Some(engagement), Some(visit)) => {
                 let contribution = session::engagement(visit, event, facts, bucket);
                 let props = tally_model::props::set_text(&event.props);
                 self.segments.entry_ref(&SiteKey(&event.site, sub)).or_default().add_engagement(
@@ -198,7 +195,6 @@ impl Flush {
                     engagement,
                 );
             }
-            None => *self.drops.entry((event.site.clone(), DropReason::EngagementWithoutVisit)).or_default() += 1,
         }
         if open.is_some() {
             *self.sessions.entry_ref(&SiteKey(&event.site, event.visitor.current)).or_default() = open;
@@ -232,7 +228,7 @@ impl Flush {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tally_model::event::{EventId, VisitorIds};
+    use tally_model::event::{ENGAGEMENT, Engagement, EventId, VisitorIds};
 
     /// No stored visits: every visit starts in the flush.
     struct Nothing;
