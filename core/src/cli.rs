@@ -58,6 +58,9 @@ enum Command {
     /// Manage a site's saved segments (named filter lists, `["is", "segment", [id]]`).
     #[command(subcommand)]
     Segment(SegmentCommand),
+    /// Manage a site's funnels (2 to 8 of its goals in order; `POST /api/v2/funnel` counts them).
+    #[command(subcommand)]
+    Funnel(FunnelCommand),
 }
 
 #[derive(Debug, Args)]
@@ -391,6 +394,33 @@ enum SegmentCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum FunnelCommand {
+    /// Save a funnel (or replace the one of that name): 2 to 8 of the site's goals, in order.
+    Add {
+        /// The funnel's name.
+        #[arg(long)]
+        name: String,
+        /// A step: a goal's name as `tally goal list` shows it (repeat, in order).
+        #[arg(long = "step", required = true)]
+        steps: Vec<String>,
+        #[command(flatten)]
+        of: SiteData,
+    },
+    /// List a site's funnels: name, then its steps, tab-separated.
+    List {
+        #[command(flatten)]
+        of: SiteData,
+    },
+    /// Remove a funnel by its name.
+    Remove {
+        /// The funnel's name.
+        name: String,
+        #[command(flatten)]
+        of: SiteData,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum GoalCommand {
     /// Add a goal: a custom event (--event NAME) or a page path (--page /pattern, `*` for one
     /// path segment, `**` for any).
@@ -582,6 +612,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "goal `{}` {said}; it counts over all of {site}'s history",
                 goal.name()
             )?;
+            Ok(())
+        }
+        Command::Funnel(FunnelCommand::Add { name, steps, of: SiteData { site, data } }) => {
+            let funnel = registry::Funnel { name: name.trim().to_owned(), steps };
+            let replaced = registry::save_funnel(&data.data_dir, &site, funnel.clone())?;
+            let said = if replaced { "replaced" } else { "saved" };
+            writeln!(
+                std::io::stderr().lock(),
+                "funnel `{}` {said} ({} steps); it counts over all of {site}'s history",
+                funnel.name,
+                funnel.steps.len()
+            )?;
+            Ok(())
+        }
+        Command::Funnel(FunnelCommand::List { of: SiteData { site, data } }) => {
+            let site = registered_site(&data.data_dir, &site)?;
+            let mut out = std::io::stdout().lock();
+            for funnel in &site.funnels {
+                writeln!(out, "{}\t{}", funnel.name, funnel.steps.join("\t"))?;
+            }
+            Ok(())
+        }
+        Command::Funnel(FunnelCommand::Remove { name, of: SiteData { site, data } }) => {
+            registry::remove_funnel(&data.data_dir, &site, &name)?;
+            writeln!(std::io::stderr().lock(), "funnel `{name}` removed from {site}")?;
             Ok(())
         }
         Command::Segment(SegmentCommand::Add { name, filters, of: SiteData { site, data } }) => {

@@ -7,7 +7,8 @@
 //! counters' change). The visit id ([`visit_id`]) tells which events and visit rows belong to one
 //! visit, so that queries can count the visits that contain an event (Plausible's meaning of
 //! `visits` filtered or grouped by an event's page or name, and of `has_done`).
-//! Rows with the same (bucket, visitor, visit, dimension values) are one row with summed counters, which
+//! Rows with the same identity ([`RowId`]: bucket, visitor, visit, second, scroll depth, dimension
+//! values) are one row with summed counters, which
 //! changes no answer: every answer sums counters and counts distinct visitors among the rows with
 //! `events > 0` (a visit row never adds a visitor, as in the cells it replaces).
 //!
@@ -90,8 +91,32 @@ impl EngagementSums {
     }
 }
 
-/// A row's identity: bucket, visitor id, visit id and the dictionary code of each dimension value.
-pub type RowId = (Bucket, u64, u64, [u32; DIMENSIONS]);
+/// A row's identity: rows with the same identity are one row, their sums added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RowId {
+    /// The local hour.
+    pub bucket: Bucket,
+    /// The visitor id it counts under.
+    pub visitor: u64,
+    /// Its visit's id ([`visit_id`]).
+    pub visit: u64,
+    /// For event and engagement rows, the second its events arrived in (Unix seconds): a
+    /// visit's events merge only within one second, so the rows keep the order of a visitor's
+    /// events (funnels read it, to the second, as Plausible orders them). For visit rows, the
+    /// second the visit started, the same for all of a visit's changes.
+    pub second: i64,
+    /// An engagement row's reported scroll depth, percent (-1: none reported, and every other
+    /// row): engagement events merge only with equal depths, so a scroll-depth threshold counts
+    /// exactly the events that reached it.
+    pub depth: i8,
+    /// The dictionary code of each dimension value.
+    pub codes: [u32; DIMENSIONS],
+}
+
+/// The second (Unix seconds) an instant in ms falls in.
+pub fn second_of(ms: i64) -> i64 {
+    ms.div_euclid(1000)
+}
 
 /// The id of the visit that `start_visitor` started at `started_ms` (a visit's identity, as
 /// [`Contribution::visit_key`] gives it), mixed into 64 bits: the same on every flush and
@@ -186,18 +211,24 @@ impl SegmentRows {
         codes[PROPS] = self.dictionaries[PROPS].code(props);
         codes[CURRENCY] = self.dictionaries[CURRENCY].code(currency);
         let visit = visit_id(c.start_visitor, c.visit_started_ms);
+        let event_row = RowId { bucket: c.bucket, visitor: c.visitor, visit, second: second_of(c.at_ms), depth: -1, codes };
         self.add_codes(
-            (c.bucket, c.visitor, visit, codes),
+            event_row,
             &RowSums { counters: c.counters, revenue_micros: revenue, engagement: EngagementSums::NONE },
         );
         if !c.visit.is_zero() {
             codes[..entry.len()].copy_from_slice(&entry);
             codes[PROPS] = self.dictionaries[PROPS].code("");
             codes[CURRENCY] = self.dictionaries[CURRENCY].code("");
-            self.add_codes(
-                (c.visit_bucket, c.visitor, visit, codes),
-                &RowSums { counters: c.visit, revenue_micros: 0, engagement: EngagementSums::NONE },
-            );
+            let visit_row = RowId {
+                bucket: c.visit_bucket,
+                visitor: c.visitor,
+                visit,
+                second: second_of(c.visit_started_ms),
+                depth: -1,
+                codes,
+            };
+            self.add_codes(visit_row, &RowSums { counters: c.visit, revenue_micros: 0, engagement: EngagementSums::NONE });
         }
     }
 
@@ -219,11 +250,15 @@ impl SegmentRows {
             engaged_ms: i64::from(engagement.engaged_ms),
             max_scroll_depth: engagement.scroll_depth.map_or(-1, i64::from),
         };
-        let visit = visit_id(c.start_visitor, c.visit_started_ms);
-        self.add_codes(
-            (c.bucket, c.visitor, visit, codes),
-            &RowSums { counters: Counters::default(), revenue_micros: 0, engagement: sums },
-        );
+        let row = RowId {
+            bucket: c.bucket,
+            visitor: c.visitor,
+            visit: visit_id(c.start_visitor, c.visit_started_ms),
+            second: second_of(c.at_ms),
+            depth: engagement.scroll_depth.map_or(-1, |d| i8::try_from(d).unwrap_or(i8::MAX)),
+            codes,
+        };
+        self.add_codes(row, &RowSums { counters: Counters::default(), revenue_micros: 0, engagement: sums });
     }
 
     /// The codes of the entry cell of the visit of `c`, looked up on its first event here.
@@ -301,6 +336,7 @@ mod tests {
             exit_moved: None,
             start_visitor: *visitor,
             visit_started_ms: started_ms(entry, *visit_bucket),
+            at_ms: *bucket * 3_600_000,
         }
     }
 
@@ -319,7 +355,7 @@ mod tests {
             }
             let mut counters: BTreeMap<(Bucket, Vec<String>), Counters> = BTreeMap::new();
             let mut visitors: BTreeSet<(Bucket, Vec<String>, u64)> = BTreeSet::new();
-            for (&(bucket, visitor, _, codes), c) in &rows.rows {
+            for (&RowId { bucket, visitor, codes, .. }, c) in &rows.rows {
                 let key: Vec<String> = (0..DIMENSIONS).map(|i| rows.dictionaries[i].values[codes[i] as usize].clone()).collect();
                 counters.entry((bucket, key.clone())).or_default().add(&c.counters);
                 if c.counters.events > 0 {

@@ -131,6 +131,9 @@ pub struct Contribution<'a> {
     /// When its visit started, ms since the epoch: with [`Contribution::start_visitor`], which
     /// visit it belongs to (one id starts at most one visit in a millisecond).
     pub visit_started_ms: i64,
+    /// When the event itself arrived, ms since the epoch (what orders a visitor's events in a
+    /// funnel).
+    pub at_ms: i64,
 }
 
 impl<'a> Contribution<'a> {
@@ -215,6 +218,7 @@ pub fn contribution<'a>(
         exit_moved: change.exit_moved.as_ref(),
         start_visitor: visit.start_visitor,
         visit_started_ms: visit.started_ms,
+        at_ms: event.received_ms,
     }
 }
 
@@ -237,6 +241,7 @@ pub fn engagement<'a>(visit: &'a Session, event: &'a Event, facts: &'a Facts, bu
         exit_moved: None,
         start_visitor: visit.start_visitor,
         visit_started_ms: visit.started_ms,
+        at_ms: event.received_ms,
     }
 }
 

@@ -374,15 +374,75 @@ enum Cond {
 }
 
 /// The goals every site saves after its traffic was imported: (name, `tally goal add` flag, value).
-const GOALS: [(&str, &str, &str); 2] = [("Signup", "--event", "Signup"), ("Visit /docs/*", "--page", "/docs/*")];
+const GOALS: [(&str, &str, &str); 4] = [
+    ("Signup", "--event", "Signup"),
+    ("Visit /docs/*", "--page", "/docs/*"),
+    ("Visit /pricing", "--page", "/pricing"),
+    ("Visit /", "--page", "/"),
+];
 
 /// Whether `event` converts the goal named `goal` (as the brute force reads the goals: a custom
 /// event by name; page views of a path with one segment after `/docs/`).
 fn converts(goal: &str, event: &Raw) -> bool {
     match goal {
         "Signup" => event.name == "Signup",
+        "Visit /pricing" => event.name == "pageview" && event.page == "/pricing",
+        "Visit /" => event.name == "pageview" && event.page == "/",
         _ => event.name == "pageview" && event.page.strip_prefix("/docs/").is_some_and(|rest| !rest.contains('/')),
     }
+}
+
+/// The brute force of a funnel of `steps` (goal names) over the range and filters of `ask`: every
+/// visitor id (a person in a UTC day) with an event in the range that passes the filters, and how
+/// many of them reached each step: a chain of events converting the steps in order (by second;
+/// within one second, in step order) whose last is at most 24 hours after its first. Returns
+/// (all visitors, visitors per step).
+fn brute_funnel(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask, steps: &[&str]) -> (u64, Vec<u64>) {
+    let in_range = |ms: i64| {
+        let day = zone.to_datetime(Timestamp::from_millisecond(ms).unwrap()).date().to_string();
+        ask.first <= day && day <= ask.last
+    };
+    let mut hits: BTreeMap<(u64, i64), Vec<(i64, usize)>> = BTreeMap::new();
+    for (visit, _) in visits_with_engagement(events) {
+        let entry = &visit[0];
+        let done = |inner: &Cond| {
+            visit
+                .iter()
+                .any(|e| in_range(e.at_ms) && inner.holds(&Seen { site, event: e, entry, done: &|_: &Cond| false }))
+        };
+        for e in visit.iter().filter(|e| in_range(e.at_ms)) {
+            if !ask.passes(&Seen { site, event: e, entry, done: &done }) {
+                continue;
+            }
+            let mine = hits.entry((e.person, e.at_ms.div_euclid(DAY_MS))).or_default();
+            for (i, step) in steps.iter().enumerate() {
+                if converts(step, e) {
+                    mine.push((e.at_ms.div_euclid(1000), i));
+                }
+            }
+        }
+    }
+    /// The deepest step a chain from `step` on reaches, after second `after`, within the
+    /// window of a chain that started at `start`: every choice of event tried.
+    fn deepest(hits: &[(i64, usize)], step: usize, after: i64, start: Option<i64>, steps: usize) -> usize {
+        let mut best = step;
+        for &(t, s) in hits {
+            if best == steps {
+                break;
+            }
+            if s == step && t >= after && start.is_none_or(|first| t - first <= 86_400) {
+                best = best.max(deepest(hits, step + 1, t, Some(start.unwrap_or(t)), steps));
+            }
+        }
+        best
+    }
+    let mut reached = vec![0u64; steps.len()];
+    for list in hits.values() {
+        for r in reached.iter_mut().take(deepest(list, 0, i64::MIN, None, steps.len())) {
+            *r += 1;
+        }
+    }
+    (hits.len() as u64, reached)
 }
 
 /// What a condition sees of an event: the site, the event, its visit's first event, and whether
@@ -899,6 +959,34 @@ fn random_leaf(rng: &mut Rng) -> Cond {
     Cond::Leaf { op, dim, values: vec![value], any_case }
 }
 
+/// Asks 100 random funnels (2 to 4 of the goals in random order, the range and filters of a
+/// random query) and compares each step's visitors with the brute force.
+async fn run_funnels(base: &str, sites: &[OracleSite], rng: &mut Rng, client: &reqwest::Client, days: &[String]) {
+    // Funnels where some visitor reached the second step, and the third.
+    let (mut second, mut third) = (0, 0);
+    for round in 0..100 {
+        let (site, zone, events, key) = &sites[round % sites.len()];
+        let ask = random_ask(rng, days);
+        let mut goals: Vec<&str> = GOALS.iter().map(|g| g.0).collect();
+        let mut steps = Vec::new();
+        for _ in 0..2 + rng.below(3) {
+            steps.push(goals.remove(rng.below(goals.len() as u64) as usize));
+        }
+        let filters: Vec<Value> = ask.filters.iter().map(Cond::json).collect();
+        let body = json!({"site_id": site, "date_range": [ask.first, ask.last], "filters": filters, "steps": steps});
+        let response = client.post(format!("{base}/api/v2/funnel")).bearer_auth(key).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{body}");
+        let answer: Value = response.json().await.unwrap();
+        let got: Vec<u64> = answer["steps"].as_array().unwrap().iter().map(|s| s["visitors"].as_u64().unwrap()).collect();
+        let (all, want) = brute_funnel(site, zone, events, &ask, &steps);
+        assert_eq!((answer["all_visitors"].as_u64().unwrap(), got), (all, want.clone()), "site {site}, funnel {body}");
+        second += usize::from(want[1] > 0);
+        third += usize::from(want.get(2).is_some_and(|v| *v > 0));
+    }
+    eprintln!("oracle: 100 funnels compared ({second} reached a second step, {third} a third)");
+    assert!(second > 20 && third > 5, "too few funnels went anywhere: {second} to a second step, {third} to a third");
+}
+
 /// A site of the oracle: its domain, time zone, raw events and an API key for it.
 type OracleSite = (&'static str, TimeZone, Vec<Raw>, String);
 
@@ -985,6 +1073,7 @@ async fn run_queries(base: &str, sites: &[OracleSite], rng: &mut Rng) {
          of the metrics, {engaged_rows} with a scroll depth or time on page), by tier {tiers:?}"
     );
     assert!(engaged_rows > 50, "too few rows with a scroll depth or time on page: {engaged_rows}");
+    run_funnels(base, sites, rng, &client, &days).await;
     assert!(by_goal > 40, "too few goal queries: {by_goal}");
     assert!(subsets > 100, "too few queries asking some of the metrics: {subsets}");
     assert!(behavioural > 20 && by_events > 50, "too few: {behavioural} has_done, {by_events} visits by events");

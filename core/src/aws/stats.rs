@@ -105,6 +105,17 @@ impl StatsSource for DynamoStats {
         })
     }
 
+    fn segments<'a>(
+        &'a self,
+        query: &'a Query,
+    ) -> Pending<'a, Vec<(std::sync::Arc<crate::columnar::Segment>, tally_model::rollup::Bucket, tally_model::rollup::Bucket)>>
+    {
+        Box::pin(async move {
+            let reader = self.segments.as_ref().ok_or_else(|| anyhow::anyhow!("no segment bucket"))?;
+            Ok(reader.segments_for(&query.site, query.buckets.clone()).await?)
+        })
+    }
+
     /// The first local day with segment objects: every event writes segment rows, so it is the
     /// first day with data.
     fn first_day<'a>(&'a self, site: &'a str) -> Pending<'a, Option<i64>> {

@@ -6,4 +6,4 @@
 pub mod parquet_file;
 pub mod segment;
 
-pub use segment::{COUNTERS, Column, Origin, Segment};
+pub use segment::{COUNTERS, Column, Origin, Segment, UNKNOWN_SECOND};

@@ -5,7 +5,7 @@
 //! import's CPU samples in a profile (every value compared as it is written), and no query of
 //! ours reads them.
 
-use super::segment::{BUCKET, COLUMNS, COUNTERS, Column, REVENUE, Segment, VISIT, VISITOR, absent_value};
+use super::segment::{BUCKET, COLUMNS, COUNTERS, Column, REVENUE, SECOND, Segment, VISIT, VISITOR, absent_value};
 use anyhow::Context;
 use arrow_array::types::UInt32Type;
 use arrow_array::{
@@ -16,7 +16,7 @@ use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::Compression;
+use parquet::basic::{Compression, Encoding};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::reader::ChunkReader;
 use parquet::schema::types::ColumnPath;
@@ -38,7 +38,7 @@ fn column_names() -> Vec<&'static str> {
     names.extend(Dimension::CELL.iter().map(|(_, name)| name.split_once(':').map_or(*name, |(_, n)| n)));
     names.extend(["props", "revenue_currency"]);
     names.extend(COUNTERS);
-    names.extend(["revenue", "engagements", "engaged_ms", "max_scroll_depth"]);
+    names.extend(["revenue", "engagements", "engaged_ms", "max_scroll_depth", "second"]);
     names
 }
 
@@ -86,6 +86,12 @@ fn encode_into<W: Write + Send>(segment: &Segment, out: W) -> anyhow::Result<W> 
     for name in &column_names()[3..3 + DIMENSIONS] {
         properties = properties.set_column_statistics_enabled(ColumnPath::from(*name), EnabledStatistics::None);
     }
+    // Seconds are nearly all distinct, and rows come sorted by visitor and time: deltas pack them
+    // into a few bits each, where a dictionary would keep every value.
+    let second = ColumnPath::from(column_names()[SECOND]);
+    properties = properties
+        .set_column_dictionary_enabled(second.clone(), false)
+        .set_column_encoding(second, Encoding::DELTA_BINARY_PACKED);
     let mut writer = ArrowWriter::try_new(out, batch.schema(), Some(properties.build()))?;
     writer.write(&batch)?;
     Ok(writer.into_inner()?)
@@ -127,7 +133,8 @@ pub fn decode(bytes: bytes::Bytes, what: &str) -> anyhow::Result<Vec<Column>> {
 /// Reads column `i` of the Parquet segment `source`, named `path` in errors.
 fn column_of<R: ChunkReader + 'static>(source: R, i: usize, path: &str) -> anyhow::Result<Column> {
     let builder = ParquetRecordBatchReaderBuilder::try_new(source)?;
-    // Files written before the engagement columns existed: rows without engagement.
+    // Files written before the engagement columns or the second existed: rows without
+    // engagement, at an unknown second.
     if i >= builder.parquet_schema().root_schema().get_fields().len() && i > REVENUE {
         let rows = usize::try_from(builder.metadata().file_metadata().num_rows())?;
         return Ok(Column::Counter(vec![absent_value(i); rows]));
@@ -183,8 +190,8 @@ fn downcast<'a, T: 'static>(any: &'a dyn std::any::Any, path: &str) -> anyhow::R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::columnar::segment::{ENGAGEMENT_COLUMNS, Origin};
-    use tally_model::segment::{EngagementSums, RowSums, SegmentRows};
+    use crate::columnar::segment::{ENGAGEMENT_COLUMNS, Origin, UNKNOWN_SECOND};
+    use tally_model::segment::{EngagementSums, RowId, RowSums, SegmentRows};
 
     /// A segment of two rows: one with engagement sums, one without.
     fn segment() -> Segment {
@@ -194,10 +201,11 @@ mod tests {
             dictionary.code("");
         }
         let engaged = EngagementSums { events: 2, engaged_ms: 9_000, max_scroll_depth: 75 };
-        rows.add_codes((10, 1, 1, codes), &RowSums { engagement: engaged, ..RowSums::default() });
+        let id = |bucket, second, depth| RowId { bucket, visitor: 1, visit: 1, second, depth, codes };
+        rows.add_codes(id(10, 36_000, 75), &RowSums { engagement: engaged, ..RowSums::default() });
         let mut counted = RowSums::default();
         counted.counters.events = 1;
-        rows.add_codes((11, 1, 1, codes), &counted);
+        rows.add_codes(id(11, 39_601, -1), &counted);
         Segment::from_rows("a.com", 1, &rows, |_| true, true, Origin::Object("test".into())).expect("rows")
     }
 
@@ -208,10 +216,11 @@ mod tests {
         let read = Segment::loaded("a.com", 1, columns, Origin::Object("test".into()));
         let [events, ms, depth] = read.engagement().expect("engagement");
         assert_eq!((events, ms, depth), (&[2, 0][..], &[9_000, 0][..], &[75, -1][..]));
+        assert_eq!(read.seconds().expect("seconds"), &[36_000, 39_601]);
 
         // The same file as a release before the engagement columns wrote it.
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).expect("reader");
-        let mask = ProjectionMask::roots(builder.parquet_schema(), 0..COLUMNS - ENGAGEMENT_COLUMNS);
+        let mask = ProjectionMask::roots(builder.parquet_schema(), 0..COLUMNS - ENGAGEMENT_COLUMNS - 1);
         let batch = builder.with_projection(mask).build().expect("reader").next().expect("a batch").expect("read");
         let mut older = ArrowWriter::try_new(Vec::new(), batch.schema(), None).expect("writer");
         older.write(&batch).expect("written");
@@ -221,5 +230,6 @@ mod tests {
         assert_eq!(read.counter(0).expect("events"), &[0, 1]);
         let [events, ms, depth] = read.engagement().expect("engagement");
         assert_eq!((events, ms, depth), (&[0, 0][..], &[0, 0][..], &[-1, -1][..]));
+        assert_eq!(read.seconds().expect("seconds"), &[UNKNOWN_SECOND; 2], "no second kept");
     }
 }

@@ -12,8 +12,8 @@ use tally_model::segment::{DIMENSIONS, EngagementSums, RowId, RowSums, SegmentRo
 /// The counters a row carries, in column order.
 pub const COUNTERS: [&str; 6] = Counters::NAMES;
 /// Columns of a segment: bucket, visitor, visit, the dimensions, the counters, the revenue, the
-/// engagement sums.
-pub const COLUMNS: usize = 3 + DIMENSIONS + COUNTERS.len() + 1 + ENGAGEMENT_COLUMNS;
+/// engagement sums, the second.
+pub const COLUMNS: usize = 3 + DIMENSIONS + COUNTERS.len() + 1 + ENGAGEMENT_COLUMNS + 1;
 /// The column of revenue in micro-units (of the row's currency column).
 pub const REVENUE: usize = 3 + DIMENSIONS + COUNTERS.len();
 /// The columns of engagement sums, after the revenue: engagement events, engaged milliseconds,
@@ -26,9 +26,19 @@ pub const ENGAGED_MS: usize = REVENUE + 2;
 /// The column of the greatest scroll depth.
 pub const MAX_SCROLL_DEPTH: usize = REVENUE + 3;
 
+/// The column of each row's second (`RowId::second`, Unix seconds), the last.
+pub const SECOND: usize = MAX_SCROLL_DEPTH + 1;
+/// The second of rows in segments written before the column existed: unknown, so funnels refuse
+/// them.
+pub const UNKNOWN_SECOND: i64 = i64::MIN;
+
 /// The value of column `i` in a row that has none: a segment written before the column existed.
 pub fn absent_value(i: usize) -> i64 {
-    if i == MAX_SCROLL_DEPTH { EngagementSums::NONE.max_scroll_depth } else { 0 }
+    match i {
+        MAX_SCROLL_DEPTH => EngagementSums::NONE.max_scroll_depth,
+        SECOND => UNKNOWN_SECOND,
+        _ => 0,
+    }
 }
 /// The column of local-hour buckets.
 pub const BUCKET: usize = 0;
@@ -148,20 +158,21 @@ impl Segment {
         sorted: bool,
         origin: Origin,
     ) -> Option<Segment> {
-        let mut picked: Vec<(&RowId, &RowSums)> = rows.rows.iter().filter(|((b, _, _, _), _)| keep(*b)).collect();
+        let mut picked: Vec<(&RowId, &RowSums)> = rows.rows.iter().filter(|(id, _)| keep(id.bucket)).collect();
         if picked.is_empty() {
             return None;
         }
         if sorted {
-            picked.sort_unstable_by_key(|((bucket, visitor, visit, codes), _)| (*visitor, *bucket, *visit, *codes));
+            picked.sort_unstable_by_key(|(id, _)| (id.visitor, id.bucket, id.visit, id.second, id.codes, id.depth));
         }
         let mut columns: Vec<Column> = Vec::with_capacity(COLUMNS);
-        columns
-            .push(Column::Buckets(picked.iter().map(|((b, ..), _)| i32::try_from(*b).unwrap_or(i32::MAX)).collect()));
-        columns.push(Column::Visitors(picked.iter().map(|((_, v, _, _), _)| *v).collect()));
-        columns.push(Column::Visitors(picked.iter().map(|((_, _, visit, _), _)| *visit).collect()));
+        columns.push(Column::Buckets(
+            picked.iter().map(|(id, _)| i32::try_from(id.bucket).unwrap_or(i32::MAX)).collect(),
+        ));
+        columns.push(Column::Visitors(picked.iter().map(|(id, _)| id.visitor).collect()));
+        columns.push(Column::Visitors(picked.iter().map(|(id, _)| id.visit).collect()));
         for (i, dictionary) in rows.dictionaries.iter().enumerate() {
-            let codes = picked.iter().map(|((_, _, _, codes), _)| codes[i]).collect();
+            let codes = picked.iter().map(|(id, _)| id.codes[i]).collect();
             columns.push(Column::Dimension { values: dictionary.values.clone(), codes });
         }
         let values: Vec<[i64; COUNTERS.len()]> = picked.iter().map(|(_, s)| s.counters.to_array()).collect();
@@ -172,12 +183,13 @@ impl Segment {
         columns.push(Column::Counter(picked.iter().map(|(_, s)| s.engagement.events).collect()));
         columns.push(Column::Counter(picked.iter().map(|(_, s)| s.engagement.engaged_ms).collect()));
         columns.push(Column::Counter(picked.iter().map(|(_, s)| s.engagement.max_scroll_depth).collect()));
+        columns.push(Column::Counter(picked.iter().map(|(id, _)| id.second).collect()));
         Some(Segment::loaded(site, generation, columns, origin))
     }
 
     /// A segment whose columns are all at hand, in column order (those written before the
-    /// engagement columns existed lack them: they are filled in); its bucket range is that of its
-    /// bucket column.
+    /// engagement columns or the second existed lack them: they are filled in); its bucket range
+    /// is that of its bucket column.
     pub fn loaded(site: &str, generation: u32, mut columns: Vec<Column>, origin: Origin) -> Segment {
         let rows = columns.first().map_or(0, Column::len);
         for i in columns.len()..COLUMNS {
@@ -292,6 +304,15 @@ impl Segment {
         Ok([column(ENGAGEMENTS)?, column(ENGAGED_MS)?, column(MAX_SCROLL_DEPTH)?])
     }
 
+    /// The second of each row (`RowId::second`; [`UNKNOWN_SECOND`] in segments written before
+    /// it was kept).
+    pub fn seconds(&self) -> anyhow::Result<&[i64]> {
+        match self.column(SECOND)? {
+            Column::Counter(v) => Ok(v),
+            _ => anyhow::bail!("the second column has the wrong type"),
+        }
+    }
+
     /// The blob the pending table keeps for this (in-memory) segment.
     pub fn pending_blob(&self) -> anyhow::Result<Vec<u8>> {
         let blob = PendingBlobRef { site: &self.site, generation: self.generation, columns: self.all_columns()? };
@@ -310,6 +331,7 @@ impl Segment {
         let counters: Vec<&[i64]> = (0..COUNTERS.len()).map(|i| self.counter(i)).collect::<anyhow::Result<_>>()?;
         let revenue = self.revenue()?;
         let [engagements, engaged_ms, max_scroll_depth] = self.engagement()?;
+        let seconds = self.seconds()?;
         for row in 0..self.rows {
             let bucket = Bucket::from(buckets[row]);
             if bucket < lo || bucket > hi {
@@ -332,7 +354,15 @@ impl Segment {
                     max_scroll_depth: max_scroll_depth[row],
                 },
             };
-            out.add_codes((bucket, visitors[row], visits[row], codes), &delta);
+            let id = RowId {
+                bucket,
+                visitor: visitors[row],
+                visit: visits[row],
+                second: seconds[row],
+                depth: i8::try_from(max_scroll_depth[row]).unwrap_or(-1),
+                codes,
+            };
+            out.add_codes(id, &delta);
         }
         Ok(())
     }
@@ -343,7 +373,7 @@ pub fn from_pending_blob(seq: u64, bytes: &[u8]) -> anyhow::Result<Segment> {
     let blob: PendingBlob = postcard::from_bytes(bytes)?;
     let columns = blob.columns.len();
     anyhow::ensure!(
-        columns == COLUMNS || columns == COLUMNS - ENGAGEMENT_COLUMNS,
+        columns == COLUMNS || columns == COLUMNS - 1 || columns == COLUMNS - 1 - ENGAGEMENT_COLUMNS,
         "pending segment {seq} has {columns} columns"
     );
     let rows = blob.columns[BUCKET].len();

@@ -64,6 +64,15 @@ impl StatsSource for EmbeddedStats {
         })
     }
 
+    fn segments<'a>(
+        &'a self,
+        query: &'a Query,
+    ) -> Pending<'a, Vec<(Arc<crate::columnar::Segment>, tally_model::rollup::Bucket, tally_model::rollup::Bucket)>>
+    {
+        let (store, site, buckets) = (self.store.clone(), query.site.clone(), query.buckets.clone());
+        Box::pin(async move { tokio::task::spawn_blocking(move || store.segments_for(&site, buckets)).await? })
+    }
+
     fn first_day<'a>(&'a self, site: &'a str) -> Pending<'a, Option<i64>> {
         Box::pin(async move { self.store.first_day(site) })
     }

@@ -7,6 +7,8 @@ pub mod body;
 pub mod csv_export;
 pub mod error;
 pub mod export;
+pub mod funnel;
+pub mod funnels;
 pub mod ingest;
 pub mod ingest_limit;
 pub mod listen;
@@ -138,9 +140,10 @@ pub fn query_cache(bytes: u64) -> QueryCache {
 }
 
 /// The router: `POST /api/event` (public, CORS; only with ingest state), `POST /api/v2/query`,
-/// `GET /api/v2/drops`, `POST /api/v2/export`, `GET /api/v1/sites/segments` (bearer key), `GET` and
-/// `POST /api/v1/sites`, `GET`, `PUT` and `DELETE` of goals and `PUT` and `DELETE` of segments
-/// under `/api/v1/sites` (admin key), `GET /api/health`, `GET /api/openapi.json`.
+/// `GET /api/v2/drops`, `POST /api/v2/export`, `POST /api/v2/funnel`, `GET
+/// /api/v1/sites/segments` and `…/funnels` (bearer key), `GET` and `POST /api/v1/sites`, `GET`,
+/// `PUT` and `DELETE` of goals and `PUT` and `DELETE` of segments and funnels under
+/// `/api/v1/sites` (admin key), `GET /api/health`, `GET /api/openapi.json`.
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
     if state.ingest.is_some() {
@@ -151,10 +154,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v2/query", post(query::query))
         .route("/api/v2/drops", get(query::drops))
         .route("/api/v2/export", post(export::export))
+        .route("/api/v2/funnel", post(funnel::funnel))
         .route("/api/v1/sites", get(admin::list_sites).post(admin::add_site))
         .route("/api/v1/sites/goals", get(admin::list_goals).put(admin::put_goal))
         .route("/api/v1/sites/goals/{goal_id}", axum::routing::delete(admin::delete_goal))
         .route("/api/v1/sites/segments", get(segments::list).put(segments::put).delete(segments::delete))
+        .route("/api/v1/sites/funnels", get(funnels::list).put(funnels::put).delete(funnels::delete))
         .route("/api/health", get(query::health))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .with_state(state)

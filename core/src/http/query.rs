@@ -59,16 +59,7 @@ pub async fn query(
         let answer = realtime::answer(&request, site, recent, minutes, now)?;
         return Ok(json_response(Bytes::from(serde_json::to_vec(&answer).map_err(|e| ApiError::Internal(e.into()))?)));
     }
-    if request.date_range == "all" {
-        // From the first day with data (or today, before any) to today.
-        let first = app.stats.first_day(&site.domain).await.map_err(|e| match e.downcast_ref::<QueryError>() {
-            Some(refused) => ApiError::BadRequest(refused.0.clone()),
-            None => ApiError::Internal(e),
-        })?;
-        let today = site.timezone.to_datetime(now).date();
-        let first = first.map_or(today, |day| crate::pipeline::timebucket::bucket_start(day * 24).date()).min(today);
-        request.date_range = json!([first.to_string(), today.to_string()]);
-    }
+    resolve_all(&app, site, &mut request, now).await?;
     let mut query = Query::resolve(&request, &site.timezone, now).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     query.site = site.domain.clone();
     query.goals = site.goals.clone();
@@ -149,8 +140,29 @@ pub async fn query(
     Ok(json_response(Bytes::from(answer)))
 }
 
+/// A `date_range` of `"all"` as the dates it stands for: from the site's first day with data
+/// (or today, before any) to today.
+pub(super) async fn resolve_all(
+    app: &AppState,
+    site: &crate::registry::Site,
+    request: &mut QueryRequest,
+    now: jiff::Timestamp,
+) -> Result<(), ApiError> {
+    if request.date_range != "all" {
+        return Ok(());
+    }
+    let first = app.stats.first_day(&site.domain).await.map_err(|e| match e.downcast_ref::<QueryError>() {
+        Some(refused) => ApiError::BadRequest(refused.0.clone()),
+        None => ApiError::Internal(e),
+    })?;
+    let today = site.timezone.to_datetime(now).date();
+    let first = first.map_or(today, |day| crate::pipeline::timebucket::bucket_start(day * 24).date()).min(today);
+    request.date_range = json!([first.to_string(), today.to_string()]);
+    Ok(())
+}
+
 /// An answer's JSON as a response.
-fn json_response(body: Bytes) -> Response {
+pub(super) fn json_response(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 

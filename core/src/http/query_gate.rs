@@ -44,6 +44,30 @@ impl QueryGate {
 
     /// Answers `query` from `stats` in a turn, within the time budget.
     pub async fn answer(&self, stats: &Arc<dyn StatsSource>, query: Query) -> Result<(Tier, Vec<Row>), ApiError> {
+        self.run(stats, move |stats, budget| async move { crate::query::goals::answer(stats.as_ref(), query, budget).await })
+            .await
+    }
+
+    /// Counts a funnel's `steps` for `query`, with a turn and within the time budget.
+    pub async fn funnel(
+        &self,
+        stats: &Arc<dyn StatsSource>,
+        query: Query,
+        steps: Vec<crate::query::filter::FilterExpr>,
+    ) -> Result<crate::query::funnel::FunnelCounts, ApiError> {
+        self.run(stats, move |stats, budget| async move {
+            crate::query::funnel::count(stats.as_ref(), query, steps, budget).await
+        })
+        .await
+    }
+
+    /// Runs `work` with a turn (503 when none comes in time) and within the time budget (422).
+    async fn run<T, F, Fut>(&self, stats: &Arc<dyn StatsSource>, work: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<dyn StatsSource>, WorkBudget) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = anyhow::Result<T>> + Send + 'static,
+    {
         let wait = Duration::from_secs(QUEUE_WAIT_SECONDS);
         let turn = match tokio::time::timeout(wait, self.turns.clone().acquire_owned()).await {
             Ok(Ok(turn)) => turn,
@@ -55,7 +79,7 @@ impl QueryGate {
         let budget = WorkBudget::new(self.timeout, self.max_groups);
         let work = tokio::spawn(async move {
             let _turn = turn;
-            crate::query::goals::answer(stats.as_ref(), query, budget).await
+            work(stats, budget).await
         });
         match tokio::time::timeout(self.timeout, work).await {
             Ok(Ok(answer)) => answer.map_err(ApiError::from_query),

@@ -85,6 +85,11 @@ fn expand(expr: &FilterExpr, goals: &[Goal]) -> Result<FilterExpr, QueryError> {
     })
 }
 
+/// `filters` with every `event:goal` comparison replaced by the filters of the `goals` it names.
+pub fn expand_filters(filters: &[FilterExpr], goals: &[Goal]) -> Result<Vec<FilterExpr>, QueryError> {
+    filters.iter().map(|e| expand(e, goals)).collect()
+}
+
 /// A revenue metric of a goal's row, as Plausible reports revenue by goal: a revenue goal's
 /// revenue in its currency (its events' revenue in other currencies left out: Tally converts
 /// none), and `null` for other goals.
@@ -120,7 +125,7 @@ pub async fn answer(stats: &dyn StatsSource, query: Query, budget: WorkBudget) -
     if grouped.is_none() && !filtered {
         return percentage::answer(stats, query, budget).await;
     }
-    let filters = query.filters.iter().map(|e| expand(e, &query.goals)).collect::<Result<Vec<_>, _>>()?;
+    let filters = expand_filters(&query.filters, &query.goals)?;
     let base = Query { filters, ..query.clone() };
     let (tier, mut rows) = match grouped {
         None => percentage::answer(stats, base.clone(), budget).await?,

@@ -8,6 +8,7 @@ pub mod date_range;
 pub mod exec;
 pub mod exit_rate;
 pub mod filter;
+pub mod funnel;
 pub mod goals;
 pub mod limits;
 pub mod percentage;

@@ -48,7 +48,7 @@ pub struct QueryRequest {
 }
 
 /// `date_range`'s schema: a preset name or two ISO dates or date-times.
-fn date_range_schema() -> utoipa::openapi::schema::Schema {
+pub(crate) fn date_range_schema() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
     let text = || ObjectBuilder::new().schema_type(Type::String);
     OneOfBuilder::new()

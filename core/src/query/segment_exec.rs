@@ -288,7 +288,7 @@ fn visits_with(
 }
 
 /// Fills in the visits of every `has_done` in `expr` (each looks for events passing its filter).
-fn find_has_done_visits(
+pub(super) fn find_has_done_visits(
     expr: &Compiled,
     segments: &[(Arc<Segment>, Bucket, Bucket)],
     budget: &WorkBudget,
@@ -346,7 +346,7 @@ enum Part<'a> {
 
 /// A filter tree over one segment's rows: each comparison decided once per distinct value (per
 /// code), then combined per row.
-enum Test<'s> {
+pub(super) enum Test<'s> {
     /// Every row passes, or none does.
     Const(bool),
     /// A row passes when its visit is (or, negated, is not) one of a `has_done`'s visits.
@@ -359,7 +359,7 @@ enum Test<'s> {
 }
 
 impl<'s> Test<'s> {
-    fn of(segment: &'s Segment, expr: &'s Compiled) -> anyhow::Result<Test<'s>> {
+    pub(super) fn of(segment: &'s Segment, expr: &'s Compiled) -> anyhow::Result<Test<'s>> {
         Ok(match expr {
             Compiled::Leaf(matcher) => {
                 let (pass, codes): (Vec<bool>, &[u32]) = match &matcher.filter.field {
@@ -397,7 +397,7 @@ impl<'s> Test<'s> {
     }
 
     /// The same test with what is decided for every row folded into constants.
-    fn simplified(self) -> Test<'s> {
+    pub(super) fn simplified(self) -> Test<'s> {
         match self {
             Test::Leaf(_, pass) if !pass.contains(&true) => Test::Const(false),
             Test::Leaf(_, pass) if !pass.contains(&false) => Test::Const(true),
@@ -431,7 +431,13 @@ impl<'s> Test<'s> {
         }
     }
 
-    fn passes(&self, row: usize) -> bool {
+    /// Whether every row passes (`true`) or none does (`false`), decided without reading one.
+    pub(super) fn is_const(&self, value: bool) -> bool {
+        matches!(self, Test::Const(v) if *v == value)
+    }
+
+    /// Whether row `row` passes.
+    pub(super) fn passes(&self, row: usize) -> bool {
         match self {
             Test::Const(b) => *b,
             Test::Leaf(codes, pass) => pass[codes[row] as usize],

@@ -6,8 +6,11 @@ use super::exec::Row;
 use super::limits::WorkBudget;
 use super::plan::Tier;
 use super::request::Query;
+use crate::columnar::Segment;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use tally_model::rollup::Bucket;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -37,6 +40,13 @@ pub trait StatsSource: Send + Sync {
     /// The query's rows, and the tier that computed them, within `budget` (a query past it is
     /// an [`super::limits::OverBudget`] error naming the limit).
     fn answer(&self, query: Query, budget: WorkBudget) -> Pending<'_, (Tier, Vec<Row>)>;
+
+    /// The segments (tier 2) of `query`'s site and range, each with the buckets to read of it:
+    /// what funnels read, which only tier 2 can answer (its rows keep each event's second).
+    fn segments<'a>(&'a self, query: &'a Query) -> Pending<'a, Vec<(Arc<Segment>, Bucket, Bucket)>> {
+        let _ = query;
+        Box::pin(async { Err(super::QueryError("this store keeps no segments".into()).into()) })
+    }
 
     /// The site's first local day with data (days since 1970-01-01; `None`: no data yet), for
     /// `date_range: "all"`. A store that cannot tell answers a [`super::QueryError`] (a 400).

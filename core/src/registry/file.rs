@@ -55,6 +55,9 @@ pub(super) struct SiteRecord {
     /// Its saved segments; absent means none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(super) segments: Vec<super::types::SavedSegment>,
+    /// Its funnels; absent means none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) funnels: Vec<super::types::Funnel>,
 }
 
 /// An API key as stored: its hash, never the key.

@@ -17,6 +17,7 @@
 
 mod atomic_write;
 mod file;
+mod funnels;
 mod goals;
 mod keys;
 mod last_used;
@@ -38,13 +39,14 @@ use atomic_write::{LOCK_NAME, TMP_NAME};
 use last_used::KeyUses;
 use reload::Reloader;
 
+pub use funnels::{MAX_FUNNEL_STEPS, MAX_FUNNELS, MIN_FUNNEL_STEPS, remove_funnel, save_funnel};
 pub use goals::{MAX_GOALS, add_goal, remove_goal};
 pub use keys::{NewKey, create_key, create_key_with, key_id, parse_expires_at, parse_expires_in, revoke_key};
 pub use last_used::{DEFAULT_PERSIST_INTERVAL, PERSIST_INTERVAL_ENV};
 pub use segments::{MAX_SEGMENTS, add_segment, remove_segment};
 pub use sites::{add_site, add_site_for_key};
 pub use snapshot::Snapshot;
-pub use types::{Goal, KeyScope, RegistryError, SavedSegment, Scope, Site};
+pub use types::{Funnel, Goal, KeyScope, RegistryError, SavedSegment, Scope, Site};
 
 /// The server's live view of the registry: cheap to clone, reloads when the file changes, and
 /// records the keys' uses (see [`Snapshot::note_use`]).
@@ -136,6 +138,26 @@ impl Registry {
     /// As [`remove_goal`].
     pub fn remove_goal(&self, site: &str, name: &str) -> Result<(), RegistryError> {
         remove_goal(&self.inner.data_dir, site, name)?;
+        self.inner.reloader.reload_now();
+        Ok(())
+    }
+
+    /// Saves or replaces a funnel, as [`save_funnel`] does, then reloads. Blocking.
+    ///
+    /// # Errors
+    /// As [`save_funnel`].
+    pub fn save_funnel(&self, site: &str, funnel: Funnel) -> Result<bool, RegistryError> {
+        let replaced = save_funnel(&self.inner.data_dir, site, funnel)?;
+        self.inner.reloader.reload_now();
+        Ok(replaced)
+    }
+
+    /// Removes a funnel by its name, as [`remove_funnel`] does, then reloads. Blocking.
+    ///
+    /// # Errors
+    /// As [`remove_funnel`].
+    pub fn remove_funnel(&self, site: &str, name: &str) -> Result<(), RegistryError> {
+        remove_funnel(&self.inner.data_dir, site, name)?;
         self.inner.reloader.reload_now();
         Ok(())
     }

@@ -66,10 +66,11 @@ fn add(data_dir: &Path, domain: &str, timezone: Option<&str>, key_id: Option<&st
             created: format_timestamp(created),
             goals: Vec::new(),
             segments: Vec::new(),
+            funnels: Vec::new(),
         });
         Ok(())
     })?;
-    Ok(Site { domain, timezone_name, timezone: tz, created, goals: Vec::new(), segments: Vec::new() })
+    Ok(Site { domain, timezone_name, timezone: tz, created, goals: Vec::new(), segments: Vec::new(), funnels: Vec::new() })
 }
 
 /// Normalises a user-supplied domain.

@@ -77,8 +77,9 @@ impl Snapshot {
             let created =
                 parse_timestamp(&record.created).map_err(|e| format!("site {domain} has a bad `created` time: {e}"))?;
             let (goals, segments) = (record.goals.clone(), record.segments.clone());
+            let funnels = record.funnels.clone();
             let timezone_name = record.timezone.clone();
-            let site = Site { domain: domain.clone(), timezone_name, timezone, created, goals, segments };
+            let site = Site { domain: domain.clone(), timezone_name, timezone, created, goals, segments, funnels };
             if sites.insert(domain.clone(), site).is_some() {
                 return Err(format!("site {domain} is listed twice"));
             }

@@ -27,6 +27,18 @@ pub struct Site {
     pub goals: Vec<Goal>,
     /// Its saved segments: named filter lists that queries name as `["is", "segment", [id]]`.
     pub segments: Vec<SavedSegment>,
+    /// Its funnels.
+    pub funnels: Vec<Funnel>,
+}
+
+/// A funnel: 2 to 8 of the site's goals, by name, in the order visitors should reach them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Funnel {
+    /// Its name, unique within the site.
+    pub name: String,
+    /// Its steps: goal names (`Signup`, `Visit /product/*`), in order.
+    pub steps: Vec<String>,
 }
 
 /// A saved segment: a named list of Stats API filters (combined with AND).

@@ -41,7 +41,7 @@ pub async fn write_flush(
     let encoded = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Encoded>> {
         let mut out = Vec::new();
         for ((site, sub), rows) in &segments {
-            let days: BTreeSet<Day> = rows.rows.keys().map(|(b, ..)| day_of(*b)).collect();
+            let days: BTreeSet<Day> = rows.rows.keys().map(|id| day_of(id.bucket)).collect();
             for day in days {
                 let key = flush_key(&lineage_prefix(site, day, &region, *sub), time_s, &shard, seq);
                 let keep = |b| day_of(b) == day;

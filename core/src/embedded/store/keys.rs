@@ -19,8 +19,10 @@ use tally_model::breakdown::{Grain, RowKey, Slot};
 /// sightings, the offset they reach) in a database of its own beside the store's, so that a state
 /// snapshot is written while flushes commit; version 11 adds each segment row's visit id;
 /// version 12 adds the engagement columns of segments, and counts no engagement event (older
-/// formats counted the `engagement` events of Plausible's tracker as custom events).
-pub const FORMAT_VERSION: i64 = 12;
+/// formats counted the `engagement` events of Plausible's tracker as custom events); version 13
+/// keeps each segment row's second (a visit's events merged only within one second), which
+/// funnels read.
+pub const FORMAT_VERSION: i64 = 13;
 /// The [`STATE_META`] key of the log offset the stored visit state (sessions, sightings) reaches.
 pub const STATE_OFFSET_KEY: &str = "state_offset";
 /// The [`META`] key of the format version.

@@ -122,7 +122,7 @@ impl Segments {
     ) -> anyhow::Result<Vec<Segment>> {
         let mut out = Vec::new();
         for ((site, _sub), rows) in rows {
-            let days: BTreeSet<i64> = rows.rows.keys().map(|(b, _, _, _)| day_of(*b)).collect();
+            let days: BTreeSet<i64> = rows.rows.keys().map(|id| day_of(id.bucket)).collect();
             let mut by_generation: BTreeMap<u32, HashSet<i64>> = BTreeMap::new();
             for day in days {
                 by_generation.entry(generation_of(site, day)?).or_default().insert(day);

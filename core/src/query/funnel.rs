@@ -1,0 +1,166 @@
+//! Funnels: how many visitors reached each of 2 to 8 goals in order, as Plausible counts them.
+//! Per visitor id, over the range's events that pass the query's filters, the deepest step of a
+//! chain of the steps' goals in time order whose last event is at most 24 hours after its first
+//! (ClickHouse's `windowFunnel(86400)`, which Plausible runs, with its order: by second, then by
+//! step). A step's visitors are those whose deepest step is it or a later one; conversion and
+//! drop-off follow from them. Tier 2 answers: its rows keep each event's second
+//! (`tally_model::segment::RowId::second`).
+
+use super::filter::{Compiled, FilterExpr};
+use super::limits::WorkBudget;
+use super::request::{Query, QueryError};
+use super::segment_exec::{Test, find_has_done_visits};
+use crate::columnar::{Segment, UNKNOWN_SECOND};
+use std::sync::Arc;
+use tally_model::rollup::Bucket;
+
+/// How long after a chain's first step its last may come, in seconds (Plausible's window).
+pub const WINDOW_SECONDS: i64 = 86_400;
+
+/// What a funnel query counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FunnelCounts {
+    /// Distinct visitors with an event in the range that passes the filters.
+    pub all_visitors: u64,
+    /// `deepest[k]`: visitors whose deepest step is step `k` (1-based; `deepest[0]` is those
+    /// who reached none).
+    pub deepest: Vec<u64>,
+}
+
+impl FunnelCounts {
+    /// Visitors who reached step `k` (1-based), whatever they did after.
+    pub fn reached(&self, k: usize) -> u64 {
+        self.deepest.iter().skip(k).sum()
+    }
+}
+
+/// The deepest step a visitor's step events reach: `hits` are (second, step index from 0), in
+/// any order; they are sorted here by second, then step. As `windowFunnel` does: an event of the
+/// first step starts a chain at its time (a later one starts a later chain, which leaves more of
+/// the window); an event of step `i + 1` extends the latest chain that reached step `i` if it
+/// comes at most [`WINDOW_SECONDS`] after that chain's start.
+pub fn deepest_step(hits: &mut [(i64, u8)], steps: usize) -> usize {
+    hits.sort_unstable();
+    let mut chain_start: Vec<Option<i64>> = vec![None; steps];
+    let mut deepest = 0;
+    for &(second, step) in hits.iter() {
+        let step = usize::from(step);
+        let start = if step == 0 {
+            Some(second)
+        } else {
+            chain_start[step - 1].filter(|start| second <= start + WINDOW_SECONDS)
+        };
+        if let Some(start) = start {
+            chain_start[step] = Some(start);
+            deepest = deepest.max(step + 1);
+            if deepest == steps {
+                break;
+            }
+        }
+    }
+    deepest
+}
+
+/// Counts `steps` (each a goal's filter) over `segments` (those of the query's site and range,
+/// with the buckets to read of each, as a store finds them) for the events that pass the query's
+/// filters.
+pub fn execute_funnel(
+    segments: &[(Arc<Segment>, Bucket, Bucket)],
+    query: &Query,
+    steps: &[FilterExpr],
+    budget: &WorkBudget,
+) -> anyhow::Result<FunnelCounts> {
+    let filters: Vec<Compiled> = query.filters.iter().map(FilterExpr::compile).collect::<Result<_, _>>()?;
+    let steps: Vec<Compiled> = steps.iter().map(FilterExpr::compile).collect::<Result<_, _>>()?;
+    for filter in filters.iter().chain(&steps) {
+        find_has_done_visits(filter, segments, budget)?;
+    }
+    let mut visitors: Vec<u64> = Vec::new();
+    let mut hits: Vec<(u64, i64, u8)> = Vec::new();
+    for (segment, lo, hi) in segments {
+        budget.check_time()?;
+        let passes =
+            Test::All(filters.iter().map(|e| Test::of(segment, e)).collect::<anyhow::Result<_>>()?).simplified();
+        if passes.is_const(false) {
+            continue;
+        }
+        let step_tests: Vec<Test<'_>> = steps
+            .iter()
+            .map(|e| Test::of(segment, e).map(Test::simplified))
+            .collect::<anyhow::Result<_>>()?;
+        let (buckets, events, visitor_ids, seconds) =
+            (segment.buckets()?, segment.counter(0)?, segment.visitors()?, segment.seconds()?);
+        for row in 0..segment.rows {
+            if events[row] <= 0 || !(*lo..=*hi).contains(&Bucket::from(buckets[row])) || !passes.passes(row) {
+                continue;
+            }
+            visitors.push(visitor_ids[row]);
+            for (step, test) in step_tests.iter().enumerate() {
+                if test.is_const(false) || !test.passes(row) {
+                    continue;
+                }
+                if seconds[row] == UNKNOWN_SECOND {
+                    return Err(QueryError(
+                        "this range holds events stored by a release that kept no event times, which funnels \
+                         need; reprocess it, or ask for a later range"
+                            .into(),
+                    )
+                    .into());
+                }
+                hits.push((visitor_ids[row], seconds[row], u8::try_from(step).unwrap_or(u8::MAX)));
+            }
+        }
+    }
+    visitors.sort_unstable();
+    visitors.dedup();
+    let mut deepest = vec![0u64; steps.len() + 1];
+    hits.sort_unstable_by_key(|(visitor, ..)| *visitor);
+    let mut reached_any = 0u64;
+    let mut one_visitor: Vec<(i64, u8)> = Vec::new();
+    for chunk in hits.chunk_by(|a, b| a.0 == b.0) {
+        budget.check_time()?;
+        one_visitor.clear();
+        one_visitor.extend(chunk.iter().map(|(_, second, step)| (*second, *step)));
+        let step = deepest_step(&mut one_visitor, steps.len());
+        deepest[step] += 1;
+        reached_any += 1;
+    }
+    // Visitors with no event of any step reached none.
+    deepest[0] += visitors.len() as u64 - reached_any;
+    Ok(FunnelCounts { all_visitors: visitors.len() as u64, deepest })
+}
+
+/// Counts `steps` for `query` over the segments `stats` holds, within `budget`.
+pub async fn count(
+    stats: &dyn super::StatsSource,
+    query: Query,
+    steps: Vec<FilterExpr>,
+    budget: WorkBudget,
+) -> anyhow::Result<FunnelCounts> {
+    let segments = stats.segments(&query).await?;
+    budget.check_time()?;
+    tokio::task::spawn_blocking(move || execute_funnel(&segments, &query, &steps, &budget)).await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chains_follow_windowfunnel() {
+        let deepest = |hits: &[(i64, u8)], steps| deepest_step(&mut hits.to_vec(), steps);
+        // In order, with other steps' events between.
+        assert_eq!(deepest(&[(1, 0), (2, 2), (3, 1), (4, 2)], 3), 3);
+        // Out of order: the second step before the first counts for nothing.
+        assert_eq!(deepest(&[(1, 1), (2, 0)], 2), 1);
+        assert_eq!(deepest(&[(5, 1)], 2), 0);
+        // Within one second, the earlier step comes first.
+        assert_eq!(deepest(&[(7, 1), (7, 0)], 2), 2);
+        // The window: 24 hours from the chain's start, inclusive; a later start leaves more.
+        assert_eq!(deepest(&[(0, 0), (WINDOW_SECONDS, 1)], 2), 2);
+        assert_eq!(deepest(&[(0, 0), (WINDOW_SECONDS + 1, 1)], 2), 1);
+        assert_eq!(deepest(&[(0, 0), (100, 0), (WINDOW_SECONDS + 50, 1)], 2), 2);
+        // A later start does not lose a chain that reached further from an earlier one.
+        assert_eq!(deepest(&[(0, 0), (10, 1), (20, 0), (WINDOW_SECONDS + 5, 2)], 3), 2);
+    }
+}
