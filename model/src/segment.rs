@@ -211,7 +211,8 @@ impl SegmentRows {
         codes[PROPS] = self.dictionaries[PROPS].code(props);
         codes[CURRENCY] = self.dictionaries[CURRENCY].code(currency);
         let visit = visit_id(c.start_visitor, c.visit_started_ms);
-        let event_row = RowId { bucket: c.bucket, visitor: c.visitor, visit, second: second_of(c.at_ms), depth: -1, codes };
+        let event_row =
+            RowId { bucket: c.bucket, visitor: c.visitor, visit, second: second_of(c.at_ms), depth: -1, codes };
         self.add_codes(
             event_row,
             &RowSums { counters: c.counters, revenue_micros: revenue, engagement: EngagementSums::NONE },
@@ -228,7 +229,10 @@ impl SegmentRows {
                 depth: -1,
                 codes,
             };
-            self.add_codes(visit_row, &RowSums { counters: c.visit, revenue_micros: 0, engagement: EngagementSums::NONE });
+            self.add_codes(
+                visit_row,
+                &RowSums { counters: c.visit, revenue_micros: 0, engagement: EngagementSums::NONE },
+            );
         }
     }
 

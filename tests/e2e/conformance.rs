@@ -156,6 +156,8 @@ async fn plausible_examples_answer_in_the_documented_shapes_and_validate_against
     let id =
         tally_ok(&["segment", "add", "--site", SITE, "--name", "From HN", "--filters", &segment, "--data-dir", data]);
     assert_eq!(id.trim(), "1");
+    let funnel = ["funnel", "add", "--site", SITE, "--name", "Blog to purchase", "--step", "Visit /blog/*"];
+    tally_ok(&[&funnel[..], &["--step", "Signup", "--step", "Purchase", "--data-dir", data]].concat());
     let file = dir.path().join("traffic.ndjson");
     std::fs::write(&file, traffic()).unwrap();
     tally_ok(&["import", file.to_str().unwrap(), "--data-dir", data, "--no-progress"]);
@@ -257,6 +259,23 @@ async fn plausible_examples_answer_in_the_documented_shapes_and_validate_against
         .unwrap();
     assert_eq!(export.status(), 200);
     record("post", "/api/v2/export", 200, export.headers()["content-type"].to_str().unwrap(), Value::Null, None);
+    // Funnels: saved and given as steps, listed, and a bad one.
+    for (body, expected) in [
+        (json!({"site_id": SITE, "date_range": ["2026-11-01", "2026-11-30"], "funnel": "Blog to purchase"}), 200),
+        (
+            json!({"site_id": SITE, "date_range": "all", "steps": ["Signup", "Purchase"], "filters": [["is", "visit:source", ["Hacker News"]]]}),
+            200,
+        ),
+        (json!({"site_id": SITE, "date_range": "all", "steps": ["Signup", "Nope"]}), 400),
+    ] {
+        let response = client.post(format!("{base}/api/v2/funnel")).bearer_auth(&key).json(&body).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), expected, "{body}");
+        record("post", "/api/v2/funnel", expected, "application/json", response.json().await.unwrap(), Some(&body));
+    }
+    let funnels =
+        client.get(format!("{base}/api/v1/sites/funnels?site_id={SITE}")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(funnels.status(), 200);
+    record("get", "/api/v1/sites/funnels", 200, "application/json", funnels.json().await.unwrap(), None);
     let doc_file = dir.path().join("openapi.json");
     let answers_file = dir.path().join("answers.json");
     std::fs::write(&doc_file, serde_json::to_vec(&document).unwrap()).unwrap();

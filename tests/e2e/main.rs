@@ -13,6 +13,7 @@ mod date_ranges;
 mod disk_full;
 mod engagement;
 mod export;
+mod funnels;
 mod goals;
 mod harness;
 mod http_limits;

@@ -108,8 +108,10 @@ impl StatsSource for DynamoStats {
     fn segments<'a>(
         &'a self,
         query: &'a Query,
-    ) -> Pending<'a, Vec<(std::sync::Arc<crate::columnar::Segment>, tally_model::rollup::Bucket, tally_model::rollup::Bucket)>>
-    {
+    ) -> Pending<
+        'a,
+        Vec<(std::sync::Arc<crate::columnar::Segment>, tally_model::rollup::Bucket, tally_model::rollup::Bucket)>,
+    > {
         Box::pin(async move {
             let reader = self.segments.as_ref().ok_or_else(|| anyhow::anyhow!("no segment bucket"))?;
             Ok(reader.segments_for(&query.site, query.buckets.clone()).await?)

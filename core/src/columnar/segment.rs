@@ -166,9 +166,8 @@ impl Segment {
             picked.sort_unstable_by_key(|(id, _)| (id.visitor, id.bucket, id.visit, id.second, id.codes, id.depth));
         }
         let mut columns: Vec<Column> = Vec::with_capacity(COLUMNS);
-        columns.push(Column::Buckets(
-            picked.iter().map(|(id, _)| i32::try_from(id.bucket).unwrap_or(i32::MAX)).collect(),
-        ));
+        columns
+            .push(Column::Buckets(picked.iter().map(|(id, _)| i32::try_from(id.bucket).unwrap_or(i32::MAX)).collect()));
         columns.push(Column::Visitors(picked.iter().map(|(id, _)| id.visitor).collect()));
         columns.push(Column::Visitors(picked.iter().map(|(id, _)| id.visit).collect()));
         for (i, dictionary) in rows.dictionaries.iter().enumerate() {

@@ -172,7 +172,11 @@ fn step_goals<'a>(site: &'a Site, steps: &[String]) -> Result<Vec<&'a Goal>, Api
         (status = 429, description = "The key is over its rate limit (see `Retry-After`)", body = ErrorBody),
         (status = 503, description = "Every query turn is taken (see `Retry-After`)", body = ErrorBody),
     ))]
-pub async fn funnel(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<FunnelAnswer>, ApiError> {
+pub async fn funnel(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<FunnelAnswer>, ApiError> {
     let registry = app.registry.snapshot();
     let key = rated_key(&app, &registry, &headers)?;
     let body = read_bounded(body, MAX_BODY_BYTES, "a funnel body").await?;
@@ -220,7 +224,8 @@ pub async fn funnel(State(app): State<AppState>, headers: HeaderMap, body: Body)
         return Err(ApiError::BadRequest(refusal));
     }
     let fresh = app.stats.freshness(&query)?;
-    let [first, last] = crate::query::date_range::echo(&query.buckets, &site.timezone);
+    let day = |bucket| crate::pipeline::timebucket::bucket_start(bucket).date().to_string();
+    let (first, last) = (day(query.buckets.start), day(query.buckets.end - 1));
     let steps = goals.into_iter().map(goal_filter).collect();
     let counts = app.queries.funnel(&app.stats, query, steps).await?;
     let meta = FunnelMeta {

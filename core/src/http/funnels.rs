@@ -56,7 +56,7 @@ pub struct FunnelParams {
         (status = 401, description = "No key, an unknown key or an expired one", body = ErrorBody),
         (status = 404, description = "No such site, or not the key's", body = ErrorBody),
     ))]
-pub async fn list(
+pub async fn list_funnels(
     State(app): State<AppState>,
     Query(params): Query<FunnelParams>,
     headers: HeaderMap,
@@ -77,7 +77,7 @@ pub async fn list(
         (status = 403, description = "A stats key", body = ErrorBody),
         (status = 404, description = "No such site, or not the key's", body = ErrorBody),
     ))]
-pub async fn put(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<Funnel>, ApiError> {
+pub async fn put_funnel(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<Funnel>, ApiError> {
     let (domain, funnel) = {
         let registry = app.registry.snapshot();
         let key = admin(&app, &registry, &headers)?;
@@ -104,7 +104,7 @@ pub async fn put(State(app): State<AppState>, headers: HeaderMap, body: Body) ->
         (status = 403, description = "A stats key", body = ErrorBody),
         (status = 404, description = "No such site, or not the key's", body = ErrorBody),
     ))]
-pub async fn delete(
+pub async fn delete_funnel(
     State(app): State<AppState>,
     Query(params): Query<FunnelParams>,
     headers: HeaderMap,

@@ -159,7 +159,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sites/goals", get(admin::list_goals).put(admin::put_goal))
         .route("/api/v1/sites/goals/{goal_id}", axum::routing::delete(admin::delete_goal))
         .route("/api/v1/sites/segments", get(segments::list).put(segments::put).delete(segments::delete))
-        .route("/api/v1/sites/funnels", get(funnels::list).put(funnels::put).delete(funnels::delete))
+        .route(
+            "/api/v1/sites/funnels",
+            get(funnels::list_funnels).put(funnels::put_funnel).delete(funnels::delete_funnel),
+        )
         .route("/api/health", get(query::health))
         .route("/api/openapi.json", get(openapi::openapi_json))
         .with_state(state)

@@ -44,8 +44,11 @@ impl QueryGate {
 
     /// Answers `query` from `stats` in a turn, within the time budget.
     pub async fn answer(&self, stats: &Arc<dyn StatsSource>, query: Query) -> Result<(Tier, Vec<Row>), ApiError> {
-        self.run(stats, move |stats, budget| async move { crate::query::goals::answer(stats.as_ref(), query, budget).await })
-            .await
+        self.run(
+            stats,
+            move |stats, budget| async move { crate::query::goals::answer(stats.as_ref(), query, budget).await },
+        )
+        .await
     }
 
     /// Counts a funnel's `steps` for `query`, with a turn and within the time budget.

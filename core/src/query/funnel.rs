@@ -84,10 +84,8 @@ pub fn execute_funnel(
         if passes.is_const(false) {
             continue;
         }
-        let step_tests: Vec<Test<'_>> = steps
-            .iter()
-            .map(|e| Test::of(segment, e).map(Test::simplified))
-            .collect::<anyhow::Result<_>>()?;
+        let step_tests: Vec<Test<'_>> =
+            steps.iter().map(|e| Test::of(segment, e).map(Test::simplified)).collect::<anyhow::Result<_>>()?;
         let (buckets, events, visitor_ids, seconds) =
             (segment.buckets()?, segment.counter(0)?, segment.visitors()?, segment.seconds()?);
         for row in 0..segment.rows {

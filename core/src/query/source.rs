@@ -9,10 +9,10 @@ use super::request::Query;
 use crate::columnar::Segment;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use tally_model::rollup::Bucket;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use tally_model::rollup::Bucket;
 
 /// A store's answer, computed asynchronously.
 pub type Pending<'a, T> = Pin<Box<dyn Future<Output = anyhow::Result<T>> + Send + 'a>>;

@@ -26,10 +26,7 @@ pub fn save_funnel(data_dir: &Path, site: &str, funnel: Funnel) -> Result<bool, 
         return bad(format!("a funnel's name has 1 to {MAX_NAME_CHARS} characters"));
     }
     if !(MIN_FUNNEL_STEPS..=MAX_FUNNEL_STEPS).contains(&funnel.steps.len()) {
-        return bad(format!(
-            "a funnel has {MIN_FUNNEL_STEPS} to {MAX_FUNNEL_STEPS} steps, not {}",
-            funnel.steps.len()
-        ));
+        return bad(format!("a funnel has {MIN_FUNNEL_STEPS} to {MAX_FUNNEL_STEPS} steps, not {}", funnel.steps.len()));
     }
     for (i, step) in funnel.steps.iter().enumerate() {
         if funnel.steps[..i].contains(step) {

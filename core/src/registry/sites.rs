@@ -70,7 +70,15 @@ fn add(data_dir: &Path, domain: &str, timezone: Option<&str>, key_id: Option<&st
         });
         Ok(())
     })?;
-    Ok(Site { domain, timezone_name, timezone: tz, created, goals: Vec::new(), segments: Vec::new(), funnels: Vec::new() })
+    Ok(Site {
+        domain,
+        timezone_name,
+        timezone: tz,
+        created,
+        goals: Vec::new(),
+        segments: Vec::new(),
+        funnels: Vec::new(),
+    })
 }
 
 /// Normalises a user-supplied domain.
