@@ -422,8 +422,8 @@ enum FunnelCommand {
 
 #[derive(Debug, Subcommand)]
 enum GoalCommand {
-    /// Add a goal: a custom event (--event NAME) or a page path (--page /pattern, `*` for one
-    /// path segment, `**` for any).
+    /// Add a goal: a custom event (--event NAME), a page path (--page /pattern, `*` for one
+    /// path segment, `**` for any), or a scroll depth on such pages (--page /pattern --scroll 50).
     Add {
         /// The custom event's name.
         #[arg(long, conflicts_with = "page", required_unless_present = "page")]
@@ -431,6 +431,10 @@ enum GoalCommand {
         /// The page path pattern.
         #[arg(long)]
         page: Option<String>,
+        /// Makes a page goal a scroll goal: engagement events on the page (Plausible's tracker
+        /// sends them when a page is hidden or left) of at least this scroll depth, percent.
+        #[arg(long, requires = "page")]
+        scroll: Option<u8>,
         /// Makes an event goal a revenue goal in this currency (ISO 4217, such as EUR): grouped
         /// by goal, its revenue metrics count its events' revenue in this currency.
         #[arg(long, requires = "event")]
@@ -599,10 +603,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             writeln!(out, "      and send events to POST /api/event with \"domain\":\"{}\"", site.domain)?;
             Ok(())
         }
-        Command::Goal(GoalCommand::Add { event, page, currency, of: SiteData { site, data } }) => {
-            let goal = match (event, page) {
-                (Some(event_name), None) => registry::Goal::Event { event_name, currency },
-                (None, Some(page_path)) => registry::Goal::Page { page_path },
+        Command::Goal(GoalCommand::Add { event, page, scroll, currency, of: SiteData { site, data } }) => {
+            let goal = match (event, page, scroll) {
+                (Some(event_name), None, None) => registry::Goal::Event { event_name, currency },
+                (None, Some(page_path), None) => registry::Goal::Page { page_path },
+                (None, Some(page_path), Some(scroll_threshold)) => {
+                    registry::Goal::Scroll { page_path, scroll_threshold }
+                }
                 _ => anyhow::bail!("give --event NAME or --page PATH"),
             };
             let (goal, added) = registry::add_goal(&data.data_dir, &site, goal)?;
@@ -676,6 +683,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         writeln!(out, "{}	event	{event_name}	{currency}", goal.name())?
                     }
                     registry::Goal::Page { page_path } => writeln!(out, "{}	page	{page_path}", goal.name())?,
+                    registry::Goal::Scroll { page_path, scroll_threshold } => {
+                        writeln!(out, "{}	scroll	{page_path}	{scroll_threshold}", goal.name())?
+                    }
                 }
             }
             Ok(())

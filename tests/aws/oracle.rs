@@ -54,6 +54,7 @@ async fn dynamodb_answers_equal_brute_force_across_zones() {
         for (_, flag, value) in GOALS {
             let goal = match flag {
                 "--event" => tally_core::registry::Goal::Event { event_name: value.to_owned(), currency: None },
+                "--scroll" => tally_core::registry::Goal::Scroll { page_path: value.to_owned(), scroll_threshold: 50 },
                 _ => tally_core::registry::Goal::Page { page_path: value.to_owned() },
             };
             tally_core::registry::add_goal(&dir, site, goal).unwrap();

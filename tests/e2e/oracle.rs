@@ -91,7 +91,8 @@ async fn both_tiers_equal_brute_force_across_zones() {
     // Goals saved after the traffic count over all of it.
     for (site, ..) in &sites {
         for (_, flag, value) in GOALS {
-            tally_ok(&["goal", "add", "--site", site, flag, value, "--data-dir", data]);
+            let goal: &[&str] = if flag == "--scroll" { &["--page", value, "--scroll", "50"] } else { &[flag, value] };
+            tally_ok(&[&["goal", "add", "--site", site][..], goal, &["--data-dir", data]].concat());
         }
     }
     let server = ServerProcess::spawn(dir.path(), &[]);

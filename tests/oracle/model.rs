@@ -373,13 +373,30 @@ enum Cond {
     Goal(&'static str, bool),
 }
 
-/// The goals every site saves after its traffic was imported: (name, `tally goal add` flag, value).
-const GOALS: [(&str, &str, &str); 4] = [
+/// The goals every site saves after its traffic was imported: (name, `tally goal add` flag, value;
+/// `--scroll` stands for `--page VALUE --scroll 50`).
+const GOALS: [(&str, &str, &str); 5] = [
     ("Signup", "--event", "Signup"),
     ("Visit /docs/*", "--page", "/docs/*"),
     ("Visit /pricing", "--page", "/pricing"),
     ("Visit /", "--page", "/"),
+    ("Scroll 50% on /docs/*", "--scroll", "/docs/*"),
 ];
+
+/// The scroll goals among `conds` that an event must convert (not negated): the engagement
+/// events they convert count as events.
+fn scroll_goals(conds: &[Cond]) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for cond in conds {
+        match cond {
+            Cond::Goal(goal, false) if goal.starts_with("Scroll") => out.push(*goal),
+            Cond::Or(any) => out.extend(scroll_goals(any)),
+            Cond::Not(inner) | Cond::HasDone(inner, _) => out.extend(scroll_goals(std::slice::from_ref(inner))),
+            _ => {}
+        }
+    }
+    out
+}
 
 /// Whether `event` converts the goal named `goal` (as the brute force reads the goals: a custom
 /// event by name; page views of a path with one segment after `/docs/`).
@@ -388,6 +405,12 @@ fn converts(goal: &str, event: &Raw) -> bool {
         "Signup" => event.name == "Signup",
         "Visit /pricing" => event.name == "pageview" && event.page == "/pricing",
         "Visit /" => event.name == "pageview" && event.page == "/",
+        // An engagement event on a page of one segment after `/docs/` that reported a scroll
+        // depth of at least 50 (over 100 counts as 100).
+        "Scroll 50% on /docs/*" => {
+            event.engagement.is_some_and(|(depth, _)| depth.is_some_and(|d| d.min(100) >= 50))
+                && event.page.strip_prefix("/docs/").is_some_and(|rest| !rest.contains('/'))
+        }
         _ => event.name == "pageview" && event.page.strip_prefix("/docs/").is_some_and(|rest| !rest.contains('/')),
     }
 }
@@ -402,15 +425,18 @@ fn brute_funnel(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask, steps: &
         let day = zone.to_datetime(Timestamp::from_millisecond(ms).unwrap()).date().to_string();
         ask.first <= day && day <= ask.last
     };
+    let mut scrolls = scroll_goals(&ask.filters);
+    scrolls.extend(steps.iter().filter(|s| s.starts_with("Scroll")));
     let mut hits: BTreeMap<(u64, i64), Vec<(i64, usize)>> = BTreeMap::new();
-    for (visit, _) in visits_with_engagement(events) {
+    for (visit, engagements) in visits_with_engagement(events) {
+        let counted = engagements.iter().filter(|e| scrolls.iter().any(|g| converts(g, e)));
         let entry = &visit[0];
         let done = |inner: &Cond| {
             visit
                 .iter()
                 .any(|e| in_range(e.at_ms) && inner.holds(&Seen { site, event: e, entry, done: &|_: &Cond| false }))
         };
-        for e in visit.iter().filter(|e| in_range(e.at_ms)) {
+        for e in visit.iter().chain(counted).filter(|e| in_range(e.at_ms)) {
             if !ask.passes(&Seen { site, event: e, entry, done: &done }) {
                 continue;
             }
@@ -711,14 +737,17 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
         };
         let done: &dyn Fn(&Cond) -> bool = &done;
         let seen = |event| Seen { site, event, entry, done };
+        // Engagement events count as events where a scroll goal of the filters converts them.
+        let scrolls = scroll_goals(&ask.filters);
+        let counted: Vec<&Raw> = engagements.iter().filter(|e| scrolls.iter().any(|g| converts(g, e))).collect();
         // Filtered by an event's own field, a visit counts when one of its events in the range
         // passes the filters; else when it passes them itself.
         let visit_in = if reads_events {
-            visit.iter().any(|e| in_range(e.at_ms) && ask.passes(&seen(e)))
+            visit.iter().chain(counted.iter().copied()).any(|e| in_range(e.at_ms) && ask.passes(&seen(e)))
         } else {
             ask.passes(&seen(entry))
         };
-        for e in &visit {
+        for e in visit.iter().chain(counted.iter().copied()) {
             if in_range(e.at_ms) && ask.passes(&seen(e)) && has_props(e) {
                 let g = groups.entry(key(e, entry)).or_default();
                 g.ids.insert((e.person, e.at_ms.div_euclid(DAY_MS)));
@@ -868,7 +897,13 @@ fn random_ask(rng: &mut Rng, days: &[String]) -> Ask {
             }
             _ => random_leaf(rng),
         };
-        let filter = if rng.below(10) == 0 { Cond::Goal(rng.pick(&GOALS).0, rng.below(3) == 0) } else { filter };
+        let filter = if rng.below(10) == 0 {
+            // A scroll goal cannot be negated (a 400).
+            let goal = rng.pick(&GOALS).0;
+            Cond::Goal(goal, rng.below(3) == 0 && !goal.starts_with("Scroll"))
+        } else {
+            filter
+        };
         // The same filter twice is a 400 (a query limit), not a question.
         if !filters.contains(&filter) {
             filters.push(filter);
@@ -962,8 +997,9 @@ fn random_leaf(rng: &mut Rng) -> Cond {
 /// Asks 100 random funnels (2 to 4 of the goals in random order, the range and filters of a
 /// random query) and compares each step's visitors with the brute force.
 async fn run_funnels(base: &str, sites: &[OracleSite], rng: &mut Rng, client: &reqwest::Client, days: &[String]) {
-    // Funnels where some visitor reached the second step, and the third.
-    let (mut second, mut third) = (0, 0);
+    // Funnels where some visitor reached the second step, and the third; funnels whose scroll
+    // step some visitor reached.
+    let (mut second, mut third, mut scrolled) = (0, 0, 0);
     for round in 0..100 {
         let (site, zone, events, key) = &sites[round % sites.len()];
         let ask = random_ask(rng, days);
@@ -981,9 +1017,11 @@ async fn run_funnels(base: &str, sites: &[OracleSite], rng: &mut Rng, client: &r
         let (all, want) = brute_funnel(site, zone, events, &ask, &steps);
         assert_eq!((answer["all_visitors"].as_u64().unwrap(), got), (all, want.clone()), "site {site}, funnel {body}");
         second += usize::from(want[1] > 0);
+        scrolled += usize::from(steps.iter().zip(&want).any(|(s, v)| s.starts_with("Scroll") && *v > 0));
         third += usize::from(want.get(2).is_some_and(|v| *v > 0));
     }
-    eprintln!("oracle: 100 funnels compared ({second} reached a second step, {third} a third)");
+    eprintln!("oracle: 100 funnels compared ({second} reached a second step, {third} a third, {scrolled} a scroll step)");
+    assert!(scrolled > 5, "too few funnels reached a scroll step: {scrolled}");
     assert!(second > 20 && third > 5, "too few funnels went anywhere: {second} to a second step, {third} to a third");
 }
 
@@ -1009,6 +1047,8 @@ async fn run_queries(base: &str, sites: &[OracleSite], rng: &mut Rng) {
     let (mut behavioural, mut by_events, mut by_goal) = (0, 0, 0);
     // Queries that ask only some of the metrics their shape allows.
     let mut subsets = 0;
+    // Answer rows that a scroll goal converted (by goal, or filtered by one).
+    let mut scrolled = 0;
     for round in 0..500 {
         let (site, zone, events, key) = &sites[round % sites.len()];
         let ask = random_ask(rng, &days);
@@ -1059,6 +1099,14 @@ async fn run_queries(base: &str, sites: &[OracleSite], rng: &mut Rng) {
             compared += 1;
         }
         rows_compared += want.len();
+        let by_scroll = !scroll_goals(&ask.filters).is_empty();
+        scrolled += want
+            .iter()
+            .filter(|(k, m)| {
+                (by_scroll || k.first().is_some_and(|g| g.starts_with("Scroll")))
+                    && m.first().and_then(Value::as_f64).is_some_and(|v| v > 0.0)
+            })
+            .count();
         revenue_rows += want.values().filter(|m| m.iter().any(|v| v.get("by_currency").is_some())).count();
         let measured: Vec<usize> = (ask.metrics().iter().enumerate())
             .filter(|(_, m)| ["scroll_depth", "time_on_page"].contains(m))
@@ -1070,8 +1118,10 @@ async fn run_queries(base: &str, sites: &[OracleSite], rng: &mut Rng) {
     eprintln!(
         "oracle: {rows_compared} answer rows compared ({revenue_rows} with revenue, {compared} queries with comparisons, \
          {behavioural} with has_done, {by_events} counting visits by their events, {by_goal} by goal, {subsets} asking some \
-         of the metrics, {engaged_rows} with a scroll depth or time on page), by tier {tiers:?}"
+         of the metrics, {engaged_rows} with a scroll depth or time on page, {scrolled} converted by a scroll goal), by \
+         tier {tiers:?}"
     );
+    assert!(scrolled > 5, "too few rows converted by a scroll goal: {scrolled}");
     assert!(engaged_rows > 50, "too few rows with a scroll depth or time on page: {engaged_rows}");
     run_funnels(base, sites, rng, &client, &days).await;
     assert!(by_goal > 40, "too few goal queries: {by_goal}");

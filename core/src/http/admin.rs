@@ -91,14 +91,17 @@ pub struct SiteParam {
 pub struct NewGoal {
     /// The site.
     pub site_id: String,
-    /// `event` or `page`.
+    /// `event`, `page` or `scroll`.
     pub goal_type: String,
     /// The event's name (event goals).
     #[serde(default)]
     pub event_name: Option<String>,
-    /// The path pattern (page goals).
+    /// The path pattern (page and scroll goals).
     #[serde(default)]
     pub page_path: Option<String>,
+    /// A scroll goal's least scroll depth, percent (0 to 100).
+    #[serde(default)]
+    pub scroll_threshold: Option<u8>,
     /// A revenue goal's currency (event goals; ISO 4217, such as EUR).
     #[serde(default)]
     pub currency: Option<String>,
@@ -148,10 +151,15 @@ pub async fn put_goal(State(app): State<AppState>, headers: HeaderMap, body: Bod
         }
         let goal = match (request.goal_type.as_str(), request.event_name, request.page_path) {
             ("event", Some(event_name), None) => Goal::Event { event_name, currency: request.currency },
-            ("page", None, Some(page_path)) => Goal::Page { page_path },
+            ("page", None, Some(page_path)) if request.scroll_threshold.is_none() => Goal::Page { page_path },
+            ("scroll", None, Some(page_path)) if request.scroll_threshold.is_some() => {
+                Goal::Scroll { page_path, scroll_threshold: request.scroll_threshold.unwrap_or_default() }
+            }
             _ => {
                 return Err(ApiError::BadRequest(
-                    "a goal is {\"goal_type\": \"event\", \"event_name\": …} or {\"goal_type\": \"page\", \"page_path\": …}".into(),
+                    "a goal is {\"goal_type\": \"event\", \"event_name\": …}, {\"goal_type\": \"page\", \"page_path\": …} \
+                     or {\"goal_type\": \"scroll\", \"page_path\": …, \"scroll_threshold\": 0 to 100}"
+                        .into(),
                 ));
             }
         };
@@ -211,10 +219,15 @@ fn goal_view(goal: &Goal) -> GoalView {
     let (goal_type, event_name, page_path) = match goal {
         Goal::Event { event_name, .. } => ("event", Some(event_name.clone()), None),
         Goal::Page { page_path } => ("page", None, Some(page_path.clone())),
+        Goal::Scroll { page_path, .. } => ("scroll", None, Some(page_path.clone())),
     };
     let currency = match goal {
         Goal::Event { currency, .. } => currency.clone(),
-        Goal::Page { .. } => None,
+        Goal::Page { .. } | Goal::Scroll { .. } => None,
+    };
+    let scroll_threshold = match goal {
+        Goal::Scroll { scroll_threshold, .. } => Some(*scroll_threshold),
+        _ => None,
     };
     GoalView {
         id: goal.name(),
@@ -222,6 +235,7 @@ fn goal_view(goal: &Goal) -> GoalView {
         event_name,
         page_path,
         currency,
+        scroll_threshold,
         display_name: goal.name(),
     }
 }

@@ -198,7 +198,7 @@ pub struct SitesAnswer {
 pub struct GoalView {
     /// The goal's name (`Signup`, `Visit /blog/*`).
     pub id: String,
-    /// `event` or `page`.
+    /// `event`, `page` or `scroll`.
     pub goal_type: String,
     /// The custom event's name, for an event goal.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -209,6 +209,9 @@ pub struct GoalView {
     /// A revenue goal's currency.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
+    /// A scroll goal's least scroll depth, percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scroll_threshold: Option<u8>,
     /// The name to show.
     pub display_name: String,
 }

@@ -28,6 +28,9 @@ pub enum Field {
     Prop(String),
     /// `event:goal`: a goal's name (expanded by [`super::goals`] before the executors).
     Goal,
+    /// A scroll goal's threshold (never in a request: [`super::goals`] writes it): an engagement
+    /// row passes when its scroll depth is at least the filter's one value, a percentage.
+    ScrollDepth,
 }
 
 impl Field {
@@ -37,7 +40,7 @@ impl Field {
         match self {
             Field::Dim(d) => d.is_event_own(),
             Field::Name(_) => false,
-            Field::Prop(_) | Field::Goal => true,
+            Field::Prop(_) | Field::Goal | Field::ScrollDepth => true,
         }
     }
 
@@ -45,6 +48,7 @@ impl Field {
     pub fn name(&self) -> String {
         match self {
             Field::Goal => "event:goal".to_owned(),
+            Field::ScrollDepth => "scroll_depth".to_owned(),
             Field::Dim(d) => d.name().to_owned(),
             Field::Name(d) => super::place_names::api_name(*d),
             Field::Prop(name) => format!("{PROP_PREFIX}{name}"),

@@ -9,7 +9,7 @@
 use super::filter::{Compiled, FilterExpr};
 use super::limits::WorkBudget;
 use super::request::{Query, QueryError};
-use super::segment_exec::{Test, find_has_done_visits};
+use super::segment_exec::{Test, find_has_done_visits, row_events, scroll_goals};
 use crate::columnar::{Segment, UNKNOWN_SECOND};
 use std::sync::Arc;
 use tally_model::rollup::Bucket;
@@ -86,8 +86,10 @@ pub fn execute_funnel(
         }
         let step_tests: Vec<Test<'_>> =
             steps.iter().map(|e| Test::of(segment, e).map(Test::simplified)).collect::<anyhow::Result<_>>()?;
-        let (buckets, events, visitor_ids, seconds) =
-            (segment.buckets()?, segment.counter(0)?, segment.visitors()?, segment.seconds()?);
+        // Engagement rows count where a scroll goal (a step's, or a filter's) converts them.
+        let scroll: Vec<&Compiled> = filters.iter().chain(&steps).flat_map(scroll_goals).collect();
+        let events = row_events(segment, &scroll)?;
+        let (buckets, visitor_ids, seconds) = (segment.buckets()?, segment.visitors()?, segment.seconds()?);
         for row in 0..segment.rows {
             if events[row] <= 0 || !(*lo..=*hi).contains(&Bucket::from(buckets[row])) || !passes.passes(row) {
                 continue;

@@ -24,7 +24,19 @@ pub fn goal_filter(goal: &Goal) -> FilterExpr {
             leaf(Op::Is, Field::Dim(Dimension::Name), "pageview".to_owned()),
             leaf(Op::Matches, Field::Dim(Dimension::Page), path_regex(page_path)),
         ]),
+        Goal::Scroll { page_path, scroll_threshold } => FilterExpr::And(vec![
+            leaf(Op::Is, Field::Dim(Dimension::Name), tally_model::event::ENGAGEMENT.to_owned()),
+            leaf(Op::Matches, Field::Dim(Dimension::Page), path_regex(page_path)),
+            leaf(Op::Is, Field::ScrollDepth, scroll_threshold.to_string()),
+        ]),
     }
+}
+
+/// Whether `expr` is a scroll goal's filter (as [`goal_filter`] writes it): the engagement
+/// rows it passes count as conversions (their engagement events as events, their visitors as
+/// visitors), which engagement rows otherwise never do.
+pub fn is_scroll_goal(expr: &FilterExpr) -> bool {
+    matches!(expr, FilterExpr::And(all) if all.iter().any(|e| matches!(e, FilterExpr::Leaf(f) if f.field == Field::ScrollDepth)))
 }
 
 /// A page goal's pattern as an anchored regular expression.
@@ -73,6 +85,13 @@ fn expand(expr: &FilterExpr, goals: &[Goal]) -> Result<FilterExpr, QueryError> {
             let any = FilterExpr::Or(named.iter().map(|g| goal_filter(g)).collect());
             let any = if named.is_empty() { FilterExpr::Or(vec![never()]) } else { any };
             let negated = matches!(filter.op, Op::IsNot | Op::ContainsNot | Op::MatchesNot);
+            if negated && let Some(scroll) = named.iter().find(|g| matches!(g, Goal::Scroll { .. })) {
+                return Err(QueryError(format!(
+                    "`{}` is a scroll goal: it counts engagement events, which no other filter does, so it \
+                     cannot be negated; filter by is, contains or matches",
+                    scroll.name()
+                )));
+            }
             if negated { FilterExpr::Not(Box::new(any)) } else { any }
         }
         FilterExpr::Leaf(_) => expr.clone(),

@@ -272,7 +272,8 @@ fn visits_with(
         }
         let (first, last) = segment.buckets;
         let buckets = if *lo > first || *hi < last { Some(segment.buckets()?) } else { None };
-        let (events, visits) = (segment.counter(0)?, segment.visits()?);
+        let scroll: Vec<&Compiled> = exprs.iter().flat_map(|e| scroll_goals(e)).collect();
+        let (events, visits) = (row_events(segment, &scroll)?, segment.visits()?);
         for row in 0..segment.rows {
             if let Some(b) = buckets
                 && !(*lo..=*hi).contains(&Bucket::from(b[row]))
@@ -353,6 +354,8 @@ pub(super) enum Test<'s> {
     InVisits(&'s [u64], &'s HashSet<u64>, bool),
     /// A row passes when its code's entry is true.
     Leaf(&'s [u32], Vec<bool>),
+    /// A row passes when its scroll depth is at least this (a scroll goal's threshold).
+    AtLeast(&'s [i64], i64),
     All(Vec<Test<'s>>),
     Any(Vec<Test<'s>>),
     Not(Box<Test<'s>>),
@@ -364,6 +367,13 @@ impl<'s> Test<'s> {
             Compiled::Leaf(matcher) => {
                 let (pass, codes): (Vec<bool>, &[u32]) = match &matcher.filter.field {
                     Field::Goal => anyhow::bail!("event:goal filters must be expanded before the segments"),
+                    Field::ScrollDepth => {
+                        let threshold = matcher.filter.values.first().and_then(|v| v.parse::<i64>().ok());
+                        let threshold =
+                            threshold.ok_or_else(|| anyhow::anyhow!("a scroll depth filter has no threshold"))?;
+                        let [.., depths] = segment.engagement()?;
+                        return Ok(Test::AtLeast(depths, threshold));
+                    }
                     Field::Dim(d) => {
                         let (values, codes) = segment.dimension(column_of(*d))?;
                         (values.iter().map(|v| matcher.passes(v)).collect(), codes)
@@ -442,6 +452,7 @@ impl<'s> Test<'s> {
             Test::Const(b) => *b,
             Test::Leaf(codes, pass) => pass[codes[row] as usize],
             Test::InVisits(ids, visits, negated) => visits.contains(&ids[row]) != *negated,
+            Test::AtLeast(depths, threshold) => depths[row] >= *threshold,
             Test::All(all) => all.iter().all(|t| t.passes(row)),
             Test::Any(any) => any.iter().any(|t| t.passes(row)),
             Test::Not(inner) => !inner.passes(row),
@@ -450,6 +461,40 @@ impl<'s> Test<'s> {
 }
 
 /// Adds the rows of `segment` with a bucket in `lo..=hi` that pass the filters into `out`.
+/// The scroll goals' filters within `expr` (as `goals::goal_filter` writes them, compiled):
+/// the engagement rows they pass count as conversions.
+pub(super) fn scroll_goals(expr: &Compiled) -> Vec<&Compiled> {
+    match expr {
+        Compiled::And(all)
+            if all.iter().any(|e| matches!(e, Compiled::Leaf(m) if m.filter.field == Field::ScrollDepth)) =>
+        {
+            vec![expr]
+        }
+        Compiled::Leaf(_) => Vec::new(),
+        Compiled::And(all) | Compiled::Or(all) => all.iter().flat_map(scroll_goals).collect(),
+        Compiled::Not(inner) | Compiled::HasDone { inner, .. } => scroll_goals(inner),
+    }
+}
+
+/// The events each row of `segment` counts: its own (the events counter), and, for an
+/// engagement row that one of `scroll` (scroll goals' filters) passes, its engagement events:
+/// engagement events count as nothing but the scroll goals they convert.
+pub(super) fn row_events<'s>(segment: &'s Segment, scroll: &[&'s Compiled]) -> anyhow::Result<Cow<'s, [i64]>> {
+    let events = segment.counter(0)?;
+    if scroll.is_empty() {
+        return Ok(Cow::Borrowed(events));
+    }
+    let tests: Vec<Test<'s>> = scroll.iter().map(|e| Test::of(segment, e)).collect::<anyhow::Result<_>>()?;
+    let [engagements, ..] = segment.engagement()?;
+    let mut counted = events.to_vec();
+    for (row, count) in counted.iter_mut().enumerate() {
+        if engagements[row] > 0 && tests.iter().any(|t| t.passes(row)) {
+            *count += engagements[row];
+        }
+    }
+    Ok(Cow::Owned(counted))
+}
+
 fn scan(
     segment: &Segment,
     lo: Bucket,
@@ -471,6 +516,10 @@ fn scan(
     let asks_engagement = query.asks_engagement();
     let visit_ids =
         if rule.distinct || rule.holding.is_some() || asks_engagement { Some(segment.visits()?) } else { None };
+    // Each row's events: engagement rows count those a scroll goal among the filters converts.
+    let scroll: Vec<&Compiled> = filters.iter().flat_map(scroll_goals).collect();
+    let row_events = row_events(segment, &scroll)?;
+    let row_events: &[i64] = &row_events;
     let mut filters: Vec<(&[u32], Vec<bool>)> = Vec::new();
     // A prop grouping: each prop set's value of the prop (the labels, per props code), and only
     // the rows whose set has the prop.
@@ -524,18 +573,18 @@ fn scan(
     // Engagement rows (no counters) make groups too, which `execute_segments` drops when
     // nothing counted in them: that needs the events counter of every row.
     needed[0] = true;
-    let events = if rule.distinct { Some(segment.counter(0)?) } else { None };
+    let events = if rule.distinct { Some(row_events) } else { None };
     let engagement = if asks_engagement { Some(segment.engagement()?) } else { None };
     let mut counters: Vec<(usize, &[i64])> = Vec::new();
     for (i, needed) in needed.iter().enumerate() {
         if *needed {
-            counters.push((i, segment.counter(i)?));
+            counters.push((i, if i == 0 { row_events } else { segment.counter(i)? }));
         }
     }
     // A row adds its visitor only if it carries events (visit rows do not); `needed_counters`
     // loads events whenever visitors are asked for.
     let visitors = if query.metrics.iter().any(|m| matches!(m, Metric::Visitors | Metric::Percentage)) {
-        Some((segment.visitors()?, segment.counter(0)?))
+        Some((segment.visitors()?, row_events))
     } else {
         None
     };
@@ -543,7 +592,7 @@ fn scan(
     let revenue = if query.metrics.iter().any(|m| m.is_revenue()) {
         let (currencies, codes) = segment.dimension(CURRENCY)?;
         let known: Vec<Option<Currency>> = currencies.iter().map(|c| Currency::parse(c)).collect();
-        Some((known, codes, segment.revenue()?, segment.counter(0)?))
+        Some((known, codes, segment.revenue()?, row_events))
     } else {
         None
     };

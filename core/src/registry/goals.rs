@@ -25,8 +25,18 @@ pub fn check(goal: &Goal) -> Result<(), RegistryError> {
         Goal::Event { currency: Some(code), .. } if tally_model::money::Currency::parse(code).is_none() => {
             bad(format!("a revenue goal's currency is an ISO 4217 code such as EUR; got `{code}`"))
         }
-        Goal::Page { page_path } if !page_path.starts_with('/') || page_path.chars().count() > MAX_GOAL_CHARS => {
+        Goal::Page { page_path } | Goal::Scroll { page_path, .. }
+            if !page_path.starts_with('/') || page_path.chars().count() > MAX_GOAL_CHARS =>
+        {
             bad(format!("a page goal's path starts with `/` and has at most {MAX_GOAL_CHARS} characters"))
+        }
+        Goal::Scroll { scroll_threshold, .. } if *scroll_threshold > 100 => {
+            bad(format!("a scroll goal's threshold is a percentage from 0 to 100, not {scroll_threshold}"))
+        }
+        Goal::Event { event_name, .. } if event_name == tally_model::event::ENGAGEMENT => {
+            bad("the event name `engagement` is the tracker's own (scroll depth, time on page): a goal of it would \
+                 count nothing; use a scroll goal"
+                .to_owned())
         }
         _ => Ok(()),
     }

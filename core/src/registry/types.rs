@@ -72,6 +72,14 @@ pub enum Goal {
         /// The path pattern, starting with `/`.
         page_path: String,
     },
+    /// An engagement event (sent when a page is hidden or left) on a path that matches this
+    /// pattern, of a scroll depth at least this threshold.
+    Scroll {
+        /// The path pattern, as a page goal's.
+        page_path: String,
+        /// The least scroll depth, percent (0 to 100).
+        scroll_threshold: u8,
+    },
 }
 
 impl Goal {
@@ -80,6 +88,7 @@ impl Goal {
         match self {
             Goal::Event { event_name, .. } => event_name.clone(),
             Goal::Page { page_path } => format!("Visit {page_path}"),
+            Goal::Scroll { page_path, scroll_threshold } => format!("Scroll {scroll_threshold}% on {page_path}"),
         }
     }
 }
