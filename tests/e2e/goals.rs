@@ -201,3 +201,124 @@ async fn saved_segments_stand_for_their_filters() {
     let (status, _) = server.query_raw(server.key(SEGMENTED), &french_only).await;
     assert_eq!(status, 400, "a removed segment is gone");
 }
+
+/// Scroll goals: engagement events (as Plausible's tracker sends them) on a matching page with
+/// at least the threshold's depth convert; saved from the CLI or the Sites API; a negated one,
+/// a threshold over 100 and an event goal named `engagement` are refused.
+#[tokio::test]
+async fn scroll_goals_count_the_engagement_events_that_reach_their_depth() {
+    use crate::harness::{ServerProcess, TempDir, http_client, key_create, site_add};
+    const SCROLL_SITE: &str = "scroll.example";
+    let dir = TempDir::new("scroll-goals");
+    let data = dir.path().to_str().unwrap().to_owned();
+    site_add(dir.path(), SCROLL_SITE, None);
+    // 2026-11-10T10:00:00Z, then a minute apart.
+    let at = |minute: i64| 1_794_304_800_000 + minute * 60_000;
+    let events = [
+        // a read /blog/x to 80 %.
+        ("a", "pageview", "/blog/x", None, at(0)),
+        ("a", "engagement", "/blog/x", Some(80), at(1)),
+        // b read /blog/y to 30 %, then to 60 %: one conversion, the second.
+        ("b", "pageview", "/blog/y", None, at(0)),
+        ("b", "engagement", "/blog/y", Some(30), at(1)),
+        ("b", "engagement", "/blog/y", Some(60), at(2)),
+        // c read /about to 90 %: not a blog page.
+        ("c", "pageview", "/about", None, at(0)),
+        ("c", "engagement", "/about", Some(90), at(1)),
+    ];
+    let lines: Vec<String> = events
+        .iter()
+        .enumerate()
+        .map(|(n, (visitor, name, page, depth, ms))| {
+            let mut line = json!({
+                "n": name, "u": format!("https://{SCROLL_SITE}{page}"), "d": SCROLL_SITE, "timestamp": ms,
+                "id": format!("s-{n}"), "visitor": visitor,
+                "user_agent": "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+            });
+            if let Some(depth) = depth {
+                line["sd"] = json!(depth);
+                line["e"] = json!(5_000);
+            }
+            line.to_string()
+        })
+        .collect();
+    let file = dir.path().join("traffic.ndjson");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    tally_ok(&["import", file.to_str().unwrap(), "--data-dir", &data, "--no-progress"]);
+    tally_ok(&["goal", "add", "--site", SCROLL_SITE, "--page", "/blog/*", "--scroll", "50", "--data-dir", &data]);
+    let listed = tally_ok(&["goal", "list", "--site", SCROLL_SITE, "--data-dir", &data]);
+    assert_eq!(listed, "Scroll 50% on /blog/*\tscroll\t/blog/*\t50\n");
+    let over = crate::harness::run_cli(&[
+        "goal",
+        "add",
+        "--site",
+        SCROLL_SITE,
+        "--page",
+        "/",
+        "--scroll",
+        "101",
+        "--data-dir",
+        &data,
+    ]);
+    assert!(!over.status.success() && over.stderr.contains("0 to 100"), "{over:?}");
+    let reserved =
+        crate::harness::run_cli(&["goal", "add", "--site", SCROLL_SITE, "--event", "engagement", "--data-dir", &data]);
+    assert!(!reserved.status.success() && reserved.stderr.contains("engagement"), "{reserved:?}");
+
+    let key = key_create(dir.path(), SCROLL_SITE);
+    let admin =
+        tally_ok(&["key", "create", "--site", SCROLL_SITE, "--scope", "admin", "--data-dir", &data]).trim().to_owned();
+    let server = ServerProcess::spawn(dir.path(), &[]);
+    let client = http_client();
+    let query = |body: serde_json::Value| {
+        client.post(format!("{}/api/v2/query", server.base())).bearer_auth(&key).json(&body).send()
+    };
+    let range = json!(["2026-11-10", "2026-11-10"]);
+    let by_goal = json!({"site_id": SCROLL_SITE, "metrics": ["visitors", "events", "conversion_rate"],
+        "date_range": range, "dimensions": ["event:goal"]});
+    let answer: serde_json::Value = query(by_goal).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        answer["results"],
+        json!([{"dimensions": ["Scroll 50% on /blog/*"], "metrics": [2, 2, 66.67]}]),
+        "a and b converted, b once (its 30 % did not); c's page is no blog page: {answer}"
+    );
+    let filtered = json!({"site_id": SCROLL_SITE, "metrics": ["visitors", "visits", "pageviews"], "date_range": range,
+        "filters": [["is", "event:goal", ["Scroll 50% on /blog/*"]]]});
+    let answer: serde_json::Value = query(filtered).await.unwrap().json().await.unwrap();
+    assert_eq!(answer["results"][0]["metrics"], json!([2, 2, 0]), "{answer}");
+    let negated = json!({"site_id": SCROLL_SITE, "metrics": ["visitors"], "date_range": range,
+        "filters": [["is_not", "event:goal", ["Scroll 50% on /blog/*"]]]});
+    let response = query(negated).await.unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.unwrap().contains("cannot be negated"));
+
+    // The Sites API saves and lists them.
+    let goals_url = format!("{}/api/v1/sites/goals", server.base());
+    let saved = client
+        .put(&goals_url)
+        .bearer_auth(&admin)
+        .json(&json!({"site_id": SCROLL_SITE, "goal_type": "scroll", "page_path": "/about", "scroll_threshold": 75}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 200);
+    let saved: serde_json::Value = saved.json().await.unwrap();
+    assert_eq!(saved["id"], "Scroll 75% on /about");
+    assert_eq!(saved["scroll_threshold"], 75);
+    let no_threshold = client
+        .put(&goals_url)
+        .bearer_auth(&admin)
+        .json(&json!({"site_id": SCROLL_SITE, "goal_type": "scroll", "page_path": "/about"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_threshold.status(), 400);
+    let answer: serde_json::Value = query(json!({"site_id": SCROLL_SITE, "metrics": ["visitors"], "date_range": range,
+        "filters": [["is", "event:goal", ["Scroll 75% on /about"]]]}))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(answer["results"][0]["metrics"], json!([1]), "c's 90 % on /about: {answer}");
+}

@@ -75,10 +75,14 @@ pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 impl ApiError {
-    /// A store's error in answering a query: over a budget (422) or internal (500).
+    /// A store's error in answering a query: over a budget (422), a query it refuses (400) or
+    /// internal (500).
     pub fn from_query(error: anyhow::Error) -> ApiError {
-        match error.downcast_ref::<OverBudget>() {
-            Some(over) => ApiError::OverBudget(over.to_string()),
+        if let Some(over) = error.downcast_ref::<OverBudget>() {
+            return ApiError::OverBudget(over.to_string());
+        }
+        match error.downcast_ref::<crate::query::QueryError>() {
+            Some(refused) => ApiError::BadRequest(refused.0.clone()),
             None => ApiError::Internal(error),
         }
     }
