@@ -67,8 +67,21 @@ async fn all_nd_and_date_times_count_what_plausible_would() {
     let (status, hour) = ask(json!([from, to])).await;
     assert_eq!((status, pageviews(&hour)), (200, Some(1.0)), "{hour}");
     assert_eq!(hour["query"]["date_range"], json!([from, to]), "echoed as given");
+    // Inside hours (10:00Z is 15:30 in Kolkata): the seconds between them, from the segments,
+    // echoed to the second in the site's offset.
     let (status, inside) = ask(json!(["2026-01-01T10:00:00Z", "2026-01-01T12:00:00Z"])).await;
-    assert_eq!(status, 400, "10:00Z is 15:30 in Kolkata, inside an hour: {inside}");
+    assert_eq!(status, 200, "{inside}");
+    assert_eq!(inside["meta"]["tier"], "segments", "{inside}");
+    assert_eq!(inside["query"]["date_range"], json!(["2026-01-01T15:30:00+05:30", "2026-01-01T17:30:00+05:30"]));
+    let from = format!("{}+05:30", (hour_start + SignedDuration::from_secs(60)).strftime("%Y-%m-%dT%H:%M:%S"));
+    let (status, minutes) = ask(json!([from, to])).await;
+    assert_eq!(status, 200, "{minutes}");
+    let imported_minute = local.minute() >= 1;
+    assert_eq!(
+        pageviews(&minutes),
+        Some(if imported_minute { 1.0 } else { 0.0 }),
+        "from a minute past the hour: {minutes}"
+    );
     // At start the server refills the realtime window from the log's tail: the event imported
     // with the time "now" is in it.
     let (status, realtime) = ask(json!("realtime")).await;

@@ -354,6 +354,23 @@ struct Ask {
     compare: bool,
     /// Which of the shape's metrics to ask, as a bit mask over them (0: all of them).
     subset: u16,
+    /// A range to the second instead of the days `first..=last`: its first and last Unix
+    /// second, both included (asked as two date-times).
+    window: Option<(i64, i64)>,
+}
+
+impl Ask {
+    /// Whether an event at `ms` is in the range: its second within the window, else its local
+    /// day within the days.
+    fn holds_time(&self, zone: &TimeZone, ms: i64) -> bool {
+        match self.window {
+            Some((from, to)) => (from..=to).contains(&ms.div_euclid(1000)),
+            None => {
+                let day = zone.to_datetime(Timestamp::from_millisecond(ms).unwrap()).date().to_string();
+                self.first <= day && day <= self.last
+            }
+        }
+    }
 }
 
 /// A filter as the test writes it: a comparison, or an `or` / `not` of them.
@@ -421,10 +438,7 @@ fn converts(goal: &str, event: &Raw) -> bool {
 /// within one second, in step order) whose last is at most 24 hours after its first. Returns
 /// (all visitors, visitors per step).
 fn brute_funnel(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask, steps: &[&str]) -> (u64, Vec<u64>) {
-    let in_range = |ms: i64| {
-        let day = zone.to_datetime(Timestamp::from_millisecond(ms).unwrap()).date().to_string();
-        ask.first <= day && day <= ask.last
-    };
+    let in_range = |ms: i64| ask.holds_time(zone, ms);
     let mut scrolls = scroll_goals(&ask.filters);
     scrolls.extend(steps.iter().filter(|s| s.starts_with("Scroll")));
     let mut hits: BTreeMap<(u64, i64), Vec<(i64, usize)>> = BTreeMap::new();
@@ -586,6 +600,10 @@ impl Ask {
             "date_range": [self.first, self.last], "dimensions": self.groupings, "filters": filters,
             "pagination": {"limit": 10000},
         });
+        if let Some((from, to)) = self.window {
+            let at = |s: i64| Timestamp::from_second(s).unwrap().to_string();
+            body["date_range"] = json!([at(from), at(to)]);
+        }
         if self.compare {
             body["include"] = json!({"comparisons": {"mode": "previous_period"}});
         }
@@ -671,10 +689,7 @@ fn brute(site: &str, zone: &TimeZone, events: &[Raw], ask: &Ask) -> BTreeMap<Vec
         return out;
     }
     let local = |ms: i64| zone.to_datetime(Timestamp::from_millisecond(ms).unwrap());
-    let in_range = |ms: i64| {
-        let day = local(ms).date().to_string();
-        ask.first <= day && day <= ask.last
-    };
+    let in_range = |ms: i64| ask.holds_time(zone, ms);
     // `time` is hours for ranges of up to two days (48 hours), else days (the oracle's ranges
     // are at most five days, never the 41 that make weeks).
     let days_asked = ask.last.parse::<jiff::civil::Date>().unwrap() - ask.first.parse::<jiff::civil::Date>().unwrap();
@@ -867,7 +882,15 @@ fn random_ask(rng: &mut Rng, days: &[String]) -> Ask {
         if rng.below(2) == 0 {
             groupings.push((*rng.pick(&TIMES)).to_owned());
         }
-        return Ask { first: days[a].clone(), last: days[b].clone(), groupings, filters: Vec::new(), compare: false, subset: 0 };
+        return Ask {
+            first: days[a].clone(),
+            last: days[b].clone(),
+            groupings,
+            filters: Vec::new(),
+            compare: false,
+            subset: 0,
+            window: None,
+        };
     }
     let groupings = match rng.below(6) {
         0 => vec![],
@@ -916,7 +939,7 @@ fn random_ask(rng: &mut Rng, days: &[String]) -> Ask {
         filters.retain(|f: &Cond| !f.dims().iter().any(|d| d.starts_with("event:props:")));
     }
     let compare = !groupings.iter().any(|g| g.starts_with("time") || g == "event:goal") && rng.below(4) == 0;
-    let mut ask = Ask { first: days[a].clone(), last: days[b].clone(), groupings, filters, compare, subset: 0 };
+    let mut ask = Ask { first: days[a].clone(), last: days[b].clone(), groupings, filters, compare, subset: 0, window: None };
     // Now and then only some of the metrics: what a query counts must not depend on what else it asks.
     if ask.groupings != ["event:goal"] && rng.below(3) == 0 {
         let all = (1u64 << ask.shape_metrics().len()) - 1;
@@ -1025,6 +1048,48 @@ async fn run_funnels(base: &str, sites: &[OracleSite], rng: &mut Rng, client: &r
     assert!(second > 20 && third > 5, "too few funnels went anywhere: {second} to a second step, {third} to a third");
 }
 
+/// Asks 100 random queries over ranges to the second (two date-times that are not whole
+/// hours: from a few seconds to a day and a half around a random event, so that the ends cut
+/// through hours and visits) without time groupings, exit pages or comparisons, which such a
+/// range cannot have, and compares each with the brute force.
+async fn run_windows(base: &str, sites: &[OracleSite], rng: &mut Rng, client: &reqwest::Client, days: &[String]) {
+    let mut rows = 0;
+    for round in 0..100 {
+        let (site, zone, events, key) = &sites[round % sites.len()];
+        let mut ask = random_ask(rng, days);
+        ask.groupings.retain(|g| !g.starts_with("time") && !EXIT_DIMENSIONS.contains(&g.as_str()));
+        ask.compare = false;
+        ask.subset = 0;
+        let around = events[rng.below(events.len() as u64) as usize].at_ms.div_euclid(1000);
+        let from = around - rng.below(3 * 3_600) as i64;
+        let to = from + [5, 600, 7_200, 130_000][rng.below(4) as usize] + rng.below(600) as i64;
+        // Not on whole hours of the zone (else the server counts whole hours, as it should).
+        let on_hour = |s: i64| zone.to_datetime(Timestamp::from_second(s).unwrap()).strftime("%M:%S").to_string() == "00:00";
+        if on_hour(from) || on_hour(to + 1) {
+            continue;
+        }
+        ask.window = Some((from, to));
+        let response = client.post(format!("{base}/api/v2/query")).bearer_auth(key).json(&ask.body(site)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{ask:?}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["meta"]["tier"], "segments", "{ask:?}");
+        let got: BTreeMap<Vec<String>, Vec<Value>> = answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let dims = r["dimensions"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_owned());
+                (dims.collect(), r["metrics"].as_array().unwrap().clone())
+            })
+            .collect();
+        let want = brute(site, zone, events, &ask);
+        rows += want.len();
+        assert_eq!(got, want, "site {site}, query to the second {ask:?}");
+    }
+    eprintln!("oracle: {rows} answer rows over ranges to the second compared");
+    assert!(rows > 100, "too few rows over ranges to the second: {rows}");
+}
+
 /// A site of the oracle: its domain, time zone, raw events and an API key for it.
 type OracleSite = (&'static str, TimeZone, Vec<Raw>, String);
 
@@ -1124,6 +1189,7 @@ async fn run_queries(base: &str, sites: &[OracleSite], rng: &mut Rng) {
     assert!(scrolled > 5, "too few rows converted by a scroll goal: {scrolled}");
     assert!(engaged_rows > 50, "too few rows with a scroll depth or time on page: {engaged_rows}");
     run_funnels(base, sites, rng, &client, &days).await;
+    run_windows(base, sites, rng, &client, &days).await;
     assert!(by_goal > 40, "too few goal queries: {by_goal}");
     assert!(subsets > 100, "too few queries asking some of the metrics: {subsets}");
     assert!(behavioural > 20 && by_events > 50, "too few: {behavioural} has_done, {by_events} visits by events");

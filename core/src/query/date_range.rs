@@ -8,9 +8,10 @@
 //! - `"all"`: from the site's first day with data to today (the handler asks the store for that
 //!   day and passes dates).
 //! - `["YYYY-MM-DD", "YYYY-MM-DD"]`: those local days, both included; or two ISO 8601
-//!   date-times with an offset, which must fall on whole hours of the site's time zone (Tally
-//!   counts by the hour; the end may also be the last second of an hour, as Plausible writes
-//!   ranges).
+//!   date-times with an offset: on whole hours of the site's time zone, the hours between them
+//!   (an end on a whole hour is not included; the last second of an hour is, as Plausible writes
+//!   ranges); otherwise the seconds from the first to the last, both included ([`seconds`]),
+//!   which only the segments answer (their rows keep each event's second).
 //! - `"realtime"` and `"30m"` are answered before this, from the live events in memory
 //!   (`http/realtime.rs`); as buckets they are a 400.
 
@@ -90,8 +91,8 @@ pub fn buckets(range: &Value, zone: &TimeZone, now: Timestamp) -> Result<Range<B
     }
 }
 
-/// Buckets between two date-times on whole local hours.
-fn instants(from: &str, to: &str, zone: &TimeZone) -> Result<Range<Bucket>, QueryError> {
+/// Two date-times of a `date_range`, parsed.
+fn date_times(from: &str, to: &str) -> Result<(Timestamp, Timestamp), QueryError> {
     let parse = |text: &str| {
         text.parse::<Timestamp>().map_err(|_| {
             QueryError(format!("`{text}` is neither a date (YYYY-MM-DD) nor a date-time with an offset (ISO 8601)"))
@@ -101,32 +102,49 @@ fn instants(from: &str, to: &str, zone: &TimeZone) -> Result<Range<Bucket>, Quer
     if from > to {
         return invalid("date_range starts after it ends");
     }
-    let on_the_hour = |t: Timestamp| {
-        let local = zone.to_datetime(t);
-        local.minute() == 0 && local.second() == 0 && local.subsec_nanosecond() == 0
-    };
-    if !on_the_hour(from) {
-        return invalid(format!(
-            "date_range starts at {from}, inside an hour of the site's time zone: Tally counts by the hour, so it \
-             starts on a whole hour"
-        ));
+    Ok((from, to))
+}
+
+/// Whether `t` is a whole hour of `zone`'s wall clock.
+fn on_the_hour(zone: &TimeZone, t: Timestamp) -> bool {
+    let local = zone.to_datetime(t);
+    local.minute() == 0 && local.second() == 0 && local.subsec_nanosecond() == 0
+}
+
+/// The seconds a pair of date-times covers, when they are not the whole hours between them
+/// (Unix seconds, both included; a `to` on a whole hour is not included): `None` for every
+/// other `date_range`, which covers whole hours.
+pub fn seconds(range: &Value, zone: &TimeZone) -> Result<Option<(i64, i64)>, QueryError> {
+    let Value::Array(pair) = range else { return Ok(None) };
+    let [Value::String(a), Value::String(b)] = pair.as_slice() else { return Ok(None) };
+    if a.len() == 10 && b.len() == 10 {
+        return Ok(None);
     }
+    let (from, to) = date_times(a, b)?;
+    let after = to.checked_add(jiff::SignedDuration::from_secs(1)).map_err(|e| QueryError(e.to_string()))?;
+    if on_the_hour(zone, from) && (on_the_hour(zone, to) || (on_the_hour(zone, after) && to.subsec_nanosecond() == 0)) {
+        return Ok(None);
+    }
+    let last = if on_the_hour(zone, to) { to.as_second() - 1 } else { to.as_second() };
+    if last < from.as_second() {
+        return invalid("date_range covers no second");
+    }
+    Ok(Some((from.as_second(), last)))
+}
+
+/// Buckets between two date-times: the hours between them, or the hours that hold the seconds
+/// between them ([`seconds`]).
+fn instants(from: &str, to: &str, zone: &TimeZone) -> Result<Range<Bucket>, QueryError> {
+    let (from, to) = date_times(from, to)?;
     let start = local_hour(Some(zone), from.as_millisecond());
-    // The end: a whole hour (not included) or an hour's last second (included).
-    let end = if on_the_hour(to) {
+    // The end: a whole hour (not included), else the hour that holds `to`.
+    let end = if on_the_hour(zone, to) {
         local_hour(Some(zone), to.as_millisecond())
     } else {
-        let next = to.checked_add(jiff::SignedDuration::from_secs(1)).map_err(|e| QueryError(e.to_string()))?;
-        if !on_the_hour(next) {
-            return invalid(format!(
-                "date_range ends at {to}, inside an hour of the site's time zone: end it on a whole hour or an hour's \
-                 last second (HH:59:59)"
-            ));
-        }
-        local_hour(Some(zone), next.as_millisecond())
+        local_hour(Some(zone), to.as_millisecond()) + 1
     };
     if end <= start {
-        return invalid("date_range covers no whole hour");
+        return invalid("date_range covers no second");
     }
     Ok(start..end)
 }
@@ -190,9 +208,26 @@ mod tests {
         assert_eq!(range, Ok(("2026-03-01T16:00:00".to_owned(), "2026-03-01T17:00:00".to_owned())));
         let last_second = dates(json!(["2026-03-01T16:00:00+05:30", "2026-03-01T17:59:59+05:30"]), zone, now);
         assert_eq!(last_second, range, "an hour's last second includes the hour");
-        let error = dates(json!(["2026-03-01T10:00:00Z", "2026-03-01T12:00:00Z"]), zone, now).expect_err("10:00Z");
-        assert!(error.contains("whole hour"), "{error}");
+        let kolkata = TimeZone::get(zone).expect("zone");
+        let whole = seconds(&json!(["2026-03-01T10:30:00Z", "2026-03-01T12:30:00Z"]), &kolkata).map_err(|e| e.0);
+        assert_eq!(whole, Ok(None), "whole hours: no seconds to keep to");
+        // 10:00Z is 15:30 in Kolkata: the hours that hold the seconds, and the seconds.
+        let partial = json!(["2026-03-01T10:00:00Z", "2026-03-01T12:00:00Z"]);
+        let hours = dates(partial.clone(), zone, now);
+        assert_eq!(hours, Ok(("2026-03-01T15:00:00".to_owned(), "2026-03-01T17:00:00".to_owned())));
+        let from: Timestamp = "2026-03-01T10:00:00Z".parse().expect("from");
+        let exact = seconds(&partial, &kolkata).map_err(|e| e.0);
+        assert_eq!(exact, Ok(Some((from.as_second(), from.as_second() + 7_200))), "12:00Z is 17:30 there: included");
+        let to_an_hour = seconds(&json!(["2026-03-01T10:00:00Z", "2026-03-01T12:30:00Z"]), &kolkata).map_err(|e| e.0);
+        assert_eq!(to_an_hour, Ok(Some((from.as_second(), from.as_second() + 8_999))), "an end on an hour is not");
+        let to_the_second = json!(["2026-03-01T10:00:07Z", "2026-03-01T10:00:09Z"]);
+        assert_eq!(
+            seconds(&to_the_second, &kolkata).map_err(|e| e.0),
+            Ok(Some((from.as_second() + 7, from.as_second() + 9)))
+        );
         assert!(dates(json!(["2026-03-01T10:30:00Z", "2026-03-01T10:30:00Z"]), zone, now).is_err());
+        let one = seconds(&json!(["2026-03-01T10:00:07Z", "2026-03-01T10:00:07Z"]), &kolkata).map_err(|e| e.0);
+        assert_eq!(one, Ok(Some((from.as_second() + 7, from.as_second() + 7))), "one second");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use super::filter::{Compiled, FilterExpr};
 use super::limits::WorkBudget;
 use super::request::{Query, QueryError};
-use super::segment_exec::{Test, find_has_done_visits, row_events, scroll_goals};
+use super::segment_exec::{Test, Within, find_has_done_visits, row_events, scroll_goals};
 use crate::columnar::{Segment, UNKNOWN_SECOND};
 use std::sync::Arc;
 use tally_model::rollup::Bucket;
@@ -73,7 +73,7 @@ pub fn execute_funnel(
     let filters: Vec<Compiled> = query.filters.iter().map(FilterExpr::compile).collect::<Result<_, _>>()?;
     let steps: Vec<Compiled> = steps.iter().map(FilterExpr::compile).collect::<Result<_, _>>()?;
     for filter in filters.iter().chain(&steps) {
-        find_has_done_visits(filter, segments, budget)?;
+        find_has_done_visits(filter, segments, query.seconds, budget)?;
     }
     let mut visitors: Vec<u64> = Vec::new();
     let mut hits: Vec<(u64, i64, u8)> = Vec::new();
@@ -90,8 +90,13 @@ pub fn execute_funnel(
         let scroll: Vec<&Compiled> = filters.iter().chain(&steps).flat_map(scroll_goals).collect();
         let events = row_events(segment, &scroll)?;
         let (buckets, visitor_ids, seconds) = (segment.buckets()?, segment.visitors()?, segment.seconds()?);
+        let within = Within::of(segment, query.seconds)?;
         for row in 0..segment.rows {
-            if events[row] <= 0 || !(*lo..=*hi).contains(&Bucket::from(buckets[row])) || !passes.passes(row) {
+            if events[row] <= 0
+                || !(*lo..=*hi).contains(&Bucket::from(buckets[row]))
+                || !within.holds(row)
+                || !passes.passes(row)
+            {
                 continue;
             }
             visitors.push(visitor_ids[row]);

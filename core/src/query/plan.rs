@@ -36,6 +36,7 @@ pub fn plan(query: &Query) -> Tier {
     // What engagement events measured lives in the segments alone.
     let engagement = query.asks_engagement();
     if query.filters.is_empty()
+        && query.seconds.is_none()
         && fields.len() <= 1
         && times <= 1
         && (hours_held || !by_hour)

@@ -230,6 +230,9 @@ pub struct Query {
     pub filters: Vec<FilterExpr>,
     /// Buckets `from..to` (local hours).
     pub buckets: std::ops::Range<Bucket>,
+    /// For a range of date-times that are not whole hours: its first and last second (Unix
+    /// seconds, both included), within `buckets`; only the segments answer it.
+    pub seconds: Option<(i64, i64)>,
     /// Sort keys with `true` for descending.
     pub order: Vec<(SortKey, bool)>,
     /// Rows to return.
@@ -321,6 +324,7 @@ impl Query {
         }
         check_counts(request)?;
         let buckets = super::date_range::buckets(&request.date_range, zone, now)?;
+        let seconds = super::date_range::seconds(&request.date_range, zone)?;
         let groupings = request
             .dimensions
             .iter()
@@ -355,12 +359,25 @@ impl Query {
             groupings,
             filters,
             buckets,
+            seconds,
             order,
             limit: page.limit,
             offset: page.offset,
             include,
             goals: Vec::new(),
         };
+        if query.seconds.is_some() {
+            // What a range to the second cannot be asked with: the exit pages are in the rollups
+            // alone, which keep hours; a comparison's period would have to be as exact.
+            if query.exit_grouping().is_some() || query.metrics.contains(&Metric::ExitRate) {
+                return invalid(
+                    "exit pages and exit_rate are counted by the hour: give a date_range of whole hours or dates",
+                );
+            }
+            if query.include.comparison.is_some() {
+                return invalid("include.comparisons needs a date_range of whole hours or dates");
+            }
+        }
         let labels = super::exec::time_label_count(&query);
         if query.include.time_labels && labels > MAX_TIME_LABELS {
             return invalid(format!(

@@ -11,8 +11,8 @@ use super::exec::{
 use super::filter::{Compiled, Field, FilterExpr, NO_PROP};
 use super::limits::{OverBudget, WorkBudget};
 use super::place_names;
-use super::request::{Grouping, Metric, Query};
-use crate::columnar::{COUNTERS, Segment};
+use super::request::{Grouping, Metric, Query, QueryError};
+use crate::columnar::{COUNTERS, Segment, UNKNOWN_SECOND};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -189,7 +189,7 @@ pub fn execute_segments(
     let filters: Vec<Compiled> = query.filters.iter().map(FilterExpr::compile).collect::<Result<_, _>>()?;
     // `has_done`: the visits with such events, found before the scan.
     for filter in &filters {
-        find_has_done_visits(filter, segments, budget)?;
+        find_has_done_visits(filter, segments, query.seconds, budget)?;
     }
     // `visits` itself counts distinct visit ids here; the other visit metrics need the visit
     // counters of the visits that hold a passing event.
@@ -203,7 +203,7 @@ pub fn execute_segments(
     let rule = VisitRule {
         distinct: (reads_events || groups_events) && query.metrics.contains(&Metric::Visits),
         holding: if reads_events && asks_visit_counters {
-            Some(visits_with(segments, &filters.iter().collect::<Vec<_>>(), budget)?)
+            Some(visits_with(segments, &filters.iter().collect::<Vec<_>>(), query.seconds, budget)?)
         } else {
             None
         },
@@ -261,6 +261,7 @@ pub fn execute_segments(
 fn visits_with(
     segments: &[(Arc<Segment>, Bucket, Bucket)],
     exprs: &[&Compiled],
+    seconds: Option<(i64, i64)>,
     budget: &WorkBudget,
 ) -> anyhow::Result<HashSet<u64>> {
     let mut out = HashSet::new();
@@ -274,10 +275,14 @@ fn visits_with(
         let buckets = if *lo > first || *hi < last { Some(segment.buckets()?) } else { None };
         let scroll: Vec<&Compiled> = exprs.iter().flat_map(|e| scroll_goals(e)).collect();
         let (events, visits) = (row_events(segment, &scroll)?, segment.visits()?);
+        let within = Within::of(segment, seconds)?;
         for row in 0..segment.rows {
             if let Some(b) = buckets
                 && !(*lo..=*hi).contains(&Bucket::from(b[row]))
             {
+                continue;
+            }
+            if !within.holds(row) {
                 continue;
             }
             if events[row] > 0 && test.passes(row) {
@@ -292,18 +297,19 @@ fn visits_with(
 pub(super) fn find_has_done_visits(
     expr: &Compiled,
     segments: &[(Arc<Segment>, Bucket, Bucket)],
+    seconds: Option<(i64, i64)>,
     budget: &WorkBudget,
 ) -> anyhow::Result<()> {
     match expr {
         Compiled::Leaf(_) => {}
         Compiled::And(all) | Compiled::Or(all) => {
             for e in all {
-                find_has_done_visits(e, segments, budget)?;
+                find_has_done_visits(e, segments, seconds, budget)?;
             }
         }
-        Compiled::Not(inner) => find_has_done_visits(inner, segments, budget)?,
+        Compiled::Not(inner) => find_has_done_visits(inner, segments, seconds, budget)?,
         Compiled::HasDone { inner, visits, .. } => {
-            let found = visits_with(segments, &[inner.as_ref()], budget)?;
+            let found = visits_with(segments, &[inner.as_ref()], seconds, budget)?;
             let _ = visits.set(found);
         }
     }
@@ -461,6 +467,33 @@ impl<'s> Test<'s> {
 }
 
 /// Adds the rows of `segment` with a bucket in `lo..=hi` that pass the filters into `out`.
+/// Which rows of a segment fall within a range's seconds (`Query::seconds`); every row does
+/// for a range of whole hours (its buckets choose the rows).
+pub(super) struct Within<'s>(Option<(&'s [i64], i64, i64)>);
+
+impl<'s> Within<'s> {
+    /// The rows of `segment` within `seconds`; a segment whose rows keep no second (written
+    /// before they did) cannot say, which is a [`QueryError`].
+    pub(super) fn of(segment: &'s Segment, seconds: Option<(i64, i64)>) -> anyhow::Result<Within<'s>> {
+        let Some((from, to)) = seconds else { return Ok(Within(None)) };
+        let at = segment.seconds()?;
+        if at.contains(&UNKNOWN_SECOND) {
+            return Err(QueryError(
+                "this range holds events stored by a release that kept no event times, which a date_range to the \
+                 second needs; give whole hours, or reprocess it"
+                    .into(),
+            )
+            .into());
+        }
+        Ok(Within(Some((at, from, to))))
+    }
+
+    /// Whether row `row` is within the range.
+    pub(super) fn holds(&self, row: usize) -> bool {
+        self.0.is_none_or(|(at, from, to)| (from..=to).contains(&at[row]))
+    }
+}
+
 /// The scroll goals' filters within `expr` (as `goals::goal_filter` writes them, compiled):
 /// the engagement rows they pass count as conversions.
 pub(super) fn scroll_goals(expr: &Compiled) -> Vec<&Compiled> {
@@ -520,6 +553,7 @@ fn scan(
     let scroll: Vec<&Compiled> = filters.iter().flat_map(scroll_goals).collect();
     let row_events = row_events(segment, &scroll)?;
     let row_events: &[i64] = &row_events;
+    let within = Within::of(segment, query.seconds)?;
     let mut filters: Vec<(&[u32], Vec<bool>)> = Vec::new();
     // A prop grouping: each prop set's value of the prop (the labels, per props code), and only
     // the rows whose set has the prop.
@@ -614,6 +648,9 @@ fn scan(
             }
             None => 0,
         };
+        if !within.holds(row) {
+            continue;
+        }
         for (codes, pass) in &filters {
             if !pass[codes[row] as usize] {
                 continue 'rows;
