@@ -185,23 +185,23 @@ mod tests {
         let mut sums = RowSums::default();
         sums.counters.events = 1;
         rows.add_codes(RowId { bucket: 10, visitor: 1, visit: 1, second: 36_000, depth: -1, codes }, &sums);
-        let current = Segment::from_rows("a.com", 1, &rows, |_| true, true, Origin::Object("now".into())).unwrap();
-        let mut columns: Vec<Column> = current.all_columns().unwrap().into_iter().cloned().collect();
+        let current = Segment::from_rows("a.com", 1, &rows, |_| true, true, Origin::Object("now".into())).expect("a row");
+        let mut columns: Vec<Column> = current.all_columns().expect("columns").into_iter().cloned().collect();
         columns.pop();
         let older = Segment::loaded("a.com", 1, columns, Origin::Object("older".into()));
 
         let request: crate::query::QueryRequest = serde_json::from_str(
             r#"{"site_id":"a.com","metrics":["visitors"],"date_range":["1970-01-01","1970-01-01"]}"#,
         )
-        .unwrap();
-        let now = "1970-01-02T00:00:00Z".parse().unwrap();
-        let query = Query::resolve(&request, &jiff::tz::TimeZone::UTC, now).unwrap();
+        .expect("request");
+        let now = "1970-01-02T00:00:00Z".parse().expect("now");
+        let query = Query::resolve(&request, &jiff::tz::TimeZone::UTC, now).expect("query");
         let goal = |name: &str| goal_filter(&Goal::Event { event_name: name.into(), currency: None });
         let steps = [goal("Signup"), goal("Purchase")];
         let budget = WorkBudget::standard();
-        let counted = execute_funnel(&[(Arc::new(current), 0, 23)], &query, &steps, &budget).unwrap();
+        let counted = execute_funnel(&[(Arc::new(current), 0, 23)], &query, &steps, &budget).expect("counted");
         assert_eq!(counted, FunnelCounts { all_visitors: 1, deepest: vec![0, 1, 0] });
-        let refused = execute_funnel(&[(Arc::new(older), 0, 23)], &query, &steps, &budget).unwrap_err();
+        let refused = execute_funnel(&[(Arc::new(older), 0, 23)], &query, &steps, &budget).expect_err("refused");
         let refused = refused.downcast_ref::<QueryError>().expect("a query error, answered as a 400");
         assert!(refused.0.contains("kept no event times"), "{}", refused.0);
     }
