@@ -20,6 +20,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SITE = "shop.example"
 # The generated days, and the day after them that the last visits reach into.
 FIRST, LAST = "2026-10-01", "2026-10-31"
+# The funnel the benchmark compares with windowFunnel: the home page, then the two top products.
+FUNNEL_PAGES = ["/", "/products/item-1", "/products/item-2"]
 
 # name, Tally query (metrics, dimensions, filters, limit), SQL over `events`, kind.
 # SQL columns: day, hour, visitor (id per UTC day), page, country, source, browser, os, device,
@@ -89,8 +91,8 @@ class Tally:
             self.server.terminate()
             self.server.wait(timeout=60)
 
-    def query(self, key, body):
-        self.conn.request("POST", "/api/v2/query", json.dumps(body),
+    def query(self, key, body, path="/api/v2/query"):
+        self.conn.request("POST", path, json.dumps(body),
                           {"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
         response = self.conn.getresponse()
         text = response.read()
@@ -178,6 +180,9 @@ def main():
     if not own_same:
         print("DuckDB over Tally's Parquet files answers differently from the raw events", file=sys.stderr)
 
+    # A funnel of three page goals, saved after the import (goals count over all history).
+    for page in FUNNEL_PAGES:
+        tally.run("goal", "add", "--site", SITE, "--page", page)
     tally.start()
     results = []
     try:
@@ -203,6 +208,7 @@ def main():
             if not same:
                 print(f"DIFFERENT ANSWERS for {name}:\n tally  {t_rows[:5]}\n duckdb {normalise(d_rows)[:5]}\n"
                       f" chdb   {normalise(c_rows)[:5]}", file=sys.stderr)
+        funnel = compare_funnel(tally, key, ch, args.runs)
     finally:
         tally.stop()
     for r in results:
@@ -217,14 +223,37 @@ def main():
     report = {"events": events, "runs": args.runs, "import_seconds": import_s,
               "import_events_per_second": events / import_s, "bytes_per_event": {k: v / events for k, v in tier_bytes.items()},
               "parquet_bytes_per_event": os.path.getsize(parquet) / events, "tables": tables, "queries": results,
-              "own_parquet_same_answer": own_same}
+              "own_parquet_same_answer": own_same, "funnel": funnel}
     with open(os.path.join(args.out, "report.json"), "w") as f:
         json.dump(report, f, indent=2)
     with open(os.path.join(args.out, "report.md"), "w") as f:
         f.write(markdown(report))
     sys.stdout.write(markdown(report))
-    if not all(r["same_answer"] for r in results) or not own_same:
+    if not all(r["same_answer"] for r in results) or not own_same or not funnel["same_answer"]:
         sys.exit("answers differ between Tally and the peers (see above)")
+
+
+def compare_funnel(tally, key, ch, runs):
+    """POST /api/v2/funnel against ClickHouse's windowFunnel (which Plausible runs) over the same
+    events: per visitor id (the generator's `visitor` column is one person in one UTC day, as
+    Tally's ids are), the deepest step within 24 hours."""
+    steps = [f"Visit {p}" for p in FUNNEL_PAGES]
+    body = {"site_id": SITE, "date_range": [FIRST, LAST], "steps": steps}
+    times, answer = timed(lambda i: tally.query(key, body, "/api/v2/funnel"), runs)
+    conditions = ", ".join(f"page = '{p}'" for p in FUNNEL_PAGES)
+    sql = (f"SELECT level, count() FROM (SELECT visitor, windowFunnel(86400)(toDateTime(intDiv(ts_ms, 1000)), {conditions}) "
+           "AS level FROM events GROUP BY visitor) GROUP BY level ORDER BY level")
+    c_times, c_out = timed(lambda i: ch.query(sql, "CSV"), runs)
+    deepest = {int(a): int(b) for a, b in (line.split(",") for line in str(c_out).strip().splitlines() if line)}
+    want = [sum(n for level, n in deepest.items() if level >= k) for k in range(1, len(FUNNEL_PAGES) + 1)]
+    got = [s["visitors"] for s in answer["steps"]]
+    same = got == want and answer["all_visitors"] == sum(deepest.values())
+    if not same:
+        print(f"DIFFERENT FUNNELS: tally {got} of {answer['all_visitors']}, chdb {want} of {sum(deepest.values())}",
+              file=sys.stderr)
+    return {"steps": got, "all_visitors": answer["all_visitors"], "same_answer": same,
+            "tally_ms": statistics.median(times), "tally_p99_ms": percentile(times, 99),
+            "chdb_ms": statistics.median(c_times), "chdb_p99_ms": percentile(c_times, 99)}
 
 
 def markdown(report):
@@ -248,6 +277,11 @@ def markdown(report):
     lines.append(f"| Parquet of the peers' columns (for comparison) | {report['parquet_bytes_per_event']:.1f} |")
     lines += ["", "DuckDB over Tally's own segment files (`store.segments/`) gives the same top pages in one country "
                   f"as over the raw events: {'yes' if report['own_parquet_same_answer'] else 'NO'}."]
+    f = report["funnel"]
+    lines += ["", f"Funnel of {' → '.join(FUNNEL_PAGES)} over the whole range (visitors per step {f['steps']} of "
+                  f"{f['all_visitors']:,}): Tally {f['tally_ms']:.2f} ms ({f['tally_p99_ms']:.2f}), chDB's `windowFunnel(86400)` "
+                  f"{f['chdb_ms']:.2f} ms ({f['chdb_p99_ms']:.2f}), {f['chdb_ms'] / max(f['tally_ms'], 1e-6):.1f}×; same answer: "
+                  f"{'yes' if f['same_answer'] else 'NO'} (DuckDB has no windowFunnel)."]
     return "\n".join(lines) + "\n"
 
 

@@ -1073,21 +1073,26 @@ async fn run_windows(base: &str, sites: &[OracleSite], rng: &mut Rng, client: &r
         assert_eq!(response.status(), 200, "{ask:?}");
         let answer: Value = response.json().await.unwrap();
         assert_eq!(answer["meta"]["tier"], "segments", "{ask:?}");
-        let got: BTreeMap<Vec<String>, Vec<Value>> = answer["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                let dims = r["dimensions"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_owned());
-                (dims.collect(), r["metrics"].as_array().unwrap().clone())
-            })
-            .collect();
+        let got = rows_of(&answer);
         let want = brute(site, zone, events, &ask);
         rows += want.len();
         assert_eq!(got, want, "site {site}, query to the second {ask:?}");
     }
     eprintln!("oracle: {rows} answer rows over ranges to the second compared");
     assert!(rows > 100, "too few rows over ranges to the second: {rows}");
+}
+
+/// An answer's rows: dimensions → metrics.
+fn rows_of(answer: &Value) -> BTreeMap<Vec<String>, Vec<Value>> {
+    answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let dims = r["dimensions"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_owned());
+            (dims.collect(), r["metrics"].as_array().unwrap().clone())
+        })
+        .collect()
 }
 
 /// A site of the oracle: its domain, time zone, raw events and an API key for it.
@@ -1127,15 +1132,7 @@ async fn run_queries(base: &str, sites: &[OracleSite], rng: &mut Rng) {
         assert_eq!(response.status(), 200, "{ask:?}");
         let answer: Value = response.json().await.unwrap();
         *tiers.entry(answer["meta"]["tier"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
-        let got: BTreeMap<Vec<String>, Vec<Value>> = answer["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                let dims = r["dimensions"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_owned());
-                (dims.collect(), r["metrics"].as_array().unwrap().clone())
-            })
-            .collect();
+        let got = rows_of(&answer);
         let want = brute(site, zone, events, &ask);
         behavioural += usize::from(ask.filters.iter().any(|f| matches!(f, Cond::HasDone(..))));
         subsets += usize::from(ask.subset != 0);
