@@ -185,7 +185,8 @@ mod tests {
         let mut sums = RowSums::default();
         sums.counters.events = 1;
         rows.add_codes(RowId { bucket: 10, visitor: 1, visit: 1, second: 36_000, depth: -1, codes }, &sums);
-        let current = Segment::from_rows("a.com", 1, &rows, |_| true, true, Origin::Object("now".into())).expect("a row");
+        let current =
+            Segment::from_rows("a.com", 1, &rows, |_| true, true, Origin::Object("now".into())).expect("a row");
         let mut columns: Vec<Column> = current.all_columns().expect("columns").into_iter().cloned().collect();
         columns.pop();
         let older = Segment::loaded("a.com", 1, columns, Origin::Object("older".into()));
