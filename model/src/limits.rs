@@ -7,6 +7,9 @@
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Most events in one batch (a JSON array body).
 pub const MAX_BATCH_EVENTS: usize = 25;
+/// Most sites one event may name in a comma-separated `domain` (Plausible's "send to several
+/// sites").
+pub const MAX_DOMAINS_PER_EVENT: usize = 10;
 /// Deepest JSON nesting of a body: arrays and objects inside each other.
 pub const MAX_JSON_DEPTH: usize = 8;
 /// Longest page URL, in characters.

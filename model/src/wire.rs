@@ -7,8 +7,8 @@
 
 use crate::event::{ENGAGEMENT, Engagement};
 use crate::limits::{
-    MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_EVENT_NAME_CHARS, MAX_JSON_DEPTH, MAX_PROP_NAME_CHARS, MAX_PROP_VALUE_CHARS,
-    MAX_PROPS, MAX_REFERRER_CHARS, MAX_URL_CHARS,
+    MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_DOMAINS_PER_EVENT, MAX_EVENT_NAME_CHARS, MAX_JSON_DEPTH, MAX_PROP_NAME_CHARS,
+    MAX_PROP_VALUE_CHARS, MAX_PROPS, MAX_REFERRER_CHARS, MAX_URL_CHARS,
 };
 use crate::reject::{DropReason, Rejection};
 use crate::site::normalize_domain;
@@ -77,17 +77,47 @@ pub fn parse_body(body: &[u8]) -> Result<Vec<Result<WireEvent, WireDrop>>, Rejec
     }
     check_depth(text.as_bytes())?;
     let value: Value = serde_json::from_str(text).map_err(|_| Rejection::InvalidJson)?;
-    match value {
-        Value::Object(event) => Ok(vec![parse_event(&event)]),
-        Value::Array(items) if (1..=MAX_BATCH_EVENTS).contains(&items.len()) => Ok(items
-            .iter()
-            .map(|item| match item {
-                Value::Object(event) => parse_event(event),
-                _ => Err(WireDrop { domain: None, reason: DropReason::WrongType }),
-            })
-            .collect()),
-        Value::Array(_) => Err(Rejection::BadBatchSize),
-        _ => Err(Rejection::NotAnEvent),
+    let items = match value {
+        Value::Object(event) => vec![Value::Object(event)],
+        Value::Array(items) if (1..=MAX_BATCH_EVENTS).contains(&items.len()) => items,
+        Value::Array(_) => return Err(Rejection::BadBatchSize),
+        _ => return Err(Rejection::NotAnEvent),
+    };
+    // An event sent to several sites is copied once per site: the copies are bounded as a body
+    // is, at most a batch's events and the body's bytes in all (the queue message and the
+    // Kinesis record that carry them have room for that, not for more).
+    let (mut entries, mut bytes) = (0usize, body.len());
+    for item in &items {
+        let copies = item.as_object().map_or(1, domain_copies);
+        entries += copies;
+        if copies > 1 {
+            bytes += (copies - 1) * item.to_string().len();
+        }
+    }
+    if entries > MAX_BATCH_EVENTS {
+        return Err(Rejection::BadBatchSize);
+    }
+    if bytes > MAX_BODY_BYTES {
+        return Err(Rejection::BodyTooLarge);
+    }
+    Ok(items
+        .iter()
+        .flat_map(|item| match item {
+            Value::Object(event) => parse_event_for_each_domain(event),
+            _ => vec![Err(WireDrop { domain: None, reason: DropReason::WrongType })],
+        })
+        .collect())
+}
+
+/// How many events [`parse_event_for_each_domain`] makes of `event`: one per site of a
+/// comma-separated domain, else one.
+fn domain_copies(event: &Map<String, Value>) -> usize {
+    match required_str(event, "domain", "d") {
+        Ok(raw) if raw.contains(',') => {
+            let sites = raw.split(',').filter(|d| !d.trim().is_empty()).count();
+            if (1..=MAX_DOMAINS_PER_EVENT).contains(&sites) { sites } else { 1 }
+        }
+        _ => 1,
     }
 }
 
@@ -142,6 +172,28 @@ fn required_str<'a>(event: &'a Map<String, Value>, long: &str, short: &str) -> R
         Some(_) => Err(DropReason::WrongType),
         None => Err(DropReason::MissingField),
     }
+}
+
+/// An event of a body, once per site its `domain` names: Plausible's script sends
+/// `"a.example,b.example"` to count one page view on several sites (at most
+/// [`MAX_DOMAINS_PER_EVENT`]; more is one `invalid_domain` drop). Each domain is checked on its
+/// own, so one that is not valid drops only its copy.
+fn parse_event_for_each_domain(event: &Map<String, Value>) -> Vec<Result<WireEvent, WireDrop>> {
+    let Ok(raw) = required_str(event, "domain", "d") else { return vec![parse_event(event)] };
+    if !raw.contains(',') {
+        return vec![parse_event(event)];
+    }
+    let domains: Vec<&str> = raw.split(',').map(str::trim).filter(|d| !d.is_empty()).collect();
+    if domains.is_empty() || domains.len() > MAX_DOMAINS_PER_EVENT {
+        return vec![Err(WireDrop { domain: None, reason: DropReason::InvalidDomain })];
+    }
+    domains
+        .into_iter()
+        .map(|raw| {
+            let domain = normalize_domain(raw).ok_or(WireDrop { domain: None, reason: DropReason::InvalidDomain })?;
+            check_fields(event, &domain).map_err(|reason| WireDrop { domain: Some(domain.clone()), reason })
+        })
+        .collect()
 }
 
 fn parse_event(event: &Map<String, Value>) -> Result<WireEvent, WireDrop> {
@@ -290,6 +342,50 @@ mod tests {
         assert_eq!(long.props, vec![("k".into(), "v".into()), ("n".into(), "2".into())]);
         assert_eq!(long.revenue, Some(Revenue { amount: "1.50".into(), currency: "EUR".into() }));
         assert_eq!(short.expect("valid").props, long.props);
+    }
+
+    #[test]
+    fn a_comma_separated_domain_is_one_event_per_site() {
+        let body = r#"{"n":"pageview","u":"https://a.com/x","d":"a.com, www.B.com,,"}"#;
+        let events = parse_body(body.as_bytes()).expect("body accepted");
+        let domains: Vec<String> = events.iter().map(|e| e.as_ref().expect("valid").domain.clone()).collect();
+        assert_eq!(domains, ["a.com", "b.com"], "each normalised; empty parts skipped");
+        // A part that is no domain drops only its copy; a field that is wrong drops every copy.
+        let events = parse_body(br#"{"n":"pageview","u":"https://a.com/","d":"a.com,not a domain"}"#).expect("body");
+        assert!(events[0].is_ok());
+        assert_eq!(events[1], Err(WireDrop { domain: None, reason: DropReason::InvalidDomain }));
+        let events = parse_body(br#"{"n":"","u":"https://a.com/","d":"a.com,b.com"}"#).expect("body");
+        let reasons: Vec<_> = events.iter().map(|e| e.as_ref().map_err(|d| (d.domain.clone(), d.reason))).collect();
+        assert_eq!(
+            reasons,
+            [
+                Err((Some("a.com".into()), DropReason::InvalidName)),
+                Err((Some("b.com".into()), DropReason::InvalidName))
+            ]
+        );
+        // Past the bound: one drop. In a batch, each event is expanded in place; the copies of
+        // a body count as a batch's events and its bytes.
+        let batch = format!("[{}]", [r#"{"n":"pageview","u":"https://a.com/","d":"a.com,b.com,c.com"}"#; 9].join(","));
+        assert_eq!(parse_body(batch.as_bytes()), Err(Rejection::BadBatchSize), "27 copies");
+        let x = "x".repeat(2_000);
+        let long = format!(
+            r#"{{"n":"pageview","u":"https://a.com/","d":"a.com,b.com,c.com","p":{{"a":"{x}","b":"{x}","c":"{x}","d":"{x}"}}}}"#
+        );
+        let batch = format!("[{}]", vec![long; 6].join(","));
+        assert!(batch.len() < MAX_BODY_BYTES, "the body itself is within the bound");
+        assert_eq!(parse_body(batch.as_bytes()), Err(Rejection::BodyTooLarge), "18 copies of 8 KB");
+        let many = (0..=MAX_DOMAINS_PER_EVENT).map(|i| format!("s{i}.com")).collect::<Vec<_>>().join(",");
+        let body = format!(r#"{{"n":"pageview","u":"https://a.com/","d":"{many}"}}"#);
+        let events = parse_body(body.as_bytes()).expect("body");
+        assert_eq!(events, [Err(WireDrop { domain: None, reason: DropReason::InvalidDomain })]);
+        let batch = br#"[{"n":"pageview","u":"https://a.com/","d":"a.com,b.com"},{"n":"pageview","u":"https://c.com/","d":"c.com"}]"#;
+        let domains: Vec<String> =
+            parse_body(batch).expect("body").into_iter().map(|e| e.expect("valid").domain).collect();
+        assert_eq!(domains, ["a.com", "b.com", "c.com"]);
+        // An import line is one event of one site.
+        let line: Map<String, Value> =
+            serde_json::from_str(r#"{"n":"pageview","u":"https://a.com/","d":"a.com,b.com"}"#).expect("json");
+        assert_eq!(parse_object(&line).map_err(|d| d.reason), Err(DropReason::InvalidDomain));
     }
 
     #[test]
