@@ -1,10 +1,14 @@
 //! The one codec for log entries: a version byte, then postcard.
 //!
-//! Version 5 (written for engagement events only) is `[0x05] ++ postcard(LogEntry)` with the
-//! current [`Event`], which ends with its [`crate::event::Engagement`]. Every other entry is
-//! still written as version 3 or 4, so everything a version-3 or 4 reader (an older tally, an
-//! edge in flight) could read before, it still reads; it refuses only engagement events, which
-//! it would have counted as custom events.
+//! Version 6 (written for events of a tracker in hash mode only) is version 5's layout followed
+//! by the event's `hash_mode` (a postcard bool). Version 5 (written for engagement events
+//! without hash mode only) is version 3's event entry followed by its
+//! [`crate::event::Engagement`] (`postcard(Option<Engagement>)`: postcard writes a struct as its
+//! fields one after another, so this is the bytes of one struct with the engagement last).
+//! Every other entry is still written as version 3 or 4, so everything a version-3 or 4 reader
+//! (an older tally, an edge in flight) could read before, it still reads; it refuses only
+//! engagement events, which it would have counted as custom events, and hash-mode events, whose
+//! pages it would have counted without their fragment.
 //! Version 3 is `[0x03] ++ postcard(LogEntry)` with events as `EventV3` has them (no engagement).
 //! Version 4 is the same layout with one
 //! more kind of entry, counted drops ([`LogEntry::Drops`]): only those are written as version 4. Version 2 (still read) had no region
@@ -23,6 +27,8 @@ pub const VERSION: u8 = 3;
 pub const VERSION_WITH_COUNTS: u8 = 4;
 /// The version byte written in front of engagement events, the one kind of event version 4 lacks.
 pub const VERSION_WITH_ENGAGEMENT: u8 = 5;
+/// The version byte written in front of events of a tracker in hash mode (which version 5 lacks).
+pub const VERSION_WITH_HASH_MODE: u8 = 6;
 
 /// Why bytes could not be decoded.
 #[non_exhaustive]
@@ -43,11 +49,22 @@ pub enum CodecError {
 pub fn encode(entry: &LogEntry) -> Vec<u8> {
     // Serialising into a Vec cannot fail for these plain types.
     let (version, body) = match entry {
-        LogEntry::Event(event) if event.engagement.is_some() => {
-            (VERSION_WITH_ENGAGEMENT, postcard::to_allocvec(entry).unwrap_or_default())
-        }
         LogEntry::Event(event) => {
-            (VERSION, postcard::to_allocvec(&LogEntryV3Ref::Event(EventV3Ref::of(event))).unwrap_or_default())
+            let mut body = postcard::to_allocvec(&LogEntryV3Ref::Event(EventV3Ref::of(event))).unwrap_or_default();
+            let version = if event.hash_mode {
+                VERSION_WITH_HASH_MODE
+            } else if event.engagement.is_some() {
+                VERSION_WITH_ENGAGEMENT
+            } else {
+                VERSION
+            };
+            if version >= VERSION_WITH_ENGAGEMENT {
+                body.extend(postcard::to_allocvec(&event.engagement).unwrap_or_default());
+            }
+            if version == VERSION_WITH_HASH_MODE {
+                body.extend(postcard::to_allocvec(&event.hash_mode).unwrap_or_default());
+            }
+            (version, body)
         }
         LogEntry::Drops(_) => (VERSION_WITH_COUNTS, postcard::to_allocvec(entry).unwrap_or_default()),
         LogEntry::Drop(_) => (VERSION, postcard::to_allocvec(entry).unwrap_or_default()),
@@ -62,7 +79,18 @@ pub fn decode(bytes: &[u8]) -> Result<LogEntry, CodecError> {
     let malformed = |e: postcard::Error| CodecError::Malformed(e.to_string());
     match bytes.split_first() {
         None => Err(CodecError::Empty),
-        Some((&VERSION_WITH_ENGAGEMENT, rest)) => postcard::from_bytes(rest).map_err(malformed),
+        Some((&(VERSION_WITH_ENGAGEMENT | VERSION_WITH_HASH_MODE), rest)) => {
+            let (entry, rest) = postcard::take_from_bytes::<LogEntryV3>(rest).map_err(malformed)?;
+            let LogEntry::Event(mut event) = LogEntry::from(entry) else {
+                return Err(CodecError::Malformed("versions 5 and 6 hold events only".into()));
+            };
+            let (engagement, rest) = postcard::take_from_bytes(rest).map_err(malformed)?;
+            event.engagement = engagement;
+            if bytes[0] == VERSION_WITH_HASH_MODE {
+                event.hash_mode = postcard::from_bytes(rest).map_err(malformed)?;
+            }
+            Ok(LogEntry::Event(event))
+        }
         Some((&(VERSION | VERSION_WITH_COUNTS), rest)) => {
             postcard::from_bytes::<LogEntryV3>(rest).map(LogEntry::from).map_err(malformed)
         }
@@ -109,6 +137,7 @@ impl From<EventV3> for Event {
             region: e.region,
             city: e.city,
             engagement: None,
+            hash_mode: false,
         }
     }
 }
@@ -212,6 +241,7 @@ impl From<EventV2> for Event {
             region: None,
             city: None,
             engagement: None,
+            hash_mode: false,
         }
     }
 }
@@ -272,6 +302,7 @@ mod tests {
             region: None,
             city: None,
             engagement: None,
+            hash_mode: false,
         }
     }
 
@@ -317,6 +348,29 @@ mod tests {
         assert_eq!(decode(&bytes), Ok(LogEntry::Event(Box::new(engaged))));
         let none = Event { engagement: Some(Engagement { scroll_depth: None, engaged_ms: 0 }), ..sample() };
         assert_eq!(decode(&encode(&LogEntry::Event(Box::new(none.clone())))), Ok(LogEntry::Event(Box::new(none))));
+    }
+
+    #[test]
+    fn version_6_holds_hash_mode_events_only() {
+        let hashed = Event { hash_mode: true, ..sample_v3() };
+        let bytes = encode(&LogEntry::Event(Box::new(hashed.clone())));
+        // The version-3 layout, then no engagement, then true.
+        let v3 = hex(&encode(&LogEntry::Event(Box::new(sample_v3()))));
+        assert_eq!(hex(&bytes), format!("06{}0001", &v3[2..]));
+        assert_eq!(decode(&bytes), Ok(LogEntry::Event(Box::new(hashed))));
+        let both = Event {
+            name: "engagement".into(),
+            engagement: Some(Engagement { scroll_depth: Some(80), engaged_ms: 4_200 }),
+            hash_mode: true,
+            ..sample_v3()
+        };
+        let bytes = encode(&LogEntry::Event(Box::new(both.clone())));
+        assert!(bytes[0] == VERSION_WITH_HASH_MODE && hex(&bytes).ends_with("010150e82001"));
+        assert_eq!(decode(&bytes), Ok(LogEntry::Event(Box::new(both))));
+        // A drop is never version 5 or 6.
+        let mut drop = encode(&LogEntry::Drop(Drop { id: None, site: None, reason: DropReason::Bot, received_ms: 1 }));
+        drop[0] = VERSION_WITH_HASH_MODE;
+        assert!(matches!(decode(&drop), Err(CodecError::Malformed(_))));
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub struct Event {
     pub city: Option<String>,
     /// What an `engagement` event measured (codec version 5); `None` on every other event.
     pub engagement: Option<Engagement>,
+    /// Whether the tracker runs in hash mode (Plausible's `h`): the URL's fragment is part of
+    /// the page's path (codec version 6).
+    #[serde(default)]
+    pub hash_mode: bool,
 }
 
 /// The name of the events Plausible's tracker sends when a page is hidden or left: they carry

@@ -36,8 +36,8 @@ pub struct Landing {
 
 impl Landing {
     /// Normalises a page URL and its referrer. Fails only if the URL is not a valid page URL.
-    pub fn of(url: &str, referrer: Option<&str>) -> Result<Landing, PageError> {
-        let page = page::parse_page(url)?;
+    pub fn of(url: &str, referrer: Option<&str>, hash_mode: bool) -> Result<Landing, PageError> {
+        let page = page::parse_page_in_mode(url, hash_mode)?;
         let referral = referral(referrer, &page.hostname);
         let source = page
             .utm
@@ -56,7 +56,7 @@ impl Facts {
     /// Normalises an event. Fails only if its URL is not a valid page URL.
     pub fn of(event: &Event) -> Result<Facts, PageError> {
         Ok(Facts {
-            landing: Arc::new(Landing::of(&event.url, event.referrer.as_deref())?),
+            landing: Arc::new(Landing::of(&event.url, event.referrer.as_deref(), event.hash_mode)?),
             agent: Arc::new(agent::classify(&event.user_agent)),
         })
     }

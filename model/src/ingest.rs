@@ -171,6 +171,7 @@ fn build_event(event: WireEvent, ctx: &RequestContext<'_>, id: EventId) -> Event
         region,
         city,
         engagement: event.engagement,
+        hash_mode: event.hash_mode,
     }
 }
 

@@ -54,6 +54,12 @@ pub enum PageError {
 /// `http:///x` and `http:x` (which WHATWG parsing would repair) are refused with
 /// [`PageError::NoHost`].
 pub fn parse_page(url: &str) -> Result<Page, PageError> {
+    parse_page_in_mode(url, false)
+}
+
+/// [`parse_page`], and for a tracker in hash mode (Plausible's `h`), the URL's fragment kept in
+/// the path after a `#` (`/app#/settings`), as Plausible keeps it; an empty fragment adds nothing.
+pub fn parse_page_in_mode(url: &str, hash_mode: bool) -> Result<Page, PageError> {
     let raw = url.trim();
     let parsed = url::Url::parse(raw).map_err(|e| match e {
         url::ParseError::EmptyHost => PageError::NoHost,
@@ -67,9 +73,14 @@ pub fn parse_page(url: &str) -> Result<Page, PageError> {
         return Err(PageError::NoHost);
     }
     let param = |names: &[&str]| names.iter().find_map(|n| query_param(&parsed, n));
+    let mut path = normalize_path(parsed.path());
+    if let Some(fragment) = parsed.fragment().filter(|f| hash_mode && !f.is_empty()) {
+        path.push('#');
+        path.push_str(fragment);
+    }
     Ok(Page {
         hostname,
-        path: normalize_path(parsed.path()),
+        path,
         utm: Utm {
             source: param(&["utm_source"]),
             medium: param(&["utm_medium"]),
@@ -189,6 +200,16 @@ mod tests {
         assert_eq!(page("https://example.com/?source=hn").ref_param, Some("hn".into()));
         assert_eq!(page("https://example.com/?source=hn&ref=ph").ref_param, Some("ph".into()));
         assert_eq!(page("https://example.com/?ref=&source=hn").ref_param, Some("hn".into()));
+    }
+
+    #[test]
+    fn hash_mode_keeps_the_fragment_in_the_path() {
+        let path = |url: &str, hash_mode| parse_page_in_mode(url, hash_mode).expect("valid").path;
+        assert_eq!(path("https://a.com/#/settings/", true), "/#/settings/");
+        assert_eq!(path("https://a.com/app/?q=1#/a?b=c", true), "/app#/a?b=c", "the fragment as sent");
+        assert_eq!(path("https://a.com/app#", true), "/app", "an empty fragment adds nothing");
+        assert_eq!(path("https://a.com/app", true), "/app");
+        assert_eq!(path("https://a.com/app#/settings", false), "/app");
     }
 
     #[test]

@@ -248,6 +248,7 @@ mod tests {
             region: None,
             city: None,
             engagement: None,
+            hash_mode: false,
         }))
     }
 

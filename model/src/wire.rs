@@ -43,6 +43,9 @@ pub struct WireEvent {
     pub interactive: bool,
     /// An `engagement` event's scroll depth (`sd`) and engaged time (`e`); `None` on others.
     pub engagement: Option<Engagement>,
+    /// Whether the tracker runs in hash mode (`hash_mode` or Plausible's `h`: `1` or `true`):
+    /// the URL's fragment is part of the page's path.
+    pub hash_mode: bool,
 }
 
 /// An event of the body that cannot be taken, with the domain it named when that was readable.
@@ -230,8 +233,15 @@ fn check_fields(event: &Map<String, Value>, domain: &str) -> Result<WireEvent, D
         Some(_) => return Err(DropReason::WrongType),
     };
     let engagement = (name == ENGAGEMENT).then(|| parse_engagement(event)).transpose()?;
+    // As Plausible's tracker sends it, `1`; `true` too. Anything else is not hash mode.
+    let hash_mode = match field(event, "hash_mode", "h") {
+        Some(Value::Bool(on)) => *on,
+        Some(Value::Number(n)) => n.as_f64().is_some_and(|n| n == 1.0),
+        _ => false,
+    };
     Ok(WireEvent {
         engagement,
+        hash_mode,
         name: name.to_owned(),
         url: url.to_owned(),
         domain: domain.to_owned(),
@@ -342,6 +352,15 @@ mod tests {
         assert_eq!(long.props, vec![("k".into(), "v".into()), ("n".into(), "2".into())]);
         assert_eq!(long.revenue, Some(Revenue { amount: "1.50".into(), currency: "EUR".into() }));
         assert_eq!(short.expect("valid").props, long.props);
+    }
+
+    #[test]
+    fn hash_mode_is_h_one_or_true() {
+        let mode = |extra: &str| {
+            one(&format!(r#"{{"n":"pageview","u":"https://a.com/#/x","d":"a.com"{extra}}}"#)).expect("valid").hash_mode
+        };
+        assert!(mode(r#","h":1"#) && mode(r#","h":true"#) && mode(r#","hash_mode":1"#));
+        assert!(!mode("") && !mode(r#","h":0"#) && !mode(r#","h":"1""#) && !mode(r#","h":2"#) && !mode(r#","h":null"#));
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub fn trace(n: usize, sites: usize, start_ms: i64) -> Vec<LogEntry> {
                 region: None,
                 city: None,
                 engagement: None,
+                hash_mode: false,
             }))
         })
         .collect()

@@ -39,6 +39,7 @@ fn entries(ids: std::ops::Range<u128>) -> Vec<LogEntry> {
             region: None,
             city: None,
             engagement: None,
+            hash_mode: false,
         }))
     })
     .collect()

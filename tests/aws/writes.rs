@@ -73,6 +73,7 @@ fn event(id: u64, sites: &Zipf, pages: &Zipf, random: &mut Uniform, now_ms: i64)
         region: None,
         city: None,
         engagement: None,
+        hash_mode: false,
     }))
 }
 

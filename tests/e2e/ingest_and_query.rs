@@ -122,6 +122,33 @@ async fn ingest_and_query() {
     assert!((total - f64::from(VISITORS)).abs() < f64::EPSILON, "visitors by country sum to {total}; answer {answer}");
 }
 
+/// A single-page app that routes by the fragment, with Plausible's script in hash mode (`h: 1`):
+/// its pages are the fragments' routes; without `h`, the same URLs are one page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_mode_pages_keep_their_fragment() {
+    const APP: &str = "hash.example";
+    let server = TestServer::start("hash", &[APP]);
+    let visitor = Visitor::new(7);
+    for (route, h) in [("#/inbox", 1), ("#/settings", 1), ("#/settings", 1), ("#/ignored", 0)] {
+        let body = json!({"n": "pageview", "u": format!("https://{APP}/app{route}"), "d": APP, "h": h});
+        let answer = server.post_event(body.to_string(), &visitor.headers()).await;
+        assert_eq!((answer.status, answer.accepted), (202, Some(1)), "{answer:?}");
+    }
+    let by_page = query_body(APP, &["pageviews"], json!({"dimensions": ["event:page"]}));
+    let answer = eventually(
+        "pages of a hash-routed app",
+        POLL_DEADLINE,
+        || server.query(&by_page),
+        |a| a.as_ref().is_ok_and(|a| rows(a).len() == 3),
+    )
+    .await
+    .unwrap();
+    let mut got: Vec<(String, f64)> = rows(&answer).into_iter().map(|(d, m)| (d.join("|"), m[0])).collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    let want = [("/app", 1.0), ("/app#/inbox", 1.0), ("/app#/settings", 2.0)];
+    assert_eq!(got, want.map(|(p, n)| (p.to_owned(), n)), "{answer}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn visits_and_bounce_rate() {
     const BOUNCY: &str = "bounce.example";

@@ -36,6 +36,7 @@ struct EventView<'a> {
     region: Option<&'a str>,
     city: Option<&'a str>,
     engagement: Option<EngagementView>,
+    hash_mode: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -110,6 +111,7 @@ fn event_view(event: &Event) -> EventView<'_> {
         region: event.region.as_deref(),
         city: event.city.as_deref(),
         engagement: event.engagement.map(|e| EngagementView { scroll_depth: e.scroll_depth, engaged_ms: e.engaged_ms }),
+        hash_mode: event.hash_mode,
     }
 }
 

@@ -93,6 +93,8 @@ export interface EventEntry {
   /** What an `engagement` event measured (null on every other event): scroll depth in percent
    * (null if not sent) and engaged milliseconds. */
   engagement: { scrollDepth: number | null; engagedMs: number } | null;
+  /** Whether the tracker ran in hash mode (`h`): the URL's fragment is part of the page's path. */
+  hashMode: boolean;
 }
 
 /** A dropped event, counted per site and reason. */

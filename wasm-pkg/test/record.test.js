@@ -64,6 +64,7 @@ test('a batch of 25 round-trips through pack and unpack with every field', () =>
     region: 'NL-NH',
     city: 'Amsterdam',
     engagement: null,
+    hashMode: false,
   }));
   assert.deepEqual(got, want);
 });

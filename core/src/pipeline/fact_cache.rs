@@ -12,14 +12,14 @@ use tally_model::facts::{Facts, Landing};
 /// Most user agents, and most (page URL, referrer) pairs, the caches keep.
 pub const KEPT: usize = 20_000;
 
-/// A borrowed (page URL, referrer) key: it hashes as the owned key does, so a lookup allocates
-/// nothing.
+/// A borrowed (page URL, referrer, hash mode) key: it hashes as the owned key does, so a
+/// lookup allocates nothing.
 #[derive(Hash)]
-struct LandingKey<'a>(&'a str, Option<&'a str>);
+struct LandingKey<'a>(&'a str, Option<&'a str>, bool);
 
-impl hashbrown::Equivalent<(String, Option<String>)> for LandingKey<'_> {
-    fn equivalent(&self, key: &(String, Option<String>)) -> bool {
-        self.0 == key.0 && self.1 == key.1.as_deref()
+impl hashbrown::Equivalent<(String, Option<String>, bool)> for LandingKey<'_> {
+    fn equivalent(&self, key: &(String, Option<String>, bool)) -> bool {
+        self.0 == key.0 && self.1 == key.1.as_deref() && self.2 == key.2
     }
 }
 
@@ -28,7 +28,7 @@ impl hashbrown::Equivalent<(String, Option<String>)> for LandingKey<'_> {
 pub struct FactCache {
     agents: FastMap<String, Arc<Agent>>,
     /// `None`: the URL is not a valid page URL.
-    landings: FastMap<(String, Option<String>), Option<Arc<Landing>>>,
+    landings: FastMap<(String, Option<String>, bool), Option<Arc<Landing>>>,
 }
 
 impl FactCache {
@@ -45,15 +45,15 @@ impl FactCache {
                 agent
             }
         };
-        let key = LandingKey(&event.url, event.referrer.as_deref());
+        let key = LandingKey(&event.url, event.referrer.as_deref(), event.hash_mode);
         let landing = match self.landings.get(&key) {
             Some(known) => known.clone(),
             None => {
-                let landing = Landing::of(&event.url, event.referrer.as_deref()).ok().map(Arc::new);
+                let landing = Landing::of(&event.url, event.referrer.as_deref(), event.hash_mode).ok().map(Arc::new);
                 if self.landings.len() >= KEPT {
                     self.landings.clear();
                 }
-                self.landings.insert((event.url.clone(), event.referrer.clone()), landing.clone());
+                self.landings.insert((event.url.clone(), event.referrer.clone(), event.hash_mode), landing.clone());
                 landing
             }
         };
@@ -83,6 +83,7 @@ mod tests {
             region: None,
             city: None,
             engagement: None,
+            hash_mode: false,
         }
     }
 

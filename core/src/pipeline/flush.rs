@@ -256,6 +256,7 @@ mod tests {
             region: None,
             city: None,
             engagement,
+            hash_mode: false,
         }))
     }
 

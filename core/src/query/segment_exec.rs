@@ -803,6 +803,7 @@ mod tests {
             region: None,
             city: None,
             engagement: None,
+            hash_mode: false,
         }
     }
 

@@ -108,6 +108,7 @@ fn event(r: &Raw, n: usize) -> Event {
         region: None,
         city: None,
         engagement: None,
+        hash_mode: false,
     }
 }
 
