@@ -208,7 +208,8 @@ def main():
             if not same:
                 print(f"DIFFERENT ANSWERS for {name}:\n tally  {t_rows[:5]}\n duckdb {normalise(d_rows)[:5]}\n"
                       f" chdb   {normalise(c_rows)[:5]}", file=sys.stderr)
-        funnel = compare_funnel(tally, key, ch, args.runs)
+        funnel = compare_funnel(tally, key, ch, args.runs, strict=False)
+        strict_funnel = compare_funnel(tally, key, ch, args.runs, strict=True)
     finally:
         tally.stop()
     for r in results:
@@ -223,26 +224,29 @@ def main():
     report = {"events": events, "runs": args.runs, "import_seconds": import_s,
               "import_events_per_second": events / import_s, "bytes_per_event": {k: v / events for k, v in tier_bytes.items()},
               "parquet_bytes_per_event": os.path.getsize(parquet) / events, "tables": tables, "queries": results,
-              "own_parquet_same_answer": own_same, "funnel": funnel}
+              "own_parquet_same_answer": own_same, "funnel": funnel, "strict_funnel": strict_funnel}
     with open(os.path.join(args.out, "report.json"), "w") as f:
         json.dump(report, f, indent=2)
     with open(os.path.join(args.out, "report.md"), "w") as f:
         f.write(markdown(report))
     sys.stdout.write(markdown(report))
-    if not all(r["same_answer"] for r in results) or not own_same or not funnel["same_answer"]:
+    if not all(r["same_answer"] for r in results) or not own_same or not funnel["same_answer"] \
+            or not strict_funnel["same_answer"]:
         sys.exit("answers differ between Tally and the peers (see above)")
 
 
-def compare_funnel(tally, key, ch, runs):
+def compare_funnel(tally, key, ch, runs, strict):
     """POST /api/v2/funnel against ClickHouse's windowFunnel (which Plausible runs) over the same
     events: per visitor id (the generator's `visitor` column is one person in one UTC day, as
-    Tally's ids are), the deepest step within 24 hours."""
+    Tally's ids are), the deepest step within 24 hours; with `strict`, in strict order (no other
+    event between the steps: windowFunnel's `strict_order`)."""
     steps = [f"Visit {p}" for p in FUNNEL_PAGES]
-    body = {"site_id": SITE, "date_range": [FIRST, LAST], "steps": steps}
+    body = {"site_id": SITE, "date_range": [FIRST, LAST], "steps": steps, "strict_order": strict}
     times, answer = timed(lambda i: tally.query(key, body, "/api/v2/funnel"), runs)
     conditions = ", ".join(f"page = '{p}'" for p in FUNNEL_PAGES)
-    sql = (f"SELECT level, count() FROM (SELECT visitor, windowFunnel(86400)(toDateTime(intDiv(ts_ms, 1000)), {conditions}) "
-           "AS level FROM events GROUP BY visitor) GROUP BY level ORDER BY level")
+    mode = ", 'strict_order'" if strict else ""
+    sql = (f"SELECT level, count() FROM (SELECT visitor, windowFunnel(86400{mode})(toDateTime(intDiv(ts_ms, 1000)), "
+           f"{conditions}) AS level FROM events GROUP BY visitor) GROUP BY level ORDER BY level")
     c_times, c_out = timed(lambda i: ch.query(sql, "CSV"), runs)
     deepest = {int(a): int(b) for a, b in (line.split(",") for line in str(c_out).strip().splitlines() if line)}
     want = [sum(n for level, n in deepest.items() if level >= k) for k in range(1, len(FUNNEL_PAGES) + 1)]
@@ -277,11 +281,12 @@ def markdown(report):
     lines.append(f"| Parquet of the peers' columns (for comparison) | {report['parquet_bytes_per_event']:.1f} |")
     lines += ["", "DuckDB over Tally's own segment files (`store.segments/`) gives the same top pages in one country "
                   f"as over the raw events: {'yes' if report['own_parquet_same_answer'] else 'NO'}."]
-    f = report["funnel"]
-    lines += ["", f"Funnel of {' → '.join(FUNNEL_PAGES)} over the whole range (visitors per step {f['steps']} of "
-                  f"{f['all_visitors']:,}): Tally {f['tally_ms']:.2f} ms ({f['tally_p99_ms']:.2f}), chDB's `windowFunnel(86400)` "
-                  f"{f['chdb_ms']:.2f} ms ({f['chdb_p99_ms']:.2f}), {f['chdb_ms'] / max(f['tally_ms'], 1e-6):.1f}×; same answer: "
-                  f"{'yes' if f['same_answer'] else 'NO'} (DuckDB has no windowFunnel)."]
+    for f, how, mode in [(report["funnel"], "", ""), (report["strict_funnel"], " in strict order", ", 'strict_order'")]:
+        lines += ["", f"Funnel of {' → '.join(FUNNEL_PAGES)}{how} over the whole range (visitors per step {f['steps']} of "
+                      f"{f['all_visitors']:,}): Tally {f['tally_ms']:.2f} ms ({f['tally_p99_ms']:.2f}), chDB's "
+                      f"`windowFunnel(86400{mode})` {f['chdb_ms']:.2f} ms ({f['chdb_p99_ms']:.2f}), "
+                      f"{f['chdb_ms'] / max(f['tally_ms'], 1e-6):.1f}×; same answer: {'yes' if f['same_answer'] else 'NO'} "
+                      "(DuckDB has no windowFunnel)."]
     return "\n".join(lines) + "\n"
 
 

@@ -403,10 +403,13 @@ enum FunnelCommand {
         /// A step: a goal's name as `tally goal list` shows it (repeat, in order).
         #[arg(long = "step", required = true)]
         steps: Vec<String>,
+        /// No other event may come between the steps (Plausible's strict order).
+        #[arg(long)]
+        strict_order: bool,
         #[command(flatten)]
         of: SiteData,
     },
-    /// List a site's funnels: name, then its steps, tab-separated.
+    /// List a site's funnels: name, order (`strict` or `any`), then its steps, tab-separated.
     List {
         #[command(flatten)]
         of: SiteData,
@@ -621,8 +624,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )?;
             Ok(())
         }
-        Command::Funnel(FunnelCommand::Add { name, steps, of: SiteData { site, data } }) => {
-            let funnel = registry::Funnel { name: name.trim().to_owned(), steps };
+        Command::Funnel(FunnelCommand::Add { name, steps, strict_order, of: SiteData { site, data } }) => {
+            let funnel = registry::Funnel { name: name.trim().to_owned(), steps, strict_order };
             let replaced = registry::save_funnel(&data.data_dir, &site, funnel.clone())?;
             let said = if replaced { "replaced" } else { "saved" };
             writeln!(
@@ -637,7 +640,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let site = registered_site(&data.data_dir, &site)?;
             let mut out = std::io::stdout().lock();
             for funnel in &site.funnels {
-                writeln!(out, "{}\t{}", funnel.name, funnel.steps.join("\t"))?;
+                let order = if funnel.strict_order { "strict" } else { "any" };
+                writeln!(out, "{}\t{order}\t{}", funnel.name, funnel.steps.join("\t"))?;
             }
             Ok(())
         }

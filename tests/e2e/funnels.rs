@@ -56,7 +56,7 @@ async fn funnels_count_goals_in_order_per_visitor() {
     let steps = ["--step", "Visit /product/*", "--step", "Signup", "--step", "Purchase"];
     tally_ok(&[&["funnel", "add", "--site", SITE, "--name", "Checkout"][..], &steps, &["--data-dir", &data]].concat());
     let listed = tally_ok(&["funnel", "list", "--site", SITE, "--data-dir", &data]);
-    assert_eq!(listed, "Checkout\tVisit /product/*\tSignup\tPurchase\n");
+    assert_eq!(listed, "Checkout\tany\tVisit /product/*\tSignup\tPurchase\n");
     let refused = crate::harness::run_cli(&[
         "funnel",
         "add",
@@ -125,6 +125,17 @@ async fn funnels_count_goals_in_order_per_visitor() {
         answer["steps"].as_array().unwrap().iter().map(|s| s["visitors"].as_u64().unwrap()).collect();
     assert_eq!(visitors, [4, 2], "a, b, c and e (after midnight) signed up; b saw a product after it, c in its second");
 
+    // In strict order, no other event may come between two steps: a's sign-up comes between its
+    // product page and its purchase.
+    for (strict, want) in [(false, [4, 1]), (true, [4, 0])] {
+        let body = json!({"site_id": SITE, "date_range": range, "steps": ["Visit /product/*", "Purchase"], "strict_order": strict});
+        let (status, answer) = funnel(body, key.clone()).await;
+        assert_eq!(status, 200, "{answer}");
+        let visitors: Vec<u64> =
+            answer["steps"].as_array().unwrap().iter().map(|s| s["visitors"].as_u64().unwrap()).collect();
+        assert_eq!((answer["strict_order"].as_bool(), visitors), (Some(strict), want.to_vec()), "{answer}");
+    }
+
     // Bad requests: a 400 that says what to fix.
     for (body, says) in [
         (json!({"site_id": SITE, "date_range": "7d", "steps": ["Signup"]}), "2 to 8 steps"),
@@ -151,7 +162,8 @@ async fn funnels_count_goals_in_order_per_visitor() {
     let listed: Value =
         client.get(format!("{url}?site_id={SITE}")).bearer_auth(&key).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed, json!({"funnels": [{"name": "Checkout", "steps": ["Visit /product/*", "Signup", "Purchase"]}]}));
-    let short = json!({"site_id": SITE, "name": "Short", "steps": ["Visit /product/*", "Signup"]});
+    let short =
+        json!({"site_id": SITE, "name": "Short", "steps": ["Visit /product/*", "Signup"], "strict_order": true});
     let put = |key: String, body: Value| client.put(url.clone()).bearer_auth(key).json(&body).send();
     assert_eq!(put(key.clone(), short.clone()).await.unwrap().status(), 403, "a stats key saves nothing");
     let saved = put(admin.clone(), short).await.unwrap();
@@ -161,7 +173,7 @@ async fn funnels_count_goals_in_order_per_visitor() {
     // The server sees the change at once: the new funnel answers.
     let (status, answer) = funnel(json!({"site_id": SITE, "date_range": range, "funnel": "Short"}), key.clone()).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["steps"][1]["visitors"], 2);
+    assert_eq!((answer["steps"][1]["visitors"].as_u64(), answer["strict_order"].as_bool()), (Some(2), Some(true)));
     let removed = client.delete(format!("{url}?site_id={SITE}&name=Short")).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(removed.status(), 200);
     let (status, _) = funnel(json!({"site_id": SITE, "date_range": range, "funnel": "Short"}), key.clone()).await;

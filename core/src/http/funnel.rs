@@ -39,6 +39,9 @@ pub struct FunnelRequest {
     pub funnel: Option<String>,
     /// …or the steps themselves: 2 to 8 goal names of the site, in order.
     pub steps: Option<Vec<String>>,
+    /// Whether no other event may come between the steps (ClickHouse's `strict_order`, as
+    /// Plausible's strict funnels): default false, or the saved funnel's.
+    pub strict_order: Option<bool>,
 }
 
 /// One step of a funnel's answer.
@@ -78,6 +81,8 @@ pub struct FunnelMeta {
 pub struct FunnelAnswer {
     /// The saved funnel's name (`null` for steps given in the request).
     pub name: Option<String>,
+    /// Whether it was counted in strict order.
+    pub strict_order: bool,
     /// The steps, in order.
     pub steps: Vec<FunnelStepAnswer>,
     /// Visitors with any event in the range that passes the filters.
@@ -106,7 +111,12 @@ pub fn percentage(part: u64, whole: u64) -> String {
 }
 
 /// The answer's steps and totals from the counts.
-fn answer_of(labels: &[String], counts: &FunnelCounts, name: Option<String>, meta: FunnelMeta) -> FunnelAnswer {
+fn answer_of(
+    labels: &[String],
+    counts: &FunnelCounts,
+    (name, strict_order): (Option<String>, bool),
+    meta: FunnelMeta,
+) -> FunnelAnswer {
     let mut steps = Vec::with_capacity(labels.len());
     let entering = counts.reached(1);
     let mut before: Option<u64> = None;
@@ -126,6 +136,7 @@ fn answer_of(labels: &[String], counts: &FunnelCounts, name: Option<String>, met
     let never = counts.all_visitors - entering;
     FunnelAnswer {
         name,
+        strict_order,
         steps,
         all_visitors: counts.all_visitors,
         entering_visitors: entering,
@@ -183,7 +194,7 @@ pub async fn funnel(
     let request: FunnelRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid funnel request: {e}")))?;
     let site = authorize(&registry, key, &request.site_id)?;
-    let (name, labels) = match (request.funnel, request.steps) {
+    let (name, labels, saved_strict) = match (request.funnel, request.steps) {
         (Some(name), None) => {
             let saved = site.funnels.iter().find(|f| f.name == name).ok_or_else(|| {
                 let names: Vec<&str> = site.funnels.iter().map(|f| f.name.as_str()).collect();
@@ -193,11 +204,12 @@ pub async fn funnel(
                     if names.is_empty() { "none yet".to_owned() } else { names.join(", ") }
                 ))
             })?;
-            (Some(name), saved.steps.clone())
+            (Some(name), saved.steps.clone(), saved.strict_order)
         }
-        (None, Some(steps)) => (None, steps),
+        (None, Some(steps)) => (None, steps, false),
         _ => return Err(ApiError::BadRequest("give either \"funnel\" (a saved funnel's name) or \"steps\"".into())),
     };
+    let strict = request.strict_order.unwrap_or(saved_strict);
     let goals = step_goals(site, &labels)?;
     if matches!(request.date_range.as_str(), Some("realtime" | "30m")) {
         return Err(ApiError::BadRequest("funnels read stored events; realtime ranges are not offered".into()));
@@ -227,14 +239,14 @@ pub async fn funnel(
     let day = |bucket| crate::pipeline::timebucket::bucket_start(bucket).date().to_string();
     let (first, last) = (day(query.buckets.start), day(query.buckets.end - 1));
     let steps = goals.into_iter().map(goal_filter).collect();
-    let counts = app.queries.funnel(&app.stats, query, steps).await?;
+    let counts = app.queries.funnel(&app.stats, query, steps, strict).await?;
     let meta = FunnelMeta {
         time_zone: site.timezone_name.clone(),
         date_range: [first, last],
         window_seconds: WINDOW_SECONDS,
         data_complete_until: fresh.until_ms.and_then(complete_until),
     };
-    Ok(Json(answer_of(&labels, &counts, name, meta)))
+    Ok(Json(answer_of(&labels, &counts, (name, strict), meta)))
 }
 
 #[cfg(test)]
@@ -265,7 +277,7 @@ mod tests {
             window_seconds: WINDOW_SECONDS,
             data_complete_until: None,
         };
-        let answer = answer_of(&labels, &counts, None, meta);
+        let answer = answer_of(&labels, &counts, (None, false), meta);
         let visitors: Vec<u64> = answer.steps.iter().map(|s| s.visitors).collect();
         assert_eq!(visitors, [7, 5, 4]);
         assert_eq!(answer.steps[1].dropoff, 2);

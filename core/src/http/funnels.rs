@@ -37,6 +37,10 @@ pub struct NewFunnel {
     pub name: String,
     /// 2 to 8 of the site's goal names, in order, none twice.
     pub steps: Vec<String>,
+    /// Whether no other event may come between its steps (Plausible's strict order; default
+    /// false).
+    #[serde(default)]
+    pub strict_order: bool,
 }
 
 /// `?site_id=…[&name=…]`.
@@ -85,7 +89,8 @@ pub async fn put_funnel(State(app): State<AppState>, headers: HeaderMap, body: B
         let request: NewFunnel =
             serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid funnel: {e}")))?;
         let site = authorize(&registry, key, &request.site_id)?;
-        (site.domain.clone(), Funnel { name: request.name.trim().to_owned(), steps: request.steps })
+        let name = request.name.trim().to_owned();
+        (site.domain.clone(), Funnel { name, steps: request.steps, strict_order: request.strict_order })
     };
     let registry = app.registry.clone();
     let saved = funnel.clone();

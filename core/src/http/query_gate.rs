@@ -57,9 +57,10 @@ impl QueryGate {
         stats: &Arc<dyn StatsSource>,
         query: Query,
         steps: Vec<crate::query::filter::FilterExpr>,
+        strict: bool,
     ) -> Result<crate::query::funnel::FunnelCounts, ApiError> {
         self.run(stats, move |stats, budget| async move {
-            crate::query::funnel::count(stats.as_ref(), query, steps, budget).await
+            crate::query::funnel::count(stats.as_ref(), query, steps, strict, budget).await
         })
         .await
     }

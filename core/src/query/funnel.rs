@@ -34,31 +34,39 @@ impl FunnelCounts {
     }
 }
 
-/// The deepest step a visitor's step events reach: `hits` are (second, step index from 0), in
-/// any order; they are sorted here by second, then step. As `windowFunnel` does: an event of the
-/// first step starts a chain at its time (a later one starts a later chain, which leaves more of
-/// the window); an event of step `i + 1` extends the latest chain that reached step `i` if it
-/// comes at most [`WINDOW_SECONDS`] after that chain's start.
-pub fn deepest_step(hits: &mut [(i64, u8)], steps: usize) -> usize {
+/// The deepest step a visitor's events reach: `hits` are (second, step) with steps from 1, and
+/// 0 for an event that converts no step (only in `strict` order), in any order; they are sorted
+/// here by second, then step. As `windowFunnel` does: an event of the first step starts a chain
+/// at its time (a later one starts a later chain, which leaves more of the window); an event of
+/// step `i + 1` extends the latest chain that reached step `i` if it comes at most
+/// [`WINDOW_SECONDS`] after that chain's start. In `strict` order (`windowFunnel`'s
+/// `strict_order`, Plausible's strict funnels), once a first step has come, any other event —
+/// one of no step, or of a step whose step before has not been reached — ends the search.
+pub fn deepest_step(hits: &mut [(i64, u8)], steps: usize, strict: bool) -> usize {
     hits.sort_unstable();
     let mut chain_start: Vec<Option<i64>> = vec![None; steps];
-    let mut deepest = 0;
+    let mut started = false;
     for &(second, step) in hits.iter() {
-        let step = usize::from(step);
-        let start = if step == 0 {
-            Some(second)
-        } else {
-            chain_start[step - 1].filter(|start| second <= start + WINDOW_SECONDS)
+        let Some(at) = usize::from(step).checked_sub(1) else {
+            if strict && started {
+                break;
+            }
+            continue;
         };
-        if let Some(start) = start {
-            chain_start[step] = Some(start);
-            deepest = deepest.max(step + 1);
-            if deepest == steps {
+        if at == 0 {
+            chain_start[0] = Some(second);
+            started = true;
+        } else if strict && started && chain_start[at - 1].is_none() {
+            break;
+        } else if let Some(start) = chain_start[at - 1].filter(|start| second <= start + WINDOW_SECONDS) {
+            chain_start[at] = Some(start);
+            if at + 1 == steps {
                 break;
             }
         }
     }
-    deepest
+    // Each step is reached only after the one before it: the reached steps are a prefix.
+    chain_start.iter().take_while(|s| s.is_some()).count()
 }
 
 /// Counts `steps` (each a goal's filter) over `segments` (those of the query's site and range,
@@ -68,6 +76,7 @@ pub fn execute_funnel(
     segments: &[(Arc<Segment>, Bucket, Bucket)],
     query: &Query,
     steps: &[FilterExpr],
+    strict: bool,
     budget: &WorkBudget,
 ) -> anyhow::Result<FunnelCounts> {
     let filters: Vec<Compiled> = query.filters.iter().map(FilterExpr::compile).collect::<Result<_, _>>()?;
@@ -100,10 +109,13 @@ pub fn execute_funnel(
                 continue;
             }
             visitors.push(visitor_ids[row]);
-            for (step, test) in step_tests.iter().enumerate() {
-                if test.is_const(false) || !test.passes(row) {
-                    continue;
-                }
+            let converted: Vec<u8> = (1..=steps.len())
+                .filter(|&k| !step_tests[k - 1].is_const(false) && step_tests[k - 1].passes(row))
+                .map(|k| u8::try_from(k).unwrap_or(u8::MAX))
+                .collect();
+            // In strict order, an event of no step counts too: it interrupts a chain.
+            let none = (strict && converted.is_empty()).then_some(0);
+            for step in converted.into_iter().chain(none) {
                 if seconds[row] == UNKNOWN_SECOND {
                     return Err(QueryError(
                         "this range holds events stored by a release that kept no event times, which funnels \
@@ -112,7 +124,7 @@ pub fn execute_funnel(
                     )
                     .into());
                 }
-                hits.push((visitor_ids[row], seconds[row], u8::try_from(step).unwrap_or(u8::MAX)));
+                hits.push((visitor_ids[row], seconds[row], step));
             }
         }
     }
@@ -126,11 +138,11 @@ pub fn execute_funnel(
         budget.check_time()?;
         one_visitor.clear();
         one_visitor.extend(chunk.iter().map(|(_, second, step)| (*second, *step)));
-        let step = deepest_step(&mut one_visitor, steps.len());
+        let step = deepest_step(&mut one_visitor, steps.len(), strict);
         deepest[step] += 1;
         reached_any += 1;
     }
-    // Visitors with no event of any step reached none.
+    // Visitors with no event in `hits` reached no step.
     deepest[0] += visitors.len() as u64 - reached_any;
     Ok(FunnelCounts { all_visitors: visitors.len() as u64, deepest })
 }
@@ -140,11 +152,12 @@ pub async fn count(
     stats: &dyn super::StatsSource,
     query: Query,
     steps: Vec<FilterExpr>,
+    strict: bool,
     budget: WorkBudget,
 ) -> anyhow::Result<FunnelCounts> {
     let segments = stats.segments(&query).await?;
     budget.check_time()?;
-    tokio::task::spawn_blocking(move || execute_funnel(&segments, &query, &steps, &budget)).await?
+    tokio::task::spawn_blocking(move || execute_funnel(&segments, &query, &steps, strict, &budget)).await?
 }
 
 #[cfg(test)]
@@ -153,20 +166,34 @@ mod tests {
 
     #[test]
     fn chains_follow_windowfunnel() {
-        let deepest = |hits: &[(i64, u8)], steps| deepest_step(&mut hits.to_vec(), steps);
+        let deepest = |hits: &[(i64, u8)], steps| deepest_step(&mut hits.to_vec(), steps, false);
         // In order, with other steps' events between.
-        assert_eq!(deepest(&[(1, 0), (2, 2), (3, 1), (4, 2)], 3), 3);
+        assert_eq!(deepest(&[(1, 1), (2, 3), (3, 2), (4, 3)], 3), 3);
         // Out of order: the second step before the first counts for nothing.
-        assert_eq!(deepest(&[(1, 1), (2, 0)], 2), 1);
-        assert_eq!(deepest(&[(5, 1)], 2), 0);
+        assert_eq!(deepest(&[(1, 2), (2, 1)], 2), 1);
+        assert_eq!(deepest(&[(5, 2)], 2), 0);
         // Within one second, the earlier step comes first.
-        assert_eq!(deepest(&[(7, 1), (7, 0)], 2), 2);
+        assert_eq!(deepest(&[(7, 2), (7, 1)], 2), 2);
         // The window: 24 hours from the chain's start, inclusive; a later start leaves more.
-        assert_eq!(deepest(&[(0, 0), (WINDOW_SECONDS, 1)], 2), 2);
-        assert_eq!(deepest(&[(0, 0), (WINDOW_SECONDS + 1, 1)], 2), 1);
-        assert_eq!(deepest(&[(0, 0), (100, 0), (WINDOW_SECONDS + 50, 1)], 2), 2);
+        assert_eq!(deepest(&[(0, 1), (WINDOW_SECONDS, 2)], 2), 2);
+        assert_eq!(deepest(&[(0, 1), (WINDOW_SECONDS + 1, 2)], 2), 1);
+        assert_eq!(deepest(&[(0, 1), (100, 1), (WINDOW_SECONDS + 50, 2)], 2), 2);
         // A later start does not lose a chain that reached further from an earlier one.
-        assert_eq!(deepest(&[(0, 0), (10, 1), (20, 0), (WINDOW_SECONDS + 5, 2)], 3), 2);
+        assert_eq!(deepest(&[(0, 1), (10, 2), (20, 1), (WINDOW_SECONDS + 5, 3)], 3), 2);
+    }
+
+    #[test]
+    fn strict_order_stops_at_the_first_intervention() {
+        let strict = |hits: &[(i64, u8)], steps| deepest_step(&mut hits.to_vec(), steps, true);
+        // ClickHouse's example: A → B → D → C stops at D, at the second step.
+        assert_eq!(strict(&[(1, 1), (2, 2), (3, 0), (4, 3)], 3), 2);
+        assert_eq!(deepest_step(&mut [(1, 1), (2, 2), (3, 0), (4, 3)], 3, false), 3, "not strict: 3");
+        // Other events before the first step do not matter.
+        assert_eq!(strict(&[(1, 0), (2, 1), (3, 2)], 2), 2);
+        // A step whose step before was not reached interrupts too.
+        assert_eq!(strict(&[(1, 1), (2, 3), (3, 2)], 3), 1);
+        // The first step again starts a later chain; the step reached stays.
+        assert_eq!(strict(&[(1, 1), (2, 1), (3, 2)], 2), 2);
     }
 
     #[test]
@@ -200,9 +227,9 @@ mod tests {
         let goal = |name: &str| goal_filter(&Goal::Event { event_name: name.into(), currency: None });
         let steps = [goal("Signup"), goal("Purchase")];
         let budget = WorkBudget::standard();
-        let counted = execute_funnel(&[(Arc::new(current), 0, 23)], &query, &steps, &budget).expect("counted");
+        let counted = execute_funnel(&[(Arc::new(current), 0, 23)], &query, &steps, false, &budget).expect("counted");
         assert_eq!(counted, FunnelCounts { all_visitors: 1, deepest: vec![0, 1, 0] });
-        let refused = execute_funnel(&[(Arc::new(older), 0, 23)], &query, &steps, &budget).expect_err("refused");
+        let refused = execute_funnel(&[(Arc::new(older), 0, 23)], &query, &steps, false, &budget).expect_err("refused");
         let refused = refused.downcast_ref::<QueryError>().expect("a query error, answered as a 400");
         assert!(refused.0.contains("kept no event times"), "{}", refused.0);
     }

@@ -33,7 +33,7 @@ pub fn save_funnel(data_dir: &Path, site: &str, funnel: Funnel) -> Result<bool, 
             return bad(format!("goal `{step}` is a step of this funnel twice"));
         }
     }
-    let funnel = Funnel { name: name.to_owned(), steps: funnel.steps };
+    let funnel = Funnel { name: name.to_owned(), ..funnel };
     let domain = normalize(site)?;
     update(data_dir, |file, _| {
         let record = file.site_mut(&domain)?;
@@ -77,7 +77,7 @@ mod tests {
     use crate::registry::{Goal, Registry, add_goal, add_site};
 
     fn funnel(name: &str, steps: &[&str]) -> Funnel {
-        Funnel { name: name.into(), steps: steps.iter().map(|s| (*s).to_owned()).collect() }
+        Funnel { name: name.into(), steps: steps.iter().map(|s| (*s).to_owned()).collect(), strict_order: false }
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct Funnel {
     pub name: String,
     /// Its steps: goal names (`Signup`, `Visit /product/*`), in order.
     pub steps: Vec<String>,
+    /// Whether no other event may come between its steps (Plausible's strict order).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strict_order: bool,
 }
 
 /// A saved segment: a named list of Stats API filters (combined with AND).
