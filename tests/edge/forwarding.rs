@@ -85,3 +85,46 @@ async fn posted_events_are_exactly_the_events_on_the_stream() {
     assert!(records < 1_000 / 5, "{records} records for 1000 events: events are packed many to a record");
     println!("1000 events in {records} records; {} duplicate deliveries", entries.len() - ids.len());
 }
+
+/// What Plausible's script sends beyond a plain page view reaches the stream as `tally serve`
+/// logs it: an event sent to two sites (a comma-separated `domain`) is one event per site, and a
+/// page view in hash mode (`h: 1`) carries the flag (entry codec version 6) that keeps its
+/// fragment in the page path.
+#[tokio::test]
+async fn several_sites_and_hash_mode_reach_the_stream() {
+    const OTHER: &str = "blog.example";
+    let kinesalite = Kinesalite::start();
+    let kinesis = stream::create(&kinesalite.url).await;
+    let settings = r#"{"rate_limit_per_minute": 60000}"#;
+    let worker = Worker::start(&kinesalite.url, &[(SITE, settings), (OTHER, settings)]).await;
+    let body = json!([
+        {"n": "pageview", "u": format!("https://{SITE}/both"), "d": format!("{SITE}, {OTHER}")},
+        {"n": "pageview", "u": format!("https://{SITE}/app#/settings"), "d": SITE, "h": 1},
+    ]);
+    let answer = reqwest::Client::new()
+        .post(format!("{}/api/event", worker.url))
+        .header("content-type", "text/plain")
+        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/121.0")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    assert_eq!(answer.headers()["x-tally-accepted"], "3", "two copies and the hash-mode view");
+    let entries = stream::wait_for_events(&kinesis, 3, Duration::from_secs(60)).await;
+    let mut got: Vec<(String, String, bool)> = entries
+        .iter()
+        .filter_map(|(_, entry)| match entry {
+            LogEntry::Event(e) => Some((e.site.clone(), path_of(&e.url), e.hash_mode)),
+            _ => None,
+        })
+        .collect();
+    got.sort();
+    got.dedup();
+    let want = [
+        (OTHER.to_owned(), "/both".to_owned(), false),
+        (SITE.to_owned(), "/app#/settings".to_owned(), true),
+        (SITE.to_owned(), "/both".to_owned(), false),
+    ];
+    assert_eq!(got, want, "log:\n{}", worker.log());
+}
