@@ -299,11 +299,22 @@ impl QueryServer {
 
     /// [`QueryServer::start`] with more flags.
     pub fn start_with(dynamo: &str, data_dir: &Path, regions: &str, subs: u16, extra: &[&str]) -> QueryServer {
+        let bucket = bucket_of(data_dir, "seg-");
+        let segments = ["--s3-endpoint", crate::stand_ins::moto_s3(), "--segment-bucket", &bucket];
+        QueryServer::start_reading(dynamo, data_dir, regions, subs, &[&segments[..], extra].concat())
+    }
+
+    /// A `tally query` that reads no segment objects (no `--segment-bucket`), as an operator
+    /// may start it: the rollups' questions only.
+    pub fn start_without_segments(dynamo: &str, data_dir: &Path) -> QueryServer {
+        QueryServer::start_reading(dynamo, data_dir, "us-east-1", 1, &[])
+    }
+
+    fn start_reading(dynamo: &str, data_dir: &Path, regions: &str, subs: u16, extra: &[&str]) -> QueryServer {
         let (child, line) = start_tally(
             Command::new(env!("CARGO_BIN_EXE_tally"))
                 .args(["query", "--listen", "127.0.0.1:0", "--region", "us-east-1", "--regions", regions, "--app", "t"])
                 .args(["--sub-partitions", &subs.to_string(), "--dynamodb-endpoint", dynamo, "--stand-in-credentials"])
-                .args(["--s3-endpoint", crate::stand_ins::moto_s3(), "--segment-bucket", &bucket_of(data_dir, "seg-")])
                 .args(extra)
                 .arg("--data-dir")
                 .arg(data_dir)

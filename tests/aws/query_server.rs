@@ -1,6 +1,7 @@
 //! `tally query` and `tally ingest` as an operator meets them: neither starts on a data
 //! directory without a registry (an empty one would answer every key 401 and drop every event),
-//! and `tally query`'s health says whether DynamoDB answers.
+//! and `tally query`'s health says whether DynamoDB answers; one started without a segment
+//! bucket says so to the questions only the segments answer.
 
 use crate::bed::{QueryServer, data_dir};
 use crate::stand_ins::{Dynoxide, settings};
@@ -38,6 +39,40 @@ fn query_and_ingest_refuse_a_data_directory_without_a_registry() {
         assert!(stderr.contains("registry.json") && stderr.contains("tally site add"), "tally {}: {stderr}", args[0]);
     }
     assert!(!dir.join("registry.json").exists(), "no empty registry was created");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_segment_bucket_funnels_and_filters_are_a_400_that_names_it() {
+    let dynamo = Dynoxide::start();
+    let dir = data_dir("no-segments", 2);
+    tally_core::registry::add_site(&dir, "a.example", None).unwrap();
+    for goal in ["Signup", "Purchase"] {
+        let goal = tally_core::registry::Goal::Event { event_name: goal.into(), currency: None };
+        tally_core::registry::add_goal(&dir, "a.example", goal).unwrap();
+    }
+    let key = tally_core::registry::create_key(&dir, &["a.example".to_owned()]).unwrap();
+    let client = tally_core::aws::clients::dynamodb(&settings(None, Some(&dynamo.url))).await;
+    Tables::named("t", "us-east-1").create_if_missing(&client).await.unwrap();
+    let server = QueryServer::start_without_segments(&dynamo.url, &dir);
+    let http = reqwest::Client::new();
+    for (path, body) in [
+        (
+            "/api/v2/funnel",
+            serde_json::json!({"site_id": "a.example", "date_range": "7d", "steps": ["Signup", "Purchase"]}),
+        ),
+        (
+            "/api/v2/query",
+            serde_json::json!({"site_id": "a.example", "metrics": ["visitors"], "date_range": "7d",
+                "filters": [["is", "event:page", ["/"]]]}),
+        ),
+    ] {
+        let response = http.post(format!("{}{path}", server.url)).bearer_auth(&key).json(&body).send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 400, "{path}: {text}");
+        assert!(text.contains("--segment-bucket"), "{path}: {text}");
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 

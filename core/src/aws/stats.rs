@@ -13,7 +13,7 @@ use crate::query::limits::WorkBudget;
 use crate::query::limits::{MAX_RANGE_DAYS_DYNAMODB, range_refusal};
 use crate::query::request::Grouping;
 use crate::query::source::{Freshness, Pending, StatsSource};
-use crate::query::{Query, Tier, execute_rollups, execute_segments, plan};
+use crate::query::{Query, QueryError, Tier, execute_rollups, execute_segments, plan};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use tally_model::breakdown::{Grain, Slot, Tallies};
@@ -113,7 +113,13 @@ impl StatsSource for DynamoStats {
         Vec<(std::sync::Arc<crate::columnar::Segment>, tally_model::rollup::Bucket, tally_model::rollup::Bucket)>,
     > {
         Box::pin(async move {
-            let reader = self.segments.as_ref().ok_or_else(|| anyhow::anyhow!("no segment bucket"))?;
+            let reader = self.segments.as_ref().ok_or_else(|| {
+                QueryError(
+                    "funnels read the segment objects, and this tally query reads none: start it with \
+                     --segment-bucket (the bucket tally ingest writes them to)"
+                        .into(),
+                )
+            })?;
             Ok(reader.segments_for(&query.site, query.buckets.clone()).await?)
         })
     }
