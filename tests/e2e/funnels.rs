@@ -140,6 +140,7 @@ async fn funnels_count_goals_in_order_per_visitor() {
     for (body, says) in [
         (json!({"site_id": SITE, "date_range": "7d", "steps": ["Signup"]}), "2 to 8 steps"),
         (json!({"site_id": SITE, "date_range": "7d", "steps": ["Signup", "Nope"]}), "`Nope` is not a goal"),
+        (json!({"site_id": SITE, "date_range": "7d", "steps": ["Signup", "Signup"]}), "twice"),
         (json!({"site_id": SITE, "date_range": "7d", "funnel": "Nope"}), "no funnel named `Nope`"),
         (json!({"site_id": SITE, "date_range": "7d"}), "either"),
         (json!({"site_id": SITE, "date_range": "realtime", "funnel": "Checkout"}), "realtime"),

@@ -13,7 +13,7 @@ use crate::query::goals::{expand_filters, goal_filter};
 use crate::query::limits::MAX_BODY_BYTES;
 use crate::query::source::complete_until;
 use crate::query::{Query, QueryRequest};
-use crate::registry::{Goal, MAX_FUNNEL_STEPS, MIN_FUNNEL_STEPS, Site};
+use crate::registry::step_goals;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -147,29 +147,6 @@ fn answer_of(
     }
 }
 
-/// The goals of a funnel's steps, by name, or a 400 that says which is not a goal.
-fn step_goals<'a>(site: &'a Site, steps: &[String]) -> Result<Vec<&'a Goal>, ApiError> {
-    if !(MIN_FUNNEL_STEPS..=MAX_FUNNEL_STEPS).contains(&steps.len()) {
-        return Err(ApiError::BadRequest(format!(
-            "a funnel has {MIN_FUNNEL_STEPS} to {MAX_FUNNEL_STEPS} steps, not {}",
-            steps.len()
-        )));
-    }
-    steps
-        .iter()
-        .map(|step| {
-            site.goals.iter().find(|g| g.name() == *step).ok_or_else(|| {
-                let names: Vec<String> = site.goals.iter().map(Goal::name).collect();
-                ApiError::BadRequest(format!(
-                    "funnel step `{step}` is not a goal of {}; its goals are: {}",
-                    site.domain,
-                    if names.is_empty() { "none yet".to_owned() } else { names.join(", ") }
-                ))
-            })
-        })
-        .collect()
-}
-
 /// Counts a funnel of a site the caller's key may read.
 #[utoipa::path(post, path = "/api/v2/funnel", tag = "stats", security(("api_key" = [])),
     request_body = FunnelRequest,
@@ -210,7 +187,7 @@ pub async fn funnel(
         _ => return Err(ApiError::BadRequest("give either \"funnel\" (a saved funnel's name) or \"steps\"".into())),
     };
     let strict = request.strict_order.unwrap_or(saved_strict);
-    let goals = step_goals(site, &labels)?;
+    let goals = step_goals(&labels, &site.goals, &site.domain).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if matches!(request.date_range.as_str(), Some("realtime" | "30m")) {
         return Err(ApiError::BadRequest("funnels read stored events; realtime ranges are not offered".into()));
     }

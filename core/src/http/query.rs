@@ -105,14 +105,7 @@ pub async fn query(
         return csv_export::response(&columns, &cached.results);
     }
     let query = &key.0;
-    let [first, last] = match query.seconds {
-        // A range to the second: its first and last second.
-        Some((from, to)) => [from, to].map(|s| {
-            jiff::Timestamp::from_second(s)
-                .map_or_else(|_| s.to_string(), |t| crate::query::date_range::iso(&site.timezone, t))
-        }),
-        None => crate::query::date_range::echo(&query.buckets, &site.timezone),
-    };
+    let [first, last] = crate::query::date_range::echo(&query.buckets, query.seconds, &site.timezone);
     let meta = QueryMeta {
         time_zone: site.timezone_name.clone(),
         data_complete_until: Some(fresh.until_ms.and_then(complete_until)),

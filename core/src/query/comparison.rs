@@ -41,7 +41,16 @@ pub fn parse(
     let buckets = match mode {
         "previous_period" => main.start - len..main.start,
         "year_over_year" => year_before(main.start)?..year_before(main.end)?,
-        "custom" => date_range::buckets(map.get("date_range").ok_or_else(shape)?, zone, now)?,
+        "custom" => {
+            let range = map.get("date_range").ok_or_else(shape)?;
+            // A comparison period is counted by the hour: not to the second.
+            if date_range::seconds(range, zone)?.is_some() {
+                return Err(QueryError(
+                    "include.comparisons.date_range needs whole hours or dates, not date-times inside an hour".into(),
+                ));
+            }
+            date_range::buckets(range, zone, now)?
+        }
         other => {
             return Err(QueryError(format!(
                 "unknown comparison mode `{other}`: previous_period, year_over_year or custom"
@@ -178,6 +187,10 @@ mod tests {
         let custom = parse(&json!({"mode": "custom", "date_range": ["2026-01-01", "2026-01-03"]}), &main, &zone, now);
         assert_eq!(dates(&custom.expect("custom")), ("2026-01-01T00:00:00".into(), "2026-01-03T23:00:00".into()));
         assert!(parse(&json!({"mode": "sideways"}), &main, &zone, now).is_err());
+        // A custom period inside hours would be widened to them: refused.
+        let inside = json!({"mode": "custom", "date_range": ["2026-01-01T10:30:00Z", "2026-01-01T12:00:00Z"]});
+        let refused = parse(&inside, &main, &zone, now).map(|_| ()).map_err(|e| e.0);
+        assert!(refused.as_ref().is_err_and(|e| e.contains("whole hours")), "{refused:?}");
         assert!(
             parse(&json!({"mode": "previous_period", "date_range": ["2026-01-01", "2026-01-03"]}), &main, &zone, now)
                 .is_err()

@@ -149,8 +149,12 @@ fn instants(from: &str, to: &str, zone: &TimeZone) -> Result<Range<Bucket>, Quer
     Ok(start..end)
 }
 
-/// The range as Plausible echoes it: its first and last second, in the site's offset.
-pub fn echo(buckets: &Range<Bucket>, zone: &TimeZone) -> [String; 2] {
+/// The range as Plausible echoes it: its first and last second, in the site's offset (of a
+/// range to the second, those seconds).
+pub fn echo(buckets: &Range<Bucket>, seconds: Option<(i64, i64)>, zone: &TimeZone) -> [String; 2] {
+    if let Some((from, to)) = seconds {
+        return [from, to].map(|s| Timestamp::from_second(s).map_or_else(|_| s.to_string(), |t| iso(zone, t)));
+    }
     let at = |bucket: Bucket, minus_one: bool| {
         let start = bucket_start(bucket);
         let local = if minus_one { start.checked_sub(1.second()).unwrap_or(start) } else { start };
@@ -252,7 +256,7 @@ mod tests {
     fn the_echo_is_the_first_and_last_second_in_the_sites_offset() {
         let zone = TimeZone::get("Europe/Berlin").expect("zone");
         let range = buckets(&json!(["2026-07-01", "2026-07-31"]), &zone, "2026-08-01T00:00:00Z".parse().expect("now"));
-        let echo = echo(&range.expect("valid"), &zone);
+        let echo = echo(&range.expect("valid"), None, &zone);
         assert_eq!(echo, ["2026-07-01T00:00:00+02:00".to_owned(), "2026-07-31T23:59:59+02:00".to_owned()]);
     }
 }

@@ -8,9 +8,9 @@
 
 use super::filter::{Compiled, FilterExpr};
 use super::limits::WorkBudget;
-use super::request::{Query, QueryError};
-use super::segment_exec::{Test, Within, find_has_done_visits, row_events, scroll_goals};
-use crate::columnar::{Segment, UNKNOWN_SECOND};
+use super::request::Query;
+use super::segment_exec::{Test, Within, find_has_done_visits, known_seconds, row_events, scroll_goals};
+use crate::columnar::Segment;
 use std::sync::Arc;
 use tally_model::rollup::Bucket;
 
@@ -98,7 +98,8 @@ pub fn execute_funnel(
         // Engagement rows count where a scroll goal (a step's, or a filter's) converts them.
         let scroll: Vec<&Compiled> = filters.iter().chain(&steps).flat_map(scroll_goals).collect();
         let events = row_events(segment, &scroll)?;
-        let (buckets, visitor_ids, seconds) = (segment.buckets()?, segment.visitors()?, segment.seconds()?);
+        let (buckets, visitor_ids) = (segment.buckets()?, segment.visitors()?);
+        let seconds = known_seconds(segment, "funnels")?;
         let within = Within::of(segment, query.seconds)?;
         for row in 0..segment.rows {
             if events[row] <= 0
@@ -109,22 +110,15 @@ pub fn execute_funnel(
                 continue;
             }
             visitors.push(visitor_ids[row]);
-            let converted: Vec<u8> = (1..=steps.len())
-                .filter(|&k| !step_tests[k - 1].is_const(false) && step_tests[k - 1].passes(row))
-                .map(|k| u8::try_from(k).unwrap_or(u8::MAX))
-                .collect();
-            // In strict order, an event of no step counts too: it interrupts a chain.
-            let none = (strict && converted.is_empty()).then_some(0);
-            for step in converted.into_iter().chain(none) {
-                if seconds[row] == UNKNOWN_SECOND {
-                    return Err(QueryError(
-                        "this range holds events stored by a release that kept no event times, which funnels \
-                         need; reprocess it, or ask for a later range"
-                            .into(),
-                    )
-                    .into());
+            let (visitor, second, before) = (visitor_ids[row], seconds[row], hits.len());
+            for (step, test) in (1u8..).zip(&step_tests) {
+                if !test.is_const(false) && test.passes(row) {
+                    hits.push((visitor, second, step));
                 }
-                hits.push((visitor_ids[row], seconds[row], step));
+            }
+            // In strict order, an event of no step counts too: it interrupts a chain.
+            if strict && hits.len() == before {
+                hits.push((visitor, second, 0));
             }
         }
     }
@@ -230,7 +224,7 @@ mod tests {
         let counted = execute_funnel(&[(Arc::new(current), 0, 23)], &query, &steps, false, &budget).expect("counted");
         assert_eq!(counted, FunnelCounts { all_visitors: 1, deepest: vec![0, 1, 0] });
         let refused = execute_funnel(&[(Arc::new(older), 0, 23)], &query, &steps, false, &budget).expect_err("refused");
-        let refused = refused.downcast_ref::<QueryError>().expect("a query error, answered as a 400");
+        let refused = refused.downcast_ref::<crate::query::QueryError>().expect("a query error, answered as a 400");
         assert!(refused.0.contains("kept no event times"), "{}", refused.0);
     }
 }

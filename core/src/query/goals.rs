@@ -32,13 +32,6 @@ pub fn goal_filter(goal: &Goal) -> FilterExpr {
     }
 }
 
-/// Whether `expr` is a scroll goal's filter (as [`goal_filter`] writes it): the engagement
-/// rows it passes count as conversions (their engagement events as events, their visitors as
-/// visitors), which engagement rows otherwise never do.
-pub fn is_scroll_goal(expr: &FilterExpr) -> bool {
-    matches!(expr, FilterExpr::And(all) if all.iter().any(|e| matches!(e, FilterExpr::Leaf(f) if f.field == Field::ScrollDepth)))
-}
-
 /// A page goal's pattern as an anchored regular expression.
 fn path_regex(pattern: &str) -> String {
     let mut out = String::from("^");

@@ -466,26 +466,30 @@ impl<'s> Test<'s> {
     }
 }
 
-/// Adds the rows of `segment` with a bucket in `lo..=hi` that pass the filters into `out`.
+/// Each row's second (`RowId::second`) for a question that needs it (`needs`: "funnels", "a
+/// date_range to the second"); a segment written before rows kept their second cannot say,
+/// which is a [`QueryError`] (a 400).
+pub(super) fn known_seconds<'s>(segment: &'s Segment, needs: &str) -> anyhow::Result<&'s [i64]> {
+    let at = segment.seconds()?;
+    if at.contains(&UNKNOWN_SECOND) {
+        return Err(QueryError(format!(
+            "this range holds events stored by a release that kept no event times, which {needs} need; \
+             reprocess it, or ask for a later range"
+        ))
+        .into());
+    }
+    Ok(at)
+}
+
 /// Which rows of a segment fall within a range's seconds (`Query::seconds`); every row does
 /// for a range of whole hours (its buckets choose the rows).
 pub(super) struct Within<'s>(Option<(&'s [i64], i64, i64)>);
 
 impl<'s> Within<'s> {
-    /// The rows of `segment` within `seconds`; a segment whose rows keep no second (written
-    /// before they did) cannot say, which is a [`QueryError`].
+    /// The rows of `segment` within `seconds`.
     pub(super) fn of(segment: &'s Segment, seconds: Option<(i64, i64)>) -> anyhow::Result<Within<'s>> {
         let Some((from, to)) = seconds else { return Ok(Within(None)) };
-        let at = segment.seconds()?;
-        if at.contains(&UNKNOWN_SECOND) {
-            return Err(QueryError(
-                "this range holds events stored by a release that kept no event times, which a date_range to the \
-                 second needs; give whole hours, or reprocess it"
-                    .into(),
-            )
-            .into());
-        }
-        Ok(Within(Some((at, from, to))))
+        Ok(Within(Some((known_seconds(segment, "ranges to the second")?, from, to))))
     }
 
     /// Whether row `row` is within the range.
@@ -528,6 +532,7 @@ pub(super) fn row_events<'s>(segment: &'s Segment, scroll: &[&'s Compiled]) -> a
     Ok(Cow::Owned(counted))
 }
 
+/// Adds the rows of `segment` with a bucket in `lo..=hi` that pass the filters into `out`.
 fn scan(
     segment: &Segment,
     lo: Bucket,

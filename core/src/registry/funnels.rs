@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::atomic_write::update;
 use super::sites::normalize;
-use super::types::{Funnel, RegistryError};
+use super::types::{Funnel, Goal, RegistryError};
 
 /// Fewest steps of a funnel (as in Plausible).
 pub const MIN_FUNNEL_STEPS: usize = 2;
@@ -17,33 +17,43 @@ pub const MAX_FUNNELS: usize = 100;
 /// Longest funnel name.
 const MAX_NAME_CHARS: usize = 200;
 
-/// Saves `funnel` for `site`, replacing one of the same name; every step must name one of the
-/// site's goals, and no goal may be two steps. Returns whether it replaced one.
-pub fn save_funnel(data_dir: &Path, site: &str, funnel: Funnel) -> Result<bool, RegistryError> {
+/// The goals of a funnel's `steps` among a site's `goals` (of the site `domain`, named in
+/// errors): 2 to 8 steps, each the name of one of the goals, none twice. Saved funnels are
+/// checked so when saved, and every funnel when counted (a goal may have been removed since).
+pub fn step_goals<'g>(steps: &[String], goals: &'g [Goal], domain: &str) -> Result<Vec<&'g Goal>, RegistryError> {
     let bad = |why: String| Err(RegistryError::InvalidSetting(why));
-    let name = funnel.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return bad(format!("a funnel's name has 1 to {MAX_NAME_CHARS} characters"));
+    if !(MIN_FUNNEL_STEPS..=MAX_FUNNEL_STEPS).contains(&steps.len()) {
+        return bad(format!("a funnel has {MIN_FUNNEL_STEPS} to {MAX_FUNNEL_STEPS} steps, not {}", steps.len()));
     }
-    if !(MIN_FUNNEL_STEPS..=MAX_FUNNEL_STEPS).contains(&funnel.steps.len()) {
-        return bad(format!("a funnel has {MIN_FUNNEL_STEPS} to {MAX_FUNNEL_STEPS} steps, not {}", funnel.steps.len()));
-    }
-    for (i, step) in funnel.steps.iter().enumerate() {
-        if funnel.steps[..i].contains(step) {
+    let mut found = Vec::with_capacity(steps.len());
+    for (i, step) in steps.iter().enumerate() {
+        if steps[..i].contains(step) {
             return bad(format!("goal `{step}` is a step of this funnel twice"));
         }
+        let Some(goal) = goals.iter().find(|g| g.name() == *step) else {
+            let names: Vec<String> = goals.iter().map(Goal::name).collect();
+            return bad(format!(
+                "funnel step `{step}` is not a goal of {domain}; its goals are: {}",
+                if names.is_empty() { "none yet".to_owned() } else { names.join(", ") }
+            ));
+        };
+        found.push(goal);
+    }
+    Ok(found)
+}
+
+/// Saves `funnel` for `site`, replacing one of the same name; its steps are checked by
+/// [`step_goals`]. Returns whether it replaced one.
+pub fn save_funnel(data_dir: &Path, site: &str, funnel: Funnel) -> Result<bool, RegistryError> {
+    let name = funnel.name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(RegistryError::InvalidSetting(format!("a funnel's name has 1 to {MAX_NAME_CHARS} characters")));
     }
     let funnel = Funnel { name: name.to_owned(), ..funnel };
     let domain = normalize(site)?;
     update(data_dir, |file, _| {
         let record = file.site_mut(&domain)?;
-        let goals: Vec<String> = record.goals.iter().map(|g| g.name()).collect();
-        if let Some(missing) = funnel.steps.iter().find(|s| !goals.contains(s)) {
-            return Err(RegistryError::InvalidSetting(format!(
-                "funnel step `{missing}` is not a goal of {domain}; its goals are: {}",
-                if goals.is_empty() { "none yet".to_owned() } else { goals.join(", ") }
-            )));
-        }
+        step_goals(&funnel.steps, &record.goals, &domain)?;
         if let Some(had) = record.funnels.iter_mut().find(|f| f.name == funnel.name) {
             *had = funnel.clone();
             return Ok(true);

@@ -39,7 +39,7 @@ use atomic_write::{LOCK_NAME, TMP_NAME};
 use last_used::KeyUses;
 use reload::Reloader;
 
-pub use funnels::{MAX_FUNNEL_STEPS, MAX_FUNNELS, MIN_FUNNEL_STEPS, remove_funnel, save_funnel};
+pub use funnels::{MAX_FUNNEL_STEPS, MAX_FUNNELS, MIN_FUNNEL_STEPS, remove_funnel, save_funnel, step_goals};
 pub use goals::{MAX_GOALS, add_goal, remove_goal};
 pub use keys::{NewKey, create_key, create_key_with, key_id, parse_expires_at, parse_expires_in, revoke_key};
 pub use last_used::{DEFAULT_PERSIST_INTERVAL, PERSIST_INTERVAL_ENV};
