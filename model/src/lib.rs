@@ -27,5 +27,6 @@ pub mod segment;
 pub mod session;
 pub mod site;
 pub mod source;
+pub mod tracker;
 pub mod visitor;
 pub mod wire;

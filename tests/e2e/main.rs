@@ -3,6 +3,7 @@
 #![allow(missing_docs)]
 #![allow(clippy::unwrap_used)]
 
+mod assets;
 mod auth;
 mod bad_input;
 mod cache;

@@ -1,5 +1,6 @@
 //! Site settings at the edge: allowed hostnames, a settings change seen within its time to live,
-//! unknown sites, the per-site rate limit (429 once over it), and CORS for browsers.
+//! unknown sites, the per-site rate limit (429 once over it), CORS for browsers, and the
+//! tracking script it serves.
 
 use crate::poll::poll;
 use crate::stand_ins::Kinesalite;
@@ -74,6 +75,13 @@ async fn site_settings_rate_limits_and_cors() {
     assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
     assert!(preflight.headers()["access-control-allow-methods"].to_str().unwrap().contains("POST"));
     assert_eq!(answer.headers()["access-control-allow-origin"], "*");
+
+    // The tracking script: the very bytes `tally serve` serves, loadable from any page.
+    let script = client.get(format!("{}/js/tally.js", worker.url)).send().await.unwrap();
+    assert_eq!(script.status(), 200);
+    assert_eq!(script.headers()["content-type"], tally_model::tracker::CONTENT_TYPE);
+    assert_eq!(script.headers()["access-control-allow-origin"], "*");
+    assert_eq!(script.text().await.unwrap(), tally_model::tracker::SCRIPT);
 
     // The site limit: a burst of 120 requests gets 429s once the site's unit is spent.
     let (mut accepted, mut limited) = (0, 0);

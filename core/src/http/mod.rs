@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod answers;
+pub mod assets;
 pub mod auth;
 pub mod body;
 pub mod csv_export;
@@ -143,7 +144,8 @@ pub fn query_cache(bytes: u64) -> QueryCache {
 /// `GET /api/v2/drops`, `POST /api/v2/export`, `POST /api/v2/funnel`, `GET
 /// /api/v1/sites/segments` and `…/funnels` (bearer key), `GET` and `POST /api/v1/sites`, `GET`,
 /// `PUT` and `DELETE` of goals and `PUT` and `DELETE` of segments and funnels under
-/// `/api/v1/sites` (admin key), `GET /api/health`, `GET /api/openapi.json`.
+/// `/api/v1/sites` (admin key), `GET /api/health`, `GET /api/openapi.json`, and the public
+/// files: the tracking script `GET /js/tally.js` and the dashboard (`GET /`, `/dashboard/…`).
 pub fn router(state: AppState) -> Router {
     let mut router = Router::new();
     if state.ingest.is_some() {
@@ -165,5 +167,6 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/health", get(query::health))
         .route("/api/openapi.json", get(openapi::openapi_json))
+        .merge(assets::router())
         .with_state(state)
 }
