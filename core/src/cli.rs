@@ -196,6 +196,10 @@ struct ServeArgs {
     /// number with a unit s, m, h or d; older local days are deleted in the background.
     #[arg(long, env = "TALLY_AGGREGATE_RETENTION", default_value = "keep", value_parser = parse_retention)]
     aggregate_retention: Retention,
+    /// Run the demo: on a fresh data directory, three sites with 30 days of traffic, then live
+    /// visits while it runs; prints the dashboard's URL and a key to sign in with.
+    #[arg(long)]
+    demo: bool,
 }
 
 #[derive(Debug, Args)]
@@ -516,6 +520,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     per_site_per_minute: args.ingest_rate_per_site,
                 },
                 retention: Retentions { log: args.log_retention.0, aggregates: args.aggregate_retention.0 },
+                demo: args.demo,
             };
             serve(settings).await
         }

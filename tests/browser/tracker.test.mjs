@@ -180,7 +180,10 @@ async function runVisit(page, url, trackFn) {
   const sent = [];
   page.on('request', (request) => {
     if (request.url().startsWith(`${tally.url}/api/event`)) sent.push(Date.now());
+    if (process.env.DEBUG_REQ && request.url().startsWith(`${tally.url}/api/event`)) console.log('DEBUG req', Date.now(), request.resourceType(), request.postData());
   });
+  page.on('requestfailed', (r) => process.env.DEBUG_REQ && console.log('DEBUG failed', r.url(), r.failure()?.errorText));
+  page.on('requestfinished', async (r) => process.env.DEBUG_REQ && r.url().includes('/api/event') && console.log('DEBUG finished', (await r.response())?.status()));
   await page.goto(url);
   await eventually(() => assert.ok(sent.length >= 2, 'the first page view and the queued event'), { timeout: 5_000 });
   const first = sent[0];
@@ -245,7 +248,11 @@ async function assertVisitCounted(site, origin, { first, last, unscrolled }) {
       assert.equal(depth.find((r) => r.page === '/products')?.scroll_depth, 100);
     },
     { timeout: 10_000 }
-  );
+  ).catch(async (e) => {
+    const drops = await fetch(`${tally.url}/api/v2/drops?site_id=${site}`, { headers: { Authorization: `Bearer ${key}` } });
+    console.log('DEBUG drops', await drops.text(), tally.stderr());
+    throw e;
+  });
   await sleep(300); // a few more flushes: nothing else may arrive
 
   const [totals] = (

@@ -36,7 +36,8 @@ async fn the_tracker_and_the_dashboard_are_served_from_the_binary() {
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
     let page = page.text().await.unwrap();
-    let on_disk = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/dashboard/index.html")).unwrap();
+    let on_disk =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/dashboard/index.html")).unwrap();
     assert_eq!(page, on_disk);
 
     // Every file the page names under /dashboard/ is served; nothing else is.

@@ -178,6 +178,7 @@ pub struct ServerProcess {
     child: Child,
     base: String,
     stderr: Arc<Mutex<Vec<u8>>>,
+    stdout: Arc<Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
@@ -193,14 +194,18 @@ impl ServerProcess {
         let mut child = spawn_tally(&mut command);
         let (stderr, stderr_thread) = drain(child.stderr.take().unwrap());
         let stdout = child.stdout.take().unwrap();
+        let later_lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
+        let lines = later_lines.clone();
         std::thread::spawn(move || {
             let mut reader = BufReader::new(stdout);
             let mut first = String::new();
             let read = reader.read_line(&mut first).map(|_| first);
             let _ = tx.send(read);
-            // Keep reading so that the server never blocks on a full pipe.
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+            // Keep reading (and the lines) so that the server never blocks on a full pipe.
+            for line in reader.lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
         });
         let outcome = match rx.recv_timeout(STARTUP_TIMEOUT) {
             Ok(Ok(line)) => parse_listening_line(&line).ok_or_else(|| format!("unexpected first stdout line {line:?}")),
@@ -209,7 +214,7 @@ impl ServerProcess {
             Err(mpsc::RecvTimeoutError::Disconnected) => Err("its stdout closed".to_owned()),
         };
         match outcome {
-            Ok(base) => ServerProcess { child, base, stderr },
+            Ok(base) => ServerProcess { child, base, stderr, stdout: later_lines },
             Err(why) => {
                 let _ = child.kill();
                 let status = child.wait();
@@ -227,6 +232,11 @@ impl ServerProcess {
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The lines the server wrote to stdout after its `listening on` line, so far.
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
     }
 
     /// What the server wrote to stderr so far.

@@ -11,6 +11,7 @@ mod cli_while_serving;
 mod conformance;
 mod crash_recovery;
 mod date_ranges;
+mod demo;
 mod disk_full;
 mod engagement;
 mod export;

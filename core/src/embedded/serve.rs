@@ -2,6 +2,7 @@
 //! aggregator, store and query API — with a clean shutdown on SIGINT or SIGTERM.
 
 use crate::embedded::aggregate::{Aggregator, Batching};
+use crate::embedded::demo;
 use crate::embedded::import::{self, Importer};
 use crate::embedded::log::EventLog;
 use crate::embedded::recent::RecentEvents;
@@ -48,6 +49,9 @@ pub struct ServeSettings {
     pub ingest_rates: IngestRates,
     /// How long the event log and the aggregates keep what they hold.
     pub retention: Retentions,
+    /// Run the demo (`--demo`): demo sites and their history on a fresh data directory, a key
+    /// for the dashboard, and live visits while the server runs.
+    pub demo: bool,
 }
 
 /// Runs the server until a shutdown signal.
@@ -55,6 +59,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     let dir = &settings.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
     crate::privacy::check_data_dir(dir).with_context(|| format!("making {} private", dir.display()))?;
+    let demo = settings.demo.then(|| demo::prepare(dir)).transpose()?;
     let registry = Registry::open(dir)?;
     let busy = || format!("is another `tally serve` running on {}?", dir.display());
     let log = EventLog::open(&dir.join("log.redb")).with_context(busy)?;
@@ -64,7 +69,13 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     }
     let store = Arc::new(store);
     // `tally import` while the server runs: through this socket, into the same log.
-    let import_socket = import::socket::listen(dir, Importer::new(log.clone(), registry.clone())?, store.clone());
+    let importer = Importer::new(log.clone(), registry.clone())?;
+    if demo.as_ref().is_some_and(|demo| demo.fresh) {
+        let (importer, runtime) = (importer.clone(), tokio::runtime::Handle::current());
+        tracing::info!(days = demo::HISTORY_DAYS, "demo: importing the history of its sites");
+        tokio::task::spawn_blocking(move || demo::import_history(&importer, &runtime)).await??;
+    }
+    let import_socket = import::socket::listen(dir, importer, store.clone());
     let limits = Arc::new(IngestLimits::new(settings.ingest_rates));
     let salts = Arc::new(SaltBook::new(dir));
     let ingest = IngestState {
@@ -87,6 +98,7 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         keep: settings.retention,
     };
     let housekeeping = tokio::spawn(retention::run(housekeeping, refusals_stopped));
+    let demo_parts = (log.clone(), store.clone());
     let aggregator = Aggregator {
         log,
         store,
@@ -101,8 +113,14 @@ pub async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", settings.listen))?;
     let address = listener.local_addr()?;
     announce(address)?;
+    let (stop_demo, demo_stopped) = watch::channel(false);
+    let live_demo = demo.map(|demo| tokio::spawn(demo::run(demo, address, state.clone(), demo_parts, demo_stopped)));
     tracing::info!(%address, data_dir = %dir.display(), trusted_proxy_hops = settings.trusted_proxy_hops, "tally serve started");
     crate::http::server::serve(listener, router(state), settings.http, shutdown_signal()).await?;
+    if let Some(live_demo) = live_demo {
+        stop_demo.send_replace(true);
+        live_demo.await??;
+    }
     drop(import_socket);
     // The last refusals go into the log before the aggregator's last flush reads it.
     stop_refusals.send_replace(true);

@@ -6,10 +6,10 @@
 
 use axum::Router;
 use axum::extract::Path;
-use axum::routing::get;
-use tower_http::compression::CompressionLayer;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower_http::compression::CompressionLayer;
 
 /// One embedded dashboard file: name, content type, bytes.
 type Asset = (&'static str, &'static str, &'static [u8]);
@@ -43,7 +43,10 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
 /// `GET /js/tally.js`: the tracking script.
 pub async fn tracker() -> Response {
     (
-        [(header::CONTENT_TYPE, tally_model::tracker::CONTENT_TYPE), (header::CACHE_CONTROL, tally_model::tracker::CACHE_CONTROL)],
+        [
+            (header::CONTENT_TYPE, tally_model::tracker::CONTENT_TYPE),
+            (header::CACHE_CONTROL, tally_model::tracker::CACHE_CONTROL),
+        ],
         tally_model::tracker::SCRIPT,
     )
         .into_response()

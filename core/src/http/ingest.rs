@@ -44,6 +44,50 @@ pub async fn event(
         Err(error) if is_body_timeout(&error) => return Err(ApiError::BodyTimeout),
         Err(_) => return Ok(rejected(Rejection::BodyTooLarge)),
     };
+    if app.ingest.is_none() {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    }
+    let trusted = app.ingest.as_ref().map_or(0, |ingest| ingest.trusted_proxy_hops);
+    // Cloudflare's geo headers (CF-IPCountry, and with its visitor location headers on,
+    // CF-Region-Code and CF-IPCity), believed only from a trusted proxy.
+    let proxy_header = |name| if trusted > 0 { header_str(&headers, name) } else { None };
+    let request = Incoming {
+        body: &body,
+        content_type: header_str(&headers, header::CONTENT_TYPE.as_str()),
+        user_agent: header_str(&headers, header::USER_AGENT.as_str()).unwrap_or(""),
+        ip: client_ip(&headers, peer.ip(), trusted),
+        country: proxy_header("cf-ipcountry"),
+        region: proxy_header("cf-region-code"),
+        city: proxy_header("cf-ipcity"),
+    };
+    accept(&app, &request).await
+}
+
+/// One ingest request as the endpoint sees it once its headers are read: the body, and what the
+/// client and the trusted proxies in front say about it.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    /// The body.
+    pub body: &'a [u8],
+    /// The `Content-Type` header, if any.
+    pub content_type: Option<&'a str>,
+    /// The `User-Agent` header ("" if absent).
+    pub user_agent: &'a str,
+    /// The client's IP (for the visitor id only; never stored or logged).
+    pub ip: IpAddr,
+    /// The country, region and city from a trusted proxy's geo headers, if any.
+    pub country: Option<&'a str>,
+    /// See `country`.
+    pub region: Option<&'a str>,
+    /// See `country`.
+    pub city: Option<&'a str>,
+}
+
+/// Takes one request's events as `POST /api/event` does (`tally serve --demo` sends its live
+/// traffic through here too): checks and enriches them (`model::ingest`), applies the rate
+/// limits, appends them to the event log and the realtime window, and answers 202 with the
+/// counts. 404 where this process takes no events.
+pub async fn accept(app: &AppState, request: &Incoming<'_>) -> Result<Response, ApiError> {
     let Some(ingest_state) = &app.ingest else {
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
@@ -55,22 +99,18 @@ pub async fn event(
         ApiError::LogUnavailable
     })?;
     let registry = app.registry.snapshot();
-    // Cloudflare's geo headers (CF-IPCountry, and with its visitor location headers on,
-    // CF-Region-Code and CF-IPCity), believed only from a trusted proxy.
-    let trusted = ingest_state.trusted_proxy_hops;
-    let proxy_header = |name| if trusted > 0 { header_str(&headers, name) } else { None };
     let ctx = RequestContext {
-        content_type: header_str(&headers, header::CONTENT_TYPE.as_str()),
-        user_agent: header_str(&headers, header::USER_AGENT.as_str()).unwrap_or(""),
-        ip: client_ip(&headers, peer.ip(), trusted),
-        country: proxy_header("cf-ipcountry"),
-        region: proxy_header("cf-region-code"),
-        city: proxy_header("cf-ipcity"),
+        content_type: request.content_type,
+        user_agent: request.user_agent,
+        ip: request.ip,
+        country: request.country,
+        region: request.region,
+        city: request.city,
         received_ms,
         salts: &salts,
         first_event_id: random_id()?,
     };
-    let entries = match ingest(&body, &ctx, |domain| registry.site(domain).is_some()) {
+    let entries = match ingest(request.body, &ctx, |domain| registry.site(domain).is_some()) {
         Ok(entries) => entries,
         Err(rejection) => return Ok(rejected(rejection)),
     };
