@@ -15,6 +15,7 @@ mod demo;
 mod disk_full;
 mod engagement;
 mod export;
+mod freshness;
 mod funnels;
 mod goals;
 mod harness;

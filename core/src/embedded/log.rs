@@ -69,6 +69,31 @@ pub struct EventLog {
     db: Arc<SharedDatabase>,
     appends: mpsc::Sender<Append>,
     head: watch::Receiver<u64>,
+    arrivals: Arc<Arrivals>,
+}
+
+/// The live requests between taking their arrival time and having their entries in the log:
+/// by ticket, each one's arrival time.
+#[derive(Debug, Default)]
+struct Arrivals {
+    under_way: std::sync::Mutex<(u64, std::collections::BTreeMap<u64, i64>)>,
+}
+
+/// A live request's arrival, from the moment its time is taken until it is dropped (once its
+/// entries are in the log, or it gave up): while it lives, [`EventLog::arrived_until`] stays
+/// before it, so a freshness never claims an arrival time whose events may still be coming.
+#[derive(Debug)]
+pub struct Arrival {
+    arrivals: Arc<Arrivals>,
+    ticket: u64,
+    /// Its arrival time, ms since the epoch.
+    pub received_ms: i64,
+}
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        self.arrivals.under_way.lock().unwrap_or_else(std::sync::PoisonError::into_inner).1.remove(&self.ticket);
+    }
 }
 
 impl EventLog {
@@ -97,7 +122,26 @@ impl EventLog {
         std::thread::Builder::new()
             .name("tally-log-writer".into())
             .spawn(move || write_loop(&writer_db, requests, &head_tx, legacy))?;
-        Ok(EventLog { db, appends, head })
+        Ok(EventLog { db, appends, head, arrivals: Arc::default() })
+    }
+
+    /// Takes a live request's arrival time (now), holding its place until the returned
+    /// [`Arrival`] is dropped: keep it until the request's entries are appended.
+    pub fn arrive(&self) -> Arrival {
+        let mut under_way = self.arrivals.under_way.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let received_ms = jiff::Timestamp::now().as_millisecond();
+        under_way.0 += 1;
+        let ticket = under_way.0;
+        under_way.1.insert(ticket, received_ms);
+        Arrival { arrivals: self.arrivals.clone(), ticket, received_ms }
+    }
+
+    /// Up to when (ms since the epoch, before `now_ms`) every live request that arrived is in
+    /// the log as far as [`EventLog::head`] read *after* this call shows: `now_ms`, or just
+    /// before the oldest request still on its way in.
+    pub fn arrived_until(&self, now_ms: i64) -> i64 {
+        let under_way = self.arrivals.under_way.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        under_way.1.values().min().map_or(now_ms, |oldest| (*oldest - 1).min(now_ms))
     }
 
     /// Appends entries durably; returns their offsets once they are committed to disk.

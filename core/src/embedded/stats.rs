@@ -35,18 +35,33 @@ impl EmbeddedStats {
     }
 }
 
+impl EmbeddedStats {
+    /// The store's progress, and up to when (ms since the epoch) the numbers include every
+    /// accepted event: the arrival time of the last event applied, or, once the aggregator has
+    /// applied all the log holds, the time of asking (just before the oldest request still being
+    /// written to the log, if any), so an idle site's data is complete up to now.
+    fn complete_until(&self) -> anyhow::Result<(crate::embedded::store::Progress, i64)> {
+        // In this order: requests under way are seen before the head they will move.
+        let arrived_until = self.log.arrived_until(jiff::Timestamp::now().as_millisecond());
+        let head = *self.log.head().borrow();
+        let progress = self.store.progress()?;
+        let until_ms = if progress.offset >= head { progress.until_ms.max(arrived_until) } else { progress.until_ms };
+        Ok((progress, until_ms))
+    }
+}
+
 impl StatsSource for EmbeddedStats {
     fn refuse(&self, query: &Query) -> Option<String> {
         range_refusal(query, MAX_RANGE_DAYS_EMBEDDED)
     }
 
     fn freshness(&self, query: &Query) -> anyhow::Result<Freshness> {
-        let progress = self.store.progress()?;
+        let (progress, until_ms) = self.complete_until()?;
         // The last change to the days the query reads (and the retention trims): answers over
         // closed days keep their version, so they stay cached under live traffic.
         let (first, last) = query.days_read();
         let version = self.store.answer_version(&query.site, first, last);
-        Ok(Freshness { version, until_ms: Some(progress.until_ms), offset: Some(progress.offset) })
+        Ok(Freshness { version, until_ms: Some(until_ms), offset: Some(progress.offset) })
     }
 
     fn answer(&self, query: Query, budget: WorkBudget) -> Pending<'_, (Tier, Vec<crate::query::exec::Row>)> {
@@ -88,7 +103,7 @@ impl StatsSource for EmbeddedStats {
             let (store_health, log_health) =
                 tokio::task::spawn_blocking(move || (store.health(), log.health())).await?;
             let head = *self.log.head().borrow();
-            let progress = self.store.progress().ok();
+            let progress = self.complete_until().ok();
             let state = |h: &Result<(), String>| if h.is_ok() { "ok" } else { "failing" };
             let errors: Vec<String> =
                 [&log_health, &store_health].into_iter().filter_map(|h| h.clone().err()).collect();
@@ -98,10 +113,10 @@ impl StatsSource for EmbeddedStats {
                 "store": state(&store_health),
                 "log_head": head,
             });
-            if let Some(progress) = progress {
+            if let Some((progress, until_ms)) = progress {
                 body["log_offset_applied"] = json!(progress.offset);
                 body["lag_entries"] = json!(head.saturating_sub(progress.offset));
-                body["data_complete_until"] = json!(complete_until(progress.until_ms));
+                body["data_complete_until"] = json!(complete_until(until_ms));
             }
             if !errors.is_empty() {
                 body["error"] = json!(errors.join("; "));

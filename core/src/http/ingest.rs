@@ -91,7 +91,9 @@ pub async fn accept(app: &AppState, request: &Incoming<'_>) -> Result<Response, 
     let Some(ingest_state) = &app.ingest else {
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
-    let received_ms = jiff::Timestamp::now().as_millisecond();
+    // Held until the entries are in the log, so no freshness claims this arrival time before.
+    let arrival = ingest_state.log.arrive();
+    let received_ms = arrival.received_ms;
     // The day's salt is written to the log's database on its first use: if that fails (disk
     // full, I/O error), nothing was accepted and the client may retry: a 503, as for the log.
     let salts = ingest_state.salts.salts_at(received_ms).map_err(|error| {

@@ -269,6 +269,11 @@ pub fn prop_name(name: &str) -> Result<Option<String>, QueryError> {
     if prop.is_empty() || prop.chars().count() > MAX_PROP_NAME_CHARS {
         return Err(QueryError(format!("a custom prop name is 1 to {MAX_PROP_NAME_CHARS} characters: `{name}`")));
     }
+    if prop == "*" {
+        return Err(QueryError(format!(
+            "`{name}` names no prop: name one, as in `{PROP_PREFIX}plan` (every prop at once is not offered)"
+        )));
+    }
     Ok(Some(prop.to_owned()))
 }
 

@@ -657,6 +657,8 @@ mod tests {
             r#"{"site_id":"a.com","metrics":["visit_duration"],"date_range":"day","dimensions":["event:name"]}"#,
             r#"{"site_id":"a.com","metrics":["views_per_visit"],"date_range":"day","filters":[["is","event:page",["/"]]]}"#,
             r#"{"site_id":"a.com","metrics":["visitors"],"date_range":"day","dimensions":["event:props:"]}"#,
+            r#"{"site_id":"a.com","metrics":["visitors"],"date_range":"day","dimensions":["event:props:*"]}"#,
+            r#"{"site_id":"a.com","metrics":["visitors"],"date_range":"day","filters":[["is","event:props:*",["x"]]]}"#,
         ];
         for json in bad {
             assert!(resolve(json).is_err(), "{json}");
