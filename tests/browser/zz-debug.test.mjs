@@ -255,6 +255,8 @@ async function assertVisitCounted(site, origin, { first, last, unscrolled }) {
   ).catch(async (e) => {
     const drops = await fetch(`${tally.url}/api/v2/drops?site_id=${site}`, { headers: { Authorization: `Bearer ${key}` } });
     console.log('DEBUG drops', await drops.text(), tally.stderr());
+    console.log('DEBUG same', JSON.stringify(await ask({ metrics: ['scroll_depth'], dimensions: ['event:page'] })));
+    console.log('DEBUG other', JSON.stringify(await ask({ metrics: ['scroll_depth'], dimensions: ['event:page'], pagination: {limit: 9999} })));
     throw e;
   });
   await sleep(300); // a few more flushes: nothing else may arrive

@@ -37,6 +37,31 @@ async fn current_visitors_are_counted_at_once_and_survive_a_restart() {
         .await;
     assert_eq!(status, 400, "{text}");
 
+    // Every minute of the half hour, with `include.time_labels`; the rows' minutes among them.
+    let mut labelled = body("30m", &["time:minute"]);
+    labelled["include"] = json!({"time_labels": true, "total_rows": true});
+    let labelled = server.query(&labelled).await.unwrap();
+    let labels: Vec<&str> =
+        labelled["meta"]["time_labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert_eq!(labels.len(), 31, "{labelled}");
+    assert!(labels.windows(2).all(|w| w[0] < w[1]), "{labels:?}");
+    assert!(rows.iter().all(|r| labels.contains(&r["dimensions"][0].as_str().unwrap())), "{labelled}");
+    assert_eq!(labelled["meta"]["total_rows"], rows.len(), "{labelled}");
+    // What realtime cannot do is a 400, never ignored.
+    for refused in [json!({"comparisons": {"mode": "previous_period"}}), json!({"time_labels": true, "nonsense": true})]
+    {
+        let mut asked = body("30m", &["time:minute"]);
+        asked["include"] = refused;
+        let (status, text) = server.query_raw(server.key(SITE), &asked).await;
+        assert_eq!(status, 400, "{asked}: {text}");
+    }
+    let mut unlabelled = body("realtime", &[]);
+    unlabelled["include"] = json!({"time_labels": true});
+    assert_eq!(server.query_raw(server.key(SITE), &unlabelled).await.0, 400);
+    let mut paged = body("realtime", &[]);
+    paged["pagination"] = json!({"limit": 5});
+    assert_eq!(server.query_raw(server.key(SITE), &paged).await.0, 400);
+
     let (exit, _) = server.stop_with("TERM");
     assert!(exit.success());
     server.start_again(&[]);

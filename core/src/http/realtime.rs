@@ -2,7 +2,8 @@
 //! `"30m"` (the last 30), counted from the live events held in memory
 //! ([`crate::embedded::recent`]: what `tally serve` acknowledged, or what `tally query` read
 //! from the stream), seconds old. They answer `visitors`, `pageviews` and `events`,
-//! unfiltered, in all or by `time:minute`; nothing is cached.
+//! unfiltered, in all or by `time:minute` (with `include.time_labels`, every minute of the
+//! range); nothing is cached.
 
 use super::answers::{MetricValue, QueryAnswer, QueryEcho, QueryMeta, ResultRow};
 use super::error::ApiError;
@@ -47,6 +48,11 @@ pub fn answer(
     if !request.filters.is_empty() {
         return bad("realtime answers are unfiltered for now".into());
     }
+    if request.order_by.is_some() || request.pagination.is_some() {
+        return bad("realtime answers are in time order, all at once: order_by and pagination are not offered".into());
+    }
+    let (time_labels, total_rows) =
+        realtime_include(request.include.as_ref(), by_minute).map_err(ApiError::BadRequest)?;
     let now_ms = now.as_millisecond();
     let since = now_ms - minutes * 60_000;
     let counts = recent.counts(&site.domain, since, by_minute);
@@ -66,6 +72,7 @@ pub fn answer(
         let all = counts.values().next().copied().unwrap_or_default();
         vec![row(&all, Vec::new())]
     };
+    let rows = results.len();
     Ok(QueryAnswer {
         results,
         meta: QueryMeta {
@@ -77,8 +84,8 @@ pub fn answer(
             realtime: Some(true),
             imports_included: None,
             imports_skip_reason: None,
-            time_labels: None,
-            total_rows: None,
+            time_labels: time_labels.then(|| minute_labels(site, since, now_ms)),
+            total_rows: total_rows.then_some(rows),
         },
         query: QueryEcho {
             site_id: site.domain.clone(),
@@ -91,6 +98,38 @@ pub fn answer(
             pagination: None,
         },
     })
+}
+
+/// What a realtime request's `include` asks for: `time_labels` (with `time:minute`) and
+/// `total_rows`; `imports` is accepted (always false); comparisons and anything else are refused.
+fn realtime_include(include: Option<&serde_json::Value>, by_minute: bool) -> Result<(bool, bool), String> {
+    let Some(include) = include else { return Ok((false, false)) };
+    let Some(map) = include.as_object() else {
+        return Err(format!("include is an object such as {{\"time_labels\": true}}; got {include}"));
+    };
+    let (mut time_labels, mut total_rows) = (false, false);
+    for (key, value) in map {
+        let wanted = || value.as_bool().ok_or_else(|| format!("include.{key} is true or false; got {value}"));
+        match key.as_str() {
+            "time_labels" => time_labels = wanted()?,
+            "total_rows" => total_rows = wanted()?,
+            "imports" => {
+                wanted()?;
+            }
+            "comparisons" => return Err("realtime answers have no comparison period".into()),
+            other => return Err(format!("unknown include `{other}`: use time_labels, total_rows or imports")),
+        }
+    }
+    if time_labels && !by_minute {
+        return Err("include.time_labels needs the dimension time:minute".into());
+    }
+    Ok((time_labels, total_rows))
+}
+
+/// Every minute from the one holding `since_ms` to the one holding `now_ms`, as labelled.
+fn minute_labels(site: &Site, since_ms: i64, now_ms: i64) -> Vec<String> {
+    let first = since_ms.div_euclid(60_000);
+    (first..=now_ms.div_euclid(60_000)).map(|minute| local(site, minute * 60_000, false)).collect()
 }
 
 /// `ms` on the site's wall clock: a minute's label, or an ISO date-time with its offset.
