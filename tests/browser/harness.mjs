@@ -44,14 +44,8 @@ export const BROWSER_UA =
   'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36';
 
 // Everything to stop if the test process ends without its `after` hooks having run.
-const children = new Set();
 const cleanups = new Set();
 process.on('exit', () => {
-  for (const child of children) {
-    try {
-      child.kill('SIGKILL');
-    } catch {}
-  }
   for (const cleanup of cleanups) {
     try {
       cleanup();
@@ -83,6 +77,8 @@ function tempDir(prefix) {
  *   query: (key: string, body: object) => Promise<object>,       // POST /api/v2/query, JSON
  *   post: (route: string, body: any, headers?: object) => Promise<Response>,
  *   stderr: () => string,   // the server's log so far
+ *   health: () => Promise<object>,                   // GET /api/health
+ *   waitForApplied: (offset: number) => Promise<object>,  // until log_offset_applied >= offset
  *   stop: () => Promise<void>,
  * }>}
  */
@@ -92,12 +88,32 @@ export async function startTally({ args = [], env = {}, dataDir } = {}) {
   }
   const ownDir = !dataDir;
   dataDir = dataDir || tempDir('tally-browser-');
+  // Through a watchdog shell that stops tally (SIGTERM) once its stdin closes: when stop() ends
+  // it, or when this process dies in any way, even by SIGKILL, so no server outlives its test.
   const child = spawn(
-    TALLY_BIN,
-    ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--flush-interval-ms', '100', ...args],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TALLY_LOG: 'warn', ...env } }
+    'sh',
+    [
+      '-c',
+      '"$@" </dev/null & pid=$!; cat >/dev/null; kill -TERM $pid 2>/dev/null; wait $pid',
+      'tally-watchdog',
+      TALLY_BIN,
+      'serve',
+      '--listen',
+      '127.0.0.1:0',
+      '--data-dir',
+      dataDir,
+      '--flush-interval-ms',
+      '100',
+      ...args,
+    ],
+    { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: { ...process.env, TALLY_LOG: 'warn', ...env } }
   );
-  children.add(child);
+  const killGroup = () => {
+    try {
+      process.kill(-child.pid, 'SIGKILL');
+    } catch {}
+  };
+  cleanups.add(killGroup);
   const removeDir = () => {
     if (!ownDir) return;
     if (process.env.TALLY_KEEP_DATA) console.log(`kept tally data directory ${dataDir}`);
@@ -116,13 +132,13 @@ export async function startTally({ args = [], env = {}, dataDir } = {}) {
     exited.then(({ code, signal }) => {
       throw new Error(`tally serve exited (${code ?? signal}) before listening:\n${log}`);
     }),
-    sleep(20_000).then(() => {
+    sleep(20_000, null, { ref: false }).then(() => {
       throw new Error(`tally serve printed nothing within 20 s:\n${log}`);
     }),
   ]);
   const match = /^listening on (http:\/\/\S+)$/.exec(first);
   if (!match) {
-    child.kill('SIGKILL');
+    killGroup();
     throw new Error(`unexpected first line from tally serve: ${first}`);
   }
   lines.on('line', () => {}); // keep draining stdout
@@ -158,6 +174,8 @@ export async function startTally({ args = [], env = {}, dataDir } = {}) {
     return JSON.parse(text);
   }
 
+  const health = async () => (await fetch(url + '/api/health')).json();
+
   let stopped;
   return {
     url,
@@ -185,15 +203,31 @@ export async function startTally({ args = [], env = {}, dataDir } = {}) {
     // the same snapshot).
     waitForSite: (key, site) =>
       eventually(() => query(key, { site_id: site, metrics: ['visitors'], date_range: 'day' }), { timeout: 5_000 }),
+    // tally's /api/health: log_head (events logged), log_offset_applied, lag_entries, …
+    health,
+    // Resolves once the aggregator applied the log up to `offset` (every event logged by then
+    // is in the answers), with the health answer.
+    async waitForApplied(offset, { timeout = 10_000 } = {}) {
+      return eventually(
+        async () => {
+          const now = await health();
+          if (!(now.log_offset_applied >= offset)) {
+            throw new Error(`log applied up to ${now.log_offset_applied}, not yet ${offset} (head ${now.log_head})`);
+          }
+          return now;
+        },
+        { timeout }
+      );
+    },
     stop() {
       stopped ??= (async () => {
         if (child.exitCode === null && child.signalCode === null) {
-          child.kill('SIGTERM');
-          const done = await Promise.race([exited, sleep(10_000).then(() => null)]);
-          if (!done) child.kill('SIGKILL');
+          child.stdin.end(); // the watchdog stops tally with SIGTERM and waits for it
+          const done = await Promise.race([exited, sleep(15_000, null, { ref: false }).then(() => null)]);
+          if (!done) killGroup();
           await exited;
         }
-        children.delete(child);
+        cleanups.delete(killGroup);
         removeDir();
         cleanups.delete(removeDir);
       })();

@@ -272,6 +272,15 @@ async fn plausible_examples_answer_in_the_documented_shapes_and_validate_against
         assert_eq!(response.status().as_u16(), expected, "{body}");
         record("post", "/api/v2/funnel", expected, "application/json", response.json().await.unwrap(), Some(&body));
     }
+    // Prop names: a range, and a bad request.
+    for (body, expected) in [
+        (json!({"site_id": SITE, "date_range": "all", "filters": [["is", "event:name", ["Signup"]]]}), 200),
+        (json!({"site_id": SITE, "date_range": "realtime"}), 400),
+    ] {
+        let response = client.post(format!("{base}/api/v2/props")).bearer_auth(&key).json(&body).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), expected, "{body}");
+        record("post", "/api/v2/props", expected, "application/json", response.json().await.unwrap(), Some(&body));
+    }
     let funnels =
         client.get(format!("{base}/api/v1/sites/funnels?site_id={SITE}")).bearer_auth(&key).send().await.unwrap();
     assert_eq!(funnels.status(), 200);

@@ -1,5 +1,6 @@
 //! Custom props (`event:props:<name>`): answered from the rollups up to the per-day cap on prop
-//! rows, and past it from the segments, exactly and without an "(other)" row.
+//! rows, and past it from the segments, exactly and without an "(other)" row; and the list of
+//! prop names (`POST /api/v2/props`).
 
 use crate::harness::{ServerProcess, TempDir, http_client, key_create, site_add, tally_ok};
 use serde_json::{Value, json};
@@ -97,4 +98,74 @@ async fn props_past_the_rollup_cap_are_answered_exactly_by_the_segments() {
         .unwrap();
     assert_eq!(response.status(), 400);
     assert!(response.text().await.unwrap().contains("cannot be queried along with event dimensions"));
+}
+
+/// `POST /api/v2/props` lists the prop names of a range with the events that carry each, most
+/// first, among the events that pass the filters; bad requests are 400s, other sites 404s.
+#[tokio::test]
+async fn prop_names_are_listed_with_their_events() {
+    let dir = TempDir::new("prop-names");
+    site_add(dir.path(), "names.test", None);
+    let key = key_create(dir.path(), "names.test");
+    let event = |i: i64, name: &str, props: Value| {
+        let line = json!({"n": name, "u": "https://names.test/", "d": "names.test", "timestamp": START_MS + i * 1000,
+            "user_agent": UA, "visitor": format!("v{i}"), "p": props});
+        format!("{line}\n")
+    };
+    let mut lines = String::new();
+    for i in 0..4 {
+        lines += &event(i, "Signup", json!({"plan": "pro"}));
+    }
+    for i in 4..6 {
+        lines += &event(i, "Purchase", json!({"plan": "team", "coupon": "WINTER"}));
+    }
+    lines += &event(6, "Download", json!({"file": "a.pdf"}));
+    for i in 7..10 {
+        lines += &event(i, "pageview", json!({}));
+    }
+    // The next day's prop is outside a one-day range.
+    lines += &event(24 * 3_600, "Signup", json!({"referral": "friend"}));
+    let file = dir.path().join("names.ndjson");
+    std::fs::write(&file, lines).unwrap();
+    tally_ok(&["import", file.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap(), "--no-progress"]);
+    let server = ServerProcess::spawn(dir.path(), &[]);
+    let post = async |body: Value, key: &str| {
+        let response = http_client()
+            .post(format!("{}/api/v2/props", server.base()))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json::<Value>().await.unwrap())
+    };
+
+    let (status, answer) = post(json!({"site_id": "names.test", "date_range": [DAY, DAY]}), &key).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["props"],
+        json!([{"name": "plan", "events": 6}, {"name": "coupon", "events": 2}, {"name": "file", "events": 1}])
+    );
+    assert_eq!(answer["truncated"], false);
+    assert_eq!(answer["meta"]["date_range"], json!([DAY, DAY]));
+    let (_, two_days) = post(json!({"site_id": "names.test", "date_range": [DAY, "2026-11-03"]}), &key).await;
+    assert_eq!(two_days["props"].as_array().unwrap().len(), 4, "{two_days}");
+
+    let signups =
+        json!({"site_id": "names.test", "date_range": [DAY, DAY], "filters": [["is", "event:name", ["Signup"]]]});
+    assert_eq!(post(signups, &key).await.1["props"], json!([{"name": "plan", "events": 4}]));
+
+    for bad in [
+        json!({"site_id": "names.test", "date_range": "realtime"}),
+        json!({"site_id": "names.test", "date_range": [DAY, DAY], "metrics": ["visitors"]}),
+        json!({"site_id": "names.test", "date_range": "yesterday-ish"}),
+    ] {
+        let (status, answer) = post(bad.clone(), &key).await;
+        assert_eq!(status, 400, "{bad}: {answer}");
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+    let (status, _) = post(json!({"site_id": "other.test", "date_range": [DAY, DAY]}), &key).await;
+    assert_eq!(status, 404);
+    let (status, _) = post(json!({"site_id": "names.test", "date_range": [DAY, DAY]}), "tally_nope").await;
+    assert_eq!(status, 401);
 }

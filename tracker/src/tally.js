@@ -38,10 +38,9 @@
   var downloads = attribute('downloads');
   var extensions =
     downloads != null &&
-    (downloads ||
-      'pdf,xlsx,docx,txt,rtf,csv,exe,key,pps,ppt,pptx,7z,pkg,rar,gz,zip,avi,mov,mp4,mpeg,wmv,midi,mp3,wav,wma,dmg').split(
-        ','
-      );
+    (downloads || 'pdf,xlsx,docx,txt,rtf,csv,exe,key,pps,ppt,pptx,7z,pkg,rar,gz,zip,avi,mov,mp4,mpeg,wmv,midi,mp3,wav,wma,dmg')
+      .replace(/\s/g, '')
+      .split(',');
 
   // The page's engagement, as Plausible's script measures it: the deepest scroll (a fraction of
   // the page's height) and the milliseconds the page was visible and focused, reported as an

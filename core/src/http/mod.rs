@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod ingest_limit;
 pub mod listen;
 pub mod openapi;
+pub mod props;
 pub mod query;
 pub mod query_gate;
 pub mod rate_limit;
@@ -141,7 +142,7 @@ pub fn query_cache(bytes: u64) -> QueryCache {
 }
 
 /// The router: `POST /api/event` (public, CORS; only with ingest state), `POST /api/v2/query`,
-/// `GET /api/v2/drops`, `POST /api/v2/export`, `POST /api/v2/funnel`, `GET
+/// `GET /api/v2/drops`, `POST /api/v2/export`, `POST /api/v2/funnel`, `POST /api/v2/props`, `GET
 /// /api/v1/sites/segments` and `…/funnels` (bearer key), `GET` and `POST /api/v1/sites`, `GET`,
 /// `PUT` and `DELETE` of goals and `PUT` and `DELETE` of segments and funnels under
 /// `/api/v1/sites` (admin key), `GET /api/health`, `GET /api/openapi.json`, and the public
@@ -157,6 +158,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v2/drops", get(query::drops))
         .route("/api/v2/export", post(export::export))
         .route("/api/v2/funnel", post(funnel::funnel))
+        .route("/api/v2/props", post(props::props))
         .route("/api/v1/sites", get(admin::list_sites).post(admin::add_site))
         .route("/api/v1/sites/goals", get(admin::list_goals).put(admin::put_goal))
         .route("/api/v1/sites/goals/{goal_id}", axum::routing::delete(admin::delete_goal))

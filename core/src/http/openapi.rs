@@ -21,6 +21,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         super::query::drops,
         super::export::export,
         super::funnel::funnel,
+        super::props::props,
         super::admin::list_sites,
         super::admin::add_site,
         super::admin::list_goals,

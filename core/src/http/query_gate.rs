@@ -65,6 +65,18 @@ impl QueryGate {
         .await
     }
 
+    /// Lists the prop names of `query`'s range, with a turn and within the time budget.
+    pub async fn prop_names(
+        &self,
+        stats: &Arc<dyn StatsSource>,
+        query: Query,
+    ) -> Result<(Vec<(String, u64)>, bool), ApiError> {
+        self.run(stats, move |stats, budget| async move {
+            crate::query::prop_names::list(stats.as_ref(), query, budget).await
+        })
+        .await
+    }
+
     /// Runs `work` with a turn (503 when none comes in time) and within the time budget (422).
     async fn run<T, F, Fut>(&self, stats: &Arc<dyn StatsSource>, work: F) -> Result<T, ApiError>
     where

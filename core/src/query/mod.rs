@@ -14,6 +14,7 @@ pub mod limits;
 pub mod percentage;
 pub mod place_names;
 pub mod plan;
+pub mod prop_names;
 pub mod request;
 pub mod rollup_exec;
 pub mod saved_segments;

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use traffic::SITES;
 
-/// Days of history the demo imports.
+/// Full days of history the demo imports before today (and today up to now).
 pub const HISTORY_DAYS: i64 = 30;
 
 /// What [`prepare`] made ready.

@@ -389,7 +389,8 @@ pub fn visit_starts(rng: &mut fastrand::Rng, site: &DemoSite, day: jiff::civil::
         .collect()
 }
 
-/// The import lines of `days` days of history for every demo site, up to `now`, in time order:
+/// The import lines of every demo site's `days` full days before today and today up to `now`,
+/// in time order:
 /// each event with its timestamp, User-Agent, visitor and place, as `tally import` reads them.
 pub fn history(seed: u64, days: i64, now: Timestamp) -> Vec<u8> {
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -400,7 +401,7 @@ pub fn history(seed: u64, days: i64, now: Timestamp) -> Vec<u8> {
         let today = zone.to_datetime(now).date();
         // Visitors come back: each visit is one of a pool about twenty days' visits large.
         let pool = u64::from(site.visits_per_day) * 20;
-        for days_ago in (0..days).rev() {
+        for days_ago in (0..=days).rev() {
             let Ok(day) = today.checked_sub(jiff::Span::new().days(days_ago)) else { continue };
             for start in visit_starts(&mut rng, site, day, days_ago) {
                 let visit = visit(&mut rng, site);
