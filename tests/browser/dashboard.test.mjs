@@ -1,5 +1,6 @@
 // The merchant dashboard at `/` (core/src/http/dashboard/) in a real browser, against
-// `tally serve`: every number it shows equals the Stats API's answer, a click on a row filters
+// `tally serve`: every number it shows equals the Stats API's answer (the props panel lists the
+// names of `POST /api/v2/props` and breaks the chosen one down, kept in the URL), a click on a row filters
 // the whole page (and the URL, which reloads to the same view), current visitors rise without a
 // reload, a phone-width viewport does not scroll sideways, a wrong key gets the sign-in page, and
 // the first load's size and time are printed.
@@ -55,7 +56,9 @@ function history() {
     for (let i = 0; i < views; i++) {
       const page = i ? pick(pages) : first;
       lines.push({ ...common, name: 'pageview', url: `https://${SITE}${page}${i ? '' : utm}`, referrer: i ? '' : pick(referrers), timestamp: new Date(t).toISOString() });
-      if (rnd() < 0.15) lines.push({ ...common, name: 'Signup', url: `https://${SITE}${page}`, props: { plan: pick(['free', 'pro']) }, timestamp: new Date(t + 2000).toISOString() });
+      // Every Signup has a plan; every third visitor's Signups have a coupon too.
+      const coupon = v % 3 === 0 ? { coupon: pick(['WELCOME', 'SPRING']) } : {};
+      if (rnd() < 0.15) lines.push({ ...common, name: 'Signup', url: `https://${SITE}${page}`, props: { plan: pick(['free', 'pro']), ...coupon }, timestamp: new Date(t + 2000).toISOString() });
       t += 20e3 + rnd() * 200e3;
     }
   }
@@ -110,6 +113,41 @@ after(async () => {
 
 const filtersOf = (filters) => filters.map(([d, v]) => ['is', d, [v]]);
 
+/** The prop names `POST /api/v2/props` lists, most events first. */
+async function propNames(range, filters) {
+  const res = await tally.post('/api/v2/props', { site_id: SITE, date_range: range, filters: filtersOf(filters) }, { Authorization: `Bearer ${key}` });
+  const text = await res.text();
+  assert.equal(res.status, 200, `POST /api/v2/props: ${text}`);
+  return JSON.parse(text).props.map((p) => p.name);
+}
+
+/** Checks the props panel against the API: the listed names, the chosen one, its rows. */
+async function checkProps(page, range, filters, chosen) {
+  const names = await propNames(range, filters);
+  const panel = page.getByTestId('panel-props');
+  assert.deepEqual(await panel.getByTestId('prop-tab').evaluateAll((os) => os.map((o) => o.dataset.value)), names, 'prop names');
+  if (!names.length) {
+    assert.match(await panel.getByTestId('note').textContent(), /No custom event properties/);
+    assert.equal(await panel.getByTestId('prop-name').count(), 0);
+    return names;
+  }
+  const name = names.includes(chosen) ? chosen : names[0];
+  assert.equal(await panel.getByTestId('prop-name').inputValue(), name, 'the chosen prop');
+  const api = await tally.query(key, {
+    site_id: SITE, metrics: ['visitors', 'events'], date_range: range, dimensions: [`event:props:${name}`], filters: filtersOf(filters),
+    pagination: { limit: PAGE, offset: 0 }, include: { total_rows: true },
+  });
+  const shown = await panel.getByTestId('row').evaluateAll((rows) => rows.map((r) => [
+    r.dataset.value,
+    r.querySelector('[data-testid=row-visitors]').dataset.raw,
+    r.querySelector('[data-testid=row-events]').dataset.raw,
+  ]));
+  assert.ok(api.results.length > 0, `the API has rows for event:props:${name}`);
+  assert.deepEqual(shown, api.results.map((r) => [r.dimensions[0], String(r.metrics[0]), String(r.metrics[1])]), `props panel (${name})`);
+  assert.equal(await panel.getAttribute('data-total'), String(api.meta.total_rows), `total rows of event:props:${name}`);
+  return names;
+}
+
 /** Waits until the overview and every panel have answered (none loading). */
 async function settled(page) {
   await page.waitForFunction(() => {
@@ -147,6 +185,8 @@ async function checkNumbers(page, filters) {
     assert.deepEqual(shown, expected, `panel ${id}`);
     assert.equal(await panel.getAttribute('data-total'), String(api.meta.total_rows), `total rows of ${id}`);
   }
+  const names = await checkProps(page, '7d', filters, new URL(page.url()).searchParams.get('prop'));
+  if (!filters.length) assert.deepEqual(names, ['plan', 'coupon'], 'the history\'s props, most events first');
   return row;
 }
 
@@ -220,6 +260,39 @@ test('first load: numbers equal the API; a row filters every panel; the URL relo
   await settled(page);
   assert.equal(await page.getByTestId('filter-chip').count(), 0);
   await checkNumbers(page, []);
+  await context.close();
+});
+
+test('the props panel: the chosen name goes into the URL, an unlisted one falls back to the first, realtime lists today', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await context.addInitScript((k) => sessionStorage.setItem('tally.key', k), key);
+  const page = await context.newPage();
+  await page.goto(`${base}/?site=${SITE}&period=7d&prop=nope`);
+  await settled(page);
+  const panel = page.getByTestId('panel-props');
+  assert.equal(await panel.getByTestId('prop-name').inputValue(), 'plan', 'an unlisted name falls back to the first');
+  await checkProps(page, '7d', [], 'nope');
+
+  // Choosing another name breaks it down and keeps it in the URL (a reload shows it again).
+  await panel.getByTestId('prop-name').selectOption('coupon');
+  await page.waitForURL((u) => u.searchParams.get('prop') === 'coupon');
+  await settled(page);
+  await checkProps(page, '7d', [], 'coupon');
+  await page.reload();
+  await settled(page);
+  await checkProps(page, '7d', [], 'coupon');
+
+  // A click on a value filters by it: the names are those of the events that pass.
+  const value = await panel.getByTestId('row').first().getAttribute('data-value');
+  await panel.getByTestId('row').first().click();
+  await page.waitForURL((u) => u.searchParams.getAll('f').includes(`event:props:coupon|${value}`));
+  await settled(page);
+  await checkProps(page, '7d', [['event:props:coupon', value]], 'coupon');
+
+  // Realtime: the lists show today (the history has no props today: the empty message).
+  await page.goto(`${base}/?site=${SITE}&period=realtime&prop=coupon`);
+  await settled(page);
+  await checkProps(page, 'day', [], 'coupon');
   await context.close();
 });
 

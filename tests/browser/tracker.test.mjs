@@ -34,7 +34,6 @@ const SITES = {
   official: 'plausible.test', // the same SPA with @plausible-analytics/tracker
   classic: 'classic.test', // plausible-tracker
   quiet: 'quiet.test', // pages whose tracker must send nothing (localhost, tally_ignore)
-  cache: 'cache.test', // engagement events and the answer cache (no browser)
   hash: 'hash.test', // tally.js with data-hash, sending to two sites at once …
   mirror: 'mirror.test', // … this one the second
 };
@@ -511,32 +510,3 @@ test('tally.js sends nothing on localhost, 127.0.0.1 or with localStorage.tally_
     await context.close();
   }
 });
-
-// ---------------------------------------------------------------------------------------------
-// Found with the trackers' engagement events (no browser needed to show it).
-
-test(
-  'an engagement event refreshes a cached scroll_depth answer',
-  {
-    todo:
-      'server bug: the answer cache keys answers by the last flush that changed a rollup row of ' +
-      'their days (core/src/embedded/store/changes.rs); a flush of engagement events only ' +
-      'changes segment rows, so scroll_depth and time_on_page answers cached before it stay stale',
-  },
-  async () => {
-    const site = SITES.cache;
-    const ask = () =>
-      tally.query(key, { site_id: site, date_range: 'day', metrics: ['scroll_depth', 'time_on_page'], dimensions: ['event:page'] });
-    const send = async (event) => {
-      const response = await tally.post('/api/event', { u: `http://${site}/`, d: site, ...event }, { 'User-Agent': BROWSER_UA });
-      assert.equal(response.status, 202);
-      assert.equal(response.headers.get('x-tally-accepted'), '1');
-      await tally.waitForApplied((await tally.health()).log_head);
-    };
-    await send({ n: 'pageview' });
-    assert.deepEqual(rows(await ask()), [{ page: '/', scroll_depth: null, time_on_page: null }]);
-    await send({ n: 'engagement', sd: 50, e: 5000 });
-    const answer = await ask();
-    assert.deepEqual(rows(answer), [{ page: '/', scroll_depth: 50, time_on_page: 5 }], `meta: ${JSON.stringify(answer.meta)}`);
-  }
-);

@@ -69,3 +69,36 @@ async fn closed_days_stay_cached_while_today_follows_live_events() {
     let (mean, max) = (cache["load_ms_mean"].as_f64().unwrap(), cache["load_ms_max"].as_f64().unwrap());
     assert!(mean > 0.0 && max >= mean, "{health}");
 }
+
+/// A flush of engagement events alone changes segment rows only: an answer that reads them
+/// (`scroll_depth`, `time_on_page`), cached before, is computed again after it.
+#[tokio::test]
+async fn an_engagement_event_refreshes_cached_engagement_answers() {
+    let server = TestServer::start("cache-engagement", &[SITE]);
+    let visitor = Visitor::new(7);
+    let send = async |event: Value| {
+        assert_eq!(server.post_event(event.to_string(), &visitor.headers()).await.status, 202);
+        let head = server.get("/api/health", None).await.1;
+        let head = serde_json::from_str::<Value>(&head).unwrap()["log_head"].as_u64().unwrap();
+        settle(
+            POLL_DEADLINE,
+            async || {
+                let health: Value = serde_json::from_str(&server.get("/api/health", None).await.1).unwrap();
+                health["log_offset_applied"].as_u64().unwrap()
+            },
+            |applied| *applied >= head,
+        )
+        .await
+        .unwrap();
+    };
+    let engaged = query_body(SITE, &["scroll_depth", "time_on_page"], json!({"dimensions": ["event:page"]}));
+    let metrics = |answer: &Value| answer["results"][0]["metrics"].clone();
+    send(pageview(SITE, "/")).await;
+    let before = server.query(&engaged).await.unwrap();
+    assert_eq!(metrics(&before), json!([null, null]), "{before}");
+    assert_eq!(server.query(&engaged).await.unwrap()["meta"]["cache"], "hit");
+    send(json!({"n": "engagement", "u": format!("https://{SITE}/"), "d": SITE, "sd": 50, "e": 5000})).await;
+    let after = server.query(&engaged).await.unwrap();
+    assert_eq!(metrics(&after), json!([50, 5]), "{after}");
+    assert_eq!(after["meta"]["cache"], "miss", "{after}");
+}

@@ -78,9 +78,13 @@
     }
   }
 
+  function shown() {
+    return document.visibilityState == 'visible' && document.hasFocus();
+  }
+
   // Visible and focused: engaged time runs. Hidden or blurred: it stops and is reported.
   function visibility() {
-    if (document.visibilityState == 'visible' && document.hasFocus()) {
+    if (shown()) {
       since = since || now();
     } else {
       engagedMs = engaged();
@@ -133,9 +137,8 @@
       depth = 0;
       sentDepth = -1;
       engagedMs = 0;
-      since = 0;
+      since = shown() ? now() : 0;
       scrolled();
-      visibility();
     }
     send(payload, callback);
   }
@@ -189,9 +192,9 @@
   if (document.visibilityState == 'visible') {
     pageview();
   } else {
-    document.addEventListener('visibilitychange', function shown() {
+    document.addEventListener('visibilitychange', function first() {
       if (document.visibilityState == 'visible') {
-        document.removeEventListener('visibilitychange', shown);
+        document.removeEventListener('visibilitychange', first);
         pageview();
       }
     });

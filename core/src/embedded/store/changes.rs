@@ -16,20 +16,22 @@ pub struct Changes {
 
 impl Changes {
     /// Records the days `flush`, applied up to log offset `offset`, changed: every day one of
-    /// its rollup rows falls on (a visit that goes on changes the day it began).
+    /// its rollup rows or segment rows falls on (a visit that goes on changes the day it began;
+    /// engagement events change segment rows only).
     pub fn note(&self, flush: &Flush, offset: u64) {
         // The distinct days first, outside the lock.
-        let touched: Vec<(&str, BTreeSet<i64>)> = flush
-            .breakdowns
-            .iter()
-            .map(|((site, _), breakdown)| {
-                let changed = breakdown
-                    .rows()
-                    .map(|(key, _)| if key.grain == Grain::Hour { key.at.div_euclid(24) } else { key.at })
-                    .collect();
-                (site.as_str(), changed)
-            })
-            .collect();
+        let rollups = flush.breakdowns.iter().map(|((site, _), breakdown)| {
+            let changed = breakdown
+                .rows()
+                .map(|(key, _)| if key.grain == Grain::Hour { key.at.div_euclid(24) } else { key.at })
+                .collect::<BTreeSet<i64>>();
+            (site.as_str(), changed)
+        });
+        let segments = flush.segments.iter().map(|((site, _), rows)| {
+            let changed = rows.rows.keys().map(|row| i64::from(row.bucket).div_euclid(24)).collect::<BTreeSet<i64>>();
+            (site.as_str(), changed)
+        });
+        let touched: Vec<(&str, BTreeSet<i64>)> = rollups.chain(segments).collect();
         let mut days = self.days.write().unwrap_or_else(PoisonError::into_inner);
         for (site, changed) in touched {
             if !days.contains_key(site) {

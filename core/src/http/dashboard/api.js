@@ -32,5 +32,8 @@ async function call(key, path, init = {}) {
 /** POST /api/v2/query. */
 export const query = (key, body, signal) => call(key, '/api/v2/query', { method: 'POST', body: JSON.stringify(body), signal });
 
+/** POST /api/v2/props: {props: [{name, events}], truncated, meta}, most events first. */
+export const props = (key, body, signal) => call(key, '/api/v2/props', { method: 'POST', body: JSON.stringify(body), signal });
+
 /** GET /api/v1/sites: [{domain, timezone}]. */
 export const sites = async (key) => (await call(key, '/api/v1/sites')).sites || [];

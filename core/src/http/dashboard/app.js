@@ -71,11 +71,11 @@ const state = {
   to: '',
   filters: [], // [[dimension, value]]
   utm: 'utm_medium',
-  prop: '',
+  prop: '', // the prop name of the URL (the panel shows the first listed one when it is not listed)
   completeUntil: null,
   timeZone: null,
 };
-const panels = new Map(); // id -> {def, el, offset, ctrl, scale}
+const panels = new Map(); // id -> {def, el, offset, ctrl, scale, names}
 const ctrls = {};
 let timers = [];
 
@@ -133,6 +133,9 @@ function dateRange() {
   if (state.period === 'custom') return [state.from, state.to];
   return state.period;
 }
+
+/** The range of the lists: the period's, or today in realtime. */
+const listRange = () => (state.period === 'realtime' ? 'day' : dateRange());
 
 /** The time dimension of the chart for the period, and the unit its labels are in. */
 function timeDimension() {
@@ -546,13 +549,14 @@ function renderPanels() {
   for (const p of panels.values()) {
     p.offset = 0;
     p.scale = 0;
+    p.names = null;
     loadPanel(p);
   }
 }
 
 function panelDim(p) {
   if (p.def.tabs) return `visit:${state.utm}`;
-  if (p.def.props) return state.prop ? `event:props:${state.prop}` : null;
+  if (p.def.props) return chosenProp(p) ? `event:props:${chosenProp(p)}` : null;
   return p.def.dim;
 }
 
@@ -568,45 +572,69 @@ function panelHead(p) {
       h('button', { type: 'button', role: 'tab', 'aria-selected': String(k === state.utm), 'data-testid': `tab-${k}`,
         onclick: () => { state.utm = k; writeUrl(true); p.offset = 0; p.scale = 0; loadPanel(p); } }, name))));
   }
+  if (def.props && p.names?.length) head.append(propSelect(p));
   return head;
 }
 
-function propForm(p) {
-  const input = h('input', { type: 'text', id: 'prop-name', value: state.prop, placeholder: 'property name, e.g. plan',
-    'aria-label': 'Property name', autocomplete: 'off', spellcheck: 'false', 'data-testid': 'prop-name' });
-  return h('form', { class: 'prop-form', onsubmit: (ev) => {
-    ev.preventDefault();
-    state.prop = input.value.trim();
+/** The prop to break down: the URL's when it is listed, else the first listed (most events). */
+const chosenProp = (p) => (p.names?.includes(state.prop) ? state.prop : p.names?.[0] || '');
+
+/** The listed prop names, most events first; a choice goes into the URL. */
+function propSelect(p) {
+  const chosen = chosenProp(p);
+  const select = h('select', { id: 'prop-name', 'aria-label': 'Property', 'data-testid': 'prop-name', onchange: () => {
+    state.prop = select.value;
     writeUrl(true);
     p.offset = 0;
     p.scale = 0;
     loadPanel(p);
-  } }, input, h('button', { type: 'submit' }, 'Show'));
+  } }, p.names.map((name) => h('option', { value: name, selected: name === chosen, 'data-testid': 'prop-tab', 'data-value': name }, name)));
+  return select;
+}
+
+/** Lists the prop names of the site, range and filters into `p.names` (kept until the next full load). */
+async function loadPropNames(p, signal) {
+  const res = await api.props(state.key, { site_id: state.site, date_range: listRange(), filters: apiFilters() }, signal);
+  if (signal.aborted) return;
+  noteFreshness(res.meta);
+  p.names = res.props.map((x) => x.name);
 }
 
 async function loadPanel(p) {
   const { def, el } = p;
   p.ctrl?.abort();
   const ctrl = (p.ctrl = new AbortController());
-  const dim = panelDim(p);
-  const body = h('div', { class: 'panel-body' });
   const old = el.querySelector('.list');
-  const parts = [panelHead(p)];
-  if (def.props) parts.push(propForm(p));
   const finish = (...content) => {
-    // Keep the keyboard focus on the same control (a tab, a pager button, the prop field).
+    // Keep the keyboard focus on the same control (a tab, a pager button, the prop select).
     const active = document.activeElement;
     const focused = el.contains(active) && active.dataset.testid;
-    el.replaceChildren(...parts, ...content);
+    el.replaceChildren(panelHead(p), ...content);
     if (focused) {
       const again = el.querySelector(focused === 'row' ? `[data-testid=row][data-value="${CSS.escape(active.dataset.value)}"]` : `[data-testid="${focused}"]`);
       const target = again && !again.disabled ? again : el.querySelector('[data-testid=prev]:not(:disabled), [data-testid=next]:not(:disabled)');
       target?.focus();
     }
   };
+  if (def.props && !p.names) {
+    // The names first: the panel breaks one of them down.
+    el.dataset.state = 'loading';
+    if (!old) finish(h('ul', { class: 'list' }));
+    try {
+      await loadPropNames(p, ctrl.signal);
+    } catch (e) {
+      if (e.name === 'AbortError' || ctrl.signal.aborted || handleAuth(e)) return;
+      finish(errorBox(e));
+      el.dataset.state = 'error';
+      return;
+    }
+    if (ctrl.signal.aborted) return;
+  }
+  const dim = panelDim(p);
   if (def.props && !dim) {
     el.dataset.state = 'ready';
-    return finish(h('p', { class: 'empty' }, 'Type the name of a custom event property to see its values', state.filters.some(([d]) => d === 'event:name') ? ' for this event.' : ' (click an event above to narrow it down).'));
+    const event = state.filters.some(([d]) => d === 'event:name');
+    return finish(h('p', { class: 'empty', 'data-testid': 'note' }, `No custom event properties ${event ? 'on this event ' : ''}in this period.`));
   }
   if (def.unfilteredOnly && state.filters.length) {
     el.dataset.state = 'ready';
@@ -616,14 +644,14 @@ async function loadPanel(p) {
   const oldHead = el.querySelector('.panel-head');
   if (old && oldHead) {
     // Keep the old rows, dimmed, while loading; the head (tabs) shows the new choice at once.
+    const head = panelHead(p);
     const focused = oldHead.contains(document.activeElement) && document.activeElement.dataset.testid;
-    oldHead.replaceWith(parts[0]);
-    if (focused) parts[0].querySelector(`[data-testid="${focused}"]`)?.focus();
+    oldHead.replaceWith(head);
+    if (focused) head.querySelector(`[data-testid="${focused}"]`)?.focus();
   }
   else finish(h('ul', { class: 'list' }));
-  const range = state.period === 'realtime' ? 'day' : dateRange();
   const query = {
-    site_id: state.site, metrics: def.metrics, date_range: range, dimensions: [dim],
+    site_id: state.site, metrics: def.metrics, date_range: listRange(), dimensions: [dim],
     filters: [...(def.extra || []), ...apiFilters()],
     pagination: { limit: PAGE, offset: p.offset }, include: { total_rows: true },
   };
@@ -689,9 +717,13 @@ function startTimers() {
     loadCurrent();
     if (state.period === 'realtime') loadOverview(true);
     else if (ticks % 6 === 0 && includesToday()) {
-      // Every minute, the overview and each panel's current page again.
+      // Every minute, the overview and each panel's current page again (and the prop names).
       loadOverview(true);
-      for (const p of panels.values()) if (p.el.dataset.state !== 'loading') loadPanel(p);
+      for (const p of panels.values()) {
+        if (p.el.dataset.state === 'loading') continue;
+        p.names = null;
+        loadPanel(p);
+      }
     }
   }, 10000));
 }
