@@ -85,6 +85,9 @@ test('the demo dashboard opens with the printed key, equals the API, and moves',
     for (const site of ['shop.example', 'blog.example', 'docs.example']) {
       assert.ok(sites.some((s) => s.includes(site)), `the switcher offers ${site}: ${sites}`);
     }
+    // The live visits reach the current-visitors count without a reload (it refreshes every 10 s).
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid=current-visitors]')?.dataset.raw) > 0,
+      null, { timeout: 60_000 });
     if (process.env.TALLY_SCREENSHOT) {
       await page.screenshot({ path: process.env.TALLY_SCREENSHOT, fullPage: false });
       console.log(`screenshot saved to ${process.env.TALLY_SCREENSHOT}`);
