@@ -28,7 +28,7 @@ impl Changes {
             (site.as_str(), changed)
         });
         let segments = flush.segments.iter().map(|((site, _), rows)| {
-            let changed = rows.rows.keys().map(|row| i64::from(row.bucket).div_euclid(24)).collect::<BTreeSet<i64>>();
+            let changed = rows.rows.keys().map(|row| row.bucket.div_euclid(24)).collect::<BTreeSet<i64>>();
             (site.as_str(), changed)
         });
         let touched: Vec<(&str, BTreeSet<i64>)> = rollups.chain(segments).collect();
