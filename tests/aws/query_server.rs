@@ -77,7 +77,7 @@ async fn without_a_segment_bucket_funnels_and_filters_are_a_400_that_names_it() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn query_health_says_whether_dynamodb_answers() {
+async fn query_health_says_whether_dynamodb_answers_and_the_public_files_are_served() {
     let dynamo = Dynoxide::start();
     let dir = data_dir("query-health", 1);
     let health = |url: String| async move {
@@ -99,5 +99,13 @@ async fn query_health_says_whether_dynamodb_answers() {
     Tables::named("t", "us-east-1").create_if_missing(&client).await.unwrap();
     let (status, body) = health(server.url.clone()).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")), "{body}");
+
+    // The public files: the tracking script (the same bytes as everywhere) and the dashboard.
+    let script = reqwest::get(format!("{}/js/tally.js", server.url)).await.unwrap();
+    assert_eq!(script.status(), 200);
+    assert_eq!(script.text().await.unwrap(), tally_model::tracker::SCRIPT);
+    let page = reqwest::get(format!("{}/", server.url)).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("/dashboard/app.js"));
     let _ = std::fs::remove_dir_all(dir);
 }

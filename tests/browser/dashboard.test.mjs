@@ -209,6 +209,8 @@ test('first load: numbers equal the API; a row filters every panel; the URL relo
   page.on('response', onResponse);
   const cdp = await context.newCDPSession(page);
   await cdp.send('Network.enable');
+  // A first load: nothing from the browser's cache (the files carry ETags).
+  await cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
   let wire = 0;
   cdp.on('Network.loadingFinished', (e) => (wire += e.encodedDataLength));
   await page.goto(start);

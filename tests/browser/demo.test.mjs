@@ -63,6 +63,8 @@ test('the demo dashboard opens with the printed key, equals the API, and moves',
     let bytes = 0;
     const cdp = await context.newCDPSession(page);
     await cdp.send('Network.enable');
+    // A first load: nothing from the browser's cache (the files carry ETags).
+    await cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
     cdp.on('Network.loadingFinished', (e) => (bytes += e.encodedDataLength));
     await page.goto(start);
     await page.waitForFunction(() => performance.getEntriesByName('tally:first-metrics').length > 0, null, { timeout: 30_000 });

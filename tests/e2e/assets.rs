@@ -40,6 +40,22 @@ async fn the_tracker_and_the_dashboard_are_served_from_the_binary() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/dashboard/index.html")).unwrap();
     assert_eq!(page, on_disk);
 
+    // Each file has an ETag: asked again with it, a 304 without the body.
+    let first = get("/dashboard/app.js", false).await.unwrap();
+    let tag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let again =
+        client.get(format!("{}/dashboard/app.js", server.base())).header("if-none-match", &tag).send().await.unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"], tag.as_str());
+    assert!(again.bytes().await.unwrap().is_empty());
+    let other = client
+        .get(format!("{}/dashboard/app.js", server.base()))
+        .header("if-none-match", "\"old\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+
     // Every file the page names under /dashboard/ is served; nothing else is.
     for name in page.split("/dashboard/").skip(1).filter_map(|rest| rest.split(['"', '\'']).next()) {
         let file = get(&format!("/dashboard/{name}"), false).await.unwrap();

@@ -6,9 +6,10 @@
 
 use axum::Router;
 use axum::extract::Path;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use sha2::{Digest, Sha256};
 use tower_http::compression::CompressionLayer;
 
 /// One embedded dashboard file: name, content type, bytes.
@@ -53,24 +54,38 @@ pub async fn tracker() -> Response {
 }
 
 /// `GET /`: the dashboard's page.
-pub async fn dashboard_page() -> Response {
-    serve("index.html")
+pub async fn dashboard_page(headers: HeaderMap) -> Response {
+    serve("index.html", &headers)
 }
 
 /// `GET /dashboard/{file}`: one of the dashboard's files.
-pub async fn dashboard_file(Path(name): Path<String>) -> Response {
-    serve(&name)
+pub async fn dashboard_file(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    serve(&name, &headers)
 }
 
-/// A dashboard file, revalidated on each load (`no-cache`) so a new release shows at once; 404
+/// A dashboard file, revalidated on each load (`no-cache`) so a new release shows at once: with
+/// an `ETag` (a hash of its bytes), so a browser that has it gets a 304 without the body; 404
 /// for a name the dashboard does not have.
-fn serve(name: &str) -> Response {
-    match DASHBOARD.iter().find(|(file, _, _)| *file == name) {
-        Some((_, mime, bytes)) => {
-            ([(header::CONTENT_TYPE, *mime), (header::CACHE_CONTROL, "no-cache")], *bytes).into_response()
-        }
-        None => (StatusCode::NOT_FOUND, "not found").into_response(),
+fn serve(name: &str, headers: &HeaderMap) -> Response {
+    let Some((_, mime, bytes)) = DASHBOARD.iter().find(|(file, _, _)| *file == name) else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    let tag = etag(bytes);
+    let cached = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|asked| asked.split(',').any(|t| t.trim().trim_start_matches("W/") == tag));
+    let fields = [(header::CONTENT_TYPE, *mime), (header::CACHE_CONTROL, "no-cache")];
+    if cached {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)], fields).into_response();
     }
+    ([(header::ETAG, tag)], fields, *bytes).into_response()
+}
+
+/// A file's entity tag: the first 16 hex digits of its SHA-256, quoted.
+fn etag(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    format!("\"{}\"", hex::encode(&digest[..8]))
 }
 
 #[cfg(test)]

@@ -7,12 +7,11 @@ use super::answers::ErrorBody;
 use super::auth::{authorize, rated_key};
 use super::body::read_bounded;
 use super::error::ApiError;
-use super::query::resolve_all;
+use super::stored_query::{self, StoredQuery};
 use crate::query::funnel::{FunnelCounts, WINDOW_SECONDS};
-use crate::query::goals::{expand_filters, goal_filter};
+use crate::query::goals::goal_filter;
 use crate::query::limits::MAX_BODY_BYTES;
 use crate::query::source::complete_until;
-use crate::query::{Query, QueryRequest};
 use crate::registry::step_goals;
 use axum::Json;
 use axum::body::Body;
@@ -188,33 +187,8 @@ pub async fn funnel(
     };
     let strict = request.strict_order.unwrap_or(saved_strict);
     let goals = step_goals(&labels, &site.goals, &site.domain).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    if matches!(request.date_range.as_str(), Some("realtime" | "30m")) {
-        return Err(ApiError::BadRequest("funnels read stored events; realtime ranges are not offered".into()));
-    }
-    let filters = crate::query::saved_segments::expand(&request.filters, &site.segments)
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let mut query_request = QueryRequest {
-        site_id: request.site_id.clone(),
-        metrics: vec!["visitors".into()],
-        date_range: request.date_range.clone(),
-        dimensions: Vec::new(),
-        filters,
-        order_by: None,
-        include: None,
-        pagination: None,
-    };
-    let now = jiff::Timestamp::now();
-    resolve_all(&app, site, &mut query_request, now).await?;
-    let mut query =
-        Query::resolve(&query_request, &site.timezone, now).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    query.site = site.domain.clone();
-    query.filters = expand_filters(&query.filters, &site.goals).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    if let Some(refusal) = app.stats.refuse(&query) {
-        return Err(ApiError::BadRequest(refusal));
-    }
-    let fresh = app.stats.freshness(&query)?;
-    let day = |bucket| crate::pipeline::timebucket::bucket_start(bucket).date().to_string();
-    let (first, last) = (day(query.buckets.start), day(query.buckets.end - 1));
+    let StoredQuery { query, fresh, days: [first, last] } =
+        stored_query::resolve(&app, site, &request.date_range, &request.filters, "funnels").await?;
     let steps = goals.into_iter().map(goal_filter).collect();
     let counts = app.queries.funnel(&app.stats, query, steps, strict).await?;
     let meta = FunnelMeta {

@@ -21,6 +21,7 @@ pub mod rate_limit;
 pub mod realtime;
 pub mod segments;
 pub mod server;
+pub mod stored_query;
 
 use crate::embedded::log::EventLog;
 use crate::pipeline::salts::SaltBook;

@@ -8,11 +8,9 @@ use super::answers::ErrorBody;
 use super::auth::{authorize, rated_key};
 use super::body::read_bounded;
 use super::error::ApiError;
-use super::query::resolve_all;
-use crate::query::goals::expand_filters;
+use super::stored_query::{self, StoredQuery};
 use crate::query::limits::MAX_BODY_BYTES;
 use crate::query::source::complete_until;
-use crate::query::{Query, QueryRequest};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -86,35 +84,8 @@ pub async fn props(State(app): State<AppState>, headers: HeaderMap, body: Body) 
     let request: PropsRequest =
         serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid props request: {e}")))?;
     let site = authorize(&registry, key, &request.site_id)?;
-    if matches!(request.date_range.as_str(), Some("realtime" | "30m")) {
-        return Err(ApiError::BadRequest(
-            "prop names are read from stored events; realtime ranges are not offered".into(),
-        ));
-    }
-    let filters = crate::query::saved_segments::expand(&request.filters, &site.segments)
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let mut query_request = QueryRequest {
-        site_id: request.site_id.clone(),
-        metrics: vec!["events".into()],
-        date_range: request.date_range.clone(),
-        dimensions: Vec::new(),
-        filters,
-        order_by: None,
-        include: None,
-        pagination: None,
-    };
-    let now = jiff::Timestamp::now();
-    resolve_all(&app, site, &mut query_request, now).await?;
-    let mut query =
-        Query::resolve(&query_request, &site.timezone, now).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    query.site = site.domain.clone();
-    query.filters = expand_filters(&query.filters, &site.goals).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    if let Some(refusal) = app.stats.refuse(&query) {
-        return Err(ApiError::BadRequest(refusal));
-    }
-    let fresh = app.stats.freshness(&query)?;
-    let day = |bucket| crate::pipeline::timebucket::bucket_start(bucket).date().to_string();
-    let date_range = [day(query.buckets.start), day(query.buckets.end - 1)];
+    let StoredQuery { query, fresh, days: date_range } =
+        stored_query::resolve(&app, site, &request.date_range, &request.filters, "prop names").await?;
     let (names, truncated) = app.queries.prop_names(&app.stats, query).await?;
     Ok(Json(PropsAnswer {
         props: names.into_iter().map(|(name, events)| PropName { name, events }).collect(),

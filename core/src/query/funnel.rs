@@ -9,7 +9,7 @@
 use super::filter::{Compiled, FilterExpr};
 use super::limits::WorkBudget;
 use super::request::Query;
-use super::segment_exec::{Test, Within, find_has_done_visits, known_seconds, row_events, scroll_goals};
+use super::segment_exec::{Test, Within, event_rows, find_has_done_visits, known_seconds, row_events, scroll_goals};
 use crate::columnar::Segment;
 use std::sync::Arc;
 use tally_model::rollup::Bucket;
@@ -98,17 +98,10 @@ pub fn execute_funnel(
         // Engagement rows count where a scroll goal (a step's, or a filter's) converts them.
         let scroll: Vec<&Compiled> = filters.iter().chain(&steps).flat_map(scroll_goals).collect();
         let events = row_events(segment, &scroll)?;
-        let (buckets, visitor_ids) = (segment.buckets()?, segment.visitors()?);
+        let visitor_ids = segment.visitors()?;
         let seconds = known_seconds(segment, "funnels")?;
         let within = Within::of(segment, query.seconds)?;
-        for row in 0..segment.rows {
-            if events[row] <= 0
-                || !(*lo..=*hi).contains(&Bucket::from(buckets[row]))
-                || !within.holds(row)
-                || !passes.passes(row)
-            {
-                continue;
-            }
+        for row in event_rows(segment, (*lo, *hi), &events, &within, &passes)? {
             visitors.push(visitor_ids[row]);
             let (visitor, second, before) = (visitor_ids[row], seconds[row], hits.len());
             for (step, test) in (1u8..).zip(&step_tests) {

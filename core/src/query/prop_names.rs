@@ -6,7 +6,7 @@
 use super::filter::{Compiled, FilterExpr};
 use super::limits::WorkBudget;
 use super::request::Query;
-use super::segment_exec::{Test, Within, find_has_done_visits, row_events, scroll_goals};
+use super::segment_exec::{Test, Within, event_rows, find_has_done_visits, row_events, scroll_goals};
 use crate::columnar::Segment;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -38,19 +38,11 @@ pub fn execute_prop_names(
         }
         let scroll: Vec<&Compiled> = filters.iter().flat_map(scroll_goals).collect();
         let events = row_events(segment, &scroll)?;
-        let buckets = segment.buckets()?;
         let (sets, codes) = segment.dimension(PROPS)?;
         let within = Within::of(segment, query.seconds)?;
         // Events per prop set first (a set is one dictionary code), then per name.
         let mut per_set: HashMap<u32, u64> = HashMap::new();
-        for row in 0..segment.rows {
-            if events[row] <= 0
-                || !(*lo..=*hi).contains(&Bucket::from(buckets[row]))
-                || !within.holds(row)
-                || !passes.passes(row)
-            {
-                continue;
-            }
+        for row in event_rows(segment, (*lo, *hi), &events, &within, &passes)? {
             *per_set.entry(codes[row]).or_default() += u64::try_from(events[row]).unwrap_or(0);
         }
         for (code, count) in per_set {

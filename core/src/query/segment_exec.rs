@@ -498,6 +498,22 @@ impl<'s> Within<'s> {
     }
 }
 
+/// The rows of `segment` that a question over stored events reads (funnels, prop names): rows
+/// with events (as `events`, from [`row_events`], counts them), of a bucket in `lo..=hi`, within
+/// the range's seconds, that pass the filters.
+pub(super) fn event_rows<'a>(
+    segment: &'a Segment,
+    (lo, hi): (Bucket, Bucket),
+    events: &'a [i64],
+    within: &'a Within<'a>,
+    passes: &'a Test<'a>,
+) -> anyhow::Result<impl Iterator<Item = usize> + 'a> {
+    let buckets = segment.buckets()?;
+    Ok((0..segment.rows).filter(move |&row| {
+        events[row] > 0 && (lo..=hi).contains(&Bucket::from(buckets[row])) && within.holds(row) && passes.passes(row)
+    }))
+}
+
 /// The scroll goals' filters within `expr` (as `goals::goal_filter` writes them, compiled):
 /// the engagement rows they pass count as conversions.
 pub(super) fn scroll_goals(expr: &Compiled) -> Vec<&Compiled> {
