@@ -198,6 +198,9 @@ async function signIn(page, withKey = key) {
 test('first load: numbers equal the API; a row filters every panel; the URL reloads to the same view', async () => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   const page = await context.newPage();
+  // The page runs under its Content-Security-Policy: nothing it does may be refused by it.
+  const refused = [];
+  page.on('console', (m) => /Content Security Policy/i.test(m.text()) && refused.push(m.text()));
   const start = `${base}/?site=${SITE}&period=7d`;
   await page.goto(start);
   await signIn(page);
@@ -226,6 +229,7 @@ test('first load: numbers equal the API; a row filters every panel; the URL relo
   assert.ok(assets < 80_000, `the dashboard's files are small (${assets} bytes)`);
 
   await checkNumbers(page, []);
+  assert.deepEqual(refused, [], 'the Content-Security-Policy refused nothing');
   const { meta } = await tally.query(key, { site_id: SITE, metrics: ['visitors'], date_range: '7d' });
   const freshness = page.getByTestId('freshness');
   // Once everything is counted, the freshness follows the clock: what the page shows is no later
@@ -348,5 +352,26 @@ test('a wrong key gets the sign-in page with the error', async () => {
   await page.goto(`${base}/?site=${SITE}&period=7d`);
   await error.waitFor();
   assert.match(await error.textContent(), /not accepted/);
+  await context.close();
+});
+
+test('names, pages and prop values that hold markup are shown as text, never run', async () => {
+  const evil = '<img src=x onerror="window.__pwned=1">';
+  const res = await tally.post('/api/event',
+    { name: evil, url: `https://${SITE}/markup`, domain: SITE, props: { plan: `<script>window.__pwned=2</script>` } },
+    { 'User-Agent': BROWSER_UA });
+  assert.equal(res.status, 202);
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await context.addInitScript((k) => sessionStorage.setItem('tally.key', k), key);
+  const page = await context.newPage();
+  const dialogs = [];
+  page.on('dialog', (d) => dialogs.push(d.message()) && d.dismiss());
+  await page.goto(`${base}/?site=${SITE}&period=day`);
+  const row = page.getByTestId('panel-events').locator(`[data-testid=row][data-value="${evil.replace(/"/g, '\\"')}"]`);
+  await row.waitFor({ timeout: 15_000 });
+  assert.ok((await row.textContent()).includes(evil), 'the name is shown as it was sent');
+  assert.equal(await page.locator('img[src=x]').count(), 0, 'no element was made from it');
+  assert.equal(await page.evaluate(() => window.__pwned), undefined, 'nothing ran');
+  assert.deepEqual(dialogs, []);
   await context.close();
 });

@@ -35,6 +35,9 @@ async fn the_tracker_and_the_dashboard_are_served_from_the_binary() {
     let page = get("/", false).await.unwrap();
     assert_eq!(page.status(), 200);
     assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let policy = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+    assert_eq!(page.headers()["x-content-type-options"], "nosniff");
     let page = page.text().await.unwrap();
     let on_disk =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/http/dashboard/index.html")).unwrap();
