@@ -1,7 +1,8 @@
 // The merchant dashboard at `/` (core/src/http/dashboard/) in a real browser, against
 // `tally serve`: every number it shows equals the Stats API's answer (the props panel lists the
 // names of `POST /api/v2/props` and breaks the chosen one down, kept in the URL), a click on a row filters
-// the whole page (and the URL, which reloads to the same view), current visitors rise without a
+// the whole page (and the URL, which reloads to the same view), Realtime's lists equal the API's answer
+// for the last 30 minutes the page asked (its `data-from`/`data-to`), current visitors rise without a
 // reload, a phone-width viewport does not scroll sideways, a wrong key gets the sign-in page, and
 // the first load's size and time are printed.
 //
@@ -269,7 +270,7 @@ test('first load: numbers equal the API; a row filters every panel; the URL relo
   await context.close();
 });
 
-test('the props panel: the chosen name goes into the URL, an unlisted one falls back to the first, realtime lists today', async () => {
+test('the props panel: the chosen name goes into the URL, an unlisted one falls back to the first', async () => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   await context.addInitScript((k) => sessionStorage.setItem('tally.key', k), key);
   const page = await context.newPage();
@@ -295,10 +296,83 @@ test('the props panel: the chosen name goes into the URL, an unlisted one falls 
   await settled(page);
   await checkProps(page, '7d', [['event:props:coupon', value]], 'coupon');
 
-  // Realtime: the lists show today (the history has no props today: the empty message).
+  await context.close();
+});
+
+/** The range a panel's rows were asked for (`data-from`/`data-to`), with its rows, read at once. */
+async function shownRows(page, id, m2) {
+  return page.getByTestId(`panel-${id}`).evaluate((el, m) => ({
+    state: el.dataset.state,
+    range: [el.dataset.from, el.dataset.to],
+    rows: [...el.querySelectorAll('[data-testid=row]')].map((r) => [
+      r.dataset.value,
+      r.querySelector('[data-testid=row-visitors]').dataset.raw,
+      r.querySelector(`[data-testid=row-${m}]`).dataset.raw,
+    ]),
+  }), m2);
+}
+
+/** In Realtime, the pages panel and the props panel equal the API's answer for the range the page used. */
+async function checkRealtimeLists(page, filters) {
+  // The lists are asked again every 10 s: retry when a refresh came between the reads.
+  await eventually(async () => {
+    await settled(page);
+    const { state, range, rows } = await shownRows(page, 'pages', 'pageviews');
+    assert.equal(state, 'ready');
+    assert.ok(range.every((t) => /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/.test(t)), `the range ${range} is UTC to the second`);
+    assert.equal(Date.parse(range[1]) - Date.parse(range[0]), 30 * 60e3, 'the last 30 minutes');
+    assert.ok(Math.abs(Date.now() - Date.parse(range[1])) < 60e3, 'up to now');
+    assert.deepEqual([await page.locator('#panels').getAttribute('data-from'), await page.locator('#panels').getAttribute('data-to')], range,
+      'every list of a refresh has the same range');
+    const api = await tally.query(key, {
+      site_id: SITE, metrics: ['visitors', 'pageviews'], date_range: range, dimensions: ['event:page'], filters: filtersOf(filters),
+      pagination: { limit: PAGE, offset: 0 }, include: { total_rows: true },
+    });
+    assert.ok(api.results.length > 0, 'the API has pages in the last 30 minutes');
+    assert.deepEqual(rows, api.results.map((r) => [r.dimensions[0], String(r.metrics[0]), String(r.metrics[1])]), 'pages panel (realtime)');
+    const props = page.getByTestId('panel-props');
+    const propsRange = [await props.getAttribute('data-from'), await props.getAttribute('data-to')];
+    assert.deepEqual(propsRange, range, 'the props panel used the same range');
+    await checkProps(page, range, filters, 'coupon');
+    const again = await shownRows(page, 'pages', 'pageviews');
+    assert.deepEqual(again.range, range, 'no refresh between the reads');
+  }, { timeout: 30_000, interval: 500 });
+}
+
+test('Realtime: the lists show the last 30 minutes, filtered, as the API answers that range', async () => {
+  // A few fresh events (two visitors on one page, one with a prop), applied before the page asks.
+  const sent = [
+    { name: 'pageview', url: `https://${SITE}/realtime-page`, domain: SITE },
+    { name: 'pageview', url: `https://${SITE}/realtime-page`, domain: SITE },
+    { name: 'pageview', url: `https://${SITE}/realtime-other`, domain: SITE },
+    { name: 'Signup', url: `https://${SITE}/realtime-page`, domain: SITE, props: { plan: 'pro' } },
+  ];
+  for (const [i, ev] of sent.entries()) {
+    const res = await tally.post('/api/event', ev, { 'User-Agent': BROWSER_UA.replace('124.0', `124.${(i % 2) + 10}`) });
+    assert.equal(res.status, 202);
+  }
+  await tally.waitForApplied((await tally.health()).log_head);
+
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await context.addInitScript((k) => sessionStorage.setItem('tally.key', k), key);
+  const page = await context.newPage();
   await page.goto(`${base}/?site=${SITE}&period=realtime&prop=coupon`);
   await settled(page);
-  await checkProps(page, 'day', [], 'coupon');
+  await checkRealtimeLists(page, []);
+  assert.match(await page.getByTestId('panel-exit-pages').getByTestId('note').textContent(), /not shown in Realtime/);
+  assert.ok(await page.locator('#notice').isHidden(), 'no notice without filters');
+  const shots = process.env.TALLY_SCREENSHOT_DIR;
+  if (shots) await page.screenshot({ path: path.join(shots, 'realtime.png'), fullPage: true });
+
+  // A click on a page filters the lists too; the notice says what is not filtered.
+  const pages = page.getByTestId('panel-pages');
+  await pages.locator('[data-testid=row][data-value="/realtime-page"]').click();
+  await page.waitForURL((u) => u.searchParams.getAll('f').includes('event:page|/realtime-page'));
+  await settled(page);
+  await checkRealtimeLists(page, [['event:page', '/realtime-page']]);
+  assert.deepEqual(await pages.getByTestId('row').evaluateAll((rs) => rs.map((r) => r.dataset.value)), ['/realtime-page']);
+  assert.match(await page.locator('#notice').textContent(), /chart and current visitors are unfiltered/);
+  if (shots) await page.screenshot({ path: path.join(shots, 'realtime-filtered.png'), fullPage: true });
   await context.close();
 });
 

@@ -74,6 +74,7 @@ const state = {
   prop: '', // the prop name of the URL (the panel shows the first listed one when it is not listed)
   completeUntil: null,
   timeZone: null,
+  window: null, // realtime: [from, to] of the lists, UTC to the second, set once per refresh
 };
 const panels = new Map(); // id -> {def, el, offset, ctrl, scale, names}
 const ctrls = {};
@@ -134,8 +135,18 @@ function dateRange() {
   return state.period;
 }
 
-/** The range of the lists: the period's, or today in realtime. */
-const listRange = () => (state.period === 'realtime' ? 'day' : dateRange());
+/** The range of the lists: the period's, or in realtime the last 30 minutes to the second. */
+const listRange = () => (state.period === 'realtime' ? state.window || realtimeWindow() : dateRange());
+
+/** Realtime: [now − 30 min, now] as ISO date-times in UTC, the same for every list of one refresh. */
+function realtimeWindow() {
+  const iso = (t) => new Date(t).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const to = Math.floor(Date.now() / 1000) * 1000;
+  state.window = [iso(to - 30 * 60e3), iso(to)];
+  const box = $('panels');
+  [box.dataset.from, box.dataset.to] = state.window;
+  return state.window;
+}
 
 /** The time dimension of the chart for the period, and the unit its labels are in. */
 function timeDimension() {
@@ -398,13 +409,14 @@ function renderChrome() {
   const realtime = state.period === 'realtime';
   const notice = $('notice');
   notice.hidden = !(realtime && state.filters.length);
-  notice.textContent = 'Realtime counts are unfiltered (the API answers realtime questions without filters); the filters apply to the lists below.';
+  notice.textContent = 'The chart and current visitors are unfiltered (the API answers realtime questions without filters); the filters apply to the numbers and lists.';
   $('panels-note').hidden = !realtime;
-  $('panels-note').textContent = 'Realtime shows the last 30 minutes; the lists below show today.';
+  $('panels-note').textContent = 'Last 30 minutes';
   document.title = state.site ? `${state.site} · Tally` : 'Tally';
 }
 
 function loadAll() {
+  if (state.period === 'realtime') realtimeWindow();
   renderChrome();
   renderFreshness();
   loadOverview();
@@ -497,12 +509,13 @@ function drawSeries(labels, rows, unit) {
   box.dataset.points = labels.length;
 }
 
-/** The last 30 minutes, by minute, counted from live events (unfiltered). */
+/** The last 30 minutes: the numbers over the lists' range (filtered), the chart by minute from live events (unfiltered). */
 async function loadRealtime() {
   const metricsBox = $('metrics');
   const chartBox = $('chart');
   guarded('metrics', metricsBox, async (signal) => {
-    const res = await api.query(state.key, { site_id: state.site, metrics: ['visitors', 'pageviews'], date_range: '30m' }, signal);
+    const res = await api.query(state.key, { site_id: state.site, metrics: ['visitors', 'pageviews'], date_range: listRange(), filters: apiFilters() }, signal);
+    noteFreshness(res.meta);
     const row = res.results[0] || { metrics: [] };
     renderMetrics([['visitors', 'Visitors (30 min)', [row.metrics[0]]], ['pageviews', 'Pageviews (30 min)', [row.metrics[1]]]]);
   });
@@ -636,6 +649,10 @@ async function loadPanel(p) {
     const event = state.filters.some(([d]) => d === 'event:name');
     return finish(h('p', { class: 'empty', 'data-testid': 'note' }, `No custom event properties ${event ? 'on this event ' : ''}in this period.`));
   }
+  if (def.unfilteredOnly && state.period === 'realtime') {
+    el.dataset.state = 'ready';
+    return finish(h('p', { class: 'empty', 'data-testid': 'note' }, 'Exit pages are not shown in Realtime (the API cannot answer them for the last 30 minutes).'));
+  }
   if (def.unfilteredOnly && state.filters.length) {
     el.dataset.state = 'ready';
     return finish(h('p', { class: 'empty', 'data-testid': 'note' }, 'Exit pages are shown without filters only (the API cannot filter them yet).'));
@@ -650,8 +667,14 @@ async function loadPanel(p) {
     if (focused) head.querySelector(`[data-testid="${focused}"]`)?.focus();
   }
   else finish(h('ul', { class: 'list' }));
+  const range = listRange();
+  if (Array.isArray(range) && state.period === 'realtime') [el.dataset.from, el.dataset.to] = range;
+  else {
+    delete el.dataset.from;
+    delete el.dataset.to;
+  }
   const query = {
-    site_id: state.site, metrics: def.metrics, date_range: listRange(), dimensions: [dim],
+    site_id: state.site, metrics: def.metrics, date_range: range, dimensions: [dim],
     filters: [...(def.extra || []), ...apiFilters()],
     pagination: { limit: PAGE, offset: p.offset }, include: { total_rows: true },
   };
@@ -715,8 +738,16 @@ function startTimers() {
     if (document.hidden || !state.key) return;
     ticks++;
     loadCurrent();
-    if (state.period === 'realtime') loadOverview(true);
-    else if (ticks % 6 === 0 && includesToday()) {
+    if (state.period === 'realtime') {
+      // Every 10 s, the last 30 minutes again: one new range for the numbers and every list.
+      realtimeWindow();
+      loadOverview(true);
+      for (const p of panels.values()) {
+        p.names = null;
+        if (!p.offset) p.scale = 0;
+        loadPanel(p);
+      }
+    } else if (ticks % 6 === 0 && includesToday()) {
       // Every minute, the overview and each panel's current page again (and the prop names).
       loadOverview(true);
       for (const p of panels.values()) {
