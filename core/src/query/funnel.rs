@@ -9,7 +9,9 @@
 use super::filter::{Compiled, FilterExpr};
 use super::limits::WorkBudget;
 use super::request::Query;
-use super::segment_exec::{Test, Within, event_rows, find_has_done_visits, known_seconds, row_events, scroll_goals};
+use super::segment_exec::{
+    Test, Within, compile_filters, event_rows, known_seconds, passing_all, row_events, scroll_goals,
+};
 use crate::columnar::Segment;
 use std::sync::Arc;
 use tally_model::rollup::Bucket;
@@ -79,17 +81,13 @@ pub fn execute_funnel(
     strict: bool,
     budget: &WorkBudget,
 ) -> anyhow::Result<FunnelCounts> {
-    let filters: Vec<Compiled> = query.filters.iter().map(FilterExpr::compile).collect::<Result<_, _>>()?;
-    let steps: Vec<Compiled> = steps.iter().map(FilterExpr::compile).collect::<Result<_, _>>()?;
-    for filter in filters.iter().chain(&steps) {
-        find_has_done_visits(filter, segments, query.seconds, budget)?;
-    }
+    let filters = compile_filters(&query.filters, segments, query.seconds, budget)?;
+    let steps = compile_filters(steps, segments, query.seconds, budget)?;
     let mut visitors: Vec<u64> = Vec::new();
     let mut hits: Vec<(u64, i64, u8)> = Vec::new();
     for (segment, lo, hi) in segments {
         budget.check_time()?;
-        let passes =
-            Test::All(filters.iter().map(|e| Test::of(segment, e)).collect::<anyhow::Result<_>>()?).simplified();
+        let passes = passing_all(segment, &filters)?;
         if passes.is_const(false) {
             continue;
         }

@@ -3,10 +3,10 @@
 //! one prop down by value (`event:props:NAME`). Tier 2 answers: each segment row keeps its
 //! event's prop set (`tally_model::segment::PROPS`), so the count is exact.
 
-use super::filter::{Compiled, FilterExpr};
+use super::filter::Compiled;
 use super::limits::WorkBudget;
 use super::request::Query;
-use super::segment_exec::{Test, Within, event_rows, find_has_done_visits, row_events, scroll_goals};
+use super::segment_exec::{Within, compile_filters, event_rows, passing_all, row_events, scroll_goals};
 use crate::columnar::Segment;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -24,15 +24,11 @@ pub fn execute_prop_names(
     query: &Query,
     budget: &WorkBudget,
 ) -> anyhow::Result<(Vec<(String, u64)>, bool)> {
-    let filters: Vec<Compiled> = query.filters.iter().map(FilterExpr::compile).collect::<Result<_, _>>()?;
-    for filter in &filters {
-        find_has_done_visits(filter, segments, query.seconds, budget)?;
-    }
+    let filters = compile_filters(&query.filters, segments, query.seconds, budget)?;
     let mut names: BTreeMap<String, u64> = BTreeMap::new();
     for (segment, lo, hi) in segments {
         budget.check_time()?;
-        let passes =
-            Test::All(filters.iter().map(|e| Test::of(segment, e)).collect::<anyhow::Result<_>>()?).simplified();
+        let passes = passing_all(segment, &filters)?;
         if passes.is_const(false) {
             continue;
         }

@@ -186,11 +186,8 @@ pub fn execute_segments(
     query: &Query,
     budget: &WorkBudget,
 ) -> anyhow::Result<Vec<Row>> {
-    let filters: Vec<Compiled> = query.filters.iter().map(FilterExpr::compile).collect::<Result<_, _>>()?;
     // `has_done`: the visits with such events, found before the scan.
-    for filter in &filters {
-        find_has_done_visits(filter, segments, query.seconds, budget)?;
-    }
+    let filters = compile_filters(&query.filters, segments, query.seconds, budget)?;
     // `visits` itself counts distinct visit ids here; the other visit metrics need the visit
     // counters of the visits that hold a passing event.
     let asks_visit_counters =
@@ -291,6 +288,26 @@ fn visits_with(
         }
     }
     Ok(out)
+}
+
+/// Compiles `filters` for a scan of `segments`, with the visits of their `has_done` parts found
+/// first (each looks for events passing its filter).
+pub(super) fn compile_filters(
+    filters: &[FilterExpr],
+    segments: &[(Arc<Segment>, Bucket, Bucket)],
+    seconds: Option<(i64, i64)>,
+    budget: &WorkBudget,
+) -> anyhow::Result<Vec<Compiled>> {
+    let compiled: Vec<Compiled> = filters.iter().map(FilterExpr::compile).collect::<Result<_, _>>()?;
+    for filter in &compiled {
+        find_has_done_visits(filter, segments, seconds, budget)?;
+    }
+    Ok(compiled)
+}
+
+/// The test that `segment`'s rows pass every one of `filters`.
+pub(super) fn passing_all<'s>(segment: &'s Segment, filters: &'s [Compiled]) -> anyhow::Result<Test<'s>> {
+    Ok(Test::All(filters.iter().map(|f| Test::of(segment, f)).collect::<anyhow::Result<_>>()?).simplified())
 }
 
 /// Fills in the visits of every `has_done` in `expr` (each looks for events passing its filter).
@@ -562,7 +579,7 @@ fn scan(
     let by_time = query.groupings.iter().any(Grouping::is_time);
     let range_first_day = query.buckets.start.div_euclid(24);
     let buckets = if lo > first || hi < last || by_time { Some(segment.buckets()?) } else { None };
-    let test = Test::All(filters.iter().map(|f| Test::of(segment, f)).collect::<anyhow::Result<_>>()?).simplified();
+    let test = passing_all(segment, filters)?;
     // With visits found by their events, a visit row may count where no row passes the filters.
     if matches!(test, Test::Const(false)) && rule.holding.as_ref().is_none_or(HashSet::is_empty) {
         return Ok(());

@@ -197,21 +197,21 @@ const BOTS: &[&str] = &[
 ];
 
 /// Where visits come from: a referrer, a query string, and a share.
-const SOURCES: &[(Option<&str>, &str, u32)] = &[
-    (None, "", 34),
-    (Some("https://www.google.com/"), "", 28),
-    (Some("https://www.bing.com/"), "", 4),
-    (Some("https://duckduckgo.com/"), "", 4),
-    (Some("https://t.co/x8Ks2"), "", 4),
-    (Some("https://www.facebook.com/"), "", 3),
-    (Some("https://news.ycombinator.com/"), "", 3),
-    (Some("https://www.reddit.com/r/programming/"), "", 3),
-    (Some("https://www.linkedin.com/feed/"), "", 2),
-    (Some("https://github.com/tally/tally"), "", 3),
-    (None, "?utm_source=newsletter&utm_medium=email&utm_campaign=december-digest", 5),
-    (None, "?utm_source=google&utm_medium=cpc&utm_campaign=winter-sale&utm_term=coffee+grinder&gclid=Cj0demo", 3),
-    (Some("https://www.instagram.com/"), "?utm_source=instagram&utm_medium=social&utm_campaign=launch", 2),
-    (Some("https://chatgpt.com/"), "", 2),
+const SOURCES: &[((Option<&str>, &str), u32)] = &[
+    ((None, ""), 34),
+    ((Some("https://www.google.com/"), ""), 28),
+    ((Some("https://www.bing.com/"), ""), 4),
+    ((Some("https://duckduckgo.com/"), ""), 4),
+    ((Some("https://t.co/x8Ks2"), ""), 4),
+    ((Some("https://www.facebook.com/"), ""), 3),
+    ((Some("https://news.ycombinator.com/"), ""), 3),
+    ((Some("https://www.reddit.com/r/programming/"), ""), 3),
+    ((Some("https://www.linkedin.com/feed/"), ""), 2),
+    ((Some("https://github.com/tally/tally"), ""), 3),
+    ((None, "?utm_source=newsletter&utm_medium=email&utm_campaign=december-digest"), 5),
+    ((None, "?utm_source=google&utm_medium=cpc&utm_campaign=winter-sale&utm_term=coffee+grinder&gclid=Cj0demo"), 3),
+    ((Some("https://www.instagram.com/"), "?utm_source=instagram&utm_medium=social&utm_campaign=launch"), 2),
+    ((Some("https://chatgpt.com/"), ""), 2),
 ];
 
 /// Visit starts per local hour of the day, relative.
@@ -280,10 +280,7 @@ pub fn visit(rng: &mut fastrand::Rng, site: &DemoSite) -> Visit {
         return Visit { user_agent, place, steps };
     }
     let user_agent = *pick(rng, AGENTS);
-    let (referrer, query, _) = SOURCES[{
-        let weights: Vec<(usize, u32)> = SOURCES.iter().enumerate().map(|(i, s)| (i, s.2)).collect();
-        *pick(rng, &weights)
-    }];
+    let (referrer, query) = *pick(rng, SOURCES);
     let mut steps = Vec::new();
     let mut at_ms = 0;
     let mut page = site.pages[zipf(rng, site.pages.len())];
